@@ -1,0 +1,51 @@
+"""Damped fixed-point (Picard) iteration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Optional
+
+from ..registry import register
+from .base import Algorithm, check_positive, residual_scale
+
+
+class FixedPointState(NamedTuple):
+    u: Any
+    fu: Any
+    alpha: Any  # (B, 1) residual scale, or None for a FixedPointProblem
+    nf: Any
+    njvp: Any
+    nvjp: Any
+
+
+@register("fixed_point")
+@dataclass(frozen=True)
+class FixedPointIteration(Algorithm):
+    """``u <- u + damping * alpha * F(u)``.
+
+    On a ``FixedPointProblem`` (``F = g(u) - u``, ``alpha = 1``) this is the damped
+    iteration ``u <- (1 - damping) u + damping g(u)``; with ``damping=1`` it is
+    plain ``u <- g(u)``. On the other problems ``alpha`` defaults to SciPy's
+    ``anderson`` choice ``0.5 max(||u0||, 1) / ||F(u0)||`` (per batch element);
+    it assumes ``F`` points towards the root (``F ~ -(u - u*)``).
+    """
+
+    damping: float = 1.0
+    alpha: Optional[float] = None
+
+    def __post_init__(self):
+        check_positive("FixedPointIteration", "damping", self.damping)
+        check_positive("FixedPointIteration", "alpha", self.alpha, allow_none=True)
+
+    def init(self, prob, u0, ctx):
+        alpha = residual_scale(ctx, u0, ctx.fu0, self.alpha)
+        return FixedPointState(u0, ctx.fu0, alpha, ctx.counter(1), ctx.counter(0), ctx.counter(0))
+
+    def step(self, prob, state, ctx):
+        if state.alpha is None:
+            step = state.fu if self.damping == 1.0 else self.damping * state.fu
+        else:
+            step = (self.damping * state.alpha) * state.fu
+        u = state.u + step
+        fu = ctx.F(u)
+        return FixedPointState(u, fu, state.alpha, state.nf + 1, state.njvp, state.nvjp)

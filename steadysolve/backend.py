@@ -1,0 +1,139 @@
+"""Array-library plumbing. The only module that imports ``array_api_compat``.
+
+Everything else in the package asks this module for the namespace ``xp`` of the
+user's arrays and for the few helpers that the standard leaves out (dtype
+checks, host transfers, tracer detection).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import array_api_compat
+
+__all__ = [
+    "namespace",
+    "is_array",
+    "is_jax",
+    "is_torch",
+    "is_traced",
+    "device_of",
+    "library_name",
+    "is_floating",
+    "finfo",
+    "host_ints",
+    "host_bool",
+    "tree_leaves",
+]
+
+
+def is_array(x: Any) -> bool:
+    return array_api_compat.is_array_api_obj(x) and not isinstance(x, (int, float, complex, bool))
+
+
+def library_name(x: Any) -> str:
+    """A short human name for the array library of ``x`` (for error messages)."""
+    if array_api_compat.is_torch_array(x):
+        return "torch"
+    if array_api_compat.is_jax_array(x):
+        return "jax"
+    if array_api_compat.is_cupy_array(x):
+        return "cupy"
+    if array_api_compat.is_numpy_array(x):
+        return "numpy"
+    mod = type(x).__module__.split(".")[0]
+    return mod
+
+
+def tree_leaves(tree: Any) -> list:
+    """Array leaves of a nested tuple/list/dict (and JAX pytrees when JAX is loaded)."""
+    if tree is None:
+        return []
+    if "jax" in sys.modules:
+        import jax
+
+        return [leaf for leaf in jax.tree_util.tree_leaves(tree) if is_array(leaf)]
+    if isinstance(tree, dict):
+        return [leaf for v in tree.values() for leaf in tree_leaves(v)]
+    if isinstance(tree, (list, tuple)):
+        return [leaf for v in tree for leaf in tree_leaves(v)]
+    return [tree] if is_array(tree) else []
+
+
+def namespace(*named: tuple[str, Any]):
+    """Return the array namespace shared by the named arrays.
+
+    ``named`` are ``(name, value)`` pairs; values may be nested containers. Mixing
+    array libraries (or devices) raises a ``TypeError`` that names the culprits.
+    """
+    leaves = [(name, leaf) for name, value in named for leaf in tree_leaves(value)]
+    if not leaves:
+        raise TypeError("no array found among the inputs: u0 must be an array (NumPy, CuPy, PyTorch, JAX, ...)")
+    first_name, first = leaves[0]
+    lib = library_name(first)
+    for name, leaf in leaves[1:]:
+        other = library_name(leaf)
+        if other != lib:
+            raise TypeError(
+                f"mixed array libraries: {first_name} is a {lib} array but {name} is a {other} array; "
+                "convert all inputs to one library"
+            )
+    dev = device_of(first)
+    for name, leaf in leaves[1:]:
+        d = device_of(leaf)
+        if d is not None and dev is not None and str(d) != str(dev) and not is_traced(leaf):
+            raise TypeError(f"mixed devices: {first_name} is on {dev} but {name} is on {d}; move them to one device")
+    return array_api_compat.array_namespace(*(leaf for _, leaf in leaves))
+
+
+def is_jax(xp) -> bool:
+    return array_api_compat.is_jax_namespace(xp)
+
+
+def is_torch(xp) -> bool:
+    return array_api_compat.is_torch_namespace(xp)
+
+
+def is_traced(x: Any) -> bool:
+    """True when ``x`` is a JAX tracer (inside jit / vmap / grad)."""
+    if "jax" not in sys.modules:
+        return False
+    import jax
+
+    return isinstance(x, jax.core.Tracer)
+
+
+def device_of(x: Any):
+    if is_traced(x):
+        return None
+    try:
+        return array_api_compat.device(x)
+    except Exception:  # pragma: no cover - libraries without a device notion
+        return None
+
+
+def is_floating(xp, dtype) -> bool:
+    return xp.isdtype(dtype, "real floating")
+
+
+def finfo(xp, dtype):
+    return xp.finfo(dtype)
+
+
+def host_ints(xp, x) -> list[int]:
+    """Transfer a small 1-D integer array to the host in one go (one device sync)."""
+    if is_torch(xp):
+        return x.tolist()
+    if array_api_compat.is_cupy_array(x):
+        return x.get().tolist()
+    try:
+        import numpy as np
+
+        return np.asarray(x).tolist()
+    except Exception:
+        return [int(x[i]) for i in range(x.shape[0])]
+
+
+def host_bool(x) -> bool:
+    return bool(x)

@@ -1,0 +1,1 @@
+"""Matrix-free linear solvers; importing this package registers them by name."""

@@ -1,0 +1,1 @@
+"""Explicit Runge-Kutta integration used by DynamicSS."""

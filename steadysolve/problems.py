@@ -1,0 +1,162 @@
+"""Problem definitions and their validation.
+
+Three ways to state the same question, each reduced to a *residual* ``F(u)``
+whose root is sought:
+
+* ``NonlinearProblem(f, u0, p)``: ``F(u) = f(u, p)``.
+* ``SteadyStateProblem(f, u0, p)``: ``du/dt = f(u, p, t)``; ``F(u) = f(u, p, inf)``
+  (SciML's convention for root-finding on a steady-state problem); ``DynamicSS``
+  integrates ``f`` in real time instead.
+* ``FixedPointProblem(g, u0, p)``: ``F(u) = g(u, p) - u``; fixed-point algorithms
+  iterate ``g`` itself.
+
+Optional derivative callables, all taking ``p`` last like ``f``:
+``jvp(u, v, p)`` (Jacobian of ``f`` -- or ``g`` -- times ``v``), ``vjp(u, w, p)``
+(``w`` times that Jacobian) and ``jac(u, p)`` (the dense Jacobian, for
+``NewtonRaphson`` on small unbatched systems).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+from . import backend
+
+__all__ = ["NonlinearProblem", "SteadyStateProblem", "FixedPointProblem", "AbstractProblem"]
+
+
+class AbstractProblem:
+    kind: str = "abstract"
+    _fname = "f"
+
+    def __init__(self, f: Callable, u0: Any, p: Any = None, *, jvp: Optional[Callable] = None,
+                 vjp: Optional[Callable] = None, jac: Optional[Callable] = None):
+        if not callable(f):
+            raise TypeError(f"{type(self).__name__}: {self._fname} must be callable, got {type(f).__name__}")
+        for name, fn in (("jvp", jvp), ("vjp", vjp), ("jac", jac)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{type(self).__name__}: {name} must be callable or None, got {type(fn).__name__}")
+        self.f = f
+        self.u0 = u0
+        self.p = p
+        self.jvp = jvp
+        self.vjp = vjp
+        self.jac = jac
+        validate_u0(u0, p, type(self).__name__)
+
+    # --- the residual view used by every root-finding algorithm -------------------
+    def residual(self, u, p):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def residual_jvp(self, u, v, p):
+        """J_F(u) v, or None when the problem has no ``jvp``."""
+        return None if self.jvp is None else self.jvp(u, v, p)
+
+    def residual_vjp(self, u, w, p):
+        return None if self.vjp is None else self.vjp(u, w, p)
+
+    def residual_jac(self, u, p):
+        return None if self.jac is None else self.jac(u, p)
+
+    def vector_field(self, u, p, t):
+        """The ODE right-hand side whose steady state ``DynamicSS`` integrates to."""
+        return self.residual(u, p)
+
+    def remake(self, *, u0=None, p=None, **kw):
+        """A copy with a new ``u0`` and/or ``p`` (other fields kept)."""
+        args = dict(jvp=self.jvp, vjp=self.vjp, jac=self.jac)
+        args.update(kw)
+        return type(self)(self.f, self.u0 if u0 is None else u0, self.p if p is None else p, **args)
+
+    def __repr__(self) -> str:
+        shape = tuple(getattr(self.u0, "shape", ()))
+        lib = backend.library_name(self.u0)
+        return f"{type(self).__name__}({self._fname}={getattr(self.f, '__name__', self.f)!r}, u0=<{lib} {shape}>)"
+
+
+class NonlinearProblem(AbstractProblem):
+    """Find ``u`` with ``f(u, p) = 0``."""
+
+    kind = "nonlinear"
+
+    def residual(self, u, p):
+        return self.f(u, p)
+
+
+class SteadyStateProblem(AbstractProblem):
+    """Find the steady state of ``du/dt = f(u, p, t)``: ``f(u, p, inf) = 0``."""
+
+    kind = "steady_state"
+
+    def residual(self, u, p):
+        return self.f(u, p, math.inf)
+
+    def vector_field(self, u, p, t):
+        return self.f(u, p, t)
+
+
+class FixedPointProblem(AbstractProblem):
+    """Find ``u`` with ``g(u, p) = u`` (the Deep Equilibrium form)."""
+
+    kind = "fixed_point"
+    _fname = "g"
+
+    def __init__(self, g: Callable, u0: Any, p: Any = None, **kw):
+        super().__init__(g, u0, p, **kw)
+
+    @property
+    def g(self):
+        return self.f
+
+    def fixed_point_map(self, u, p):
+        return self.f(u, p)
+
+    def residual(self, u, p):
+        return self.f(u, p) - u
+
+    def residual_jvp(self, u, v, p):
+        return None if self.jvp is None else self.jvp(u, v, p) - v
+
+    def residual_vjp(self, u, w, p):
+        return None if self.vjp is None else self.vjp(u, w, p) - w
+
+    def residual_jac(self, u, p):
+        if self.jac is None:
+            return None
+        J = self.jac(u, p)
+        xp = backend.namespace(("u", u))
+        return J - xp.eye(J.shape[0], dtype=J.dtype, device=backend.device_of(J))
+
+
+def validate_u0(u0, p, where: str) -> None:
+    """Checks that need no call of ``f``: an array, floating point, finite, one library."""
+    if not backend.is_array(u0):
+        raise TypeError(f"{where}: u0 must be an array (NumPy, CuPy, PyTorch, JAX, ...), got {type(u0).__name__}")
+    xp = backend.namespace(("u0", u0), ("p", p))
+    if not backend.is_floating(xp, u0.dtype):
+        raise TypeError(
+            f"{where}: u0 must have a real floating-point dtype, got {u0.dtype}; "
+            "convert it first (e.g. u0.astype(float64))"
+        )
+    if not backend.is_traced(u0) and not backend.host_bool(xp.all(xp.isfinite(u0))):
+        raise ValueError(f"{where}: u0 contains NaN or Inf; start from a finite initial guess")
+
+
+def check_output(name: str, out, u, xp) -> None:
+    """Validate one evaluation of the user's function against ``u`` (shape, dtype, library)."""
+    if not backend.is_array(out):
+        raise TypeError(f"{name} must return an array like u0, got {type(out).__name__}")
+    lib_u, lib_o = backend.library_name(u), backend.library_name(out)
+    if lib_o != lib_u:
+        raise TypeError(f"{name} returned a {lib_o} array for a {lib_u} u0: mixed array libraries")
+    if tuple(out.shape) != tuple(u.shape):
+        raise ValueError(
+            f"{name} returned shape {tuple(out.shape)} but u0 has shape {tuple(u.shape)}; "
+            "the residual must have the same shape as u"
+        )
+    if out.dtype != u.dtype:
+        raise TypeError(
+            f"{name} returned dtype {out.dtype} but u0 has dtype {u.dtype}; "
+            "the residual must have the same dtype as u (check for float64/float32 promotion)"
+        )

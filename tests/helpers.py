@@ -1,0 +1,289 @@
+"""Shared test machinery: the four array backends and the shared problem list.
+
+Every algorithm of the package runs on every problem here (tests/test_all_algorithms.py).
+A problem's functions are written once against the array API: they take the
+namespace from their inputs, so the same problem runs on NumPy,
+array_api_strict, PyTorch and JAX.
+
+To add an algorithm to the honesty matrix nothing is needed: the matrix walks
+``steadysolve.available()``. To *require* that it solves a problem, add its
+registered name to that problem's ``must_solve``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Callable
+
+import array_api_compat
+import numpy as np
+
+import steadysolve as ss
+
+BACKENDS = ("numpy", "array_api_strict", "torch", "jax")
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+
+    @property
+    def xp(self):
+        if self.name == "numpy":
+            return array_api_compat.array_namespace(np.zeros(1))
+        if self.name == "array_api_strict":
+            import array_api_strict
+
+            return array_api_strict
+        if self.name == "torch":
+            import torch
+
+            return array_api_compat.array_namespace(torch.zeros(1))
+        import jax.numpy as jnp
+
+        return jnp
+
+    def asarray(self, a, dtype=None):
+        """Convert a NumPy array (or nested data) to this backend, float64 by default."""
+        a = np.asarray(a, dtype=np.float64 if dtype is None else dtype)
+        if self.name == "numpy":
+            return a
+        if self.name == "array_api_strict":
+            import array_api_strict
+
+            return array_api_strict.asarray(a)
+        if self.name == "torch":
+            import torch
+
+            return torch.as_tensor(a)
+        import jax.numpy as jnp
+
+        return jnp.asarray(a)
+
+    def to_numpy(self, x):
+        if x is None:
+            return None
+        if self.name == "torch":
+            return x.detach().cpu().numpy()
+        if self.name == "array_api_strict":
+            import array_api_strict
+
+            return np.asarray(array_api_strict.asarray(x, copy=True)._array)
+        return np.asarray(x)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def get_backend(name: str) -> Backend:
+    return Backend(name)
+
+
+def xp_of(x):
+    return array_api_compat.array_namespace(x)
+
+
+# ---------------------------------------------------------------------------
+# Shared problems
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class TestProblem:
+    name: str
+    make: Callable  # make(bk) -> (problem, solve keyword dict)
+    reference: Callable  # reference() -> NumPy solution in the user's layout
+    must_solve: set = field(default_factory=set)  # algorithm names that must reach Success
+    atol: float = 1e-6  # tolerance of the comparison with the reference
+    maxiters: int = 500
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# -- linear contraction u = A u + b ---------------------------------------------------
+
+@functools.lru_cache(None)
+def _linear_data(n=20):
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(n, n))
+    A = 0.6 * A / np.linalg.norm(A, 2)
+    b = rng.normal(size=n)
+    return A, b
+
+
+def linear_contraction(bk):
+    A, b = _linear_data()
+    Ab, bb = bk.asarray(A), bk.asarray(b)
+    prob = ss.FixedPointProblem(lambda u, p: p[0] @ u + p[1], bk.asarray(np.zeros(len(b))), (Ab, bb))
+    return prob, dict(abstol=1e-10, reltol=0.0)
+
+
+def linear_reference():
+    A, b = _linear_data()
+    return np.linalg.solve(np.eye(len(b)) - A, b)
+
+
+# -- Chandrasekhar H-equation ------------------------------------------------------------
+
+H_MAX = 1.8477217179
+
+
+@functools.lru_cache(None)
+def _h_matrix(n=100, c=0.9):
+    mu = (np.arange(1, n + 1) - 0.5) / n
+    return c / (2 * n) * mu[:, None] / (mu[:, None] + mu[None, :])
+
+
+def h_map(u, M):
+    """One application of the H-equation operator: H(u)_i = 1 / (1 - sum_j M_ij u_j)."""
+    return 1.0 / (1.0 - M @ u)
+
+
+def h_equation(bk, n=100, c=0.9):
+    M = bk.asarray(_h_matrix(n, c))
+    prob = ss.FixedPointProblem(h_map, bk.asarray(np.ones(n)), M)
+    return prob, dict(abstol=1e-10, reltol=0.0)
+
+
+def h_equation_nonlinear(bk, n=100, c=0.9):
+    """The same equation as a root problem ``F(u) = H(u) - u``."""
+    M = bk.asarray(_h_matrix(n, c))
+    prob = ss.NonlinearProblem(lambda u, p: h_map(u, p) - u, bk.asarray(np.ones(n)), M)
+    return prob, dict(abstol=1e-10, reltol=0.0)
+
+
+@functools.lru_cache(None)
+def h_reference(n=100, c=0.9):
+    M = _h_matrix(n, c)
+    u = np.ones(n)
+    for _ in range(5000):
+        u_new = h_map(u, M)
+        if np.max(np.abs(u_new - u)) < 1e-15:
+            break
+        u = u_new
+    return u_new
+
+
+# -- SciPy's 2-D nonlinear Laplace problem (scipy.optimize.root docstring) --------------
+
+def laplace_residual(P, p):
+    """``Laplacian(P) + sign * |c| * mean(cosh(P))**2`` on the unit square, Dirichlet BCs
+    (P = 1 on the right edge x = 1, 0 elsewhere); ``p = (coef, n)`` with coef -10 for the
+    ``root`` docstring variant and +5 for the large-scale tutorial one.
+    """
+    coef, n = p
+    xp = xp_of(P)
+    h = 1.0 / (n - 1)
+    zero_row = xp.zeros((1, n), dtype=P.dtype)
+    one_row = xp.ones((1, n), dtype=P.dtype)
+    zero_col = xp.zeros((n, 1), dtype=P.dtype)
+    Pl = xp.concat([zero_row, P[:-1, :]], axis=0)  # P_left = 0 (x = 0 row)
+    Pr = xp.concat([P[1:, :], one_row], axis=0)  # P_right = 1 (x = 1 row)
+    Pd = xp.concat([zero_col, P[:, :-1]], axis=1)  # P_bottom = 0
+    Pu = xp.concat([P[:, 1:], zero_col], axis=1)  # P_top = 0
+    d2x = (Pr - 2 * P + Pl) / (h * h)
+    d2y = (Pu - 2 * P + Pd) / (h * h)
+    return d2x + d2y + coef * xp.mean(xp.cosh(P)) ** 2
+
+
+def laplace(bk, n=75, coef=-10.0):
+    prob = ss.NonlinearProblem(laplace_residual, bk.asarray(np.zeros((n, n))), (coef, n))
+    return prob, dict(abstol=1e-6, reltol=0.0)
+
+
+@functools.lru_cache(None)
+def laplace_reference(n=75, coef=-10.0):
+    from scipy.optimize import root
+
+    res = root(lambda P: laplace_residual(P, (coef, n)), np.zeros((n, n)), method="krylov",
+               options=dict(fatol=1e-10))
+    assert res.success, res.message
+    return res.x
+
+
+# -- batched tanh-MLP contraction (a DEQ cell) -------------------------------------------
+
+@functools.lru_cache(None)
+def _mlp_data(batch=16, width=64):
+    rng = np.random.default_rng(7)
+    W = rng.normal(size=(width, width))
+    W = 0.9 * W / np.linalg.norm(W, 2)
+    U = rng.normal(size=(width, width)) / np.sqrt(width)
+    x = rng.normal(size=(batch, width))
+    # Give elements different input scales so that they converge at different rates.
+    x = x * np.linspace(0.1, 3.0, batch)[:, None]
+    return W, U, x
+
+
+def mlp_cell(z, p):
+    W, U, x = p
+    xp = xp_of(z)
+    return xp.tanh(z @ W.T + x @ U.T)
+
+
+def tanh_mlp(bk, batch=16, width=64):
+    W, U, x = _mlp_data(batch, width)
+    p = (bk.asarray(W), bk.asarray(U), bk.asarray(x))
+    prob = ss.FixedPointProblem(mlp_cell, bk.asarray(np.zeros((batch, width))), p)
+    return prob, dict(abstol=1e-9, reltol=0.0, batch_axis=0)
+
+
+@functools.lru_cache(None)
+def mlp_reference(batch=16, width=64):
+    W, U, x = _mlp_data(batch, width)
+    z = np.zeros((batch, width))
+    for _ in range(3000):
+        z_new = np.tanh(z @ W.T + x @ U.T)
+        if np.max(np.abs(z_new - z)) < 1e-15:
+            break
+        z = z_new
+    return z_new
+
+
+PROBLEMS = [
+    TestProblem("linear_contraction", linear_contraction, linear_reference,
+                must_solve={"anderson", "fixed_point"}),
+    TestProblem("h_equation", h_equation, h_reference, must_solve={"anderson", "fixed_point"}),
+    TestProblem("h_equation_root", h_equation_nonlinear, h_reference, must_solve={"anderson", "fixed_point"}),
+    TestProblem("laplace_75", laplace, laplace_reference, must_solve={"anderson"}, atol=1e-5,
+                maxiters=400),
+    TestProblem("tanh_mlp", tanh_mlp, mlp_reference, must_solve={"anderson", "fixed_point"}),
+]
+
+
+# ---------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------
+
+def np_norm(x, norm="max", batch_axis=None):
+    """Per-element norm in NumPy, independent of the package's termination code."""
+    x = np.asarray(x)
+    if batch_axis is None:
+        x = x.reshape(1, -1)
+    else:
+        x = np.moveaxis(x, batch_axis, 0).reshape(x.shape[batch_axis], -1)
+    if norm in ("max", "inf"):
+        return np.max(np.abs(x), axis=1)
+    if norm == "l2":
+        return np.sqrt(np.sum(x * x, axis=1))
+    return np.sqrt(np.mean(x * x, axis=1))
+
+
+def assert_honest(bk, prob, sol, abstol, reltol, norm="max", batch_axis=None):
+    """A ``Success`` must mean the residual, recomputed here, is within tolerance
+    (per element when batched), and the solution must hold no NaN."""
+    u = bk.to_numpy(sol.u)
+    assert np.all(np.isfinite(u)), f"{sol!r}: non-finite values in sol.u"
+    resid = bk.to_numpy(prob.residual(sol.u, prob.p))
+    fn = np_norm(resid, norm, batch_axis)
+    un = np_norm(u, norm, batch_axis)
+    ok = (fn <= abstol * (1 + 1e-8) + 1e-300) | (fn <= reltol * un * (1 + 1e-8))
+    codes = sol.retcodes if batch_axis is not None else [sol.retcode]
+    for i, rc in enumerate(codes):
+        if rc is ss.ReturnCode.Success:
+            assert ok[i], (f"{sol!r} element {i}: Success with residual norm {fn[i]:.3e} "
+                           f"> max(abstol={abstol}, reltol*norm(u)={reltol * un[i]:.3e})")
+    # sol.resid is the residual at sol.u
+    np.testing.assert_allclose(bk.to_numpy(sol.resid), resid, rtol=1e-6, atol=1e-9 * (1 + np.max(np.abs(resid))))

@@ -1,6 +1,11 @@
 """steadysolve: steady-state, nonlinear and fixed-point solvers on the Python array API."""
 
 from .algorithms import Algorithm, Anderson, FixedPointIteration
+from .algorithms.dynamic_ss import DynamicSS
+from .algorithms.newton_krylov import NewtonKrylov
+from .linear import GMRES, LinearSolution, linear_solve
+from .ode import PIController, Tsit5
+from .ode.integrate import ODESolution, integrate
 from .problems import FixedPointProblem, NonlinearProblem, SteadyStateProblem
 from .registry import available
 from .solution import ConvergenceError, ReturnCode, Solution, Stats
@@ -20,6 +25,15 @@ __all__ = [
     "Algorithm",
     "Anderson",
     "FixedPointIteration",
+    "DynamicSS",
+    "Tsit5",
+    "PIController",
+    "integrate",
+    "ODESolution",
+    "NewtonKrylov",
+    "GMRES",
+    "linear_solve",
+    "LinearSolution",
     "available",
     "__version__",
 ]

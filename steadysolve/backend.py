@@ -22,6 +22,7 @@ __all__ = [
     "library_name",
     "is_floating",
     "finfo",
+    "to_numpy",
     "host_ints",
     "host_bool",
     "tree_leaves",
@@ -121,19 +122,26 @@ def finfo(xp, dtype):
     return xp.finfo(dtype)
 
 
-def host_ints(xp, x) -> list[int]:
-    """Transfer a small 1-D integer array to the host in one go (one device sync)."""
-    if is_torch(xp):
-        return x.tolist()
-    if array_api_compat.is_cupy_array(x):
-        return x.get().tolist()
-    try:
-        import numpy as np
+def to_numpy(xp, x):
+    """Copy an array to a host NumPy array (one device sync on accelerators)."""
+    import numpy as np
 
-        return np.asarray(x).tolist()
+    if is_torch(xp):
+        return x.detach().cpu().numpy()
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_numpy_array(x) or array_api_compat.is_jax_array(x):
+        return np.asarray(x)
+    try:  # array_api_strict and other libraries exporting DLPack
+        return np.from_dlpack(x)
     except Exception:
-        return [int(x[i]) for i in range(x.shape[0])]
+        return np.asarray(x.tolist() if hasattr(x, "tolist") else x)
 
 
 def host_bool(x) -> bool:
     return bool(x)
+
+
+def host_ints(xp, x) -> list[int]:
+    """Transfer a small 1-D integer array to the host in one go (one device sync)."""
+    return [int(v) for v in to_numpy(xp, x).reshape(-1).tolist()]

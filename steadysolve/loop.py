@@ -4,20 +4,29 @@ The driver owns iteration, termination, ``maxiters``, the non-finite check, the
 per-element freeze, the best iterate and the counters. Algorithms never loop
 over iterations themselves.
 
-Per-element bookkeeping (all ``(B,)`` arrays): ``codes`` (``RUNNING`` = -1 until
-an element stops, then a ``ReturnCode`` code), ``best_norm``, ``since_best`` (for
-``Stalled``), ``niter`` (iterations each element took part in).
+Per element (``(B,)`` arrays) the driver keeps ``codes`` (``RUNNING`` = -1 until
+the element stops, then a ``ReturnCode`` code), ``best_norm``, ``since_best``
+(for ``Stalled``) and ``niter`` (iterations the element took part in). One
+function, :func:`_judge`, decides all of them after every step; it is written
+against a namespace ``ns`` so that the eager driver runs it in NumPy on the host
+(after the one device-to-host transfer of the iteration: the residual and
+iterate norms, and the step's ``flag``), and the JAX driver runs it in ``jnp``
+inside the loop.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import math
+
+import numpy as np
+
 from . import backend
 from .solution import RUNNING, ReturnCode
 from .termination import converged
 
-__all__ = ["run", "DriverResult"]
+__all__ = ["run", "DriverResult", "DIVERGENCE_FACTOR"]
 
 DIVERGENCE_FACTOR = 1e10
 
@@ -38,6 +47,21 @@ class DriverResult(NamedTuple):
     trace: Any  # (niter + 1, B) residual norms, or None
 
 
+class _Book(NamedTuple):
+    """The per-element bookkeeping, in namespace ``ns``."""
+
+    codes: Any
+    best_norm: Any
+    since_best: Any
+    niter_el: Any
+    fnorm0: Any
+
+
+class _Verdict(NamedTuple):
+    ok: Any  # take the new state (active, finite, not flagged)
+    improved: Any  # take the new iterate as the best one
+
+
 def _tree_where(xp, mask, new, old):
     """Per-element select over an algorithm state: 0-d leaves are global and taken from ``new``."""
     if hasattr(new, "_fields"):
@@ -50,60 +74,100 @@ def _tree_where(xp, mask, new, old):
     return xp.where(m, new, old)
 
 
-class _Step(NamedTuple):
-    """What one iteration decides, computed identically by both drivers."""
+class _Scalars:
+    """The few namespace functions :func:`_judge` uses, on Python scalars (unbatched eager solves:
+    cheaper than NumPy calls on 1-element arrays)."""
 
-    ok: Any  # active and finite and not flagged: take the new state
-    improved: Any  # take the new iterate as the best one
-    codes: Any
-    since_best: Any
-    niter_el: Any
-    fnorm: Any
+    isfinite = staticmethod(math.isfinite)
+    maximum = staticmethod(max)
+    logical_not = staticmethod(lambda x: not x)
+
+    @staticmethod
+    def where(c, a, b):
+        return a if c else b
+
+    @staticmethod
+    def as_codes(x):
+        return int(x)
+
+    @staticmethod
+    def zeros_like_int(x):
+        return 0
 
 
-def _judge(xp, ctx, alg, new, codes, best_norm, since_best, niter_el, fnorm0):
-    """Classify every element after a step (no host sync)."""
-    active = codes == RUNNING
-    fn = ctx.norm(new.fu)
-    un = ctx.norm(new.u)
-    finite = xp.isfinite(fn) & xp.isfinite(un)
-    flag = getattr(new, "flag", None)
-    flagged = (flag != 0) if flag is not None else xp.zeros_like(active)
-    conv = active & finite & converged(fn, un, ctx.abstol, ctx.reltol)
-    ok = active & finite & (conv | ~flagged)
-    improved = ok & ((fn < best_norm) | conv)
-    one = xp.ones_like(since_best)
-    since_best = xp.where(improved, xp.zeros_like(since_best), since_best + one)
-    running = xp.full_like(codes, RUNNING)
-    new_codes = xp.where(active & ~finite, xp.full_like(codes, _NONFINITE), running)
+class _NumPy:
+    isfinite = staticmethod(np.isfinite)
+    maximum = staticmethod(np.maximum)
+    logical_not = staticmethod(np.logical_not)
+    where = staticmethod(np.where)
+
+    @staticmethod
+    def as_codes(x):
+        return x.astype(np.int32)
+
+    @staticmethod
+    def zeros_like_int(x):
+        return np.zeros(x.shape, dtype=np.int32)
+
+
+def _jax_ns():
+    import jax.numpy as jnp
+
+    class _Jnp:
+        isfinite = staticmethod(jnp.isfinite)
+        maximum = staticmethod(jnp.maximum)
+        logical_not = staticmethod(jnp.logical_not)
+        where = staticmethod(jnp.where)
+
+        @staticmethod
+        def as_codes(x):
+            return x.astype(jnp.int32)
+
+        @staticmethod
+        def zeros_like_int(x):
+            return jnp.zeros(x.shape, dtype=jnp.int32)
+
+    return _Jnp
+
+
+def _start(ns, fn, un, abstol, reltol) -> _Book:
+    finite = ns.isfinite(fn) & ns.isfinite(un)
+    conv = finite & converged(fn, un, abstol, reltol)
+    codes = ns.as_codes(ns.where(conv, _SUCCESS, ns.where(finite, RUNNING, _NONFINITE)))
+    best = ns.where(finite, fn, math.inf)
+    fnorm0 = ns.maximum(best, max(abstol, 1e-300))
+    zeros = ns.zeros_like_int(fn)
+    return _Book(codes, best, zeros, zeros, fnorm0)
+
+
+def _judge(ns, fn, un, flag, book: _Book, abstol, reltol, patience):
+    """Classify every element after a step; returns the new book and what to take."""
+    active = book.codes == RUNNING
+    finite = ns.isfinite(fn) & ns.isfinite(un)
+    conv = active & finite & converged(fn, un, abstol, reltol)
+    if flag is None:
+        ok = active & finite
+    else:
+        flagged = flag != 0
+        ok = active & finite & (conv | ns.logical_not(flagged))
+    improved = ok & ((fn < book.best_norm) | conv)
+    since_best = ns.where(improved, 0, book.since_best + 1)
+    new = ns.where(finite, RUNNING, _NONFINITE)
     if flag is not None:
-        new_codes = xp.where(active & finite & flagged & ~conv, xp.astype(flag, codes.dtype), new_codes)
-    diverged = ok & ~conv & (fn > DIVERGENCE_FACTOR * fnorm0)
-    new_codes = xp.where(diverged, xp.full_like(codes, _DIVERGED), new_codes)
-    if alg.stall_patience is not None:
-        stalled = ok & ~conv & (since_best >= alg.stall_patience)
-        new_codes = xp.where(stalled, xp.full_like(codes, _STALLED), new_codes)
-    new_codes = xp.where(conv, xp.full_like(codes, _SUCCESS), new_codes)
-    codes = xp.where(active, new_codes, codes)
-    niter_el = niter_el + xp.astype(active, niter_el.dtype)
-    return _Step(ok, improved, codes, since_best, niter_el, fn)
-
-
-def _start(xp, ctx, state):
-    fn = ctx.norm(state.fu)
-    un = ctx.norm(state.u)
-    finite = xp.isfinite(fn) & xp.isfinite(un)
-    conv = finite & converged(fn, un, ctx.abstol, ctx.reltol)
-    B = ctx.batch
-    codes = xp.full((B,), RUNNING, dtype=xp.int32, device=ctx.device)
-    codes = xp.where(finite, codes, xp.full_like(codes, _NONFINITE))
-    codes = xp.where(conv, xp.full_like(codes, _SUCCESS), codes)
-    inf = xp.full_like(fn, float("inf"))
-    best_norm = xp.where(finite, fn, inf)
-    tiny = xp.full_like(fn, float(xp.finfo(ctx.dtype).smallest_normal))
-    fnorm0 = xp.maximum(xp.where(finite, fn, inf), xp.maximum(tiny, xp.full_like(fn, ctx.abstol)))
-    zeros = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
-    return codes, best_norm, fnorm0, zeros, zeros, fn
+        new = ns.where(finite & flagged, flag, new)
+    new = ns.where(ok & (fn > DIVERGENCE_FACTOR * book.fnorm0), _DIVERGED, new)
+    if patience is not None:
+        new = ns.where(ok & (since_best >= patience), _STALLED, new)
+    new = ns.where(conv, _SUCCESS, new)
+    codes = ns.where(active, new, book.codes)
+    book = _Book(
+        codes=ns.as_codes(codes),
+        best_norm=ns.where(improved, fn, book.best_norm),
+        since_best=since_best,
+        niter_el=book.niter_el + active,
+        fnorm0=book.fnorm0,
+    )
+    return book, _Verdict(ok, improved)
 
 
 def run(alg, prob, ctx, u0, *, maxiters: int, store_trace: bool, callback, use_jax: bool,
@@ -114,39 +178,65 @@ def run(alg, prob, ctx, u0, *, maxiters: int, store_trace: bool, callback, use_j
                       callback=callback, to_user=to_user)
 
 
+def _host_norms(xp, ctx, state, scalar):
+    """Residual norm, iterate norm (and the step's flag) per element, moved to the host at once."""
+    parts = [ctx.norm(state.fu), ctx.norm(state.u)]
+    flag = getattr(state, "flag", None)
+    if flag is not None:
+        parts.append(xp.astype(flag, ctx.dtype))
+    host = backend.to_numpy(xp, xp.stack(parts))
+    if scalar:
+        return float(host[0, 0]), float(host[1, 0]), (int(host[2, 0]) if flag is not None else None)
+    host = host.astype(np.float64)
+    return host[0], host[1], (host[2].astype(np.int32) if flag is not None else None)
+
+
+def _all(x):
+    return x if isinstance(x, bool) else bool(x.all())
+
+
+def _any(x):
+    return x if isinstance(x, bool) else bool(x.any())
+
+
+def _device_mask(xp, ctx, mask):
+    return xp.asarray(np.asarray(mask).reshape(-1).tolist(), dtype=xp.bool, device=ctx.device)
+
+
 def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
     xp, B = ctx.xp, ctx.batch
+    scalar = B == 1
+    ns = _Scalars if scalar else _NumPy
+    abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
     state = alg.init(prob, u0, ctx)
-    codes, best_norm, fnorm0, since_best, niter_el, fn = _start(xp, ctx, state)
+    fn, un, _ = _host_norms(xp, ctx, state, scalar)
+    book = _start(ns, fn, un, abstol, reltol)
     best_u, best_fu = state.u, state.fu
     trace = [fn] if store_trace else None
-    n_active = backend.host_ints(xp, xp.reshape(xp.sum(xp.astype(codes == RUNNING, xp.int32)), (1,)))[0]
     it = 0
-    while n_active > 0 and it < maxiters:
+    while it < maxiters and _any(book.codes == RUNNING):
         new = alg.step(prob, state, ctx)
         it += 1
-        j = _judge(xp, ctx, alg, new, codes, best_norm, since_best, niter_el, fnorm0)
-        codes, since_best, niter_el = j.codes, j.since_best, j.niter_el
-        counts = xp.stack([
-            xp.sum(xp.astype(j.ok, xp.int32)),
-            xp.sum(xp.astype(codes == RUNNING, xp.int32)),
-            xp.sum(xp.astype(j.improved, xp.int32)),
-        ])
-        n_ok, n_active, n_improved = backend.host_ints(xp, counts)  # the one sync per iteration
-        state = new if n_ok == B else _tree_where(xp, j.ok, new, state)
-        if n_improved == B:
-            best_u, best_fu, best_norm = new.u, new.fu, j.fnorm
-        elif n_improved > 0:
-            best_u = _tree_where(xp, j.improved, new.u, best_u)
-            best_fu = _tree_where(xp, j.improved, new.fu, best_fu)
-            best_norm = xp.where(j.improved, j.fnorm, best_norm)
+        fn, un, flag = _host_norms(xp, ctx, new, scalar)  # the one device sync of the iteration
+        book, v = _judge(ns, fn, un, flag, book, abstol, reltol, patience)
+        if _all(v.ok):
+            state = new
+        elif not scalar:  # an unbatched element that is not ok has stopped: keep the old state
+            state = _tree_where(xp, _device_mask(xp, ctx, v.ok), new, state)
+        if _all(v.improved):
+            best_u, best_fu = new.u, new.fu
+        elif _any(v.improved):
+            m = _device_mask(xp, ctx, v.improved)
+            best_u = _tree_where(xp, m, new.u, best_u)
+            best_fu = _tree_where(xp, m, new.fu, best_fu)
         if store_trace:
-            trace.append(xp.where(j.ok, j.fnorm, ctx.norm(state.fu)))
+            trace.append(ns.where(v.ok, fn, trace[-1]))
         if callback is not None:
-            callback(it, to_user(state.u) if to_user else state.u, j.fnorm)
-    codes = xp.where(codes == RUNNING, xp.full_like(codes, _MAXITERS), codes)
-    tr = xp.stack(trace) if store_trace else None
-    return DriverResult(best_u, best_fu, codes, it, niter_el, state, tr)
+            callback(it, to_user(state.u) if to_user else state.u, fn)
+    codes = np.where(np.asarray(book.codes) == RUNNING, _MAXITERS, book.codes).astype(np.int32).reshape(-1)
+    tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), B) if store_trace else None
+    niter_el = np.asarray(book.niter_el, dtype=np.int64).reshape(-1)
+    return DriverResult(best_u, best_fu, codes.tolist(), it, niter_el, state, tr)
 
 
 def _run_jax(alg, prob, ctx, u0, *, maxiters, store_trace):
@@ -154,30 +244,32 @@ def _run_jax(alg, prob, ctx, u0, *, maxiters, store_trace):
     import jax.numpy as jnp
 
     xp = ctx.xp
+    abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
     state = alg.init(prob, u0, ctx)
-    codes, best_norm, fnorm0, since_best, niter_el, fn = _start(xp, ctx, state)
+    fn = ctx.norm(state.fu)
+    jns = _jax_ns()
+    book = _start(jns, fn, ctx.norm(state.u), abstol, reltol)
     if store_trace:
         trace = jnp.full((maxiters + 1,) + fn.shape, jnp.nan, dtype=fn.dtype).at[0].set(fn)
     else:
         trace = None
-    carry = (state, codes, best_norm, since_best, niter_el, state.u, state.fu,
-             jnp.asarray(0, dtype=jnp.int32), trace)
+    carry = (state, book, state.u, state.fu, jnp.asarray(0, dtype=jnp.int32), trace)
 
     def cond(c):
-        return jnp.any(c[1] == RUNNING) & (c[7] < maxiters)
+        return jnp.any(c[1].codes == RUNNING) & (c[4] < maxiters)
 
     def body(c):
-        state, codes, best_norm, since_best, niter_el, best_u, best_fu, it, trace = c
+        state, book, best_u, best_fu, it, trace = c
         new = alg.step(prob, state, ctx)
-        j = _judge(xp, ctx, alg, new, codes, best_norm, since_best, niter_el, fnorm0)
-        state = _tree_where(xp, j.ok, new, state)
-        best_u = _tree_where(xp, j.improved, new.u, best_u)
-        best_fu = _tree_where(xp, j.improved, new.fu, best_fu)
-        best_norm = jnp.where(j.improved, j.fnorm, best_norm)
+        fn = ctx.norm(new.fu)
+        book, v = _judge(jns, fn, ctx.norm(new.u), getattr(new, "flag", None), book, abstol, reltol, patience)
+        state = _tree_where(xp, v.ok, new, state)
+        best_u = _tree_where(xp, v.improved, new.u, best_u)
+        best_fu = _tree_where(xp, v.improved, new.fu, best_fu)
         if trace is not None:
-            trace = trace.at[it + 1].set(jnp.where(j.ok, j.fnorm, ctx.norm(state.fu)))
-        return (state, j.codes, best_norm, j.since_best, j.niter_el, best_u, best_fu, it + 1, trace)
+            trace = trace.at[it + 1].set(jnp.where(v.ok, fn, trace[it]))
+        return (state, book, best_u, best_fu, it + 1, trace)
 
-    state, codes, _, _, niter_el, best_u, best_fu, it, trace = jax.lax.while_loop(cond, body, carry)
-    codes = jnp.where(codes == RUNNING, _MAXITERS, codes)
-    return DriverResult(best_u, best_fu, codes, it, niter_el, state, trace)
+    state, book, best_u, best_fu, it, trace = jax.lax.while_loop(cond, body, carry)
+    codes = jnp.where(book.codes == RUNNING, _MAXITERS, book.codes)
+    return DriverResult(best_u, best_fu, codes, it, book.niter_el, state, trace)

@@ -207,7 +207,7 @@ def solve(prob, alg=None, **kwargs) -> Solution:
                   extra={k: _num(v) for k, v in alg.extra_stats(st).items()})
     trace = res.trace
     if trace is not None and not batched:
-        trace = xp.reshape(trace, (trace.shape[0],))
+        trace = trace[:, 0]
     sol = Solution(layout.to_user(res.u), layout.to_user(res.fu), res.codes, stats, prob, alg,
                    trace=trace, batched=batched)
     if throw and not use_jax and not sol.successful:
@@ -222,6 +222,8 @@ def _num(x: Any):
     if isinstance(x, int) or backend.is_traced(x):
         return x
     try:
+        if hasattr(x, "dtype") and "float" in str(x.dtype):  # e.g. DynamicSS's final time t
+            return float(x)
         return int(x)
     except (TypeError, ValueError):
         return x

@@ -2,6 +2,8 @@
 
 from .anderson import Anderson
 from .base import Algorithm, Context
+from .dynamic_ss import DynamicSS
 from .fixed_point import FixedPointIteration
+from .newton_krylov import NewtonKrylov
 
-__all__ = ["Algorithm", "Context", "Anderson", "FixedPointIteration"]
+__all__ = ["Algorithm", "Context", "Anderson", "FixedPointIteration", "DynamicSS", "NewtonKrylov"]

@@ -14,9 +14,10 @@ class AndersonState(NamedTuple):
     fu: Any
     r: Any  # alpha * F(u): the fixed-point residual G(u) - u
     alpha: Any  # (B, 1) or None
-    dU: Any  # (B, m, n) differences of iterates
-    dR: Any  # (B, m, n) differences of residuals r
+    dX: Any  # (B, m, n) differences of u + mixing * r (what the step extrapolates)
+    dR: Any  # (B, m, n) differences of residuals r (what the least squares fits)
     gram: Any  # (B, m, m) dR dR^T, updated one row/column per step
+    rhs: Any  # (B, m) dR r, updated in O(n) per step
     k: Any  # 0-d: number of pairs pushed so far
     nf: Any
     njvp: Any
@@ -31,29 +32,36 @@ class Anderson(Algorithm):
     Each step solves the small regularised least-squares problem
     ``min_gamma ||r_k - dR gamma||`` through its normal equations (a batched
     ``(B, m, m)`` solve, ``m = memory``) and moves to
-    ``u_{k+1} = u_k - dU gamma + mixing (r_k - dR gamma)``.
+    ``u_{k+1} = u_k - dU gamma + mixing (r_k - dR gamma)`` (stored as one history of
+    differences of ``u + mixing r``, so the step costs one product with the history).
     One evaluation of ``F`` per iteration.
 
     Parameters
     ----------
     memory : number of stored difference pairs (``m >= 1``).
     mixing : the relaxation ``beta`` in ``(0, 1]``-ish (``1`` = undamped).
-    regularization : Tikhonov weight relative to the largest diagonal entry of the
-        Gram matrix; ``None`` uses ``sqrt(eps)`` of the working dtype.
+    regularization : relative Tikhonov weight: each diagonal entry of the Gram matrix
+        ``dR dR^T`` is multiplied by ``1 + regularization`` (SciPy's ``anderson`` uses
+        ``w0**2 = 1e-4``). Guards against nearly dependent differences.
     alpha : residual step scale on non-fixed-point problems (see
         :class:`FixedPointIteration`); ``None`` picks SciPy's automatic value.
     """
 
     memory: int = 5
     mixing: float = 1.0
-    regularization: Optional[float] = None
+    regularization: float = 1e-4
     alpha: Optional[float] = None
 
     def __post_init__(self):
         check_int("Anderson", "memory", self.memory, 1)
         check_positive("Anderson", "mixing", self.mixing)
-        check_positive("Anderson", "regularization", self.regularization, allow_zero=True, allow_none=True)
+        check_positive("Anderson", "regularization", self.regularization, allow_zero=True)
         check_positive("Anderson", "alpha", self.alpha, allow_none=True)
+
+    @staticmethod
+    def _tiny(ctx):
+        # keeps an all-zero Gram row (a converged or frozen element) solvable
+        return float(ctx.xp.finfo(ctx.dtype).smallest_normal) ** 0.5
 
     def init(self, prob, u0, ctx):
         xp, m = ctx.xp, self.memory
@@ -62,39 +70,38 @@ class Anderson(Algorithm):
         B, n = ctx.batch, ctx.n
         return AndersonState(
             u=u0, fu=ctx.fu0, r=r, alpha=alpha,
-            dU=ctx.zeros((B, m, n)), dR=ctx.zeros((B, m, n)), gram=ctx.zeros((B, m, m)),
+            dX=ctx.zeros((B, m, n)), dR=ctx.zeros((B, m, n)), gram=ctx.zeros((B, m, m)), rhs=ctx.zeros((B, m)),
             k=ctx.counter(0), nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
         )
 
     def step(self, prob, state, ctx):
         xp, m, B = ctx.xp, self.memory, ctx.batch
-        reg = self.regularization
-        if reg is None:
-            reg = float(xp.finfo(ctx.dtype).eps) ** 0.5
         idx = xp.arange(m, dtype=xp.int32, device=ctx.device)
         valid = idx < state.k  # (m,)
         both = valid[:, None] & valid[None, :]
-        eye = idx[:, None] == idx[None, :]
-        # Regularised normal equations; unused slots become identity rows with zero rhs.
-        diag_max = xp.max(xp.where(valid, xp.linalg.diagonal(state.gram), 0.0), axis=-1)
-        lam = reg * diag_max + float(xp.finfo(ctx.dtype).smallest_normal) ** 0.5
-        A = xp.where(both, state.gram, 0.0) + xp.astype(eye, ctx.dtype) * xp.where(
-            valid, xp.reshape(lam, (B, 1, 1)), 1.0)
-        rhs = xp.matmul(state.dR, state.r[:, :, None])  # (B, m, 1)
-        rhs = xp.where(valid[:, None], rhs, 0.0)
+        eye = xp.astype(idx[:, None] == idx[None, :], ctx.dtype)
+        # Regularised normal equations (each diagonal entry scaled by 1 + regularization, as
+        # SciPy's w0**2); unused slots become identity rows with a zero right-hand side.
+        diag = xp.linalg.diagonal(state.gram)[:, None, :]  # (B, 1, m)
+        A = xp.where(both, state.gram, 0.0) + eye * xp.where(valid, self.regularization * diag + self._tiny(ctx), 1.0)
+        rhs = xp.where(valid, state.rhs, 0.0)[:, :, None]  # (B, m, 1)
         gamma_t = xp.matrix_transpose(xp.linalg.solve(A, rhs))  # (B, 1, m)
-        du_hist = xp.reshape(xp.matmul(gamma_t, state.dU), (B, -1))
-        dr_hist = xp.reshape(xp.matmul(gamma_t, state.dR), (B, -1))
-        r_bar = state.r - dr_hist
-        u = state.u - du_hist + (r_bar if self.mixing == 1.0 else self.mixing * r_bar)
+        # u_{k+1} = u_k - dU gamma + mixing (r_k - dR gamma) = x_k - dX gamma, x = u + mixing r
+        x = state.u + (state.r if self.mixing == 1.0 else self.mixing * state.r)
+        u = x - xp.reshape(xp.matmul(gamma_t, state.dX), (B, -1))
         fu = ctx.F(u)
         r = fu if state.alpha is None else state.alpha * fu
-        # Push the new difference pair into slot k mod m and update that Gram row/column.
+        # Push the new difference pair into slot k mod m; update that Gram row/column and
+        # the right-hand side dR r (old slots: += dR_i . dr; new slot: dr . r).
+        dr = r - state.r
         slot = idx == (state.k % m)
-        dU = xp.where(slot[:, None], (u - state.u)[:, None, :], state.dU)
-        dR = xp.where(slot[:, None], (r - state.r)[:, None, :], state.dR)
-        col = xp.matmul(dR, (r - state.r)[:, :, None])  # (B, m, 1)
+        dx = u - state.u + (dr if self.mixing == 1.0 else self.mixing * dr)
+        dX = xp.where(slot[:, None], dx[:, None, :], state.dX)
+        dR = xp.where(slot[:, None], dr[:, None, :], state.dR)
+        col = xp.matmul(dR, dr[:, :, None])  # (B, m, 1)
         gram = xp.where(slot[:, None], xp.matrix_transpose(col), state.gram)
         gram = xp.where(slot[None, :], col, gram)
-        return AndersonState(u, fu, r, state.alpha, dU, dR, gram, state.k + 1,
+        col = col[:, :, 0]
+        new_rhs = xp.where(slot, xp.sum(dr * r, axis=1)[:, None], state.rhs + col)
+        return AndersonState(u, fu, r, state.alpha, dX, dR, gram, new_rhs, state.k + 1,
                              state.nf + 1, state.njvp, state.nvjp)

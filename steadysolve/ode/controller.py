@@ -1,0 +1,141 @@
+"""Step-size control: a PI controller on the scaled local error, and the automatic
+initial step of Hairer, Norsett & Wanner (Solving ODEs I, II.4).
+
+Everything is per batch element: error norms, step sizes and the accept/reject
+decision are ``(B,)`` arrays, and a rejected step is expressed with ``where``
+(the caller keeps the old state and retries with the smaller step), so one
+attempt is jit-able straight-line code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Optional
+
+from ..algorithms.base import check_positive
+
+__all__ = ["PIController", "Attempt", "attempt_step", "initial_step", "error_norm"]
+
+
+@dataclass(frozen=True)
+class PIController:
+    """Proportional-integral step-size controller.
+
+    A step with scaled error ``E = rms(err / (atol + rtol * max(|u|, |u_new|)))`` is
+    accepted when ``E <= 1``; the next step is ``h * clip(safety * E**(-beta1) *
+    E_prev**beta2, factormin, factormax)`` (Gustafsson's PI rule; ``beta2 = 0`` is the
+    classical I controller). After a rejection the step is cut by
+    ``max(factormin, safety * E**(-1/(q+1)))`` (``q`` the embedded order) and the
+    next accepted step may not grow.
+
+    Parameters
+    ----------
+    rtol, atol : tolerances on the local error. ``None`` takes them from the caller
+        (``DynamicSS`` uses the solve's ``reltol`` / ``abstol``, ``integrate`` its own).
+    safety, factormin, factormax : the usual safety factor and growth bounds.
+    beta1, beta2 : PI exponents; ``None`` gives ``0.7 / order`` and ``0.4 / order``
+        (0.14 and 0.08 for Tsit5, as in OrdinaryDiffEq).
+    dtmax : optional upper bound on the step size.
+    """
+
+    rtol: Optional[float] = None
+    atol: Optional[float] = None
+    safety: float = 0.9
+    factormin: float = 0.2
+    factormax: float = 10.0
+    beta1: Optional[float] = None
+    beta2: Optional[float] = None
+    dtmax: Optional[float] = None
+
+    def __post_init__(self):
+        own = "PIController"
+        check_positive(own, "rtol", self.rtol, allow_zero=True, allow_none=True)
+        check_positive(own, "atol", self.atol, allow_zero=True, allow_none=True)
+        check_positive(own, "safety", self.safety)
+        check_positive(own, "factormin", self.factormin)
+        check_positive(own, "factormax", self.factormax)
+        check_positive(own, "beta1", self.beta1, allow_none=True)
+        check_positive(own, "beta2", self.beta2, allow_zero=True, allow_none=True)
+        check_positive(own, "dtmax", self.dtmax, allow_none=True)
+        if self.safety > 1:
+            raise ValueError(f"{own}: safety must be in (0, 1], got {self.safety}")
+        if self.factormin >= 1:
+            raise ValueError(f"{own}: factormin must be < 1, got {self.factormin}")
+        if self.factormax <= 1:
+            raise ValueError(f"{own}: factormax must be > 1, got {self.factormax}")
+        if self.rtol is not None and self.atol is not None and self.rtol == 0 and self.atol == 0:
+            raise ValueError(f"{own}: rtol and atol cannot both be 0")
+
+    def tolerances(self, rtol: float, atol: float) -> tuple[float, float]:
+        """This controller's tolerances, falling back on the caller's where unset."""
+        r = rtol if self.rtol is None else self.rtol
+        a = atol if self.atol is None else self.atol
+        if r == 0 and a == 0:
+            raise ValueError("PIController: the local-error tolerances rtol and atol are both 0; "
+                             "set PIController(rtol=..., atol=...)")
+        return float(r), float(a)
+
+    def exponents(self, order: int) -> tuple[float, float]:
+        b1 = 0.7 / order if self.beta1 is None else self.beta1
+        b2 = 0.4 / order if self.beta2 is None else self.beta2
+        return b1, b2
+
+
+def error_norm(xp, err, u, u_new, rtol: float, atol: float):
+    """Per-element RMS of the error scaled by ``atol + rtol * max(|u|, |u_new|)``; inf when not finite."""
+    scale = atol + rtol * xp.maximum(xp.abs(u), xp.abs(u_new))
+    e = xp.sqrt(xp.mean((err / scale) ** 2, axis=1))
+    return xp.where(xp.isfinite(e), e, xp.full_like(e, math.inf))
+
+
+class Attempt(NamedTuple):
+    accept: Any  # (B,) bool
+    h_next: Any  # (B,) the step to try next (after an accept or a reject)
+    err_prev: Any  # (B,) the controller's memory (last accepted scaled error)
+    rejected: Any  # (B,) bool: the last attempt was rejected (no growth next time)
+    enorm: Any  # (B,) scaled error of this attempt
+
+
+def attempt_step(ctrl: PIController, xp, order: int, error_order: int, h, enorm, err_prev, rejected,
+                 finite) -> Attempt:
+    """Accept or reject an attempted step of size ``h`` (all ``(B,)``) and propose the next one."""
+    b1, b2 = ctrl.exponents(order)
+    one = xp.ones_like(enorm)
+    accept = (enorm <= one) & finite
+    e_safe = xp.maximum(enorm, xp.full_like(enorm, 1e-10))  # E = 0 (exact step) -> maximal growth
+    grow = ctrl.safety * e_safe ** (-b1) * err_prev ** b2
+    grow = xp.minimum(xp.maximum(grow, xp.full_like(grow, ctrl.factormin)), xp.full_like(grow, ctrl.factormax))
+    grow = xp.where(rejected, xp.minimum(grow, one), grow)  # no growth right after a rejection
+    shrink = xp.maximum(ctrl.safety * e_safe ** (-1.0 / (error_order + 1)), xp.full_like(enorm, ctrl.factormin))
+    shrink = xp.where(finite, xp.minimum(shrink, one), xp.full_like(enorm, ctrl.factormin))
+    h_next = h * xp.where(accept, grow, shrink)
+    if ctrl.dtmax is not None:
+        h_next = xp.minimum(h_next, xp.full_like(h_next, ctrl.dtmax))
+    err_prev = xp.where(accept, xp.maximum(enorm, xp.full_like(enorm, 1e-4)), err_prev)
+    return Attempt(accept, h_next, err_prev, ~accept, enorm)
+
+
+def initial_step(xp, f, t0, u0, f0, order: int, rtol: float, atol: float):
+    """Hairer-Wanner's starting step (one extra evaluation of ``f``), per element ``(B,)``.
+
+    ``f(t, u)`` with ``t`` of shape ``(B, 1)``; ``t0`` is ``(B, 1)``.
+    """
+    scale = atol + rtol * xp.abs(u0)
+
+    def rms(x):
+        return xp.sqrt(xp.mean((x / scale) ** 2, axis=1))
+
+    d0, d1 = rms(u0), rms(f0)
+    small = xp.full_like(d0, 1e-5)
+    h0 = xp.where((d0 < small) | (d1 < small), xp.full_like(d0, 1e-6),
+                  0.01 * d0 / xp.where(d1 > 0, d1, xp.ones_like(d1)))
+    h0c = xp.reshape(h0, (h0.shape[0], 1))
+    f1 = f(t0 + h0c, u0 + h0c * f0)
+    d2 = rms(f1 - f0) / h0
+    dmax = xp.maximum(d1, d2)
+    tiny = xp.full_like(dmax, 1e-15)
+    h1 = xp.where(dmax <= tiny, xp.maximum(xp.full_like(h0, 1e-6), h0 * 1e-3),
+                  (0.01 / xp.where(dmax > tiny, dmax, xp.ones_like(dmax))) ** (1.0 / (order + 1)))
+    h = xp.minimum(100 * h0, h1)
+    return xp.where(xp.isfinite(h), h, xp.full_like(h, 1e-6))

@@ -1,0 +1,274 @@
+"""``integrate``: adaptive explicit Runge-Kutta integration returning the path.
+
+DEQ users plot how the state evolves with depth (time), not only where it ends;
+``integrate`` gives ``(ts, us)`` with the same integrator and controller that
+:class:`~steadysolve.DynamicSS` uses. The whole ``u0`` is one ODE system (one step
+size); for independent systems with their own steps use ``jax.vmap`` or
+``solve(..., DynamicSS(), batch_axis=...)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple, Optional
+
+from .. import backend
+from ..problems import check_output, validate_u0
+from ..solution import ReturnCode
+from .controller import PIController, attempt_step, error_norm, initial_step
+from .runge_kutta import dense_eval, rk_step
+from .tsit5 import ExplicitRK, Tsit5
+
+__all__ = ["integrate", "ODESolution"]
+
+_SUCCESS = ReturnCode.Success.code
+_MAXITERS = ReturnCode.MaxIters.code
+_NONFINITE = ReturnCode.NonFinite.code
+_STALLED = ReturnCode.Stalled.code
+
+
+class ODESolution(NamedTuple):
+    """Result of :func:`integrate`.
+
+    ``ts`` (``(m,)``) and ``us`` (``(m,) + u0.shape``) are the saved times and states:
+    the requested ``saveat`` times (dense output), or every accepted step including
+    ``t0`` when ``saveat`` is None. ``t`` is the time reached; ``stats`` holds ``nf``,
+    ``naccept`` and ``nreject``. ``retcode`` is ``Success`` when ``t1`` was reached,
+    ``MaxIters`` when ``maxiters`` steps ran out (saved points beyond ``t`` are NaN),
+    ``Stalled`` when the step size underflowed, ``NonFinite`` when the field returned
+    NaN/Inf that no step-size reduction could avoid.
+    """
+
+    ts: Any
+    us: Any
+    t: Any
+    retcode_array: Any  # 0-d integer code (valid under jit)
+    stats: dict
+
+    @property
+    def retcode(self) -> ReturnCode:
+        if backend.is_traced(self.retcode_array):
+            raise TypeError("the return code inside jax.jit is traced: read sol.retcode_array "
+                            "(ReturnCode.from_code decodes it)")
+        return ReturnCode.from_code(int(self.retcode_array))
+
+    @property
+    def successful(self) -> bool:
+        return self.retcode is ReturnCode.Success
+
+    def __repr__(self) -> str:
+        try:
+            rc = str(self.retcode)
+        except (TypeError, AttributeError):
+            rc = "<traced>"
+        return f"ODESolution(retcode={rc}, len(ts)={getattr(self.ts, 'shape', ('?',))[0]}, stats={self.stats})"
+
+
+def _check_float(name, x):
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise ValueError(f"integrate: {name} must be a finite number, got {x!r}")
+    return float(x)
+
+
+def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=None, saveat=None,
+              rtol: float = 1e-6, atol: float = 1e-9, controller: Optional[PIController] = None,
+              dt0: Optional[float] = None, maxiters: int = 100_000) -> ODESolution:
+    """Integrate ``du/dt = f(u, p, t)`` from ``tspan[0]`` to ``tspan[1]``.
+
+    Parameters
+    ----------
+    f : ``f(u, p, t) -> du/dt`` (same shape and dtype as ``u``); ``t`` is a 0-d array.
+    u0 : initial state, any shape, any supported array library.
+    tspan : ``(t0, t1)`` with ``t1 > t0`` (Python numbers).
+    solver : an explicit RK method, :class:`Tsit5` by default.
+    saveat : times (a 1-D sequence of numbers inside ``[t0, t1]``, non-decreasing)
+        at which to return the state, from the integrator's free dense output;
+        ``None`` returns every accepted step (eager only: under ``jax.jit`` the number
+        of steps is not known in advance, so pass ``saveat``).
+    rtol, atol : local error tolerances (used unless ``controller`` sets its own).
+    controller : a :class:`PIController` for the other step-size knobs.
+    dt0 : first step size; ``None`` chooses it automatically (one evaluation).
+    maxiters : cap on attempted steps (accepted plus rejected).
+    """
+    solver = Tsit5() if solver is None else solver
+    if not callable(f):
+        raise TypeError(f"integrate: f must be callable, got {type(f).__name__}")
+    if not isinstance(solver, ExplicitRK):
+        raise TypeError(f"integrate: solver must be an explicit Runge-Kutta method such as Tsit5(), "
+                        f"got {type(solver).__name__}")
+    controller = PIController() if controller is None else controller
+    if not isinstance(controller, PIController):
+        raise TypeError(f"integrate: controller must be a PIController, got {type(controller).__name__}")
+    rtol, atol = controller.tolerances(_check_float("rtol", rtol), _check_float("atol", atol))
+    if rtol < 0 or atol < 0:
+        raise ValueError(f"integrate: rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    if isinstance(maxiters, bool) or not isinstance(maxiters, int) or maxiters < 1:
+        raise ValueError(f"integrate: maxiters must be an int >= 1, got {maxiters!r}")
+    if not isinstance(tspan, (tuple, list)) or len(tspan) != 2:
+        raise ValueError(f"integrate: tspan must be a pair (t0, t1), got {tspan!r}")
+    t0, t1 = _check_float("tspan[0]", tspan[0]), _check_float("tspan[1]", tspan[1])
+    if not t1 > t0:
+        raise ValueError(f"integrate: tspan must satisfy t1 > t0, got {tspan!r}")
+    if dt0 is not None:
+        dt0 = _check_float("dt0", dt0)
+        if dt0 <= 0:
+            raise ValueError(f"integrate: dt0 must be > 0, got {dt0}")
+    validate_u0(u0, p, "integrate")
+    xp = backend.namespace(("u0", u0), ("p", p))
+    save = None
+    if saveat is not None:
+        if backend.is_array(saveat):
+            if backend.is_traced(saveat):
+                raise TypeError("integrate: saveat must be concrete (it fixes the output shape)")
+            ns = backend.namespace(("saveat", saveat))
+            saveat = backend.host_ints(ns, ns.reshape(saveat, (-1,)))
+        try:
+            save = [float(s) for s in saveat]
+        except TypeError as e:
+            raise TypeError(f"integrate: saveat must be a 1-D sequence of numbers, got {type(saveat).__name__}") from e
+        if not save:
+            raise ValueError("integrate: saveat is empty")
+        if any(not (t0 <= s <= t1) for s in save):
+            raise ValueError(f"integrate: every saveat time must lie in [t0, t1] = [{t0}, {t1}]")
+        if any(b < a for a, b in zip(save, save[1:])):
+            raise ValueError("integrate: saveat must be non-decreasing")
+
+    shape = tuple(u0.shape)
+    n = math.prod(shape)
+    dtype, device = u0.dtype, backend.device_of(u0)
+    f_t0 = f(u0, p, xp.asarray(t0, dtype=dtype, device=device))
+    check_output("f(u, p, t)", f_t0, u0, xp)
+
+    def F(t, u):
+        return xp.reshape(f(xp.reshape(u, shape), p, xp.reshape(t, ())), (1, n))
+
+    tab = solver.tableau
+    u = xp.reshape(u0, (1, n))
+    fu = xp.reshape(f_t0, (1, n))
+    t = xp.full((1,), t0, dtype=dtype, device=device)
+    nf = 1
+    if dt0 is None:
+        h = initial_step(xp, F, xp.reshape(t, (1, 1)), u, fu, tab.order, rtol, atol)
+        nf += 1
+    else:
+        h = xp.full((1,), dt0, dtype=dtype, device=device)
+    if controller.dtmax is not None:
+        h = xp.minimum(h, xp.full_like(h, controller.dtmax))
+    eps = float(xp.finfo(dtype).eps)
+
+    def attempt(t, h, u, fu, err_prev, rejected):
+        h = xp.minimum(h, t1 - t)  # land on t1
+        r = rk_step(tab, F, xp.reshape(t, (1, 1)), u, xp.reshape(h, (1, 1)), fu)
+        finite = xp.all(xp.isfinite(r.u), axis=1) & xp.all(xp.isfinite(r.f), axis=1)
+        enorm = error_norm(xp, r.err, u, r.u, rtol, atol)
+        a = attempt_step(controller, xp, tab.order, tab.error_order, h, enorm, err_prev, rejected, finite)
+        t_new = xp.where(h >= t1 - t, xp.full_like(t, t1), t + h)
+        tiny = a.h_next <= 4 * eps * xp.maximum(xp.abs(t), xp.ones_like(t))
+        return r, a, h, t_new, finite, tiny
+
+    traced = any(backend.is_traced(x) for x in backend.tree_leaves((u0, p, f_t0)))
+    if traced:
+        if save is None:
+            raise ValueError("integrate: inside jax.jit / vmap pass saveat (the number of accepted steps "
+                             "is not known at trace time)")
+        return _integrate_jax(tab, attempt, t, h, u, fu, save, nf, maxiters, shape, dtype, t0, t1)
+
+    ts_out, us_out = [], []
+    k = 0
+    if save is None:
+        ts_out.append(t0)
+        us_out.append(u)
+    else:
+        while k < len(save) and save[k] <= t0:
+            ts_out.append(save[k])
+            us_out.append(u)
+            k += 1
+    err_prev = xp.full_like(t, 1e-4)
+    rejected = t != t
+    naccept = nreject = it = 0
+    code = _MAXITERS
+    t_host = t0
+    while it < maxiters:
+        r, a, h_used, t_new, finite, tiny = attempt(t, h, u, fu, err_prev, rejected)
+        it += 1
+        nf += r.nf
+        acc_f, fin_f, tiny_f, tnew_f, h_f = backend.host_ints(xp, xp.concat([
+            xp.astype(a.accept, dtype), xp.astype(finite, dtype), xp.astype(tiny, dtype), t_new, h_used]))
+        accepted = acc_f == 1.0
+        if accepted:
+            naccept += 1
+            if save is None:
+                ts_out.append(tnew_f)
+                us_out.append(r.u)
+            else:
+                while k < len(save) and save[k] <= tnew_f:
+                    theta = min(max((save[k] - t_host) / h_f, 0.0), 1.0)
+                    ts_out.append(save[k])
+                    us_out.append(dense_eval(tab, u, h_f, r.ks, theta))
+                    k += 1
+            u, fu, t, t_host = r.u, r.f, t_new, tnew_f
+        else:
+            nreject += 1
+        h, err_prev, rejected = a.h_next, a.err_prev, a.rejected
+        if accepted and t_host >= t1:
+            code = _SUCCESS
+            break
+        if not accepted and tiny_f == 1.0:
+            code = _STALLED if fin_f == 1.0 else _NONFINITE
+            break
+    if save is not None and k < len(save):  # stopped early: the remaining points are unknown
+        nan_row = xp.full((1, n), math.nan, dtype=dtype, device=device)
+        for s in save[k:]:
+            ts_out.append(s)
+            us_out.append(nan_row)
+    ts = xp.asarray(ts_out, dtype=dtype, device=device)
+    us = xp.reshape(xp.concat(us_out, axis=0), (len(us_out),) + shape)
+    return ODESolution(ts, us, t_host, xp.asarray(code, dtype=xp.int32, device=device),
+                       {"nf": nf, "naccept": naccept, "nreject": nreject, "niter": it})
+
+
+def _integrate_jax(tab, attempt, t, h, u, fu, save, nf, maxiters, shape, dtype, t0, t1):
+    import jax
+    import jax.numpy as jnp
+
+    n = u.shape[1]
+    m = len(save)
+    save_a = jnp.asarray(save, dtype=dtype)
+    nan = jnp.full((m, n), jnp.nan, dtype=dtype)
+    at_start = save_a <= t0
+    buf = jnp.where(at_start[:, None], u, nan)
+    k = jnp.sum(at_start.astype(jnp.int32))
+    i32 = jnp.int32
+    carry = (t, h, u, fu, jnp.full_like(t, 1e-4), t != t, k, buf, i32(0), i32(0), i32(0), i32(nf), i32(-1))
+
+    def cond(c):
+        return (c[-1] < 0) & (c[10] < maxiters)
+
+    def body(c):
+        t, h, u, fu, err_prev, rejected, k, buf, na, nr, it, nfc, code = c
+        r, a, h_used, t_new, finite, tiny = attempt(t, h, u, fu, err_prev, rejected)
+        acc = a.accept[0]
+
+        def save_cond(s):
+            kk, _ = s
+            return acc & (kk < m) & (save_a[jnp.minimum(kk, m - 1)] <= t_new[0])
+
+        def save_body(s):
+            kk, b = s
+            theta = jnp.clip((save_a[kk] - t[0]) / h_used[0], 0.0, 1.0)
+            return kk + 1, b.at[kk].set(dense_eval(tab, u, h_used[0], r.ks, theta)[0])
+
+        k, buf = jax.lax.while_loop(save_cond, save_body, (k, buf))
+        u = jnp.where(acc, r.u, u)
+        fu = jnp.where(acc, r.f, fu)
+        t = jnp.where(acc, t_new, t)
+        done = acc & (t_new[0] >= t1)
+        code = jnp.where(done, i32(_SUCCESS), code)
+        code = jnp.where(~acc & tiny[0], jnp.where(finite[0], i32(_STALLED), i32(_NONFINITE)), code)
+        return (t, a.h_next, u, fu, a.err_prev, a.rejected, k, buf, na + acc.astype(i32),
+                nr + (~acc).astype(i32), it + 1, nfc + r.nf, code)
+
+    t, h, u, fu, _, _, k, buf, na, nr, it, nfc, code = jax.lax.while_loop(cond, body, carry)
+    code = jnp.where(code < 0, i32(_MAXITERS), code)
+    return ODESolution(save_a, jnp.reshape(buf, (m,) + shape), t[0], code,
+                       {"nf": nfc, "naccept": na, "nreject": nr, "niter": it})

@@ -25,6 +25,7 @@ from ``z*`` with autograd (cheap, approximate).
 
 from __future__ import annotations
 
+import difflib
 import math
 import warnings
 from dataclasses import dataclass
@@ -32,7 +33,6 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 import steadysolve as ss
 from steadysolve import backend
@@ -45,6 +45,8 @@ from ._implicit import check_backward_solver, check_choice, failure_message, sol
 __all__ = ["DEQ", "fixed_point", "DEQStats", "SolveStats", "DEQConvergenceError"]
 
 _BACKWARD_MODES = ("implicit", "phantom")
+_OPTION_NAMES = ("abstol", "reltol", "maxiters", "norm", "backward_solver", "backward_abstol", "backward_reltol",
+                 "backward_maxiters", "phantom_steps", "phantom_damping", "batch_axis", "on_failure")
 _ON_FAILURE = ("warn", "raise", "ignore")
 
 
@@ -358,8 +360,10 @@ class _ImplicitGrad(torch.autograd.Function):
         return z_star.clone()
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g):
+        if torch.is_grad_enabled():  # create_graph=True: w would be treated as a constant -> wrong
+            raise RuntimeError("steadysolve DEQ: higher-order derivatives (create_graph=True) through the "
+                               "implicit backward are not supported; use backward='phantom' for double backward")
         (f_out,) = ctx.saved_tensors
         call: _Call = ctx.call
         spec, z_req = call.spec, call.z_req
@@ -516,7 +520,10 @@ class DEQ(nn.Module):
         return (f"solver={_name(s.solver)!r}, backward={s.backward!r}, abstol={s.abstol:g}, reltol={s.reltol:g}, "
                 f"maxiters={s.maxiters}, batch_axis={s.batch_axis}")
 
+    @torch.compiler.disable
     def forward(self, x, z0=None):
+        # torch.compile: the solve loop (host syncs, data-dependent iteration count) is not
+        # traceable; the layer runs eagerly (a graph break) and the rest of the model compiles.
         f = self.f
         z0_tracked = None
         if z0 is None:
@@ -540,6 +547,7 @@ class DEQ(nn.Module):
         return z
 
 
+@torch.compiler.disable
 def fixed_point(f, x, z0, *params, solver="anderson", backward="implicit", return_stats=False, **options):
     """Functional DEQ: ``z* = f(z*, x, *params)``, differentiable in ``x``, ``params`` and any
     tensor ``f`` closes over.
@@ -555,6 +563,12 @@ def fixed_point(f, x, z0, *params, solver="anderson", backward="implicit", retur
         bad = "init" if "init" in options else "jacobian_reg"
         raise TypeError(f"fixed_point() does not take {bad}=; use the DEQ module for Skip DEQ and Jacobian "
                         "regularisation")
+    unknown = [k for k in options if k not in _OPTION_NAMES]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], _OPTION_NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise TypeError(f"fixed_point() got an unexpected keyword argument {unknown[0]!r}{hint}; valid: "
+                        f"{', '.join(_OPTION_NAMES)}")
     spec = _Spec.build("fixed_point", solver, backward, **options)
     z, stats, _ = _apply(lambda z: f(z, x, *params), z0, spec, "fixed_point: f(z, x, *params)")
     return (z, stats) if return_stats else z

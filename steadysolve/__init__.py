@@ -3,6 +3,8 @@
 from .algorithms import Algorithm, Anderson, FixedPointIteration
 from .algorithms.dynamic_ss import DynamicSS
 from .algorithms.newton_krylov import NewtonKrylov
+from .algorithms.broyden import Broyden
+from .algorithms.newton import NewtonRaphson
 from .linear import GMRES, LinearSolution, linear_solve
 from .ode import PIController, Tsit5
 from .ode.integrate import ODESolution, integrate
@@ -31,6 +33,8 @@ __all__ = [
     "integrate",
     "ODESolution",
     "NewtonKrylov",
+    "Broyden",
+    "NewtonRaphson",
     "GMRES",
     "linear_solve",
     "LinearSolution",

@@ -139,7 +139,8 @@ def validate_u0(u0, p, where: str) -> None:
             f"{where}: u0 must have a real floating-point dtype, got {u0.dtype}; "
             "convert it first (e.g. u0.astype(float64))"
         )
-    if not backend.is_traced(u0) and not backend.host_bool(xp.all(xp.isfinite(u0))):
+    finite = xp.all(xp.isfinite(u0))
+    if not backend.is_traced(finite) and not backend.host_bool(finite):
         raise ValueError(f"{where}: u0 contains NaN or Inf; start from a finite initial guess")
 
 

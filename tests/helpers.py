@@ -97,6 +97,7 @@ class TestProblem:
     must_solve: set = field(default_factory=set)  # algorithm names that must reach Success
     atol: float = 1e-6  # tolerance of the comparison with the reference
     maxiters: int = 500
+    refused_by: set = field(default_factory=set)  # algorithm names that must refuse it with a ValueError
 
     def __repr__(self) -> str:
         return self.name
@@ -244,14 +245,17 @@ def mlp_reference(batch=16, width=64):
 
 PROBLEMS = [
     TestProblem("linear_contraction", linear_contraction, linear_reference,
-                must_solve={"anderson", "fixed_point", "dynamic_ss"}),
-    TestProblem("h_equation", h_equation, h_reference, must_solve={"anderson", "fixed_point", "dynamic_ss"}),
-    TestProblem("h_equation_root", h_equation_nonlinear, h_reference, must_solve={"anderson", "fixed_point", "dynamic_ss"}),
+                must_solve={"anderson", "fixed_point", "dynamic_ss", "newton_krylov", "broyden", "newton"}),
+    TestProblem("h_equation", h_equation, h_reference, must_solve={"anderson", "fixed_point", "dynamic_ss",
+                                                                   "newton_krylov", "broyden", "newton"}),
+    TestProblem("h_equation_root", h_equation_nonlinear, h_reference, must_solve={"anderson", "fixed_point", "dynamic_ss",
+                                                                                 "newton_krylov", "broyden", "newton"}),
     # Default Anderson (memory 5) stalls on this ill-conditioned problem; memory 10 is
     # tested in tests/test_core.py. Fixed-point iteration needs ~1e5 steps: honest MaxIters.
-    TestProblem("laplace_75", laplace, laplace_reference, must_solve=set(), atol=1e-5,
-                maxiters=400),
-    TestProblem("tanh_mlp", tanh_mlp, mlp_reference, must_solve={"anderson", "fixed_point", "dynamic_ss"}),
+    TestProblem("laplace_75", laplace, laplace_reference, must_solve={"newton_krylov"}, atol=1e-5,
+                maxiters=400, refused_by={"newton"}),
+    TestProblem("tanh_mlp", tanh_mlp, mlp_reference, must_solve={"anderson", "fixed_point", "dynamic_ss",
+                                                                 "newton_krylov", "broyden", "newton"}),
 ]
 
 

@@ -5,5 +5,7 @@ from .base import Algorithm, Context
 from .dynamic_ss import DynamicSS
 from .fixed_point import FixedPointIteration
 from .newton_krylov import NewtonKrylov
+from .broyden import Broyden
+from .newton import NewtonRaphson
 
-__all__ = ["Algorithm", "Context", "Anderson", "FixedPointIteration", "DynamicSS", "NewtonKrylov"]
+__all__ = ["Algorithm", "Context", "Anderson", "FixedPointIteration", "DynamicSS", "NewtonKrylov", "Broyden", "NewtonRaphson"]

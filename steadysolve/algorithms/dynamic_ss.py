@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
 
+from .. import backend
 from ..ode.controller import PIController, attempt_step, error_norm, initial_step
 from ..ode.runge_kutta import rk_step
 from ..ode.tsit5 import ExplicitRK, Tsit5
@@ -67,6 +68,10 @@ class DynamicSS(Algorithm):
         smallest stage time over the batch (exact for unbatched solves; irrelevant for
         autonomous problems). With ``per_element_time=True`` it receives the ``(B,)``
         array of per-element stage times instead.
+    compile_jax : with concrete (eager) JAX arrays, compile the step once per solve with
+        ``jax.jit`` (op-by-op dispatch of the ~300 array operations of a step is slow);
+        if ``f`` cannot be traced the solve falls back to op-by-op execution. Inside
+        ``jax.jit`` / ``vmap`` the whole solve is traced anyway.
 
     Each attempted step counts as one iteration (``maxiters`` caps accepted plus
     rejected steps) and costs 6 evaluations for Tsit5 (FSAL). ``sol.stats`` has
@@ -79,6 +84,7 @@ class DynamicSS(Algorithm):
     t0: float = 0.0
     dt0: Optional[float] = None
     per_element_time: bool = False
+    compile_jax: bool = True
 
     stall_patience = None  # transients need not decrease the residual monotonically
 
@@ -96,6 +102,8 @@ class DynamicSS(Algorithm):
         check_positive("DynamicSS", "dt0", self.dt0, allow_none=True)
         if not isinstance(self.per_element_time, bool):
             raise TypeError("DynamicSS: per_element_time must be a bool")
+        if not isinstance(self.compile_jax, bool):
+            raise TypeError("DynamicSS: compile_jax must be a bool")
 
     # -- helpers -------------------------------------------------------------------------
     def _field(self, ctx):
@@ -112,6 +120,9 @@ class DynamicSS(Algorithm):
 
     # -- contract ------------------------------------------------------------------------
     def init(self, prob, u0, ctx):
+        return self._maybe_compiled("init", self._init, prob, u0, ctx)
+
+    def _init(self, prob, u0, ctx):
         xp, B = ctx.xp, ctx.batch
         tab = self.integrator.tableau
         f = self._field(ctx)
@@ -139,6 +150,28 @@ class DynamicSS(Algorithm):
         )
 
     def step(self, prob, state, ctx):
+        return self._maybe_compiled("step", self._step, prob, state, ctx)
+
+    def _maybe_compiled(self, name, fn, prob, x, ctx):
+        """Run ``fn(prob, x, ctx)``; with concrete JAX arrays compile it once per solve."""
+        if not (self.compile_jax and backend.is_jax(ctx.xp) and not backend.is_traced(x)):
+            return fn(prob, x, ctx)
+        import jax
+
+        key = "_dynamic_ss_" + name  # the context lives for one solve: one compilation per solve
+        compiled = ctx.__dict__.get(key)
+        if compiled is None:
+            compiled = jax.jit(lambda y: fn(prob, y, ctx))
+            ctx.__dict__[key] = compiled
+        if compiled is not False:
+            try:
+                return compiled(x)
+            except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                    jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError):
+                ctx.__dict__[key] = False  # f cannot be traced: run op by op
+        return fn(prob, x, ctx)
+
+    def _step(self, prob, state, ctx):
         xp = ctx.xp
         tab = self.integrator.tableau
         rtol, atol = self.controller.tolerances(ctx.reltol, ctx.abstol)
@@ -175,9 +208,7 @@ class DynamicSS(Algorithm):
 
     def extra_stats(self, state) -> dict:
         if state.t.shape[0] == 1:
-            from ..backend import namespace
-
-            xp = namespace(("t", state.t))
+            xp = backend.namespace(("t", state.t))
             return {"naccept": xp.reshape(state.naccept, ()), "nreject": xp.reshape(state.nreject, ()),
                     "t": xp.reshape(state.t, ())}
         return {"naccept": state.naccept, "nreject": state.nreject, "t": state.t}

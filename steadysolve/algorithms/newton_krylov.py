@@ -135,7 +135,7 @@ class NewtonBase(Algorithm):
         fu = xp.where(ab, ft, state.fu)
         fn2_new = xp.where(accept, ftn2, state.fn2)
         eta = xp.where(accept, self._next_eta(state, ctx, ftn2, trial, ft), state.eta)
-        nrej = xp.sum(xp.astype(~accept & ~bad_dir, xp.int32))
+        nrej = xp.astype(xp.sum(xp.astype(~accept & ~bad_dir, xp.int32)), xp.int32)
         nnewton = xp.astype(xp.any(newton), xp.int32)
         return NewtonState(u, fu, fn2_new, d, lam_next, nback, eta, flag,
                            state.nf + 1, state.njvp + dj, state.nvjp, state.nlinsolve + nnewton,

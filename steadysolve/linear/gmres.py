@@ -103,13 +103,16 @@ def _l2(xp, x):
     return xp.sqrt(xp.sum(x * x, axis=-1))
 
 
-def _start_cycle(xp, r, rnorm, active, failed, k, nmv, m, dtype, device, aug=None):
+def _start_cycle(xp, r, rnorm, active, failed, k, nmv, m, dtype, device, aug=None, lists=False):
     B, n = r.shape
     one = xp.ones_like(rnorm)
     v0 = r / xp.reshape(xp.where(rnorm > 0, rnorm, one), (B, 1))
     v0 = xp.where(xp.reshape(active, (B, 1)), v0, xp.zeros_like(v0))
-    slot0 = xp.reshape(xp.arange(m + 1, device=device) == 0, (1, m + 1, 1))
-    V = xp.where(slot0, xp.reshape(v0, (B, 1, n)), xp.zeros((B, m + 1, n), dtype=dtype, device=device))
+    if lists:  # eager: the basis is a Python list of (B, n) arrays (no buffer copies)
+        V = [v0]
+    else:
+        slot0 = xp.reshape(xp.arange(m + 1, device=device) == 0, (1, m + 1, 1))
+        V = xp.where(slot0, xp.reshape(v0, (B, 1, n)), xp.zeros((B, m + 1, n), dtype=dtype, device=device))
     e0 = xp.astype(xp.arange(m + 1, device=device) == 0, dtype)
     g = xp.reshape(rnorm, (B, 1)) * xp.reshape(e0, (1, m + 1))
     g = xp.where(xp.reshape(active, (B, 1)), g, xp.zeros_like(g))
@@ -118,7 +121,7 @@ def _start_cycle(xp, r, rnorm, active, failed, k, nmv, m, dtype, device, aug=Non
     valid = xp.zeros((B, m), dtype=xp.bool, device=device)
     Z = p = None
     if aug is not None:
-        Z = xp.zeros((B, m, n), dtype=dtype, device=device)
+        Z = [] if lists else xp.zeros((B, m, n), dtype=dtype, device=device)
         p = xp.zeros((B,), dtype=xp.int32, device=device)
     return _Cycle(V, v0, R, Qt, g, valid, active, failed, rnorm, 0, k, nmv, Z, p)
 
@@ -140,12 +143,13 @@ def _arnoldi_step(xp, matvec, c: _Cycle, tol, m, eps, aug=None):
     ej = idx == j
     ej1 = idx == j + 1
     Z, p = c.Z, c.p
+    lists = isinstance(c.V, list)
     if aug is None:
         z = c.v
     else:
         kaug = aug.shape[1]
         # Krylov continuation: r0 / ||r0|| first, then the newest basis vector.
-        vp = xp.where(xp.reshape(p == 0, (B, 1)), c.V[:, 0, :], c.v)
+        vp = xp.where(xp.reshape(p == 0, (B, 1)), c.V[0] if lists else c.V[:, 0, :], c.v)
         if isinstance(j, int):
             if j < kaug:
                 a_j = aug[:, j, :]
@@ -159,17 +163,24 @@ def _arnoldi_step(xp, matvec, c: _Cycle, tol, m, eps, aug=None):
             use_a = (j < kaug) & (_l2(xp, a_j) > 0)
         z = xp.where(xp.reshape(use_a, (B, 1)), a_j, vp)
         p = p + xp.astype(~use_a, p.dtype)
-        zslot = xp.reshape(xp.arange(m, device=device) == j, (1, m, 1))
-        Z = xp.where(zslot, xp.reshape(z, (B, 1, n)), Z)
+        if lists:
+            Z = Z + [z]
+        else:
+            zslot = xp.reshape(xp.arange(m, device=device) == j, (1, m, 1))
+            Z = xp.where(zslot, xp.reshape(z, (B, 1, n)), Z)
     w = matvec(z)
-    # CGS2 against the current basis (unused slots are zero and contribute nothing).
-    V = c.V
-    h1 = xp.reshape(xp.matmul(V, xp.reshape(w, (B, n, 1))), (B, m + 1))
-    w = w - xp.reshape(xp.matmul(xp.reshape(h1, (B, 1, m + 1)), V), (B, n))
-    h2 = xp.reshape(xp.matmul(V, xp.reshape(w, (B, n, 1))), (B, m + 1))
-    w = w - xp.reshape(xp.matmul(xp.reshape(h2, (B, 1, m + 1)), V), (B, n))
+    # CGS2 against the current basis (unused buffer slots are zero and contribute nothing).
+    V = xp.stack(c.V, axis=1) if lists else c.V
+    nb = V.shape[1]
+    h1 = xp.reshape(xp.matmul(V, xp.reshape(w, (B, n, 1))), (B, nb))
+    w = w - xp.reshape(xp.matmul(xp.reshape(h1, (B, 1, nb)), V), (B, n))
+    h2 = xp.reshape(xp.matmul(V, xp.reshape(w, (B, n, 1))), (B, nb))
+    w = w - xp.reshape(xp.matmul(xp.reshape(h2, (B, 1, nb)), V), (B, n))
     beta = _l2(xp, w)
-    hcol = h1 + h2 + xp.reshape(beta, (B, 1)) * xp.astype(ej1, dtype)
+    h = h1 + h2
+    if nb < m + 1:
+        h = xp.concat([h, xp.zeros((B, m + 1 - nb), dtype=dtype, device=device)], axis=1)
+    hcol = h + xp.reshape(beta, (B, 1)) * xp.astype(ej1, dtype)
     t = xp.reshape(xp.matmul(c.Qt, xp.reshape(hcol, (B, m + 1, 1))), (B, m + 1))
     fj, fj1 = xp.astype(ej, dtype), xp.astype(ej1, dtype)
     a = xp.sum(t * fj, axis=1)
@@ -202,7 +213,7 @@ def _arnoldi_step(xp, matvec, c: _Cycle, tol, m, eps, aug=None):
     bsafe = xp.where(beta > 0, beta, one)
     okb = xp.reshape(ok & (beta > 0), (B, 1))
     v = xp.where(okb, w / xp.reshape(bsafe, (B, 1)), xp.zeros_like(w))
-    V = xp.where(ej1r, xp.reshape(v, (B, 1, n)), V)
+    V = c.V + [v] if lists else xp.where(ej1r, xp.reshape(v, (B, 1, n)), V)
     resid_new = xp.abs(sn * gj)
     resid = xp.where(ok, resid_new, c.resid)
     valid = xp.where(xp.reshape(colmask, (1, m)), xp.reshape(ok, (B, 1)), c.valid)
@@ -217,9 +228,16 @@ def _finish_cycle(xp, x, c: _Cycle, m, dtype, device):
     Rm = c.R[:, :m, :]
     R_eff = xp.where(xp.reshape(c.valid, (B, 1, m)), Rm, xp.reshape(eye, (1, m, m)))
     rhs = xp.where(c.valid, c.g[:, :m], xp.zeros_like(c.g[:, :m]))
-    y = xp.linalg.solve(R_eff, xp.reshape(rhs, (B, m, 1)))
-    basis = c.V[:, :m, :] if c.Z is None else c.Z
-    dx = xp.reshape(xp.matmul(xp.reshape(y, (B, 1, m)), basis), x.shape)
+    y = xp.reshape(xp.linalg.solve(R_eff, xp.reshape(rhs, (B, m, 1))), (B, m))
+    if isinstance(c.V, list):
+        cols = c.Z if c.Z is not None else c.V[:-1]
+        if not cols:
+            return x
+        basis = xp.stack(cols, axis=1)
+        y = y[:, :len(cols)]
+    else:
+        basis = c.V[:, :m, :] if c.Z is None else c.Z
+    dx = xp.reshape(xp.matmul(xp.reshape(y, (B, 1, y.shape[1])), basis), x.shape)
     return x + dx
 
 
@@ -284,7 +302,7 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, rtol=1e-5, 
     running = ~conv & ~failed
     # Host syncs: one per Krylov step and one per restart.
     while k < maxiters and backend.host_bool(xp.any(running)):
-        c = _start_cycle(xp, r, resid, running, failed, k, nmv, m, dtype, device, aug)
+        c = _start_cycle(xp, r, resid, running, failed, k, nmv, m, dtype, device, aug, lists=True)
         ncycle += 1
         for jj in range(m):
             if c.k >= maxiters:

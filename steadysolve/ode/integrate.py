@@ -64,6 +64,11 @@ class ODESolution(NamedTuple):
         return f"ODESolution(retcode={rc}, len(ts)={getattr(self.ts, 'shape', ('?',))[0]}, stats={self.stats})"
 
 
+def _host_floats(xp, x) -> list:
+    """A small array as a list of Python floats (one host transfer)."""
+    return [float(v) for v in backend.to_numpy(xp, x).reshape(-1).tolist()]
+
+
 def _check_float(name, x):
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
         raise ValueError(f"integrate: {name} must be a finite number, got {x!r}")
@@ -121,7 +126,7 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
             if backend.is_traced(saveat):
                 raise TypeError("integrate: saveat must be concrete (it fixes the output shape)")
             ns = backend.namespace(("saveat", saveat))
-            saveat = backend.host_ints(ns, ns.reshape(saveat, (-1,)))
+            saveat = _host_floats(ns, saveat)
         try:
             save = [float(s) for s in saveat]
         except TypeError as e:
@@ -192,7 +197,7 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
         r, a, h_used, t_new, finite, tiny = attempt(t, h, u, fu, err_prev, rejected)
         it += 1
         nf += r.nf
-        acc_f, fin_f, tiny_f, tnew_f, h_f = backend.host_ints(xp, xp.concat([
+        acc_f, fin_f, tiny_f, tnew_f, h_f = _host_floats(xp, xp.concat([
             xp.astype(a.accept, dtype), xp.astype(finite, dtype), xp.astype(tiny, dtype), t_new, h_used]))
         accepted = acc_f == 1.0
         if accepted:

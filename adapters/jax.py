@@ -48,7 +48,7 @@ import numpy as np
 import steadysolve as ss
 from steadysolve.algorithms.base import Algorithm
 from steadysolve.registry import resolve
-from steadysolve.termination import get_norm
+from steadysolve.termination import default_tolerance, get_norm
 
 __all__ = ["fixed_point", "root", "steady_state", "SolveStats", "DEQ"]
 
@@ -142,17 +142,14 @@ def _resolve_backward(where, backward_solver):
 def _configure_linear(alg, abstol, reltol, maxiters, given_abstol, given_reltol, given_maxiters, dtype):
     """The linear solver of the backward pass with its tolerances.
 
-    A name gets ``rtol = reltol`` (relative to ``||b||_2``), ``atol = abstol`` (on
-    ``||b - A x||_2``) and ``maxiters`` of the forward solve unless ``backward_*`` are
-    given; an instance keeps its own settings except for ``backward_*`` given explicitly.
+    A name gets ``rtol`` / ``atol`` / ``maxiters`` from the resolved ``backward_*`` values
+    (converged when ``||b - A x||_2 <= max(atol, rtol ||b||_2)``); an instance keeps its
+    own settings except for ``backward_*`` given explicitly.
     """
     import dataclasses
 
     if isinstance(alg, str):
-        default = float(jnp.finfo(dtype).eps) ** 0.8
-        return resolve(alg, kind="linear").__class__(
-            rtol=default if reltol is None else reltol, atol=default if abstol is None else abstol,
-            maxiters=maxiters)
+        return resolve(alg, kind="linear").__class__(rtol=reltol, atol=abstol, maxiters=maxiters)
     changes = {}
     if given_abstol is not None:
         changes["atol"] = given_abstol
@@ -203,9 +200,18 @@ def _implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, nor
     b_abstol = _check_tol(where, "backward_abstol", backward_abstol)
     b_reltol = _check_tol(where, "backward_reltol", backward_reltol)
     b_maxiters = _check_maxiters(where, "backward_maxiters", backward_maxiters)
-    b_abstol = abstol if b_abstol is None else b_abstol
-    b_reltol = reltol if b_reltol is None else b_reltol
     b_maxiters = maxiters if b_maxiters is None else b_maxiters
+    bkind, balg = _resolve_backward(where, backward_solver)
+    if bkind == "linear":
+        # Krylov test ||b - A x||_2 <= max(atol, rtol ||b||_2): relative to the cotangent by
+        # default, with the forward solve's accuracy.
+        fwd_tol = default_tolerance(jnp, z0.dtype)
+        fwd_tol = max(fwd_tol if abstol is None else abstol, fwd_tol if reltol is None else reltol)
+        b_reltol = fwd_tol if b_reltol is None else b_reltol
+        b_abstol = 0.0 if b_abstol is None else b_abstol
+    else:
+        b_abstol = abstol if b_abstol is None else b_abstol
+        b_reltol = reltol if b_reltol is None else b_reltol
     if not isinstance(throw, bool):
         raise TypeError(f"{where}: throw must be a bool, got {type(throw).__name__}")
     norm_fn = get_norm(norm)
@@ -217,7 +223,6 @@ def _implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, nor
             raise ValueError(f"{where}: batch_axis={batch_axis} is out of range for an initial guess with "
                              f"shape {tuple(z0.shape)}")
         batch_axis %= ndim
-    bkind, balg = _resolve_backward(where, backward_solver)
 
     # ---- split the arguments: differentiable arrays / other arrays / static leaves ------
     leaves, treedef = jax.tree_util.tree_flatten(args)

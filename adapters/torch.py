@@ -46,7 +46,8 @@ __all__ = ["DEQ", "fixed_point", "DEQStats", "SolveStats", "DEQConvergenceError"
 
 _BACKWARD_MODES = ("implicit", "phantom")
 _OPTION_NAMES = ("abstol", "reltol", "maxiters", "norm", "backward_solver", "backward_abstol", "backward_reltol",
-                 "backward_maxiters", "phantom_steps", "phantom_damping", "batch_axis", "on_failure")
+                 "backward_maxiters", "phantom_steps", "phantom_damping", "batch_axis", "on_failure",
+                 "failed_grad")
 _ON_FAILURE = ("warn", "raise", "ignore")
 
 
@@ -104,12 +105,13 @@ class _Spec:
     batch_axis: Optional[int]
     jacobian_reg: float
     on_failure: str
+    failed_grad: str
 
     @staticmethod
     def build(owner, solver="anderson", backward="implicit", *, abstol=1e-6, reltol=1e-4, maxiters=50,
               norm="max", backward_solver=None, backward_abstol=None, backward_reltol=None,
               backward_maxiters=None, phantom_steps=5, phantom_damping=0.5, batch_axis=0,
-              jacobian_reg=0.0, on_failure="warn") -> "_Spec":
+              jacobian_reg=0.0, on_failure="warn", failed_grad="jfb") -> "_Spec":
         try:
             alg = resolve(solver)
         except TypeError as e:
@@ -118,6 +120,7 @@ class _Spec:
                             f"{type(solver).__name__}") from e
         check_choice(owner, "backward", backward, _BACKWARD_MODES)
         check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
+        check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
         _check_tol(owner, "abstol", abstol)
         _check_tol(owner, "reltol", reltol)
         _check_int(owner, "maxiters", maxiters)
@@ -144,7 +147,7 @@ class _Spec:
                                   else backward_reltol),
             backward_maxiters=maxiters if backward_maxiters is None else backward_maxiters,
             phantom_steps=phantom_steps, phantom_damping=float(phantom_damping), batch_axis=batch_axis,
-            jacobian_reg=float(jacobian_reg), on_failure=on_failure,
+            jacobian_reg=float(jacobian_reg), on_failure=on_failure, failed_grad=failed_grad,
         )
 
 
@@ -340,13 +343,14 @@ def _forward_solve(fn: Callable, z0: torch.Tensor, spec: _Spec, what: str) -> So
 class _Call:
     """What the backward of one DEQ call needs: the tracked application and the options."""
 
-    __slots__ = ("spec", "z_req", "stats", "batch")
+    __slots__ = ("spec", "z_req", "stats", "batch", "failed")
 
-    def __init__(self, spec, z_req, stats, batch):
+    def __init__(self, spec, z_req, stats, batch, failed):
         self.spec = spec
         self.z_req = z_req
         self.stats = stats
         self.batch = batch
+        self.failed = failed  # None, or a bool tensor broadcastable to z: forward failed there
 
 
 class _ImplicitGrad(torch.autograd.Function):
@@ -373,7 +377,14 @@ class _ImplicitGrad(torch.autograd.Function):
             return torch.zeros_like(w) if gw is None else gw
 
         g = g.contiguous()
-        res = solve_adjoint(vjp, g, solver=spec.backward_solver, abstol=spec.backward_abstol,
+        failed = call.failed
+        if failed is not None and failed.ndim == 0:  # unbatched solve that failed: JFB gradient
+            return g, None, None
+        if failed is not None:  # those samples take the JFB gradient w = g; solve for the others
+            g_solve = torch.where(failed, torch.zeros_like(g), g)
+        else:
+            g_solve = g
+        res = solve_adjoint(vjp, g_solve, solver=spec.backward_solver, abstol=spec.backward_abstol,
                             reltol=spec.backward_reltol, maxiters=spec.backward_maxiters, norm=spec.norm,
                             batch_axis=spec.batch_axis)
         raw = res.raw
@@ -383,7 +394,20 @@ class _ImplicitGrad(torch.autograd.Function):
         call.stats.backward = stats
         _report(stats, spec, call.batch, "Raise backward_maxiters, loosen backward_reltol, pick another "
                 "backward_solver, or regularise f (jacobian_reg) so that J_f stays contractive.")
-        return res.w, None, None
+        w = res.w if failed is None else torch.where(failed, g, res.w)
+        return w, None, None
+
+
+def _failed_mask(fwd: SolveStats, spec: _Spec, z: torch.Tensor) -> Optional[torch.Tensor]:
+    """Where the forward failed and ``failed_grad="jfb"``: a bool mask broadcastable to ``z``."""
+    if spec.failed_grad != "jfb" or fwd.nfailed == 0:
+        return None
+    bad = torch.as_tensor(fwd.retcode_array, device=z.device).reshape(-1) != 0
+    if spec.batch_axis is None:
+        return bad.reshape(())
+    shape = [1] * z.ndim
+    shape[spec.batch_axis] = z.shape[spec.batch_axis]
+    return bad.reshape(shape)
 
 
 def _apply(fn: Callable, z0: torch.Tensor, spec: _Spec, what: str) -> tuple[torch.Tensor, DEQStats, Any]:
@@ -402,8 +426,10 @@ def _apply(fn: Callable, z0: torch.Tensor, spec: _Spec, what: str) -> tuple[torc
     fwd = _forward_solve(fn, z0, spec, what)
     stats.forward = fwd
     batch = 1 if spec.batch_axis is None else z0.shape[spec.batch_axis]
+    fallback = (" Their gradient falls back to the Jacobian-free one (failed_grad='jfb')."
+                if spec.failed_grad == "jfb" and spec.backward == "implicit" and torch.is_grad_enabled() else "")
     _report(fwd, spec, batch, "Raise maxiters, loosen abstol/reltol, try another solver, or regularise f "
-            "(jacobian_reg) so that it stays contractive.")
+            "(jacobian_reg) so that it stays contractive." + fallback)
     z_star = fwd.solution.u
     if not torch.is_grad_enabled():
         return z_star, stats, None
@@ -417,7 +443,7 @@ def _apply(fn: Callable, z0: torch.Tensor, spec: _Spec, what: str) -> tuple[torc
     f_out = fn(z_req)
     if not f_out.requires_grad:  # nothing upstream needs a gradient
         return z_star, stats, None
-    call = _Call(spec, z_req, stats, batch)
+    call = _Call(spec, z_req, stats, batch, _failed_mask(fwd, spec, z_star))
     return _ImplicitGrad.apply(f_out, z_star, call), stats, (f_out, z_req)
 
 
@@ -463,6 +489,11 @@ class DEQ(nn.Module):
         ``deq.jac_loss`` holds ``jacobian_reg * estimate`` (differentiable) after each training call.
     on_failure : ``"warn"`` (one ``RuntimeWarning`` per failed solve), ``"raise"``
         (:class:`DEQConvergenceError`) or ``"ignore"``.
+    failed_grad : gradient of the samples whose *forward* solve failed: ``"jfb"`` (default)
+        gives them the Jacobian-free gradient ``w = g`` (the phantom gradient with one
+        undamped step), because the implicit one is unreliable away from a fixed point --
+        where the solve fails ``I - J_f`` is often near-singular and the exact adjoint
+        explodes; ``"implicit"`` solves the adjoint for them too.
 
     After each call: ``deq.stats`` (a :class:`DEQStats`), ``deq.forward_stats``,
     ``deq.backward_stats`` (filled by the backward pass), ``deq.jac_loss``,
@@ -472,7 +503,7 @@ class DEQ(nn.Module):
     def __init__(self, f, solver="anderson", backward="implicit", *, abstol=1e-6, reltol=1e-4, maxiters=50,
                  norm="max", backward_solver=None, backward_abstol=None, backward_reltol=None,
                  backward_maxiters=None, phantom_steps=5, phantom_damping=0.5, batch_axis=0, init=None,
-                 jacobian_reg=0.0, on_failure="warn"):
+                 jacobian_reg=0.0, on_failure="warn", failed_grad="jfb"):
         super().__init__()
         if not callable(f):
             raise TypeError(f"DEQ: f must be an nn.Module or a callable f(z, x), got {type(f).__name__}")
@@ -484,7 +515,8 @@ class DEQ(nn.Module):
                                  norm=norm, backward_solver=backward_solver, backward_abstol=backward_abstol,
                                  backward_reltol=backward_reltol, backward_maxiters=backward_maxiters,
                                  phantom_steps=phantom_steps, phantom_damping=phantom_damping,
-                                 batch_axis=batch_axis, jacobian_reg=jacobian_reg, on_failure=on_failure)
+                                 batch_axis=batch_axis, jacobian_reg=jacobian_reg, on_failure=on_failure,
+                                 failed_grad=failed_grad)
         self.stats: Optional[DEQStats] = None
         self.jac_loss: Optional[torch.Tensor] = None
         self.init_loss: Optional[torch.Tensor] = None
@@ -537,7 +569,10 @@ class DEQ(nn.Module):
         z, stats, tracked = _apply(lambda z: f(z, x), z0, self._spec, "DEQ: f(z, x)")
         self.stats = stats
         self.jac_loss = None
-        if self._spec.jacobian_reg > 0 and tracked is not None:
+        if self._spec.jacobian_reg > 0 and self.training and torch.is_grad_enabled():
+            if tracked is None:  # phantom backward: one extra tracked application at z*
+                z_req = stats.forward.solution.u.detach().requires_grad_(True)
+                tracked = (f(z_req, x), z_req)
             est = _jacobian_estimate(tracked, z)
             stats.jac_estimate = float(est.detach())
             self.jac_loss = self._spec.jacobian_reg * est

@@ -13,7 +13,8 @@ Both use Anderson (memory 6) with the same stopping rule: forward
 Printed per framework: ms per training step (forward + backward + Adam), mean forward
 NFE (every call of f in the forward pass, counted by the cell itself, including the
 tracked application), ``overhead = forward time of the DEQ layer / (NFE x t_f)`` with
-``t_f`` the time of one call of f on a batch of 128 (no grad), backward iterations, and
+``t_f`` the median time of one call of f on a batch of 128 (no grad, timed between steps),
+backward iterations, and
 test accuracy. Run: ``python benchmarks/deq_torch.py [--epochs 3] [--threads 1]``.
 """
 
@@ -111,55 +112,64 @@ def load_mnist(seed=0):
     return X[:4000], y[:4000], X[4000:], y[4000:]
 
 
-def time_f(cell, batch=128, reps=200):
+def time_f(cell, batch=128, reps=3):
+    """Best of ``reps`` calls of f on a batch (no grad): measured between training steps so
+    that it sees the same machine load as the steps themselves."""
     x = torch.randn(batch, 100)
     z = torch.randn(batch, 100)
     calls = cell.calls
+    best = float("inf")
     with torch.no_grad():
-        for _ in range(20):
-            cell(z, x)
-        best = float("inf")
-        for _ in range(5):  # best of 5 blocks: the floor, robust to a busy machine
+        for _ in range(reps):
             t = time.perf_counter()
-            for _ in range(reps // 5):
-                cell(z, x)
-            best = min(best, (time.perf_counter() - t) / (reps // 5))
+            cell(z, x)
+            best = min(best, time.perf_counter() - t)
     cell.calls = calls
     return best
 
 
-def run(name, net, data, epochs, seed):
+def run(named_nets, data, epochs, seed):
+    """Train the nets in lockstep (same batches; one step of each in turn) so that a busy
+    machine slows them alike; returns one result dict per net."""
     Xtr, ytr, Xte, yte = data
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     lossf = nn.CrossEntropyLoss()
-    cell = net.layer.cell
+    recs = []
+    for name, net in named_nets:
+        torch.manual_seed(seed)
+        recs.append(dict(name=name, net=net, opt=torch.optim.Adam(net.parameters(), lr=1e-3), steps=[], nfe=[],
+                         biters=[], t_fs=[]))
+        net.t_layer = 0.0
     n = len(Xtr)
-    step_times, nfe, biters = [], [], []
-    net.t_layer = 0.0
     g = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, 128):
             b = perm[i:i + 128]
-            t = time.perf_counter()
-            c0 = cell.calls
-            opt.zero_grad(set_to_none=True)
-            loss = lossf(net(Xtr[b]), ytr[b])
-            nfe.append(cell.calls - c0)
-            loss.backward()
-            opt.step()
-            step_times.append(time.perf_counter() - t)
-            biters.append(net.layer.backward_iters())
-    t_fwd = net.t_layer / len(step_times)
-    net.eval()
-    with torch.no_grad():
-        acc = float((net(Xte).argmax(1) == yte).float().mean())
-    net.train()
-    t_f = time_f(cell)
-    return dict(name=name, ms_step=1e3 * float(np.median(step_times)), ms_mean=1e3 * float(np.mean(step_times)),
-                nfe=float(np.mean(nfe)), t_fwd=t_fwd, overhead=t_fwd / (np.mean(nfe) * t_f), t_f=t_f,
-                biters=float(np.mean(biters)), acc=acc)
+            for r in recs:
+                net, opt, cell = r["net"], r["opt"], r["net"].layer.cell
+                t = time.perf_counter()
+                c0 = cell.calls
+                opt.zero_grad(set_to_none=True)
+                loss = lossf(net(Xtr[b]), ytr[b])
+                r["nfe"].append(cell.calls - c0)
+                loss.backward()
+                opt.step()
+                r["steps"].append(time.perf_counter() - t)
+                r["biters"].append(net.layer.backward_iters())
+                r["t_fs"].append(time_f(cell))
+    out = []
+    for r in recs:
+        net = r["net"]
+        net.eval()
+        with torch.no_grad():
+            acc = float((net(Xte).argmax(1) == yte).float().mean())
+        t_f = float(np.median(r["t_fs"]))
+        t_fwd = net.t_layer / len(r["steps"])
+        nfe = float(np.mean(r["nfe"]))
+        out.append(dict(name=r["name"], ms_step=1e3 * float(np.median(r["steps"])),
+                        ms_mean=1e3 * float(np.mean(r["steps"])), nfe=nfe, t_fwd=t_fwd,
+                        overhead=t_fwd / (nfe * t_f), t_f=t_f, biters=float(np.mean(r["biters"])), acc=acc))
+    return out
 
 
 def main():
@@ -179,15 +189,16 @@ def main():
     torch.manual_seed(args.seed)
     base = Net(nn.Identity())
     cell0 = Cell()
-    runs = []
+    nets = []
     if args.only in (None, "steadysolve"):
         net = copy.deepcopy(base)
         net.layer = SteadysolveLayer(copy.deepcopy(cell0), args.ftol, args.btol, args.maxiters, args.backward_solver)
-        runs.append(run("steadysolve", net, data, args.epochs, args.seed))
+        nets.append(("steadysolve", net))
     if args.only in (None, "torchdeq"):
         net = copy.deepcopy(base)
         net.layer = TorchdeqLayer(copy.deepcopy(cell0), args.ftol, args.btol, args.maxiters)
-        runs.append(run("torchdeq", net, data, args.epochs, args.seed))
+        nets.append(("torchdeq", net))
+    runs = run(nets, data, args.epochs, args.seed)
 
     print(f"MNIST DEQ, {args.epochs} epochs x {4000 // 128 + 1} steps, batch 128, Anderson(m=6), "
           f"ftol={args.ftol:g} (l2, abs), btol={args.btol:g} (rel), maxiters={args.maxiters}, "

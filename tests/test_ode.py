@@ -125,8 +125,8 @@ def test_controller_accept_reject_logic(bk):
     acc = bk.to_numpy(a.accept)
     hn = bk.to_numpy(a.h_next)
     assert acc.tolist() == [True, False, True, False]
-    # Gustafsson's PI rule with OrdinaryDiffEq's exponents for order 5: 0.14 and 0.08
-    assert hn[0] == pytest.approx(0.9 * 1e-3 ** -0.14 * 1e-4 ** 0.08) and hn[0] > 1.0
+    # the PI rule with Hairer's DOPRI5 exponents for order 5: 0.17 and 0.04
+    assert hn[0] == pytest.approx(0.9 * 1e-3 ** -0.17 * 1e-4 ** 0.04) and hn[0] > 1.0
     assert hn[1] == pytest.approx(0.9 * 2.0 ** -0.2) and hn[1] < 1.0
     assert hn[2] == pytest.approx(10.0) and hn[3] == pytest.approx(0.2)
     assert 0.2 <= hn[1] < 1.0 and hn[2] == pytest.approx(10.0) and hn[3] == pytest.approx(0.2)

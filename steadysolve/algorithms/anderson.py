@@ -14,9 +14,9 @@ class AndersonState(NamedTuple):
     fu: Any
     r: Any  # alpha * F(u): the fixed-point residual G(u) - u
     alpha: Any  # (B, 1) or None
-    dX: Any  # (B, m, n) differences of u + mixing * r (what the step extrapolates)
-    dR: Any  # (B, m, n) differences of residuals r (what the least squares fits)
-    gram: Any  # (B, m, m) dR dR^T, updated one row/column per step
+    dX: Any  # (B, m, n) differences of u + mixing * r (what the step extrapolates), oldest first
+    dR: Any  # (B, m, n) differences of residuals r (what the least squares fits), oldest first
+    gram: Any  # (B, m, m) dR dR^T, shifted and given one new row/column per step
     rhs: Any  # (B, m) dR r, updated in O(n) per step
     k: Any  # 0-d: number of pairs pushed so far
     nf: Any
@@ -77,7 +77,7 @@ class Anderson(Algorithm):
     def step(self, prob, state, ctx):
         xp, m, B = ctx.xp, self.memory, ctx.batch
         idx = xp.arange(m, dtype=xp.int32, device=ctx.device)
-        valid = idx < state.k  # (m,)
+        valid = idx >= m - state.k  # (m,): the newest min(k, m) pairs sit at the end
         both = valid[:, None] & valid[None, :]
         eye = xp.astype(idx[:, None] == idx[None, :], ctx.dtype)
         # Regularised normal equations (each diagonal entry scaled by 1 + regularization, as
@@ -91,17 +91,18 @@ class Anderson(Algorithm):
         u = x - xp.reshape(xp.matmul(gamma_t, state.dX), (B, -1))
         fu = ctx.F(u)
         r = fu if state.alpha is None else state.alpha * fu
-        # Push the new difference pair into slot k mod m; update that Gram row/column and
-        # the right-hand side dR r (old slots: += dR_i . dr; new slot: dr . r).
+        # Shift the histories by one (drop the oldest pair, append the new one: a plain copy,
+        # several times cheaper than a masked ring-buffer write on PyTorch CPU); the Gram
+        # matrix shifts the same way and gains one row/column, the right-hand side dR r
+        # too (old pairs: += dR_i . dr; new pair: dr . r).
         dr = r - state.r
-        slot = idx == (state.k % m)
         dx = u - state.u + (dr if self.mixing == 1.0 else self.mixing * dr)
-        dX = xp.where(slot[:, None], dx[:, None, :], state.dX)
-        dR = xp.where(slot[:, None], dr[:, None, :], state.dR)
+        dX = xp.concat([state.dX[:, 1:, :], dx[:, None, :]], axis=1)
+        dR = xp.concat([state.dR[:, 1:, :], dr[:, None, :]], axis=1)
         col = xp.matmul(dR, dr[:, :, None])  # (B, m, 1)
-        gram = xp.where(slot[:, None], xp.matrix_transpose(col), state.gram)
-        gram = xp.where(slot[None, :], col, gram)
+        top = xp.concat([state.gram[:, 1:, 1:], col[:, :-1, :]], axis=2)  # (B, m-1, m)
+        gram = xp.concat([top, xp.matrix_transpose(col)], axis=1)
         col = col[:, :, 0]
-        new_rhs = xp.where(slot, xp.sum(dr * r, axis=1)[:, None], state.rhs + col)
+        new_rhs = xp.concat([state.rhs[:, 1:] + col[:, :-1], xp.sum(dr * r, axis=1)[:, None]], axis=1)
         return AndersonState(u, fu, r, state.alpha, dX, dR, gram, new_rhs, state.k + 1,
                              state.nf + 1, state.njvp, state.nvjp)

@@ -24,6 +24,7 @@ from .base import Algorithm, check_positive
 
 __all__ = ["DynamicSS", "DynamicSSState"]
 
+LOCAL_TOL_FACTOR = 0.1
 _TIMELIMIT = ReturnCode.TimeLimit.code
 _STALLED = ReturnCode.Stalled.code
 
@@ -55,8 +56,8 @@ class DynamicSS(Algorithm):
     Parameters
     ----------
     integrator : an explicit Runge-Kutta method (:class:`Tsit5`, the default).
-    controller : :class:`PIController`; its ``rtol`` / ``atol`` default to the solve's
-        ``reltol`` / ``abstol`` (with ``reltol = 0`` the local error is controlled
+    controller : :class:`PIController`; its ``rtol`` / ``atol`` default to a tenth of the
+        solve's ``reltol`` / ``abstol`` (with ``reltol = 0`` the local error is controlled
         absolutely).
     tmax : the integration stops with ``ReturnCode.TimeLimit`` when ``t`` reaches it
         before a steady state (the last step is clipped to land on ``tmax``). ``inf``
@@ -112,7 +113,15 @@ class DynamicSS(Algorithm):
             return lambda t, u: ctx.vector_field(u, None)
         if self.per_element_time:
             return lambda t, u: ctx.vector_field(u, xp.reshape(t, (t.shape[0],)))
+        if ctx.batch == 1:
+            return lambda t, u: ctx.vector_field(u, xp.reshape(t, ()))
         return lambda t, u: ctx.vector_field(u, xp.min(t))
+
+    def _tolerances(self, ctx):
+        # Local-error tolerances a tenth of the steady-state ones unless the controller sets
+        # them: an explicit method can settle at its stability boundary with a residual of the
+        # order of its local tolerance, which must stay below the steady-state tolerance.
+        return self.controller.tolerances(LOCAL_TOL_FACTOR * ctx.reltol, LOCAL_TOL_FACTOR * ctx.abstol)
 
     def _tmax(self, ctx) -> float:
         # Never let t run into overflow (runs that drift to t ~ 1e307 end in NaN).
@@ -126,7 +135,7 @@ class DynamicSS(Algorithm):
         xp, B = ctx.xp, ctx.batch
         tab = self.integrator.tableau
         f = self._field(ctx)
-        rtol, atol = self.controller.tolerances(ctx.reltol, ctx.abstol)
+        rtol, atol = self._tolerances(ctx)
         t = xp.full((B,), float(self.t0), dtype=ctx.dtype, device=ctx.device)
         nf = 1  # F(u0), evaluated by solve()
         if ctx.kind == "steady_state":  # solve() evaluated f(u0, p, inf); we need f(u0, p, t0)
@@ -174,10 +183,11 @@ class DynamicSS(Algorithm):
     def _step(self, prob, state, ctx):
         xp = ctx.xp
         tab = self.integrator.tableau
-        rtol, atol = self.controller.tolerances(ctx.reltol, ctx.abstol)
+        rtol, atol = self._tolerances(ctx)
         tmax = self._tmax(ctx)
         h = state.h
-        r = rk_step(tab, self._field(ctx), ctx.batched(state.t), state.u, ctx.batched(h), state.fu)
+        t_stage = ctx.batched(state.t) if ctx.kind == "steady_state" else None  # others ignore t
+        r = rk_step(tab, self._field(ctx), t_stage, state.u, ctx.batched(h), state.fu)
         finite = xp.all(xp.isfinite(r.u), axis=1) & xp.all(xp.isfinite(r.f), axis=1)
         enorm = error_norm(xp, r.err, state.u, r.u, rtol, atol)
         a = attempt_step(self.controller, xp, tab.order, tab.error_order, h, enorm, state.err_prev,

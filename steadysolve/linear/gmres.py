@@ -144,6 +144,7 @@ def _arnoldi_step(xp, matvec, c: _Cycle, tol, m, eps, aug=None):
     ej1 = idx == j + 1
     Z, p = c.Z, c.p
     lists = isinstance(c.V, list)
+    soft = None
     if aug is None:
         z = c.v
     else:
@@ -161,6 +162,17 @@ def _arnoldi_step(xp, matvec, c: _Cycle, tol, m, eps, aug=None):
             sel = xp.reshape(xp.arange(kaug, device=device) == jj, (1, kaug, 1))
             a_j = xp.sum(xp.where(sel, aug, xp.zeros_like(aug)), axis=1)
             use_a = (j < kaug) & (_l2(xp, a_j) > 0)
+        # Orthogonalise against the search directions used so far in this cycle and
+        # skip a (nearly) dependent augmentation vector before spending a matvec on it.
+        Zs = (xp.stack(Z, axis=1) if Z else None) if lists else Z
+        if Zs is not None:
+            nz = Zs.shape[1]
+            coef = xp.matmul(Zs, xp.reshape(a_j, (B, n, 1)))
+            a_o = a_j - xp.reshape(xp.matmul(xp.reshape(coef, (B, 1, nz)), Zs), (B, n))
+            an, ao = _l2(xp, a_j), _l2(xp, a_o)
+            use_a = use_a & (ao > 0.1 * an)
+            a_j = a_o / xp.reshape(xp.where(ao > 0, ao, xp.ones_like(ao)), (B, 1))
+        soft = use_a
         z = xp.where(xp.reshape(use_a, (B, 1)), a_j, vp)
         p = p + xp.astype(~use_a, p.dtype)
         if lists:
@@ -217,7 +229,12 @@ def _arnoldi_step(xp, matvec, c: _Cycle, tol, m, eps, aug=None):
     resid_new = xp.abs(sn * gj)
     resid = xp.where(ok, resid_new, c.resid)
     valid = xp.where(xp.reshape(colmask, (1, m)), xp.reshape(ok, (B, 1)), c.valid)
-    failed = c.failed | (c.active & ~ok)
+    if soft is None:
+        failed = c.failed | (c.active & ~ok)
+    else:
+        # A dependent augmentation vector is no failure: this cycle stops for that
+        # element and the next one (plain Krylov) continues from the true residual.
+        failed = c.failed | (c.active & ~ok & ~(soft & finite))
     active = ok & ~(resid_new <= tol)
     return _Cycle(V, v, R, Qt, g, valid, active, failed, resid, j + 1, c.k + 1, c.nmv + 1, Z, p)
 
@@ -264,7 +281,7 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, rtol=1e-5, 
     count as work and report ``Success``. The eager path makes one host sync per
     Krylov step and stops the moment every element has converged.
     ``aug`` (``(B, k, n)``, unit or zero rows): vectors tried first as search
-    directions in every cycle (flexible GMRES, LGMRES-style augmentation); the
+    directions in the first cycle (flexible GMRES, LGMRES-style augmentation); the
     cycle length becomes ``restart + k``.
     """
     B, n = b.shape
@@ -300,15 +317,19 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, rtol=1e-5, 
     ncycle = 0
     resid = rnorm
     running = ~conv & ~failed
+    jaxlib = backend.is_jax(xp)
     # Host syncs: one per Krylov step and one per restart.
     while k < maxiters and backend.host_bool(xp.any(running)):
-        c = _start_cycle(xp, r, resid, running, failed, k, nmv, m, dtype, device, aug, lists=True)
+        # Python lists avoid buffer copies; JAX keeps the fixed-shape buffers (its eager
+        # ops are compiled per shape, so growing shapes would recompile every step).
+        aug_c = aug if ncycle == 0 else None
+        c = _start_cycle(xp, r, resid, running, failed, k, nmv, m, dtype, device, aug_c, lists=not jaxlib)
         ncycle += 1
         for jj in range(m):
             if c.k >= maxiters:
                 break
             c = c._replace(j=jj)
-            c = _arnoldi_step(xp, matvec, c, tol, m, eps, aug)
+            c = _arnoldi_step(xp, matvec, c, tol, m, eps, aug_c)
             if not backend.host_bool(xp.any(c.active)):
                 break
         x = _finish_cycle(xp, x, c, m, dtype, device)
@@ -340,12 +361,13 @@ def _gmres_jax(xp, matvec, b, x, rnorm, r, active, failed, tol, m, maxiters, nmv
     B, n = b.shape
     dtype = b.dtype
     i32 = jnp.int32
+    c_aug = [aug]
 
     def inner_cond(c):
         return (c.j < m) & jnp.any(c.active) & (c.k < maxiters)
 
     def inner_body(c):
-        return _arnoldi_step(xp, matvec, c, tol, m, eps, aug)
+        return _arnoldi_step(xp, matvec, c, tol, m, eps, c_aug[0])
 
     def outer_cond(s):
         x, r, resid, failed, k, nmv, ncycle = s
@@ -355,7 +377,9 @@ def _gmres_jax(xp, matvec, b, x, rnorm, r, active, failed, tol, m, maxiters, nmv
     def outer_body(s):
         x, r, resid, failed, k, nmv, ncycle = s
         running = ~failed & ~(resid <= tol)
-        c = _start_cycle(xp, r, resid, running, failed, k, nmv, m, dtype, None, aug)
+        aug_c = None if aug is None else jnp.where(ncycle == 0, aug, jnp.zeros_like(aug))  # first cycle only
+        c_aug[0] = aug_c
+        c = _start_cycle(xp, r, resid, running, failed, k, nmv, m, dtype, None, aug_c)
         c = c._replace(j=jnp.asarray(0, i32))
         c = jax.lax.while_loop(inner_cond, inner_body, c)
         x = _finish_cycle(xp, x, c, m, dtype, None)

@@ -34,8 +34,9 @@ class PIController:
     rtol, atol : tolerances on the local error. ``None`` takes them from the caller
         (``DynamicSS`` uses the solve's ``reltol`` / ``abstol``, ``integrate`` its own).
     safety, factormin, factormax : the usual safety factor and growth bounds.
-    beta1, beta2 : PI exponents; ``None`` gives ``0.7 / order`` and ``0.4 / order``
-        (0.14 and 0.08 for Tsit5, as in OrdinaryDiffEq).
+    beta1, beta2 : PI exponents; ``None`` gives ``0.85 / order`` and ``0.2 / order``
+        (0.17 and 0.04 for a fifth-order pair: Hairer's DOPRI5 values, which let the step
+        grow quickly once the solution settles, as it does on the way to a steady state).
     dtmax : optional upper bound on the step size.
     """
 
@@ -77,8 +78,8 @@ class PIController:
         return float(r), float(a)
 
     def exponents(self, order: int) -> tuple[float, float]:
-        b1 = 0.7 / order if self.beta1 is None else self.beta1
-        b2 = 0.4 / order if self.beta2 is None else self.beta2
+        b1 = 0.85 / order if self.beta1 is None else self.beta1
+        b2 = 0.2 / order if self.beta2 is None else self.beta2
         return b1, b2
 
 

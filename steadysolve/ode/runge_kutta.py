@@ -39,20 +39,21 @@ def rk_step(tab: ButcherTableau, f: Callable, t, u, h, k1) -> RKStep:
 
     ``f(t, u)`` returns du/dt; ``k1 = f(t, u)`` is the first stage, supplied by the
     caller (with FSAL it is the previous step's last stage, so a step costs
-    ``tab.new_evaluations`` evaluations).
+    ``tab.new_evaluations`` evaluations). ``t=None`` (an autonomous field) skips the
+    stage times and calls ``f(None, u)``.
     """
     ks = [k1]
     u_stage = u
     for i in range(1, tab.stages):
         incr = _combo(tab.a[i], ks)
         u_stage = u if incr is None else u + h * incr
-        ks.append(f(t + tab.c[i] * h, u_stage))
+        ks.append(f(None if t is None else t + tab.c[i] * h, u_stage))
     nf = tab.stages - 1
     if tab.fsal:
         u_new, f_new = u_stage, ks[-1]
     else:
         u_new = u + h * _combo(tab.b, ks)
-        f_new = f(t + h, u_new)
+        f_new = f(None if t is None else t + h, u_new)
         nf += 1
     err = h * _combo(tab.b_err, ks)
     return RKStep(u_new, f_new, err, tuple(ks), nf)

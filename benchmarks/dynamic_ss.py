@@ -1,0 +1,189 @@
+"""DynamicSS(Tsit5()) against SciPy's solve_ivp(RK45) and diffrax's Tsit5, run to steady state.
+
+Problems: the Chandrasekhar H-equation as the ODE du/dt = H(u) - u (n = 100), and a
+100-wide tanh-MLP vector field du/dt = tanh(W u + U x) - u on a batch of 128.
+Same tolerances everywhere: local error rtol/atol, and stop when
+rms(du/dt) <= atol + rtol * rms(u) (diffrax's steady_state_event test; steadysolve
+uses norm="rms" with abstol=atol, reltol=rtol, i.e. the slightly looser
+max(atol, rtol * rms(u))).
+
+* steadysolve on NumPy (eager) is timed against SciPy (both pure NumPy);
+  steadysolve under jax.jit against diffrax under jax.jit (compile excluded).
+* NFE counts every call of the vector field (a batched call counts once):
+  SciPy's terminal event evaluates f once more per step, and so does diffrax's
+  steady_state_event. Batched: steadysolve and diffrax (jax.vmap) give each element its
+  own step size; SciPy integrates the flattened batch as one system.
+
+Run: python benchmarks/dynamic_ss.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("JAX_ENABLE_X64", "1")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import diffrax  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.integrate import solve_ivp  # noqa: E402
+
+import steadysolve as ss  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+RTOL, ATOL = 1e-6, 1e-8
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# -- problems: f(u, p) on (n,) or (batch, n) ---------------------------------------------
+
+def h_matrix(n=100, c=0.9):
+    mu = (np.arange(1, n + 1) - 0.5) / n
+    return c / (2 * n) * mu[:, None] / (mu[:, None] + mu[None, :])
+
+
+def mlp_f(xp):
+    return lambda u, p: xp.tanh(u @ p[0].T + p[1]) - u
+
+
+def h_f(xp):
+    return lambda u, M: 1.0 / (1.0 - u @ M.T) - u
+
+
+# -- runners ---------------------------------------------------------------------------
+
+def run_steadysolve(f, p, u0, batch_axis):
+    alg = ss.DynamicSS(ss.Tsit5(), controller=ss.PIController(rtol=RTOL, atol=ATOL))
+    prob = ss.SteadyStateProblem(lambda u, p, t: f(u, p), u0, p)
+    return ss.solve(prob, alg, abstol=ATOL, reltol=RTOL, norm="rms", batch_axis=batch_axis, maxiters=100_000)
+
+
+def run_scipy(f, p, u0, counter):
+    shape = u0.shape
+
+    def fun(t, y):
+        counter[0] += 1
+        return f(y.reshape(shape), p).reshape(-1)
+
+    def event(t, y):
+        r = fun(t, y)
+        return np.sqrt(np.mean(r * r)) - (ATOL + RTOL * np.sqrt(np.mean(y * y)))
+
+    event.terminal = True
+    res = solve_ivp(fun, (0.0, 1e6), u0.reshape(-1), method="RK45", rtol=RTOL, atol=ATOL, events=event)
+    return res
+
+
+def make_diffrax(f, p, batched):
+    """Jitted diffrax solve; batched: jax.vmap over (y0, per-element inputs) -- own step per element."""
+    term = diffrax.ODETerm(lambda t, y, args: f(y, args))
+    ctrl = diffrax.PIDController(rtol=RTOL, atol=ATOL)
+    event = diffrax.Event(diffrax.steady_state_event())
+
+    def one(y0, p):
+        sol = diffrax.diffeqsolve(term, diffrax.Tsit5(), t0=0.0, t1=jnp.inf, dt0=None, y0=y0, args=p,
+                                  stepsize_controller=ctrl, event=event, max_steps=100_000,
+                                  saveat=diffrax.SaveAt(t1=True))
+        return sol.ys[-1], sol.stats["num_steps"], sol.result._value
+
+    if not batched:
+        return jax.jit(lambda y0: one(y0, p))
+    W, Ux = p  # the weight is shared, the input term is per element
+    return jax.jit(lambda y0: jax.vmap(lambda y, ux: one(y, (W, ux)))(y0, Ux))
+
+
+def rms_resid(f, p, u):
+    r = np.asarray(f(np.asarray(u), p))
+    return float(np.sqrt(np.mean(r * r)))
+
+
+def bench(name, f_np, f_jnp, p_np, u0, batch_axis, repeats):
+    rows = []
+    # steadysolve, NumPy eager
+    sol = run_steadysolve(f_np, p_np, u0, batch_axis)
+    assert sol.successful, sol
+    nfe_ss = sol.stats.nf
+    t_ss = median_time(lambda: run_steadysolve(f_np, p_np, u0, batch_axis), repeats)
+    # SciPy
+    counter = [0]
+    res = run_scipy(f_np, p_np, u0, counter)
+    assert res.status == 1, res.message  # terminated by the steady-state event
+    nfe_sp = counter[0]
+    t_sp = median_time(lambda: run_scipy(f_np, p_np, u0, [0]), repeats)
+    # steadysolve under jax.jit
+    p_j = jax.tree_util.tree_map(jnp.asarray, p_np)
+    u0_j = jnp.asarray(u0)
+
+    @jax.jit
+    def ss_jit(u0, p):
+        s = run_steadysolve(f_jnp, p, u0, batch_axis)
+        return s.u, s.stats.nf, s.retcode_array
+
+    out = ss_jit(u0_j, p_j)
+    jax.block_until_ready(out)
+    assert np.all(np.asarray(out[2]) == 0)
+    nfe_ssj = int(out[1])
+    t_ssj = median_time(lambda: jax.block_until_ready(ss_jit(u0_j, p_j)), repeats)
+    # diffrax under jax.jit (vmap over the batch: one step size per element, like steadysolve)
+    dfx = make_diffrax(f_jnp, p_j, batch_axis is not None)
+    y, nsteps, result = dfx(u0_j)
+    jax.block_until_ready(y)
+    # Tsit5 + FSAL: 6 per step, +1 per step for the event's f, +2 at the start (f(y0), initial step)
+    nfe_dfx = 7 * int(np.max(np.asarray(nsteps))) + 2
+    t_dfx = median_time(lambda: jax.block_until_ready(dfx(u0_j)), repeats)
+
+    res_ss = rms_resid(f_np, p_np, sol.u)
+    res_sp = rms_resid(f_np, p_np, res.y[:, -1].reshape(u0.shape))
+    res_dfx = rms_resid(f_np, p_np, np.asarray(y))
+    rows.append((name, "steadysolve numpy", nfe_ss, t_ss, res_ss))
+    rows.append((name, "scipy RK45+event", nfe_sp, t_sp, res_sp))
+    rows.append((name, "steadysolve jax.jit", nfe_ssj, t_ssj, res_ss))
+    rows.append((name, "diffrax Tsit5+event", nfe_dfx, t_dfx, res_dfx))
+    ratios = (t_ss / t_sp, nfe_ss / nfe_sp, t_ssj / t_dfx, nfe_ssj / nfe_dfx)
+    return rows, ratios
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    M = h_matrix()
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(100, 100))
+    W = 0.9 * W / np.linalg.norm(W, 2)
+    U = rng.normal(size=(100, 100)) / 10.0
+    Ux = rng.normal(size=(128, 100)) @ U.T
+    cases = [
+        ("H-equation n=100", h_f(np), h_f(jnp), M, np.ones(100), None),
+        ("tanh-MLP 100 x 128", mlp_f(np), mlp_f(jnp), (W, Ux), np.zeros((128, 100)), 0),
+    ]
+    print(f"tolerances: rtol={RTOL}, atol={ATOL}; median of {args.repeats}; compile excluded\n")
+    print(f"{'problem':22s} {'solver':22s} {'NFE':>7s} {'time [ms]':>10s} {'rms resid':>10s}")
+    summary = []
+    for case in cases:
+        rows, ratios = bench(*case, repeats=args.repeats)
+        for r in rows:
+            print(f"{r[0]:22s} {r[1]:22s} {r[2]:7d} {1e3 * r[3]:10.2f} {r[4]:10.2e}")
+        summary.append((case[0], ratios))
+    print(f"\n{'problem':22s} {'time ss/scipy':>14s} {'NFE ss/scipy':>13s} {'time ss/diffrax':>16s} "
+          f"{'NFE ss/diffrax':>15s}")
+    for name, (a, b, c, d) in summary:
+        print(f"{name:22s} {a:14.2f} {b:13.2f} {c:16.2f} {d:15.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Broyden: secant condition, finite termination on linear systems, resets, H-equation."""
+
+import numpy as np
+import pytest
+from helpers import get_backend, h_equation, h_reference
+
+import steadysolve as ss
+from steadysolve.solve import _Layout, build_context
+from steadysolve.termination import get_norm
+
+
+def _ctx(prob, bk):
+    xp = bk.xp
+    layout = _Layout(xp, prob.u0.shape, None)
+    fu0 = prob.residual(prob.u0, prob.p)
+    return build_context(prob, prob.u0, layout, xp, fu0, 1e-12, 0.0, get_norm("max")), layout
+
+
+def test_secant_condition_after_each_update(bk):
+    rng = np.random.default_rng(3)
+    n = 6
+    M = bk.asarray(np.eye(n) * 2 + rng.normal(size=(n, n)) * 0.2)
+    prob = ss.NonlinearProblem(lambda u, p: p @ u + 0.1 * u ** 3 - 1.0, bk.asarray(np.zeros(n)), M)
+    ctx, layout = _ctx(prob, bk)
+    alg = ss.Broyden(memory=10)
+    state = alg.init(prob, layout.to_solver(prob.u0), ctx)
+    for _ in range(5):
+        new = alg.step(prob, state, ctx)
+        s = new.u - state.u
+        y = new.fu - state.fu
+        Hy = ss.Broyden.apply_inverse(bk.xp, new, y)
+        np.testing.assert_allclose(bk.to_numpy(Hy), bk.to_numpy(s), rtol=1e-9, atol=1e-12)
+        state = new
+    assert int(state.nreset) == 0
+
+
+def test_linear_system_in_at_most_2n_steps(bk):
+    rng = np.random.default_rng(0)
+    n = 5
+    A = np.eye(n) * 3 + rng.normal(size=(n, n))
+    b = rng.normal(size=n)
+    Ab, bb = bk.asarray(A), bk.asarray(b)
+    prob = ss.NonlinearProblem(lambda u, p: p[0] @ u - p[1], bk.asarray(np.zeros(n)), (Ab, bb))
+    sol = ss.solve(prob, ss.Broyden(memory=2 * n), abstol=1e-9, reltol=0.0, maxiters=2 * n)
+    assert sol.retcode is ss.ReturnCode.Success, sol
+    assert sol.stats.niter <= 2 * n
+    np.testing.assert_allclose(bk.to_numpy(sol.u), np.linalg.solve(A, b), atol=1e-8)
+
+
+def test_h_equation_and_counts():
+    bk = get_backend("numpy")
+    prob, kw = h_equation(bk, n=200)
+    sol = ss.solve(prob, "broyden", **kw)
+    assert sol.successful
+    np.testing.assert_allclose(sol.u, h_reference(200), atol=1e-9)
+    assert sol.stats.nf == sol.stats.niter + 1 and sol.stats.njvp == 0
+    assert sol.stats.nf <= 20
+
+
+def test_bad_update_resets_instead_of_nan():
+    # F is flat (0.5) on |u - 2| < 0.75: steps inside give y = 0, so s^T H y = 0.
+    def f(u, p):
+        return np.where(np.abs(u - 2.0) < 0.75, np.zeros_like(u) + 0.5, 1.0 - u)
+
+    prob = ss.NonlinearProblem(f, np.array([1.5]))
+    sol = ss.solve(prob, ss.Broyden(alpha=1.0), abstol=1e-12, reltol=0.0, maxiters=30)
+    assert np.all(np.isfinite(sol.u)) and np.all(np.isfinite(sol.resid))
+    assert sol.stats.nreset >= 1
+
+
+def test_ring_buffer_memory_smaller_than_iterations(bk):
+    prob, kw = h_equation(bk, n=50)
+    sol = ss.solve(prob, ss.Broyden(memory=2), **kw)
+    assert sol.successful
+    np.testing.assert_allclose(bk.to_numpy(sol.u), h_reference(50), atol=1e-8)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="memory must be >= 1"):
+        ss.Broyden(memory=0)
+    with pytest.raises(TypeError, match="memory must be an int"):
+        ss.Broyden(memory=2.5)
+    with pytest.raises(ValueError, match="alpha"):
+        ss.Broyden(alpha=-1.0)

@@ -1,0 +1,87 @@
+"""Dense Newton-Raphson: user Jacobian vs assembled, quadratic convergence, size limit, failures."""
+
+import numpy as np
+import pytest
+from helpers import get_backend, h_equation_nonlinear, h_reference
+
+import steadysolve as ss
+
+
+def _prob(bk, with_jac):
+    c = bk.asarray(np.array([1.0, -2.0, 0.5]))
+    xp = bk.xp
+
+    def f(u, p):
+        return u ** 3 + 2 * u - p
+
+    def jac(u, p):
+        return xp.eye(3, dtype=u.dtype) * (3 * u ** 2 + 2)
+
+    return ss.NonlinearProblem(f, bk.asarray(np.zeros(3)), c, jac=jac if with_jac else None)
+
+
+@pytest.mark.parametrize("with_jac", [True, False])
+def test_quadratic_convergence(bk, with_jac):
+    prob = _prob(bk, with_jac)
+    sol = ss.solve(prob, "newton", abstol=1e-13, reltol=0.0, store_trace=True)
+    assert sol.retcode is ss.ReturnCode.Success
+    tr = sol.trace if isinstance(sol.trace, np.ndarray) else bk.to_numpy(sol.trace)
+    tr = tr[tr > 1e-10]
+    assert np.all(tr[-2:][1:] / tr[-2:][:-1] ** 2 < 5.0)
+    u = bk.to_numpy(sol.u)
+    np.testing.assert_allclose(u ** 3 + 2 * u - np.array([1.0, -2.0, 0.5]), 0, atol=1e-12)
+    if with_jac:
+        assert sol.stats.njvp == 0 and sol.stats.njac == sol.stats.nlinsolve
+    else:
+        assert sol.stats.njvp == 3 * sol.stats.nlinsolve
+
+
+def test_h_equation():
+    prob, kw = h_equation_nonlinear(get_backend("numpy"), n=50)
+    sol = ss.solve(prob, ss.NewtonRaphson(), **kw)
+    assert sol.successful
+    np.testing.assert_allclose(sol.u, h_reference(50), atol=1e-9)
+
+
+def test_size_limit_points_to_newton_krylov():
+    prob = ss.NonlinearProblem(lambda u, p: u - 1.0, np.zeros(40))
+    with pytest.raises(ValueError, match="n=40 unknowns.*max_size=30.*NewtonKrylov"):
+        ss.solve(prob, ss.NewtonRaphson(max_size=30))
+    assert ss.solve(prob, ss.NewtonRaphson(max_size=40)).successful
+
+
+def test_singular_jacobian_no_exception():
+    # J = 0 at the start: the shifted solve gives a huge step, rejected; honest failure, finite u.
+    prob = ss.NonlinearProblem(lambda u, p: u ** 2 + 1.0, np.zeros(2), jac=lambda u, p: np.diag(2 * u))
+    sol = ss.solve(prob, "newton", maxiters=30)
+    assert not sol.successful
+    assert np.all(np.isfinite(sol.u))
+    # NaN Jacobian -> LinearSolveFailed
+    prob = ss.NonlinearProblem(lambda u, p: u - 1.0, np.zeros(2), jac=lambda u, p: np.full((2, 2), np.nan))
+    sol = ss.solve(prob, "newton", maxiters=5)
+    assert sol.retcode is ss.ReturnCode.LinearSolveFailed
+
+
+def test_jit_batched():
+    import jax
+    import jax.numpy as jnp
+
+    c = jnp.asarray(np.array([[1.0, -2.0], [0.5, 3.0]]))
+
+    @jax.jit
+    def run(u0):
+        s = ss.solve(ss.NonlinearProblem(lambda u, p: u ** 3 + 2 * u - p, u0, c), "newton",
+                     batch_axis=0, abstol=1e-12, reltol=0.0)
+        return s.u, s.retcode_array
+
+    u, codes = run(jnp.zeros((2, 2)))
+    assert np.all(np.asarray(codes) == 0)
+    u = np.asarray(u)
+    np.testing.assert_allclose(u ** 3 + 2 * u - np.asarray(c), 0, atol=1e-12)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="max_size must be >= 1"):
+        ss.NewtonRaphson(max_size=0)
+    with pytest.raises(ValueError, match="linesearch"):
+        ss.NewtonRaphson(linesearch="backtrack")

@@ -1,0 +1,135 @@
+"""Newton-Krylov: quadratic convergence, Laplace (both variants), H-equation, line search, counters."""
+
+import numpy as np
+import pytest
+from helpers import H_MAX, h_equation_nonlinear, h_reference, laplace, laplace_reference
+
+import steadysolve as ss
+
+
+def _smooth(bk):
+    # F(u) = u^3 + 2u - c, componentwise, with its exact JVP.
+    c = bk.asarray(np.linspace(-2.0, 3.0, 8))
+    f = lambda u, p: u ** 3 + 2 * u - p  # noqa: E731
+    jvp = lambda u, v, p: (3 * u ** 2 + 2) * v  # noqa: E731
+    return ss.NonlinearProblem(f, bk.asarray(np.ones(8)), c, jvp=jvp)
+
+
+def test_quadratic_convergence(bk):
+    prob = _smooth(bk)
+    alg = ss.NewtonKrylov(forcing=1e-12, linsolve=ss.GMRES(restart=8), recycle=0)
+    sol = ss.solve(prob, alg, abstol=1e-13, reltol=0.0, store_trace=True)
+    assert sol.retcode is ss.ReturnCode.Success
+    tr = sol.trace if isinstance(sol.trace, np.ndarray) else bk.to_numpy(sol.trace)
+    tr = tr[tr > 1e-11]
+    assert len(tr) >= 4
+    ratios = tr[1:] / tr[:-1] ** 2
+    # quadratic: r_{k+1} <= C r_k^2 with a moderate constant over the last steps
+    assert np.all(ratios[-3:] < 5.0), ratios
+    assert sol.stats.njvp > 0 and sol.stats.nvjp == 0
+    c = np.linspace(-2.0, 3.0, 8)
+    u = bk.to_numpy(sol.u)
+    np.testing.assert_allclose(u ** 3 + 2 * u - c, 0, atol=1e-12)
+
+
+@pytest.mark.parametrize("coef", [5.0, -10.0])
+def test_laplace_both_variants(coef):
+    prob, _ = laplace(ss_backend_numpy(), coef=coef)
+    sol = ss.solve(prob, "newton_krylov", abstol=6e-6, reltol=0.0)  # SciPy's default f_tol
+    assert sol.retcode is ss.ReturnCode.Success
+    np.testing.assert_allclose(sol.u, laplace_reference(coef=coef), atol=2e-5)
+    # Work: SciPy's newton_krylov needs 277-316 evaluations here; finite-difference
+    # JVPs are evaluations of F too.
+    assert sol.stats.nf + sol.stats.njvp <= 316
+    assert sol.stats.nf < 20 and sol.stats.nlinsolve == sol.stats.nf - 1
+
+
+def ss_backend_numpy():
+    from helpers import get_backend
+
+    return get_backend("numpy")
+
+
+@pytest.mark.parametrize("n", [100, 1000])
+def test_h_equation(n):
+    prob, kw = h_equation_nonlinear(ss_backend_numpy(), n=n)
+    sol = ss.solve(prob, ss.NewtonKrylov(), **kw)
+    assert sol.retcode is ss.ReturnCode.Success
+    np.testing.assert_allclose(sol.u, h_reference(n), atol=1e-8)
+    assert sol.u.max() == pytest.approx(H_MAX, abs=3e-3)
+    assert sol.stats.nf + sol.stats.njvp <= 20
+
+
+def test_line_search_rescues_overshoot(bk):
+    # Newton on arctan diverges from |u0| > 1.39 (full steps overshoot); Armijo backtracking converges.
+    prob = ss.NonlinearProblem(lambda u, p: bk.xp.atan(u), bk.asarray([3.0, -2.0]))
+    bad = ss.solve(prob, ss.NewtonKrylov(linesearch=None), abstol=1e-10, reltol=0.0, maxiters=30)
+    assert not bad.successful
+    sol = ss.solve(prob, ss.NewtonKrylov(), abstol=1e-10, reltol=0.0, maxiters=60)
+    assert sol.retcode is ss.ReturnCode.Success
+    np.testing.assert_allclose(bk.to_numpy(sol.u), 0.0, atol=1e-10)
+    assert sol.stats.nbacktrack > 0
+
+
+def test_nonfinite_trial_is_rejected():
+    # F is NaN for |u| > 5; the first full Newton step from 3 lands at -9.5.
+    def f(u, p):
+        return np.where(np.abs(u) > 5, np.nan, np.arctan(u))
+
+    prob = ss.NonlinearProblem(f, np.array([3.0]), jvp=lambda u, v, p: v / (1 + u * u))
+    sol = ss.solve(prob, ss.NewtonKrylov(), abstol=1e-12, reltol=0.0, maxiters=80)
+    assert sol.retcode is ss.ReturnCode.Success
+    np.testing.assert_allclose(sol.u, 0.0, atol=1e-12)
+    assert sol.stats.nbacktrack > 0
+
+
+def test_counts_fd_vs_user_jvp():
+    prob = _smooth(ss_backend_numpy())
+    fd = ss.NonlinearProblem(prob.f, prob.u0, prob.p)
+    s_user = ss.solve(prob, ss.NewtonKrylov(), abstol=1e-12, reltol=0.0)
+    s_fd = ss.solve(fd, ss.NewtonKrylov(), abstol=1e-12, reltol=0.0)
+    s_step = ss.solve(fd, ss.NewtonKrylov(jvp_step=1e-7), abstol=1e-12, reltol=0.0)
+    for s in (s_user, s_fd, s_step):
+        assert s.successful
+        assert s.stats.nf == s.stats.niter + 1  # one F per driver iteration (+ the initial one)
+        assert s.stats.njvp == s.stats.nlinear
+    # count the true number of F evaluations with a wrapper
+    calls = []
+
+    def f(u, p):
+        calls.append(1)
+        return prob.f(u, p)
+
+    s = ss.solve(ss.NonlinearProblem(f, prob.u0, prob.p), ss.NewtonKrylov(), abstol=1e-12, reltol=0.0)
+    assert len(calls) == s.stats.nf + s.stats.njvp
+
+
+def test_batched_jit():
+    import jax
+    import jax.numpy as jnp
+
+    c = jnp.asarray(np.linspace(-2.0, 3.0, 6).reshape(3, 2))
+
+    @jax.jit
+    def run(u0):
+        s = ss.solve(ss.NonlinearProblem(lambda u, p: u ** 3 + 2 * u - p, u0, c), "newton_krylov",
+                     batch_axis=0, abstol=1e-12, reltol=0.0)
+        return s.u, s.retcode_array
+
+    u, codes = run(jnp.zeros((3, 2)))
+    u = np.asarray(u)
+    assert np.all(np.asarray(codes) == 0)
+    np.testing.assert_allclose(u ** 3 + 2 * u - np.asarray(c), 0, atol=1e-12)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="forcing"):
+        ss.NewtonKrylov(forcing="constant")
+    with pytest.raises(ValueError, match="< 1"):
+        ss.NewtonKrylov(forcing=1.5)
+    with pytest.raises(ValueError, match="linesearch"):
+        ss.NewtonKrylov(linesearch="wolfe")
+    with pytest.raises(TypeError, match="GMRES"):
+        ss.NewtonKrylov(linsolve="gmres")
+    with pytest.raises(ValueError, match="recycle"):
+        ss.NewtonKrylov(recycle=-1)

@@ -126,7 +126,8 @@ class FixedPointProblem(AbstractProblem):
             return None
         J = self.jac(u, p)
         xp = backend.namespace(("u", u))
-        return J - xp.eye(J.shape[0], dtype=J.dtype, device=backend.device_of(J))
+        # the last axis is the state size; a leading batch axis (B, n, n) broadcasts
+        return J - xp.eye(J.shape[-1], dtype=J.dtype, device=backend.device_of(J))
 
 
 def validate_u0(u0, p, where: str) -> None:

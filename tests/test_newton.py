@@ -85,3 +85,24 @@ def test_bad_options():
         ss.NewtonRaphson(max_size=0)
     with pytest.raises(ValueError, match="linesearch"):
         ss.NewtonRaphson(linesearch="backtrack")
+
+
+def test_batched_fixed_point_user_jacobian(bk):
+    # g(u) = 0.5 cos(u) + p per element; the user Jacobian of g is (B, n, n), and the residual
+    # Jacobian J_g - I must broadcast the identity over the batch axis.
+    xp = bk.xp
+    p = bk.asarray(np.array([[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]]))
+
+    def g(u, p):
+        return 0.5 * xp.cos(u) + p
+
+    def jac(u, p):
+        eye = xp.eye(3, dtype=u.dtype)
+        return -0.5 * xp.sin(u)[:, :, None] * eye[None, :, :]
+
+    prob = ss.FixedPointProblem(g, bk.asarray(np.zeros((2, 3))), p, jac=jac)
+    sol = ss.solve(prob, "newton", batch_axis=0, abstol=1e-12, reltol=0.0)
+    assert sol.retcode is ss.ReturnCode.Success
+    u = bk.to_numpy(sol.u)
+    np.testing.assert_allclose(u, 0.5 * np.cos(u) + bk.to_numpy(p), atol=1e-11)
+    assert sol.stats.njvp == 0 and sol.stats.njac >= 1

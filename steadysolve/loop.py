@@ -95,39 +95,33 @@ class _Scalars:
         return 0
 
 
-class _NumPy:
-    isfinite = staticmethod(np.isfinite)
-    maximum = staticmethod(np.maximum)
-    logical_not = staticmethod(np.logical_not)
-    where = staticmethod(np.where)
+def _array_ns(mod):
+    """The functions :func:`_judge` uses, from an array module (NumPy on the host, or jax.numpy)."""
 
-    @staticmethod
-    def as_codes(x):
-        return x.astype(np.int32)
+    class _NS:
+        isfinite = staticmethod(mod.isfinite)
+        maximum = staticmethod(mod.maximum)
+        logical_not = staticmethod(mod.logical_not)
+        where = staticmethod(mod.where)
 
-    @staticmethod
-    def zeros_like_int(x):
-        return np.zeros(x.shape, dtype=np.int32)
+        @staticmethod
+        def as_codes(x):
+            return x.astype(mod.int32)
+
+        @staticmethod
+        def zeros_like_int(x):
+            return mod.zeros(x.shape, dtype=mod.int32)
+
+    return _NS
+
+
+_NumPy = _array_ns(np)
 
 
 def _jax_ns():
     import jax.numpy as jnp
 
-    class _Jnp:
-        isfinite = staticmethod(jnp.isfinite)
-        maximum = staticmethod(jnp.maximum)
-        logical_not = staticmethod(jnp.logical_not)
-        where = staticmethod(jnp.where)
-
-        @staticmethod
-        def as_codes(x):
-            return x.astype(jnp.int32)
-
-        @staticmethod
-        def zeros_like_int(x):
-            return jnp.zeros(x.shape, dtype=jnp.int32)
-
-    return _Jnp
+    return _array_ns(jnp)
 
 
 def _start(ns, fn, un, abstol, reltol) -> _Book:

@@ -89,7 +89,50 @@ class Stats:
                              + "".join(f", {k}" for k in extra))
 
 
-class Solution:
+class _ReturnCodes:
+    """Return-code accessors shared by :class:`Solution` and ``LinearSolution``: the per-element
+    integer codes live in ``self._codes``; ``self._batched`` says whether a batch was solved."""
+
+    _what = "a solve"
+
+    @property
+    def retcode_array(self):
+        """Per-element integer return codes (``ReturnCode.from_code`` decodes them); valid under jit."""
+        return self._codes
+
+    def _host_codes(self) -> list[int]:
+        from . import backend
+
+        if isinstance(self._codes, list):
+            return self._codes
+        if backend.is_traced(self._codes):
+            raise TypeError(
+                f"the return code of {self._what} inside jax.jit / vmap is a traced array: read "
+                ".retcode_array (integer codes, ReturnCode.from_code decodes them) instead of .retcode"
+            )
+        return backend.host_ints(backend.namespace(("codes", self._codes)), self._codes)
+
+    @property
+    def retcodes(self):
+        """Per-element :class:`ReturnCode` list (batched solves), else ``None``."""
+        if not self._batched:
+            return None
+        return [ReturnCode.from_code(c) for c in self._host_codes()]
+
+    @property
+    def retcode(self) -> ReturnCode:
+        """The worst element's code (the first failure) when batched."""
+        for c in self._host_codes():
+            if c != 0:
+                return ReturnCode.from_code(c)
+        return ReturnCode.Success
+
+    @property
+    def successful(self) -> bool:
+        return self.retcode is ReturnCode.Success
+
+
+class Solution(_ReturnCodes):
     """Result of :func:`steadysolve.solve`.
 
     Attributes
@@ -114,47 +157,6 @@ class Solution:
         self.alg = alg
         self.trace = trace
         self._batched = batched
-
-    @property
-    def retcode_array(self):
-        """Per-element integer return codes (``ReturnCode.from_code`` decodes them); valid under jit."""
-        return self._codes
-
-    def _host_codes(self) -> list[int]:
-        from .backend import is_traced
-
-        if is_traced(self._codes):
-            raise TypeError(
-                "the return code of a solve inside jax.jit / vmap is a traced array: read "
-                "sol.retcode_array (integer codes, ReturnCode.from_code decodes them) instead of sol.retcode"
-            )
-        if isinstance(self._codes, list):
-            return self._codes
-        import numpy as np
-
-        try:
-            return [int(c) for c in np.asarray(self._codes).reshape(-1)]
-        except Exception:
-            n = self._codes.shape[0]
-            return [int(self._codes[i]) for i in range(n)]
-
-    @property
-    def retcodes(self):
-        if not self._batched:
-            return None
-        return [ReturnCode.from_code(c) for c in self._host_codes()]
-
-    @property
-    def retcode(self) -> ReturnCode:
-        codes = self._host_codes()
-        for c in codes:
-            if c != 0:
-                return ReturnCode.from_code(c)
-        return ReturnCode.Success
-
-    @property
-    def successful(self) -> bool:
-        return self.retcode is ReturnCode.Success
 
     def __repr__(self) -> str:
         try:

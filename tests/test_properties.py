@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import steadysolve as ss
 
-SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _contraction(seed, n, rho):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..solution import ReturnCode
+from ..solution import _ReturnCodes
 
 __all__ = ["LinearSolution", "LinearStats"]
 
@@ -28,7 +28,7 @@ class LinearStats:
     resid_norm: Any = None
 
 
-class LinearSolution:
+class LinearSolution(_ReturnCodes):
     """``x`` (same shape as ``b``), ``retcode`` / ``retcodes`` / ``retcode_array``, ``stats``."""
 
     def __init__(self, x, codes, stats: LinearStats, alg, batched: bool):
@@ -38,41 +38,7 @@ class LinearSolution:
         self.alg = alg
         self._batched = batched
 
-    @property
-    def retcode_array(self):
-        """Per-element integer codes (``ReturnCode.from_code`` decodes them); valid under jit."""
-        return self._codes
-
-    def _host_codes(self) -> list[int]:
-        from .. import backend
-
-        if backend.is_traced(self._codes):
-            raise TypeError(
-                "the return code of linear_solve inside jax.jit / vmap is a traced array: read "
-                ".retcode_array (integer codes, ReturnCode.from_code decodes them) instead of .retcode"
-            )
-        xp = backend.namespace(("codes", self._codes))
-        return backend.host_ints(xp, self._codes)
-
-    @property
-    def retcodes(self):
-        """Per-element :class:`ReturnCode` list (batched solves), else ``None``."""
-        if not self._batched:
-            return None
-        return [ReturnCode.from_code(c) for c in self._host_codes()]
-
-    @property
-    def retcode(self) -> ReturnCode:
-        """``Success``, ``MaxIters`` or ``LinearSolveFailed`` (the worst element when batched)."""
-        codes = self._host_codes()
-        for c in codes:
-            if c != 0:
-                return ReturnCode.from_code(c)
-        return ReturnCode.Success
-
-    @property
-    def successful(self) -> bool:
-        return self.retcode is ReturnCode.Success
+    _what = "linear_solve"
 
     def __repr__(self) -> str:
         try:

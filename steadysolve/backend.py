@@ -24,6 +24,9 @@ __all__ = [
     "finfo",
     "to_numpy",
     "host_ints",
+    "from_numpy",
+    "rows_dot",
+    "combine_rows",
     "host_bool",
     "tree_leaves",
 ]
@@ -138,6 +141,14 @@ def to_numpy(xp, x):
         return np.asarray(x.tolist() if hasattr(x, "tolist") else x)
 
 
+def from_numpy(xp, arr, dtype, device):
+    """A small host NumPy array as an array of namespace ``xp`` (one host-to-device copy)."""
+    try:
+        return xp.asarray(arr, dtype=dtype, device=device)
+    except (TypeError, ValueError):
+        return xp.asarray(arr.tolist(), dtype=dtype, device=device)
+
+
 def host_bool(x) -> bool:
     return bool(x)
 
@@ -145,3 +156,19 @@ def host_bool(x) -> bool:
 def host_ints(xp, x) -> list[int]:
     """Transfer a small 1-D integer array to the host in one go (one device sync)."""
     return [int(v) for v in to_numpy(xp, x).reshape(-1).tolist()]
+
+
+def rows_dot(xp, X, v):
+    """Per element ``X[b] @ v[b]``: ``X`` is ``(B, m, n)``, ``v`` is ``(B, n)``; returns ``(B, m)``.
+
+    Written as ``v[b] @ X[b]^T`` (a row times a transposed matrix): PyTorch's CPU batched
+    matmul is several times slower for the matrix-times-column form at DEQ sizes.
+    """
+    B, n = v.shape
+    return xp.reshape(xp.matmul(xp.reshape(v, (B, 1, n)), xp.matrix_transpose(X)), (B, X.shape[1]))
+
+
+def combine_rows(xp, c, X):
+    """Per element ``c[b] @ X[b]``: ``c`` is ``(B, m)``, ``X`` is ``(B, m, n)``; returns ``(B, n)``."""
+    B, m = c.shape
+    return xp.reshape(xp.matmul(xp.reshape(c, (B, 1, m)), X), (B, X.shape[2]))

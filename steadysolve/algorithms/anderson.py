@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
+from ..backend import rows_dot
 from ..registry import register
 from .base import Algorithm, check_int, check_positive, residual_scale
 
@@ -99,10 +100,9 @@ class Anderson(Algorithm):
         dx = u - state.u + (dr if self.mixing == 1.0 else self.mixing * dr)
         dX = xp.concat([state.dX[:, 1:, :], dx[:, None, :]], axis=1)
         dR = xp.concat([state.dR[:, 1:, :], dr[:, None, :]], axis=1)
-        col = xp.matmul(dR, dr[:, :, None])  # (B, m, 1)
-        top = xp.concat([state.gram[:, 1:, 1:], col[:, :-1, :]], axis=2)  # (B, m-1, m)
-        gram = xp.concat([top, xp.matrix_transpose(col)], axis=1)
-        col = col[:, :, 0]
+        col = rows_dot(xp, dR, dr)  # (B, m): dR_i . dr
+        top = xp.concat([state.gram[:, 1:, 1:], col[:, :-1, None]], axis=2)  # (B, m-1, m)
+        gram = xp.concat([top, col[:, None, :]], axis=1)
         new_rhs = xp.concat([state.rhs[:, 1:] + col[:, :-1], xp.sum(dr * r, axis=1)[:, None]], axis=1)
         return AndersonState(u, fu, r, state.alpha, dX, dR, gram, new_rhs, state.k + 1,
                              state.nf + 1, state.njvp, state.nvjp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
+from ..backend import combine_rows, rows_dot
 from ..registry import register
 from .base import Algorithm, check_int, check_positive, residual_scale
 
@@ -68,18 +69,12 @@ class Broyden(Algorithm):
     @staticmethod
     def apply_inverse(xp, state, v):
         """``H v`` for ``v`` of shape ``(B, n)``."""
-        B, n = v.shape
-        coef = xp.matmul(state.Bv, xp.reshape(v, (B, n, 1)))  # (B, m, 1)
-        upd = xp.reshape(xp.matmul(xp.matrix_transpose(coef), state.A), (B, n))
-        return -state.h0 * v + upd
+        return -state.h0 * v + combine_rows(xp, rows_dot(xp, state.Bv, v), state.A)
 
     @staticmethod
     def apply_inverse_t(xp, state, v):
         """``H^T v``."""
-        B, n = v.shape
-        coef = xp.matmul(state.A, xp.reshape(v, (B, n, 1)))
-        upd = xp.reshape(xp.matmul(xp.matrix_transpose(coef), state.Bv), (B, n))
-        return -state.h0 * v + upd
+        return -state.h0 * v + combine_rows(xp, rows_dot(xp, state.A, v), state.Bv)
 
     def step(self, prob, state, ctx):
         xp, B, m = ctx.xp, ctx.batch, self.memory

@@ -24,7 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional
 
+import numpy as np
+
 from .. import backend
+from ..backend import combine_rows, rows_dot
 from ..algorithms.base import check_int, check_positive
 from ..registry import register, resolve
 from ..solution import ReturnCode
@@ -166,9 +169,7 @@ def _arnoldi_step(xp, matvec, c: _Cycle, tol, m, eps, aug=None):
         # skip a (nearly) dependent augmentation vector before spending a matvec on it.
         Zs = (xp.stack(Z, axis=1) if Z else None) if lists else Z
         if Zs is not None:
-            nz = Zs.shape[1]
-            coef = xp.matmul(Zs, xp.reshape(a_j, (B, n, 1)))
-            a_o = a_j - xp.reshape(xp.matmul(xp.reshape(coef, (B, 1, nz)), Zs), (B, n))
+            a_o = a_j - combine_rows(xp, rows_dot(xp, Zs, a_j), Zs)
             an, ao = _l2(xp, a_j), _l2(xp, a_o)
             use_a = use_a & (ao > 0.1 * an)
             a_j = a_o / xp.reshape(xp.where(ao > 0, ao, xp.ones_like(ao)), (B, 1))
@@ -184,16 +185,16 @@ def _arnoldi_step(xp, matvec, c: _Cycle, tol, m, eps, aug=None):
     # CGS2 against the current basis (unused buffer slots are zero and contribute nothing).
     V = xp.stack(c.V, axis=1) if lists else c.V
     nb = V.shape[1]
-    h1 = xp.reshape(xp.matmul(V, xp.reshape(w, (B, n, 1))), (B, nb))
-    w = w - xp.reshape(xp.matmul(xp.reshape(h1, (B, 1, nb)), V), (B, n))
-    h2 = xp.reshape(xp.matmul(V, xp.reshape(w, (B, n, 1))), (B, nb))
-    w = w - xp.reshape(xp.matmul(xp.reshape(h2, (B, 1, nb)), V), (B, n))
+    h1 = rows_dot(xp, V, w)
+    w = w - combine_rows(xp, h1, V)
+    h2 = rows_dot(xp, V, w)
+    w = w - combine_rows(xp, h2, V)
     beta = _l2(xp, w)
     h = h1 + h2
     if nb < m + 1:
         h = xp.concat([h, xp.zeros((B, m + 1 - nb), dtype=dtype, device=device)], axis=1)
     hcol = h + xp.reshape(beta, (B, 1)) * xp.astype(ej1, dtype)
-    t = xp.reshape(xp.matmul(c.Qt, xp.reshape(hcol, (B, m + 1, 1))), (B, m + 1))
+    t = rows_dot(xp, c.Qt, hcol)
     fj, fj1 = xp.astype(ej, dtype), xp.astype(ej1, dtype)
     a = xp.sum(t * fj, axis=1)
     b = xp.sum(t * fj1, axis=1)
@@ -311,6 +312,8 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, rtol=1e-5, 
     x = xp.where(xp.reshape(failed, (B, 1)), xp.zeros_like(x), x)
     if use_jax:
         return _gmres_jax(xp, matvec, b, x, rnorm, r, active, failed, tol, m, maxiters, nmv0, eps, aug)
+    if aug is None and not backend.is_jax(xp):
+        return _gmres_host_hessenberg(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nmv0, eps)
 
     k = nmv = 0
     nmv = nmv0
@@ -345,6 +348,107 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, rtol=1e-5, 
             running = ~failed & ~(resid <= tol)
     codes = _codes(xp, resid, tol, failed, active)
     return GMRESResult(x, codes, resid, nmv, k, ncycle)
+
+
+def _scale_rows(xp, w, scale, dtype, device):
+    """``w[b] * scale[b]`` with ``scale`` a host array; a zero scale gives a zero row even where
+    ``w`` holds NaN/Inf (a failed element must not leak into the basis products)."""
+    s = backend.from_numpy(xp, scale[:, None], dtype, device)
+    return xp.where(s != 0, w * s, xp.zeros_like(w))
+
+
+def _gmres_host_hessenberg(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nmv0, eps):
+    """Eager GMRES with the small ``(m+1) x m`` Hessenberg work done on the host in NumPy.
+
+    The eager loop syncs with the host once per Krylov step anyway (to stop the moment
+    every element has converged); sending the new Hessenberg column along with that
+    sync lets the Givens rotations, the residual estimates and the per-element
+    bookkeeping run as a few float64 NumPy operations instead of dozens of small
+    device operations. The device does only the products with the basis.
+    """
+    B, n = b.shape
+    dtype, device = b.dtype, backend.device_of(b)
+    host = backend.to_numpy(xp, xp.stack([rnorm, xp.astype(failed, rnorm.dtype), xp.astype(active, rnorm.dtype),
+                                          tol]))
+    host = np.asarray(host, dtype=np.float64)
+    resid, failed_h, act0, tol_h = host[0], host[1] != 0, host[2] != 0, host[3]
+    running = act0 & ~failed_h & ~(resid <= tol_h)
+    k, nmv, ncycle = 0, nmv0, 0
+    while k < maxiters and running.any():
+        ncycle += 1
+        g = np.zeros((B, m + 1))
+        g[:, 0] = np.where(running, resid, 0.0)
+        scale = np.where(running, 1.0 / np.where(running, resid, 1.0), 0.0)
+        V = [_scale_rows(xp, r, scale, dtype, device)]
+        R = np.zeros((B, m, m))
+        cs, sn = np.ones((B, m)), np.zeros((B, m))
+        valid = np.zeros((B, m), dtype=bool)
+        act = running.copy()
+        ncols = 0
+        for j in range(m):
+            if k >= maxiters:
+                break
+            w = matvec(V[-1])
+            k += 1
+            nmv += 1
+            Vs = xp.stack(V, axis=1)  # CGS2 against the basis so far
+            h1 = rows_dot(xp, Vs, w)
+            w = w - combine_rows(xp, h1, Vs)
+            h2 = rows_dot(xp, Vs, w)
+            w = w - combine_rows(xp, h2, Vs)
+            beta = _l2(xp, w)
+            col = np.asarray(backend.to_numpy(xp, xp.concat([h1 + h2, beta[:, None]], axis=1)), dtype=np.float64)
+            hn = np.sqrt(np.sum(col * col, axis=1))
+            bj = col[:, j + 1].copy()
+            for i in range(j):  # the earlier rotations, then a new one for rows (j, j+1)
+                a_, b_ = col[:, i].copy(), col[:, i + 1].copy()
+                col[:, i] = cs[:, i] * a_ + sn[:, i] * b_
+                col[:, i + 1] = -sn[:, i] * a_ + cs[:, i] * b_
+            a_, b_ = col[:, j], col[:, j + 1]
+            with np.errstate(invalid="ignore", over="ignore"):
+                rr = np.hypot(a_, b_)
+                pos = rr > 0
+                cs[:, j] = np.where(pos, a_ / np.where(pos, rr, 1.0), 1.0)
+                sn[:, j] = np.where(pos, b_ / np.where(pos, rr, 1.0), 0.0)
+                finite = np.isfinite(rr) & np.isfinite(bj) & np.all(np.isfinite(col), axis=1)
+                ok = act & finite & ~(rr <= (100.0 * eps) * hn)
+                R[:, :j, j] = col[:, :j]
+                R[:, j, j] = rr
+                gj = g[:, j].copy()
+                g[:, j] = cs[:, j] * gj
+                g[:, j + 1] = -sn[:, j] * gj
+                resid_new = np.abs(sn[:, j] * gj)
+            valid[:, j] = ok
+            ncols = j + 1
+            resid = np.where(ok, resid_new, resid)
+            failed_h = failed_h | (act & ~ok)
+            act = ok & ~(resid_new <= tol_h)
+            vscale = np.where(ok & (bj > 0), 1.0 / np.where(bj > 0, bj, 1.0), 0.0)
+            V.append(_scale_rows(xp, w, vscale, dtype, device))
+            if not act.any():
+                break
+        if ncols:  # y from the valid prefix of each element's triangular system
+            Rm = R[:, :ncols, :ncols]
+            eye = np.eye(ncols)[None]
+            vm = valid[:, :ncols]
+            R_eff = np.where(vm[:, None, :], Rm, eye)
+            rhs = np.where(vm, g[:, :ncols], 0.0)
+            with np.errstate(all="ignore"):
+                y = np.linalg.solve(R_eff, rhs[:, :, None])[:, :, 0]
+            y = np.where(np.isfinite(y), y, 0.0)
+            x = x + combine_rows(xp, backend.from_numpy(xp, y, dtype, device), xp.stack(V[:ncols], axis=1))
+        running = act0 & ~failed_h & ~(resid <= tol_h)
+        if k < maxiters and running.any():
+            r = b - matvec(x)
+            nmv += 1
+            rn = np.asarray(backend.to_numpy(xp, _l2(xp, r)), dtype=np.float64)
+            bad = running & ~np.isfinite(rn)
+            failed_h = failed_h | bad
+            resid = np.where(running & ~bad, rn, resid)
+            running = act0 & ~failed_h & ~(resid <= tol_h)
+    resid_d = backend.from_numpy(xp, resid, rnorm.dtype, device)
+    failed_d = backend.from_numpy(xp, failed_h, xp.bool, device)
+    return GMRESResult(x, _codes(xp, resid_d, tol, failed_d, active), resid_d, nmv, k, ncycle)
 
 
 def _codes(xp, resid, tol, failed, active):

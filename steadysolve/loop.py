@@ -202,6 +202,7 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
     scalar = B == 1
     ns = _Scalars if scalar else _NumPy
     abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
+    freeze = alg.freeze_converged
     state = alg.init(prob, u0, ctx)
     fn, un, _ = _host_norms(xp, ctx, state, scalar)
     book = _start(ns, fn, un, abstol, reltol)
@@ -213,10 +214,15 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
         it += 1
         fn, un, flag = _host_norms(xp, ctx, new, scalar)  # the one device sync of the iteration
         book, v = _judge(ns, fn, un, flag, book, abstol, reltol, patience)
-        if _all(v.ok):
+        # Elements that have converged ride along with the batch (their reported iterate is the
+        # frozen best one, and masking the whole algorithm state every iteration would cost more
+        # than the batched step itself); an element that stopped for any other reason keeps its
+        # last good state, so that NaN/Inf never reaches f again.
+        take = v.ok if scalar or freeze else v.ok | (book.codes == _SUCCESS)
+        if _all(take):
             state = new
         elif not scalar:  # an unbatched element that is not ok has stopped: keep the old state
-            state = _tree_where(xp, _device_mask(xp, ctx, v.ok), new, state)
+            state = _tree_where(xp, _device_mask(xp, ctx, take), new, state)
         if _all(v.improved):
             best_u, best_fu = new.u, new.fu
         elif _any(v.improved):

@@ -74,7 +74,7 @@ def _fd_jvp(xp, F, norm_l2):
     return jvp
 
 
-def build_context(prob, u0, layout: _Layout, xp, fu0_user, abstol, reltol, norm) -> Context:
+def build_context(prob, u0, layout: _Layout, xp, fu0_user, abstol, reltol, norm, traced=False) -> Context:
     p = prob.p
     to_s, to_u = layout.to_solver, layout.to_user
 
@@ -115,6 +115,7 @@ def build_context(prob, u0, layout: _Layout, xp, fu0_user, abstol, reltol, norm)
         xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,
         F=F, G=G, jvp=jvp, jvp_is_fd=jvp_is_fd, vjp=vjp, jac=jac, vector_field=vector_field,
         norm=lambda x: norm(xp, x), abstol=abstol, reltol=reltol, fu0=to_s(fu0_user), p=p, kind=prob.kind,
+        traced=traced,
     )
 
 
@@ -196,7 +197,7 @@ def solve(prob, alg=None, **kwargs) -> Solution:
     dt = u0.dtype
     abstol = default_tolerance(xp, dt) if abstol is None else float(abstol)
     reltol = default_tolerance(xp, dt) if reltol is None else float(reltol)
-    ctx = build_context(prob, u0, layout, xp, fu0, abstol, reltol, norm)
+    ctx = build_context(prob, u0, layout, xp, fu0, abstol, reltol, norm, traced=use_jax)
     res = run(alg, prob, ctx, layout.to_solver(u0), maxiters=maxiters, store_trace=store_trace,
               callback=callback, use_jax=use_jax, to_user=layout.to_user)
 

@@ -77,15 +77,21 @@ class Anderson(Algorithm):
 
     def step(self, prob, state, ctx):
         xp, m, B = ctx.xp, self.memory, ctx.batch
-        idx = xp.arange(m, dtype=xp.int32, device=ctx.device)
-        valid = idx >= m - state.k  # (m,): the newest min(k, m) pairs sit at the end
-        both = valid[:, None] & valid[None, :]
-        eye = xp.astype(idx[:, None] == idx[None, :], ctx.dtype)
         # Regularised normal equations (each diagonal entry scaled by 1 + regularization, as
         # SciPy's w0**2); unused slots become identity rows with a zero right-hand side.
         diag = xp.linalg.diagonal(state.gram)[:, None, :]  # (B, 1, m)
-        A = xp.where(both, state.gram, 0.0) + eye * xp.where(valid, self.regularization * diag + self._tiny(ctx), 1.0)
-        rhs = xp.where(valid, state.rhs, 0.0)[:, :, None]  # (B, m, 1)
+        if isinstance(state.k, int) and state.k >= m:  # eager and the history is full: no masks
+            eye = xp.eye(m, dtype=ctx.dtype, device=ctx.device)
+            A = state.gram + eye * (self.regularization * diag + self._tiny(ctx))
+            rhs = state.rhs[:, :, None]
+        else:
+            idx = xp.arange(m, dtype=xp.int32, device=ctx.device)
+            valid = idx >= m - state.k  # (m,): the newest min(k, m) pairs sit at the end
+            both = valid[:, None] & valid[None, :]
+            eye = xp.astype(idx[:, None] == idx[None, :], ctx.dtype)
+            A = xp.where(both, state.gram, 0.0) + eye * xp.where(valid, self.regularization * diag + self._tiny(ctx),
+                                                                 1.0)
+            rhs = xp.where(valid, state.rhs, 0.0)[:, :, None]  # (B, m, 1)
         gamma_t = xp.matrix_transpose(xp.linalg.solve(A, rhs))  # (B, 1, m)
         # u_{k+1} = u_k - dU gamma + mixing (r_k - dR gamma) = x_k - dX gamma, x = u + mixing r
         x = state.u + (state.r if self.mixing == 1.0 else self.mixing * state.r)

@@ -34,6 +34,10 @@ class Algorithm:
     name: ClassVar[str] = ""
     #: iterations without a new best residual before ``Stalled`` (None: never)
     stall_patience: ClassVar[Optional[int]] = 50
+    #: eager batched solves: keep the state of converged elements with ``where`` (needed when
+    #: the state holds per-element statistics, like DynamicSS's time); otherwise converged
+    #: elements ride along with the batch and only their reported iterate is frozen
+    freeze_converged: ClassVar[bool] = False
 
     def init(self, prob, u0, ctx: "Context"):  # pragma: no cover - interface
         raise NotImplementedError
@@ -68,12 +72,18 @@ class Context:
     fu0: Any  # F(u0), evaluated once by solve() to validate f
     p: Any = None
     kind: str = "nonlinear"
+    traced: bool = False  # the JAX lax.while_loop driver runs this solve
+
 
     def zeros(self, shape, dtype=None):
         return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype, device=self.device)
 
     def counter(self, value: int = 0):
-        """A 0-d int32 counter (int32 so that JAX without x64 agrees with the others)."""
+        """A work counter: a Python int in eager solves (incrementing it costs no device
+        operation), a 0-d int32 array under the JAX driver (int32 so that JAX without x64
+        agrees with the others). Algorithms treat both alike (``+``, comparisons, ``where``)."""
+        if not self.traced:
+            return int(value)
         return self.xp.asarray(value, dtype=self.xp.int32, device=self.device)
 
     def batched(self, x):

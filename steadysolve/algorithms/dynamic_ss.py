@@ -88,6 +88,7 @@ class DynamicSS(Algorithm):
     compile_jax: bool = True
 
     stall_patience = None  # transients need not decrease the residual monotonically
+    freeze_converged = True  # naccept, nreject and t are per-element statistics
 
     def __post_init__(self):
         if not isinstance(self.integrator, ExplicitRK):

@@ -17,6 +17,13 @@ from .termination import default_tolerance, get_norm
 __all__ = ["solve"]
 
 _KEYWORDS = ("abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "store_trace", "callback")
+# What users of SciPy, torchdeq, jaxopt or optimistix type for our keywords.
+_ALIASES = {
+    "tol": "abstol' or 'reltol", "tolerance": "abstol' or 'reltol", "atol": "abstol", "rtol": "reltol",
+    "f_tol": "abstol", "ftol": "abstol", "f_rtol": "reltol", "xtol": "abstol' or 'reltol",
+    "maxiter": "maxiters", "max_iter": "maxiters", "max_iters": "maxiters", "max_steps": "maxiters",
+    "maxfev": "maxiters", "full_output": "store_trace",
+}
 
 
 def _check_tol(name, value):
@@ -141,8 +148,9 @@ def solve(prob, alg=None, **kwargs) -> Solution:
     unknown = [k for k in kwargs if k not in _KEYWORDS]
     if unknown:
         k = unknown[0]
-        close = difflib.get_close_matches(k, _KEYWORDS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = difflib.get_close_matches(k, _KEYWORDS, n=1, cutoff=0.75)
+        alias = _ALIASES.get(k) or (close[0] if close else None)
+        hint = f" (did you mean '{alias}'?)" if alias else ""
         raise TypeError(f"solve() got an unexpected keyword argument {k!r}{hint}; valid keywords: {', '.join(_KEYWORDS)}")
     abstol = kwargs.get("abstol")
     reltol = kwargs.get("reltol")

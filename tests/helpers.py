@@ -40,6 +40,10 @@ class Backend:
             import torch
 
             return array_api_compat.array_namespace(torch.zeros(1))
+        if self.name == "cupy":
+            import cupy
+
+            return array_api_compat.array_namespace(cupy.zeros(1))
         import jax.numpy as jnp
 
         return jnp
@@ -57,6 +61,10 @@ class Backend:
             import torch
 
             return torch.as_tensor(a)
+        if self.name == "cupy":
+            import cupy
+
+            return cupy.asarray(a)
         import jax.numpy as jnp
 
         return jnp.asarray(a)
@@ -66,6 +74,10 @@ class Backend:
             return None
         if self.name == "torch":
             return x.detach().cpu().numpy()
+        if self.name == "cupy":
+            import cupy
+
+            return cupy.asnumpy(x)
         if self.name == "array_api_strict":
             import array_api_strict
 

@@ -318,6 +318,10 @@ def test_unknown_keyword():
     prob = ss.NonlinearProblem(lambda u, p: -u, np.ones(2))
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'abstool' \(did you mean 'abstol'\?\)"):
         ss.solve(prob, "anderson", abstool=1e-3)
+    with pytest.raises(TypeError, match=r"'maxiter' \(did you mean 'maxiters'\?\)"):  # SciPy's spelling
+        ss.solve(prob, "anderson", maxiter=10)
+    with pytest.raises(TypeError, match=r"'tol' \(did you mean 'abstol' or 'reltol'\?\)"):
+        ss.solve(prob, "anderson", tol=1e-6)
     with pytest.raises(TypeError, match="unexpected keyword argument 'memroy'"):
         ss.Anderson(memroy=3)  # noqa  (dataclass: unknown option)
 

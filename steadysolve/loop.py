@@ -217,8 +217,9 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
         # Elements that have converged ride along with the batch (their reported iterate is the
         # frozen best one, and masking the whole algorithm state every iteration would cost more
         # than the batched step itself); an element that stopped for any other reason keeps its
-        # last good state, so that NaN/Inf never reaches f again.
-        take = v.ok if scalar or freeze else v.ok | (book.codes == _SUCCESS)
+        # last good state, so that NaN/Inf never reaches f again (as does a converged element
+        # whose ride-along iterate turns non-finite).
+        take = v.ok if scalar or freeze else v.ok | ((book.codes == _SUCCESS) & np.isfinite(fn) & np.isfinite(un))
         if _all(take):
             state = new
         elif not scalar:  # an unbatched element that is not ok has stopped: keep the old state

@@ -458,3 +458,33 @@ def test_float32_default_tolerance(bk):
     assert sol.successful
     assert sol.u.dtype == u0.dtype
     assert float(np.max(np.abs(bk.to_numpy(sol.resid)))) <= 3e-6
+
+
+@pytest.mark.parametrize("alg", ["fixed_point", "anderson"])
+def test_batched_converged_element_never_feeds_nan_back(bk, alg):
+    # Element 0 (affine) converges first; from then on its map returns NaN (as a map evaluated
+    # past its valid range might) while element 1 (nonlinear) keeps iterating. The converged
+    # element must keep its answer, and no NaN row may ever reach g.
+    xp = bk.xp
+    first = bk.asarray(np.array([[1.0], [0.0]])) > 0.5
+    done0 = [False]
+    nan_calls = [0]
+    nan_inputs = []
+
+    def g(u, p):
+        nan_inputs.append(bool(xp.any(xp.isnan(u))))
+        a = xp.where(first, 0.5 * u + 1.0, 0.95 * xp.cos(u))
+        if done0[0]:
+            nan_calls[0] += 1
+            return xp.where(first, xp.asarray(float("nan"), dtype=u.dtype), a)
+        if float(xp.max(xp.abs(a - u)[0, :])) < 1e-9:
+            done0[0] = True
+        return a
+
+    prob = ss.FixedPointProblem(g, bk.asarray(np.zeros((2, 3))))
+    sol = ss.solve(prob, alg, abstol=1e-8, reltol=0.0, batch_axis=0, maxiters=5000)
+    assert sol.retcodes == [ss.ReturnCode.Success, ss.ReturnCode.Success]
+    u = bk.to_numpy(sol.u)
+    np.testing.assert_allclose(u[0], 2.0, atol=1e-8)
+    np.testing.assert_allclose(u[1], 0.95 * np.cos(u[1]), atol=1e-8)
+    assert nan_calls[0] >= 1 and not any(nan_inputs)

@@ -129,6 +129,39 @@ def _start_cycle(xp, r, rnorm, active, failed, k, nmv, m, dtype, device, aug=Non
     return _Cycle(V, v0, R, Qt, g, valid, active, failed, rnorm, 0, k, nmv, Z, p)
 
 
+def _search_direction(xp, aug, j, v0, v, p, Zs):
+    """Flexible GMRES with augmentation: the search direction of step ``j``, per element.
+
+    The first ``k = aug.shape[1]`` steps try the augmentation vectors (a zero row, or one
+    nearly dependent on the directions ``Zs`` already used in this cycle, is skipped);
+    otherwise the Krylov sequence of ``r0`` continues: ``v0 = r0 / ||r0||`` first, then
+    the newest basis vector ``v``. Returns ``(z, used_aug, p)`` with ``p`` the number of
+    Krylov (non-augmentation) steps taken so far.
+    """
+    B = v.shape[0]
+    device = backend.device_of(v)
+    kaug = aug.shape[1]
+    vp = xp.where(xp.reshape(p == 0, (B, 1)), v0, v)
+    if isinstance(j, int):
+        if j < kaug:
+            a_j = aug[:, j, :]
+            use_a = _l2(xp, a_j) > 0
+        else:
+            a_j, use_a = vp, xp.zeros((B,), dtype=xp.bool, device=device)
+    else:
+        jj = xp.minimum(j, kaug - 1)
+        sel = xp.reshape(xp.arange(kaug, device=device) == jj, (1, kaug, 1))
+        a_j = xp.sum(xp.where(sel, aug, xp.zeros_like(aug)), axis=1)
+        use_a = (j < kaug) & (_l2(xp, a_j) > 0)
+    if Zs is not None:  # orthogonalise against this cycle's directions before spending a matvec
+        a_o = a_j - combine_rows(xp, rows_dot(xp, Zs, a_j), Zs)
+        an, ao = _l2(xp, a_j), _l2(xp, a_o)
+        use_a = use_a & (ao > 0.1 * an)
+        a_j = a_o / xp.reshape(xp.where(ao > 0, ao, xp.ones_like(ao)), (B, 1))
+    z = xp.where(xp.reshape(use_a, (B, 1)), a_j, vp)
+    return z, use_a, p + xp.astype(~use_a, p.dtype)
+
+
 def _arnoldi_step(xp, matvec, c: _Cycle, tol, m, eps, aug=None):
     """One Krylov step for every element (inactive ones are carried along unchanged in effect).
 
@@ -151,31 +184,8 @@ def _arnoldi_step(xp, matvec, c: _Cycle, tol, m, eps, aug=None):
     if aug is None:
         z = c.v
     else:
-        kaug = aug.shape[1]
-        # Krylov continuation: r0 / ||r0|| first, then the newest basis vector.
-        vp = xp.where(xp.reshape(p == 0, (B, 1)), c.V[0] if lists else c.V[:, 0, :], c.v)
-        if isinstance(j, int):
-            if j < kaug:
-                a_j = aug[:, j, :]
-                use_a = _l2(xp, a_j) > 0
-            else:
-                a_j, use_a = vp, xp.zeros((B,), dtype=xp.bool, device=device)
-        else:
-            jj = xp.minimum(j, kaug - 1)
-            sel = xp.reshape(xp.arange(kaug, device=device) == jj, (1, kaug, 1))
-            a_j = xp.sum(xp.where(sel, aug, xp.zeros_like(aug)), axis=1)
-            use_a = (j < kaug) & (_l2(xp, a_j) > 0)
-        # Orthogonalise against the search directions used so far in this cycle and
-        # skip a (nearly) dependent augmentation vector before spending a matvec on it.
-        Zs = (xp.stack(Z, axis=1) if Z else None) if lists else Z
-        if Zs is not None:
-            a_o = a_j - combine_rows(xp, rows_dot(xp, Zs, a_j), Zs)
-            an, ao = _l2(xp, a_j), _l2(xp, a_o)
-            use_a = use_a & (ao > 0.1 * an)
-            a_j = a_o / xp.reshape(xp.where(ao > 0, ao, xp.ones_like(ao)), (B, 1))
-        soft = use_a
-        z = xp.where(xp.reshape(use_a, (B, 1)), a_j, vp)
-        p = p + xp.astype(~use_a, p.dtype)
+        z, soft, p = _search_direction(xp, aug, j, c.V[0] if lists else c.V[:, 0, :], c.v, p,
+                                       (xp.stack(Z, axis=1) if Z else None) if lists else Z)
         if lists:
             Z = Z + [z]
         else:
@@ -312,8 +322,9 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, rtol=1e-5, 
     x = xp.where(xp.reshape(failed, (B, 1)), xp.zeros_like(x), x)
     if use_jax:
         return _gmres_jax(xp, matvec, b, x, rnorm, r, active, failed, tol, m, maxiters, nmv0, eps, aug)
-    if aug is None and not backend.is_jax(xp):
-        return _gmres_host_hessenberg(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nmv0, eps)
+    if not backend.is_jax(xp):
+        return _gmres_host_hessenberg(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nmv0, eps,
+                                      aug)
 
     k = nmv = 0
     nmv = nmv0
@@ -357,7 +368,7 @@ def _scale_rows(xp, w, scale, dtype, device):
     return xp.where(s != 0, w * s, xp.zeros_like(w))
 
 
-def _gmres_host_hessenberg(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nmv0, eps):
+def _gmres_host_hessenberg(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nmv0, eps, aug=None):
     """Eager GMRES with the small ``(m+1) x m`` Hessenberg work done on the host in NumPy.
 
     The eager loop syncs with the host once per Krylov step anyway (to stop the moment
@@ -381,14 +392,22 @@ def _gmres_host_hessenberg(xp, matvec, b, x, r, rnorm, active, failed, tol, m, m
         scale = np.where(running, 1.0 / np.where(running, resid, 1.0), 0.0)
         V = [_scale_rows(xp, r, scale, dtype, device)]
         R = np.zeros((B, m, m))
-        cs, sn = np.ones((B, m)), np.zeros((B, m))
+        Q = np.broadcast_to(np.eye(m + 1), (B, m + 1, m + 1)).copy()  # accumulated Givens rotations
         valid = np.zeros((B, m), dtype=bool)
         act = running.copy()
         ncols = 0
+        aug_c = aug if ncycle == 1 else None
+        Z, p = [], xp.zeros((B,), dtype=xp.int32, device=device)
         for j in range(m):
             if k >= maxiters:
                 break
-            w = matvec(V[-1])
+            soft = None
+            if aug_c is None:
+                z = V[-1]
+            else:
+                z, soft, p = _search_direction(xp, aug_c, j, V[0], V[-1], p, xp.stack(Z, axis=1) if Z else None)
+                Z.append(z)
+            w = matvec(z)
             k += 1
             nmv += 1
             Vs = xp.stack(V, axis=1)  # CGS2 against the basis so far
@@ -397,31 +416,38 @@ def _gmres_host_hessenberg(xp, matvec, b, x, r, rnorm, active, failed, tol, m, m
             h2 = rows_dot(xp, Vs, w)
             w = w - combine_rows(xp, h2, Vs)
             beta = _l2(xp, w)
-            col = np.asarray(backend.to_numpy(xp, xp.concat([h1 + h2, beta[:, None]], axis=1)), dtype=np.float64)
+            parts = [h1 + h2, beta[:, None]] + ([] if soft is None else [xp.astype(soft, beta.dtype)[:, None]])
+            col = np.asarray(backend.to_numpy(xp, xp.concat(parts, axis=1)), dtype=np.float64)
+            if soft is not None:
+                soft, col = col[:, -1] != 0, col[:, :-1]
             hn = np.sqrt(np.sum(col * col, axis=1))
             bj = col[:, j + 1].copy()
-            for i in range(j):  # the earlier rotations, then a new one for rows (j, j+1)
-                a_, b_ = col[:, i].copy(), col[:, i + 1].copy()
-                col[:, i] = cs[:, i] * a_ + sn[:, i] * b_
-                col[:, i + 1] = -sn[:, i] * a_ + cs[:, i] * b_
+            # the earlier rotations (one small product), then a new one for rows (j, j+1)
+            col = np.matmul(Q[:, :j + 2, :j + 2], col[:, :, None])[:, :, 0]
             a_, b_ = col[:, j], col[:, j + 1]
             with np.errstate(invalid="ignore", over="ignore"):
                 rr = np.hypot(a_, b_)
                 pos = rr > 0
-                cs[:, j] = np.where(pos, a_ / np.where(pos, rr, 1.0), 1.0)
-                sn[:, j] = np.where(pos, b_ / np.where(pos, rr, 1.0), 0.0)
+                cs = np.where(pos, a_ / np.where(pos, rr, 1.0), 1.0)
+                sn = np.where(pos, b_ / np.where(pos, rr, 1.0), 0.0)
                 finite = np.isfinite(rr) & np.isfinite(bj) & np.all(np.isfinite(col), axis=1)
                 ok = act & finite & ~(rr <= (100.0 * eps) * hn)
+                qj, qj1 = Q[:, j, :].copy(), Q[:, j + 1, :].copy()
+                Q[:, j, :] = cs[:, None] * qj + sn[:, None] * qj1
+                Q[:, j + 1, :] = -sn[:, None] * qj + cs[:, None] * qj1
                 R[:, :j, j] = col[:, :j]
                 R[:, j, j] = rr
                 gj = g[:, j].copy()
-                g[:, j] = cs[:, j] * gj
-                g[:, j + 1] = -sn[:, j] * gj
-                resid_new = np.abs(sn[:, j] * gj)
+                g[:, j] = cs * gj
+                g[:, j + 1] = -sn * gj
+                resid_new = np.abs(sn * gj)
             valid[:, j] = ok
             ncols = j + 1
             resid = np.where(ok, resid_new, resid)
-            failed_h = failed_h | (act & ~ok)
+            if soft is None:
+                failed_h = failed_h | (act & ~ok)
+            else:  # a dependent augmentation vector is no failure: the next cycle restarts plainly
+                failed_h = failed_h | (act & ~ok & ~(soft & finite))
             act = ok & ~(resid_new <= tol_h)
             vscale = np.where(ok & (bj > 0), 1.0 / np.where(bj > 0, bj, 1.0), 0.0)
             V.append(_scale_rows(xp, w, vscale, dtype, device))
@@ -436,7 +462,8 @@ def _gmres_host_hessenberg(xp, matvec, b, x, r, rnorm, active, failed, tol, m, m
             with np.errstate(all="ignore"):
                 y = np.linalg.solve(R_eff, rhs[:, :, None])[:, :, 0]
             y = np.where(np.isfinite(y), y, 0.0)
-            x = x + combine_rows(xp, backend.from_numpy(xp, y, dtype, device), xp.stack(V[:ncols], axis=1))
+            basis = Z[:ncols] if Z else V[:ncols]
+            x = x + combine_rows(xp, backend.from_numpy(xp, y, dtype, device), xp.stack(basis, axis=1))
         running = act0 & ~failed_h & ~(resid <= tol_h)
         if k < maxiters and running.any():
             r = b - matvec(x)

@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Union
 
-from .. import backend
 from ..linear.gmres import GMRES, gmres_2d
 from ..registry import register
 from ..solution import ReturnCode

@@ -12,11 +12,13 @@ form on the fly with Givens rotations, kept as an accumulated ``(m+1, m+1)``
 orthogonal factor so that applying them is one batched product, which gives the
 residual norm after every Krylov step for free.
 
-Loops: eagerly (NumPy, array_api_strict, PyTorch, concrete JAX) the Arnoldi
-steps are a Python loop that stops as soon as every element has converged (one
-host sync per step, so no ``matvec`` is wasted); under JAX tracing the same step
-function runs in ``lax.while_loop`` (inner: Krylov steps of one cycle, outer:
-restarts), so ``jax.jit`` and ``jax.vmap`` work.
+Loops: eagerly (NumPy, array_api_strict, PyTorch, CuPy) the Arnoldi steps are a
+Python loop over a growing basis that stops as soon as every element has converged
+(one host sync per step, so no ``matvec`` is wasted); that sync also carries the new
+Hessenberg column, so the rotations run on the host in float64. Under JAX tracing the
+fixed-buffer step above runs in ``lax.while_loop`` (inner: Krylov steps of one cycle,
+outer: restarts), so ``jax.jit`` and ``jax.vmap`` work; concrete JAX arrays run that
+same step op by op.
 """
 
 from __future__ import annotations
@@ -106,16 +108,13 @@ def _l2(xp, x):
     return xp.sqrt(xp.sum(x * x, axis=-1))
 
 
-def _start_cycle(xp, r, rnorm, active, failed, k, nmv, m, dtype, device, aug=None, lists=False):
+def _start_cycle(xp, r, rnorm, active, failed, k, nmv, m, dtype, device, aug=None):
     B, n = r.shape
     one = xp.ones_like(rnorm)
     v0 = r / xp.reshape(xp.where(rnorm > 0, rnorm, one), (B, 1))
     v0 = xp.where(xp.reshape(active, (B, 1)), v0, xp.zeros_like(v0))
-    if lists:  # eager: the basis is a Python list of (B, n) arrays (no buffer copies)
-        V = [v0]
-    else:
-        slot0 = xp.reshape(xp.arange(m + 1, device=device) == 0, (1, m + 1, 1))
-        V = xp.where(slot0, xp.reshape(v0, (B, 1, n)), xp.zeros((B, m + 1, n), dtype=dtype, device=device))
+    slot0 = xp.reshape(xp.arange(m + 1, device=device) == 0, (1, m + 1, 1))
+    V = xp.where(slot0, xp.reshape(v0, (B, 1, n)), xp.zeros((B, m + 1, n), dtype=dtype, device=device))
     e0 = xp.astype(xp.arange(m + 1, device=device) == 0, dtype)
     g = xp.reshape(rnorm, (B, 1)) * xp.reshape(e0, (1, m + 1))
     g = xp.where(xp.reshape(active, (B, 1)), g, xp.zeros_like(g))
@@ -124,7 +123,7 @@ def _start_cycle(xp, r, rnorm, active, failed, k, nmv, m, dtype, device, aug=Non
     valid = xp.zeros((B, m), dtype=xp.bool, device=device)
     Z = p = None
     if aug is not None:
-        Z = [] if lists else xp.zeros((B, m, n), dtype=dtype, device=device)
+        Z = xp.zeros((B, m, n), dtype=dtype, device=device)
         p = xp.zeros((B,), dtype=xp.int32, device=device)
     return _Cycle(V, v0, R, Qt, g, valid, active, failed, rnorm, 0, k, nmv, Z, p)
 
@@ -179,30 +178,22 @@ def _arnoldi_step(xp, matvec, c: _Cycle, tol, m, eps, aug=None):
     ej = idx == j
     ej1 = idx == j + 1
     Z, p = c.Z, c.p
-    lists = isinstance(c.V, list)
     soft = None
     if aug is None:
         z = c.v
     else:
-        z, soft, p = _search_direction(xp, aug, j, c.V[0] if lists else c.V[:, 0, :], c.v, p,
-                                       (xp.stack(Z, axis=1) if Z else None) if lists else Z)
-        if lists:
-            Z = Z + [z]
-        else:
-            zslot = xp.reshape(xp.arange(m, device=device) == j, (1, m, 1))
-            Z = xp.where(zslot, xp.reshape(z, (B, 1, n)), Z)
+        z, soft, p = _search_direction(xp, aug, j, c.V[:, 0, :], c.v, p, Z)
+        zslot = xp.reshape(xp.arange(m, device=device) == j, (1, m, 1))
+        Z = xp.where(zslot, xp.reshape(z, (B, 1, n)), Z)
     w = matvec(z)
     # CGS2 against the current basis (unused buffer slots are zero and contribute nothing).
-    V = xp.stack(c.V, axis=1) if lists else c.V
-    nb = V.shape[1]
+    V = c.V
     h1 = rows_dot(xp, V, w)
     w = w - combine_rows(xp, h1, V)
     h2 = rows_dot(xp, V, w)
     w = w - combine_rows(xp, h2, V)
     beta = _l2(xp, w)
     h = h1 + h2
-    if nb < m + 1:
-        h = xp.concat([h, xp.zeros((B, m + 1 - nb), dtype=dtype, device=device)], axis=1)
     hcol = h + xp.reshape(beta, (B, 1)) * xp.astype(ej1, dtype)
     t = rows_dot(xp, c.Qt, hcol)
     fj, fj1 = xp.astype(ej, dtype), xp.astype(ej1, dtype)
@@ -236,7 +227,7 @@ def _arnoldi_step(xp, matvec, c: _Cycle, tol, m, eps, aug=None):
     bsafe = xp.where(beta > 0, beta, one)
     okb = xp.reshape(ok & (beta > 0), (B, 1))
     v = xp.where(okb, w / xp.reshape(bsafe, (B, 1)), xp.zeros_like(w))
-    V = c.V + [v] if lists else xp.where(ej1r, xp.reshape(v, (B, 1, n)), V)
+    V = xp.where(ej1r, xp.reshape(v, (B, 1, n)), V)
     resid_new = xp.abs(sn * gj)
     resid = xp.where(ok, resid_new, c.resid)
     valid = xp.where(xp.reshape(colmask, (1, m)), xp.reshape(ok, (B, 1)), c.valid)
@@ -257,14 +248,7 @@ def _finish_cycle(xp, x, c: _Cycle, m, dtype, device):
     R_eff = xp.where(xp.reshape(c.valid, (B, 1, m)), Rm, xp.reshape(eye, (1, m, m)))
     rhs = xp.where(c.valid, c.g[:, :m], xp.zeros_like(c.g[:, :m]))
     y = xp.reshape(xp.linalg.solve(R_eff, xp.reshape(rhs, (B, m, 1))), (B, m))
-    if isinstance(c.V, list):
-        cols = c.Z if c.Z is not None else c.V[:-1]
-        if not cols:
-            return x
-        basis = xp.stack(cols, axis=1)
-        y = y[:, :len(cols)]
-    else:
-        basis = c.V[:, :m, :] if c.Z is None else c.Z
+    basis = c.V[:, :m, :] if c.Z is None else c.Z
     dx = xp.reshape(xp.matmul(xp.reshape(y, (B, 1, y.shape[1])), basis), x.shape)
     return x + dx
 
@@ -331,13 +315,12 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, rtol=1e-5, 
     ncycle = 0
     resid = rnorm
     running = ~conv & ~failed
-    jaxlib = backend.is_jax(xp)
-    # Host syncs: one per Krylov step and one per restart.
+    # Concrete JAX arrays: the traced step on fixed-shape buffers, run op by op (its eager ops
+    # are compiled per shape, so growing shapes would recompile every step). Host syncs: one
+    # per Krylov step and one per restart.
     while k < maxiters and backend.host_bool(xp.any(running)):
-        # Python lists avoid buffer copies; JAX keeps the fixed-shape buffers (its eager
-        # ops are compiled per shape, so growing shapes would recompile every step).
         aug_c = aug if ncycle == 0 else None
-        c = _start_cycle(xp, r, resid, running, failed, k, nmv, m, dtype, device, aug_c, lists=not jaxlib)
+        c = _start_cycle(xp, r, resid, running, failed, k, nmv, m, dtype, device, aug_c)
         ncycle += 1
         for jj in range(m):
             if c.k >= maxiters:

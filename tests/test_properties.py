@@ -1,7 +1,6 @@
 """Property tests (hypothesis): on random contractive maps every algorithm finds the same fixed point."""
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -65,7 +65,7 @@ class Anderson(Algorithm):
         return float(ctx.xp.finfo(ctx.dtype).smallest_normal) ** 0.5
 
     def init(self, prob, u0, ctx):
-        xp, m = ctx.xp, self.memory
+        m = self.memory
         alpha = residual_scale(ctx, u0, ctx.fu0, self.alpha)
         r = ctx.fu0 if alpha is None else alpha * ctx.fu0
         B, n = ctx.batch, ctx.n

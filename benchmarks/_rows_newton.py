@@ -85,14 +85,7 @@ def rows(repeats: int = 3) -> list[dict]:
     return out
 
 
-def _print(table):
-    head = f"{'problem':38s} {'method':13s} {'nfev':>6s} {'peer':>6s} {'time ms':>9s} {'peer ms':>9s} {'t ratio':>8s}"
-    print(head)
-    print("-" * len(head))
-    for r in table:
-        print(f"{r['problem']:38s} {r['method']:13s} {r['nfev']:6d} {r['peer_nfev']:6d} "
-              f"{1e3 * r['time']:9.1f} {1e3 * r['peer_time']:9.1f} {r['time'] / r['peer_time']:8.2f}")
-
-
 if __name__ == "__main__":
-    _print(rows(int(sys.argv[1]) if len(sys.argv) > 1 else 3))
+    from core_vs_scipy import print_table
+
+    print_table(rows(int(sys.argv[1]) if len(sys.argv) > 1 else 3))

@@ -233,7 +233,13 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
         if store_trace:
             trace.append(ns.where(v.ok, fn, trace[-1]))
         if callback is not None:
-            callback(it, to_user(state.u) if to_user else state.u, fn)
+            u_cb, fn_cb = state.u, fn
+            if not scalar and not freeze:  # converged elements ride along: report their frozen answer
+                done = book.codes == _SUCCESS
+                if _any(done):
+                    u_cb = _tree_where(xp, _device_mask(xp, ctx, ~done), state.u, best_u)
+                    fn_cb = np.where(done, book.best_norm, fn)
+            callback(it, to_user(u_cb) if to_user else u_cb, fn_cb)
     codes = np.where(np.asarray(book.codes) == RUNNING, _MAXITERS, book.codes).astype(np.int32).reshape(-1)
     tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), B) if store_trace else None
     niter_el = np.asarray(book.niter_el, dtype=np.int64).reshape(-1)

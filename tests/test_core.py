@@ -240,6 +240,20 @@ def test_trace_and_callback(bk):
     assert ss.solve(prob, "anderson", **kw).trace is None
 
 
+def test_callback_batched_shows_frozen_converged_elements(bk):
+    prob, kw = tanh_mlp(bk, batch=4, width=8)
+    seen = []
+    sol = ss.solve(prob, "anderson", callback=lambda it, u, r: seen.append((bk.to_numpy(u), np.array(r))), **kw)
+    per = np.asarray(sol.stats.niter_per_element)
+    assert per.min() < per.max()  # elements converge at different iterations
+    u_final = bk.to_numpy(sol.u)
+    for e in range(4):
+        k = int(per[e])  # callback index k - 1 is iteration k, where element e converged
+        for u, r in seen[k - 1:]:
+            np.testing.assert_array_equal(u[e], u_final[e])  # frozen from then on
+            assert r[e] == seen[k - 1][1][e] <= kw["abstol"]
+
+
 def test_trace_batched_shape(bk):
     prob, kw = tanh_mlp(bk, batch=3, width=5)
     sol = ss.solve(prob, "fixed_point", store_trace=True, **kw)

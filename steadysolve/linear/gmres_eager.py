@@ -1,0 +1,134 @@
+"""The eager GMRES driver (NumPy, array_api_strict, PyTorch, CuPy).
+
+The products with the Krylov basis run on the device through the array API; the small
+``(m+1) x m`` least-squares problem of each element runs on the host in float64 NumPy,
+like the driver bookkeeping in ``loop.py``. Host copies only: no NumPy call ever
+touches a user array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from ..backend import combine_rows, rows_dot
+from .gmres import GMRESResult, _codes, _l2, _search_direction
+
+__all__ = ["gmres_eager"]
+
+
+def _scale_rows(xp, w, scale, dtype, device):
+    """``w[b] * scale[b]`` with ``scale`` a host array; a zero scale gives a zero row even where
+    ``w`` holds NaN/Inf (a failed element must not leak into the basis products)."""
+    s = backend.from_numpy(xp, scale[:, None], dtype, device)
+    return xp.where(s != 0, w * s, xp.zeros_like(w))
+
+
+def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nmv0, eps, aug=None):
+    """Eager GMRES with the small ``(m+1) x m`` Hessenberg work done on the host in NumPy.
+
+    The eager loop syncs with the host once per Krylov step anyway (to stop the moment
+    every element has converged); sending the new Hessenberg column along with that
+    sync lets the Givens rotations, the residual estimates and the per-element
+    bookkeeping run as a few float64 NumPy operations instead of dozens of small
+    device operations. The device does only the products with the basis.
+    """
+    B, n = b.shape
+    dtype, device = b.dtype, backend.device_of(b)
+    host = backend.to_numpy(xp, xp.stack([rnorm, xp.astype(failed, rnorm.dtype), xp.astype(active, rnorm.dtype),
+                                          tol]))
+    host = np.asarray(host, dtype=np.float64)
+    resid, failed_h, act0, tol_h = host[0], host[1] != 0, host[2] != 0, host[3]
+    running = act0 & ~failed_h & ~(resid <= tol_h)
+    k, nmv, ncycle = 0, nmv0, 0
+    while k < maxiters and running.any():
+        ncycle += 1
+        g = np.zeros((B, m + 1))
+        g[:, 0] = np.where(running, resid, 0.0)
+        scale = np.where(running, 1.0 / np.where(running, resid, 1.0), 0.0)
+        V = [_scale_rows(xp, r, scale, dtype, device)]
+        R = np.zeros((B, m, m))
+        Q = np.broadcast_to(np.eye(m + 1), (B, m + 1, m + 1)).copy()  # accumulated Givens rotations
+        valid = np.zeros((B, m), dtype=bool)
+        act = running.copy()
+        ncols = 0
+        aug_c = aug if ncycle == 1 else None
+        Z, p = [], xp.zeros((B,), dtype=xp.int32, device=device)
+        for j in range(m):
+            if k >= maxiters:
+                break
+            soft = None
+            if aug_c is None:
+                z = V[-1]
+            else:
+                z, soft, p = _search_direction(xp, aug_c, j, V[0], V[-1], p, xp.stack(Z, axis=1) if Z else None)
+                Z.append(z)
+            w = matvec(z)
+            k += 1
+            nmv += 1
+            Vs = xp.stack(V, axis=1)  # CGS2 against the basis so far
+            h1 = rows_dot(xp, Vs, w)
+            w = w - combine_rows(xp, h1, Vs)
+            h2 = rows_dot(xp, Vs, w)
+            w = w - combine_rows(xp, h2, Vs)
+            beta = _l2(xp, w)
+            parts = [h1 + h2, beta[:, None]] + ([] if soft is None else [xp.astype(soft, beta.dtype)[:, None]])
+            col = np.asarray(backend.to_numpy(xp, xp.concat(parts, axis=1)), dtype=np.float64)
+            if soft is not None:
+                soft, col = col[:, -1] != 0, col[:, :-1]
+            hn = np.sqrt(np.sum(col * col, axis=1))
+            bj = col[:, j + 1].copy()
+            # the earlier rotations (one small product), then a new one for rows (j, j+1)
+            col = np.matmul(Q[:, :j + 2, :j + 2], col[:, :, None])[:, :, 0]
+            a_, b_ = col[:, j], col[:, j + 1]
+            with np.errstate(invalid="ignore", over="ignore"):
+                rr = np.hypot(a_, b_)
+                pos = rr > 0
+                cs = np.where(pos, a_ / np.where(pos, rr, 1.0), 1.0)
+                sn = np.where(pos, b_ / np.where(pos, rr, 1.0), 0.0)
+                finite = np.isfinite(rr) & np.isfinite(bj) & np.all(np.isfinite(col), axis=1)
+                ok = act & finite & ~(rr <= (100.0 * eps) * hn)
+                qj, qj1 = Q[:, j, :].copy(), Q[:, j + 1, :].copy()
+                Q[:, j, :] = cs[:, None] * qj + sn[:, None] * qj1
+                Q[:, j + 1, :] = -sn[:, None] * qj + cs[:, None] * qj1
+                R[:, :j, j] = col[:, :j]
+                R[:, j, j] = rr
+                gj = g[:, j].copy()
+                g[:, j] = cs * gj
+                g[:, j + 1] = -sn * gj
+                resid_new = np.abs(sn * gj)
+            valid[:, j] = ok
+            ncols = j + 1
+            resid = np.where(ok, resid_new, resid)
+            if soft is None:
+                failed_h = failed_h | (act & ~ok)
+            else:  # a dependent augmentation vector is no failure: the next cycle restarts plainly
+                failed_h = failed_h | (act & ~ok & ~(soft & finite))
+            act = ok & ~(resid_new <= tol_h)
+            vscale = np.where(ok & (bj > 0), 1.0 / np.where(bj > 0, bj, 1.0), 0.0)
+            V.append(_scale_rows(xp, w, vscale, dtype, device))
+            if not act.any():
+                break
+        if ncols:  # y from the valid prefix of each element's triangular system
+            Rm = R[:, :ncols, :ncols]
+            eye = np.eye(ncols)[None]
+            vm = valid[:, :ncols]
+            R_eff = np.where(vm[:, None, :], Rm, eye)
+            rhs = np.where(vm, g[:, :ncols], 0.0)
+            with np.errstate(all="ignore"):
+                y = np.linalg.solve(R_eff, rhs[:, :, None])[:, :, 0]
+            y = np.where(np.isfinite(y), y, 0.0)
+            basis = Z[:ncols] if Z else V[:ncols]
+            x = x + combine_rows(xp, backend.from_numpy(xp, y, dtype, device), xp.stack(basis, axis=1))
+        running = act0 & ~failed_h & ~(resid <= tol_h)
+        if k < maxiters and running.any():
+            r = b - matvec(x)
+            nmv += 1
+            rn = np.asarray(backend.to_numpy(xp, _l2(xp, r)), dtype=np.float64)
+            bad = running & ~np.isfinite(rn)
+            failed_h = failed_h | bad
+            resid = np.where(running & ~bad, rn, resid)
+            running = act0 & ~failed_h & ~(resid <= tol_h)
+    resid_d = backend.from_numpy(xp, resid, rnorm.dtype, device)
+    failed_d = backend.from_numpy(xp, failed_h, xp.bool, device)
+    return GMRESResult(x, _codes(xp, resid_d, tol, failed_d, active), resid_d, nmv, k, ncycle)

@@ -60,6 +60,7 @@ class _Book(NamedTuple):
 class _Verdict(NamedTuple):
     ok: Any  # take the new state (active, finite, not flagged)
     improved: Any  # take the new iterate as the best one
+    finite: Any  # the new residual and iterate norms are finite
 
 
 def _tree_where(xp, mask, new, old):
@@ -161,7 +162,7 @@ def _judge(ns, fn, un, flag, book: _Book, abstol, reltol, patience):
         niter_el=book.niter_el + active,
         fnorm0=book.fnorm0,
     )
-    return book, _Verdict(ok, improved)
+    return book, _Verdict(ok, improved, finite)
 
 
 def run(alg, prob, ctx, u0, *, maxiters: int, store_trace: bool, callback, use_jax: bool,
@@ -219,7 +220,7 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
         # than the batched step itself); an element that stopped for any other reason keeps its
         # last good state, so that NaN/Inf never reaches f again (as does a converged element
         # whose ride-along iterate turns non-finite).
-        take = v.ok if scalar or freeze else v.ok | ((book.codes == _SUCCESS) & np.isfinite(fn) & np.isfinite(un))
+        take = v.ok if scalar or freeze else v.ok | ((book.codes == _SUCCESS) & v.finite)
         if _all(take):
             state = new
         elif not scalar:  # an unbatched element that is not ok has stopped: keep the old state

@@ -62,31 +62,6 @@ def test_singular_jacobian_no_exception():
     assert sol.retcode is ss.ReturnCode.LinearSolveFailed
 
 
-def test_jit_batched():
-    import jax
-    import jax.numpy as jnp
-
-    c = jnp.asarray(np.array([[1.0, -2.0], [0.5, 3.0]]))
-
-    @jax.jit
-    def run(u0):
-        s = ss.solve(ss.NonlinearProblem(lambda u, p: u ** 3 + 2 * u - p, u0, c), "newton",
-                     batch_axis=0, abstol=1e-12, reltol=0.0)
-        return s.u, s.retcode_array
-
-    u, codes = run(jnp.zeros((2, 2)))
-    assert np.all(np.asarray(codes) == 0)
-    u = np.asarray(u)
-    np.testing.assert_allclose(u ** 3 + 2 * u - np.asarray(c), 0, atol=1e-12)
-
-
-def test_bad_options():
-    with pytest.raises(ValueError, match="max_size must be >= 1"):
-        ss.NewtonRaphson(max_size=0)
-    with pytest.raises(ValueError, match="linesearch"):
-        ss.NewtonRaphson(linesearch="backtrack")
-
-
 def test_batched_fixed_point_user_jacobian(bk):
     # g(u) = 0.5 cos(u) + p per element; the user Jacobian of g is (B, n, n), and the residual
     # Jacobian J_g - I must broadcast the identity over the batch axis.

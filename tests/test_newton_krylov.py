@@ -104,19 +104,23 @@ def test_counts_fd_vs_user_jvp():
     assert len(calls) == s.stats.nf + s.stats.njvp
 
 
-def test_batched_jit():
+@pytest.mark.parametrize("alg, c", [
+    ("newton_krylov", np.linspace(-2.0, 3.0, 6).reshape(3, 2)),
+    ("newton", np.array([[1.0, -2.0], [0.5, 3.0]])),
+])
+def test_batched_jit(alg, c):
     import jax
     import jax.numpy as jnp
 
-    c = jnp.asarray(np.linspace(-2.0, 3.0, 6).reshape(3, 2))
+    c = jnp.asarray(c)
 
     @jax.jit
     def run(u0):
-        s = ss.solve(ss.NonlinearProblem(lambda u, p: u ** 3 + 2 * u - p, u0, c), "newton_krylov",
+        s = ss.solve(ss.NonlinearProblem(lambda u, p: u ** 3 + 2 * u - p, u0, c), alg,
                      batch_axis=0, abstol=1e-12, reltol=0.0)
         return s.u, s.retcode_array
 
-    u, codes = run(jnp.zeros((3, 2)))
+    u, codes = run(jnp.zeros(c.shape))
     u = np.asarray(u)
     assert np.all(np.asarray(codes) == 0)
     np.testing.assert_allclose(u ** 3 + 2 * u - np.asarray(c), 0, atol=1e-12)

@@ -105,7 +105,8 @@ def _poly(*factors):
 def _dense_coeffs(const, *factors):
     """Coefficients ``(d_1, ..., d_m)`` of ``const * prod(factors)`` (whose constant term is 0)."""
     p = _poly(*factors)
-    assert abs(p[0]) == 0.0
+    if p[0] != 0.0:
+        raise ValueError(f"dense-output polynomial must vanish at theta = 0, its constant term is {p[0]}")
     return tuple(const * x for x in p[1:])
 
 

@@ -62,6 +62,13 @@ def test_singular_jacobian_no_exception():
     assert sol.retcode is ss.ReturnCode.LinearSolveFailed
 
 
+def test_bad_options():
+    with pytest.raises(ValueError, match="max_size must be >= 1"):
+        ss.NewtonRaphson(max_size=0)
+    with pytest.raises(ValueError, match="linesearch"):
+        ss.NewtonRaphson(linesearch="backtrack")
+
+
 def test_batched_fixed_point_user_jacobian(bk):
     # g(u) = 0.5 cos(u) + p per element; the user Jacobian of g is (B, n, n), and the residual
     # Jacobian J_g - I must broadcast the identity over the batch axis.

@@ -5,12 +5,12 @@ from .algorithms.dynamic_ss import DynamicSS
 from .algorithms.newton_krylov import NewtonKrylov
 from .algorithms.broyden import Broyden
 from .algorithms.newton import NewtonRaphson
-from .linear import GMRES, LinearSolution, linear_solve
+from .linear import GMRES, linear_solve
 from .ode import PIController, Tsit5
-from .ode.integrate import ODESolution, integrate
+from .ode.integrate import integrate
 from .problems import FixedPointProblem, NonlinearProblem, SteadyStateProblem
 from .registry import available
-from .solution import ConvergenceError, ReturnCode, Solution, Stats
+from .solution import ConvergenceError, LinearSolution, ODESolution, ReturnCode, Solution, Stats
 from .solve import solve
 
 __version__ = "0.1.0"

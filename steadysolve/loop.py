@@ -198,6 +198,34 @@ def _device_mask(xp, ctx, mask):
     return xp.asarray(np.asarray(mask).reshape(-1).tolist(), dtype=xp.bool, device=ctx.device)
 
 
+def _eager_step(alg, prob, ctx):
+    """``state -> alg.step(prob, state, ctx)``; with concrete JAX arrays and an algorithm that asks
+    for it (``compile_jax``), compiled once per solve (falling back to op-by-op execution when
+    the user's function cannot be traced)."""
+
+    def plain(state):
+        return alg.step(prob, state, ctx)
+
+    if not (backend.is_jax(ctx.xp) and getattr(alg, "compile_jax", False)):
+        return plain
+    import jax
+
+    compiled = jax.jit(plain)
+    failed = []
+    errors = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+              jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError)
+
+    def step(state):
+        if not failed:
+            try:
+                return compiled(state)
+            except errors:
+                failed.append(True)
+        return plain(state)
+
+    return step
+
+
 def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
     xp, B = ctx.xp, ctx.batch
     scalar = B == 1
@@ -205,13 +233,14 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
     abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
     freeze = alg.freeze_converged
     state = alg.init(prob, u0, ctx)
+    step = _eager_step(alg, prob, ctx)
     fn, un, _ = _host_norms(xp, ctx, state, scalar)
     book = _start(ns, fn, un, abstol, reltol)
     best_u, best_fu = state.u, state.fu
     trace = [fn] if store_trace else None
     it = 0
     while it < maxiters and _any(book.codes == RUNNING):
-        new = alg.step(prob, state, ctx)
+        new = step(state)
         it += 1
         fn, un, flag = _host_norms(xp, ctx, new, scalar)  # the one device sync of the iteration
         book, v = _judge(ns, fn, un, flag, book, abstol, reltol, patience)

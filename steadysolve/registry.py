@@ -1,26 +1,19 @@
 """Algorithms by name.
 
-``register(name)`` is a class decorator used by each algorithm module;
-``resolve(alg)`` turns a name or an instance into an instance. Unknown names
+``register(name)`` is a class decorator used by each algorithm module (the algorithm
+modules import this one, never the other way round); ``resolve(alg)`` turns a name, a
+class or an instance into an instance; ``available()`` lists the names. Unknown names
 raise ``ValueError`` listing the valid names (with a close-match suggestion).
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
+from .checks import suggest
 
 __all__ = ["register", "resolve", "available", "NONLINEAR", "LINEAR"]
 
 NONLINEAR: dict[str, type] = {}
 LINEAR: dict[str, type] = {}
-
-# Modules that register algorithms when imported (kept here so that a name can be
-# resolved before the user touched the class).
-_MODULES = (
-    "steadysolve.algorithms",
-    "steadysolve.linear",
-)
 
 
 def register(name: str, kind: str = "nonlinear"):
@@ -37,21 +30,22 @@ def register(name: str, kind: str = "nonlinear"):
     return deco
 
 
-def _load() -> None:
-    for mod in _MODULES:
-        importlib.import_module(mod)
-
-
 def available(kind: str = "nonlinear") -> list[str]:
-    _load()
+    """The registered names of one kind (``"nonlinear"`` algorithms or ``"linear"`` solvers), sorted.
+
+    >>> import steadysolve as ss
+    >>> "anderson" in ss.available() and "gmres" in ss.available("linear")
+    True
+    """
     return sorted(LINEAR if kind == "linear" else NONLINEAR)
+
+
+def _is_algorithm(obj) -> bool:
+    return callable(getattr(obj, "init", None)) and callable(getattr(obj, "step", None))
 
 
 def resolve(alg, kind: str = "nonlinear"):
     """An algorithm instance from an instance, a class or a registered name."""
-    from .algorithms.base import Algorithm
-
-    _load()
     table = LINEAR if kind == "linear" else NONLINEAR
     what = "linear solver" if kind == "linear" else "algorithm"
     if isinstance(alg, str):
@@ -59,12 +53,12 @@ def resolve(alg, kind: str = "nonlinear"):
         if key in table:
             return table[key]()
         names = sorted(table)
-        close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close = suggest(key, names, cutoff=0.5)
+        hint = f" Did you mean {close!r}?" if close else ""
         raise ValueError(f"unknown {what} {alg!r}.{hint} Valid names: {', '.join(names)}")
     if isinstance(alg, type) and alg in table.values():
         return alg()
-    if kind == "nonlinear" and isinstance(alg, Algorithm):
+    if kind == "nonlinear" and not isinstance(alg, type) and _is_algorithm(alg):
         return alg
     if kind == "linear" and type(alg) in table.values():
         return alg

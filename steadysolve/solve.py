@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import difflib
-import math
-from typing import Any
+from typing import Any, Callable, Optional, Union
 
 from . import backend
 from .algorithms.base import Context
+from .checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
+from .derivatives import Products
+from .layout import Layout
 from .loop import run
 from .problems import AbstractProblem, check_output
 from .registry import resolve
-from .solution import ConvergenceError, Solution, Stats
+from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
 from .termination import default_tolerance, get_norm
 
-__all__ = ["solve"]
+__all__ = ["solve", "build_context"]
 
 _KEYWORDS = ("abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "store_trace", "callback")
 # What users of SciPy, torchdeq, jaxopt or optimistix type for our keywords.
@@ -22,68 +23,14 @@ _ALIASES = {
     "tol": "abstol' or 'reltol", "tolerance": "abstol' or 'reltol", "atol": "abstol", "rtol": "reltol",
     "f_tol": "abstol", "ftol": "abstol", "f_rtol": "reltol", "xtol": "abstol' or 'reltol",
     "maxiter": "maxiters", "max_iter": "maxiters", "max_iters": "maxiters", "max_steps": "maxiters",
-    "maxfev": "maxiters", "full_output": "store_trace",
+    "maxfev": "maxiters", "full_output": "store_trace", "method": "alg", "solver": "alg",
 }
 
 
-def _check_tol(name, value):
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"solve: {name} must be a non-negative number, got {type(value).__name__}")
-    if not value >= 0 or math.isinf(value):
-        raise ValueError(f"solve: {name} must be a finite number >= 0, got {value}")
-
-
-class _Layout:
-    """Maps user arrays (any shape, batch axis anywhere) to the solvers' ``(B, n)`` layout and back."""
-
-    def __init__(self, xp, shape, batch_axis):
-        self.xp = xp
-        self.shape = tuple(shape)
-        self.axis = batch_axis
-        if batch_axis is None:
-            self.batch = 1
-            self.inner = self.shape
-        else:
-            self.batch = self.shape[batch_axis]
-            self.inner = self.shape[:batch_axis] + self.shape[batch_axis + 1:]
-        self.n = math.prod(self.inner)
-
-    def to_solver(self, x):
-        xp = self.xp
-        if self.axis not in (None, 0):
-            x = xp.moveaxis(x, self.axis, 0)
-        return xp.reshape(x, (self.batch, self.n))
-
-    def to_user(self, x):
-        xp = self.xp
-        if self.axis is None:
-            return xp.reshape(x, self.shape)
-        x = xp.reshape(x, (self.batch,) + self.inner)
-        if self.axis != 0:
-            x = xp.moveaxis(x, 0, self.axis)
-        return x
-
-
-def _fd_jvp(xp, F, norm_l2):
-    """Forward-difference J_F(u) v with step ``h = sqrt(eps) * max(||u||, 1) / ||v||`` per element."""
-
-    def jvp(u, v, fu):
-        eps = float(xp.finfo(u.dtype).eps) ** 0.5
-        un = norm_l2(u)
-        vn = norm_l2(v)
-        one = xp.ones_like(un)
-        h = eps * xp.maximum(un, one) / xp.where(vn > 0, vn, one)
-        h = xp.reshape(h, (h.shape[0], 1))
-        return (F(u + h * v) - fu) / h
-
-    return jvp
-
-
-def build_context(prob, u0, layout: _Layout, xp, fu0_user, abstol, reltol, norm, traced=False) -> Context:
+def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, traced=False) -> Context:
+    """The :class:`Context` of one solve: the problem's functions on ``(batch, n)`` rows."""
     p = prob.p
-    to_s, to_u = layout.to_solver, layout.to_user
+    to_s, to_u = layout.to_rows, layout.from_rows
 
     def F(u):
         return to_s(prob.residual(to_u(u), p))
@@ -93,23 +40,13 @@ def build_context(prob, u0, layout: _Layout, xp, fu0_user, abstol, reltol, norm,
         def G(u):  # noqa: F811 - the fixed-point map in solver layout
             return to_s(prob.fixed_point_map(to_u(u), p))
 
-    def l2(x):
-        return xp.sqrt(xp.sum(x * x, axis=1))
-
+    jvp = vjp = jac = None
     if prob.jvp is not None:
         def jvp(u, v, fu):
             return to_s(prob.residual_jvp(to_u(u), to_u(v), p))
-        jvp_is_fd = False
-    else:
-        jvp = _fd_jvp(xp, F, l2)
-        jvp_is_fd = True
-
-    vjp = None
     if prob.vjp is not None:
         def vjp(u, w):
             return to_s(prob.residual_vjp(to_u(u), to_u(w), p))
-
-    jac = None
     if prob.jac is not None:
         def jac(u):
             J = prob.residual_jac(to_u(u), p)
@@ -120,13 +57,16 @@ def build_context(prob, u0, layout: _Layout, xp, fu0_user, abstol, reltol, norm,
 
     return Context(
         xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,
-        F=F, G=G, jvp=jvp, jvp_is_fd=jvp_is_fd, vjp=vjp, jac=jac, vector_field=vector_field,
+        F=F, G=G, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac), vector_field=vector_field,
         norm=lambda x: norm(xp, x), abstol=abstol, reltol=reltol, fu0=to_s(fu0_user), p=p, kind=prob.kind,
         traced=traced,
     )
 
 
-def solve(prob, alg=None, **kwargs) -> Solution:
+def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = None,
+          reltol: Optional[float] = None, maxiters: int = 1000, norm: Union[str, Callable] = "max",
+          batch_axis: Optional[int] = None, throw: bool = False, store_trace: bool = False,
+          callback: Optional[Callable] = None, **unknown) -> Solution:
     """Solve a steady-state / nonlinear / fixed-point problem.
 
     Parameters
@@ -144,48 +84,46 @@ def solve(prob, alg=None, **kwargs) -> Solution:
     throw : raise :class:`ConvergenceError` instead of returning a failed Solution.
     store_trace : keep the residual norm of every iteration in ``sol.trace``.
     callback : ``callback(niter, u, resid_norm)`` after every iteration (eager only).
-    """
-    unknown = [k for k in kwargs if k not in _KEYWORDS]
-    if unknown:
-        k = unknown[0]
-        close = difflib.get_close_matches(k, _KEYWORDS, n=1, cutoff=0.75)
-        alias = _ALIASES.get(k) or (close[0] if close else None)
-        hint = f" (did you mean '{alias}'?)" if alias else ""
-        raise TypeError(f"solve() got an unexpected keyword argument {k!r}{hint}; valid keywords: {', '.join(_KEYWORDS)}")
-    abstol = kwargs.get("abstol")
-    reltol = kwargs.get("reltol")
-    maxiters = kwargs.get("maxiters", 1000)
-    batch_axis = kwargs.get("batch_axis")
-    throw = kwargs.get("throw", False)
-    store_trace = kwargs.get("store_trace", False)
-    callback = kwargs.get("callback")
 
+    Returns
+    -------
+    Solution
+        ``u`` (the best iterate), ``resid``, ``retcode``, ``stats``, ...
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad input, before any iteration: an unknown keyword (with our spelling of SciPy's or
+        torchdeq's), an unknown algorithm name, invalid options, ``f`` returning the wrong
+        shape or dtype, mixed array libraries.
+    ConvergenceError
+        With ``throw=True``, when the solve does not succeed.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.NonlinearProblem(lambda u, p: u - p * np.cos(u), np.zeros(2), np.array([0.5, 1.0]))
+    >>> sol = ss.solve(prob, "newton_krylov", abstol=1e-10)
+    >>> sol.retcode, np.round(sol.u, 6)
+    (<ReturnCode.Success: ...>, array([0.450184, 0.739085]))
+    """
+    reject_unknown("solve()", unknown, _KEYWORDS, _ALIASES)
     if not isinstance(prob, AbstractProblem):
         raise TypeError(f"solve: prob must be a NonlinearProblem, SteadyStateProblem or FixedPointProblem, "
                         f"got {type(prob).__name__}")
     alg = resolve("anderson" if alg is None else alg)
-    _check_tol("abstol", abstol)
-    _check_tol("reltol", reltol)
-    if isinstance(maxiters, bool) or not isinstance(maxiters, int):
-        raise TypeError(f"solve: maxiters must be an int, got {type(maxiters).__name__}")
-    if maxiters < 1:
-        raise ValueError(f"solve: maxiters must be >= 1, got {maxiters}")
-    norm = get_norm(kwargs.get("norm", "max"))
-    if callback is not None and not callable(callback):
-        raise TypeError(f"solve: callback must be callable, got {type(callback).__name__}")
+    abstol = check_tol("solve", "abstol", abstol)
+    reltol = check_tol("solve", "reltol", reltol)
+    maxiters = check_int("solve", "maxiters", maxiters, 1)
+    norm = get_norm(norm)
+    throw = check_bool("solve", "throw", throw)
+    store_trace = check_bool("solve", "store_trace", store_trace)
+    check_callable("solve", "callback", callback, allow_none=True)
 
     u0 = prob.u0
     xp = backend.namespace(("u0", u0), ("p", prob.p))
-    ndim = len(u0.shape)
-    if batch_axis is not None:
-        if isinstance(batch_axis, bool) or not isinstance(batch_axis, int):
-            raise TypeError(f"solve: batch_axis must be an int or None, got {type(batch_axis).__name__}")
-        if not -ndim <= batch_axis < ndim:
-            raise ValueError(f"solve: batch_axis={batch_axis} is out of range for u0 with shape {tuple(u0.shape)}")
-        batch_axis %= ndim
-        if u0.shape[batch_axis] == 0:
-            raise ValueError("solve: the batch axis of u0 is empty")
-    layout = _Layout(xp, u0.shape, batch_axis)
+    batch_axis = check_batch_axis("solve", batch_axis, u0.shape)
+    layout = Layout(xp, u0.shape, batch_axis)
 
     fname = f"{prob._fname}(u, p{', t' if prob.kind == 'steady_state' else ''})"
     if prob.kind == "fixed_point":  # check g itself: g(u) - u could broadcast a wrong shape away
@@ -201,13 +139,15 @@ def solve(prob, alg=None, **kwargs) -> Solution:
     if use_jax and callback is not None:
         raise ValueError("solve: callback is not supported inside jax.jit / vmap / grad (the loop is a "
                          "lax.while_loop); drop the callback or call solve outside the transformation")
+    if backend.is_jax(xp):
+        register_jax_pytrees()
 
     dt = u0.dtype
-    abstol = default_tolerance(xp, dt) if abstol is None else float(abstol)
-    reltol = default_tolerance(xp, dt) if reltol is None else float(reltol)
+    abstol = default_tolerance(xp, dt) if abstol is None else abstol
+    reltol = default_tolerance(xp, dt) if reltol is None else reltol
     ctx = build_context(prob, u0, layout, xp, fu0, abstol, reltol, norm, traced=use_jax)
-    res = run(alg, prob, ctx, layout.to_solver(u0), maxiters=maxiters, store_trace=store_trace,
-              callback=callback, use_jax=use_jax, to_user=layout.to_user)
+    res = run(alg, prob, ctx, layout.to_rows(u0), maxiters=maxiters, store_trace=store_trace,
+              callback=callback, use_jax=use_jax, to_user=layout.from_rows)
 
     st = res.state
     batched = batch_axis is not None
@@ -215,9 +155,13 @@ def solve(prob, alg=None, **kwargs) -> Solution:
                   niter=_num(res.niter), niter_per_element=res.niter_el if batched else None,
                   extra={k: _num(v) for k, v in alg.extra_stats(st).items()})
     trace = res.trace
-    if trace is not None and not batched:
-        trace = trace[:, 0]
-    sol = Solution(layout.to_user(res.u), layout.to_user(res.fu), res.codes, stats, prob, alg,
+    codes = res.codes
+    if not batched:
+        if trace is not None:
+            trace = trace[:, 0]
+        if not isinstance(codes, list):
+            codes = xp.reshape(codes, ())
+    sol = Solution(layout.from_rows(res.u), layout.from_rows(res.fu), codes, stats, prob, alg,
                    trace=trace, batched=batched)
     if throw and not use_jax and not sol.successful:
         raise ConvergenceError(sol)

@@ -5,13 +5,14 @@ import pytest
 from helpers import get_backend, h_equation, h_reference
 
 import steadysolve as ss
-from steadysolve.solve import _Layout, build_context
+from steadysolve.layout import Layout
+from steadysolve.solve import build_context
 from steadysolve.termination import get_norm
 
 
 def _ctx(prob, bk):
     xp = bk.xp
-    layout = _Layout(xp, prob.u0.shape, None)
+    layout = Layout(xp, prob.u0.shape, None)
     fu0 = prob.residual(prob.u0, prob.p)
     return build_context(prob, prob.u0, layout, xp, fu0, 1e-12, 0.0, get_norm("max")), layout
 
@@ -23,7 +24,7 @@ def test_secant_condition_after_each_update(bk):
     prob = ss.NonlinearProblem(lambda u, p: p @ u + 0.1 * u ** 3 - 1.0, bk.asarray(np.zeros(n)), M)
     ctx, layout = _ctx(prob, bk)
     alg = ss.Broyden(memory=10)
-    state = alg.init(prob, layout.to_solver(prob.u0), ctx)
+    state = alg.init(prob, layout.to_rows(prob.u0), ctx)
     for _ in range(5):
         new = alg.step(prob, state, ctx)
         s = new.u - state.u

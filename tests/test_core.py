@@ -391,14 +391,16 @@ def test_jax_jit_equals_eager(alg):
     eager = ss.solve(prob, alg, **kw)
 
     @jax.jit
-    def run(u0, M):
-        sol = ss.solve(ss.FixedPointProblem(prob.f, u0, M), alg, **kw)
-        return sol.u, sol.retcode_array, sol.stats.niter, sol.stats.nf
+    def run(u0, M):  # a jitted function returns the Solution itself (a pytree)
+        return ss.solve(ss.FixedPointProblem(prob.f, u0, M), alg, **kw)
 
-    u, codes, niter, nf = run(prob.u0, prob.p)
-    np.testing.assert_allclose(np.asarray(u), np.asarray(eager.u), atol=1e-13)
-    assert int(niter) == eager.stats.niter and int(nf) == eager.stats.nf
-    assert ss.ReturnCode.from_code(int(np.asarray(codes)[0])) is eager.retcode
+    sol = run(prob.u0, prob.p)
+    assert isinstance(sol, ss.Solution) and isinstance(sol.stats, ss.Stats)
+    np.testing.assert_allclose(np.asarray(sol.u), np.asarray(eager.u), atol=1e-13)
+    np.testing.assert_allclose(np.asarray(sol.resid), np.asarray(eager.resid), atol=1e-13)
+    assert int(sol.stats.niter) == eager.stats.niter and int(sol.stats.nf) == eager.stats.nf
+    assert sol.retcode is eager.retcode and sol.retcodes == eager.retcodes and sol.successful
+    assert np.asarray(sol.retcode_array).shape == () and sol.alg == eager.alg
 
 
 def test_jax_jit_nonlinear_problem_with_params():
@@ -437,10 +439,10 @@ def test_jax_jit_nonfinite_and_maxiters_codes():
 
     res = jax.jit(lambda u0: ss.solve(ss.FixedPointProblem(g, u0), "fixed_point",
                                       abstol=1e-14, reltol=0.0).retcode_array)(jnp.zeros(2))
-    assert ss.ReturnCode.from_code(int(res[0])) is ss.ReturnCode.NonFinite
+    assert ss.ReturnCode.from_code(int(res)) is ss.ReturnCode.NonFinite
     res = jax.jit(lambda u0: ss.solve(ss.FixedPointProblem(lambda u, p: 0.5 * u + 1, u0), "fixed_point",
                                       maxiters=3).retcode_array)(jnp.zeros(2))
-    assert ss.ReturnCode.from_code(int(res[0])) is ss.ReturnCode.MaxIters
+    assert ss.ReturnCode.from_code(int(res)) is ss.ReturnCode.MaxIters
 
 
 def test_jax_throw_under_jit():

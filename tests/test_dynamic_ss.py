@@ -91,7 +91,7 @@ def test_no_drift_to_overflow_without_steady_state():
     assert sol.retcode in (RC.TimeLimit, RC.MaxIters)
     assert np.all(np.isfinite(sol.u)) and math.isfinite(sol.stats.t) and sol.stats.t > 1e10
     # with a relative local-error tolerance the step keeps growing and t reaches the cap
-    sol = ss.solve(prob, ss.DynamicSS(controller=ss.PIController(rtol=1e-6, atol=1e-8)), abstol=1e-8,
+    sol = ss.solve(prob, ss.DynamicSS(controller=ss.PIController(reltol=1e-6, abstol=1e-8)), abstol=1e-8,
                    reltol=0.0, maxiters=3000)
     assert sol.retcode is RC.TimeLimit
     assert np.all(np.isfinite(sol.u)) and math.isfinite(sol.stats.t)
@@ -185,7 +185,7 @@ def test_loose_local_error_tolerance_fails_honestly():
     # then end with MaxIters, never with a false Success. Tied tolerances (the default) converge.
     prob = ss.FixedPointProblem(h_map, np.ones(100), _h_matrix())
     tied = ss.solve(prob, ss.DynamicSS(), abstol=1e-10, reltol=0.0)
-    loose = ss.solve(prob, ss.DynamicSS(controller=ss.PIController(rtol=1e-4, atol=1e-6)), abstol=1e-10,
+    loose = ss.solve(prob, ss.DynamicSS(controller=ss.PIController(reltol=1e-4, abstol=1e-6)), abstol=1e-10,
                      reltol=0.0, maxiters=300)
     assert tied.retcode is RC.Success
     assert loose.retcode is RC.MaxIters

@@ -148,9 +148,11 @@ def test_initial_step_is_sensible(bk):
     (dict(safety=1.5), ValueError, "safety must be in"),
     (dict(factormin=1.5), ValueError, "factormin must be < 1"),
     (dict(factormax=0.5), ValueError, "factormax must be > 1"),
-    (dict(rtol=-1.0), ValueError, "rtol must be >= 0"),
-    (dict(rtol=0.0, atol=0.0), ValueError, "cannot both be 0"),
-    (dict(atol="1e-6"), TypeError, "atol must be a number"),
+    (dict(reltol=-1.0), ValueError, "reltol must be >= 0"),
+    (dict(reltol=0.0, abstol=0.0), ValueError, "cannot both be 0"),
+    (dict(abstol="1e-6"), TypeError, "abstol must be a real number"),
+    (dict(rtol=1e-3), TypeError, "'rtol' was renamed to 'reltol'"),
+    (dict(atol=1e-3), TypeError, "'atol' was renamed to 'abstol'"),
 ])
 def test_controller_validation(kw, err, msg):
     with pytest.raises(err, match=msg):
@@ -180,7 +182,7 @@ def test_integrate_matches_dop853(bk, lv_reference):
     ts, ref = lv_reference
     rtol, atol = 1e-7, 1e-9
     sol = ss.integrate(lotka_volterra, bk.asarray([1.0, 1.0]), (0.0, 10.0), ss.Tsit5(), p=LV, saveat=ts,
-                       rtol=rtol, atol=atol)
+                       reltol=rtol, abstol=atol)
     assert sol.retcode is ss.ReturnCode.Success and sol.successful
     us = bk.to_numpy(sol.us)
     assert us.shape == (21, 2)
@@ -194,8 +196,8 @@ def test_integrate_matches_dop853(bk, lv_reference):
 
 def test_integrate_every_step_and_tolerance_tradeoff():
     u0 = np.array([1.0, 1.0])
-    loose = ss.integrate(lotka_volterra, u0, (0.0, 5.0), p=LV, rtol=1e-4, atol=1e-6)
-    tight = ss.integrate(lotka_volterra, u0, (0.0, 5.0), p=LV, rtol=1e-9, atol=1e-11)
+    loose = ss.integrate(lotka_volterra, u0, (0.0, 5.0), p=LV, reltol=1e-4, abstol=1e-6)
+    tight = ss.integrate(lotka_volterra, u0, (0.0, 5.0), p=LV, reltol=1e-9, abstol=1e-11)
     for s in (loose, tight):
         assert s.ts[0] == 0.0 and s.ts[-1] == 5.0 and np.all(np.diff(s.ts) > 0)
         assert s.us.shape == (s.stats["naccept"] + 1, 2)
@@ -233,8 +235,9 @@ def test_integrate_maxiters_is_reported():
     ((np.ones(2), 1.0), {}, ValueError, "tspan must be a pair"),
     ((np.ones(2), (0.0, 1.0)), dict(saveat=[0.5, 2.0]), ValueError, "lie in \\[t0, t1\\]"),
     ((np.ones(2), (0.0, 1.0)), dict(saveat=[0.5, 0.2]), ValueError, "non-decreasing"),
-    ((np.ones(2), (0.0, 1.0)), dict(maxiters=0), ValueError, "maxiters must be an int >= 1"),
-    ((np.ones(2), (0.0, 1.0)), dict(rtol=-1.0), ValueError, "rtol and atol must be >= 0"),
+    ((np.ones(2), (0.0, 1.0)), dict(maxiters=0), ValueError, "maxiters must be >= 1"),
+    ((np.ones(2), (0.0, 1.0)), dict(reltol=-1.0), ValueError, "reltol must be a finite number >= 0"),
+    ((np.ones(2), (0.0, 1.0)), dict(rtol=1e-3), TypeError, "did you mean 'reltol'"),
     ((np.ones(2), (0.0, 1.0)), dict(solver="tsit5"), TypeError, "explicit Runge-Kutta"),
     ((np.ones(2, dtype=int), (0.0, 1.0)), {}, TypeError, "real floating-point"),
 ])

@@ -24,7 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
-__all__ = ["Algorithm", "Context", "check_positive", "check_int", "residual_scale"]
+from ..derivatives import Products
+
+__all__ = ["Algorithm", "Context", "residual_scale"]
 
 
 class Algorithm:
@@ -61,10 +63,7 @@ class Context:
     n: int
     F: Callable  # residual, (B, n) -> (B, n)
     G: Optional[Callable]  # fixed-point map for FixedPointProblem, else None
-    jvp: Callable  # jvp(u, v, fu) -> J_F(u) v ; finite differences when the problem has none
-    jvp_is_fd: bool  # True when jvp costs one evaluation of F
-    vjp: Optional[Callable]  # vjp(u, w) -> w J_F(u), or None
-    jac: Optional[Callable]  # jac(u) -> (B, n, n) dense Jacobian of F, or None
+    products: Products  # JVPs, VJPs and dense Jacobians of F (the problem's own, AD or finite differences)
     vector_field: Callable  # vector_field(u, t) -> du/dt, for DynamicSS
     norm: Callable  # (B, n) -> (B,)
     abstol: float
@@ -74,6 +73,18 @@ class Context:
     kind: str = "nonlinear"
     traced: bool = False  # the JAX lax.while_loop driver runs this solve
 
+    def jvp(self, u, v, fu):
+        """``J_F(u) v`` per row (``fu = F(u)`` lets finite differences skip one evaluation)."""
+        return self.products.jvp(u, v, fu)
+
+    @property
+    def jvp_costs_f(self) -> bool:
+        """True when a JVP costs one evaluation of ``F`` (finite differences)."""
+        return self.products.jvp_costs_f
+
+    def jacobian(self, u, fu):
+        """Dense per-row Jacobian of ``F`` ``(batch, n, n)`` and the evaluations of ``F`` it cost."""
+        return self.products.jacobian(u, fu)
 
     def zeros(self, shape, dtype=None):
         return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype, device=self.device)
@@ -87,25 +98,8 @@ class Context:
         return self.xp.asarray(value, dtype=self.xp.int32, device=self.device)
 
     def batched(self, x):
-        """Reshape a ``(batch,)`` array so that it broadcasts against ``(batch, n)``."""
+        """Reshape a ``(batch,)`` array so that it broadcast against ``(batch, n)``."""
         return self.xp.reshape(x, (self.batch, 1))
-
-
-def check_positive(owner: str, name: str, value, *, allow_zero: bool = False, allow_none: bool = False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}: {name} must be a number, got {type(value).__name__}")
-    if value != value or (value < 0 if allow_zero else value <= 0):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{owner}: {name} must be {bound}, got {value}")
-
-
-def check_int(owner: str, name: str, value, minimum: int = 1):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}: {name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
 
 
 def residual_scale(ctx: Context, u0, fu0, alpha):

@@ -7,7 +7,8 @@ from typing import Any, NamedTuple, Optional
 
 from ..backend import combine_rows, rows_dot
 from ..registry import register
-from .base import Algorithm, check_int, check_positive, residual_scale
+from ..checks import check_int, check_positive
+from .base import Algorithm, residual_scale
 
 
 class BroydenState(NamedTuple):

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
 
 from .. import backend
-from ..ode.controller import PIController, attempt_step, error_norm, initial_step
-from ..ode.runge_kutta import rk_step
+from ..ode.adaptive import attempt, first_step
+from ..ode.controller import PIController
 from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
 from ..solution import ReturnCode
-from .base import Algorithm, check_positive
+from ..checks import check_positive
+from .base import Algorithm
 
 __all__ = ["DynamicSS", "DynamicSSState"]
 
@@ -56,7 +57,7 @@ class DynamicSS(Algorithm):
     Parameters
     ----------
     integrator : an explicit Runge-Kutta method (:class:`Tsit5`, the default).
-    controller : :class:`PIController`; its ``rtol`` / ``atol`` default to a tenth of the
+    controller : :class:`PIController`; its ``reltol`` / ``abstol`` default to a tenth of the
         solve's ``reltol`` / ``abstol`` (with ``reltol = 0`` the local error is controlled
         absolutely).
     tmax : the integration stops with ``ReturnCode.TimeLimit`` when ``t`` reaches it
@@ -69,9 +70,9 @@ class DynamicSS(Algorithm):
         smallest stage time over the batch (exact for unbatched solves; irrelevant for
         autonomous problems). With ``per_element_time=True`` it receives the ``(B,)``
         array of per-element stage times instead.
-    compile_jax : with concrete (eager) JAX arrays, compile the step once per solve with
-        ``jax.jit`` (op-by-op dispatch of the ~300 array operations of a step is slow);
-        if ``f`` cannot be traced the solve falls back to op-by-op execution. Inside
+    compile_jax : with concrete (eager) JAX arrays, let the driver compile the step once per
+        solve with ``jax.jit`` (op-by-op dispatch of the ~300 array operations of a step is
+        slow); if ``f`` cannot be traced the solve falls back to op-by-op execution. Inside
         ``jax.jit`` / ``vmap`` the whole solve is traced anyway.
 
     Each attempted step counts as one iteration (``maxiters`` caps accepted plus
@@ -98,7 +99,7 @@ class DynamicSS(Algorithm):
             raise TypeError(f"DynamicSS: controller must be a PIController, got {type(self.controller).__name__}")
         if isinstance(self.t0, bool) or not isinstance(self.t0, (int, float)) or not math.isfinite(self.t0):
             raise ValueError(f"DynamicSS: t0 must be a finite number, got {self.t0!r}")
-        check_positive("DynamicSS", "tmax", self.tmax)
+        check_positive("DynamicSS", "tmax", self.tmax, allow_inf=True)
         if self.tmax <= self.t0:
             raise ValueError(f"DynamicSS: tmax ({self.tmax}) must be greater than t0 ({self.t0})")
         check_positive("DynamicSS", "dt0", self.dt0, allow_none=True)
@@ -130,13 +131,10 @@ class DynamicSS(Algorithm):
 
     # -- contract ------------------------------------------------------------------------
     def init(self, prob, u0, ctx):
-        return self._maybe_compiled("init", self._init, prob, u0, ctx)
-
-    def _init(self, prob, u0, ctx):
         xp, B = ctx.xp, ctx.batch
         tab = self.integrator.tableau
         f = self._field(ctx)
-        rtol, atol = self._tolerances(ctx)
+        reltol, abstol = self._tolerances(ctx)
         t = xp.full((B,), float(self.t0), dtype=ctx.dtype, device=ctx.device)
         nf = 1  # F(u0), evaluated by solve()
         if ctx.kind == "steady_state":  # solve() evaluated f(u0, p, inf); we need f(u0, p, t0)
@@ -144,77 +142,27 @@ class DynamicSS(Algorithm):
             nf += 1
         else:
             fu = ctx.fu0
-        if self.dt0 is None:
-            h = initial_step(xp, f, ctx.batched(t), u0, fu, tab.order, rtol, atol)
-            nf += 1
-        else:
-            h = xp.full((B,), float(self.dt0), dtype=ctx.dtype, device=ctx.device)
-        if self.controller.dtmax is not None:
-            h = xp.minimum(h, xp.full_like(h, self.controller.dtmax))
-        h = xp.minimum(h, self._tmax(ctx) - t)
+        h, nf0 = first_step(xp, tab, self.controller, f, t, u0, fu, reltol, abstol, self.dt0, self._tmax(ctx))
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
         return DynamicSSState(
             u=u0, fu=fu, t=t, h=h, err_prev=xp.full_like(t, 1e-4), rejected=zi != 0,
             naccept=zi, nreject=zi, flag=zi,
-            nf=ctx.counter(nf), njvp=ctx.counter(0), nvjp=ctx.counter(0),
+            nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0),
         )
 
     def step(self, prob, state, ctx):
-        return self._maybe_compiled("step", self._step, prob, state, ctx)
-
-    def _maybe_compiled(self, name, fn, prob, x, ctx):
-        """Run ``fn(prob, x, ctx)``; with concrete JAX arrays compile it once per solve."""
-        if not (self.compile_jax and backend.is_jax(ctx.xp) and not backend.is_traced(x)):
-            return fn(prob, x, ctx)
-        import jax
-
-        key = "_dynamic_ss_" + name  # the context lives for one solve: one compilation per solve
-        compiled = ctx.__dict__.get(key)
-        if compiled is None:
-            compiled = jax.jit(lambda y: fn(prob, y, ctx))
-            ctx.__dict__[key] = compiled
-        if compiled is not False:
-            try:
-                return compiled(x)
-            except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-                    jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError):
-                ctx.__dict__[key] = False  # f cannot be traced: run op by op
-        return fn(prob, x, ctx)
-
-    def _step(self, prob, state, ctx):
         xp = ctx.xp
-        tab = self.integrator.tableau
-        rtol, atol = self._tolerances(ctx)
-        tmax = self._tmax(ctx)
-        h = state.h
-        t_stage = ctx.batched(state.t) if ctx.kind == "steady_state" else None  # others ignore t
-        r = rk_step(tab, self._field(ctx), t_stage, state.u, ctx.batched(h), state.fu)
-        finite = xp.all(xp.isfinite(r.u), axis=1) & xp.all(xp.isfinite(r.f), axis=1)
-        enorm = error_norm(xp, r.err, state.u, r.u, rtol, atol)
-        a = attempt_step(self.controller, xp, tab.order, tab.error_order, h, enorm, state.err_prev,
-                         state.rejected, finite)
-        acc = a.accept
-        acc2 = ctx.batched(acc)
-        u = xp.where(acc2, r.u, state.u)
-        fu = xp.where(acc2, r.f, state.fu)
-        t_new = state.t + h
-        # Land exactly on tmax with the last step.
-        t_new = xp.where(h >= tmax - state.t, xp.full_like(t_new, tmax), t_new)
-        t = xp.where(acc, t_new, state.t)
-        h_next = xp.minimum(a.h_next, xp.maximum(tmax - t, xp.zeros_like(t)))
-        reached = acc & (t >= tmax)
-        # Step-size underflow: the step no longer changes t (or collapsed on a non-finite field).
-        eps = float(xp.finfo(ctx.dtype).eps)
-        underflow = ~reached & (h_next <= 4 * eps * xp.maximum(xp.abs(t), xp.ones_like(t)))
-        flag = xp.where(reached, xp.full_like(state.flag, _TIMELIMIT), state.flag)
-        flag = xp.where(underflow, xp.full_like(state.flag, _STALLED), flag)
-        one = xp.ones_like(state.naccept)
-        zero = xp.zeros_like(state.naccept)
+        reltol, abstol = self._tolerances(ctx)
+        a = attempt(xp, self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h, state.u,
+                    state.fu, state.err_prev, state.rejected, reltol, abstol, self._tmax(ctx),
+                    time_dependent=ctx.kind == "steady_state")
+        flag = xp.where(a.reached, xp.full_like(state.flag, _TIMELIMIT), state.flag)
+        flag = xp.where(a.underflow, xp.full_like(state.flag, _STALLED), flag)
+        acc = xp.astype(a.accept, state.naccept.dtype)
         return DynamicSSState(
-            u=u, fu=fu, t=t, h=h_next, err_prev=a.err_prev, rejected=a.rejected,
-            naccept=state.naccept + xp.where(acc, one, zero),
-            nreject=state.nreject + xp.where(acc, zero, one),
-            flag=flag, nf=state.nf + r.nf, njvp=state.njvp, nvjp=state.nvjp,
+            u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
+            naccept=state.naccept + acc, nreject=state.nreject + (1 - acc),
+            flag=flag, nf=state.nf + a.rk.nf, njvp=state.njvp, nvjp=state.nvjp,
         )
 
     def extra_stats(self, state) -> dict:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
 from ..registry import register
-from .base import Algorithm, check_positive, residual_scale
+from ..checks import check_positive
+from .base import Algorithm, residual_scale
 
 
 class FixedPointState(NamedTuple):

@@ -7,7 +7,7 @@ from typing import Optional
 
 from .. import backend
 from ..registry import register
-from .base import check_int
+from ..checks import check_int
 from .newton_krylov import NewtonBase
 
 __all__ = ["NewtonRaphson"]
@@ -55,26 +55,9 @@ class NewtonRaphson(NewtonBase):
                 "Newton-Krylov, ss.NewtonKrylov()) or raise NewtonRaphson(max_size=...)")
         return super().init(prob, u0, ctx)
 
-    def _jacobian(self, ctx, u, fu):
-        xp, B, n = ctx.xp, ctx.batch, ctx.n
-        if ctx.jac is not None:
-            return ctx.jac(u), 0
-        if backend.is_jax(xp):
-            import jax
-
-            eye = xp.eye(n, dtype=ctx.dtype)
-            cols = jax.vmap(lambda e: ctx.jvp(u, xp.broadcast_to(e, (B, n)), fu))(eye)  # (n, B, n)
-            return xp.permute_dims(cols, (1, 2, 0)), n
-        idx = xp.arange(n, device=ctx.device)
-        cols = []
-        for i in range(n):
-            e = xp.broadcast_to(xp.astype(xp.reshape(idx == i, (1, n)), ctx.dtype), (B, n))
-            cols.append(ctx.jvp(u, e, fu))
-        return xp.stack(cols, axis=2), n
-
     def _dense_direction(self, ctx, u, fu):
         xp, B, n = ctx.xp, ctx.batch, ctx.n
-        J, nj = self._jacobian(ctx, u, fu)
+        J, nj = ctx.jacobian(u, fu)
         finite_j = xp.all(xp.isfinite(xp.reshape(J, (B, n * n))), axis=1)
         J = xp.where(xp.reshape(finite_j, (B, 1, 1)), J, xp.zeros_like(J))
         scale = xp.max(xp.abs(xp.reshape(J, (B, n * n))), axis=1)

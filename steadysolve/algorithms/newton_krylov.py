@@ -27,10 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Union
 
+from ..derivatives import fd_jvp
 from ..linear.gmres import GMRES, gmres_2d
 from ..registry import register
 from ..solution import ReturnCode
-from .base import Algorithm, check_int, check_positive
+from ..checks import check_int, check_positive
+from .base import Algorithm
 
 __all__ = ["NewtonKrylov", "NewtonBase", "NewtonState"]
 
@@ -152,8 +154,8 @@ class NewtonKrylov(NewtonBase):
 
     Parameters
     ----------
-    linsolve : a :class:`GMRES` (``restart``, ``atol`` and ``maxiters`` are used; its
-        ``rtol`` is replaced by the forcing term). Without ``maxiters`` one cycle of
+    linsolve : a :class:`GMRES` (``restart``, ``abstol`` and ``maxiters`` are used; its
+        ``reltol`` is replaced by the forcing term). Without ``maxiters`` one cycle of
         ``restart`` Krylov steps is allowed per Newton step; an inner solve that does
         not reach the forcing tolerance still gives a descent direction and is used.
     forcing : ``"eisenstat_walker"`` (choice 2: ``eta = 0.9 (||F_new|| / ||F_old||)^2``,
@@ -230,19 +232,9 @@ class NewtonKrylov(NewtonBase):
         return xp.minimum(xp.maximum(eta, floor), xp.full_like(eta, self.eta_max))
 
     def _jvp(self, ctx):
-        if self.jvp_step is None or not ctx.jvp_is_fd:
+        if self.jvp_step is None or not ctx.jvp_costs_f:
             return ctx.jvp
-        xp, rel = ctx.xp, float(self.jvp_step)
-
-        def jvp(u, v, fu):
-            un = xp.sqrt(xp.sum(u * u, axis=1))
-            vn = xp.sqrt(xp.sum(v * v, axis=1))
-            one = xp.ones_like(un)
-            h = rel * xp.maximum(un, one) / xp.where(vn > 0, vn, one)
-            h = xp.reshape(h, (h.shape[0], 1))
-            return (ctx.F(u + h * v) - fu) / h
-
-        return jvp
+        return fd_jvp(ctx.xp, ctx.F, float(self.jvp_step))
 
     def _direction(self, prob, state, ctx, newton):
         xp = ctx.xp
@@ -253,7 +245,7 @@ class NewtonKrylov(NewtonBase):
         restart = min(ls.restart, ctx.n)
         cap = restart + (0 if aug is None else aug.shape[1])
         res = gmres_2d(xp, lambda v: jvp(u, v, fu), -fu, None, restart=restart,
-                       rtol=state.eta, atol=ls.atol,
+                       reltol=state.eta, abstol=ls.abstol,
                        maxiters=ls.maxiters if ls.maxiters is not None else cap,
                        active=newton, aug=aug)
         bnorm = xp.sqrt(state.fn2)

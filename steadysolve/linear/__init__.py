@@ -1,6 +1,5 @@
 """Matrix-free linear solvers; importing this package registers them by name."""
 
 from .gmres import GMRES, linear_solve
-from .solution import LinearSolution, LinearStats
 
-__all__ = ["GMRES", "linear_solve", "LinearSolution", "LinearStats"]
+__all__ = ["GMRES", "linear_solve"]

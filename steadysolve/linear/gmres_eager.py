@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import combine_rows, rows_dot
-from .gmres import GMRESResult, _codes, _l2, _search_direction
+from .krylov import GMRESResult, l2, result_codes, search_direction
 
 __all__ = ["gmres_eager"]
 
@@ -61,7 +61,7 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
             if aug_c is None:
                 z = V[-1]
             else:
-                z, soft, p = _search_direction(xp, aug_c, j, V[0], V[-1], p, xp.stack(Z, axis=1) if Z else None)
+                z, soft, p = search_direction(xp, aug_c, j, V[0], V[-1], p, xp.stack(Z, axis=1) if Z else None)
                 Z.append(z)
             w = matvec(z)
             k += 1
@@ -71,7 +71,7 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
             w = w - combine_rows(xp, h1, Vs)
             h2 = rows_dot(xp, Vs, w)
             w = w - combine_rows(xp, h2, Vs)
-            beta = _l2(xp, w)
+            beta = l2(xp, w)
             parts = [h1 + h2, beta[:, None]] + ([] if soft is None else [xp.astype(soft, beta.dtype)[:, None]])
             col = np.asarray(backend.to_numpy(xp, xp.concat(parts, axis=1)), dtype=np.float64)
             if soft is not None:
@@ -124,11 +124,11 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
         if k < maxiters and running.any():
             r = b - matvec(x)
             nmv += 1
-            rn = np.asarray(backend.to_numpy(xp, _l2(xp, r)), dtype=np.float64)
+            rn = np.asarray(backend.to_numpy(xp, l2(xp, r)), dtype=np.float64)
             bad = running & ~np.isfinite(rn)
             failed_h = failed_h | bad
             resid = np.where(running & ~bad, rn, resid)
             running = act0 & ~failed_h & ~(resid <= tol_h)
     resid_d = backend.from_numpy(xp, resid, rnorm.dtype, device)
     failed_d = backend.from_numpy(xp, failed_h, xp.bool, device)
-    return GMRESResult(x, _codes(xp, resid_d, tol, failed_d, active), resid_d, nmv, k, ncycle)
+    return GMRESResult(x, result_codes(xp, resid_d, tol, failed_d, active), resid_d, nmv, k, ncycle)

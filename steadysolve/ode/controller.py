@@ -13,16 +13,17 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
-from ..algorithms.base import check_positive
+from ..checks import check_positive, renamed_options
 
 __all__ = ["PIController", "Attempt", "attempt_step", "initial_step", "error_norm"]
 
 
+@renamed_options(rtol="reltol", atol="abstol")
 @dataclass(frozen=True)
 class PIController:
     """Proportional-integral step-size controller.
 
-    A step with scaled error ``E = rms(err / (atol + rtol * max(|u|, |u_new|)))`` is
+    A step with scaled error ``E = rms(err / (abstol + reltol * max(|u|, |u_new|)))`` is
     accepted when ``E <= 1``; the next step is ``h * clip(safety * E**(-beta1) *
     E_prev**beta2, factormin, factormax)`` (Gustafsson's PI rule; ``beta2 = 0`` is the
     classical I controller). After a rejection the step is cut by
@@ -31,8 +32,8 @@ class PIController:
 
     Parameters
     ----------
-    rtol, atol : tolerances on the local error. ``None`` takes them from the caller
-        (``DynamicSS`` uses the solve's ``reltol`` / ``abstol``, ``integrate`` its own).
+    reltol, abstol : tolerances on the local error. ``None`` takes them from the caller
+        (``DynamicSS`` uses a tenth of the solve's ``reltol`` / ``abstol``, ``integrate`` its own).
     safety, factormin, factormax : the usual safety factor and growth bounds.
     beta1, beta2 : PI exponents; ``None`` gives ``0.85 / order`` and ``0.2 / order``
         (0.17 and 0.04 for a fifth-order pair: Hairer's DOPRI5 values, which let the step
@@ -40,8 +41,8 @@ class PIController:
     dtmax : optional upper bound on the step size.
     """
 
-    rtol: Optional[float] = None
-    atol: Optional[float] = None
+    reltol: Optional[float] = None
+    abstol: Optional[float] = None
     safety: float = 0.9
     factormin: float = 0.2
     factormax: float = 10.0
@@ -51,8 +52,8 @@ class PIController:
 
     def __post_init__(self):
         own = "PIController"
-        check_positive(own, "rtol", self.rtol, allow_zero=True, allow_none=True)
-        check_positive(own, "atol", self.atol, allow_zero=True, allow_none=True)
+        check_positive(own, "reltol", self.reltol, allow_zero=True, allow_none=True)
+        check_positive(own, "abstol", self.abstol, allow_zero=True, allow_none=True)
         check_positive(own, "safety", self.safety)
         check_positive(own, "factormin", self.factormin)
         check_positive(own, "factormax", self.factormax)
@@ -65,16 +66,16 @@ class PIController:
             raise ValueError(f"{own}: factormin must be < 1, got {self.factormin}")
         if self.factormax <= 1:
             raise ValueError(f"{own}: factormax must be > 1, got {self.factormax}")
-        if self.rtol is not None and self.atol is not None and self.rtol == 0 and self.atol == 0:
-            raise ValueError(f"{own}: rtol and atol cannot both be 0")
+        if self.reltol is not None and self.abstol is not None and self.reltol == 0 and self.abstol == 0:
+            raise ValueError(f"{own}: reltol and abstol cannot both be 0")
 
-    def tolerances(self, rtol: float, atol: float) -> tuple[float, float]:
-        """This controller's tolerances, falling back on the caller's where unset."""
-        r = rtol if self.rtol is None else self.rtol
-        a = atol if self.atol is None else self.atol
+    def tolerances(self, reltol: float, abstol: float) -> tuple[float, float]:
+        """This controller's ``(reltol, abstol)``, falling back on the caller's where unset."""
+        r = reltol if self.reltol is None else self.reltol
+        a = abstol if self.abstol is None else self.abstol
         if r == 0 and a == 0:
-            raise ValueError("PIController: the local-error tolerances rtol and atol are both 0; "
-                             "set PIController(rtol=..., atol=...)")
+            raise ValueError("PIController: the local-error tolerances reltol and abstol are both 0; "
+                             "set PIController(reltol=..., abstol=...)")
         return float(r), float(a)
 
     def exponents(self, order: int) -> tuple[float, float]:
@@ -83,9 +84,9 @@ class PIController:
         return b1, b2
 
 
-def error_norm(xp, err, u, u_new, rtol: float, atol: float):
-    """Per-element RMS of the error scaled by ``atol + rtol * max(|u|, |u_new|)``; inf when not finite."""
-    scale = atol + rtol * xp.maximum(xp.abs(u), xp.abs(u_new))
+def error_norm(xp, err, u, u_new, reltol: float, abstol: float):
+    """Per-element RMS of the error scaled by ``abstol + reltol * max(|u|, |u_new|)``; inf when not finite."""
+    scale = abstol + reltol * xp.maximum(xp.abs(u), xp.abs(u_new))
     e = xp.sqrt(xp.mean((err / scale) ** 2, axis=1))
     return xp.where(xp.isfinite(e), e, xp.full_like(e, math.inf))
 
@@ -117,12 +118,12 @@ def attempt_step(ctrl: PIController, xp, order: int, error_order: int, h, enorm,
     return Attempt(accept, h_next, err_prev, ~accept, enorm)
 
 
-def initial_step(xp, f, t0, u0, f0, order: int, rtol: float, atol: float):
+def initial_step(xp, f, t0, u0, f0, order: int, reltol: float, abstol: float):
     """Hairer-Wanner's starting step (one extra evaluation of ``f``), per element ``(B,)``.
 
     ``f(t, u)`` with ``t`` of shape ``(B, 1)``; ``t0`` is ``(B, 1)``.
     """
-    scale = atol + rtol * xp.abs(u0)
+    scale = abstol + reltol * xp.abs(u0)
 
     def rms(x):
         return xp.sqrt(xp.mean((x / scale) ** 2, axis=1))

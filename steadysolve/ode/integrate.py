@@ -10,13 +10,15 @@ size); for independent systems with their own steps use ``jax.vmap`` or
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 from .. import backend
+from ..checks import check_int, check_real, check_tol, reject_unknown
 from ..problems import check_output, validate_u0
-from ..solution import ReturnCode
-from .controller import PIController, attempt_step, error_norm, initial_step
-from .runge_kutta import dense_eval, rk_step
+from ..solution import ODESolution, ReturnCode, Stats, register_jax_pytrees
+from .adaptive import attempt, first_step
+from .controller import PIController
+from .runge_kutta import dense_eval
 from .tsit5 import ExplicitRK, Tsit5
 
 __all__ = ["integrate", "ODESolution"]
@@ -27,57 +29,14 @@ _NONFINITE = ReturnCode.NonFinite.code
 _STALLED = ReturnCode.Stalled.code
 
 
-class ODESolution(NamedTuple):
-    """Result of :func:`integrate`.
-
-    ``ts`` (``(m,)``) and ``us`` (``(m,) + u0.shape``) are the saved times and states:
-    the requested ``saveat`` times (dense output), or every accepted step including
-    ``t0`` when ``saveat`` is None. ``t`` is the time reached; ``stats`` holds ``nf``,
-    ``naccept`` and ``nreject``. ``retcode`` is ``Success`` when ``t1`` was reached,
-    ``MaxIters`` when ``maxiters`` steps ran out (saved points beyond ``t`` are NaN),
-    ``Stalled`` when the step size underflowed, ``NonFinite`` when the field returned
-    NaN/Inf that no step-size reduction could avoid.
-    """
-
-    ts: Any
-    us: Any
-    t: Any
-    retcode_array: Any  # 0-d integer code (valid under jit)
-    stats: dict
-
-    @property
-    def retcode(self) -> ReturnCode:
-        if backend.is_traced(self.retcode_array):
-            raise TypeError("the return code inside jax.jit is traced: read sol.retcode_array "
-                            "(ReturnCode.from_code decodes it)")
-        return ReturnCode.from_code(int(self.retcode_array))
-
-    @property
-    def successful(self) -> bool:
-        return self.retcode is ReturnCode.Success
-
-    def __repr__(self) -> str:
-        try:
-            rc = str(self.retcode)
-        except (TypeError, AttributeError):
-            rc = "<traced>"
-        return f"ODESolution(retcode={rc}, len(ts)={getattr(self.ts, 'shape', ('?',))[0]}, stats={self.stats})"
-
-
 def _host_floats(xp, x) -> list:
     """A small array as a list of Python floats (one host transfer)."""
     return [float(v) for v in backend.to_numpy(xp, x).reshape(-1).tolist()]
 
 
-def _check_float(name, x):
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-        raise ValueError(f"integrate: {name} must be a finite number, got {x!r}")
-    return float(x)
-
-
 def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=None, saveat=None,
-              rtol: float = 1e-6, atol: float = 1e-9, controller: Optional[PIController] = None,
-              dt0: Optional[float] = None, maxiters: int = 100_000) -> ODESolution:
+              reltol: float = 1e-6, abstol: float = 1e-9, controller: Optional[PIController] = None,
+              dt0: Optional[float] = None, maxiters: int = 100_000, **unknown) -> ODESolution:
     """Integrate ``du/dt = f(u, p, t)`` from ``tspan[0]`` to ``tspan[1]``.
 
     Parameters
@@ -90,11 +49,25 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
         at which to return the state, from the integrator's free dense output;
         ``None`` returns every accepted step (eager only: under ``jax.jit`` the number
         of steps is not known in advance, so pass ``saveat``).
-    rtol, atol : local error tolerances (used unless ``controller`` sets its own).
+    reltol, abstol : local error tolerances (used unless ``controller`` sets its own).
     controller : a :class:`PIController` for the other step-size knobs.
     dt0 : first step size; ``None`` chooses it automatically (one evaluation).
     maxiters : cap on attempted steps (accepted plus rejected).
+
+    Returns
+    -------
+    ODESolution
+        ``ts``, ``us``, ``t``, the return code and ``stats`` (``nf``, ``niter``, ``naccept``, ``nreject``).
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> sol = ss.integrate(lambda u, p, t: -u, np.ones(1), (0.0, 1.0), ss.Tsit5(), saveat=[0.0, 1.0])
+    >>> np.round(sol.us[:, 0], 6), sol.retcode
+    (array([1.      , 0.367879]), <ReturnCode.Success: ...>)
     """
+    reject_unknown("integrate()", unknown, ("p", "saveat", "reltol", "abstol", "controller", "dt0", "maxiters"),
+                   {"rtol": "reltol", "atol": "abstol", "t_eval": "saveat", "first_step": "dt0"})
     solver = Tsit5() if solver is None else solver
     if not callable(f):
         raise TypeError(f"integrate: f must be callable, got {type(f).__name__}")
@@ -104,18 +77,16 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
     controller = PIController() if controller is None else controller
     if not isinstance(controller, PIController):
         raise TypeError(f"integrate: controller must be a PIController, got {type(controller).__name__}")
-    rtol, atol = controller.tolerances(_check_float("rtol", rtol), _check_float("atol", atol))
-    if rtol < 0 or atol < 0:
-        raise ValueError(f"integrate: rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
-    if isinstance(maxiters, bool) or not isinstance(maxiters, int) or maxiters < 1:
-        raise ValueError(f"integrate: maxiters must be an int >= 1, got {maxiters!r}")
+    reltol, abstol = controller.tolerances(check_tol("integrate", "reltol", reltol, allow_none=False),
+                                           check_tol("integrate", "abstol", abstol, allow_none=False))
+    maxiters = check_int("integrate", "maxiters", maxiters, 1)
     if not isinstance(tspan, (tuple, list)) or len(tspan) != 2:
         raise ValueError(f"integrate: tspan must be a pair (t0, t1), got {tspan!r}")
-    t0, t1 = _check_float("tspan[0]", tspan[0]), _check_float("tspan[1]", tspan[1])
+    t0, t1 = check_real("integrate", "tspan[0]", tspan[0]), check_real("integrate", "tspan[1]", tspan[1])
     if not t1 > t0:
         raise ValueError(f"integrate: tspan must satisfy t1 > t0, got {tspan!r}")
     if dt0 is not None:
-        dt0 = _check_float("dt0", dt0)
+        dt0 = check_real("integrate", "dt0", dt0)
         if dt0 <= 0:
             raise ValueError(f"integrate: dt0 must be > 0, got {dt0}")
     validate_u0(u0, p, "integrate")
@@ -151,32 +122,19 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
     u = xp.reshape(u0, (1, n))
     fu = xp.reshape(f_t0, (1, n))
     t = xp.full((1,), t0, dtype=dtype, device=device)
-    nf = 1
-    if dt0 is None:
-        h = initial_step(xp, F, xp.reshape(t, (1, 1)), u, fu, tab.order, rtol, atol)
-        nf += 1
-    else:
-        h = xp.full((1,), dt0, dtype=dtype, device=device)
-    if controller.dtmax is not None:
-        h = xp.minimum(h, xp.full_like(h, controller.dtmax))
-    eps = float(xp.finfo(dtype).eps)
+    h, nf0 = first_step(xp, tab, controller, F, t, u, fu, reltol, abstol, dt0, t1)
+    nf = 1 + nf0
 
-    def attempt(t, h, u, fu, err_prev, rejected):
-        h = xp.minimum(h, t1 - t)  # land on t1
-        r = rk_step(tab, F, xp.reshape(t, (1, 1)), u, xp.reshape(h, (1, 1)), fu)
-        finite = xp.all(xp.isfinite(r.u), axis=1) & xp.all(xp.isfinite(r.f), axis=1)
-        enorm = error_norm(xp, r.err, u, r.u, rtol, atol)
-        a = attempt_step(controller, xp, tab.order, tab.error_order, h, enorm, err_prev, rejected, finite)
-        t_new = xp.where(h >= t1 - t, xp.full_like(t, t1), t + h)
-        tiny = a.h_next <= 4 * eps * xp.maximum(xp.abs(t), xp.ones_like(t))
-        return r, a, h, t_new, finite, tiny
+    def step(t, h, u, fu, err_prev, rejected):
+        return attempt(xp, tab, controller, F, t, h, u, fu, err_prev, rejected, reltol, abstol, t1)
 
     traced = any(backend.is_traced(x) for x in backend.tree_leaves((u0, p, f_t0)))
     if traced:
         if save is None:
             raise ValueError("integrate: inside jax.jit / vmap pass saveat (the number of accepted steps "
                              "is not known at trace time)")
-        return _integrate_jax(tab, attempt, t, h, u, fu, save, nf, maxiters, shape, dtype, t0, t1)
+        register_jax_pytrees()
+        return _integrate_jax(tab, step, t, h, u, fu, save, nf, maxiters, shape, dtype, t0)
 
     ts_out, us_out = [], []
     k = 0
@@ -194,27 +152,27 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
     code = _MAXITERS
     t_host = t0
     while it < maxiters:
-        r, a, h_used, t_new, finite, tiny = attempt(t, h, u, fu, err_prev, rejected)
+        a = step(t, h, u, fu, err_prev, rejected)
         it += 1
-        nf += r.nf
+        nf += a.rk.nf
         acc_f, fin_f, tiny_f, tnew_f, h_f = _host_floats(xp, xp.concat([
-            xp.astype(a.accept, dtype), xp.astype(finite, dtype), xp.astype(tiny, dtype), t_new, h_used]))
+            xp.astype(a.accept, dtype), xp.astype(a.finite, dtype), xp.astype(a.underflow, dtype), a.t, a.h_used]))
         accepted = acc_f == 1.0
         if accepted:
             naccept += 1
             if save is None:
                 ts_out.append(tnew_f)
-                us_out.append(r.u)
+                us_out.append(a.u)
             else:
                 while k < len(save) and save[k] <= tnew_f:
                     theta = min(max((save[k] - t_host) / h_f, 0.0), 1.0)
                     ts_out.append(save[k])
-                    us_out.append(dense_eval(tab, u, h_f, r.ks, theta))
+                    us_out.append(dense_eval(tab, u, h_f, a.rk.ks, theta))
                     k += 1
-            u, fu, t, t_host = r.u, r.f, t_new, tnew_f
+            t_host = tnew_f
         else:
             nreject += 1
-        h, err_prev, rejected = a.h_next, a.err_prev, a.rejected
+        u, fu, t, h, err_prev, rejected = a.u, a.fu, a.t, a.h, a.err_prev, a.rejected
         if accepted and t_host >= t1:
             code = _SUCCESS
             break
@@ -228,11 +186,11 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
             us_out.append(nan_row)
     ts = xp.asarray(ts_out, dtype=dtype, device=device)
     us = xp.reshape(xp.concat(us_out, axis=0), (len(us_out),) + shape)
-    return ODESolution(ts, us, t_host, xp.asarray(code, dtype=xp.int32, device=device),
-                       {"nf": nf, "naccept": naccept, "nreject": nreject, "niter": it})
+    stats = Stats(nf=nf, niter=it, extra={"naccept": naccept, "nreject": nreject})
+    return ODESolution(ts, us, t_host, [code], stats)
 
 
-def _integrate_jax(tab, attempt, t, h, u, fu, save, nf, maxiters, shape, dtype, t0, t1):
+def _integrate_jax(tab, step, t, h, u, fu, save, nf, maxiters, shape, dtype, t0):
     import jax
     import jax.numpy as jnp
 
@@ -251,29 +209,25 @@ def _integrate_jax(tab, attempt, t, h, u, fu, save, nf, maxiters, shape, dtype, 
 
     def body(c):
         t, h, u, fu, err_prev, rejected, k, buf, na, nr, it, nfc, code = c
-        r, a, h_used, t_new, finite, tiny = attempt(t, h, u, fu, err_prev, rejected)
+        a = step(t, h, u, fu, err_prev, rejected)
         acc = a.accept[0]
 
         def save_cond(s):
             kk, _ = s
-            return acc & (kk < m) & (save_a[jnp.minimum(kk, m - 1)] <= t_new[0])
+            return acc & (kk < m) & (save_a[jnp.minimum(kk, m - 1)] <= a.t[0])
 
         def save_body(s):
             kk, b = s
-            theta = jnp.clip((save_a[kk] - t[0]) / h_used[0], 0.0, 1.0)
-            return kk + 1, b.at[kk].set(dense_eval(tab, u, h_used[0], r.ks, theta)[0])
+            theta = jnp.clip((save_a[kk] - t[0]) / a.h_used[0], 0.0, 1.0)
+            return kk + 1, b.at[kk].set(dense_eval(tab, u, a.h_used[0], a.rk.ks, theta)[0])
 
         k, buf = jax.lax.while_loop(save_cond, save_body, (k, buf))
-        u = jnp.where(acc, r.u, u)
-        fu = jnp.where(acc, r.f, fu)
-        t = jnp.where(acc, t_new, t)
-        done = acc & (t_new[0] >= t1)
-        code = jnp.where(done, i32(_SUCCESS), code)
-        code = jnp.where(~acc & tiny[0], jnp.where(finite[0], i32(_STALLED), i32(_NONFINITE)), code)
-        return (t, a.h_next, u, fu, a.err_prev, a.rejected, k, buf, na + acc.astype(i32),
-                nr + (~acc).astype(i32), it + 1, nfc + r.nf, code)
+        code = jnp.where(a.reached[0], i32(_SUCCESS), code)
+        code = jnp.where(~acc & a.underflow[0], jnp.where(a.finite[0], i32(_STALLED), i32(_NONFINITE)), code)
+        return (a.t, a.h, a.u, a.fu, a.err_prev, a.rejected, k, buf, na + acc.astype(i32),
+                nr + (~acc).astype(i32), it + 1, nfc + a.rk.nf, code)
 
     t, h, u, fu, _, _, k, buf, na, nr, it, nfc, code = jax.lax.while_loop(cond, body, carry)
     code = jnp.where(code < 0, i32(_MAXITERS), code)
-    return ODESolution(save_a, jnp.reshape(buf, (m,) + shape), t[0], code,
-                       {"nf": nfc, "naccept": na, "nreject": nr, "niter": it})
+    stats = Stats(nf=nfc, niter=it, extra={"naccept": na, "nreject": nr})
+    return ODESolution(save_a, jnp.reshape(buf, (m,) + shape), t[0], code, stats)

@@ -1,0 +1,237 @@
+"""Derivative products of a map on the solvers' ``(batch, n)`` rows: JVPs, VJPs, dense Jacobians.
+
+One place for every way the package differentiates a user function:
+
+* the problem's own ``jvp`` / ``vjp`` / ``jac`` when given;
+* automatic differentiation where the array library has it: PyTorch forward-mode AD
+  (``torch.autograd.forward_ad``; ``torch.func`` for whole Jacobians) and ``jax.jvp`` /
+  ``jax.vjp``. If the user's function cannot be differentiated (an op without a
+  forward-mode formula, a NumPy call inside a torch function, ...), the first failure
+  switches that solve to finite differences with one ``RuntimeWarning``;
+* finite differences otherwise (NumPy, CuPy, ``array_api_strict``): a directional
+  difference ``(F(u + h v) - F(u)) / h`` with ``h = sqrt(eps) max(||u||, 1) / ||v||`` for
+  JVPs, and per-component steps ``h_j = sqrt(eps) max(|u_j|, typical_j)`` for Jacobian
+  columns (MINPACK's ``fdjac`` rule), so small components of ``u`` are not swamped.
+
+Rows are independent problems: the dense Jacobian of a batch is the ``(batch, n, n)``
+stack of per-row Jacobians.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Optional
+
+from . import backend
+
+__all__ = ["Products", "fd_jvp", "l2_rows"]
+
+
+def l2_rows(xp, x):
+    """Per-row 2-norm of a ``(batch, n)`` array."""
+    return xp.sqrt(xp.sum(x * x, axis=1))
+
+
+def fd_jvp(xp, F: Callable, rel_step: Optional[float] = None) -> Callable:
+    """Forward-difference ``jvp(u, v, fu) ~ J_F(u) v`` per row: one evaluation of ``F``.
+
+    ``h = rel_step * max(||u||_2, 1) / ||v||_2`` (``rel_step`` defaults to ``sqrt(eps)``).
+    """
+
+    def jvp(u, v, fu):
+        rel = float(xp.finfo(u.dtype).eps) ** 0.5 if rel_step is None else rel_step
+        un, vn = l2_rows(xp, u), l2_rows(xp, v)
+        one = xp.ones_like(un)
+        h = rel * xp.maximum(un, one) / xp.where(vn > 0, vn, one)
+        h = xp.reshape(h, (h.shape[0], 1))
+        return (F(u + h * v) - fu) / h
+
+    return jvp
+
+
+def _torch_jvp(F):
+    import torch.autograd.forward_ad as fwad
+
+    def jvp(u, v, fu):
+        with fwad.dual_level():
+            out = F(fwad.make_dual(u, v))
+            tangent = fwad.unpack_dual(out).tangent
+        return tangent if tangent is not None else u * 0
+
+    return jvp
+
+
+def _torch_vjp(F):
+    import torch
+
+    def vjp(u, w):
+        with torch.enable_grad():
+            u_ = u.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(F(u_), u_, w, allow_unused=True)
+        return torch.zeros_like(u) if g is None else g
+
+    return vjp
+
+
+def _torch_jacobian(F):
+    import torch
+
+    def jac(u, fu):
+        B, n = u.shape
+        eye = torch.eye(n, dtype=u.dtype, device=u.device)
+        cols = torch.func.vmap(lambda e: torch.func.jvp(F, (u,), (e.expand(B, n),))[1])(eye)  # (n, B, n)
+        return cols.permute(1, 2, 0)
+
+    return jac
+
+
+def _jax_jvp(F):
+    import jax
+
+    def jvp(u, v, fu):
+        return jax.jvp(F, (u,), (v,))[1]
+
+    return jvp
+
+
+def _jax_vjp(F):
+    import jax
+
+    def vjp(u, w):
+        return jax.vjp(F, u)[1](w)[0]
+
+    return vjp
+
+
+def _jax_jacobian(F):
+    import jax
+    import jax.numpy as jnp
+
+    def jac(u, fu):
+        B, n = u.shape
+        eye = jnp.eye(n, dtype=u.dtype)
+        cols = jax.vmap(lambda e: jax.jvp(F, (u,), (jnp.broadcast_to(e, (B, n)),))[1])(eye)  # (n, B, n)
+        return jnp.transpose(cols, (1, 2, 0))
+
+    return jac
+
+
+class Products:
+    """The derivative products of one solve's residual ``F`` on ``(batch, n)`` rows.
+
+    Parameters
+    ----------
+    xp : the array namespace.
+    F : the residual on rows.
+    jvp, vjp, jac : the problem's own products on rows (``jvp(u, v, fu)``, ``vjp(u, w)``,
+        ``jac(u) -> (batch, n, n)``), or ``None``.
+    ad : use automatic differentiation where the library has it (PyTorch, JAX).
+    typical : typical magnitude of the components of ``u`` for finite-difference Jacobian
+        columns (a number; default 1).
+
+    ``jvp_kind`` is ``"user"``, ``"ad"`` or ``"fd"``; ``jvp_costs_f`` says whether a JVP
+    costs one evaluation of ``F`` (finite differences), which the algorithms count.
+    """
+
+    def __init__(self, xp, F: Callable, *, jvp=None, vjp=None, jac=None, ad: bool = True, typical: float = 1.0):
+        self.xp = xp
+        self.F = F
+        self._user_jac = jac
+        self._typical = float(typical)
+        lib = "torch" if backend.is_torch(xp) else "jax" if backend.is_jax(xp) else None
+        self._lib = lib if ad else None
+        self._fd = fd_jvp(xp, F)
+        if jvp is not None:
+            self._jvp, self.jvp_kind = jvp, "user"
+        elif self._lib == "torch":
+            self._jvp, self.jvp_kind = self._guard(_torch_jvp(F)), "ad"
+        elif self._lib == "jax":
+            self._jvp, self.jvp_kind = _jax_jvp(F), "ad"
+        else:
+            self._jvp, self.jvp_kind = self._fd, "fd"
+        if vjp is not None:
+            self._vjp = vjp
+        elif self._lib == "torch":
+            self._vjp = _torch_vjp(F)
+        elif self._lib == "jax":
+            self._vjp = _jax_vjp(F)
+        else:
+            self._vjp = None
+
+    def _guard(self, ad_jvp):
+        """Fall back to finite differences (once, with a warning) when AD of ``F`` fails."""
+
+        def jvp(u, v, fu):
+            if self.jvp_kind == "fd":
+                return self._fd(u, v, fu)
+            try:
+                return ad_jvp(u, v, fu)
+            except (RuntimeError, NotImplementedError, TypeError) as e:
+                self.jvp_kind = "fd"
+                warnings.warn(f"steadysolve: forward-mode AD of the residual failed ({type(e).__name__}: {e}); "
+                              "using finite-difference Jacobian-vector products for this solve",
+                              RuntimeWarning, stacklevel=3)
+                return self._fd(u, v, fu)
+
+        return jvp
+
+    @property
+    def jvp_costs_f(self) -> bool:
+        return self.jvp_kind == "fd"
+
+    @property
+    def has_vjp(self) -> bool:
+        return self._vjp is not None
+
+    def jvp(self, u, v, fu):
+        """``J_F(u) v`` per row."""
+        return self._jvp(u, v, fu)
+
+    def vjp(self, u, w):
+        """``w J_F(u)`` per row (``None`` when no product is available)."""
+        return None if self._vjp is None else self._vjp(u, w)
+
+    def jacobian(self, u, fu):
+        """The dense per-row Jacobian ``(batch, n, n)`` and the Jacobian-vector products it cost
+        (``n`` columns, each one evaluation of ``F`` with finite differences; 0 for the problem's ``jac``)."""
+        n = u.shape[1]
+        if self._user_jac is not None:
+            return self._user_jac(u), 0
+        if self.jvp_kind == "ad":
+            try:
+                if self._lib == "jax":
+                    return _jax_jacobian(self.F)(u, fu), n
+                return _torch_jacobian(self.F)(u, fu), n
+            except (RuntimeError, NotImplementedError, TypeError) as e:
+                if self._lib == "jax":
+                    raise
+                self.jvp_kind = "fd"
+                warnings.warn(f"steadysolve: forward-mode AD of the residual failed ({type(e).__name__}: {e}); "
+                              "using finite-difference Jacobians for this solve", RuntimeWarning, stacklevel=3)
+        if self.jvp_kind == "user":
+            return self._columns(lambda e: self._jvp(u, e, fu), u), n
+        return self._fd_jacobian(u, fu), n
+
+    def _columns(self, column, u):
+        """Stack ``column(e_j)`` for the unit vectors ``e_j`` (broadcast over the rows)."""
+        xp = self.xp
+        B, n = u.shape
+        idx = xp.arange(n, device=backend.device_of(u))
+        cols = [column(xp.broadcast_to(xp.astype(xp.reshape(idx == j, (1, n)), u.dtype), (B, n))) for j in range(n)]
+        return xp.stack(cols, axis=2)
+
+    def _fd_jacobian(self, u, fu):
+        """Forward differences with per-component steps ``h_j = sqrt(eps) max(|u_j|, typical)``."""
+        xp = self.xp
+        B, n = u.shape
+        rel = float(xp.finfo(u.dtype).eps) ** 0.5
+        h = rel * xp.maximum(xp.abs(u), xp.full_like(u, self._typical))
+        h = xp.where(u < 0, -h, h)
+        h = (u + h) - u  # the step actually representable in floating point
+        idx = xp.arange(n, device=backend.device_of(u))
+        cols = []
+        for j in range(n):
+            e = xp.astype(xp.reshape(idx == j, (1, n)), u.dtype)
+            hj = h[:, j:j + 1]
+            cols.append((self.F(u + hj * e) - fu) / hj)
+        return xp.stack(cols, axis=2)

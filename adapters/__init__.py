@@ -1,8 +1,14 @@
 """Framework adapters: differentiable implicit layers built on the steadysolve core.
 
 * ``steadysolve.adapters.torch``: :class:`DEQ` (an ``nn.Module``) and :func:`fixed_point`.
-* ``steadysolve.adapters.jax``: ``fixed_point``, ``root``, ``steady_state`` with custom VJPs.
+* ``steadysolve.adapters.jax``: ``fixed_point``, ``root``, ``steady_state`` and an Equinox ``DEQ``.
+* :class:`Implicit` and :class:`Phantom`: the backward pass as a configuration object, the same
+  for both frameworks (``backward="implicit"`` / ``"phantom"`` are shorthands for their defaults).
 
-The submodules are imported on demand so that ``import steadysolve.adapters`` needs
+The framework submodules are imported on demand, so ``import steadysolve.adapters`` needs
 neither PyTorch nor JAX.
 """
+
+from ._options import Implicit, Phantom
+
+__all__ = ["Implicit", "Phantom"]

@@ -1,149 +1,177 @@
-"""Framework-neutral pieces shared by the PyTorch and JAX implicit layers.
+"""Framework-neutral numerics of the implicit layers, shared by the PyTorch and JAX adapters.
 
-Nothing here imports PyTorch or JAX: the functions work on whatever arrays the
-core works on (including JAX tracers, where ``steadysolve.solve`` switches to its
-``lax.while_loop`` driver). Each function is small and documented so that both
-adapters can use it without surprises.
+Nothing here imports PyTorch or JAX: the functions work on whatever arrays the core works
+on (JAX tracers included, where ``steadysolve.solve`` switches to its ``lax.while_loop``
+driver). The adapters keep only framework glue; the layer's configuration lives in
+``_options.py``, and every numerical piece is here, once:
 
-* :func:`default_backward_solver` -- ``"gmres"`` when ``steadysolve.linear_solve``
-  exists, else ``"anderson"``.
-* :func:`check_backward_solver` -- validate a backward-solver name / instance early.
-* :func:`solve_adjoint` -- solve ``w = vjp(w) + g`` (i.e. ``(I - J^T) w = g``) with
-  GMRES through ``linear_solve`` or with any registered fixed-point/root algorithm.
+* :func:`adjoint_solve` -- the one adjoint builder: ``(I - K) w = b`` (fixed-point form,
+  e.g. ``K = J_f^T`` for a DEQ) or ``A w = b`` (root form), with GMRES or any registered
+  algorithm;
+* :class:`SolveStats` -- the stats of one forward or backward solve, a member of the core's
+  result family (``retcode``, ``retcodes``, ``retcode_array``, ``successful``);
 * :func:`failure_message` -- the text of the warning / error of a failed solve.
 """
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
+import sys
 from typing import Any, Callable, NamedTuple, Optional
 
 import steadysolve as ss
-from steadysolve.registry import resolve
+from steadysolve import backend
+from steadysolve.layout import Layout
+from steadysolve.retcodes import Result
+from steadysolve.termination import get_norm
 
-__all__ = [
-    "LINEAR_BACKWARD",
-    "default_backward_solver",
-    "check_backward_solver",
-    "solve_adjoint",
-    "AdjointResult",
-    "failure_message",
-    "check_choice",
-]
+from ._options import LayerOptions, _Backward
 
-#: backward-solver names that mean "a Krylov linear solve of (I - J^T) w = g"
-LINEAR_BACKWARD = ("gmres",)
+__all__ = ["adjoint_solve", "AdjointResult", "SolveStats", "failure_message", "solver_name", "forward_stats"]
 
 
-def check_choice(owner: str, name: str, value, choices) -> None:
-    """Raise a ``ValueError`` naming the valid choices (with a close match) when ``value`` is not one."""
-    if value in choices:
-        return
-    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ValueError(f"{owner}: unknown {name} {value!r}{hint}; valid: {', '.join(repr(c) for c in choices)}")
+# ---------------------------------------------------------------------------------------
+# Stats
+# ---------------------------------------------------------------------------------------
 
+class SolveStats(Result):
+    """Statistics of one forward or backward solve of an implicit layer.
 
-def default_backward_solver() -> str:
-    """``"gmres"`` when the core has ``linear_solve`` (the preferred adjoint solver), else ``"anderson"``."""
-    return "gmres" if hasattr(ss, "linear_solve") else "anderson"
-
-
-def _is_linear(solver) -> bool:
-    """True for a linear-solver instance registered with ``kind="linear"`` (e.g. ``GMRES(restart=20)``)."""
-    from steadysolve.registry import LINEAR
-
-    return type(solver) in LINEAR.values()
-
-
-def check_backward_solver(owner: str, solver) -> Any:
-    """Normalise a backward-solver choice before any work.
-
-    ``None`` -> the default; ``"gmres"`` stays a string (the adjoint tolerances are then
-    passed to ``GMRES``); a linear-solver instance (``GMRES(restart=20, rtol=...)``) is kept
-    as given, with its own tolerances; anything else is resolved as a nonlinear algorithm
-    (unknown names raise a ``ValueError`` listing both kinds of valid names).
+    Attributes: ``phase`` (``"forward"`` / ``"backward"``), ``solver`` (its name), ``niter``,
+    ``nf`` (evaluations of ``f``; for the backward: products with ``J^T``), ``njvp``, ``nvjp``,
+    ``niter_per_element`` (batched solves), ``resid_norm`` (per element, shape ``(batch,)``),
+    and the result family's ``retcode``, ``retcodes``, ``retcode_array``, ``successful``,
+    ``nfailed``. A JAX pytree (returned from jitted functions; under ``vmap`` every field
+    gains the mapped axis).
     """
-    if solver is None:
-        solver = default_backward_solver()
-    if isinstance(solver, str):
-        key = solver.strip().lower().replace("-", "_")
-        if key in LINEAR_BACKWARD:
-            if not hasattr(ss, "linear_solve"):
-                raise ValueError(f"{owner}: backward_solver={solver!r} needs steadysolve.linear_solve, which this "
-                                 f"version does not have; use a fixed-point algorithm such as 'anderson'")
-            return key
-        if key not in ss.available():
-            check_choice(owner, "backward_solver", key, list(LINEAR_BACKWARD) + ss.available())
-        return resolve(key)
-    if _is_linear(solver):
-        return solver
-    try:
-        return resolve(solver)
-    except TypeError as e:
-        raise TypeError(f"{owner}: backward_solver must be 'gmres', a GMRES instance, an algorithm name or an "
-                        f"algorithm instance, got {type(solver).__name__}") from e
 
+    def __init__(self, phase, solver, codes, niter, nf, njvp=0, nvjp=0, niter_per_element=None, resid_norm=None,
+                 batched=False, like=None):
+        super().__init__(codes, batched, like if like is not None else resid_norm)
+        self.phase, self.solver = phase, solver
+        self.niter, self.nf, self.njvp, self.nvjp = niter, nf, njvp, nvjp
+        self.niter_per_element, self.resid_norm = niter_per_element, resid_norm
+
+    def as_dict(self) -> dict:
+        return dict(phase=self.phase, solver=self.solver, niter=self.niter, nf=self.nf, njvp=self.njvp,
+                    nvjp=self.nvjp, retcode=self.retcode, max_resid=self.max_resid)
+
+    @property
+    def max_resid(self) -> float:
+        r = self.resid_norm
+        xp = backend.namespace(("r", r))
+        return float(backend.to_numpy(xp, xp.max(r)))
+
+    def __repr__(self) -> str:
+        try:
+            resid = f"{self.max_resid:.3e}"
+        except TypeError:
+            resid = "<traced>"
+        return (f"SolveStats({self.phase}, solver={self.solver!r}, retcode={self._rc_repr()}, niter={self.niter}, "
+                f"nf={self.nf}, max_resid={resid})")
+
+
+def solver_name(alg) -> str:
+    return getattr(alg, "name", "") or type(alg).__name__
+
+
+def forward_stats(sol, opts: LayerOptions, layout: Layout, xp) -> SolveStats:
+    """The forward :class:`SolveStats` of a core Solution (residual norms per element)."""
+    _register_stats_pytree()
+    st = sol.stats
+    rn = get_norm(opts.norm)(xp, layout.to_rows(sol.resid))
+    batched = opts.batch_axis is not None
+    return SolveStats("forward", solver_name(opts.solver), sol._codes, st.niter, st.nf, st.njvp, st.nvjp,
+                      st.niter_per_element, rn if batched else xp.reshape(rn, ()), batched, like=sol.u)
+
+
+def _register_stats_pytree() -> None:
+    if "jax" not in sys.modules or getattr(_register_stats_pytree, "done", False):
+        return
+    import jax
+
+    def flat(s: SolveStats):
+        return ((s._codes, s.niter, s.nf, s.njvp, s.nvjp, s.niter_per_element, s.resid_norm),
+                (s.phase, s.solver, s._batched))
+
+    def unflat(aux, ch):
+        codes, niter, nf, njvp, nvjp, per, rn = ch
+        return SolveStats(aux[0], aux[1], codes, niter, nf, njvp, nvjp, per, rn, aux[2])
+
+    jax.tree_util.register_pytree_node(SolveStats, flat, unflat)
+    _register_stats_pytree.done = True
+
+
+# ---------------------------------------------------------------------------------------
+# The one adjoint builder
+# ---------------------------------------------------------------------------------------
 
 class AdjointResult(NamedTuple):
-    """What :func:`solve_adjoint` reports, the same for GMRES and fixed-point solvers.
+    w: Any  # the solution, in the layout of b
+    stats: SolveStats
 
-    ``codes``: per-element integer return codes (an array; 0 = success); ``niter``:
-    iterations; ``nvjp``: products with ``J^T``; ``resid_norm``: per-element residual
-    norms of ``w - J^T w - g`` (an array of shape ``(batch,)``, ``(1,)`` unbatched)
-    or ``None`` when only the residual array is known; ``resid``: that array (fixed-point
-    solvers) or ``None``; ``raw``: the core's own result (``Solution``/``LinearSolution``).
+
+def adjoint_solve(op: Callable, b, bwd: _Backward, *, fixed_point_form: bool, batch_axis: Optional[int],
+                  norm="max") -> AdjointResult:
+    """Solve the linear system of an implicit derivative, with GMRES or any registered algorithm.
+
+    ``fixed_point_form=True``: ``(I - K) w = b`` with ``K = op`` (a DEQ's adjoint ``w = J_f^T w + g``
+    or tangent ``(I - J_f) t = r``). Fixed-point algorithms iterate ``w -> K w + b`` from ``w = b``.
+    ``fixed_point_form=False``: ``A w = b`` with ``A = op`` (a root's ``J_F``); fixed-point-type
+    algorithms then solve the root problem ``A w - b = 0`` from ``w = 0``.
+
+    The operator is linear, so the exact Jacobian-vector product is ``op`` itself: Newton-type
+    algorithms need no finite differences. GMRES uses the 2-norm test
+    ``||b - A w|| <= max(abstol, reltol ||b||)`` per element; the algorithms use the core's test.
     """
-
-    w: Any
-    codes: Any
-    niter: Any
-    nvjp: Any
-    resid_norm: Any
-    resid: Any
-    raw: Any
-
-
-def solve_adjoint(vjp: Callable, g, *, solver, abstol: float, reltol: float, maxiters: int,
-                  norm="max", batch_axis: Optional[int] = 0) -> AdjointResult:
-    """Solve ``w = vjp(w) + g`` for ``w`` (the implicit-function-theorem adjoint).
-
-    ``vjp(w)`` returns ``w^T J_f(z*)`` in the layout of ``g``.
-
-    * ``solver="gmres"``: ``linear_solve`` on ``(I - J^T) w = g`` from ``w0 = 0`` with
-      ``GMRES(rtol=reltol, atol=abstol, maxiters=maxiters)`` (2-norm test
-      ``||g - (I - J^T) w|| <= max(abstol, reltol ||g||)``, per element);
-      a GMRES instance is used as given.
-    * an algorithm instance: the fixed-point problem ``w -> vjp(w) + g`` from ``w0 = g``
-      with the core's test (``norm``, ``abstol``, ``reltol``); its exact Jacobian-vector
-      product ``J^T v = vjp(v)`` (the map is linear) is passed along, so Newton-type
-      algorithms need no finite differences.
-    """
-    if isinstance(solver, str) or _is_linear(solver):
-        alg = ss.GMRES(rtol=reltol, atol=abstol, maxiters=maxiters) if isinstance(solver, str) else solver
-        res = ss.linear_solve(lambda w: w - vjp(w), g, alg, x0=None, batch_axis=batch_axis)
+    _register_stats_pytree()
+    xp = backend.namespace(("b", b))
+    name = solver_name(bwd.solver)
+    batched = batch_axis is not None
+    if bwd.linear:
+        alg = dataclasses.replace(bwd.solver, abstol=bwd.abstol, reltol=bwd.reltol, maxiters=bwd.maxiters)
+        mv = (lambda w: w - op(w)) if fixed_point_form else op
+        res = ss.linear_solve(mv, b, alg, batch_axis=batch_axis)
         st = res.stats
         rn = st.resid_norm
-        if batch_axis is None and rn is not None:
-            rn = [rn]
-        return AdjointResult(res.x, res.retcode_array, st.niter, st.nmatvec, rn, None, res)
-
-    def G(w, p):
-        return vjp(w) + g
-
-    def jvp(w, v, p):
-        return vjp(v)
-
-    prob = ss.FixedPointProblem(G, g, None, jvp=jvp, vjp=None)
-    sol = ss.solve(prob, solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
+        if not batched and not backend.is_traced(rn) and not backend.is_array(rn):
+            rn = xp.asarray(rn, dtype=b.dtype)
+        stats = SolveStats("backward", name, res._codes, st.niter, st.nmatvec, 0, st.nmatvec,
+                           None, rn, batched, like=b)
+        return AdjointResult(res.x, stats)
+    if fixed_point_form:
+        prob = ss.FixedPointProblem(lambda w, p: op(w) + b, b, None, jvp=lambda w, v, p: op(v))
+    else:
+        prob = ss.NonlinearProblem(lambda w, p: op(w) - b, b * 0, None, jvp=lambda w, v, p: op(v))
+    sol = ss.solve(prob, bwd.solver, abstol=bwd.abstol, reltol=bwd.reltol, maxiters=bwd.maxiters, norm=norm,
                    batch_axis=batch_axis)
-    # one vjp per evaluation of G, plus the exact jvps (also vjps) a Newton-type solver used
-    return AdjointResult(sol.u, sol.retcode_array, sol.stats.niter, sol.stats.nf + sol.stats.njvp, None,
-                         sol.resid, sol)
+    st = sol.stats
+    layout = Layout(xp, tuple(b.shape), sol_axis(batch_axis, b))
+    rn = get_norm(norm)(xp, layout.to_rows(sol.resid))
+    # one product per evaluation of the map, plus the exact JVPs (also products) a Newton-type solver used
+    nprod = st.nf + st.njvp
+    stats = SolveStats("backward", name, sol._codes, st.niter, nprod, 0, nprod, st.niter_per_element,
+                       rn if batched else xp.reshape(rn, ()), batched, like=b)
+    return AdjointResult(sol.u, stats)
 
 
-def failure_message(phase: str, retcode, nfailed: int, batch: int, niter, resid: float, hint: str) -> str:
+def sol_axis(batch_axis, x):
+    return None if batch_axis is None else batch_axis % len(x.shape)
+
+
+# ---------------------------------------------------------------------------------------
+# Messages
+# ---------------------------------------------------------------------------------------
+
+FORWARD_HINT = ("Raise maxiters, loosen abstol/reltol, try another solver, or regularise f (jacobian_reg) so that "
+                "it stays contractive.")
+BACKWARD_HINT = ("Raise maxiters or loosen reltol of backward=Implicit(...), pick another backward solver, or "
+                 "regularise f (jacobian_reg) so that J_f stays contractive.")
+
+
+def failure_message(stats: SolveStats, batch: int, hint: str) -> str:
     """One-line description of a failed forward/backward solve for a warning or an exception."""
-    return (f"steadysolve DEQ: the {phase} solve did not converge: {retcode} ({retcode.value}); "
-            f"{nfailed} of {batch} element(s) failed, worst residual norm {resid:.3e} after {niter} "
-            f"iteration(s). {hint}")
+    rc = stats.retcode
+    return (f"steadysolve DEQ: the {stats.phase} solve did not converge: {rc} ({rc.value}); "
+            f"{stats.nfailed} of {batch} element(s) failed, worst residual norm {stats.max_resid:.3e} after "
+            f"{stats.niter} iteration(s). {hint}")

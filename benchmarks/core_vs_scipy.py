@@ -1,162 +1,138 @@
 """steadysolve's core algorithms against SciPy, same process, same tolerance.
 
-    python benchmarks/core_vs_scipy.py [--repeats 5] [--quick]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/core_vs_scipy.py [--repeats 5] [--quick]
 
-Every row solves one problem with one steadysolve algorithm and its SciPy peer
-(or a plain Python loop), counts function evaluations with a wrapper, and prints
-the median wall time of several repeats and the ratio ours / peer (< 1 is
-faster). Tolerance: the max-norm of the residual (SciPy's ``f_tol``).
-Rows for Newton-Krylov and Broyden come from ``_rows_newton.py`` when present.
+Every row solves one problem with one steadysolve algorithm and its SciPy peer (or a plain
+Python loop), counts function evaluations with a wrapper around ``F`` (so finite-difference
+JVPs count on both sides), and prints the median wall time of interleaved repeats and the
+ratio ours / peer (< 1: steadysolve is faster). Both sides stop at the same max-norm residual
+tolerance (SciPy's ``f_tol`` is a max-norm tolerance; ours is ``abstol`` with ``norm="max"``).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
-import numpy as np
+from _common import Counted, print_table, ratio_rows, single_thread, write_results
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-sys.path.insert(0, HERE)
+single_thread()
 
-import steadysolve as ss  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.optimize as so  # noqa: E402
 from helpers import _h_matrix, h_map, laplace_residual  # noqa: E402
 
+import steadysolve as ss  # noqa: E402
 
-class Counted:
-    """Wraps a function and counts its calls."""
-
-    def __init__(self, f):
-        self.f = f
-        self.n = 0
-
-    def __call__(self, *a):
-        self.n += 1
-        return self.f(*a)
+COLUMNS = [("problem", "problem", "s"), ("method", "ours", "s"), ("peer", "peer", "s"), ("nfev", "nfev", "d"),
+           ("peer_nfev", "peer nfev", "d"), ("ms", "ms", ".3f"), ("peer_ms", "peer ms", ".3f"),
+           ("ratio", "ratio", ".2f")]
 
 
-def timed(run, repeats):
-    """Median wall time of ``run()`` over ``repeats`` calls (after one warm-up), and its last result."""
-    out = run()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
-
-
-def _ours(make_prob, alg, tol, maxiters=5000):
+def _ours(F, u0, alg, tol, kind="nonlinear"):
     def run():
-        prob = make_prob()
-        sol = ss.solve(prob, alg, abstol=tol, reltol=0.0, maxiters=maxiters)
-        return sol, prob.f.n
+        cf = Counted(F)
+        if kind == "fixed_point":
+            prob = ss.FixedPointProblem(lambda u, p: cf(u), u0)
+        else:
+            prob = ss.NonlinearProblem(lambda u, p: cf(u), u0)
+        sol = ss.solve(prob, alg, abstol=tol, reltol=0.0, maxiters=10_000)
+        assert sol.successful, sol
+        return sol.u, cf.n
     return run
 
 
-def row_h_anderson(n, repeats):
+def _scipy(F, u0, method, tol, **kw):
+    def run():
+        cf = Counted(F)
+        x = method(cf, u0, f_tol=tol, **kw)
+        return x, cf.n
+    return run
+
+
+def _row(problem, method, peer, ours, theirs, check, repeats):
+    """Interleaved repeats (machine load hits both sides alike), after one warm-up each."""
+    ours(), theirs()
+    t_o, t_p = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        u, nf = ours()
+        t_o.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        x, nf_p = theirs()
+        t_p.append(time.perf_counter() - t)
+    assert check(u) and check(x), problem
+    return dict(problem=problem, method=method, peer=peer, nfev=nf, peer_nfev=nf_p,
+                time=statistics.median(t_o), peer_time=statistics.median(t_p),
+                ms=1e3 * statistics.median(t_o), peer_ms=1e3 * statistics.median(t_p))
+
+
+def _max_ok(F, tol):
+    return lambda u: float(np.max(np.abs(F(u)))) <= tol * (1 + 1e-9)
+
+
+def h_rows(n, repeats):
     M = _h_matrix(n, 0.9)
     F = lambda u: h_map(u, M) - u  # noqa: E731
+    G = lambda u: h_map(u, M)  # noqa: E731
+    u0 = np.ones(n)
+    rows = []
     tol = 1e-10
+    rows.append(_row(f"H-equation n={n}", "Anderson(m=5)", "scipy anderson M=5", _ours(F, u0, ss.Anderson(memory=5), tol),
+                     _scipy(F, u0, so.anderson, tol, M=5), _max_ok(F, tol), repeats))
 
-    def make():
-        return ss.NonlinearProblem(Counted(lambda u, p: F(u)), np.ones(n))
-
-    t_ours, (sol, nf) = timed(_ours(make, ss.Anderson(memory=5), tol), repeats)
-
-    def peer():
-        from scipy.optimize import anderson
-        cf = Counted(F)
-        x = anderson(cf, np.ones(n), M=5, f_tol=tol)
-        return x, cf.n
-
-    t_peer, (x, nf_peer) = timed(peer, repeats)
-    assert sol.successful and np.max(np.abs(F(x))) <= tol
-    return dict(problem=f"H-equation n={n}", method="Anderson(m=5)", peer="scipy anderson M=5",
-                nfev=nf, peer_nfev=nf_peer, time=t_ours, peer_time=t_peer)
-
-
-def row_h_fixed_point(n, repeats):
-    M = _h_matrix(n, 0.9)
-    tol = 1e-10
-
-    def make():
-        return ss.FixedPointProblem(Counted(lambda u, p: h_map(u, M)), np.ones(n))
-
-    t_ours, (sol, nf) = timed(_ours(make, ss.FixedPointIteration(), tol), repeats)
-
-    def peer():  # the loop a user writes by hand
-        g = Counted(lambda u: h_map(u, M))
-        u = np.ones(n)
+    def plain_loop():  # the loop a user writes by hand
+        g = Counted(G)
+        u = u0
         gu = g(u)
         while np.max(np.abs(gu - u)) > tol:
             u = gu
             gu = g(u)
         return u, g.n
 
-    t_peer, (u, nf_peer) = timed(peer, repeats)
-    assert sol.successful
-    return dict(problem=f"H-equation n={n}", method="FixedPointIteration", peer="plain loop u = g(u)",
-                nfev=nf, peer_nfev=nf_peer, time=t_ours, peer_time=t_peer)
-
-
-def row_laplace_anderson(coef, repeats, n=75):
-    F = lambda P: laplace_residual(P, (coef, n))  # noqa: E731
-    tol = 1e-6
-
-    def make():
-        return ss.NonlinearProblem(Counted(lambda P, p: F(P)), np.zeros((n, n)))
-
-    t_ours, (sol, nf) = timed(_ours(make, ss.Anderson(memory=10), tol), repeats)
-
-    def peer():
-        from scipy.optimize import anderson
-        cf = Counted(F)
-        x = anderson(cf, np.zeros((n, n)), M=10, f_tol=tol, maxiter=5000)
-        return x, cf.n
-
-    t_peer, (x, nf_peer) = timed(peer, repeats)
-    assert sol.successful
-    variant = "docstring -10 cosh" if coef < 0 else "tutorial +5 cosh"
-    return dict(problem=f"Laplace 75x75 ({variant})", method="Anderson(m=10)", peer="scipy anderson M=10",
-                nfev=nf, peer_nfev=nf_peer, time=t_ours, peer_time=t_peer)
-
-
-def core_rows(repeats, quick=False):
-    rows = [row_h_anderson(100, repeats), row_h_fixed_point(100, repeats)]
-    if not quick:
-        rows += [row_h_anderson(1000, repeats), row_h_fixed_point(1000, repeats)]
-    rows.append(row_laplace_anderson(-10.0, max(1, repeats // 2)))
+    rows.append(_row(f"H-equation n={n}", "FixedPointIteration", "plain loop u = g(u)",
+                     _ours(G, u0, ss.FixedPointIteration(), tol, kind="fixed_point"), plain_loop,
+                     lambda u: float(np.max(np.abs(G(u) - u))) <= 2 * tol, repeats))
+    ftol = 6e-6  # SciPy's default f_tol
+    rows.append(_row(f"H-equation n={n}", "NewtonKrylov", "scipy newton_krylov", _ours(F, u0, ss.NewtonKrylov(), ftol),
+                     _scipy(F, u0, so.newton_krylov, ftol), _max_ok(F, ftol), repeats))
+    rows.append(_row(f"H-equation n={n}", "Broyden", "scipy broyden1", _ours(F, u0, ss.Broyden(), ftol),
+                     _scipy(F, u0, so.broyden1, ftol), _max_ok(F, ftol), repeats))
     return rows
 
 
-def print_table(rows):
-    head = f"{'problem':34s} {'ours':22s} {'peer':24s} {'nfev':>6s} {'peer':>6s} {'ms':>9s} {'peer ms':>9s} {'ratio':>6s}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        ratio = r["time"] / r["peer_time"]
-        print(f"{r['problem']:34s} {r['method']:22s} {r['peer']:24s} {r['nfev']:6d} {r['peer_nfev']:6d} "
-              f"{1e3 * r['time']:9.2f} {1e3 * r['peer_time']:9.2f} {ratio:6.2f}")
+def laplace_rows(repeats, n=75):
+    rows = []
+    u0 = np.zeros((n, n))
+    for coef, variant in ((5.0, "tutorial +5 cosh"), (-10.0, "docstring -10 cosh")):
+        F = (lambda c: lambda P: laplace_residual(P, (c, n)))(coef)
+        ftol = 6e-6
+        rows.append(_row(f"Laplace {n}x{n} ({variant})", "NewtonKrylov", "scipy newton_krylov",
+                         _ours(F, u0, ss.NewtonKrylov(), ftol), _scipy(F, u0, so.newton_krylov, ftol),
+                         _max_ok(F, ftol), repeats))
+    F = lambda P: laplace_residual(P, (-10.0, n))  # noqa: E731
+    rows.append(_row(f"Laplace {n}x{n} (docstring -10 cosh)", "Anderson(m=10)", "scipy anderson M=10",
+                     _ours(F, u0, ss.Anderson(memory=10), 1e-6), _scipy(F, u0, so.anderson, 1e-6, M=10, maxiter=5000),
+                     _max_ok(F, 1e-6), max(1, repeats // 2)))
+    return rows
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="skip the n=1000 rows")
+    ap.add_argument("--quick", action="store_true", help="small sizes and 2 repeats")
+    ap.add_argument("--json", default=None, help="merge the rows into this results file")
     args = ap.parse_args(argv)
-    rows = core_rows(args.repeats, args.quick)
-    try:
-        import _rows_newton
-    except ImportError:
-        _rows_newton = None
-    if _rows_newton is not None:
-        rows += _rows_newton.rows(args.repeats)
-    print_table(rows)
+    repeats = 2 if args.quick else args.repeats
+    rows = h_rows(100, repeats)
+    if not args.quick:
+        rows += h_rows(1000, repeats) + laplace_rows(repeats)
+    ratio_rows(rows)
+    print_table(rows, COLUMNS, "steadysolve vs SciPy (ratio = ours / peer time; < 1 is faster)")
+    if args.json:
+        write_results(args.json, "core_vs_scipy", rows)
+    return rows
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", False)
 
+from steadysolve.adapters import Implicit
 from steadysolve.adapters.jax import fixed_point  # noqa: E402
 
 B, D, H = 128, 100, 500
@@ -141,7 +142,7 @@ def main():
     tf = time_f(x, W1, W2, a.repeats)
     rows = [
         ("steadysolve anderson, GMRES adjoint", ours(x, W1, W2, a.tol, a.repeats)),
-        ("steadysolve anderson, Anderson adjoint", ours(x, W1, W2, a.tol, a.repeats, backward_solver="anderson")),
+        ("steadysolve anderson, Anderson adjoint", ours(x, W1, W2, a.tol, a.repeats, backward=Implicit(solver="anderson"))),
         ("steadysolve anderson, batch_axis=0", ours(x, W1, W2, a.tol, a.repeats, batch_axis=0)),
         ("jaxopt AndersonAcceleration(5)", jaxopt_anderson(x, W1, W2, a.tol, a.repeats)),
         ("optimistix FixedPointIteration", optimistix_fp(x, W1, W2, a.tol, a.repeats, a.skip_dense)),

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 import steadysolve as ss
+from steadysolve.adapters import Implicit
 from steadysolve.adapters.torch import DEQ
 
 
@@ -67,7 +68,7 @@ class SteadysolveLayer(nn.Module):
         super().__init__()
         self.cell = cell
         self.deq = DEQ(cell, solver=ss.Anderson(memory=6), norm="l2", abstol=ftol, reltol=0.0, maxiters=maxiters,
-                       backward_solver=backward_solver, backward_reltol=btol, backward_maxiters=maxiters,
+                       backward=Implicit(solver=backward_solver, reltol=btol, maxiters=maxiters),
                        on_failure="ignore")
 
     def forward(self, x):

@@ -67,7 +67,7 @@ def h_f(xp):
 # -- runners ---------------------------------------------------------------------------
 
 def run_steadysolve(f, p, u0, batch_axis):
-    alg = ss.DynamicSS(ss.Tsit5(), controller=ss.PIController(rtol=RTOL, atol=ATOL))
+    alg = ss.DynamicSS(ss.Tsit5(), controller=ss.PIController(reltol=RTOL, abstol=ATOL))
     prob = ss.SteadyStateProblem(lambda u, p, t: f(u, p), u0, p)
     return ss.solve(prob, alg, abstol=ATOL, reltol=RTOL, norm="rms", batch_axis=batch_axis, maxiters=100_000)
 

@@ -4,14 +4,12 @@ The driver owns iteration, termination, ``maxiters``, the non-finite check, the
 per-element freeze, the best iterate and the counters. Algorithms never loop
 over iterations themselves.
 
-Per element (``(B,)`` arrays) the driver keeps ``codes`` (``RUNNING`` = -1 until
-the element stops, then a ``ReturnCode`` code), ``best_norm``, ``since_best``
-(for ``Stalled``) and ``niter`` (iterations the element took part in). One
-function, :func:`_judge`, decides all of them after every step; it is written
-against a namespace ``ns`` so that the eager driver runs it in NumPy on the host
-(after the one device-to-host transfer of the iteration: the residual and
-iterate norms, and the step's ``flag``), and the JAX driver runs it in ``jnp``
-inside the loop.
+Per element (``(B,)`` arrays) the driver keeps a ``termination.Book`` (codes, best
+residual, iterations since the best, iterations taken, the start's scales); one function,
+``termination.judge``, decides all of them after every step (the safe test: a runaway
+iterate is ``Diverged``, never ``Success``). The eager driver runs it on the host after
+the one device-to-host transfer of the iteration (the residual and iterate norms, and the
+step's ``flag``); the JAX driver runs it in ``jnp`` inside the loop.
 """
 
 from __future__ import annotations
@@ -23,18 +21,15 @@ import math
 import numpy as np
 
 from . import backend
-from .solution import RUNNING, ReturnCode
-from .termination import converged
+from .retcodes import RUNNING, ReturnCode
+from .termination import SCALARS, array_namespace, judge, start
 
-__all__ = ["run", "DriverResult", "DIVERGENCE_FACTOR"]
-
-DIVERGENCE_FACTOR = 1e10
+__all__ = ["run", "DriverResult"]
 
 _SUCCESS = ReturnCode.Success.code
 _MAXITERS = ReturnCode.MaxIters.code
-_NONFINITE = ReturnCode.NonFinite.code
-_DIVERGED = ReturnCode.Diverged.code
-_STALLED = ReturnCode.Stalled.code
+
+_NumPy = array_namespace(np)
 
 
 class DriverResult(NamedTuple):
@@ -45,22 +40,6 @@ class DriverResult(NamedTuple):
     niter_el: Any  # (B,)
     state: Any  # the final algorithm state (for the counters)
     trace: Any  # (niter + 1, B) residual norms, or None
-
-
-class _Book(NamedTuple):
-    """The per-element bookkeeping, in namespace ``ns``."""
-
-    codes: Any
-    best_norm: Any
-    since_best: Any
-    niter_el: Any
-    fnorm0: Any
-
-
-class _Verdict(NamedTuple):
-    ok: Any  # take the new state (active, finite, not flagged)
-    improved: Any  # take the new iterate as the best one
-    finite: Any  # the new residual and iterate norms are finite
 
 
 def _tree_where(xp, mask, new, old):
@@ -75,94 +54,9 @@ def _tree_where(xp, mask, new, old):
     return xp.where(m, new, old)
 
 
-class _Scalars:
-    """The few namespace functions :func:`_judge` uses, on Python scalars (unbatched eager solves:
-    cheaper than NumPy calls on 1-element arrays)."""
-
-    isfinite = staticmethod(math.isfinite)
-    maximum = staticmethod(max)
-    logical_not = staticmethod(lambda x: not x)
-
-    @staticmethod
-    def where(c, a, b):
-        return a if c else b
-
-    @staticmethod
-    def as_codes(x):
-        return int(x)
-
-    @staticmethod
-    def zeros_like_int(x):
-        return 0
-
-
-def _array_ns(mod):
-    """The functions :func:`_judge` uses, from an array module (NumPy on the host, or jax.numpy)."""
-
-    class _NS:
-        isfinite = staticmethod(mod.isfinite)
-        maximum = staticmethod(mod.maximum)
-        logical_not = staticmethod(mod.logical_not)
-        where = staticmethod(mod.where)
-
-        @staticmethod
-        def as_codes(x):
-            return x.astype(mod.int32)
-
-        @staticmethod
-        def zeros_like_int(x):
-            return mod.zeros(x.shape, dtype=mod.int32)
-
-    return _NS
-
-
-_NumPy = _array_ns(np)
-
-
-def _jax_ns():
-    import jax.numpy as jnp
-
-    return _array_ns(jnp)
-
-
-def _start(ns, fn, un, abstol, reltol) -> _Book:
-    finite = ns.isfinite(fn) & ns.isfinite(un)
-    conv = finite & converged(fn, un, abstol, reltol)
-    codes = ns.as_codes(ns.where(conv, _SUCCESS, ns.where(finite, RUNNING, _NONFINITE)))
-    best = ns.where(finite, fn, math.inf)
-    fnorm0 = ns.maximum(best, max(abstol, 1e-300))
-    zeros = ns.zeros_like_int(fn)
-    return _Book(codes, best, zeros, zeros, fnorm0)
-
-
-def _judge(ns, fn, un, flag, book: _Book, abstol, reltol, patience):
-    """Classify every element after a step; returns the new book and what to take."""
-    active = book.codes == RUNNING
-    finite = ns.isfinite(fn) & ns.isfinite(un)
-    conv = active & finite & converged(fn, un, abstol, reltol)
-    if flag is None:
-        ok = active & finite
-    else:
-        flagged = flag != 0
-        ok = active & finite & (conv | ns.logical_not(flagged))
-    improved = ok & ((fn < book.best_norm) | conv)
-    since_best = ns.where(improved, 0, book.since_best + 1)
-    new = ns.where(finite, RUNNING, _NONFINITE)
-    if flag is not None:
-        new = ns.where(finite & flagged, flag, new)
-    new = ns.where(ok & (fn > DIVERGENCE_FACTOR * book.fnorm0), _DIVERGED, new)
-    if patience is not None:
-        new = ns.where(ok & (since_best >= patience), _STALLED, new)
-    new = ns.where(conv, _SUCCESS, new)
-    codes = ns.where(active, new, book.codes)
-    book = _Book(
-        codes=ns.as_codes(codes),
-        best_norm=ns.where(improved, fn, book.best_norm),
-        since_best=since_best,
-        niter_el=book.niter_el + active,
-        fnorm0=book.fnorm0,
-    )
-    return book, _Verdict(ok, improved, finite)
+def _huge(xp, dtype) -> float:
+    """The largest meaningful iterate norm: beyond it residuals are lost in cancellation."""
+    return 1e-2 * float(xp.finfo(dtype).max)
 
 
 def run(alg, prob, ctx, u0, *, maxiters: int, store_trace: bool, callback, use_jax: bool,
@@ -229,13 +123,14 @@ def _eager_step(alg, prob, ctx):
 def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
     xp, B = ctx.xp, ctx.batch
     scalar = B == 1
-    ns = _Scalars if scalar else _NumPy
+    ns = SCALARS if scalar else _NumPy
+    huge = _huge(xp, ctx.dtype)
     abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
     freeze = alg.freeze_converged
     state = alg.init(prob, u0, ctx)
     step = _eager_step(alg, prob, ctx)
     fn, un, _ = _host_norms(xp, ctx, state, scalar)
-    book = _start(ns, fn, un, abstol, reltol)
+    book = start(ns, fn, un, abstol, reltol)
     best_u, best_fu = state.u, state.fu
     trace = [fn] if store_trace else None
     it = 0
@@ -243,7 +138,7 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
         new = step(state)
         it += 1
         fn, un, flag = _host_norms(xp, ctx, new, scalar)  # the one device sync of the iteration
-        book, v = _judge(ns, fn, un, flag, book, abstol, reltol, patience)
+        book, v = judge(ns, fn, un, flag, book, abstol, reltol, patience, huge)
         # Elements that have converged ride along with the batch (their reported iterate is the
         # frozen best one, and masking the whole algorithm state every iteration would cost more
         # than the batched step itself); an element that stopped for any other reason keeps its
@@ -284,8 +179,9 @@ def _run_jax(alg, prob, ctx, u0, *, maxiters, store_trace):
     abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
     state = alg.init(prob, u0, ctx)
     fn = ctx.norm(state.fu)
-    jns = _jax_ns()
-    book = _start(jns, fn, ctx.norm(state.u), abstol, reltol)
+    jns = array_namespace(jnp)
+    huge = _huge(xp, ctx.dtype)
+    book = start(jns, fn, ctx.norm(state.u), abstol, reltol)
     if store_trace:
         trace = jnp.full((maxiters + 1,) + fn.shape, jnp.nan, dtype=fn.dtype).at[0].set(fn)
     else:
@@ -299,7 +195,7 @@ def _run_jax(alg, prob, ctx, u0, *, maxiters, store_trace):
         state, book, best_u, best_fu, it, trace = c
         new = alg.step(prob, state, ctx)
         fn = ctx.norm(new.fu)
-        book, v = _judge(jns, fn, ctx.norm(new.u), getattr(new, "flag", None), book, abstol, reltol, patience)
+        book, v = judge(jns, fn, ctx.norm(new.u), getattr(new, "flag", None), book, abstol, reltol, patience, huge)
         state = _tree_where(xp, v.ok, new, state)
         best_u = _tree_where(xp, v.improved, new.u, best_u)
         best_fu = _tree_where(xp, v.improved, new.fu, best_fu)

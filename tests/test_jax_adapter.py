@@ -8,6 +8,7 @@ import jax.numpy as jnp  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
 
 import steadysolve as ss  # noqa: E402
+from steadysolve.adapters import Implicit, Phantom  # noqa: E402
 from steadysolve.adapters.jax import DEQ, SolveStats, fixed_point, root, steady_state  # noqa: E402
 
 eqx = pytest.importorskip("equinox")
@@ -91,7 +92,7 @@ def test_gradients_every_algorithm(alg):
     """fwd + rev derivatives on a DEQ cell and on the H-equation (c differentiated) for every
     registered forward algorithm, and du/dc against the dense implicit-function formula."""
     W, x = _deq_data()
-    kw = dict(solver=alg, backward_solver="fixed_point", **TOL)
+    kw = dict(solver=alg, backward=Implicit(solver="fixed_point"), **TOL)
 
     def both(W, x, c):
         z, _ = fixed_point(cell, jnp.zeros(6), W, x, **kw)
@@ -127,7 +128,7 @@ def test_backward_solvers_agree(backward):
     W, x = _deq_data()
 
     def loss(W, x):
-        z, _ = fixed_point(cell, jnp.zeros(6), W, x, backward_solver=backward, **TOL)
+        z, _ = fixed_point(cell, jnp.zeros(6), W, x, backward=Implicit(solver=backward), **TOL)
         return jnp.sum(z ** 2)
 
     gW, gx = jax.jit(jax.grad(loss, argnums=(0, 1)))(W, x)
@@ -164,7 +165,7 @@ def test_root_and_steady_state_gradients():
         return ur, st_r, us, st_s, Jr, Js
 
     ur, st_r, us, st_s, Jr, Js = run(A, b)
-    assert int(st_r.retcode) == 0 and int(st_s.retcode) == 0
+    assert int(st_r.retcode_array) == 0 and int(st_s.retcode_array) == 0
     np.testing.assert_allclose(vf(ur, A, b), 0.0, atol=1e-12)
     np.testing.assert_allclose(us, ur, atol=1e-9)
     # d u / d b = (A + 0.3 diag(u^2))^{-1}
@@ -183,8 +184,8 @@ def test_jit_equals_eager_and_stats():
     assert isinstance(st_j, SolveStats)
     assert int(st_e.niter) == int(st_j.niter) > 3
     assert int(st_e.nf) == int(st_j.nf) == int(st_j.niter) + 1
-    assert int(st_j.retcode) == 0 and bool(st_j.successful)
-    assert st_j.retcodes() is ss.ReturnCode.Success
+    assert int(st_j.retcode_array) == 0 and bool(st_j.successful)
+    assert st_j.retcode is ss.ReturnCode.Success and st_j.retcodes == [ss.ReturnCode.Success]
     assert float(st_j.resid_norm) <= 1e-12
     np.testing.assert_allclose(float(st_j.resid_norm), np.max(np.abs(cell(z_j, W, x) - z_j)), rtol=1e-6,
                                atol=1e-300)
@@ -218,12 +219,12 @@ def test_vmap_equals_python_loop_with_per_element_stats():
         return fixed_point(slow_cell, jnp.zeros(4), a_i, x_i, solver="fixed_point", abstol=1e-12, maxiters=2000)
 
     z_v, st_v = jax.jit(jax.vmap(one))(a, x)
-    assert st_v.niter.shape == (6,) and st_v.retcode.shape == (6,) and st_v.resid_norm.shape == (6,)
+    assert st_v.niter.shape == (6,) and st_v.retcode_array.shape == (6,) and st_v.resid_norm.shape == (6,)
     for i in range(6):
         z_i, st_i = one(a[i], x[i])
         np.testing.assert_allclose(z_v[i], z_i, atol=1e-14)
         assert int(st_v.niter[i]) == int(st_i.niter)
-        assert int(st_v.retcode[i]) == 0
+        assert int(st_v.retcode_array[i]) == 0
     assert int(st_v.niter[-1]) > 10 * int(st_v.niter[0])  # very different convergence times
 
     # Gradients under vmap (each element's own adjoint) against the analytic derivative.
@@ -241,13 +242,14 @@ def test_batch_axis_late_converging_elements(backward):
     def solve(a, xt):
         return fixed_point(lambda z, a, xt: a * jnp.tanh(z) + xt, jnp.zeros_like(xt), a, xt,
                            solver="fixed_point", batch_axis=1, abstol=1e-12, maxiters=2000,
-                           backward_solver=backward)
+                           backward=Implicit(solver=backward))
 
     z, st = jax.jit(solve)(a, xt)
-    assert st.niter.shape == (6,) and st.retcode.shape == (6,)
-    assert np.all(np.asarray(st.retcode) == 0)
-    assert np.all(np.diff(np.asarray(st.niter)) >= 0) and int(st.niter[-1]) > 10 * int(st.niter[0])
-    assert int(st.nf) == int(st.niter[-1]) + 1
+    per = st.niter_per_element
+    assert per.shape == (6,) and st.retcode_array.shape == (6,) and st.successful
+    assert np.all(np.asarray(st.retcode_array) == 0)
+    assert np.all(np.diff(np.asarray(per)) >= 0) and int(per[-1]) > 10 * int(per[0])
+    assert int(st.nf) == int(per[-1]) + 1 == int(st.niter) + 1
     ga, gxt = jax.jit(jax.grad(lambda a, xt: jnp.sum(solve(a, xt)[0]), argnums=(0, 1)))(a, xt)
     assert np.all(np.isfinite(ga)) and np.all(np.isfinite(gxt))
     dzdx, dzda = _analytic(a, x, np.asarray(z).T)
@@ -306,7 +308,7 @@ def test_float32():
     (v32, (z, st)), g32 = run(W32, x32)
     (v64, _), g64 = run(W, x)
     assert v32.dtype == jnp.float32 and g32.dtype == jnp.float32 and z.dtype == jnp.float32
-    assert int(st.retcode) == 0
+    assert int(st.retcode_array) == 0
     np.testing.assert_allclose(v32, v64, rtol=1e-5)
     np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-5)
 
@@ -324,14 +326,14 @@ def test_no_host_callbacks_in_default_path():
 def test_failure_is_visible_in_stats():
     W, x = _deq_data()
     z, st = jax.jit(lambda W, x: fixed_point(cell, jnp.zeros(6), W, x, maxiters=2))(W, x)
-    assert ss.ReturnCode.from_code(int(st.retcode)) is ss.ReturnCode.MaxIters
-    assert st.retcodes() is ss.ReturnCode.MaxIters and not bool(st.successful)
+    assert ss.ReturnCode.from_code(int(st.retcode_array)) is ss.ReturnCode.MaxIters
+    assert st.retcode is ss.ReturnCode.MaxIters and not st.successful
     assert int(st.niter) == 2
     # per element under vmap: the slowly contracting element hits maxiters, the other succeeds
     a = jnp.asarray([0.1, 0.99])
     _, stv = jax.jit(jax.vmap(lambda a: fixed_point(slow_cell, jnp.ones(4), a, jnp.zeros(4),
                                                     solver="fixed_point", maxiters=30)))(a)
-    assert stv.retcodes() == [ss.ReturnCode.Success, ss.ReturnCode.MaxIters]
+    assert stv.retcodes == [ss.ReturnCode.Success, ss.ReturnCode.MaxIters]
     assert list(np.asarray(stv.niter)) == [int(stv.niter[0]), 30] and int(stv.niter[0]) < 30
 
 
@@ -346,7 +348,7 @@ def test_throw():
     assert np.all(np.isfinite(ok))
     # the backward linear solve fails (1 GMRES step for a 6-dim system) -> raises at run time
     g = jax.jit(jax.grad(lambda W: jnp.sum(fixed_point(cell, jnp.zeros(6), W, x, throw=True,
-                                                       backward_maxiters=1)[0])))
+                                                       backward=Implicit(maxiters=1))[0])))
     with pytest.raises(Exception, match="implicit-differentiation linear solve"):
         jax.block_until_ready(g(W))
 
@@ -362,8 +364,12 @@ def test_bad_input_errors():
         fixed_point(cell, z0, W, x, maxiters=0)
     with pytest.raises(TypeError, match="unexpected keyword"):
         fixed_point(cell, z0, W, x, tol=1e-3)
-    with pytest.raises(ValueError, match="backward_solver"):
-        fixed_point(cell, z0, W, x, backward_solver="cg-nope")
+    with pytest.raises(ValueError, match="backward solver"):
+        fixed_point(cell, z0, W, x, backward=Implicit(solver="cg-nope"))
+    with pytest.raises(TypeError, match=r"backward=Implicit\(solver=\.\.\.\)"):
+        fixed_point(cell, z0, W, x, backward_solver="gmres")
+    with pytest.raises(ValueError, match="Phantom backward needs a fixed-point map"):
+        root(lambda u, W, x: u - cell(u, W, x), z0, W, x, backward=Phantom())
     with pytest.raises(ValueError, match=r"shape \(3,\)"):
         fixed_point(lambda z, W, x: cell(z, W, x)[:3], z0, W, x)
     with pytest.raises(TypeError, match="dtype float32"):
@@ -376,7 +382,7 @@ def test_bad_input_errors():
         fixed_point(cell, z0, W, x, batch_axis=2)
     with pytest.raises(TypeError, match="throw"):
         fixed_point(cell, z0, W, x, throw=1)
-    with pytest.raises(TypeError, match="unexpected option"):
+    with pytest.raises(TypeError, match="unexpected keyword"):
         DEQ(lambda z, x: z, tol=1)
 
 
@@ -416,7 +422,7 @@ def test_deq_module_matches_fixed_point_and_grads():
     z, st = deq(x, return_stats=True)
     z_ref, _ = fixed_point(lambda z, c, x: c(z, x), jnp.zeros(5), c, x, abstol=1e-12, reltol=0.0)
     np.testing.assert_allclose(z, z_ref, atol=1e-14)
-    assert int(st.retcode) == 0
+    assert int(st.retcode_array) == 0
     grads = eqx.filter_jit(eqx.filter_grad(lambda d, x: jnp.sum(d(x) ** 2)))(deq, x)
     # finite differences on one weight entry
     eps = 1e-6

@@ -49,8 +49,8 @@ SCRIPT = textwrap.dedent(
     np.testing.assert_allclose(l1, l0, rtol=1e-12)
     for a, b in zip(g1, g0):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-    np.testing.assert_array_equal(np.asarray(st1.niter), np.asarray(st0.niter))
-    assert np.all(np.asarray(st1.retcode) == 0)
+    np.testing.assert_array_equal(np.asarray(st1.niter_per_element), np.asarray(st0.niter_per_element))
+    assert np.all(np.asarray(st1.retcode_array) == 0) and st1.successful
     # the vmap formulation sharded the same way
     def loss_v(params, x, y):
         W, U = params

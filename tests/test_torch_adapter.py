@@ -9,6 +9,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import steadysolve as ss  # noqa: E402
+from steadysolve.adapters import Implicit, Phantom  # noqa: E402
 from steadysolve.adapters.torch import DEQ, DEQConvergenceError, fixed_point  # noqa: E402
 
 ALGORITHMS = ss.available()
@@ -63,14 +64,14 @@ def test_gradcheck_implicit_every_algorithm(alg):
     z0 = torch.zeros(2, 3, dtype=torch.float64)
 
     def fun(x, W):
-        return fixed_point(cell_fn, x, z0, W, U, b, solver=alg, backward_reltol=1e-12, **TIGHT)
+        return fixed_point(cell_fn, x, z0, W, U, b, solver=alg, backward=Implicit(reltol=1e-12), **TIGHT)
 
     assert torch.autograd.gradcheck(fun, (x, W), fast_mode=True)
 
 
 def test_gradcheck_module_all_parameters():
     cell = Cell()
-    deq = DEQ(cell, backward_reltol=1e-12, **TIGHT)
+    deq = DEQ(cell, backward=Implicit(reltol=1e-12), **TIGHT)
     x = make_x().requires_grad_(True)
     z0 = torch.zeros(2, 3, dtype=torch.float64)
 
@@ -90,8 +91,8 @@ def test_phantom_error_bound_every_algorithm(alg):
     for k, tau in ((1, 0.5), (3, 1.0)):
         jac = {}
         for mode in ("implicit", "phantom"):
-            deq = DEQ(cell, solver=alg, backward=mode, phantom_steps=k, phantom_damping=tau,
-                      backward_reltol=1e-13, **TIGHT)
+            bw = Implicit(reltol=1e-13) if mode == "implicit" else Phantom(steps=k, damping=tau)
+            deq = DEQ(cell, solver=alg, backward=bw, **TIGHT)
             jac[mode] = torch.autograd.functional.jacobian(lambda x: deq(x, z0=torch.zeros(2, 3, dtype=x.dtype)), x)
         q = 1 - tau + tau * L
         for bi in range(2):
@@ -104,7 +105,7 @@ def test_phantom_error_bound_every_algorithm(alg):
 
 def test_phantom_many_steps_passes_gradcheck():
     cell = Cell()
-    deq = DEQ(cell, backward="phantom", phantom_steps=60, phantom_damping=1.0, **TIGHT)
+    deq = DEQ(cell, backward=Phantom(steps=60, damping=1.0), **TIGHT)
     x = make_x().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: deq(x, z0=torch.zeros(2, 3, dtype=x.dtype)), (x,), fast_mode=True)
 
@@ -116,7 +117,7 @@ def test_implicit_gradient_equals_unrolled(bsolver):
     c = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
     loss = (unrolled(cell, x) * c).sum()
     ref = torch.autograd.grad(loss, [x] + list(cell.parameters()))
-    deq = DEQ(cell, backward_solver=bsolver, backward_reltol=1e-12, backward_maxiters=2000, **TIGHT)
+    deq = DEQ(cell, backward=Implicit(solver=bsolver, reltol=1e-12, maxiters=2000), **TIGHT)
     loss = (deq(x) * c).sum()
     got = torch.autograd.grad(loss, [x] + list(cell.parameters()))
     for a, r in zip(got, ref):
@@ -213,30 +214,38 @@ def test_stats_per_element():
     assert "Success" in repr(fs)
 
 
-def test_forward_failure_warns_once_per_call():
+def test_forward_failure_warns_once_per_module_and_counts():
+    """A training loop that misses its tolerance gets ONE warning per layer, not one per step;
+    the stats keep a running count, and on_failure="warn_always" asks for every one."""
     cell = Cell(scale=0.95)
-    deq = DEQ(cell, solver="fixed_point", maxiters=2, abstol=1e-12, reltol=0.0)
     x = make_x(batch=3)
-    for _ in range(2):
-        with warnings.catch_warnings(record=True) as rec:
-            warnings.simplefilter("always")
+    deq = DEQ(cell, solver="fixed_point", maxiters=2, abstol=1e-12, reltol=0.0)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        for _ in range(5):
             deq(x)
-        msgs = [str(w.message) for w in rec if issubclass(w.category, RuntimeWarning)]
-        assert len(msgs) == 1, msgs
-        assert "forward" in msgs[0] and "MaxIters" in msgs[0] and "3 of 3" in msgs[0]
+    msgs = [str(w.message) for w in rec if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 1, msgs
+    assert "forward" in msgs[0] and "MaxIters" in msgs[0] and "3 of 3" in msgs[0] and "once" in msgs[0]
     assert deq.forward_stats.retcode is ss.ReturnCode.MaxIters and not deq.forward_stats.successful
+    assert deq.stats.failures["forward"] == 5
+    loud = DEQ(cell, solver="fixed_point", maxiters=2, abstol=1e-12, reltol=0.0, on_failure="warn_always")
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            loud(x)
+    assert sum(issubclass(w.category, RuntimeWarning) for w in rec) == 3
 
 
 def test_backward_failure_warns_and_raises():
     cell = Cell(scale=0.95)
     x = make_x(batch=3).requires_grad_(True)
-    deq = DEQ(cell, backward_solver="fixed_point", backward_maxiters=1, backward_reltol=1e-14, **TIGHT)
+    deq = DEQ(cell, backward=Implicit(solver="fixed_point", maxiters=1, reltol=1e-14), **TIGHT)
     z = deq(x)
     with pytest.warns(RuntimeWarning, match="backward solve did not converge.*MaxIters"):
         z.sum().backward()
     assert deq.backward_stats.retcode is ss.ReturnCode.MaxIters
-    deq = DEQ(cell, backward_solver="fixed_point", backward_maxiters=1, backward_reltol=1e-14,
-              on_failure="raise", **TIGHT)
+    deq = DEQ(cell, backward=Implicit(solver="fixed_point", maxiters=1, reltol=1e-14), on_failure="raise", **TIGHT)
     z = deq(x)
     with pytest.raises(DEQConvergenceError, match="backward") as ei:
         z.sum().backward()
@@ -271,12 +280,20 @@ def test_bad_options():
         DEQ(cell, solver="andersen")
     with pytest.raises(ValueError, match="backward.*'implicit'"):
         DEQ(cell, backward="unrolled")
-    with pytest.raises(ValueError, match="backward_solver.*gmres"):
-        DEQ(cell, backward_solver="cg")
+    with pytest.raises(ValueError, match="backward solver.*gmres"):
+        DEQ(cell, backward=Implicit(solver="cg"))
+    with pytest.raises(TypeError, match=r"backward=Implicit\(solver=\.\.\.\)"):
+        DEQ(cell, backward_solver="gmres")
+    with pytest.raises(TypeError, match=r"backward=Phantom\(steps=\.\.\.\)"):
+        DEQ(cell, phantom_steps=3)
+    with pytest.raises(TypeError, match="backward must be"):
+        DEQ(cell, backward=3)
     with pytest.raises(ValueError, match="abstol"):
         DEQ(cell, abstol=-1.0)
-    with pytest.raises(ValueError, match="phantom_damping"):
-        DEQ(cell, backward="phantom", phantom_damping=0.0)
+    with pytest.raises(ValueError, match="damping must be"):
+        DEQ(cell, backward=Phantom(damping=0.0))
+    with pytest.raises(TypeError, match="'rtol' was renamed to 'reltol'"):
+        Implicit(rtol=1e-3)
     with pytest.raises(ValueError, match="maxiters"):
         DEQ(cell, maxiters=0)
     with pytest.raises(ValueError, match="on_failure"):
@@ -350,7 +367,7 @@ def test_batch_axis_and_unbatched():
     deq = DEQ(cell, batch_axis=None, **TIGHT)
     z = deq(x, z0=torch.zeros(5, 3, dtype=torch.float64))
     torch.testing.assert_close(z, ref, rtol=0, atol=1e-11)
-    assert deq.forward_stats.niter_per_element is None and deq.forward_stats.resid_norm.shape == (1,)
+    assert deq.forward_stats.niter_per_element is None and deq.forward_stats.resid_norm.shape == ()
 
 
 def test_algorithm_instance_and_extra_repr():
@@ -421,7 +438,7 @@ def test_failed_samples_get_the_jacobian_free_gradient():
     (jfb,) = torch.autograd.grad((cell(zs, x) * c).sum(), x)  # w = g pushed through f once
     torch.testing.assert_close(gx[1:], jfb[1:], rtol=1e-12, atol=1e-14)
     deq2 = DEQ(cell, solver="fixed_point", abstol=1e-10, reltol=0.0, maxiters=3, on_failure="ignore",
-               failed_grad="implicit", backward_reltol=1e-12)
+               failed_grad="implicit", backward=Implicit(reltol=1e-12))
     (gi,) = torch.autograd.grad((deq2(x, z0=z0) * c).sum(), x)
     assert not torch.allclose(gi[1:], jfb[1:])
     torch.testing.assert_close(gi[0], gx[0], rtol=1e-12, atol=1e-14)

@@ -21,6 +21,7 @@ TIMEOUT = 150  # seconds for the two workers together
 
 
 def build_model():
+    from steadysolve.adapters import Implicit
     from steadysolve.adapters.torch import DEQ
 
     torch.manual_seed(0)
@@ -36,7 +37,7 @@ def build_model():
         def forward(self, z, x):
             return torch.tanh(self.W(z) + self.U(x))
 
-    deq = DEQ(Cell(), abstol=1e-12, reltol=0.0, maxiters=500, backward_reltol=1e-12)
+    deq = DEQ(Cell(), abstol=1e-12, reltol=0.0, maxiters=500, backward=Implicit(reltol=1e-12))
     return nn.Sequential(nn.Linear(3, 5), deq, nn.Linear(5, 1)).double()
 
 

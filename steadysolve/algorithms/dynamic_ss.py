@@ -19,7 +19,7 @@ from ..ode.adaptive import attempt, first_step
 from ..ode.controller import PIController
 from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
-from ..solution import ReturnCode
+from ..retcodes import ReturnCode
 from ..checks import check_positive
 from .base import Algorithm
 

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Optional, Union
 from ..derivatives import fd_jvp
 from ..linear.gmres import GMRES, gmres_2d
 from ..registry import register
-from ..solution import ReturnCode
+from ..retcodes import ReturnCode
 from ..checks import check_int, check_positive
 from .base import Algorithm
 

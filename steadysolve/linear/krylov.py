@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from .. import backend
 from ..backend import combine_rows, rows_dot
-from ..solution import ReturnCode
+from ..retcodes import ReturnCode
 
 __all__ = ["GMRESResult", "Cycle", "start_cycle", "arnoldi_step", "finish_cycle", "search_direction",
            "result_codes", "l2"]

@@ -1,0 +1,166 @@
+"""Return codes and their decoding, shared by every result type of the package.
+
+One base, :class:`Result`, decodes return codes for all of them, so ``retcode``,
+``retcodes``, ``retcode_array`` and ``successful`` mean the same on a ``Solution``
+(``solve``), a ``LinearSolution`` (``linear_solve``), an ``ODESolution`` (``integrate``) and
+the adapters' solve statistics:
+
+* ``retcode_array``: the integer codes, one per batch element (a 0-d array when
+  unbatched), as an array of the solve's library; valid under ``jax.jit``;
+* ``retcodes``: those codes decoded, a list of :class:`ReturnCode` (one entry when unbatched);
+* ``retcode``: the worst element's code (the first failure, ``Success`` if none);
+* ``successful``: every element succeeded (a traced boolean under ``jax.jit``).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Optional
+
+from . import backend
+
+__all__ = ["ReturnCode", "ConvergenceError", "Result", "RUNNING"]
+
+
+class ReturnCode(enum.Enum):
+    """Why a solve stopped. The value of each member is its human-readable message.
+
+    >>> import steadysolve as ss
+    >>> ss.ReturnCode.from_code(0) is ss.ReturnCode.Success, ss.ReturnCode.MaxIters.code
+    (True, 1)
+    """
+
+    Success = "converged: the residual norm is within abstol or reltol * norm(u)"
+    MaxIters = "stopped at maxiters before the residual reached the tolerance"
+    NonFinite = "the iteration produced NaN or Inf; the last finite (best) iterate is returned"
+    Diverged = "the iterate or the residual ran away (grew without bound): there is probably no root nearby"
+    Stalled = "no progress: the residual has not decreased for many iterations"
+    LinearSolveFailed = "the inner linear solve broke down or produced non-finite values"
+    TimeLimit = "the integration time passed tmax before a steady state was reached"
+
+    @property
+    def code(self) -> int:
+        """The integer code used inside the drivers (arrays cannot hold enums)."""
+        return _CODES[self]
+
+    @classmethod
+    def from_code(cls, code: int) -> "ReturnCode":
+        return _FROM_CODE[int(code)]
+
+    @property
+    def successful(self) -> bool:
+        return self is ReturnCode.Success
+
+    def __str__(self) -> str:
+        return f"ReturnCode.{self.name}"
+
+
+_ORDER = [
+    ReturnCode.Success,
+    ReturnCode.MaxIters,
+    ReturnCode.NonFinite,
+    ReturnCode.Diverged,
+    ReturnCode.Stalled,
+    ReturnCode.LinearSolveFailed,
+    ReturnCode.TimeLimit,
+]
+_CODES = {rc: i for i, rc in enumerate(_ORDER)}
+_FROM_CODE = {i: rc for rc, i in _CODES.items()}
+#: marks a still-running element inside the drivers
+RUNNING = -1
+
+
+class ConvergenceError(RuntimeError):
+    """Raised by ``solve(..., throw=True)`` when the solve does not succeed.
+
+    The failed :class:`Solution` is available as ``err.solution``.
+    """
+
+    def __init__(self, solution: "Result", message: Optional[str] = None):
+        self.solution = solution
+        if message is None:
+            rc = solution.retcode
+            st = solution.stats
+            message = f"{rc}: {rc.value} (niter={st.niter}, nf={st.nf})"
+        super().__init__(message)
+
+
+def _as_host_codes(codes) -> list:
+    if isinstance(codes, list):
+        return codes
+    if isinstance(codes, int):
+        return [codes]
+    if backend.is_traced(codes):
+        raise TypeError(
+            "the return code inside jax.jit / vmap is a traced array: read .retcode_array "
+            "(integer codes, 0 = Success; ReturnCode.from_code decodes them) instead of .retcode / .retcodes"
+        )
+    return backend.host_ints(backend.namespace(("codes", codes)), codes)
+
+
+class Result:
+    """Return-code accessors shared by every result type.
+
+    Subclasses keep the per-element integer codes in ``self._codes`` (a host list in eager
+    solves, an array otherwise), whether a batch was solved in ``self._batched``, and an
+    array of the solve's library in ``self._like`` (to build ``retcode_array`` from a host list).
+    """
+
+    _codes: Any = None
+    _batched: bool = False
+    _like: Any = None
+
+    def __init__(self, codes, batched: bool = False, like=None):
+        self._codes = codes
+        self._batched = batched
+        self._like = like
+
+    @property
+    def retcode_array(self):
+        """Integer codes per element (``(batch,)``, or 0-d when unbatched); valid under ``jax.jit``."""
+        c = self._codes
+        if isinstance(c, (list, int)):
+            vals = c if isinstance(c, list) else [c]
+            xp = backend.namespace(("x", self._like)) if self._like is not None else None
+            if xp is None:
+                import numpy as np
+
+                arr = np.asarray(vals, dtype=np.int32)
+                return arr if self._batched else arr.reshape(())
+            arr = xp.asarray(vals, dtype=xp.int32, device=backend.device_of(self._like))
+            return arr if self._batched else xp.reshape(arr, ())
+        return c
+
+    @property
+    def retcodes(self) -> list:
+        """Per-element :class:`ReturnCode` list (one entry when unbatched)."""
+        return [ReturnCode.from_code(v) for v in _as_host_codes(self._codes)]
+
+    @property
+    def retcode(self) -> ReturnCode:
+        """The worst element's code: the first failure, ``Success`` when every element succeeded."""
+        for v in _as_host_codes(self._codes):
+            if v != 0:
+                return ReturnCode.from_code(v)
+        return ReturnCode.Success
+
+    @property
+    def nfailed(self) -> int:
+        """Number of elements that did not succeed."""
+        return sum(1 for v in _as_host_codes(self._codes) if v != 0)
+
+    @property
+    def successful(self):
+        """True when every element succeeded (a traced boolean under ``jax.jit``)."""
+        c = self._codes
+        if not isinstance(c, (list, int)) and backend.is_traced(c):
+            import jax.numpy as jnp
+
+            return jnp.all(c == 0)
+        return self.retcode is ReturnCode.Success
+
+    def _rc_repr(self) -> str:
+        try:
+            return str(self.retcode)
+        except TypeError:
+            return "<traced>"

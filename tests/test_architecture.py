@@ -1,0 +1,210 @@
+"""The layering of DESIGN.md §2, checked on the source: imports run downward only, no cycles.
+
+Every ``import`` statement is read (module level and inside functions alike) from
+``steadysolve/``, ``adapters/`` (installed as ``steadysolve.adapters``) and ``benchmarks/``.
+"""
+
+import ast
+import inspect
+import os
+
+import pytest
+
+import steadysolve as ss
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# layer of each package module, lowest first (a module may import its own layer or lower ones)
+LAYERS = [
+    {"steadysolve.backend", "steadysolve.checks"},
+    {"steadysolve.layout", "steadysolve.retcodes", "steadysolve.derivatives", "steadysolve.registry"},
+    {"steadysolve.termination", "steadysolve.solution", "steadysolve.problems"},
+    {"steadysolve.linear", "steadysolve.ode"},
+    {"steadysolve.algorithms"},
+    {"steadysolve.loop"},
+    {"steadysolve.solve"},
+    {"steadysolve"},
+    {"steadysolve.adapters._options"},
+    {"steadysolve.adapters._implicit"},
+    {"steadysolve.adapters", "steadysolve.adapters.torch", "steadysolve.adapters.jax"},
+    {"steadysolve.demo", "steadysolve.__main__"},
+]
+
+
+def _modules():
+    """(module name, path) of every source file of the package and the adapters."""
+    out = []
+    for base, prefix in (("steadysolve", "steadysolve"), ("adapters", "steadysolve.adapters")):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, base)):
+            for f in sorted(files):
+                if not f.endswith(".py"):
+                    continue
+                rel = os.path.relpath(os.path.join(dirpath, f), os.path.join(ROOT, base))
+                parts = rel[:-3].split(os.sep)
+                if parts[-1] == "__init__":
+                    parts = parts[:-1]
+                out.append((".".join([prefix] + parts), os.path.join(dirpath, f)))
+    return out
+
+
+def _imports(name, path, is_package):
+    """Absolute names of the package modules imported by one file."""
+    tree = ast.parse(open(path).read(), path)
+    pkg = name if is_package else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")
+                base = base[:len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if node.module is None or node.level and not node.module:
+                found.update(f"{mod}.{a.name}" for a in node.names)
+            else:
+                found.add(mod)
+                found.update(f"{mod}.{a.name}" for a in node.names)
+    return {m for m in found if m == "steadysolve" or m.startswith("steadysolve.")}
+
+
+def _layer(mod, known):
+    """Layer of a module: its own entry, or its nearest listed parent package."""
+    while mod not in known:
+        if "." not in mod:
+            return None
+        mod = mod.rsplit(".", 1)[0]
+    return known[mod]
+
+
+def _graph():
+    mods = _modules()
+    names = {m for m, _ in mods}
+    graph = {}
+    for m, path in mods:
+        deps = set()
+        for imp in _imports(m, path, path.endswith("__init__.py")):
+            while imp not in names and "." in imp:  # "from .x import Name" -> module .x
+                imp = imp.rsplit(".", 1)[0]
+            if imp in names and imp != m:
+                deps.add(imp)
+        graph[m] = deps
+    return graph
+
+
+def test_every_module_has_a_layer():
+    known = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+    missing = [m for m in _graph() if _layer(m, known) is None]
+    assert not missing, f"modules without a layer in DESIGN §2 order: {missing}"
+
+
+def test_imports_run_downward_only():
+    known = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+    bad = []
+    for m, deps in _graph().items():
+        for d in deps:
+            if d.startswith(m + "."):  # a package's __init__ importing its own modules
+                continue
+            if _layer(d, known) > _layer(m, known):
+                bad.append(f"{m} (layer {_layer(m, known)}) imports {d} (layer {_layer(d, known)})")
+    assert not bad, "upward imports:\n" + "\n".join(sorted(bad))
+
+
+def _cycles(graph):
+    seen, stack, cycles = set(), [], []
+
+    def visit(node):
+        if node in stack:
+            cycles.append(stack[stack.index(node):] + [node])
+            return
+        if node in seen:
+            return
+        seen.add(node)
+        stack.append(node)
+        for d in sorted(graph.get(node, ())):
+            visit(d)
+        stack.pop()
+
+    for node in sorted(graph):
+        visit(node)
+    return cycles
+
+
+def test_no_import_cycles_in_the_package():
+    graph = _graph()
+    # a package __init__ that re-exports its modules is not a cycle edge from those modules' view
+    graph = {m: {d for d in deps if not m.startswith(d + ".")} for m, deps in graph.items()}
+    assert not _cycles(graph), _cycles(graph)
+
+
+def test_no_import_cycles_in_benchmarks():
+    bdir = os.path.join(ROOT, "benchmarks")
+    scripts = {f[:-3] for f in os.listdir(bdir) if f.endswith(".py")}
+    graph = {}
+    for s in scripts:
+        tree = ast.parse(open(os.path.join(bdir, s + ".py")).read())
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                deps.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                deps.add(node.module.split(".")[0])
+        graph[s] = deps & scripts
+    assert not _cycles(graph), _cycles(graph)
+    for s, deps in graph.items():  # scripts share helpers only through _common
+        assert deps <= {"_common"}, f"benchmarks/{s}.py imports another benchmark script: {deps - {'_common'}}"
+    assert graph.get("_common", set()) == set()
+
+
+def test_only_backend_imports_array_api_compat():
+    users = []
+    for m, path in _modules():
+        tree = ast.parse(open(path).read())
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "array_api_compat" for n in names):
+                users.append(m)
+    assert set(users) == {"steadysolve.backend"}, users
+
+
+def test_layer_checker_catches_an_upward_import(tmp_path, monkeypatch):
+    """The checker itself: a backend module importing solve would be reported."""
+    fake = tmp_path / "steadysolve"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "backend.py").write_text("from .solve import solve\n")
+    (fake / "solve.py").write_text("from . import backend\n")
+    deps = _imports("steadysolve.backend", str(fake / "backend.py"), False)
+    assert "steadysolve.solve" in deps
+    known = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+    assert _layer("steadysolve.solve", known) > _layer("steadysolve.backend", known)
+    assert _cycles({"a": {"b"}, "b": {"a"}}) and not _cycles({"a": {"b"}, "b": set()})
+
+
+def test_solve_has_a_real_signature():
+    params = inspect.signature(ss.solve).parameters
+    for name in ("prob", "alg", "abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "store_trace",
+                 "callback"):
+        assert name in params, name
+    assert params["maxiters"].default == 1000 and params["norm"].default == "max"
+    assert params["abstol"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+@pytest.mark.parametrize("path, limit", [("adapters/torch.py", 350), ("adapters/jax.py", 350)])
+def test_adapters_are_glue(path, limit):
+    n = sum(1 for _ in open(os.path.join(ROOT, path)))
+    assert n <= limit, f"{path} has {n} lines (> {limit}): numerics belong in the core or adapters/_implicit.py"
+
+
+def test_no_core_file_over_300_lines():
+    long = []
+    for m, path in _modules():
+        if m in ("steadysolve.adapters.torch", "steadysolve.adapters.jax"):
+            continue
+        n = sum(1 for _ in open(path))
+        if n > 300:
+            long.append((m, n))
+    assert not long, long

@@ -17,17 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import warnings
 from typing import Any, Callable, NamedTuple, Optional
 
 import steadysolve as ss
 from steadysolve import backend
 from steadysolve.layout import Layout
-from steadysolve.retcodes import Result
+from steadysolve.retcodes import ConvergenceError, Result
 from steadysolve.termination import get_norm
 
 from ._options import LayerOptions, _Backward
 
-__all__ = ["adjoint_solve", "AdjointResult", "SolveStats", "failure_message", "solver_name", "forward_stats"]
+__all__ = ["adjoint_solve", "AdjointResult", "SolveStats", "failure_message", "solver_name", "forward_stats",
+           "DEQStats", "DEQConvergenceError", "Reporter", "explained"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -175,3 +177,69 @@ def failure_message(stats: SolveStats, batch: int, hint: str) -> str:
     return (f"steadysolve DEQ: the {stats.phase} solve did not converge: {rc} ({rc.value}); "
             f"{stats.nfailed} of {batch} element(s) failed, worst residual norm {stats.max_resid:.3e} after "
             f"{stats.niter} iteration(s). {hint}")
+
+
+class DEQConvergenceError(ConvergenceError):
+    """Raised (with ``on_failure="raise"``) when the forward or backward solve fails.
+
+    ``err.phase`` is ``"forward"`` or ``"backward"``; ``err.stats`` the :class:`SolveStats`.
+    """
+
+    def __init__(self, message: str, stats: SolveStats):
+        self.stats = stats
+        self.phase = stats.phase
+        super().__init__(stats, message)
+
+
+class DEQStats:
+    """The stats of one DEQ call: ``forward``, ``backward`` (set when the implicit backward has
+    run; always ``None`` for the phantom backward), ``jac_estimate`` (Hutchinson estimate of
+    ``||J_f||_F^2 / dim``, or None) and ``failures`` (the module's running count of failed
+    solves per phase, which ``on_failure="warn"`` reports only once)."""
+
+    def __init__(self, failures: Optional[dict] = None):
+        self.forward: Optional[SolveStats] = None
+        self.backward: Optional[SolveStats] = None
+        self.jac_estimate: Optional[float] = None
+        self.failures = failures if failures is not None else {"forward": 0, "backward": 0}
+
+    def __repr__(self) -> str:
+        return f"DEQStats(forward={self.forward!r}, backward={self.backward!r}, failures={self.failures})"
+
+
+class Reporter:
+    """Warn / raise / count failed solves; ``"warn"`` warns once per owner (a module or a call)."""
+
+    def __init__(self, on_failure: str, failures: dict, warned: set):
+        self.on_failure, self.failures, self.warned = on_failure, failures, warned
+
+    def __call__(self, stats: SolveStats, batch: int, hint: str) -> None:
+        if stats.nfailed == 0:
+            return
+        self.failures[stats.phase] = self.failures.get(stats.phase, 0) + 1
+        if self.on_failure == "ignore":
+            return
+        msg = failure_message(stats, batch, hint)
+        if self.on_failure == "raise":
+            raise DEQConvergenceError(msg, stats)
+        if self.on_failure == "warn":
+            if stats.phase in self.warned:
+                return
+            self.warned.add(stats.phase)
+            msg += (" (Warned once for this layer; deq.stats.failures counts every failure, "
+                    "on_failure='warn_always' warns each time.)")
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+
+
+def explained(cell: Callable, shape, remedy: str) -> Callable:
+    """The cell on a default initial state ``zeros_like(x)``: an error there most often means that
+    ``z`` and ``x`` differ in shape, which only the user can fix (``remedy``)."""
+
+    def call(*args, **kwargs):
+        try:
+            return cell(*args, **kwargs)
+        except (RuntimeError, ValueError, IndexError, TypeError) as e:
+            raise type(e)(f"DEQ: the cell failed on the default initial state z = zeros_like(x) of shape "
+                          f"{tuple(shape)}: {e}. If z and x have different shapes, {remedy}") from e
+
+    return call

@@ -34,7 +34,7 @@ from steadysolve.layout import Layout
 from steadysolve.registry import resolve
 from steadysolve.termination import default_tolerance
 
-from ._implicit import SolveStats, adjoint_solve, forward_stats
+from ._implicit import SolveStats, adjoint_solve, explained, forward_stats
 from ._options import Implicit, Phantom, check_layer_batch_axis, layer_options
 
 __all__ = ["fixed_point", "root", "steady_state", "SolveStats", "DEQ", "Implicit", "Phantom"]
@@ -295,10 +295,13 @@ if eqx is not None:
             self.options = tuple(sorted(options.items()))
 
         def __call__(self, x, z0=None, *, return_stats: bool = False):
+            run = fixed_point
             if z0 is None:
                 shape = jnp.shape(x) if self.latent_shape is None else self.latent_shape
                 z0 = jnp.zeros(shape, dtype=jnp.result_type(x))
-            z, stats = fixed_point(_apply_cell, z0, self.cell, x, solver=self.solver, **dict(self.options))
+                if self.latent_shape is None:
+                    run = explained(fixed_point, shape, "pass latent_shape= (or z0=)")
+            z, stats = run(_apply_cell, z0, self.cell, x, solver=self.solver, **dict(self.options))
             return (z, stats) if return_stats else z
 
 else:  # pragma: no cover

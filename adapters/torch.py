@@ -11,7 +11,6 @@ products), which it sends into that application. This module is glue only.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, NamedTuple, Optional
 
 import torch
@@ -21,67 +20,15 @@ import steadysolve as ss
 from steadysolve import backend
 from steadysolve.checks import check_callable, check_choice, check_positive
 from steadysolve.layout import Layout
-from steadysolve.retcodes import ConvergenceError
 
-from ._implicit import BACKWARD_HINT, FORWARD_HINT, SolveStats, adjoint_solve, failure_message, forward_stats
+from ._implicit import (BACKWARD_HINT, FORWARD_HINT, DEQConvergenceError, DEQStats, Reporter, SolveStats,
+                        adjoint_solve, explained, forward_stats)
 from ._options import Implicit, Phantom, check_layer_batch_axis, layer_options
 
 __all__ = ["DEQ", "fixed_point", "DEQStats", "SolveStats", "DEQConvergenceError", "Implicit", "Phantom"]
 
 _ON_FAILURE = ("warn", "warn_always", "raise", "ignore")
 _OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "norm", "batch_axis", "on_failure", "failed_grad")
-
-
-class DEQConvergenceError(ConvergenceError):
-    """Raised (with ``on_failure="raise"``) when the forward or backward solve fails.
-
-    ``err.phase`` is ``"forward"`` or ``"backward"``; ``err.stats`` the :class:`SolveStats`.
-    """
-
-    def __init__(self, message: str, stats: SolveStats):
-        self.stats = stats
-        self.phase = stats.phase
-        super().__init__(stats, message)
-
-
-class DEQStats:
-    """The stats of one DEQ call: ``forward``, ``backward`` (set when the implicit backward has
-    run; always ``None`` for the phantom backward), ``jac_estimate`` (Hutchinson estimate of
-    ``||J_f||_F^2 / dim``, or None) and ``failures`` (the module's running count of failed
-    solves per phase, which ``on_failure="warn"`` reports only once)."""
-
-    def __init__(self, failures: Optional[dict] = None):
-        self.forward: Optional[SolveStats] = None
-        self.backward: Optional[SolveStats] = None
-        self.jac_estimate: Optional[float] = None
-        self.failures = failures if failures is not None else {"forward": 0, "backward": 0}
-
-    def __repr__(self) -> str:
-        return f"DEQStats(forward={self.forward!r}, backward={self.backward!r}, failures={self.failures})"
-
-
-class _Reporter:
-    """Warn / raise / count failed solves; ``"warn"`` warns once per owner (a module or a call)."""
-
-    def __init__(self, on_failure: str, failures: dict, warned: set):
-        self.on_failure, self.failures, self.warned = on_failure, failures, warned
-
-    def __call__(self, stats: SolveStats, batch: int, hint: str) -> None:
-        if stats.nfailed == 0:
-            return
-        self.failures[stats.phase] = self.failures.get(stats.phase, 0) + 1
-        if self.on_failure == "ignore":
-            return
-        msg = failure_message(stats, batch, hint)
-        if self.on_failure == "raise":
-            raise DEQConvergenceError(msg, stats)
-        if self.on_failure == "warn":
-            if stats.phase in self.warned:
-                return
-            self.warned.add(stats.phase)
-            msg += (" (Warned once for this layer; deq.stats.failures counts every failure, "
-                    "on_failure='warn_always' warns each time.)")
-        warnings.warn(msg, RuntimeWarning, stacklevel=4)
 
 
 def _checked(fn: Callable, what: str) -> Callable:
@@ -111,7 +58,7 @@ class _Call(NamedTuple):
     stats: "DEQStats"
     batch: int
     failed: Optional[torch.Tensor]
-    report: "_Reporter"
+    report: "Reporter"
 
 
 class _ImplicitGrad(torch.autograd.Function):
@@ -148,7 +95,7 @@ class _ImplicitGrad(torch.autograd.Function):
         return w, None, None
 
 
-def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: _Reporter, failed_grad: str):
+def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, failed_grad: str):
     """Solve ``z = fn(z)`` from ``z0``; returns ``(z*, stats, tracked)`` with the gradient attached
     (``tracked = (f_out, z_req)`` is the application the Jacobian regulariser reuses, or None)."""
     if not isinstance(z0, torch.Tensor):
@@ -290,15 +237,17 @@ class DEQ(nn.Module):
         # traceable; the layer runs eagerly (a graph break) and the rest of the model compiles.
         f = self.f
         z0_tracked = None
+        cell = lambda z: f(z, x)  # noqa: E731
         if z0 is None:
             if self.init is not None:
                 z0 = z0_tracked = self.init(x)
             elif isinstance(x, torch.Tensor):
                 z0 = torch.zeros_like(x)
+                cell = explained(cell, tuple(x.shape), "pass z0= (or init=) to set the shape of z")
             else:
                 raise TypeError("DEQ: x is not a tensor, so the shape of z is unknown: pass z0= or init=")
-        report = _Reporter(self.on_failure, self._failures, self._warned)
-        z, stats, tracked = _apply(lambda z: f(z, x), z0, self._opts, "DEQ: f(z, x)", report, self.failed_grad)
+        report = Reporter(self.on_failure, self._failures, self._warned)
+        z, stats, tracked = _apply(cell, z0, self._opts, "DEQ: f(z, x)", report, self.failed_grad)
         self.stats = stats
         self.jac_loss = None
         if self.jacobian_reg > 0 and self.training and torch.is_grad_enabled():
@@ -342,7 +291,7 @@ def fixed_point(f, x, z0, *params, solver="anderson", backward="implicit", retur
                             "regularisation")
     opts = _layer("fixed_point", solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure,
                   failed_grad, unknown)
-    report = _Reporter(on_failure, {"forward": 0, "backward": 0}, set())
+    report = Reporter(on_failure, {"forward": 0, "backward": 0}, set())
     z, stats, _ = _apply(lambda z: f(z, x, *params), z0, opts, "fixed_point: f(z, x, *params)", report,
                          failed_grad)
     return (z, stats) if return_stats else z

@@ -29,6 +29,12 @@ __all__ = [
     "combine_rows",
     "host_bool",
     "tree_leaves",
+    "is_half",
+    "working_dtype",
+    "solve_small",
+    "no_grad",
+    "requires_grad",
+    "cast",
 ]
 
 
@@ -130,7 +136,10 @@ def to_numpy(xp, x):
     import numpy as np
 
     if is_torch(xp):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.dtype.itemsize < 4:  # bfloat16 has no NumPy dtype; float16 is promoted alike
+            x = x.float()
+        return x.numpy()
     if array_api_compat.is_cupy_array(x):
         return x.get()
     if array_api_compat.is_numpy_array(x) or array_api_compat.is_jax_array(x):
@@ -176,3 +185,50 @@ def combine_rows(xp, c, X):
     """Per element ``c[b] @ X[b]``: ``c`` is ``(B, m)``, ``X`` is ``(B, m, n)``; returns ``(B, n)``."""
     B, m = c.shape
     return xp.reshape(xp.matmul(xp.reshape(c, (B, 1, m)), X), (B, X.shape[2]))
+
+
+def is_half(xp, dtype) -> bool:
+    """True for floating dtypes narrower than 32 bits (float16, bfloat16)."""
+    return xp.finfo(dtype).bits < 32
+
+
+def working_dtype(xp, dtype):
+    """The dtype of small dense solves and norms: ``float32`` for half precision, else ``dtype``
+    (the iterate itself stays in the user's dtype, as in mixed-precision training)."""
+    return xp.float32 if is_half(xp, dtype) else dtype
+
+
+def cast(xp, x, dtype):
+    """``x`` in ``dtype`` (no copy, no operation when it already is)."""
+    return x if x.dtype == dtype else xp.astype(x, dtype)
+
+
+def solve_small(xp, A, b):
+    """``linalg.solve`` of small batched systems, promoted to float32 for half-precision inputs
+    (LAPACK has no half-precision solve on NumPy / PyTorch CPU / JAX) and cast back."""
+    dt = A.dtype
+    if is_half(xp, dt):
+        return xp.astype(xp.linalg.solve(xp.astype(A, xp.float32), xp.astype(b, xp.float32)), dt)
+    return xp.linalg.solve(A, b)
+
+
+class _NullContext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def no_grad(xp):
+    """``torch.no_grad()`` for PyTorch (the core's solve is not differentiable), else a no-op."""
+    if is_torch(xp):
+        import torch
+
+        return torch.no_grad()
+    return _NullContext()
+
+
+def requires_grad(tree) -> bool:
+    """Whether any tensor leaf of ``tree`` requires grad (PyTorch autograd)."""
+    return any(getattr(leaf, "requires_grad", False) for leaf in tree_leaves(tree))

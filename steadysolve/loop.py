@@ -24,7 +24,11 @@ from . import backend
 from .retcodes import RUNNING, ReturnCode
 from .termination import SCALARS, array_namespace, judge, start
 
-__all__ = ["run", "DriverResult"]
+__all__ = ["run", "DriverResult", "TRACE_ROWS"]
+
+#: rows of the residual trace under jax.jit (shapes are static there): ``store_trace=True`` keeps
+#: at most this many, ``store_trace=N`` N; later iterations overwrite the last row
+TRACE_ROWS = 1024
 
 _SUCCESS = ReturnCode.Success.code
 _MAXITERS = ReturnCode.MaxIters.code
@@ -72,7 +76,7 @@ def _host_norms(xp, ctx, state, scalar):
     parts = [ctx.norm(state.fu), ctx.norm(state.u)]
     flag = getattr(state, "flag", None)
     if flag is not None:
-        parts.append(xp.astype(flag, ctx.dtype))
+        parts.append(xp.astype(flag, parts[0].dtype))
     host = backend.to_numpy(xp, xp.stack(parts))
     if scalar:
         return float(host[0, 0]), float(host[1, 0]), (int(host[2, 0]) if flag is not None else None)
@@ -90,6 +94,12 @@ def _any(x):
 
 def _device_mask(xp, ctx, mask):
     return xp.asarray(np.asarray(mask).reshape(-1).tolist(), dtype=xp.bool, device=ctx.device)
+
+
+def _noted(e: BaseException, alg, where: str) -> None:
+    """Add where an exception from the user's function happened (the exception itself propagates)."""
+    if hasattr(e, "add_note"):  # Python >= 3.11
+        e.add_note(f"(raised {where} of steadysolve.solve with {type(alg).__name__})")
 
 
 def _eager_step(alg, prob, ctx):
@@ -127,7 +137,11 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
     huge = _huge(xp, ctx.dtype)
     abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
     freeze = alg.freeze_converged
-    state = alg.init(prob, u0, ctx)
+    try:
+        state = alg.init(prob, u0, ctx)
+    except Exception as e:
+        _noted(e, alg, "during the algorithm's setup (init)")
+        raise
     step = _eager_step(alg, prob, ctx)
     fn, un, _ = _host_norms(xp, ctx, state, scalar)
     book = start(ns, fn, un, abstol, reltol)
@@ -135,7 +149,11 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
     trace = [fn] if store_trace else None
     it = 0
     while it < maxiters and _any(book.codes == RUNNING):
-        new = step(state)
+        try:
+            new = step(state)
+        except Exception as e:
+            _noted(e, alg, f"in iteration {it + 1}")
+            raise
         it += 1
         fn, un, flag = _host_norms(xp, ctx, new, scalar)  # the one device sync of the iteration
         book, v = judge(ns, fn, un, flag, book, abstol, reltol, patience, huge)
@@ -156,7 +174,11 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
             best_u = _tree_where(xp, m, new.u, best_u)
             best_fu = _tree_where(xp, m, new.fu, best_fu)
         if store_trace:
-            trace.append(ns.where(v.ok, fn, trace[-1]))
+            row = ns.where(v.ok, fn, trace[-1])
+            if store_trace is not True and len(trace) >= store_trace:
+                trace[-1] = row  # capped (store_trace=N): the last row keeps the latest
+            else:
+                trace.append(row)
         if callback is not None:
             u_cb, fn_cb = state.u, fn
             if not scalar and not freeze:  # converged elements ride along: report their frozen answer
@@ -182,8 +204,10 @@ def _run_jax(alg, prob, ctx, u0, *, maxiters, store_trace):
     jns = array_namespace(jnp)
     huge = _huge(xp, ctx.dtype)
     book = start(jns, fn, ctx.norm(state.u), abstol, reltol)
-    if store_trace:
-        trace = jnp.full((maxiters + 1,) + fn.shape, jnp.nan, dtype=fn.dtype).at[0].set(fn)
+    cap = 0
+    if store_trace:  # memory scales with the cap, not with maxiters: the last row keeps the latest
+        cap = min(maxiters + 1, TRACE_ROWS if store_trace is True else int(store_trace))
+        trace = jnp.full((cap,) + fn.shape, jnp.nan, dtype=fn.dtype).at[0].set(fn)
     else:
         trace = None
     carry = (state, book, state.u, state.fu, jnp.asarray(0, dtype=jnp.int32), trace)
@@ -200,7 +224,8 @@ def _run_jax(alg, prob, ctx, u0, *, maxiters, store_trace):
         best_u = _tree_where(xp, v.improved, new.u, best_u)
         best_fu = _tree_where(xp, v.improved, new.fu, best_fu)
         if trace is not None:
-            trace = trace.at[it + 1].set(jnp.where(v.ok, fn, trace[it]))
+            row = jnp.minimum(it + 1, cap - 1)
+            trace = trace.at[row].set(jnp.where(v.ok, fn, trace[jnp.minimum(it, cap - 1)]))
         return (state, book, best_u, best_fu, it + 1, trace)
 
     state, book, best_u, best_fu, it, trace = jax.lax.while_loop(cond, body, carry)

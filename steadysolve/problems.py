@@ -140,9 +140,44 @@ def validate_u0(u0, p, where: str) -> None:
             f"{where}: u0 must have a real floating-point dtype, got {u0.dtype}; "
             "convert it first (e.g. u0.astype(float64))"
         )
+    if any(int(d) == 0 for d in u0.shape):
+        raise ValueError(f"{where}: u0 is empty (shape {tuple(u0.shape)}); there is nothing to solve")
     finite = xp.all(xp.isfinite(u0))
     if not backend.is_traced(finite) and not backend.host_bool(finite):
         raise ValueError(f"{where}: u0 contains NaN or Inf; start from a finite initial guess")
+
+
+def as_output(out, u):
+    """NumPy arithmetic on a 0-d array returns a NumPy scalar: make it a 0-d array again."""
+    if type(out).__module__ == "numpy" and not backend.is_array(out) and getattr(u, "ndim", None) == 0:
+        import numpy as np
+
+        return np.asarray(out)
+    return out
+
+
+def checked(fn, name: str, u0):
+    """``fn`` with every output checked against ``u0``'s shape and dtype (a cheap comparison per
+    call, so a change of shape on the k-th call is reported as such, naming ``fn``)."""
+    shape, dtype = tuple(u0.shape), u0.dtype
+    zero_d_numpy = getattr(u0, "ndim", None) == 0 and type(u0).__module__ == "numpy"
+
+    def call(*args):
+        out = fn(*args)
+        if zero_d_numpy:
+            out = as_output(out, u0)
+        if getattr(out, "shape", None) != shape or getattr(out, "dtype", None) != dtype:
+            if not backend.is_array(out):
+                raise TypeError(f"{name} returned a {type(out).__name__} during the solve; it must return an "
+                                "array like u0")
+            if tuple(out.shape) != shape:
+                raise ValueError(f"{name} returned shape {tuple(out.shape)} during the solve but u0 has shape "
+                                 f"{shape} (its output shape changed after the first call)")
+            if out.dtype != dtype:
+                raise TypeError(f"{name} returned dtype {out.dtype} during the solve but u0 has dtype {dtype}")
+        return out
+
+    return call
 
 
 def check_output(name: str, out, u, xp) -> None:

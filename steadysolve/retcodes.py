@@ -82,6 +82,8 @@ class ConvergenceError(RuntimeError):
             rc = solution.retcode
             st = solution.stats
             message = f"{rc}: {rc.value} (niter={st.niter}, nf={st.nf})"
+            if getattr(solution, "hint", None):
+                message += f". {solution.hint}"
         super().__init__(message)
 
 

@@ -90,6 +90,14 @@ class Solution(Result):
         super().__init__(codes, batched, u)
         self.u, self.resid, self.stats = u, resid, stats
         self.prob, self.alg, self.trace = prob, alg, trace
+        self.hint: Optional[str] = None
+
+    @property
+    def message(self) -> str:
+        """The return code, what it means, and (for a failure with a known likely cause) what to do."""
+        rc = self.retcode
+        text = f"{rc}: {rc.value}"
+        return text if self.hint is None else f"{text}. {self.hint}"
 
     def __repr__(self) -> str:
         shape = tuple(getattr(self.u, "shape", ()))

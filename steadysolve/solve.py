@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import warnings
 from typing import Any, Callable, Optional, Union
 
 from . import backend
@@ -10,7 +12,7 @@ from .checks import check_batch_axis, check_bool, check_callable, check_int, che
 from .derivatives import Products
 from .layout import Layout
 from .loop import run
-from .problems import AbstractProblem, check_output
+from .problems import AbstractProblem, as_output, check_output, checked
 from .registry import resolve
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
 from .termination import default_tolerance, get_norm
@@ -28,8 +30,12 @@ _ALIASES = {
 
 
 def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, traced=False) -> Context:
-    """The :class:`Context` of one solve: the problem's functions on ``(batch, n)`` rows."""
+    """The :class:`Context` of one solve: the problem's functions on ``(batch, n)`` rows (each call
+    of the user's function checked against ``u0``'s shape and dtype)."""
     p = prob.p
+    user_u0 = prob.u0
+    prob = copy.copy(prob)
+    prob.f = checked(prob.f, _fname(prob), user_u0)
     to_s, to_u = layout.to_rows, layout.from_rows
 
     def F(u):
@@ -55,12 +61,36 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     def vector_field(u, t):
         return to_s(prob.vector_field(to_u(u), p, t))
 
+    if backend.is_half(xp, u0.dtype):  # norms of half-precision arrays in float32 (no overflow)
+        def norm_fn(x):
+            return norm(xp, xp.astype(x, xp.float32))
+    else:
+        def norm_fn(x):
+            return norm(xp, x)
+
     return Context(
         xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,
         F=F, G=G, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac), vector_field=vector_field,
-        norm=lambda x: norm(xp, x), abstol=abstol, reltol=reltol, fu0=to_s(fu0_user), p=p, kind=prob.kind,
-        traced=traced,
+        norm=norm_fn, abstol=abstol, reltol=reltol, fu0=to_s(fu0_user), p=p, kind=prob.kind, traced=traced,
     )
+
+
+def _fname(prob) -> str:
+    return f"{prob._fname}(u, p{', t' if prob.kind == 'steady_state' else ''})"
+
+
+def _check_norm(norm, xp, rows, batch):
+    """A user norm must map ``(batch, n)`` rows to ``(batch,)`` norms: checked on the first call."""
+    out = norm(xp, rows)
+    if tuple(getattr(out, "shape", ("?",))) != (batch,):
+        got = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
+        raise ValueError(f"solve: the norm callable must map a (batch, n) array to its per-row norms of shape "
+                         f"({batch},); it returned {got} for an input of shape {tuple(rows.shape)}")
+
+
+_GRAD_HINT = ("steadysolve.solve does not differentiate through the solve (it runs under torch.no_grad() and "
+              "returns a detached solution): inputs that require grad get no gradient from it. For gradients "
+              "use steadysolve.adapters.torch.fixed_point / DEQ (implicit differentiation).")
 
 
 def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = None,
@@ -117,22 +147,33 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
     maxiters = check_int("solve", "maxiters", maxiters, 1)
     norm = get_norm(norm)
     throw = check_bool("solve", "throw", throw)
-    store_trace = check_bool("solve", "store_trace", store_trace)
+    if not isinstance(store_trace, bool):
+        store_trace = check_int("solve", "store_trace (True, False or a row cap)", store_trace, 2)
     check_callable("solve", "callback", callback, allow_none=True)
 
     u0 = prob.u0
     xp = backend.namespace(("u0", u0), ("p", prob.p))
     batch_axis = check_batch_axis("solve", batch_axis, u0.shape)
     layout = Layout(xp, u0.shape, batch_axis)
+    if backend.is_torch(xp) and backend.requires_grad((u0, prob.p)):
+        warnings.warn(_GRAD_HINT, UserWarning, stacklevel=2)
+    with backend.no_grad(xp):
+        return _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, throw, store_trace,
+                      callback)
 
-    fname = f"{prob._fname}(u, p{', t' if prob.kind == 'steady_state' else ''})"
+
+def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, throw, store_trace, callback):
+    u0 = prob.u0
+    fname = _fname(prob)
     if prob.kind == "fixed_point":  # check g itself: g(u) - u could broadcast a wrong shape away
-        g0 = prob.fixed_point_map(u0, prob.p)
+        g0 = as_output(prob.fixed_point_map(u0, prob.p), u0)
         check_output(fname, g0, u0, xp)
         fu0 = g0 - u0
     else:
-        fu0 = prob.residual(u0, prob.p)
+        fu0 = as_output(prob.residual(u0, prob.p), u0)
         check_output(fname, fu0, u0, xp)
+    if getattr(norm, "user", False):
+        _check_norm(norm, xp, layout.to_rows(fu0), layout.batch)
 
     use_jax = backend.is_jax(xp) and (
         any(backend.is_traced(x) for x in backend.tree_leaves((u0, prob.p))) or backend.is_traced(fu0))
@@ -163,11 +204,19 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
             codes = xp.reshape(codes, ())
     sol = Solution(layout.from_rows(res.u), layout.from_rows(res.fu), codes, stats, prob, alg,
                    trace=trace, batched=batched)
+    if not use_jax and not sol.successful and getattr(alg, "sign_sensitive", False) and prob.kind != "fixed_point":
+        sol.hint = _SIGN_HINT
     if throw and not use_jax and not sol.successful:
         raise ConvergenceError(sol)
     if throw and use_jax:
         sol = _jax_throw(sol)
     return sol
+
+
+_SIGN_HINT = ("This algorithm iterates u + a*f(u) (FixedPointIteration, Anderson) or integrates du/dt = f(u) "
+              "(DynamicSS): it needs f to point towards the root (du/dt = f stable there). If your f is u - G(u), "
+              "solve -f (or the FixedPointProblem of G) instead, or use a Newton-type method (newton_krylov, "
+              "newton), which does not care about the sign.")
 
 
 def _num(x: Any):

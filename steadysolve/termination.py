@@ -70,7 +70,11 @@ def get_norm(norm) -> Callable:
     ``norm(x)`` that maps a 2-D array ``(batch, n)`` to its per-row norms ``(batch,)``.
     """
     if callable(norm):
-        return lambda xp, x: norm(x)
+        def user_norm(xp, x):
+            return norm(x)
+
+        user_norm.user = True
+        return user_norm
     if isinstance(norm, str) and norm in NORMS:
         return NORMS[norm]
     close = suggest(str(norm), list(NORMS))

@@ -73,7 +73,8 @@ class Backend:
         if x is None:
             return None
         if self.name == "torch":
-            return x.detach().cpu().numpy()
+            x = x.detach().cpu()
+            return (x.float() if x.dtype.itemsize < 4 else x).numpy()
         if self.name == "cupy":
             import cupy
 
@@ -110,6 +111,7 @@ class TestProblem:
     atol: float = 1e-6  # tolerance of the comparison with the reference
     maxiters: int = 500
     refused_by: set = field(default_factory=set)  # algorithm names that must refuse it with a ValueError
+    no_root: bool = False  # there is nothing to find: every algorithm must end with a failure code
 
     def __repr__(self) -> str:
         return self.name
@@ -255,6 +257,44 @@ def mlp_reference(batch=16, width=64):
     return z_new
 
 
+# -- problems every algorithm must FAIL on, honestly --------------------------------------
+
+def no_root_arctan(bk):
+    """``arctan(u) + 2 = 0`` has no root; iterates run away to -inf with a bounded residual."""
+    xp = bk.xp
+    return ss.NonlinearProblem(lambda u, p: xp.atan(u) + 2.0, bk.asarray(np.zeros(3))), dict(abstol=1e-8, reltol=1e-6)
+
+
+def no_root_shift(bk):
+    """``g(u) = u + 1`` has no fixed point (the residual is 1 everywhere)."""
+    return ss.FixedPointProblem(lambda u, p: u + 1.0, bk.asarray(np.zeros(2))), dict(abstol=1e-8, reltol=1e-6)
+
+
+def no_root_drift(bk):
+    """``du/dt = 1``: no steady state (u grows linearly while du/dt stays 1)."""
+    xp = bk.xp
+    return ss.SteadyStateProblem(lambda u, p, t: xp.ones_like(u), bk.asarray(np.zeros(3))), dict(abstol=1e-8,
+                                                                                                 reltol=1e-6)
+
+
+def nan_region(bk):
+    """``g(u) = 0.5 u + 1`` with its fixed point 2 inside a region where g returns NaN (u > 1.5):
+    NaN appears mid-solve, and no finite answer meets the tolerance."""
+    xp = bk.xp
+
+    def g(u, p):
+        return xp.where(u > 1.5, xp.full_like(u, float("nan")), 0.5 * u + 1.0)
+
+    return ss.FixedPointProblem(g, bk.asarray(np.zeros(3))), dict(abstol=1e-10, reltol=0.0)
+
+
+def stiff_steady_state(bk):
+    """``du/dt = -D (u - 1)`` with rates 1 and 1e3: stiff for an explicit integrator."""
+    D = bk.asarray(np.array([1.0, 1e3]))
+    return ss.SteadyStateProblem(lambda u, p, t: -p * (u - 1.0), bk.asarray(np.zeros(2)), D), dict(abstol=1e-8,
+                                                                                                    reltol=0.0)
+
+
 PROBLEMS = [
     TestProblem("linear_contraction", linear_contraction, linear_reference,
                 must_solve={"anderson", "fixed_point", "dynamic_ss", "newton_krylov", "broyden", "newton"}),
@@ -268,6 +308,12 @@ PROBLEMS = [
                 maxiters=400, refused_by={"newton"}),
     TestProblem("tanh_mlp", tanh_mlp, mlp_reference, must_solve={"anderson", "fixed_point", "dynamic_ss",
                                                                  "newton_krylov", "broyden", "newton"}),
+    TestProblem("stiff_steady_state", stiff_steady_state, lambda: np.ones(2),
+                must_solve={"newton_krylov", "newton"}, maxiters=300),
+    TestProblem("no_root_arctan", no_root_arctan, None, no_root=True, maxiters=300),
+    TestProblem("no_root_shift", no_root_shift, None, no_root=True, maxiters=300),
+    TestProblem("no_root_drift", no_root_drift, None, no_root=True, maxiters=300),
+    TestProblem("nan_region", nan_region, None, no_root=True, maxiters=300),
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
-from ..backend import rows_dot
+from ..backend import rows_dot, solve_small
 from ..registry import register
 from ..checks import check_int, check_positive
 from .base import Algorithm, residual_scale
@@ -48,6 +48,8 @@ class Anderson(Algorithm):
     alpha : residual step scale on non-fixed-point problems (see
         :class:`FixedPointIteration`); ``None`` picks SciPy's automatic value.
     """
+
+    sign_sensitive = True
 
     memory: int = 5
     mixing: float = 1.0
@@ -93,7 +95,7 @@ class Anderson(Algorithm):
             A = xp.where(both, state.gram, 0.0) + eye * xp.where(valid, self.regularization * diag + self._tiny(ctx),
                                                                  1.0)
             rhs = xp.where(valid, state.rhs, 0.0)[:, :, None]  # (B, m, 1)
-        gamma_t = xp.matrix_transpose(xp.linalg.solve(A, rhs))  # (B, 1, m)
+        gamma_t = xp.matrix_transpose(solve_small(xp, A, rhs))  # (B, 1, m)
         # u_{k+1} = u_k - dU gamma + mixing (r_k - dR gamma) = x_k - dX gamma, x = u + mixing r
         x = state.u + (state.r if self.mixing == 1.0 else self.mixing * state.r)
         u = x - xp.reshape(xp.matmul(gamma_t, state.dX), (B, -1))

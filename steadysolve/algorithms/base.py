@@ -40,6 +40,9 @@ class Algorithm:
     #: the state holds per-element statistics, like DynamicSS's time); otherwise converged
     #: elements ride along with the batch and only their reported iterate is frozen
     freeze_converged: ClassVar[bool] = False
+    #: the method assumes ``du/dt = F(u)`` is stable at the root (a failure on a root problem then
+    #: gets a hint about the sign convention in ``Solution.message``)
+    sign_sensitive: ClassVar[bool] = False
 
     def init(self, prob, u0, ctx: "Context"):  # pragma: no cover - interface
         raise NotImplementedError

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
 
 from .. import backend
-from ..ode.adaptive import attempt, first_step
+from ..ode.adaptive import attempt, first_step, time_dtype
 from ..ode.controller import PIController
 from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
@@ -89,6 +89,7 @@ class DynamicSS(Algorithm):
     compile_jax: bool = True
 
     stall_patience = None  # transients need not decrease the residual monotonically
+    sign_sensitive = True
     freeze_converged = True  # naccept, nreject and t are per-element statistics
 
     def __post_init__(self):
@@ -113,21 +114,25 @@ class DynamicSS(Algorithm):
         xp = ctx.xp
         if ctx.kind != "steady_state":
             return lambda t, u: ctx.vector_field(u, None)
+        dt = ctx.dtype  # the user's f sees times in the state's dtype
         if self.per_element_time:
-            return lambda t, u: ctx.vector_field(u, xp.reshape(t, (t.shape[0],)))
+            return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.reshape(t, (t.shape[0],)), dt))
         if ctx.batch == 1:
-            return lambda t, u: ctx.vector_field(u, xp.reshape(t, ()))
-        return lambda t, u: ctx.vector_field(u, xp.min(t))
+            return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.reshape(t, ()), dt))
+        return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.min(t), dt))
 
     def _tolerances(self, ctx):
         # Local-error tolerances a tenth of the steady-state ones unless the controller sets
         # them: an explicit method can settle at its stability boundary with a residual of the
         # order of its local tolerance, which must stay below the steady-state tolerance.
-        return self.controller.tolerances(LOCAL_TOL_FACTOR * ctx.reltol, LOCAL_TOL_FACTOR * ctx.abstol)
+        # In half precision the local error estimate cannot go below rounding: floor the
+        # relative local tolerance at a few units of the dtype's eps.
+        floor = 4 * float(ctx.xp.finfo(ctx.dtype).eps) if backend.is_half(ctx.xp, ctx.dtype) else 0.0
+        return self.controller.tolerances(max(LOCAL_TOL_FACTOR * ctx.reltol, floor), LOCAL_TOL_FACTOR * ctx.abstol)
 
     def _tmax(self, ctx) -> float:
         # Never let t run into overflow (runs that drift to t ~ 1e307 end in NaN).
-        return min(float(self.tmax), 1e-3 * float(ctx.xp.finfo(ctx.dtype).max))
+        return min(float(self.tmax), 1e-3 * float(ctx.xp.finfo(time_dtype(ctx.xp, ctx.dtype)).max))
 
     # -- contract ------------------------------------------------------------------------
     def init(self, prob, u0, ctx):
@@ -135,7 +140,7 @@ class DynamicSS(Algorithm):
         tab = self.integrator.tableau
         f = self._field(ctx)
         reltol, abstol = self._tolerances(ctx)
-        t = xp.full((B,), float(self.t0), dtype=ctx.dtype, device=ctx.device)
+        t = xp.full((B,), float(self.t0), dtype=time_dtype(xp, ctx.dtype), device=ctx.device)
         nf = 1  # F(u0), evaluated by solve()
         if ctx.kind == "steady_state":  # solve() evaluated f(u0, p, inf); we need f(u0, p, t0)
             fu = f(ctx.batched(t), u0)

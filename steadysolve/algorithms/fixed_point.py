@@ -31,6 +31,8 @@ class FixedPointIteration(Algorithm):
     it assumes ``F`` points towards the root (``F ~ -(u - u*)``).
     """
 
+    sign_sensitive = True
+
     damping: float = 1.0
     alpha: Optional[float] = None
 

@@ -65,7 +65,7 @@ class NewtonRaphson(NewtonBase):
         shift = float(xp.finfo(ctx.dtype).eps) * scale + tiny
         eye = xp.eye(n, dtype=ctx.dtype, device=ctx.device)
         A = J + xp.reshape(shift, (B, 1, 1)) * xp.reshape(eye, (1, n, n))
-        d = xp.reshape(xp.linalg.solve(A, xp.reshape(-fu, (B, n, 1))), (B, n))
+        d = xp.reshape(backend.solve_small(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
         ok = finite_j & xp.all(xp.isfinite(d), axis=1)
         d = xp.where(xp.reshape(ok, (B, 1)), d, xp.zeros_like(d))
         return d, ~ok, nj

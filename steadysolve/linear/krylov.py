@@ -198,7 +198,7 @@ def finish_cycle(xp, x, c: Cycle, m, dtype, device):
     Rm = c.R[:, :m, :]
     R_eff = xp.where(xp.reshape(c.valid, (B, 1, m)), Rm, xp.reshape(eye, (1, m, m)))
     rhs = xp.where(c.valid, c.g[:, :m], xp.zeros_like(c.g[:, :m]))
-    y = xp.reshape(xp.linalg.solve(R_eff, xp.reshape(rhs, (B, m, 1))), (B, m))
+    y = xp.reshape(backend.solve_small(xp, R_eff, xp.reshape(rhs, (B, m, 1))), (B, m))
     basis = c.V[:, :m, :] if c.Z is None else c.Z
     dx = xp.reshape(xp.matmul(xp.reshape(y, (B, 1, y.shape[1])), basis), x.shape)
     return x + dx

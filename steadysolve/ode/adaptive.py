@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Optional
 
+from .. import backend
 from .controller import PIController, attempt_step, error_norm, initial_step
 from .runge_kutta import RKStep, rk_step
 from .tsit5 import ButcherTableau
@@ -43,7 +44,7 @@ def first_step(xp, tab: ButcherTableau, ctrl: PIController, field: Callable, t, 
         h = initial_step(xp, field, xp.reshape(t, (B, 1)), u, fu, tab.order, reltol, abstol)
         nf = 1
     else:
-        h = xp.full((B,), float(dt0), dtype=u.dtype, device=_device(u))
+        h = xp.full((B,), float(dt0), dtype=t.dtype, device=_device(u))
         nf = 0
     if ctrl.dtmax is not None:
         h = xp.minimum(h, xp.full_like(h, ctrl.dtmax))
@@ -51,9 +52,12 @@ def first_step(xp, tab: ButcherTableau, ctrl: PIController, field: Callable, t, 
 
 
 def _device(x):
-    from .. import backend
-
     return backend.device_of(x)
+
+
+def time_dtype(xp, dtype):
+    """Times and step sizes are float32 at least: a half-precision clock stalls (and overflows at 65504)."""
+    return backend.working_dtype(xp, dtype)
 
 
 def attempt(xp, tab: ButcherTableau, ctrl: PIController, field: Callable, t, h, u, fu, err_prev, rejected,
@@ -61,7 +65,7 @@ def attempt(xp, tab: ButcherTableau, ctrl: PIController, field: Callable, t, h, 
     """Attempt one step from ``(t, u)`` with ``fu = field(t, u)``; ``field(t (B, 1) | None, u)``."""
     B = u.shape[0]
     h = xp.minimum(h, tend - t)  # land exactly on tend
-    hb = xp.reshape(h, (B, 1))
+    hb = backend.cast(xp, xp.reshape(h, (B, 1)), u.dtype)  # the state's arithmetic stays in its dtype
     r = rk_step(tab, field, xp.reshape(t, (B, 1)) if time_dependent else None, u, hb, fu)
     finite = xp.all(xp.isfinite(r.u), axis=1) & xp.all(xp.isfinite(r.f), axis=1)
     enorm = error_norm(xp, r.err, u, r.u, reltol, abstol)
@@ -72,7 +76,7 @@ def attempt(xp, tab: ButcherTableau, ctrl: PIController, field: Callable, t, h, 
     t_out = xp.where(acc, t_new, t)
     h_next = xp.minimum(a.h_next, xp.maximum(tend - t_out, xp.zeros_like(t_out)))
     reached = acc & (t_out >= tend)
-    eps = float(xp.finfo(u.dtype).eps)
+    eps = float(xp.finfo(t.dtype).eps)
     underflow = ~reached & (h_next <= 4 * eps * xp.maximum(xp.abs(t_out), xp.ones_like(t_out)))
     return Attempted(
         u=xp.where(acc2, r.u, u), fu=xp.where(acc2, r.f, fu), t=t_out, h=h_next, err_prev=a.err_prev,

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
+from ..backend import cast, working_dtype
 from ..checks import check_positive, renamed_options
 
 __all__ = ["PIController", "Attempt", "attempt_step", "initial_step", "error_norm"]
@@ -85,10 +86,25 @@ class PIController:
 
 
 def error_norm(xp, err, u, u_new, reltol: float, abstol: float):
-    """Per-element RMS of the error scaled by ``abstol + reltol * max(|u|, |u_new|)``; inf when not finite."""
+    """Per-element RMS of the error scaled by ``abstol + reltol * max(|u|, |u_new|)``; inf when not finite
+    (computed in float32 at least: half-precision states would overflow the squares)."""
+    err, u, u_new = (_wide(xp, a) for a in (err, u, u_new))
     scale = abstol + reltol * xp.maximum(xp.abs(u), xp.abs(u_new))
-    e = xp.sqrt(xp.mean((err / scale) ** 2, axis=1))
+    e = xp.sqrt(xp.mean(_scaled(xp, err, scale, abstol) ** 2, axis=1))
     return xp.where(xp.isfinite(e), e, xp.full_like(e, math.inf))
+
+
+def _wide(xp, x):
+    return cast(xp, x, working_dtype(xp, x.dtype))
+
+
+def _scaled(xp, x, scale, abstol: float):
+    """``x / scale``; with ``abstol = 0`` (a purely relative tolerance) a zero component of ``u`` has
+    scale 0: floor it and cap the ratio (1e10 means "reject" as surely as inf, without overflow)."""
+    if abstol > 0:
+        return x / scale
+    floor = float(xp.finfo(x.dtype).smallest_normal) ** 0.5
+    return xp.minimum(xp.abs(x) / xp.maximum(scale, xp.full_like(scale, floor)), xp.full_like(x, 1e10))
 
 
 class Attempt(NamedTuple):
@@ -121,19 +137,20 @@ def attempt_step(ctrl: PIController, xp, order: int, error_order: int, h, enorm,
 def initial_step(xp, f, t0, u0, f0, order: int, reltol: float, abstol: float):
     """Hairer-Wanner's starting step (one extra evaluation of ``f``), per element ``(B,)``.
 
-    ``f(t, u)`` with ``t`` of shape ``(B, 1)``; ``t0`` is ``(B, 1)``.
+    ``f(t, u)`` with ``t`` of shape ``(B, 1)``; ``t0`` is ``(B, 1)``. Norms and step sizes are in
+    float32 at least; the trial state stays in the dtype of ``u0``.
     """
-    scale = abstol + reltol * xp.abs(u0)
+    scale = abstol + reltol * xp.abs(_wide(xp, u0))
 
     def rms(x):
-        return xp.sqrt(xp.mean((x / scale) ** 2, axis=1))
+        return xp.sqrt(xp.mean(_scaled(xp, _wide(xp, x), scale, abstol) ** 2, axis=1))
 
     d0, d1 = rms(u0), rms(f0)
     small = xp.full_like(d0, 1e-5)
     h0 = xp.where((d0 < small) | (d1 < small), xp.full_like(d0, 1e-6),
                   0.01 * d0 / xp.where(d1 > 0, d1, xp.ones_like(d1)))
     h0c = xp.reshape(h0, (h0.shape[0], 1))
-    f1 = f(t0 + h0c, u0 + h0c * f0)
+    f1 = f(t0 + h0c, u0 + cast(xp, h0c, u0.dtype) * f0)
     d2 = rms(f1 - f0) / h0
     dmax = xp.maximum(d1, d2)
     tiny = xp.full_like(dmax, 1e-15)

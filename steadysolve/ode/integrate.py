@@ -16,7 +16,7 @@ from .. import backend
 from ..checks import check_int, check_real, check_tol, reject_unknown
 from ..problems import check_output, validate_u0
 from ..solution import ODESolution, ReturnCode, Stats, register_jax_pytrees
-from .adaptive import attempt, first_step
+from .adaptive import attempt, first_step, time_dtype
 from .controller import PIController
 from .runge_kutta import dense_eval
 from .tsit5 import ExplicitRK, Tsit5
@@ -116,12 +116,13 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
     check_output("f(u, p, t)", f_t0, u0, xp)
 
     def F(t, u):
-        return xp.reshape(f(xp.reshape(u, shape), p, xp.reshape(t, ())), (1, n))
+        return xp.reshape(f(xp.reshape(u, shape), p, backend.cast(xp, xp.reshape(t, ()), dtype)), (1, n))
 
     tab = solver.tableau
     u = xp.reshape(u0, (1, n))
     fu = xp.reshape(f_t0, (1, n))
-    t = xp.full((1,), t0, dtype=dtype, device=device)
+    tdt = time_dtype(xp, dtype)
+    t = xp.full((1,), t0, dtype=tdt, device=device)
     h, nf0 = first_step(xp, tab, controller, F, t, u, fu, reltol, abstol, dt0, t1)
     nf = 1 + nf0
 
@@ -156,7 +157,7 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
         it += 1
         nf += a.rk.nf
         acc_f, fin_f, tiny_f, tnew_f, h_f = _host_floats(xp, xp.concat([
-            xp.astype(a.accept, dtype), xp.astype(a.finite, dtype), xp.astype(a.underflow, dtype), a.t, a.h_used]))
+            xp.astype(a.accept, tdt), xp.astype(a.finite, tdt), xp.astype(a.underflow, tdt), a.t, a.h_used]))
         accepted = acc_f == 1.0
         if accepted:
             naccept += 1
@@ -218,8 +219,8 @@ def _integrate_jax(tab, step, t, h, u, fu, save, nf, maxiters, shape, dtype, t0)
 
         def save_body(s):
             kk, b = s
-            theta = jnp.clip((save_a[kk] - t[0]) / a.h_used[0], 0.0, 1.0)
-            return kk + 1, b.at[kk].set(dense_eval(tab, u, a.h_used[0], a.rk.ks, theta)[0])
+            theta = jnp.clip((save_a[kk] - t[0]) / a.h_used[0], 0.0, 1.0).astype(u.dtype)
+            return kk + 1, b.at[kk].set(dense_eval(tab, u, a.h_used[0].astype(u.dtype), a.rk.ks, theta)[0])
 
         k, buf = jax.lax.while_loop(save_cond, save_body, (k, buf))
         code = jnp.where(a.reached[0], i32(_SUCCESS), code)

@@ -75,6 +75,11 @@ def _host_norms(xp, ctx, state, scalar):
     """Residual norm, iterate norm (and the step's flag) per element, moved to the host at once."""
     parts = [ctx.norm(state.fu), ctx.norm(state.u)]
     flag = getattr(state, "flag", None)
+    if ctx.host_arrays:  # NumPy: the arrays are on the host already, no stacking or copying
+        if scalar:
+            return float(parts[0][0]), float(parts[1][0]), (None if flag is None else int(flag[0]))
+        return (parts[0].astype(np.float64, copy=False), parts[1].astype(np.float64, copy=False),
+                None if flag is None else flag.astype(np.int32, copy=False))
     if flag is not None:
         parts.append(xp.astype(flag, parts[0].dtype))
     host = backend.to_numpy(xp, xp.stack(parts))

@@ -72,6 +72,7 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
         xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,
         F=F, G=G, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac), vector_field=vector_field,
         norm=norm_fn, abstol=abstol, reltol=reltol, fu0=to_s(fu0_user), p=p, kind=prob.kind, traced=traced,
+        host_arrays=backend.is_numpy(xp),
     )
 
 

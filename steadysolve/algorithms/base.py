@@ -75,6 +75,7 @@ class Context:
     p: Any = None
     kind: str = "nonlinear"
     traced: bool = False  # the JAX lax.while_loop driver runs this solve
+    host_arrays: bool = False  # the arrays are NumPy arrays on the host (no transfer needed)
 
     def jvp(self, u, v, fu):
         """``J_F(u) v`` per row (``fu = F(u)`` lets finite differences skip one evaluation)."""

@@ -26,7 +26,7 @@ single_thread()
 import numpy as np  # noqa: E402
 import scipy.optimize as so  # noqa: E402
 
-import mgh  # noqa: E402
+import _mgh as mgh  # noqa: E402
 import steadysolve as ss  # noqa: E402
 from steadysolve import registry  # noqa: E402
 

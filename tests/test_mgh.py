@@ -1,4 +1,4 @@
-"""The ported Moré–Garbow–Hillstrom / MINPACK-1 problems (benchmarks/mgh.py) are correct."""
+"""The ported Moré–Garbow–Hillstrom / MINPACK-1 problems (benchmarks/_mgh.py) are correct."""
 
 import os
 import sys
@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
-import mgh  # noqa: E402
+import _mgh as mgh  # noqa: E402
 
 NAMES = [p.name for p in mgh.PROBLEMS]
 

@@ -5,6 +5,7 @@ from .algorithms.dynamic_ss import DynamicSS
 from .algorithms.newton_krylov import NewtonKrylov
 from .algorithms.broyden import Broyden
 from .algorithms.newton import NewtonRaphson
+from .algorithms.trust_region import TrustRegion
 from .linear import GMRES, linear_solve
 from .ode import PIController, Tsit5
 from .ode.integrate import integrate
@@ -35,6 +36,7 @@ __all__ = [
     "NewtonKrylov",
     "Broyden",
     "NewtonRaphson",
+    "TrustRegion",
     "GMRES",
     "linear_solve",
     "LinearSolution",

@@ -7,5 +7,7 @@ from .fixed_point import FixedPointIteration
 from .newton_krylov import NewtonKrylov
 from .broyden import Broyden
 from .newton import NewtonRaphson
+from .trust_region import TrustRegion
 
-__all__ = ["Algorithm", "Context", "Anderson", "FixedPointIteration", "DynamicSS", "NewtonKrylov", "Broyden", "NewtonRaphson"]
+__all__ = ["Algorithm", "Context", "Anderson", "FixedPointIteration", "DynamicSS", "NewtonKrylov", "Broyden", "NewtonRaphson",
+           "TrustRegion"]

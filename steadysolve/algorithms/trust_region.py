@@ -52,6 +52,18 @@ def _safe(xp, x):
     return xp.where(x > 0, x, xp.ones_like(x))
 
 
+def _newton_point(xp, A, b):
+    """Batched solve; an eager backend that raises on an exactly singular matrix (NumPy,
+    PyTorch) gets the least-squares point of the pseudo-inverse instead (JAX returns NaN,
+    which the dogleg replaces by the Cauchy step)."""
+    try:
+        return backend.solve_small(xp, A, b)
+    except Exception as e:  # numpy.linalg.LinAlgError, torch.linalg.LinAlgError (a RuntimeError)
+        if "singular" not in str(e).lower() and "LinAlgError" not in type(e).__name__:
+            raise
+        return xp.matmul(xp.linalg.pinv(A), b)
+
+
 def dogleg(xp, J, fu, D, radius, shift=None):
     """Powell's dogleg step per row: ``(delta (B, n), ||D delta|| (B,), usable (B,) bool)``.
 
@@ -65,17 +77,17 @@ def dogleg(xp, J, fu, D, radius, shift=None):
     B, n = fu.shape
     A = J if shift is None else J + xp.reshape(shift, (B, 1, 1)) * xp.reshape(
         xp.eye(n, dtype=fu.dtype, device=backend.device_of(fu)), (1, n, n))
-    pN = xp.reshape(backend.solve_small(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
-    newton_ok = xp.all(xp.isfinite(pN), axis=1)
-    pN = xp.where(xp.reshape(newton_ok, (B, 1)), pN, xp.zeros_like(pN))
+    pN = xp.reshape(_newton_point(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
+    yN = D * pN
+    nN = xp.sqrt(_rows(xp, yN, yN))
+    newton_ok = xp.all(xp.isfinite(pN), axis=1) & xp.isfinite(nN)
+    yN = xp.where(xp.reshape(newton_ok, (B, 1)), yN, xp.zeros_like(yN))
     g = xp.sum(J * xp.reshape(fu, (B, n, 1)), axis=1) / D  # scaled gradient D^-1 J^T F
     Jg = xp.sum(J * xp.reshape(g / D, (B, 1, n)), axis=2)
     gn2 = _rows(xp, g, g)
     t = gn2 / _safe(xp, _rows(xp, Jg, Jg))
     yC = -xp.reshape(t, (B, 1)) * g
     nC = xp.sqrt(_rows(xp, yC, yC))
-    yN = D * pN
-    nN = xp.sqrt(_rows(xp, yN, yN))
     cut = xp.minimum(xp.ones_like(nC), radius / _safe(xp, nC))
     y_cauchy = xp.reshape(cut, (B, 1)) * yC
     s = yN - yC

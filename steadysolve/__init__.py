@@ -6,6 +6,7 @@ from .algorithms.newton_krylov import NewtonKrylov
 from .algorithms.broyden import Broyden
 from .algorithms.newton import NewtonRaphson
 from .algorithms.trust_region import TrustRegion
+from .algorithms.levenberg_marquardt import LevenbergMarquardt
 from .linear import GMRES, linear_solve
 from .ode import PIController, Tsit5
 from .ode.integrate import integrate
@@ -37,6 +38,7 @@ __all__ = [
     "Broyden",
     "NewtonRaphson",
     "TrustRegion",
+    "LevenbergMarquardt",
     "GMRES",
     "linear_solve",
     "LinearSolution",

@@ -21,7 +21,7 @@ from ..registry import register
 from ..retcodes import ReturnCode
 from .base import Algorithm
 
-__all__ = ["TrustRegion", "TrustRegionState", "dogleg"]
+__all__ = ["TrustRegion", "TrustRegionState", "dogleg", "refresh_jacobian"]
 
 _LSF = ReturnCode.LinearSolveFailed.code
 _STALLED = ReturnCode.Stalled.code
@@ -109,6 +109,30 @@ def dogleg(xp, J, fu, D, radius, shift=None):
     return y / D, xp.sqrt(_rows(xp, y, y)), usable
 
 
+def refresh_jacobian(ctx, u, fu, J_old, need):
+    """The Jacobian ``(B, n, n)`` where ``need`` (else ``J_old``), the JVPs and Jacobians it cost.
+    Nothing is built when no element needs it (a host branch eagerly, ``lax.cond`` under JAX)."""
+    xp, B = ctx.xp, ctx.batch
+    nb = xp.reshape(need, (B, 1, 1))
+    if backend.is_jax(xp) and backend.is_traced(u):
+        import jax
+        import jax.numpy as jnp
+
+        def yes(args):
+            J, nj = ctx.jacobian(*args)
+            return J, jnp.asarray(nj, dtype=jnp.int32)
+
+        def no(args):
+            return J_old, jnp.asarray(0, dtype=jnp.int32)
+
+        J, nj = jax.lax.cond(jnp.any(need), yes, no, (u, fu))
+        return xp.where(nb, J, J_old), nj, xp.astype(xp.any(need), xp.int32)
+    if not backend.host_bool(xp.any(need)):
+        return J_old, 0, 0
+    J, nj = ctx.jacobian(u, fu)
+    return xp.where(nb, J, J_old), nj, 1
+
+
 @register("trust_region")
 @dataclass(frozen=True)
 class TrustRegion(Algorithm):
@@ -154,32 +178,10 @@ class TrustRegion(Algorithm):
             nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
             njac=ctx.counter(0), nreject=ctx.counter(0))
 
-    def _jacobian(self, ctx, state, need):
-        """The Jacobian where ``need`` (else the stored one), the JVPs and Jacobians it cost."""
-        xp, B, u, fu = ctx.xp, ctx.batch, state.u, state.fu
-        nb = xp.reshape(need, (B, 1, 1))
-        if backend.is_jax(xp) and backend.is_traced(u):
-            import jax
-            import jax.numpy as jnp
-
-            def yes(args):
-                J, nj = ctx.jacobian(*args)
-                return J, jnp.asarray(nj, dtype=jnp.int32)
-
-            def no(args):
-                return state.J, jnp.asarray(0, dtype=jnp.int32)
-
-            J, nj = jax.lax.cond(jnp.any(need), yes, no, (u, fu))
-            return xp.where(nb, J, state.J), nj, xp.astype(xp.any(need), xp.int32)
-        if not backend.host_bool(xp.any(need)):
-            return state.J, 0, 0
-        J, nj = ctx.jacobian(u, fu)
-        return xp.where(nb, J, state.J), nj, 1
-
     def step(self, prob, state, ctx):
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         need = ~state.fresh
-        J, dj, dl = self._jacobian(ctx, state, need)
+        J, dj, dl = refresh_jacobian(ctx, state.u, state.fu, state.J, need)
         finite_j = xp.all(xp.isfinite(xp.reshape(J, (B, n * n))), axis=1)
         J = xp.where(xp.reshape(finite_j, (B, 1, 1)), J, xp.zeros_like(J))
         cn = xp.sqrt(xp.sum(J * J, axis=1))  # column norms (B, n)

@@ -5,6 +5,8 @@ from .algorithms.dynamic_ss import DynamicSS
 from .algorithms.newton_krylov import NewtonKrylov
 from .algorithms.broyden import Broyden
 from .algorithms.newton import NewtonRaphson
+from .algorithms.trust_region import TrustRegion
+from .algorithms.levenberg_marquardt import LevenbergMarquardt
 from .linear import GMRES, linear_solve
 from .ode import PIController, Tsit5
 from .ode.integrate import integrate
@@ -35,6 +37,8 @@ __all__ = [
     "NewtonKrylov",
     "Broyden",
     "NewtonRaphson",
+    "TrustRegion",
+    "LevenbergMarquardt",
     "GMRES",
     "linear_solve",
     "LinearSolution",

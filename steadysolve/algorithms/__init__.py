@@ -7,5 +7,8 @@ from .fixed_point import FixedPointIteration
 from .newton_krylov import NewtonKrylov
 from .broyden import Broyden
 from .newton import NewtonRaphson
+from .trust_region import TrustRegion
+from .levenberg_marquardt import LevenbergMarquardt
 
-__all__ = ["Algorithm", "Context", "Anderson", "FixedPointIteration", "DynamicSS", "NewtonKrylov", "Broyden", "NewtonRaphson"]
+__all__ = ["Algorithm", "Context", "Anderson", "FixedPointIteration", "DynamicSS", "NewtonKrylov", "Broyden", "NewtonRaphson",
+           "TrustRegion", "LevenbergMarquardt"]

@@ -1,0 +1,139 @@
+"""Levenberg-Marquardt on the dense Jacobian, with Moré's column scaling and Nielsen's damping update.
+
+Every driver iteration evaluates ``F`` once, at ``u + delta`` with
+``(J^T J + lam D^2) delta = -J^T F``. The gain ratio ``rho`` (actual over predicted
+reduction of ``||F||^2``) accepts the step when ``rho > 1e-4``; the damping then
+shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (and ``nu = 2``), a rejection multiplies it
+by ``nu`` and doubles ``nu``. The Jacobian is rebuilt only after accepted steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .. import backend
+from ..checks import check_int, check_positive
+from ..registry import register
+from ..retcodes import ReturnCode
+from .base import Algorithm
+from .trust_region import ACCEPT_RHO, refresh_jacobian
+
+__all__ = ["LevenbergMarquardt", "LMState"]
+
+_LSF = ReturnCode.LinearSolveFailed.code
+_STALLED = ReturnCode.Stalled.code
+
+
+class LMState(NamedTuple):
+    u: Any
+    fu: Any
+    fn2: Any  # (B,) ||F(u)||_2^2
+    J: Any  # (B, n, n) Jacobian at u (valid where ``fresh``)
+    fresh: Any  # (B,) bool
+    D: Any  # (B, n) scaling (running max of the column norms)
+    lam: Any  # (B,) damping
+    nu: Any  # (B,) growth factor of the damping after a rejection
+    flag: Any  # (B,) int32 failure code
+    nf: Any
+    njvp: Any
+    nvjp: Any
+    njac: Any
+    nreject: Any
+
+
+def _rows(xp, a, b):
+    return xp.sum(a * b, axis=1)
+
+
+@register("levenberg_marquardt")
+@dataclass(frozen=True)
+class LevenbergMarquardt(Algorithm):
+    """Dense Levenberg-Marquardt: ``(J^T J + lam D^2) delta = -J^T F``.
+
+    A least-squares method: it converges to a minimum of ``||F||_2`` even when that is
+    not a root, and then stops honestly with ``Stalled`` (the scaled gradient
+    ``max_j |(J^T F)_j| / (||J e_j|| ||F||)`` below ``gtol``, or the damping above
+    ``1e16`` with no step accepted) instead of reporting success.
+
+    Parameters
+    ----------
+    damping : first damping ``lam`` relative to ``D^2`` (Nielsen's ``tau``, default 1e-3).
+    gtol : cosine between ``F`` and the Jacobian's columns under which a non-root
+        stationary point is declared (default 1e-10).
+    max_size : largest ``n`` accepted (default 1000, as :class:`NewtonRaphson`).
+    """
+
+    damping: float = 1e-3
+    gtol: float = 1e-10
+    max_size: int = 1000
+
+    def __post_init__(self):
+        check_positive("LevenbergMarquardt", "damping", self.damping)
+        check_positive("LevenbergMarquardt", "gtol", self.gtol)
+        check_int("LevenbergMarquardt", "max_size", self.max_size, 1)
+
+    def init(self, prob, u0, ctx):
+        if ctx.n > self.max_size:
+            raise ValueError(
+                f"LevenbergMarquardt: the system has n={ctx.n} unknowns per element, above "
+                f"max_size={self.max_size}; a dense Jacobian needs n*n memory and O(n^3) work per step. Use "
+                "NewtonKrylov (matrix-free Newton-Krylov, ss.NewtonKrylov()) or raise "
+                "LevenbergMarquardt(max_size=...)")
+        xp, B, n = ctx.xp, ctx.batch, ctx.n
+        fu = ctx.fu0
+        ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
+        return LMState(
+            u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), J=ctx.zeros((B, n, n)),
+            fresh=xp.zeros((B,), dtype=xp.bool, device=ctx.device), D=ctx.zeros((B, n)),
+            lam=self.damping * ones, nu=2.0 * ones, flag=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
+            nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
+            njac=ctx.counter(0), nreject=ctx.counter(0))
+
+    def step(self, prob, state, ctx):
+        xp, B, n = ctx.xp, ctx.batch, ctx.n
+        need = ~state.fresh
+        J, dj, dl = refresh_jacobian(ctx, state.u, state.fu, state.J, need)
+        finite_j = xp.all(xp.isfinite(xp.reshape(J, (B, n * n))), axis=1)
+        J = xp.where(xp.reshape(finite_j, (B, 1, 1)), J, xp.zeros_like(J))
+        cn = xp.sqrt(xp.sum(J * J, axis=1))
+        D = xp.maximum(state.D, cn)
+        D = xp.where(D > 0, D, xp.ones_like(D))
+        D = xp.where(xp.reshape(need, (B, 1)), D, state.D)
+        fu, lam = state.fu, state.lam
+        g = xp.sum(J * xp.reshape(fu, (B, n, 1)), axis=1)  # J^T F
+        JtJ = xp.matmul(xp.permute_dims(J, (0, 2, 1)), J)
+        eye = xp.reshape(xp.eye(n, dtype=ctx.dtype, device=ctx.device), (1, n, n))
+        A = JtJ + xp.reshape(lam, (B, 1, 1)) * xp.reshape(D * D, (B, 1, n)) * eye
+        delta = -xp.reshape(backend.solve_small(xp, A, xp.reshape(g, (B, n, 1))), (B, n))
+        usable = xp.all(xp.isfinite(delta), axis=1) & finite_j
+        delta = xp.where(xp.reshape(usable, (B, 1)), delta, xp.zeros_like(delta))
+        trial = state.u + delta
+        ft = ctx.F(trial)
+        ftn2 = xp.sum(ft * ft, axis=1)
+        Jd = xp.sum(J * xp.reshape(delta, (B, 1, n)), axis=2)
+        pred = -(2.0 * _rows(xp, fu, Jd) + _rows(xp, Jd, Jd))
+        ok = xp.isfinite(ftn2) & (pred > 0) & usable
+        one = xp.ones_like(pred)
+        rho = xp.where(ok, (state.fn2 - ftn2) / xp.where(pred > 0, pred, one), -one)
+        accept = ok & (rho > ACCEPT_RHO)
+        shrink = xp.maximum(xp.full_like(rho, 1.0 / 3.0), 1.0 - (2.0 * rho - 1.0) ** 3)
+        lam_new = xp.where(accept, lam * shrink, lam * state.nu)
+        nu = xp.where(accept, 2.0 * one, 2.0 * state.nu)
+        # Non-root stationary point of ||F||: the scaled gradient vanishes while F does not.
+        fnorm = xp.sqrt(state.fn2)
+        cosine = xp.max(xp.abs(g) / D, axis=1) / xp.where(fnorm > 0, fnorm, one)
+        stationary = (fnorm > 0) & (cosine <= self.gtol)
+        stuck = ~accept & (lam_new > 1e16)
+        flag = xp.where(stationary | stuck, xp.full_like(state.flag, _STALLED), state.flag)
+        flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
+        ab = xp.reshape(accept, (B, 1))
+        u = xp.where(ab, trial, state.u)
+        fu = xp.where(ab, ft, fu)
+        fn2 = xp.where(accept, ftn2, state.fn2)
+        nrej = xp.astype(xp.sum(xp.astype(~accept, xp.int32)), xp.int32)
+        return LMState(u, fu, fn2, J, ~accept, D, lam_new, nu, flag, state.nf + 1, state.njvp + dj,
+                       state.nvjp, state.njac + dl, state.nreject + nrej)
+
+    def extra_stats(self, state) -> dict:
+        return {"njac": state.njac, "nreject": state.nreject}

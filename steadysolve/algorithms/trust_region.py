@@ -1,0 +1,224 @@
+"""Trust-region Newton with Powell's dogleg on the dense Jacobian (MINPACK ``hybrd`` style).
+
+Every driver iteration evaluates ``F`` once, at ``u + delta``, where ``delta`` is the
+dogleg step of the model ``||F + J delta||^2`` inside the scaled region
+``||D delta||_2 <= Delta``. The step is accepted when the ratio ``rho`` of actual
+to predicted reduction of ``||F||^2`` exceeds ``1e-4``; ``Delta`` shrinks to a quarter
+of the step length when ``rho < 0.25`` and doubles when ``rho > 0.75`` with the
+step on the boundary. The Jacobian is rebuilt only after an accepted step (a
+rejected trial keeps ``u``, so the old ``J`` is still current): a host-side branch
+eagerly, ``lax.cond`` under JAX tracing, as in :class:`NewtonRaphson`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .. import backend
+from ..checks import check_int, check_positive
+from ..registry import register
+from ..retcodes import ReturnCode
+from .base import Algorithm
+
+__all__ = ["TrustRegion", "TrustRegionState", "dogleg", "refresh_jacobian"]
+
+_LSF = ReturnCode.LinearSolveFailed.code
+_STALLED = ReturnCode.Stalled.code
+ACCEPT_RHO = 1e-4
+
+
+class TrustRegionState(NamedTuple):
+    u: Any
+    fu: Any
+    fn2: Any  # (B,) ||F(u)||_2^2
+    J: Any  # (B, n, n) Jacobian at u (valid where ``fresh``)
+    fresh: Any  # (B,) bool: J belongs to the current u
+    D: Any  # (B, n) scaling, max over the iterations of the Jacobian's column norms
+    radius: Any  # (B,) trust-region radius Delta (< 0: not set yet)
+    flag: Any  # (B,) int32 failure code
+    nf: Any
+    njvp: Any
+    nvjp: Any
+    njac: Any  # 0-d: dense Jacobians built
+    nreject: Any  # 0-d: rejected trial points
+
+
+def _rows(xp, a, b):
+    return xp.sum(a * b, axis=1)
+
+
+def _safe(xp, x):
+    return xp.where(x > 0, x, xp.ones_like(x))
+
+
+def _newton_point(xp, A, b):
+    """Batched solve; an eager backend that raises on an exactly singular matrix (NumPy,
+    PyTorch) gets the least-squares point of the pseudo-inverse instead (JAX returns NaN,
+    which the dogleg replaces by the Cauchy step)."""
+    try:
+        return backend.solve_small(xp, A, b)
+    except Exception as e:  # numpy.linalg.LinAlgError, torch.linalg.LinAlgError (a RuntimeError)
+        if "singular" not in str(e).lower() and "LinAlgError" not in type(e).__name__:
+            raise
+        return xp.matmul(xp.linalg.pinv(A), b)
+
+
+def dogleg(xp, J, fu, D, radius, shift=None):
+    """Powell's dogleg step per row: ``(delta (B, n), ||D delta|| (B,), usable (B,) bool)``.
+
+    ``J`` is ``(B, n, n)``, ``fu`` and ``D`` are ``(B, n)``, ``radius`` is ``(B,)``.
+    In the scaled variables ``y = D delta`` the Gauss-Newton point ``y_N = D J^{-1}(-F)``
+    is taken when inside the region; otherwise the Cauchy point ``y_C`` of the
+    scaled steepest descent direction (cut to the boundary when outside), or the point
+    where the segment ``y_C -> y_N`` leaves the region. A non-finite Newton solve
+    (singular ``J``) leaves the Cauchy step alone.
+    """
+    B, n = fu.shape
+    A = J if shift is None else J + xp.reshape(shift, (B, 1, 1)) * xp.reshape(
+        xp.eye(n, dtype=fu.dtype, device=backend.device_of(fu)), (1, n, n))
+    pN = xp.reshape(_newton_point(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
+    yN = D * pN
+    nN = xp.sqrt(_rows(xp, yN, yN))
+    newton_ok = xp.all(xp.isfinite(pN), axis=1) & xp.isfinite(nN)
+    yN = xp.where(xp.reshape(newton_ok, (B, 1)), yN, xp.zeros_like(yN))
+    g = xp.sum(J * xp.reshape(fu, (B, n, 1)), axis=1) / D  # scaled gradient D^-1 J^T F
+    Jg = xp.sum(J * xp.reshape(g / D, (B, 1, n)), axis=2)
+    gn2 = _rows(xp, g, g)
+    t = gn2 / _safe(xp, _rows(xp, Jg, Jg))
+    yC = -xp.reshape(t, (B, 1)) * g
+    nC = xp.sqrt(_rows(xp, yC, yC))
+    cut = xp.minimum(xp.ones_like(nC), radius / _safe(xp, nC))
+    y_cauchy = xp.reshape(cut, (B, 1)) * yC
+    s = yN - yC
+    a = _rows(xp, s, s)
+    b = 2.0 * _rows(xp, yC, s)
+    c = nC * nC - radius * radius  # < 0 where the segment is used
+    sq = xp.sqrt(xp.maximum(b * b - 4.0 * a * c, xp.zeros_like(a)))
+    tau_pos = -2.0 * c / _safe(xp, b + sq)
+    tau_neg = (sq - b) / _safe(xp, 2.0 * a)
+    tau = xp.where(b >= 0, tau_pos, tau_neg)
+    tau = xp.minimum(xp.maximum(tau, xp.zeros_like(tau)), xp.ones_like(tau))
+    y_seg = yC + xp.reshape(tau, (B, 1)) * s
+    inside = newton_ok & (nN <= radius)
+    use_cauchy = ~newton_ok | (nC >= radius)
+    y = xp.where(xp.reshape(inside, (B, 1)), yN,
+                 xp.where(xp.reshape(use_cauchy, (B, 1)), y_cauchy, y_seg))
+    usable = xp.all(xp.isfinite(y), axis=1)
+    y = xp.where(xp.reshape(usable, (B, 1)), y, xp.zeros_like(y))
+    return y / D, xp.sqrt(_rows(xp, y, y)), usable
+
+
+def refresh_jacobian(ctx, u, fu, J_old, need):
+    """The Jacobian ``(B, n, n)`` where ``need`` (else ``J_old``), the JVPs and Jacobians it cost.
+    Nothing is built when no element needs it (a host branch eagerly, ``lax.cond`` under JAX)."""
+    xp, B = ctx.xp, ctx.batch
+    nb = xp.reshape(need, (B, 1, 1))
+    if backend.is_jax(xp) and backend.is_traced(u):
+        import jax
+        import jax.numpy as jnp
+
+        def yes(args):
+            J, nj = ctx.jacobian(*args)
+            return J, jnp.asarray(nj, dtype=jnp.int32)
+
+        def no(args):
+            return J_old, jnp.asarray(0, dtype=jnp.int32)
+
+        J, nj = jax.lax.cond(jnp.any(need), yes, no, (u, fu))
+        return xp.where(nb, J, J_old), nj, xp.astype(xp.any(need), xp.int32)
+    if not backend.host_bool(xp.any(need)):
+        return J_old, 0, 0
+    J, nj = ctx.jacobian(u, fu)
+    return xp.where(nb, J, J_old), nj, 1
+
+
+@register("trust_region")
+@dataclass(frozen=True)
+class TrustRegion(Algorithm):
+    """Dense trust-region method: Powell's dogleg with MINPACK ``hybrd`` scaling.
+
+    The region is ``||D delta||_2 <= Delta`` with ``D`` the running maximum of the
+    Jacobian's column norms (zero columns count as 1), so the method is invariant
+    to a rescaling of the unknowns. The first radius is
+    ``factor * ||D u0||`` (``factor`` when that is 0). The Jacobian comes from the
+    problem's ``jac``, else AD or finite differences (``n`` JVPs, counted in ``njvp``).
+    The Newton point solves ``(J + eps max|J| I) p = -F`` so that a singular ``J``
+    gives a huge point that the dogleg cuts back. A non-finite Jacobian stops the
+    element with ``LinearSolveFailed``; a radius collapsed to rounding level of
+    ``||D u||`` stops it with ``Stalled`` (typical at a minimum of ``||F||`` that is
+    not a root).
+
+    Parameters
+    ----------
+    factor : scale of the first radius (MINPACK's ``factor``, default 100).
+    max_size : largest ``n`` accepted (default 1000, as :class:`NewtonRaphson`).
+    """
+
+    factor: float = 100.0
+    max_size: int = 1000
+
+    def __post_init__(self):
+        check_positive("TrustRegion", "factor", self.factor)
+        check_int("TrustRegion", "max_size", self.max_size, 1)
+
+    def init(self, prob, u0, ctx):
+        if ctx.n > self.max_size:
+            raise ValueError(
+                f"TrustRegion: the system has n={ctx.n} unknowns per element, above max_size={self.max_size}; "
+                "a dense Jacobian needs n*n memory and O(n^3) work per step. Use NewtonKrylov (matrix-free "
+                "Newton-Krylov, ss.NewtonKrylov()) or raise TrustRegion(max_size=...)")
+        xp, B, n = ctx.xp, ctx.batch, ctx.n
+        fu = ctx.fu0
+        return TrustRegionState(
+            u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), J=ctx.zeros((B, n, n)),
+            fresh=xp.zeros((B,), dtype=xp.bool, device=ctx.device), D=ctx.zeros((B, n)),
+            radius=-xp.ones((B,), dtype=ctx.dtype, device=ctx.device),
+            flag=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
+            nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
+            njac=ctx.counter(0), nreject=ctx.counter(0))
+
+    def step(self, prob, state, ctx):
+        xp, B, n = ctx.xp, ctx.batch, ctx.n
+        need = ~state.fresh
+        J, dj, dl = refresh_jacobian(ctx, state.u, state.fu, state.J, need)
+        finite_j = xp.all(xp.isfinite(xp.reshape(J, (B, n * n))), axis=1)
+        J = xp.where(xp.reshape(finite_j, (B, 1, 1)), J, xp.zeros_like(J))
+        cn = xp.sqrt(xp.sum(J * J, axis=1))  # column norms (B, n)
+        D = xp.maximum(state.D, cn)
+        D = xp.where(D > 0, D, xp.ones_like(D))
+        D = xp.where(xp.reshape(need, (B, 1)), D, state.D)
+        dun = xp.sqrt(_rows(xp, D * state.u, D * state.u))
+        first = dun * self.factor
+        first = xp.where(first > 0, first, xp.full_like(first, self.factor))
+        radius = xp.where(state.radius < 0, first, state.radius)
+        scale = xp.max(xp.abs(xp.reshape(J, (B, n * n))), axis=1)
+        tiny = float(xp.finfo(ctx.dtype).smallest_normal)
+        eps = float(xp.finfo(ctx.dtype).eps)
+        delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, shift=eps * scale + tiny)
+        bad = ~finite_j | ~usable
+        trial = state.u + delta
+        ft = ctx.F(trial)
+        ftn2 = xp.sum(ft * ft, axis=1)
+        Jd = xp.sum(J * xp.reshape(delta, (B, 1, n)), axis=2)
+        pred = -(2.0 * _rows(xp, state.fu, Jd) + _rows(xp, Jd, Jd))
+        actual = state.fn2 - ftn2
+        ok = xp.isfinite(ftn2) & (pred > 0) & ~bad
+        rho = xp.where(ok, actual / _safe(xp, pred), -xp.ones_like(pred))
+        accept = ok & (rho > ACCEPT_RHO)
+        at_boundary = ynorm >= 0.99 * radius
+        radius = xp.where(rho < 0.25, 0.25 * ynorm, radius)
+        radius = xp.where((rho > 0.75) & at_boundary, 2.0 * radius, radius)
+        collapsed = ~accept & (radius <= 10.0 * eps * dun + tiny)
+        flag = xp.where(collapsed, xp.full_like(state.flag, _STALLED), state.flag)
+        flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
+        ab = xp.reshape(accept, (B, 1))
+        u = xp.where(ab, trial, state.u)
+        fu = xp.where(ab, ft, state.fu)
+        fn2 = xp.where(accept, ftn2, state.fn2)
+        nrej = xp.astype(xp.sum(xp.astype(~accept, xp.int32)), xp.int32)
+        return TrustRegionState(u, fu, fn2, J, ~accept, D, radius, flag, state.nf + 1, state.njvp + dj,
+                                state.nvjp, state.njac + dl, state.nreject + nrej)
+
+    def extra_stats(self, state) -> dict:
+        return {"njac": state.njac, "nreject": state.nreject}

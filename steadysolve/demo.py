@@ -109,7 +109,7 @@ def evaluate(model, X, y):
     return loss, acc
 
 
-def train(model, data, epochs=5, batch=64, lr=1e-3, log=print, progress=True):
+def train(model, data, epochs=5, batch=64, lr=2e-3, log=print, progress=True):
     """Adam on cross-entropy; a tqdm bar per epoch (loss, mean NFE); test loss/accuracy per epoch."""
     torch, nn, _, tqdm = _require()
     Xtr, ytr, Xte, yte = (torch.as_tensor(a) for a in data)
@@ -161,10 +161,12 @@ def compare_solvers(model, X, y, names=None, maxiters=100, abstol=1e-3):
     """Every registered algorithm on the trained DEQ: list of dicts (name, nfe, seconds, accuracy, trace, retcode)."""
     torch, _, _, _ = _require()
     import steadysolve as ss
+    import copy
+    model = copy.deepcopy(model).double()  # float64: finite-difference JVPs (Newton) stay accurate
     cell, head = model[2].f, model[3]
     rows = []
     with torch.no_grad():
-        x = model[1](torch.as_tensor(X).reshape(len(X), -1))
+        x = model[1](torch.as_tensor(X, dtype=torch.float64).reshape(len(X), -1))
         for name in names or ss.available():
             prob = ss.FixedPointProblem(lambda u, p: cell(u, x), torch.zeros_like(x))
             t0 = time.perf_counter()
@@ -259,7 +261,7 @@ def format_table(rows):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="steadysolve demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small run (1,000 train digits, 1 epoch; under a minute)")
+    ap.add_argument("--quick", action="store_true", help="small run (2,000 train digits, 1 epoch; under a minute)")
     ap.add_argument("--out", default="steadysolve-demo", help="output folder (default ./steadysolve-demo)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs (default 5, 1 with --quick)")
     ap.add_argument("--solver", default="dynamic_ss", help="forward solver for training (any registered name)")
@@ -268,7 +270,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch, _, _, _ = _require()
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    n_train, n_test = (1000, 300) if args.quick else (None, None)
+    n_train, n_test = (2000, 300) if args.quick else (None, None)
     epochs = args.epochs or (1 if args.quick else 5)
     data, source = load_mnist(args.data_dir, n_train, n_test)
     os.makedirs(args.out, exist_ok=True)
@@ -276,15 +278,15 @@ def main(argv=None):
           f"solver {args.solver!r}, {epochs} epoch(s)")
     t0 = time.perf_counter()
     model = build_model(args.solver)
-    hist = train(model, data, epochs=epochs, progress=not args.no_progress)
+    hist = train(model, data, epochs=epochs, batch=32 if args.quick else 64, progress=not args.no_progress)
     model.eval()
-    n_vis = 200 if args.quick else 500
+    n_vis = 100 if args.quick else 500
     Xv, yv = data[2][:n_vis], data[3][:n_vis]
     frames = hidden_path(model, Xv, maxiters=40 if args.quick else 100)
     files = {k: os.path.join(args.out, k) for k in ("trajectories.png", "clusters.png", "clusters.gif", "solvers.png")}
     plot_trajectories(frames, files["trajectories.png"])
     plot_clusters(frames, yv, files["clusters.png"], files["clusters.gif"], max_frames=15 if args.quick else 30)
-    rows = compare_solvers(model, Xv, yv, maxiters=50 if args.quick else 100)
+    rows = compare_solvers(model, Xv, yv, maxiters=30 if args.quick else 100)
     plot_solvers(rows, files["solvers.png"])
     print(format_table(rows))
     print("wrote:")

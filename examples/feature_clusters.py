@@ -19,17 +19,17 @@ from steadysolve.demo import build_model, hidden_path, load_mnist, plot_clusters
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="1,000 train digits, 1 epoch, 200 test digits")
+    ap.add_argument("--quick", action="store_true", help="2,000 train digits, 1 epoch, 100 test digits")
     ap.add_argument("--solver", default="dynamic_ss", help="solver whose trajectory is drawn")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=".")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    data, _ = load_mnist(args.data_dir, *((1000, 300) if args.quick else (None, None)))
+    data, _ = load_mnist(args.data_dir, *((2000, 300) if args.quick else (None, None)))
     model = build_model()
-    hist = train(model, data, epochs=1 if args.quick else 5)
+    hist = train(model, data, epochs=1 if args.quick else 5, batch=32 if args.quick else 64)
     model.eval()
-    n = 200 if args.quick else 500
+    n = 100 if args.quick else 500
     frames = hidden_path(model, data[2][:n], solver=args.solver)
     png, gif = os.path.join(args.out, "clusters.png"), os.path.join(args.out, "clusters.gif")
     plot_clusters(frames, data[3][:n], png, gif, max_frames=15 if args.quick else 30)

@@ -19,19 +19,19 @@ from steadysolve.demo import build_model, compare_solvers, format_table, load_mn
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="1,000 train digits, 1 epoch, 200 test digits")
+    ap.add_argument("--quick", action="store_true", help="2,000 train digits, 1 epoch, 100 test digits")
     ap.add_argument("--tol", type=float, default=1e-3, help="absolute tolerance (max norm) for every solver")
     ap.add_argument("--maxiters", type=int, default=100)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=".")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    data, _ = load_mnist(args.data_dir, *((1000, 300) if args.quick else (None, None)))
+    data, _ = load_mnist(args.data_dir, *((2000, 300) if args.quick else (None, None)))
     model = build_model()
-    train(model, data, epochs=1 if args.quick else 5)
+    train(model, data, epochs=1 if args.quick else 5, batch=32 if args.quick else 64)
     model.eval()
-    n = 200 if args.quick else 1000
-    rows = compare_solvers(model, data[2][:n], data[3][:n], maxiters=args.maxiters, abstol=args.tol)
+    n = 100 if args.quick else 1000
+    rows = compare_solvers(model, data[2][:n], data[3][:n], maxiters=30 if args.quick else args.maxiters, abstol=args.tol)
     print(format_table(rows))
     path = os.path.join(args.out, "solvers.png")
     plot_solvers(rows, path)

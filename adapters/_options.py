@@ -18,7 +18,8 @@ from steadysolve.checks import (check_batch_axis, check_choice, check_int, check
 from steadysolve.registry import LINEAR, resolve
 from steadysolve.termination import get_norm
 
-__all__ = ["Implicit", "Phantom", "LayerOptions", "layer_options", "check_layer_batch_axis"]
+__all__ = ["Implicit", "Phantom", "LayerOptions", "layer_options", "check_layer_batch_axis", "budgeted",
+           "nfe_per_iteration"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -170,17 +171,26 @@ class LayerOptions:
     norm: Any
     batch_axis: Optional[int]
     backward: _Backward
+    max_nfe: Optional[int] = None
 
     def solve_kwargs(self) -> dict:
         return dict(abstol=self.abstol, reltol=self.reltol, maxiters=self.maxiters, norm=self.norm,
                     batch_axis=self.batch_axis)
+
+    def budgeted(self, n: int) -> "LayerOptions":
+        """The options with ``max_nfe`` mapped onto the solver for a state of ``n`` entries per element."""
+        if self.max_nfe is None:
+            return self
+        alg, maxiters = budgeted("DEQ", self.solver, self.max_nfe, n)
+        return dataclasses.replace(self, solver=alg, maxiters=maxiters)
 
     def with_batch_axis(self, axis: Optional[int]) -> "LayerOptions":
         return dataclasses.replace(self, batch_axis=axis)
 
 
 def layer_options(owner: str, *, solver, abstol, reltol, maxiters, norm, batch_axis, backward,
-                  default_tol: Optional[float] = None, unknown: Optional[dict] = None, valid=()) -> LayerOptions:
+                  default_tol: Optional[float] = None, unknown: Optional[dict] = None, valid=(),
+                  max_nfe: Optional[int] = None, default_maxiters: int = 50) -> LayerOptions:
     """Validate a layer's options before any work; ``None`` tolerances become ``default_tol``."""
     if unknown:
         moved = [k for k in unknown if k in _MOVED]
@@ -199,14 +209,79 @@ def layer_options(owner: str, *, solver, abstol, reltol, maxiters, norm, batch_a
     reltol = check_tol(owner, "reltol", reltol)
     abstol = default_tol if abstol is None else abstol
     reltol = default_tol if reltol is None else reltol
-    maxiters = check_int(owner, "maxiters", maxiters, 1)
+    if max_nfe is not None:
+        max_nfe = check_int(owner, "max_nfe", max_nfe, 1)
+        if maxiters is not None:
+            raise TypeError(f"{owner}: give either max_nfe= (a budget of evaluations of f, counting JVPs/VJPs, "
+                            f"mapped onto each solver's iteration limits) or maxiters=, not both")
+        _check_budget(owner, alg, max_nfe)
+    maxiters = default_maxiters if maxiters is None else check_int(owner, "maxiters", maxiters, 1)
     get_norm(norm)  # raises on an unknown norm
     if batch_axis is not None:
         check_int(owner, "batch_axis", batch_axis, minimum=None)
     bwd = _resolve_backward(owner, backward, abstol or 0.0, reltol or 0.0, maxiters)
-    return LayerOptions(alg, abstol, reltol, maxiters, norm, batch_axis, bwd)
+    if max_nfe is not None:  # the backward's default cap: the same budget in products with J^T
+        bwd = bwd._replace(maxiters=max_nfe) if bwd.maxiters == maxiters else bwd
+    return LayerOptions(alg, abstol, reltol, maxiters, norm, batch_axis, bwd, max_nfe)
 
 
 def check_layer_batch_axis(owner: str, opts: LayerOptions, shape) -> LayerOptions:
     """Normalise the batch axis against the state's shape (clear error when out of range)."""
     return opts.with_batch_axis(check_batch_axis(owner, opts.batch_axis, shape, "z"))
+
+
+# ---------------------------------------------------------------------------------------
+# A work budget in evaluations of f (counting JVPs / VJPs), the same for every solver
+# ---------------------------------------------------------------------------------------
+
+#: Krylov steps per Newton iteration under a budget (an inexact Newton step; DEQ tolerances are loose)
+BUDGET_KRYLOV = 4
+
+
+def nfe_per_iteration(alg, n: int = 1) -> int:
+    """Worst-case evaluations of ``f`` (JVPs counted) one driver iteration of ``alg`` spends."""
+    from steadysolve.algorithms.dynamic_ss import DynamicSS
+    from steadysolve.algorithms.newton import NewtonRaphson
+    from steadysolve.algorithms.newton_krylov import NewtonKrylov
+
+    if isinstance(alg, NewtonKrylov):
+        ls = alg.linsolve
+        inner = ls.maxiters if ls.maxiters is not None else ls.restart + alg.recycle
+        return 1 + inner
+    if isinstance(alg, NewtonRaphson):
+        return 1 + n  # one evaluation + a dense Jacobian of n JVPs (backtracks are driver iterations)
+    if isinstance(alg, DynamicSS):
+        return alg.integrator.tableau.new_evaluations
+    return 1
+
+
+def _budget_alg(alg):
+    """The solver configured for a budget: Newton-Krylov gets a short inner solve, no recycling."""
+    from steadysolve.algorithms.newton_krylov import NewtonKrylov
+
+    if isinstance(alg, NewtonKrylov) and alg.linsolve.maxiters is None:
+        ls = dataclasses.replace(alg.linsolve, restart=BUDGET_KRYLOV, maxiters=BUDGET_KRYLOV)
+        return dataclasses.replace(alg, linsolve=ls, recycle=0)
+    return alg
+
+
+def _check_budget(owner: str, alg, max_nfe: int, n: int = 1) -> None:
+    need = 1 + nfe_per_iteration(_budget_alg(alg), n)
+    if max_nfe < need:
+        name = getattr(alg, "name", "") or type(alg).__name__
+        raise ValueError(f"{owner}: max_nfe={max_nfe} is too small for solver {name!r}: one iteration needs "
+                         f"{need} evaluations of f (the initial one included); raise max_nfe to at least {need} "
+                         f"or pick a cheaper solver (anderson, broyden, fixed_point cost 1 per iteration)")
+
+
+def budgeted(owner: str, alg, max_nfe: int, n: int = 1):
+    """``(algorithm, maxiters)`` so that a solve spends at most ``max_nfe`` evaluations of ``f``
+    (JVPs counted, the initial evaluation included) for a state of ``n`` entries per element.
+
+    anderson / broyden / fixed_point: one evaluation per iteration; newton_krylov: a Newton
+    iteration of ``1 + BUDGET_KRYLOV`` (one evaluation and the GMRES steps); newton: ``1 + n``;
+    dynamic_ss: the integrator's new evaluations per step (Tsit5: 6).
+    """
+    _check_budget(owner, alg, max_nfe, n)
+    alg = _budget_alg(alg)
+    return alg, max(1, (max_nfe - 1) // nfe_per_iteration(alg, n))

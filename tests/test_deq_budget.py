@@ -88,7 +88,7 @@ def test_defaults_are_torchdeq_nominal():
 
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_small_deq_trains_with_each_solver(solver):
-    """A toy regression: every solver name, at the nominal budget, cuts the loss by 5x."""
+    """A toy regression: every solver name, at the nominal budget, cuts the loss by 3x."""
     torch.manual_seed(0)
     n, d = 64, 4
     X = torch.randn(n, d, dtype=torch.float64)
@@ -109,7 +109,7 @@ def test_small_deq_trains_with_each_solver(solver):
         val = loss()
         val.backward()
         opt.step()
-    assert float(loss()) < first / 5, solver
+    assert float(loss()) < first / 3, solver
     assert deq.forward_stats.nf + deq.forward_stats.njvp <= 50
 
 

@@ -208,7 +208,16 @@ def main():
         net = copy.deepcopy(base)
         net.layer = SteadysolveLayer(copy.deepcopy(cell0), args.ftol, args.btol, args.maxiters, args.backward_solver)
         nets.append(("steadysolve", net))
-        for name in names:  # one row per registered solver, nominal defaults, the same budget
+        from steadysolve.adapters._options import budgeted
+        from steadysolve.registry import resolve
+
+        for name in list(names):  # one row per registered solver, nominal defaults, the same budget
+            try:
+                budgeted("DEQ", resolve(name), args.maxiters, 100)
+            except ValueError as e:  # e.g. the dense newton: one Jacobian of z (100 entries) exceeds the budget
+                print(f"skipped {name}: {e}")
+                names.remove(name)
+                continue
             net = copy.deepcopy(base)
             net.layer = SteadysolveLayer(copy.deepcopy(cell0), args.ftol, args.btol, args.maxiters, None, name)
             nets.append((f"ss:{name}", net))

@@ -181,7 +181,7 @@ class LayerOptions:
         """The options with ``max_nfe`` mapped onto the solver for a state of ``n`` entries per element."""
         if self.max_nfe is None:
             return self
-        alg, maxiters = budgeted("DEQ", self.solver, self.max_nfe, n)
+        alg, maxiters = budgeted("DEQ", self.solver, self.max_nfe, n, self.reltol or 0.0)
         return dataclasses.replace(self, solver=alg, maxiters=maxiters)
 
     def with_batch_axis(self, axis: Optional[int]) -> "LayerOptions":
@@ -255,18 +255,30 @@ def nfe_per_iteration(alg, n: int = 1) -> int:
     return 1
 
 
-def _budget_alg(alg):
-    """The solver configured for a budget: Newton-Krylov gets a short inner solve, no recycling."""
+def _setup_nfe(alg) -> int:
+    """Evaluations before the first iteration: ``f(z0)``, plus dynamic_ss's automatic first step."""
+    from steadysolve.algorithms.dynamic_ss import DynamicSS
+
+    return 2 if isinstance(alg, DynamicSS) and alg.dt0 is None else 1
+
+
+def _budget_alg(alg, reltol: float = 0.0):
+    """The solver configured for a budget: Newton-Krylov gets a short inner solve, no recycling;
+    dynamic_ss controls its local error at the layer's tolerance (not a tenth of it): a DEQ
+    needs the steady state, not an accurate transient."""
+    from steadysolve.algorithms.dynamic_ss import DynamicSS
     from steadysolve.algorithms.newton_krylov import NewtonKrylov
 
     if isinstance(alg, NewtonKrylov) and alg.linsolve.maxiters is None:
         ls = dataclasses.replace(alg.linsolve, restart=BUDGET_KRYLOV, maxiters=BUDGET_KRYLOV)
         return dataclasses.replace(alg, linsolve=ls, recycle=0)
+    if isinstance(alg, DynamicSS) and alg.controller.reltol is None and reltol > 0:
+        return dataclasses.replace(alg, controller=dataclasses.replace(alg.controller, reltol=reltol))
     return alg
 
 
 def _check_budget(owner: str, alg, max_nfe: int, n: int = 1) -> None:
-    need = 1 + nfe_per_iteration(_budget_alg(alg), n)
+    need = _setup_nfe(alg) + nfe_per_iteration(_budget_alg(alg), n)
     if max_nfe < need:
         name = getattr(alg, "name", "") or type(alg).__name__
         raise ValueError(f"{owner}: max_nfe={max_nfe} is too small for solver {name!r}: one iteration needs "
@@ -274,7 +286,7 @@ def _check_budget(owner: str, alg, max_nfe: int, n: int = 1) -> None:
                          f"or pick a cheaper solver (anderson, broyden, fixed_point cost 1 per iteration)")
 
 
-def budgeted(owner: str, alg, max_nfe: int, n: int = 1):
+def budgeted(owner: str, alg, max_nfe: int, n: int = 1, reltol: float = 0.0):
     """``(algorithm, maxiters)`` so that a solve spends at most ``max_nfe`` evaluations of ``f``
     (JVPs counted, the initial evaluation included) for a state of ``n`` entries per element.
 
@@ -283,5 +295,6 @@ def budgeted(owner: str, alg, max_nfe: int, n: int = 1):
     dynamic_ss: the integrator's new evaluations per step (Tsit5: 6).
     """
     _check_budget(owner, alg, max_nfe, n)
-    alg = _budget_alg(alg)
-    return alg, max(1, (max_nfe - 1) // nfe_per_iteration(alg, n))
+    setup = _setup_nfe(alg)
+    alg = _budget_alg(alg, reltol)
+    return alg, max(1, (max_nfe - setup) // nfe_per_iteration(alg, n))

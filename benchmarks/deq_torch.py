@@ -168,11 +168,11 @@ def run(named_nets, data, epochs, seed):
     out = []
     for r in recs:
         net = r["net"]
+        t_fwd = net.t_layer / len(r["steps"])  # the training steps only (not the test pass below)
         net.eval()
         with torch.no_grad():
             acc = float((net(Xte).argmax(1) == yte).float().mean())
         t_f = float(np.median(r["t_fs"]))
-        t_fwd = net.t_layer / len(r["steps"])
         nfe = float(np.mean(r["nfe"]))
         out.append(dict(name=r["name"], ms_step=1e3 * float(np.median(r["steps"])),
                         ms_mean=1e3 * float(np.mean(r["steps"])), nfe=nfe, t_fwd=t_fwd,

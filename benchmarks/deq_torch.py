@@ -208,7 +208,7 @@ def main():
         net = copy.deepcopy(base)
         net.layer = SteadysolveLayer(copy.deepcopy(cell0), args.ftol, args.btol, args.maxiters, args.backward_solver)
         nets.append(("steadysolve", net))
-        from steadysolve.adapters._options import budgeted
+        from steadysolve.adapters._budget import budgeted
         from steadysolve.registry import resolve
 
         for name in list(names):  # one row per registered solver, nominal defaults, the same budget

@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import steadysolve as ss  # noqa: E402
-from steadysolve.adapters._options import budgeted, nfe_per_iteration  # noqa: E402
+from steadysolve.adapters._budget import budgeted, nfe_per_iteration  # noqa: E402
 from steadysolve.adapters.torch import DEQ, fixed_point  # noqa: E402
 
 SOLVERS = ss.available()

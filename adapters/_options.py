@@ -18,7 +18,10 @@ from steadysolve.checks import (check_batch_axis, check_choice, check_int, check
 from steadysolve.registry import LINEAR, resolve
 from steadysolve.termination import get_norm
 
-__all__ = ["Implicit", "Phantom", "LayerOptions", "layer_options", "check_layer_batch_axis"]
+from ._budget import _check_budget, budgeted, nfe_per_iteration  # noqa: F401  (re-exported)
+
+__all__ = ["Implicit", "Phantom", "LayerOptions", "layer_options", "check_layer_batch_axis", "budgeted",
+           "nfe_per_iteration"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -170,17 +173,26 @@ class LayerOptions:
     norm: Any
     batch_axis: Optional[int]
     backward: _Backward
+    max_nfe: Optional[int] = None
 
     def solve_kwargs(self) -> dict:
         return dict(abstol=self.abstol, reltol=self.reltol, maxiters=self.maxiters, norm=self.norm,
                     batch_axis=self.batch_axis)
+
+    def budgeted(self, n: int) -> "LayerOptions":
+        """The options with ``max_nfe`` mapped onto the solver for a state of ``n`` entries per element."""
+        if self.max_nfe is None:
+            return self
+        alg, maxiters = budgeted("DEQ", self.solver, self.max_nfe, n, self.reltol or 0.0)
+        return dataclasses.replace(self, solver=alg, maxiters=maxiters)
 
     def with_batch_axis(self, axis: Optional[int]) -> "LayerOptions":
         return dataclasses.replace(self, batch_axis=axis)
 
 
 def layer_options(owner: str, *, solver, abstol, reltol, maxiters, norm, batch_axis, backward,
-                  default_tol: Optional[float] = None, unknown: Optional[dict] = None, valid=()) -> LayerOptions:
+                  default_tol: Optional[float] = None, unknown: Optional[dict] = None, valid=(),
+                  max_nfe: Optional[int] = None, default_maxiters: int = 50) -> LayerOptions:
     """Validate a layer's options before any work; ``None`` tolerances become ``default_tol``."""
     if unknown:
         moved = [k for k in unknown if k in _MOVED]
@@ -199,14 +211,23 @@ def layer_options(owner: str, *, solver, abstol, reltol, maxiters, norm, batch_a
     reltol = check_tol(owner, "reltol", reltol)
     abstol = default_tol if abstol is None else abstol
     reltol = default_tol if reltol is None else reltol
-    maxiters = check_int(owner, "maxiters", maxiters, 1)
+    if max_nfe is not None:
+        max_nfe = check_int(owner, "max_nfe", max_nfe, 1)
+        if maxiters is not None:
+            raise TypeError(f"{owner}: give either max_nfe= (a budget of evaluations of f, counting JVPs/VJPs, "
+                            f"mapped onto each solver's iteration limits) or maxiters=, not both")
+        _check_budget(owner, alg, max_nfe)
+    maxiters = default_maxiters if maxiters is None else check_int(owner, "maxiters", maxiters, 1)
     get_norm(norm)  # raises on an unknown norm
     if batch_axis is not None:
         check_int(owner, "batch_axis", batch_axis, minimum=None)
     bwd = _resolve_backward(owner, backward, abstol or 0.0, reltol or 0.0, maxiters)
-    return LayerOptions(alg, abstol, reltol, maxiters, norm, batch_axis, bwd)
+    if max_nfe is not None:  # the backward's default cap: the same budget in products with J^T
+        bwd = bwd._replace(maxiters=max_nfe) if bwd.maxiters == maxiters else bwd
+    return LayerOptions(alg, abstol, reltol, maxiters, norm, batch_axis, bwd, max_nfe)
 
 
 def check_layer_batch_axis(owner: str, opts: LayerOptions, shape) -> LayerOptions:
     """Normalise the batch axis against the state's shape (clear error when out of range)."""
     return opts.with_batch_axis(check_batch_axis(owner, opts.batch_axis, shape, "z"))
+

@@ -28,7 +28,8 @@ from ._options import Implicit, Phantom, check_layer_batch_axis, layer_options
 __all__ = ["DEQ", "fixed_point", "DEQStats", "SolveStats", "DEQConvergenceError", "Implicit", "Phantom"]
 
 _ON_FAILURE = ("warn", "warn_always", "raise", "ignore")
-_OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "norm", "batch_axis", "on_failure", "failed_grad")
+_OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "norm", "batch_axis", "on_failure", "failed_grad",
+            "max_nfe")
 
 
 def _checked(fn: Callable, what: str) -> Callable:
@@ -103,6 +104,8 @@ def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, fa
     if not z0.is_floating_point():
         raise TypeError(f"{what}: z0 must have a floating-point dtype, got {z0.dtype}")
     opts = check_layer_batch_axis(what.split(":")[0], opts, tuple(z0.shape))
+    if opts.max_nfe is not None:  # the budget of evaluations of f, mapped onto this solver for this state size
+        opts = opts.budgeted(z0.numel() // max(1, z0.shape[opts.batch_axis] if opts.batch_axis is not None else 1))
     stats = DEQStats(report.failures)
     prob = ss.FixedPointProblem(_checked(fn, what), z0.detach(), None)
     with torch.no_grad():
@@ -146,8 +149,10 @@ def _jacobian_estimate(tracked, like: torch.Tensor) -> torch.Tensor:
 
 
 def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure, failed_grad, unknown):
+    max_nfe = unknown.pop("max_nfe", None)
     opts = layer_options(owner, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
-                         batch_axis=batch_axis, backward=backward, unknown=unknown, valid=_OPTIONS)
+                         batch_axis=batch_axis, backward=backward, unknown=unknown, valid=_OPTIONS,
+                         max_nfe=max_nfe)
     check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
@@ -164,7 +169,11 @@ class DEQ(nn.Module):
         solver and tolerances are options of the object) or ``"phantom"`` / :class:`Phantom`
         (``steps`` unrolled damped steps from ``z*``).
     abstol, reltol, maxiters, norm : forward convergence test (per batch element):
-        ``norm(f(z, x) - z) <= max(abstol, reltol * norm(z))``.
+        ``norm(f(z, x) - z) <= max(abstol, reltol * norm(z))``; the defaults (``reltol=1e-3``, the
+        2-norm, 50 iterations) are torchdeq's nominal relative-residual test.
+    max_nfe : (keyword, instead of ``maxiters``) a work budget in evaluations of ``f`` counting
+        JVPs, the same for every solver: mapped onto each solver's iteration limits (Newton-Krylov:
+        Newton iterations x short GMRES; dynamic_ss: RK stages per step); also caps the adjoint.
     batch_axis : axis of ``z`` indexing independent samples (per-sample convergence and
         freezing); ``None`` treats the whole tensor as one system.
     init : optional module ``init(x) -> z0`` (Skip DEQ); its loss ``mean((z0 - z*)^2)``
@@ -193,8 +202,8 @@ class DEQ(nn.Module):
     (torch.Size([4, 3]), True)
     """
 
-    def __init__(self, f, solver="anderson", backward="implicit", *, abstol=1e-6, reltol=1e-4, maxiters=50,
-                 norm="max", batch_axis=0, init=None, jacobian_reg=0.0, on_failure="warn", failed_grad="jfb",
+    def __init__(self, f, solver="anderson", backward="implicit", *, abstol=1e-8, reltol=1e-3, maxiters=None,
+                 norm="l2", batch_axis=0, init=None, jacobian_reg=0.0, on_failure="warn", failed_grad="jfb",
                  **unknown):
         super().__init__()
         check_callable("DEQ", "f", f, what="an nn.Module or a callable f(z, x)")
@@ -264,8 +273,8 @@ class DEQ(nn.Module):
 
 
 @torch.compiler.disable
-def fixed_point(f, x, z0, *params, solver="anderson", backward="implicit", return_stats=False, abstol=1e-6,
-                reltol=1e-4, maxiters=50, norm="max", batch_axis=0, on_failure="warn", failed_grad="jfb",
+def fixed_point(f, x, z0, *params, solver="anderson", backward="implicit", return_stats=False, abstol=1e-8,
+                reltol=1e-3, maxiters=None, norm="l2", batch_axis=0, on_failure="warn", failed_grad="jfb",
                 **unknown):
     """Functional DEQ: ``z* = f(z*, x, *params)``, differentiable in ``x``, ``params`` and any
     tensor ``f`` closes over.

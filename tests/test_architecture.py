@@ -25,6 +25,7 @@ LAYERS = [
     {"steadysolve.loop"},
     {"steadysolve.solve"},
     {"steadysolve"},
+    {"steadysolve.adapters._budget"},
     {"steadysolve.adapters._options"},
     {"steadysolve.adapters._implicit"},
     {"steadysolve.adapters", "steadysolve.adapters.torch", "steadysolve.adapters.jax"},

@@ -88,3 +88,16 @@ def test_batched_fixed_point_user_jacobian(bk):
     u = bk.to_numpy(sol.u)
     np.testing.assert_allclose(u, 0.5 * np.cos(u) + bk.to_numpy(p), atol=1e-11)
     assert sol.stats.njvp == 0 and sol.stats.njac >= 1
+
+
+def test_regularisation_is_relative_to_each_row(bk):
+    # One row of the Jacobian is 1e33, the others 1: a shift of eps*max|J| (2e17) on every diagonal
+    # entry used to freeze the small rows (MaxIters after 1000 iterations). Each row's own scale
+    # keeps the exact Newton step: two iterations.
+    target = bk.asarray(np.array([1.0, 2.0, 3.0]))
+    weight = bk.asarray(np.array([1e33, 1.0, 1.0]))
+    prob = ss.NonlinearProblem(lambda u, p: weight * (u - target), bk.asarray(np.zeros(3)))
+    sol = ss.solve(prob, "newton", abstol=1e-8, maxiters=20)
+    assert sol.retcode is ss.ReturnCode.Success
+    assert sol.stats.niter <= 3
+    np.testing.assert_allclose(bk.to_numpy(sol.u), [1.0, 2.0, 3.0], rtol=1e-12)

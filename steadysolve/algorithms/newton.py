@@ -60,11 +60,16 @@ class NewtonRaphson(NewtonBase):
         J, nj = ctx.jacobian(u, fu)
         finite_j = xp.all(xp.isfinite(xp.reshape(J, (B, n * n))), axis=1)
         J = xp.where(xp.reshape(finite_j, (B, 1, 1)), J, xp.zeros_like(J))
-        scale = xp.max(xp.abs(xp.reshape(J, (B, n * n))), axis=1)
-        tiny = float(xp.finfo(ctx.dtype).smallest_normal)
-        shift = float(xp.finfo(ctx.dtype).eps) * scale + tiny
+        # Regularise each diagonal entry relative to its own row and column (a global eps*max|J|
+        # would swamp rows far smaller than the largest); an all-zero row and column falls back to
+        # the global scale, so a zero Jacobian still gives a finite (huge) step.
+        absJ = xp.abs(J)
+        local = xp.maximum(xp.max(absJ, axis=2), xp.max(absJ, axis=1))  # (B, n)
+        scale = xp.max(local, axis=1, keepdims=True)
+        eps, tiny = float(xp.finfo(ctx.dtype).eps), float(xp.finfo(ctx.dtype).smallest_normal)
+        shift = eps * xp.where(local > 0, local, scale) + tiny
         eye = xp.eye(n, dtype=ctx.dtype, device=ctx.device)
-        A = J + xp.reshape(shift, (B, 1, 1)) * xp.reshape(eye, (1, n, n))
+        A = J + xp.reshape(shift, (B, n, 1)) * xp.reshape(eye, (1, n, n))
         d = xp.reshape(backend.solve_small(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
         ok = finite_j & xp.all(xp.isfinite(d), axis=1)
         d = xp.where(xp.reshape(ok, (B, 1)), d, xp.zeros_like(d))

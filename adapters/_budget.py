@@ -18,14 +18,16 @@ BUDGET_KRYLOV = 4
 def nfe_per_iteration(alg, n: int = 1) -> int:
     """Worst-case evaluations of ``f`` (JVPs counted) one driver iteration of ``alg`` spends."""
     from steadysolve.algorithms.dynamic_ss import DynamicSS
+    from steadysolve.algorithms.levenberg_marquardt import LevenbergMarquardt
     from steadysolve.algorithms.newton import NewtonRaphson
     from steadysolve.algorithms.newton_krylov import NewtonKrylov
+    from steadysolve.algorithms.trust_region import TrustRegion
 
     if isinstance(alg, NewtonKrylov):
         ls = alg.linsolve
         inner = ls.maxiters if ls.maxiters is not None else ls.restart + alg.recycle
         return 1 + inner
-    if isinstance(alg, NewtonRaphson):
+    if isinstance(alg, (NewtonRaphson, TrustRegion, LevenbergMarquardt)):
         return 1 + n  # one evaluation + a dense Jacobian of n JVPs (backtracks are driver iterations)
     if isinstance(alg, DynamicSS):
         return alg.integrator.tableau.new_evaluations
@@ -72,7 +74,8 @@ def budgeted(owner: str, alg, max_nfe: int, n: int = 1, reltol: float = 0.0):
 
     anderson / broyden / fixed_point: one evaluation per iteration; newton_krylov: a Newton
     iteration of ``1 + BUDGET_KRYLOV`` (one evaluation and the GMRES steps); newton: ``1 + n``;
-    dynamic_ss: the integrator's new evaluations per step (Tsit5: 6).
+    dynamic_ss: the integrator's new evaluations per step (Tsit5: 6); trust_region and
+    levenberg_marquardt: ``1 + n`` as newton (a dense Jacobian after each accepted step).
     """
     _check_budget(owner, alg, max_nfe, n)
     alg = _budget_alg(alg, reltol)

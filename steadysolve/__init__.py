@@ -7,6 +7,7 @@ from .algorithms.broyden import Broyden
 from .algorithms.newton import NewtonRaphson
 from .algorithms.trust_region import TrustRegion
 from .algorithms.levenberg_marquardt import LevenbergMarquardt
+from .algorithms.auto import Auto
 from .linear import GMRES, linear_solve
 from .ode import PIController, Tsit5
 from .ode.integrate import integrate
@@ -39,6 +40,7 @@ __all__ = [
     "NewtonRaphson",
     "TrustRegion",
     "LevenbergMarquardt",
+    "Auto",
     "GMRES",
     "linear_solve",
     "LinearSolution",

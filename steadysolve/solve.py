@@ -7,6 +7,7 @@ import warnings
 from typing import Any, Callable, Optional, Union
 
 from . import backend
+from .algorithms.auto import Auto
 from .algorithms.base import Context
 from .checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
 from .derivatives import Products
@@ -18,6 +19,8 @@ from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
 from .termination import default_tolerance, get_norm
 
 __all__ = ["solve", "build_context"]
+
+_DEFAULT = Auto()  # the default polyalgorithm (stateless, shared)
 
 _KEYWORDS = ("abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "store_trace", "callback")
 # What users of SciPy, torchdeq, jaxopt or optimistix type for our keywords.
@@ -104,7 +107,11 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
     ----------
     prob : NonlinearProblem, SteadyStateProblem or FixedPointProblem.
     alg : an algorithm instance (``Anderson(memory=5)``) or a registered name
-        (``"anderson"``, ``"fixed_point"``, ...). ``None`` means ``Anderson()``.
+        (``"anderson"``, ``"fixed_point"``, ...). ``None`` (or ``"auto"``) means the default
+        polyalgorithm :class:`Auto`: a chain picked by problem kind and size (Anderson first for a
+        FixedPointProblem; Newton / Newton-Krylov, then trust region, then Levenberg-Marquardt),
+        each attempt restarting from the best iterate so far; ``sol.alg`` is the algorithm that
+        produced the answer and ``sol.stats.attempts`` the cost of every attempt.
     abstol, reltol : success when ``norm(resid) <= abstol`` or
         ``norm(resid) <= reltol * norm(u)`` (per batch element). Default
         ``eps ** 0.8`` of the dtype.
@@ -142,7 +149,7 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
     if not isinstance(prob, AbstractProblem):
         raise TypeError(f"solve: prob must be a NonlinearProblem, SteadyStateProblem or FixedPointProblem, "
                         f"got {type(prob).__name__}")
-    alg = resolve("anderson" if alg is None else alg)
+    alg = _DEFAULT if alg is None else resolve(alg)
     abstol = check_tol("solve", "abstol", abstol)
     reltol = check_tol("solve", "reltol", reltol)
     maxiters = check_int("solve", "maxiters", maxiters, 1)
@@ -188,15 +195,30 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     abstol = default_tolerance(xp, dt) if abstol is None else abstol
     reltol = default_tolerance(xp, dt) if reltol is None else reltol
     ctx = build_context(prob, u0, layout, xp, fu0, abstol, reltol, norm, traced=use_jax)
-    res = run(alg, prob, ctx, layout.to_rows(u0), maxiters=maxiters, store_trace=store_trace,
-              callback=callback, use_jax=use_jax, to_user=layout.from_rows)
-
-    st = res.state
     batched = batch_axis is not None
-    stats = Stats(nf=_num(st.nf), njvp=_num(getattr(st, "njvp", 0)), nvjp=_num(getattr(st, "nvjp", 0)),
-                  niter=_num(res.niter), niter_per_element=res.niter_el if batched else None,
-                  extra={k: _num(v) for k, v in alg.extra_stats(st).items()})
-    trace = res.trace
+    done = [0]  # iterations of the attempts before (a chain's callback counts on)
+
+    def drive(a, c, rows):
+        cb = callback if callback is None or not done[0] else (lambda it, u, fn: callback(done[0] + it, u, fn))
+        r = run(a, prob, c, rows, maxiters=maxiters, store_trace=store_trace, callback=cb, use_jax=use_jax,
+                to_user=layout.from_rows)
+        if not use_jax:
+            done[0] += r.niter
+        return r
+
+    def stats_of(a, r):
+        st = r.state
+        return Stats(nf=_num(st.nf), njvp=_num(getattr(st, "njvp", 0)), nvjp=_num(getattr(st, "nvjp", 0)),
+                     niter=_num(r.niter), niter_per_element=r.niter_el if batched else None,
+                     extra={k: _num(v) for k, v in a.extra_stats(st).items()})
+
+    if isinstance(alg, Auto):
+        chain = alg.run_chain(prob, ctx, layout.to_rows(u0), drive, traced=use_jax)
+        res = chain.result
+        stats, alg, trace = alg.summary(chain, stats_of, batched=batched, traced=use_jax, xp=xp)
+    else:
+        res = drive(alg, ctx, layout.to_rows(u0))
+        stats, trace = stats_of(alg, res), res.trace
     codes = res.codes
     if not batched:
         if trace is not None:

@@ -9,6 +9,7 @@ from .broyden import Broyden
 from .newton import NewtonRaphson
 from .trust_region import TrustRegion
 from .levenberg_marquardt import LevenbergMarquardt
+from .auto import Auto
 
 __all__ = ["Algorithm", "Context", "Anderson", "FixedPointIteration", "DynamicSS", "NewtonKrylov", "Broyden", "NewtonRaphson",
-           "TrustRegion", "LevenbergMarquardt"]
+           "TrustRegion", "LevenbergMarquardt", "Auto"]

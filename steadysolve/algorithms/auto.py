@@ -1,0 +1,169 @@
+"""The default polyalgorithm: pick a chain of algorithms by problem kind and size, run them in turn.
+
+``solve(prob)`` and ``solve(prob, "auto")`` use :class:`Auto`. Each attempt is a complete
+solve by one algorithm through the ordinary driver, started from the best iterate of the
+attempts before it; an element that an attempt solved starts the next one converged, so
+the driver stops it at once (it is never re-solved). The chain is fixed by the problem's
+kind and ``n`` alone (static), so the same code runs under ``jax.jit`` / ``vmap``: a later
+attempt whose elements have all converged runs zero iterations of its ``lax.while_loop``.
+Eager solves stop the chain as soon as every element has succeeded.
+
+The driver itself is passed in (``run_chain(..., run=...)``): this module sits in the
+algorithm layer and does not import ``loop.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+from .. import backend
+from ..checks import check_int
+from ..registry import register, resolve
+from ..retcodes import ReturnCode
+from ..solution import Stats
+from .anderson import Anderson
+from .base import Algorithm
+from .broyden import Broyden
+from .levenberg_marquardt import LevenbergMarquardt
+from .newton import NewtonRaphson
+from .newton_krylov import NewtonKrylov
+from .trust_region import TrustRegion
+
+__all__ = ["Auto", "ChainResult"]
+
+_SUCCESS = ReturnCode.Success.code
+
+
+class ChainResult(NamedTuple):
+    attempts: tuple  # ((algorithm, DriverResult), ...) in the order they ran
+    result: Any  # the DriverResult of the last attempt: best iterate, residual and codes of the chain
+    producer: Any  # (B,) int: index of the attempt that produced each element's answer (None: 0)
+
+
+@register("auto")
+@dataclass(frozen=True)
+class Auto(Algorithm):
+    """The default polyalgorithm (``solve(prob)``, ``"auto"``): a chain of algorithms with fallbacks.
+
+    The chain, by problem kind and unknowns per element ``n``:
+
+    * ``FixedPointProblem``: :class:`Anderson` first, then the chain below for ``n``;
+    * ``n <= tiny_max`` (default 3): :class:`NewtonRaphson` -> :class:`TrustRegion` ->
+      :class:`NewtonKrylov` -> :class:`LevenbergMarquardt` (a dense Jacobian costs at most
+      ``n`` evaluations here, less than the overhead of a Krylov solve);
+    * ``n <= dense_max`` (default 100): :class:`NewtonKrylov` -> :class:`TrustRegion` ->
+      :class:`NewtonRaphson` -> :class:`LevenbergMarquardt`;
+    * larger: :class:`NewtonKrylov` -> :class:`Broyden` (matrix-free only).
+
+    An attempt that fails (any return code but ``Success``) hands its best iterate to the
+    next one; elements solved by an attempt are frozen. ``maxiters`` applies to each
+    attempt. The Solution's ``alg`` is the algorithm that produced ``u`` (the one that
+    succeeded, or the one with the smallest residual); for a batch whose elements were
+    solved by different algorithms, and under ``jax.jit``, it is the ``Auto`` with its
+    resolved chain, and ``stats.alg_index`` gives each element's attempt. ``stats``
+    holds the totals and ``stats.attempts``, a dict ``name -> Stats`` of every attempt run.
+    Levenberg-Marquardt comes last because it converges to minima of ``||F||`` that are
+    not roots (it then reports ``Stalled``, never ``Success``).
+
+    Parameters
+    ----------
+    algs : an explicit chain (instances or names) instead of the automatic choice.
+    tiny_max, dense_max : the size thresholds above.
+    """
+
+    algs: tuple = ()
+    tiny_max: int = 3
+    dense_max: int = 100
+
+    def __post_init__(self):
+        check_int("Auto", "tiny_max", self.tiny_max, 0)
+        check_int("Auto", "dense_max", self.dense_max, 0)
+        if isinstance(self.algs, (str, Algorithm)) or not isinstance(self.algs, (tuple, list)):
+            raise TypeError(f"Auto: algs must be a tuple of algorithms or names, got {type(self.algs).__name__}")
+        chain = tuple(resolve(a) for a in self.algs)
+        if any(isinstance(a, Auto) for a in chain):
+            raise ValueError("Auto: algs may not contain another Auto")
+        object.__setattr__(self, "algs", chain)
+
+    def chain(self, kind: str, n: int) -> tuple:
+        """The algorithms tried, in order, for a problem of this kind with ``n`` unknowns per element."""
+        if self.algs:
+            return self.algs
+        if n <= self.tiny_max:
+            base = (NewtonRaphson(), TrustRegion(), NewtonKrylov(), LevenbergMarquardt())
+        elif n <= self.dense_max:
+            base = (NewtonKrylov(), TrustRegion(), NewtonRaphson(), LevenbergMarquardt())
+        else:
+            base = (NewtonKrylov(), Broyden())
+        return ((Anderson(),) + base) if kind == "fixed_point" else base
+
+    def init(self, prob, u0, ctx):
+        raise TypeError("Auto is a polyalgorithm: it runs through steadysolve.solve(prob, 'auto'), not as a "
+                        "single init/step algorithm")
+
+    step = init
+
+    def run_chain(self, prob, ctx, u0, run: Callable, *, traced: bool) -> ChainResult:
+        """Run the chain; ``run(alg, ctx, u0)`` is one driver solve returning a ``DriverResult``."""
+        xp = ctx.xp
+        attempts = []
+        u = u0
+        for k, alg in enumerate(self.chain(ctx.kind, ctx.n)):
+            if k:
+                ctx = dataclasses.replace(ctx, fu0=res.fu)
+            res = run(alg, ctx, u)
+            attempts.append((alg, res))
+            u = res.u
+            if not traced and all(c == _SUCCESS for c in res.codes):
+                break
+        if len(attempts) == 1:
+            return ChainResult(tuple(attempts), res, None)
+        # the last attempt that lowered an element's residual produced its answer (a solved
+        # element is frozen from then on, so for it that is the attempt that solved it)
+        producer = xp.zeros((ctx.batch,), dtype=xp.int32, device=ctx.device)
+        prev = ctx.norm(attempts[0][1].fu)
+        for k, (_, r) in enumerate(attempts[1:], start=1):
+            cur = ctx.norm(r.fu)
+            producer = xp.where(cur < prev, xp.full_like(producer, k), producer)
+            prev = xp.minimum(cur, prev)
+        return ChainResult(tuple(attempts), res, producer)
+
+    def summary(self, chain: ChainResult, stats_of: Callable, *, batched: bool, traced: bool, xp):
+        """``(stats, alg, trace)`` of a chain: totals over the attempts plus ``attempts`` (name -> Stats)
+        and ``alg_index`` (per element, batched or traced solves); ``alg`` the producing algorithm."""
+        per, names = {}, []
+        for alg, res in chain.attempts:
+            name, i = alg.name or type(alg).__name__, 2
+            while name in per:
+                name, i = f"{alg.name}#{i}", i + 1
+            per[name] = stats_of(alg, res)
+            names.append(name)
+        st = list(per.values())
+        total = {k: sum((getattr(s, k) for s in st[1:]), getattr(st[0], k)) for k in ("nf", "njvp", "nvjp", "niter")}
+        niter_el = None
+        if batched:
+            niter_el = sum((s.niter_per_element for s in st[1:]), st[0].niter_per_element)
+        producer = chain.producer
+        if producer is None:
+            producer = xp.zeros((chain.result.u.shape[0],), dtype=xp.int32)
+        extra = {"attempts": per}
+        algs = [a for a, _ in chain.attempts]
+        if traced:
+            alg, extra["alg_index"] = Auto(algs=tuple(algs)), producer if batched else xp.reshape(producer, ())
+        else:
+            idx = [int(i) for i in backend.to_numpy(xp, producer).reshape(-1)]
+            if batched:
+                extra["alg_index"] = idx
+            alg = algs[idx[0]] if len(set(idx)) == 1 else Auto(algs=tuple(algs))
+        trace = None
+        traces = [r.trace for _, r in chain.attempts]
+        if traces[0] is not None:
+            if traced:
+                trace = xp.concat(traces, axis=0)
+            else:
+                import numpy as np
+
+                trace = np.concatenate([traces[0]] + [t[1:] for t in traces[1:]], axis=0)
+        return Stats(niter_per_element=niter_el, extra=extra, **total), alg, trace

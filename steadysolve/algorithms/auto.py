@@ -88,16 +88,20 @@ class Auto(Algorithm):
         object.__setattr__(self, "algs", chain)
 
     def chain(self, kind: str, n: int) -> tuple:
-        """The algorithms tried, in order, for a problem of this kind with ``n`` unknowns per element."""
+        """``((algorithm, from_start), ...)``: the attempts, in order, for a problem of this kind with ``n``
+        unknowns per element (``from_start``: restart the unsolved elements from ``u0``, not from the
+        best iterate)."""
         if self.algs:
-            return self.algs
+            return tuple((a, False) for a in self.algs)
         if n <= self.tiny_max:
-            base = (NewtonRaphson(), TrustRegion(), NewtonKrylov(), LevenbergMarquardt())
+            first, fallbacks = NewtonRaphson(), (TrustRegion(), NewtonKrylov())
         elif n <= self.dense_max:
-            base = (NewtonKrylov(), TrustRegion(), NewtonRaphson(), LevenbergMarquardt())
+            first, fallbacks = NewtonKrylov(), (TrustRegion(), NewtonRaphson())
         else:
-            base = (NewtonKrylov(), Broyden())
-        return ((Anderson(),) + base) if kind == "fixed_point" else base
+            first, fallbacks = NewtonKrylov(), (Broyden(),)
+        lm = (LevenbergMarquardt(),) if n <= self.dense_max else ()
+        steps = ((first, False),) + tuple((a, False) for a in fallbacks + lm) + tuple((a, True) for a in fallbacks)
+        return (((Anderson(), False),) + steps) if kind == "fixed_point" else steps
 
     def init(self, prob, u0, ctx):
         raise TypeError("Auto is a polyalgorithm: it runs through steadysolve.solve(prob, 'auto'), not as a "
@@ -109,36 +113,52 @@ class Auto(Algorithm):
         """Run the chain; ``run(alg, ctx, u0)`` is one driver solve returning a ``DriverResult``."""
         xp = ctx.xp
         attempts = []
-        u = u0
-        for k, alg in enumerate(self.chain(ctx.kind, ctx.n)):
-            if k:
-                ctx = dataclasses.replace(ctx, fu0=res.fu)
-            res = run(alg, ctx, u)
+        fu0 = ctx.fu0
+        best_u = best_fu = codes = best_n = producer = None
+        for k, (alg, restart) in enumerate(self.chain(ctx.kind, ctx.n)):
+            if k == 0:
+                start, fstart = u0, fu0
+            else:  # solved elements start at their answer (frozen); the others at the best iterate or u0
+                keep = xp.reshape(solved, (ctx.batch, 1)) if restart else None
+                start = best_u if keep is None else xp.where(keep, best_u, u0)
+                fstart = best_fu if keep is None else xp.where(keep, best_fu, fu0)
+                ctx = dataclasses.replace(ctx, fu0=fstart)
+            res = run(alg, ctx, start)
             attempts.append((alg, res))
-            u = res.u
-            if not traced and all(c == _SUCCESS for c in res.codes):
+            rc = res.codes if traced else xp.asarray(res.codes, dtype=xp.int32, device=ctx.device)
+            cur = ctx.norm(res.fu)
+            if k == 0:
+                best_u, best_fu, codes, best_n = res.u, res.fu, rc, cur
+                producer = xp.zeros((ctx.batch,), dtype=xp.int32, device=ctx.device)
+            else:  # the best answer per element: a success, else the smallest residual
+                new_ok = rc == _SUCCESS
+                take = (new_ok & ~solved) | (~solved & ~new_ok & (cur < best_n))
+                t2 = xp.reshape(take, (ctx.batch, 1))
+                best_u, best_fu = xp.where(t2, res.u, best_u), xp.where(t2, res.fu, best_fu)
+                codes, best_n = xp.where(take, rc, codes), xp.where(take, cur, best_n)
+                producer = xp.where(take, xp.full_like(producer, k), producer)
+            solved = codes == _SUCCESS
+            if not traced and (len(attempts) == 1 and all(c == _SUCCESS for c in res.codes)
+                               or backend.host_bool(xp.all(solved))):
                 break
         if len(attempts) == 1:
             return ChainResult(tuple(attempts), res, None)
-        # the last attempt that lowered an element's residual produced its answer (a solved
-        # element is frozen from then on, so for it that is the attempt that solved it)
-        producer = xp.zeros((ctx.batch,), dtype=xp.int32, device=ctx.device)
-        prev = ctx.norm(attempts[0][1].fu)
-        for k, (_, r) in enumerate(attempts[1:], start=1):
-            cur = ctx.norm(r.fu)
-            producer = xp.where(cur < prev, xp.full_like(producer, k), producer)
-            prev = xp.minimum(cur, prev)
-        return ChainResult(tuple(attempts), res, producer)
+        if not traced:
+            codes = [int(c) for c in backend.to_numpy(xp, codes).reshape(-1)]
+        return ChainResult(tuple(attempts), res._replace(u=best_u, fu=best_fu, codes=codes), producer)
 
     def summary(self, chain: ChainResult, stats_of: Callable, *, batched: bool, traced: bool, xp):
         """``(stats, alg, trace)`` of a chain: totals over the attempts plus ``attempts`` (name -> Stats)
         and ``alg_index`` (per element, batched or traced solves); ``alg`` the producing algorithm."""
         per, names = {}, []
-        for alg, res in chain.attempts:
+        for k, (alg, res) in enumerate(chain.attempts):
             name, i = alg.name or type(alg).__name__, 2
             while name in per:
                 name, i = f"{alg.name}#{i}", i + 1
-            per[name] = stats_of(alg, res)
+            s = stats_of(alg, res)
+            if k:  # F at the restart point is known (the init's count of F(u0) is not a new evaluation)
+                s.nf = s.nf - 1
+            per[name] = s
             names.append(name)
         st = list(per.values())
         total = {k: sum((getattr(s, k) for s in st[1:]), getattr(st[0], k)) for k in ("nf", "njvp", "nvjp", "niter")}

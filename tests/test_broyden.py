@@ -26,9 +26,9 @@ def test_secant_condition_after_each_update(bk):
     alg = ss.Broyden(memory=10)
     state = alg.init(prob, layout.to_rows(prob.u0), ctx)
     for _ in range(5):
+        s = -ss.Broyden.apply_inverse(bk.xp, state, state.fu)  # the trial step (accepted or not)
+        y = ctx.F(state.u + s) - state.fu
         new = alg.step(prob, state, ctx)
-        s = new.u - state.u
-        y = new.fu - state.fu
         Hy = ss.Broyden.apply_inverse(bk.xp, new, y)
         np.testing.assert_allclose(bk.to_numpy(Hy), bk.to_numpy(s), rtol=1e-9, atol=1e-12)
         state = new
@@ -83,3 +83,34 @@ def test_bad_options():
         ss.Broyden(memory=2.5)
     with pytest.raises(ValueError, match="alpha"):
         ss.Broyden(alpha=-1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_linear_20x20_that_scipy_broyden1_solves(bk, seed):
+    # well conditioned (cond ~ 3-4) but J ~ +I while H_0 = -alpha I has the other sign: the plain
+    # method diverged here; rejected trials still teach H, and the default memory covers 2n updates
+    scipy_opt = pytest.importorskip("scipy.optimize")
+    rng = np.random.default_rng(seed)
+    n = 20
+    A = np.eye(n) + 0.5 * rng.standard_normal((n, n)) / np.sqrt(n)
+    b = rng.standard_normal(n)
+    ref = scipy_opt.broyden1(lambda x: A @ x - b, np.zeros(n), f_tol=1e-9, maxiter=1000)
+    np.testing.assert_allclose(ref, np.linalg.solve(A, b), atol=1e-6)
+    prob = ss.NonlinearProblem(lambda u, p: p[0] @ u - p[1], bk.asarray(np.zeros(n)), (bk.asarray(A), bk.asarray(b)))
+    sol = ss.solve(prob, "broyden", abstol=1e-10, reltol=0.0)
+    assert sol.retcode is ss.ReturnCode.Success, sol
+    assert sol.stats.nf == sol.stats.niter + 1 and sol.stats.nf <= 4 * n
+    np.testing.assert_allclose(bk.to_numpy(sol.u), np.linalg.solve(A, b), atol=1e-8)
+
+
+def test_rejected_trial_keeps_iterate_and_updates_h():
+    # a wrong-sign H_0 on F(u) = u - 1: the first trial doubles the residual norm beyond growth=1
+    prob = ss.NonlinearProblem(lambda u, p: u - 1.0, np.zeros(3))
+    sol = ss.solve(prob, ss.Broyden(growth=1.0), abstol=1e-12, reltol=0.0, maxiters=20)
+    assert sol.retcode is ss.ReturnCode.Success and sol.stats.nreject >= 1
+    np.testing.assert_allclose(sol.u, np.ones(3), atol=1e-12)
+
+
+def test_growth_option_is_checked():
+    with pytest.raises(ValueError, match="growth must be >= 1"):
+        ss.Broyden(growth=0.5)

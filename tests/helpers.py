@@ -297,19 +297,19 @@ def stiff_steady_state(bk):
 
 PROBLEMS = [
     TestProblem("linear_contraction", linear_contraction, linear_reference,
-                must_solve={"anderson", "fixed_point", "dynamic_ss", "newton_krylov", "broyden", "newton", "trust_region", "levenberg_marquardt"}),
+                must_solve={"anderson", "fixed_point", "dynamic_ss", "newton_krylov", "auto", "broyden", "newton", "trust_region", "levenberg_marquardt"}),
     TestProblem("h_equation", h_equation, h_reference, must_solve={"anderson", "fixed_point", "dynamic_ss",
-                                                                   "newton_krylov", "broyden", "newton", "trust_region", "levenberg_marquardt"}),
+                                                                   "newton_krylov", "auto", "broyden", "newton", "trust_region", "levenberg_marquardt"}),
     TestProblem("h_equation_root", h_equation_nonlinear, h_reference, must_solve={"anderson", "fixed_point", "dynamic_ss",
-                                                                                 "newton_krylov", "broyden", "newton", "trust_region", "levenberg_marquardt"}),
+                                                                                 "newton_krylov", "auto", "broyden", "newton", "trust_region", "levenberg_marquardt"}),
     # Default Anderson (memory 5) stalls on this ill-conditioned problem; memory 10 is
     # tested in tests/test_core.py. Fixed-point iteration needs ~1e5 steps: honest MaxIters.
-    TestProblem("laplace_75", laplace, laplace_reference, must_solve={"newton_krylov"}, atol=1e-5,
+    TestProblem("laplace_75", laplace, laplace_reference, must_solve={"newton_krylov", "auto"}, atol=1e-5,
                 maxiters=400, refused_by={"newton", "trust_region", "levenberg_marquardt"}),
     TestProblem("tanh_mlp", tanh_mlp, mlp_reference, must_solve={"anderson", "fixed_point", "dynamic_ss",
-                                                                 "newton_krylov", "broyden", "newton", "trust_region", "levenberg_marquardt"}),
+                                                                 "newton_krylov", "auto", "broyden", "newton", "trust_region", "levenberg_marquardt"}),
     TestProblem("stiff_steady_state", stiff_steady_state, lambda: np.ones(2),
-                must_solve={"newton_krylov", "newton", "trust_region", "levenberg_marquardt"}, maxiters=300),
+                must_solve={"newton_krylov", "auto", "newton", "trust_region", "levenberg_marquardt"}, maxiters=300),
     TestProblem("no_root_arctan", no_root_arctan, None, no_root=True, maxiters=300),
     TestProblem("no_root_shift", no_root_shift, None, no_root=True, maxiters=300),
     TestProblem("no_root_drift", no_root_drift, None, no_root=True, maxiters=300),

@@ -23,6 +23,7 @@ from ..checks import check_int
 from ..registry import register, resolve
 from ..retcodes import ReturnCode
 from ..solution import Stats
+from ..termination import HUGE_GROWTH, RUNAWAY_DROP, RUNAWAY_GROWTH
 from .anderson import Anderson
 from .base import Algorithm
 from .broyden import Broyden
@@ -34,6 +35,7 @@ from .trust_region import TrustRegion
 __all__ = ["Auto", "ChainResult"]
 
 _SUCCESS = ReturnCode.Success.code
+_DIVERGED = ReturnCode.Diverged.code
 
 
 class ChainResult(NamedTuple):
@@ -129,8 +131,10 @@ class Auto(Algorithm):
             cur = ctx.norm(res.fu)
             if k == 0:
                 best_u, best_fu, codes, best_n = res.u, res.fu, rc, cur
+                scale0 = (ctx.norm(u0), ctx.norm(fu0))
                 producer = xp.zeros((ctx.batch,), dtype=xp.int32, device=ctx.device)
             else:  # the best answer per element: a success, else the smallest residual
+                rc = self._guard(xp, ctx, rc, cur, res.u, scale0)
                 new_ok = rc == _SUCCESS
                 take = (new_ok & ~solved) | (~solved & ~new_ok & (cur < best_n))
                 t2 = xp.reshape(take, (ctx.batch, 1))
@@ -146,6 +150,19 @@ class Auto(Algorithm):
         if not traced:
             codes = [int(c) for c in backend.to_numpy(xp, codes).reshape(-1)]
         return ChainResult(tuple(attempts), res._replace(u=best_u, fu=best_fu, codes=codes), producer)
+
+    @staticmethod
+    def _guard(xp, ctx, rc, fn, u, scale0):
+        """The driver's safe relative test against the *original* start: a later attempt restarts from
+        an iterate that may have run away, and a relative test passing only there is ``Diverged``."""
+        un0, fn0 = scale0
+        one = xp.ones_like(un0)
+        un, scale = ctx.norm(u), xp.where(un0 > 1, un0, one)
+        grown = un > RUNAWAY_GROWTH * scale
+        dropped = fn <= RUNAWAY_DROP * xp.where(fn0 > ctx.abstol, fn0, ctx.abstol * one)
+        insane = (un > 1e-2 * float(xp.finfo(ctx.dtype).max)) | (un > HUGE_GROWTH * scale)
+        false = (rc == _SUCCESS) & (insane | ((fn > ctx.abstol) & grown & ~dropped))
+        return xp.where(false, xp.full_like(rc, _DIVERGED), rc)
 
     def summary(self, chain: ChainResult, stats_of: Callable, *, batched: bool, traced: bool, xp):
         """``(stats, alg, trace)`` of a chain: totals over the attempts plus ``attempts`` (name -> Stats)

@@ -17,7 +17,8 @@ from ..checks import check_int, check_positive
 from ..registry import register
 from ..retcodes import ReturnCode
 from .base import Algorithm
-from .trust_region import ACCEPT_RHO, refresh_jacobian
+from .dense import refuse_large, scaled_jacobian
+from .trust_region import ACCEPT_RHO
 
 __all__ = ["LevenbergMarquardt", "LMState"]
 
@@ -74,12 +75,7 @@ class LevenbergMarquardt(Algorithm):
         check_int("LevenbergMarquardt", "max_size", self.max_size, 1)
 
     def init(self, prob, u0, ctx):
-        if ctx.n > self.max_size:
-            raise ValueError(
-                f"LevenbergMarquardt: the system has n={ctx.n} unknowns per element, above "
-                f"max_size={self.max_size}; a dense Jacobian needs n*n memory and O(n^3) work per step. Use "
-                "NewtonKrylov (matrix-free Newton-Krylov, ss.NewtonKrylov()) or raise "
-                "LevenbergMarquardt(max_size=...)")
+        refuse_large("LevenbergMarquardt", ctx.n, self.max_size)
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         fu = ctx.fu0
         ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
@@ -93,13 +89,7 @@ class LevenbergMarquardt(Algorithm):
     def step(self, prob, state, ctx):
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         need = ~state.fresh
-        J, dj, dl = refresh_jacobian(ctx, state.u, state.fu, state.J, need)
-        finite_j = xp.all(xp.isfinite(xp.reshape(J, (B, n * n))), axis=1)
-        J = xp.where(xp.reshape(finite_j, (B, 1, 1)), J, xp.zeros_like(J))
-        cn = xp.sqrt(xp.sum(J * J, axis=1))
-        D = xp.maximum(state.D, cn)
-        D = xp.where(D > 0, D, xp.ones_like(D))
-        D = xp.where(xp.reshape(need, (B, 1)), D, state.D)
+        J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
         fu, lam = state.fu, state.lam
         g = xp.sum(J * xp.reshape(fu, (B, n, 1)), axis=1)  # J^T F
         JtJ = xp.matmul(xp.permute_dims(J, (0, 2, 1)), J)

@@ -8,6 +8,7 @@ from typing import Optional
 from .. import backend
 from ..registry import register
 from ..checks import check_int
+from .dense import finite_jacobian, refuse_large, regularised
 from .newton_krylov import NewtonBase
 
 __all__ = ["NewtonRaphson"]
@@ -22,7 +23,8 @@ class NewtonRaphson(NewtonBase):
     assembled column by column from ``n`` JVPs (finite differences unless the
     problem has a ``jvp``; each finite-difference column costs one ``F`` and is
     counted in ``njvp``). The solve is a batched ``linalg.solve`` on
-    ``(batch, n, n)`` with a tiny diagonal shift (``eps * max|J|``) so that an
+    ``(batch, n, n)`` with a tiny diagonal shift (``eps`` times the largest entry of
+    each row and column, :func:`~steadysolve.algorithms.dense.regularised`) so that an
     exactly singular Jacobian gives a huge step (which the line search rejects)
     instead of an exception; a non-finite Jacobian or step stops the element
     with ``LinearSolveFailed``. Same Armijo line search as :class:`NewtonKrylov`.
@@ -48,28 +50,14 @@ class NewtonRaphson(NewtonBase):
         self._check_linesearch("NewtonRaphson")
 
     def init(self, prob, u0, ctx):
-        if ctx.n > self.max_size:
-            raise ValueError(
-                f"NewtonRaphson: the system has n={ctx.n} unknowns per element, above max_size={self.max_size}; "
-                "a dense Jacobian needs n*n memory and O(n^3) work per step. Use NewtonKrylov (matrix-free "
-                "Newton-Krylov, ss.NewtonKrylov()) or raise NewtonRaphson(max_size=...)")
+        refuse_large("NewtonRaphson", ctx.n, self.max_size)
         return super().init(prob, u0, ctx)
 
     def _dense_direction(self, ctx, u, fu):
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         J, nj = ctx.jacobian(u, fu)
-        finite_j = xp.all(xp.isfinite(xp.reshape(J, (B, n * n))), axis=1)
-        J = xp.where(xp.reshape(finite_j, (B, 1, 1)), J, xp.zeros_like(J))
-        # Regularise each diagonal entry relative to its own row and column (a global eps*max|J|
-        # would swamp rows far smaller than the largest); an all-zero row and column falls back to
-        # the global scale, so a zero Jacobian still gives a finite (huge) step.
-        absJ = xp.abs(J)
-        local = xp.maximum(xp.max(absJ, axis=2), xp.max(absJ, axis=1))  # (B, n)
-        scale = xp.max(local, axis=1, keepdims=True)
-        eps, tiny = float(xp.finfo(ctx.dtype).eps), float(xp.finfo(ctx.dtype).smallest_normal)
-        shift = eps * xp.where(local > 0, local, scale) + tiny
-        eye = xp.eye(n, dtype=ctx.dtype, device=ctx.device)
-        A = J + xp.reshape(shift, (B, n, 1)) * xp.reshape(eye, (1, n, n))
+        J, finite_j = finite_jacobian(xp, J)
+        A = regularised(xp, J)
         d = xp.reshape(backend.solve_small(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
         ok = finite_j & xp.all(xp.isfinite(d), axis=1)
         d = xp.where(xp.reshape(ok, (B, 1)), d, xp.zeros_like(d))

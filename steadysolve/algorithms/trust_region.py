@@ -3,9 +3,10 @@
 Every driver iteration evaluates ``F`` once, at ``u + delta``, where ``delta`` is the
 dogleg step of the model ``||F + J delta||^2`` inside the scaled region
 ``||D delta||_2 <= Delta``. The step is accepted when the ratio ``rho`` of actual
-to predicted reduction of ``||F||^2`` exceeds ``1e-4``; ``Delta`` shrinks to a quarter
-of the step length when ``rho < 0.25`` and doubles when ``rho > 0.75`` with the
-step on the boundary. The Jacobian is rebuilt only after an accepted step (a
+to predicted reduction of ``||F||^2`` exceeds ``1e-4``; ``Delta`` follows MINPACK's
+``hybrd``: bounded by the first step, halved when ``rho < 0.1``, raised to twice the
+step after a good ratio (``rho >= 0.5``) or a second success in a row, and set to twice
+the step when the model is very good (``|rho - 1| <= 0.1``). The Jacobian is rebuilt only after an accepted step (a
 rejected trial keeps ``u``, so the old ``J`` is still current): a host-side branch
 eagerly, ``lax.cond`` under JAX tracing, as in :class:`NewtonRaphson`.
 """
@@ -20,6 +21,7 @@ from ..checks import check_int, check_positive
 from ..registry import register
 from ..retcodes import ReturnCode
 from .base import Algorithm
+from .dense import refresh_jacobian, refuse_large, regularised, scaled_jacobian  # noqa: F401 - refresh_jacobian re-exported
 
 __all__ = ["TrustRegion", "TrustRegionState", "dogleg", "refresh_jacobian"]
 
@@ -36,6 +38,7 @@ class TrustRegionState(NamedTuple):
     fresh: Any  # (B,) bool: J belongs to the current u
     D: Any  # (B, n) scaling, max over the iterations of the Jacobian's column norms
     radius: Any  # (B,) trust-region radius Delta (< 0: not set yet)
+    nsuc: Any  # (B,) int32: successful (rho >= 0.1) steps in a row
     flag: Any  # (B,) int32 failure code
     nf: Any
     njvp: Any
@@ -64,7 +67,7 @@ def _newton_point(xp, A, b):
         return xp.matmul(xp.linalg.pinv(A), b)
 
 
-def dogleg(xp, J, fu, D, radius, shift=None):
+def dogleg(xp, J, fu, D, radius, shift=None, A=None):
     """Powell's dogleg step per row: ``(delta (B, n), ||D delta|| (B,), usable (B,) bool)``.
 
     ``J`` is ``(B, n, n)``, ``fu`` and ``D`` are ``(B, n)``, ``radius`` is ``(B,)``.
@@ -75,8 +78,9 @@ def dogleg(xp, J, fu, D, radius, shift=None):
     (singular ``J``) leaves the Cauchy step alone.
     """
     B, n = fu.shape
-    A = J if shift is None else J + xp.reshape(shift, (B, 1, 1)) * xp.reshape(
-        xp.eye(n, dtype=fu.dtype, device=backend.device_of(fu)), (1, n, n))
+    if A is None:  # the matrix of the Newton point: J, J + shift I, or the caller's (regularised) one
+        A = J if shift is None else J + xp.reshape(shift, (B, 1, 1)) * xp.reshape(
+            xp.eye(n, dtype=fu.dtype, device=backend.device_of(fu)), (1, n, n))
     pN = xp.reshape(_newton_point(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
     yN = D * pN
     nN = xp.sqrt(_rows(xp, yN, yN))
@@ -109,30 +113,6 @@ def dogleg(xp, J, fu, D, radius, shift=None):
     return y / D, xp.sqrt(_rows(xp, y, y)), usable
 
 
-def refresh_jacobian(ctx, u, fu, J_old, need):
-    """The Jacobian ``(B, n, n)`` where ``need`` (else ``J_old``), the JVPs and Jacobians it cost.
-    Nothing is built when no element needs it (a host branch eagerly, ``lax.cond`` under JAX)."""
-    xp, B = ctx.xp, ctx.batch
-    nb = xp.reshape(need, (B, 1, 1))
-    if backend.is_jax(xp) and backend.is_traced(u):
-        import jax
-        import jax.numpy as jnp
-
-        def yes(args):
-            J, nj = ctx.jacobian(*args)
-            return J, jnp.asarray(nj, dtype=jnp.int32)
-
-        def no(args):
-            return J_old, jnp.asarray(0, dtype=jnp.int32)
-
-        J, nj = jax.lax.cond(jnp.any(need), yes, no, (u, fu))
-        return xp.where(nb, J, J_old), nj, xp.astype(xp.any(need), xp.int32)
-    if not backend.host_bool(xp.any(need)):
-        return J_old, 0, 0
-    J, nj = ctx.jacobian(u, fu)
-    return xp.where(nb, J, J_old), nj, 1
-
-
 @register("trust_region")
 @dataclass(frozen=True)
 class TrustRegion(Algorithm):
@@ -143,8 +123,9 @@ class TrustRegion(Algorithm):
     to a rescaling of the unknowns. The first radius is
     ``factor * ||D u0||`` (``factor`` when that is 0). The Jacobian comes from the
     problem's ``jac``, else AD or finite differences (``n`` JVPs, counted in ``njvp``).
-    The Newton point solves ``(J + eps max|J| I) p = -F`` so that a singular ``J``
-    gives a huge point that the dogleg cuts back. A non-finite Jacobian stops the
+    The Newton point solves ``(J + S) p = -F`` with the diagonal shift ``S`` relative to
+    each row and column (as :class:`NewtonRaphson`), so that a singular ``J`` gives a huge
+    point that the dogleg cuts back. A non-finite Jacobian stops the
     element with ``LinearSolveFailed``; a radius collapsed to rounding level of
     ``||D u||`` stops it with ``Stalled`` (typical at a minimum of ``||F||`` that is
     not a root).
@@ -163,17 +144,13 @@ class TrustRegion(Algorithm):
         check_int("TrustRegion", "max_size", self.max_size, 1)
 
     def init(self, prob, u0, ctx):
-        if ctx.n > self.max_size:
-            raise ValueError(
-                f"TrustRegion: the system has n={ctx.n} unknowns per element, above max_size={self.max_size}; "
-                "a dense Jacobian needs n*n memory and O(n^3) work per step. Use NewtonKrylov (matrix-free "
-                "Newton-Krylov, ss.NewtonKrylov()) or raise TrustRegion(max_size=...)")
+        refuse_large("TrustRegion", ctx.n, self.max_size)
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         fu = ctx.fu0
         return TrustRegionState(
             u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), J=ctx.zeros((B, n, n)),
             fresh=xp.zeros((B,), dtype=xp.bool, device=ctx.device), D=ctx.zeros((B, n)),
-            radius=-xp.ones((B,), dtype=ctx.dtype, device=ctx.device),
+            radius=-xp.ones((B,), dtype=ctx.dtype, device=ctx.device), nsuc=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
             flag=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
             nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
             njac=ctx.counter(0), nreject=ctx.counter(0))
@@ -181,21 +158,14 @@ class TrustRegion(Algorithm):
     def step(self, prob, state, ctx):
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         need = ~state.fresh
-        J, dj, dl = refresh_jacobian(ctx, state.u, state.fu, state.J, need)
-        finite_j = xp.all(xp.isfinite(xp.reshape(J, (B, n * n))), axis=1)
-        J = xp.where(xp.reshape(finite_j, (B, 1, 1)), J, xp.zeros_like(J))
-        cn = xp.sqrt(xp.sum(J * J, axis=1))  # column norms (B, n)
-        D = xp.maximum(state.D, cn)
-        D = xp.where(D > 0, D, xp.ones_like(D))
-        D = xp.where(xp.reshape(need, (B, 1)), D, state.D)
+        J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
         dun = xp.sqrt(_rows(xp, D * state.u, D * state.u))
         first = dun * self.factor
         first = xp.where(first > 0, first, xp.full_like(first, self.factor))
         radius = xp.where(state.radius < 0, first, state.radius)
-        scale = xp.max(xp.abs(xp.reshape(J, (B, n * n))), axis=1)
         tiny = float(xp.finfo(ctx.dtype).smallest_normal)
         eps = float(xp.finfo(ctx.dtype).eps)
-        delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, shift=eps * scale + tiny)
+        delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, A=regularised(xp, J))
         bad = ~finite_j | ~usable
         trial = state.u + delta
         ft = ctx.F(trial)
@@ -206,9 +176,15 @@ class TrustRegion(Algorithm):
         ok = xp.isfinite(ftn2) & (pred > 0) & ~bad
         rho = xp.where(ok, actual / _safe(xp, pred), -xp.ones_like(pred))
         accept = ok & (rho > ACCEPT_RHO)
-        at_boundary = ynorm >= 0.99 * radius
-        radius = xp.where(rho < 0.25, 0.25 * ynorm, radius)
-        radius = xp.where((rho > 0.75) & at_boundary, 2.0 * radius, radius)
+        # MINPACK hybrd's radius update: the first step bounds the radius; a poor ratio halves it;
+        # a good one (or a second success in a row) lets it reach twice the step; a very good
+        # model (rho ~ 1) sets it to twice the step
+        radius = xp.where(state.radius < 0, xp.minimum(radius, ynorm), radius)
+        poor = rho < 0.1
+        nsuc = xp.where(poor, xp.zeros_like(state.nsuc), state.nsuc + 1)
+        grow = ~poor & ((rho >= 0.5) | (nsuc > 1))
+        radius = xp.where(poor, 0.5 * radius, xp.where(grow, xp.maximum(radius, 2.0 * ynorm), radius))
+        radius = xp.where(~poor & (xp.abs(rho - 1.0) <= 0.1), 2.0 * ynorm, radius)
         collapsed = ~accept & (radius <= 10.0 * eps * dun + tiny)
         flag = xp.where(collapsed, xp.full_like(state.flag, _STALLED), state.flag)
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
@@ -217,7 +193,7 @@ class TrustRegion(Algorithm):
         fu = xp.where(ab, ft, state.fu)
         fn2 = xp.where(accept, ftn2, state.fn2)
         nrej = xp.astype(xp.sum(xp.astype(~accept, xp.int32)), xp.int32)
-        return TrustRegionState(u, fu, fn2, J, ~accept, D, radius, flag, state.nf + 1, state.njvp + dj,
+        return TrustRegionState(u, fu, fn2, J, ~accept, D, radius, nsuc, flag, state.nf + 1, state.njvp + dj,
                                 state.nvjp, state.njac + dl, state.nreject + nrej)
 
     def extra_stats(self, state) -> dict:

@@ -1,0 +1,87 @@
+"""Helpers shared by the dense-Jacobian methods (NewtonRaphson, TrustRegion, LevenbergMarquardt).
+
+* :func:`refuse_large`: the size refusal, before iterating;
+* :func:`refresh_jacobian`: rebuild the Jacobian only where needed (a host branch eagerly,
+  ``lax.cond`` under JAX tracing);
+* :func:`finite_jacobian`: zero a non-finite Jacobian (and say where);
+* :func:`column_scale`: MINPACK's running maximum of the column norms;
+* :func:`regularised`: ``J`` plus a diagonal shift relative to each row and column.
+"""
+
+from __future__ import annotations
+
+from .. import backend
+
+__all__ = ["refuse_large", "refresh_jacobian", "finite_jacobian", "column_scale", "regularised", "scaled_jacobian"]
+
+
+def refuse_large(owner: str, n: int, max_size: int) -> None:
+    """``ValueError`` for a system too large for a dense Jacobian."""
+    if n > max_size:
+        raise ValueError(
+            f"{owner}: the system has n={n} unknowns per element, above max_size={max_size}; a dense "
+            "Jacobian needs n*n memory and O(n^3) work per step. Use NewtonKrylov (matrix-free "
+            f"Newton-Krylov, ss.NewtonKrylov()) or raise {owner}(max_size=...)")
+
+
+def refresh_jacobian(ctx, u, fu, J_old, need):
+    """The Jacobian ``(B, n, n)`` where ``need`` (else ``J_old``), the JVPs and Jacobians it cost.
+    Nothing is built when no element needs it (a host branch eagerly, ``lax.cond`` under JAX)."""
+    xp, B = ctx.xp, ctx.batch
+    nb = xp.reshape(need, (B, 1, 1))
+    if backend.is_jax(xp) and backend.is_traced(u):
+        import jax
+        import jax.numpy as jnp
+
+        def yes(args):
+            J, nj = ctx.jacobian(*args)
+            return J, jnp.asarray(nj, dtype=jnp.int32)
+
+        def no(args):
+            return J_old, jnp.asarray(0, dtype=jnp.int32)
+
+        J, nj = jax.lax.cond(jnp.any(need), yes, no, (u, fu))
+        return xp.where(nb, J, J_old), nj, xp.astype(xp.any(need), xp.int32)
+    if not backend.host_bool(xp.any(need)):
+        return J_old, 0, 0
+    J, nj = ctx.jacobian(u, fu)
+    return xp.where(nb, J, J_old), nj, 1
+
+
+def finite_jacobian(xp, J):
+    """``(J with non-finite matrices zeroed, finite (B,) bool)``."""
+    B, n = J.shape[0], J.shape[1]
+    finite = xp.all(xp.isfinite(xp.reshape(J, (B, n * n))), axis=1)
+    return xp.where(xp.reshape(finite, (B, 1, 1)), J, xp.zeros_like(J)), finite
+
+
+def column_scale(xp, J, D_old, need):
+    """MINPACK's scaling: the running maximum of the Jacobian's column norms (zero columns count
+    as 1), updated where ``need`` (a new Jacobian), else ``D_old``."""
+    B = J.shape[0]
+    D = xp.maximum(D_old, xp.sqrt(xp.sum(J * J, axis=1)))
+    D = xp.where(D > 0, D, xp.ones_like(D))
+    return xp.where(xp.reshape(need, (B, 1)), D, D_old)
+
+
+def scaled_jacobian(ctx, u, fu, J_old, D_old, need):
+    """Refresh the Jacobian where ``need``, zero non-finite ones, update the column scaling:
+    ``(J, D, finite (B,), jvps, jacobians)``."""
+    J, dj, dl = refresh_jacobian(ctx, u, fu, J_old, need)
+    J, finite = finite_jacobian(ctx.xp, J)
+    return J, column_scale(ctx.xp, J, D_old, need), finite, dj, dl
+
+
+def regularised(xp, J):
+    """``J + diag(shift)`` with ``shift_i = eps * max(max_j |J_ij|, max_j |J_ji|) + tiny``: relative to
+    each row and column (a global ``eps * max|J|`` would swamp rows far smaller than the largest);
+    an all-zero row and column falls back to the global scale, so a zero Jacobian still gives a
+    finite (huge) step."""
+    B, n = J.shape[0], J.shape[1]
+    absJ = xp.abs(J)
+    local = xp.maximum(xp.max(absJ, axis=2), xp.max(absJ, axis=1))  # (B, n)
+    scale = xp.max(local, axis=1, keepdims=True)
+    eps, tiny = float(xp.finfo(J.dtype).eps), float(xp.finfo(J.dtype).smallest_normal)
+    shift = eps * xp.where(local > 0, local, scale) + tiny
+    eye = xp.eye(n, dtype=J.dtype, device=backend.device_of(J))
+    return J + xp.reshape(shift, (B, n, 1)) * xp.reshape(eye, (1, n, n))

@@ -77,6 +77,10 @@ def budgeted(owner: str, alg, max_nfe: int, n: int = 1, reltol: float = 0.0):
     dynamic_ss: the integrator's new evaluations per step (Tsit5: 6); trust_region and
     levenberg_marquardt: ``1 + n`` as newton (a dense Jacobian after each accepted step).
     """
+    from steadysolve.algorithms.auto import Auto
+
+    if isinstance(alg, Auto):  # a budget holds for one solver: the first of the DEQ chain (Anderson)
+        alg = alg.chain("fixed_point", n)[0][0]
     _check_budget(owner, alg, max_nfe, n)
     alg = _budget_alg(alg, reltol)
     setup = _setup_nfe(alg)

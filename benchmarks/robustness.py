@@ -4,12 +4,14 @@
         [--abstol 1e-8] [--maxiters 1000] [--time-limit 5]
 
 Runs every algorithm in steadysolve's registry (iterated from ``steadysolve.registry``, so
-algorithms added later are picked up), ``ss.solve(prob)`` with the default algorithm, and
+algorithms added later are picked up), ``ss.solve(prob)`` with the default polyalgorithm
+(the ``default`` row; the registry's ``"auto"`` is the same and not run twice), and
 ``scipy.optimize.root`` with ``hybr``, ``lm``, ``krylov``, ``broyden1`` and ``anderson``, all in
 one process. A run is *solved* only if ``max|F(u)| <= 1e-6`` recomputed on the returned point;
 a reported success that is not solved is a *false success*; an exception is a *crash*; a run
 that exceeds the wall-time limit is stopped (``F`` raises) and counted as a *timeout*.
-``--quick`` uses the x0 starts only (23 pairs).
+``--quick`` uses the x0 starts only (23 pairs). The last lines compare the default's median
+number of ``F`` evaluations with ``hybr``'s on the pairs both solve.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ def _scipy(method, abstol, maxiters):
 
 
 def methods(abstol, maxiters):
-    out = [(name, "steadysolve", _ours(name, abstol, maxiters)) for name in registry.available()]
+    # "auto" is the default: run once, as the "default" row (ss.solve(prob) with no algorithm)
+    out = [(name, "steadysolve", _ours(name, abstol, maxiters)) for name in registry.available() if name != "auto"]
     out.append(("default", "steadysolve", _ours(None, abstol, maxiters)))
     out += [(f"scipy:{m}", "scipy", _scipy(m, abstol, maxiters)) for m in SCIPY_METHODS]
     return out
@@ -155,6 +158,13 @@ def main():
     unsolved = sorted({(p.name, s) for p, s, _ in pairs} - ours - theirs)
     if unsolved:
         print("solved by nobody: " + ", ".join(f"{p}@{s:g}" for p, s in unsolved))
+    if "default" in results and "scipy:hybr" in results:
+        both = [(a["nfev"], b["nfev"], a["time"], b["time"]) for a, b in zip(results["default"][1], results["scipy:hybr"][1])
+                if a["status"] == "solved" and b["status"] == "solved"]
+        if both:
+            print(f"on the {len(both)} pairs default and scipy:hybr both solve: median nfev "
+                  f"{statistics.median(x[0] for x in both):.1f} (default) vs {statistics.median(x[1] for x in both):.1f} "
+                  f"(hybr); median time ratio default/hybr {statistics.median(x[2] / x[3] for x in both):.1f}")
     for name, msgs in crashes.items():
         print(f"crashes of {name}: " + "; ".join(msgs[:3]) + (" ..." if len(msgs) > 3 else ""))
     if args.json:

@@ -127,6 +127,8 @@ class Auto(Algorithm):
                 ctx = dataclasses.replace(ctx, fu0=fstart)
             res = run(alg, ctx, start)
             attempts.append((alg, res))
+            if k == 0 and not traced and all(c == _SUCCESS for c in res.codes):
+                return ChainResult(tuple(attempts), res, None)  # the common case costs nothing more
             rc = res.codes if traced else xp.asarray(res.codes, dtype=xp.int32, device=ctx.device)
             cur = ctx.norm(res.fu)
             if k == 0:
@@ -142,8 +144,7 @@ class Auto(Algorithm):
                 codes, best_n = xp.where(take, rc, codes), xp.where(take, cur, best_n)
                 producer = xp.where(take, xp.full_like(producer, k), producer)
             solved = codes == _SUCCESS
-            if not traced and (len(attempts) == 1 and all(c == _SUCCESS for c in res.codes)
-                               or backend.host_bool(xp.all(solved))):
+            if not traced and backend.host_bool(xp.all(solved)):
                 break
         if len(attempts) == 1:
             return ChainResult(tuple(attempts), res, None)
@@ -182,15 +183,15 @@ class Auto(Algorithm):
         niter_el = None
         if batched:
             niter_el = sum((s.niter_per_element for s in st[1:]), st[0].niter_per_element)
-        producer = chain.producer
-        if producer is None:
-            producer = xp.zeros((chain.result.u.shape[0],), dtype=xp.int32)
+        producer, B = chain.producer, chain.result.u.shape[0]
+        if producer is None and traced:
+            producer = xp.zeros((B,), dtype=xp.int32)
         extra = {"attempts": per}
         algs = [a for a, _ in chain.attempts]
         if traced:
             alg, extra["alg_index"] = Auto(algs=tuple(algs)), producer if batched else xp.reshape(producer, ())
         else:
-            idx = [int(i) for i in backend.to_numpy(xp, producer).reshape(-1)]
+            idx = [0] * B if producer is None else [int(i) for i in backend.to_numpy(xp, producer).reshape(-1)]
             if batched:
                 extra["alg_index"] = idx
             alg = algs[idx[0]] if len(set(idx)) == 1 else Auto(algs=tuple(algs))

@@ -198,9 +198,10 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     batched = batch_axis is not None
     done = [0]  # iterations of the attempts before (a chain's callback counts on)
 
-    def drive(a, c, rows):
+    def drive(a, c, rows, share=1.0):  # share < 1: an attempt of a chain, which may use part of maxiters
         cb = callback if callback is None or not done[0] else (lambda it, u, fn: callback(done[0] + it, u, fn))
-        r = run(a, prob, c, rows, maxiters=maxiters, store_trace=store_trace, callback=cb, use_jax=use_jax,
+        cap = maxiters if share >= 1 else max(min(maxiters, 100), int(share * maxiters))
+        r = run(a, prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
                 to_user=layout.from_rows)
         if not use_jax:
             done[0] += r.niter

@@ -148,3 +148,13 @@ def test_bad_options():
     with pytest.raises(TypeError, match="polyalgorithm"):
         ss.Auto().init(None, None, None)
     assert ss.Auto(algs=["newton", ss.TrustRegion()]).algs == (ss.NewtonRaphson(), ss.TrustRegion())
+
+
+def test_attempts_but_the_last_use_a_share_of_maxiters():
+    # fixed-point iteration on u - 2 cos(u) (wrong sign) never succeeds: every attempt runs to its cap
+    prob = ss.NonlinearProblem(lambda u, p: np.arctan(u) + 2.0, np.zeros(1))  # no root
+    sol = ss.solve(prob, ss.Auto(algs=("broyden", "broyden"), share=0.5), maxiters=400, abstol=1e-12, reltol=0.0)
+    first, last = sol.stats.attempts.values()
+    assert first.niter <= 200 and last.niter <= 400
+    with pytest.raises(ValueError, match="share must be <= 1"):
+        ss.Auto(share=1.5)

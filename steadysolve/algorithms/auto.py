@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 from .. import backend
-from ..checks import check_int
+from ..checks import check_int, check_positive
 from ..registry import register, resolve
 from ..retcodes import ReturnCode
 from ..solution import Stats
@@ -53,15 +53,20 @@ class Auto(Algorithm):
 
     * ``FixedPointProblem``: :class:`Anderson` first, then the chain below for ``n``;
     * ``n <= tiny_max`` (default 3): :class:`NewtonRaphson` -> :class:`TrustRegion` ->
-      :class:`NewtonKrylov` -> :class:`LevenbergMarquardt` (a dense Jacobian costs at most
+      :class:`NewtonKrylov` -> :class:`LevenbergMarquardt`, then trust region,
+      Levenberg-Marquardt and Newton-Krylov again from ``u0`` (a dense Jacobian costs at most
       ``n`` evaluations here, less than the overhead of a Krylov solve);
     * ``n <= dense_max`` (default 100): :class:`NewtonKrylov` -> :class:`TrustRegion` ->
-      :class:`NewtonRaphson` -> :class:`LevenbergMarquardt`;
-    * larger: :class:`NewtonKrylov` -> :class:`Broyden` (matrix-free only).
+      :class:`NewtonRaphson` -> :class:`LevenbergMarquardt`, then trust region,
+      Levenberg-Marquardt and Newton again from ``u0``;
+    * larger: :class:`NewtonKrylov` -> :class:`Broyden`, then Broyden from ``u0`` (matrix-free only).
 
     An attempt that fails (any return code but ``Success``) hands its best iterate to the
-    next one; elements solved by an attempt are frozen. ``maxiters`` applies to each
-    attempt. The Solution's ``alg`` is the algorithm that produced ``u`` (the one that
+    next one (the attempts "from ``u0``" restart the unsolved elements there: a best
+    iterate can sit at a minimum of ``||F||`` that is not a root); elements solved by an
+    attempt are frozen. Every attempt but the last stops after
+    ``max(min(maxiters, 100), share * maxiters)`` iterations (a slow attempt hands over to
+    the next instead of spending the whole budget); the last may use ``maxiters``. The Solution's ``alg`` is the algorithm that produced ``u`` (the one that
     succeeded, or the one with the smallest residual); for a batch whose elements were
     solved by different algorithms, and under ``jax.jit``, it is the ``Auto`` with its
     resolved chain, and ``stats.alg_index`` gives each element's attempt. ``stats``
@@ -73,13 +78,18 @@ class Auto(Algorithm):
     ----------
     algs : an explicit chain (instances or names) instead of the automatic choice.
     tiny_max, dense_max : the size thresholds above.
+    share : the fraction of ``maxiters`` an attempt other than the last may use (default 0.4).
     """
 
     algs: tuple = ()
     tiny_max: int = 3
     dense_max: int = 100
+    share: float = 0.4
 
     def __post_init__(self):
+        check_positive("Auto", "share", self.share)
+        if self.share > 1:
+            raise ValueError(f"Auto: share must be <= 1, got {self.share!r}")
         check_int("Auto", "tiny_max", self.tiny_max, 0)
         check_int("Auto", "dense_max", self.dense_max, 0)
         if isinstance(self.algs, (str, Algorithm)) or not isinstance(self.algs, (tuple, list)):
@@ -102,7 +112,8 @@ class Auto(Algorithm):
         else:
             first, fallbacks = NewtonKrylov(), (Broyden(),)
         lm = (LevenbergMarquardt(),) if n <= self.dense_max else ()
-        steps = ((first, False),) + tuple((a, False) for a in fallbacks + lm) + tuple((a, True) for a in fallbacks)
+        again = fallbacks[:1] + lm + fallbacks[1:]  # from u0: the best iterate may sit at a non-root minimum
+        steps = ((first, False),) + tuple((a, False) for a in fallbacks + lm) + tuple((a, True) for a in again)
         return (((Anderson(), False),) + steps) if kind == "fixed_point" else steps
 
     def init(self, prob, u0, ctx):
@@ -112,12 +123,14 @@ class Auto(Algorithm):
     step = init
 
     def run_chain(self, prob, ctx, u0, run: Callable, *, traced: bool) -> ChainResult:
-        """Run the chain; ``run(alg, ctx, u0)`` is one driver solve returning a ``DriverResult``."""
+        """Run the chain; ``run(alg, ctx, u0, share=)`` is one driver solve returning a ``DriverResult``
+        with ``max(min(maxiters, 100), share * maxiters)`` iterations at most."""
         xp = ctx.xp
         attempts = []
         fu0 = ctx.fu0
         best_u = best_fu = codes = best_n = producer = None
-        for k, (alg, restart) in enumerate(self.chain(ctx.kind, ctx.n)):
+        chain = self.chain(ctx.kind, ctx.n)
+        for k, (alg, restart) in enumerate(chain):
             if k == 0:
                 start, fstart = u0, fu0
             else:  # solved elements start at their answer (frozen); the others at the best iterate or u0
@@ -125,7 +138,7 @@ class Auto(Algorithm):
                 start = best_u if keep is None else xp.where(keep, best_u, u0)
                 fstart = best_fu if keep is None else xp.where(keep, best_fu, fu0)
                 ctx = dataclasses.replace(ctx, fu0=fstart)
-            res = run(alg, ctx, start)
+            res = run(alg, ctx, start, share=1.0 if k == len(chain) - 1 else self.share)
             attempts.append((alg, res))
             if k == 0 and not traced and all(c == _SUCCESS for c in res.codes):
                 return ChainResult(tuple(attempts), res, None)  # the common case costs nothing more

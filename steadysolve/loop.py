@@ -22,7 +22,7 @@ import numpy as np
 
 from . import backend
 from .retcodes import RUNNING, ReturnCode
-from .termination import SCALARS, array_namespace, judge, start
+from .termination import SCALARS, array_namespace, judge, judge_scalar, start
 
 __all__ = ["run", "DriverResult", "TRACE_ROWS"]
 
@@ -167,7 +167,10 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
             raise
         it += 1
         fn, un, flag = _host_norms(xp, ctx, new, scalar)  # the one device sync of the iteration
-        book, v = judge(ns, fn, un, flag, book, abstol, reltol, patience, huge)
+        if scalar:
+            book, v = judge_scalar(fn, un, flag, book, abstol, reltol, patience, huge)
+        else:
+            book, v = judge(ns, fn, un, flag, book, abstol, reltol, patience, huge)
         # Elements that have converged ride along with the batch (their reported iterate is the
         # frozen best one, and masking the whole algorithm state every iteration would cost more
         # than the batched step itself); an element that stopped for any other reason keeps its

@@ -188,6 +188,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    if args.quick:  # the cheap algorithms on NumPy, unbatched
+        args.libs, args.batch = ["numpy"], [1]
+        args.algs = [a for a in args.algs if a in ("fixed_point", "anderson", "broyden", "newton_krylov")]
     rows = []
     for lib in args.libs:
         for batch in args.batch:

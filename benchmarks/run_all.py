@@ -55,14 +55,14 @@ from _common import machine_info  # noqa: E402
 
 # script -> (quick arguments, full arguments, time budget in seconds for --quick)
 SCRIPTS = {
-    "core_vs_scipy": (["--quick"], [], 20),
+    "core_vs_scipy": (["--quick"], [], 30),
     "many_small": (["--quick", "--n", "300"], [], 20),
     "anderson_overhead": (["--quick", "--repeats", "3"], [], 15),
     "op_counts": (["--quick"], [], 10),
-    "robustness": (["--quick"], [], 30),
+    "robustness": (["--quick"], [], 25),
     "dynamic_ss": (["--repeats", "2"], [], 25),
     "deq_jax": (["--repeats", "2", "--skip-dense"], [], 30),
-    "deq_torch": (["--quick"], [], 30),
+    "deq_torch": (["--quick"], [], 25),
 }  # the --quick budgets sum to 180 s: a script that needs longer is recorded as a timeout
 
 # the targets for scripts that do not report their own (benchmark, case substring) -> target

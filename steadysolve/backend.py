@@ -255,6 +255,8 @@ def solve_small(xp, A, b):
     dt = A.dtype
     if is_half(xp, dt):
         return xp.astype(xp.linalg.solve(xp.astype(A, xp.float32), xp.astype(b, xp.float32)), dt)
+    if xp is _FAST_NUMPY and A.shape[0] == 1 and A.ndim == 3:  # one system: NumPy's 2-D solve is ~1/3 cheaper
+        return xp.linalg.solve(A[0], b[0])[None, ...]
     return xp.linalg.solve(A, b)
 
 

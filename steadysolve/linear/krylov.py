@@ -92,6 +92,8 @@ def search_direction(xp, aug, j, v0, v, p, Zs):
     device = backend.device_of(v)
     kaug = aug.shape[1]
     vp = xp.where(xp.reshape(p == 0, (B, 1)), v0, v)
+    if isinstance(j, int) and j >= kaug and Zs is not None:  # eager, past the augmentation steps: plain
+        return vp, None, p + 1  # Krylov (``None``: no element tried an augmentation vector here)
     if isinstance(j, int):
         if j < kaug:
             a_j = aug[:, j, :]
@@ -103,8 +105,7 @@ def search_direction(xp, aug, j, v0, v, p, Zs):
         sel = xp.reshape(xp.arange(kaug, device=device) == jj, (1, kaug, 1))
         a_j = xp.sum(xp.where(sel, aug, xp.zeros_like(aug)), axis=1)
         use_a = (j < kaug) & (l2(xp, a_j) > 0)
-    if Zs is not None and not (isinstance(j, int) and j >= kaug):  # orthogonalise against this cycle's
-        # directions before spending a matvec (eagerly, only while augmentation vectors are tried)
+    if Zs is not None:  # orthogonalise against this cycle's directions before spending a matvec
         a_o = a_j - combine_rows(xp, rows_dot(xp, Zs, a_j), Zs)
         an, ao = l2(xp, a_j), l2(xp, a_o)
         use_a = use_a & (ao > 0.1 * an)

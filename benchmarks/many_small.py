@@ -120,13 +120,13 @@ def run_ours(F, U0, backend, alg):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=10000, help="systems per problem")
+    ap.add_argument("--n", type=int, default=None, help="systems per problem (default 10,000; 1,000 with --quick)")
     ap.add_argument("--alg", default="newton", help="steadysolve algorithm name")
     ap.add_argument("--quick", action="store_true", help="1,000 systems per problem")
     ap.add_argument("--backends", default="numpy,torch,jax")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    count = 1000 if args.quick else args.n
+    count = args.n if args.n is not None else (1000 if args.quick else 10000)
     rows = []
     for k, (name, F, x0) in enumerate(PROBLEMS):
         U0 = starts(x0, count, seed=k)

@@ -203,13 +203,21 @@ def rows_dot(xp, X, v):
     if is_jax(xp):
         return xp.vecdot(X, v[:, None, :])
     B, n = v.shape
+    if B == 1 and _plain_matmul(xp):  # one element: a 2-D product (NumPy's batched matmul costs 5x more)
+        return xp.reshape(X[0, ...] @ v[0, ...], (1, X.shape[1]))
     return xp.reshape(xp.matmul(xp.reshape(v, (B, 1, n)), xp.matrix_transpose(X)), (B, X.shape[1]))
 
 
 def combine_rows(xp, c, X):
     """Per element ``c[b] @ X[b]``: ``c`` is ``(B, m)``, ``X`` is ``(B, m, n)``; returns ``(B, n)``."""
     B, m = c.shape
+    if B == 1 and _plain_matmul(xp):
+        return xp.reshape(c[0, ...] @ X[0, ...], (1, X.shape[2]))
     return xp.reshape(xp.matmul(xp.reshape(c, (B, 1, m)), X), (B, X.shape[2]))
+
+
+def _plain_matmul(xp) -> bool:
+    return xp is _FAST_NUMPY or is_torch(xp)
 
 
 def is_half(xp, dtype) -> bool:
@@ -247,6 +255,8 @@ def solve_small(xp, A, b):
     dt = A.dtype
     if is_half(xp, dt):
         return xp.astype(xp.linalg.solve(xp.astype(A, xp.float32), xp.astype(b, xp.float32)), dt)
+    if xp is _FAST_NUMPY and A.shape[0] == 1 and A.ndim == 3:  # one system: NumPy's 2-D solve is ~1/3 cheaper
+        return xp.linalg.solve(A[0], b[0])[None, ...]
     return xp.linalg.solve(A, b)
 
 

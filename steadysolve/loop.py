@@ -22,7 +22,7 @@ import numpy as np
 
 from . import backend
 from .retcodes import RUNNING, ReturnCode
-from .termination import SCALARS, array_namespace, judge, start
+from .termination import SCALARS, array_namespace, judge, judge_scalar, start
 
 __all__ = ["run", "DriverResult", "TRACE_ROWS"]
 
@@ -46,9 +46,14 @@ class DriverResult(NamedTuple):
     trace: Any  # (niter + 1, B) residual norms, or None
 
 
-def _tree_where(xp, mask, new, old):
-    """Per-element select over an algorithm state: 0-d leaves are global and taken from ``new``."""
+def _tree_where(xp, mask, new, old, workspaces=()):
+    """Per-element select over an algorithm state: 0-d leaves are global and taken from ``new``, and
+    so are the algorithm's ``workspaces`` (buffers written in place: an element the driver rejects
+    has stopped, and masking them would copy whole histories every iteration)."""
     if hasattr(new, "_fields"):
+        if workspaces:
+            return type(new)(*(a if f in workspaces else _tree_where(xp, mask, a, b)
+                               for f, a, b in zip(new._fields, new, old)))
         return type(new)(*(_tree_where(xp, mask, a, b) for a, b in zip(new, old)))
     if isinstance(new, (tuple, list)):
         return type(new)(_tree_where(xp, mask, a, b) for a, b in zip(new, old))
@@ -142,6 +147,7 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
     huge = _huge(xp, ctx.dtype)
     abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
     freeze = alg.freeze_converged
+    workspaces = getattr(alg, "workspaces", ())
     try:
         state = alg.init(prob, u0, ctx)
     except Exception as e:
@@ -161,7 +167,10 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
             raise
         it += 1
         fn, un, flag = _host_norms(xp, ctx, new, scalar)  # the one device sync of the iteration
-        book, v = judge(ns, fn, un, flag, book, abstol, reltol, patience, huge)
+        if scalar:
+            book, v = judge_scalar(fn, un, flag, book, abstol, reltol, patience, huge)
+        else:
+            book, v = judge(ns, fn, un, flag, book, abstol, reltol, patience, huge)
         # Elements that have converged ride along with the batch (their reported iterate is the
         # frozen best one, and masking the whole algorithm state every iteration would cost more
         # than the batched step itself); an element that stopped for any other reason keeps its
@@ -171,7 +180,10 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
         if _all(take):
             state = new
         elif not scalar:  # an unbatched element that is not ok has stopped: keep the old state
-            state = _tree_where(xp, _device_mask(xp, ctx, take), new, state)
+            mask = _device_mask(xp, ctx, take)
+            state = _tree_where(xp, mask, new, state, workspaces)
+            if workspaces:
+                state = alg.reject(xp, mask, state)
         if _all(v.improved):
             best_u, best_fu = new.u, new.fu
         elif _any(v.improved):
@@ -204,6 +216,7 @@ def _run_jax(alg, prob, ctx, u0, *, maxiters, store_trace):
 
     xp = ctx.xp
     abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
+    workspaces = getattr(alg, "workspaces", ())
     state = alg.init(prob, u0, ctx)
     fn = ctx.norm(state.fu)
     jns = array_namespace(jnp)
@@ -225,7 +238,9 @@ def _run_jax(alg, prob, ctx, u0, *, maxiters, store_trace):
         new = alg.step(prob, state, ctx)
         fn = ctx.norm(new.fu)
         book, v = judge(jns, fn, ctx.norm(new.u), getattr(new, "flag", None), book, abstol, reltol, patience, huge)
-        state = _tree_where(xp, v.ok, new, state)
+        state = _tree_where(xp, v.ok, new, state, workspaces)
+        if workspaces:
+            state = alg.reject(xp, v.ok, state)
         best_u = _tree_where(xp, v.improved, new.u, best_u)
         best_fu = _tree_where(xp, v.improved, new.fu, best_fu)
         if trace is not None:

@@ -34,7 +34,7 @@ from typing import Any, Callable, NamedTuple
 from .checks import suggest
 from .retcodes import RUNNING, ReturnCode
 
-__all__ = ["get_norm", "converged", "NORMS", "default_tolerance", "Book", "Verdict", "start", "judge",
+__all__ = ["get_norm", "converged", "NORMS", "default_tolerance", "Book", "Verdict", "start", "judge", "judge_scalar",
            "SCALARS", "array_namespace", "DIVERGENCE_FACTOR", "RUNAWAY_GROWTH", "RUNAWAY_DROP", "HUGE_GROWTH"]
 
 DIVERGENCE_FACTOR = 1e10
@@ -205,3 +205,33 @@ def judge(ns, fn, un, flag, book: Book, abstol, reltol, patience, huge) -> tuple
         uscale0=book.uscale0,
     )
     return book, Verdict(ok, improved, finite)
+
+
+def judge_scalar(fn: float, un: float, flag, book: Book, abstol, reltol, patience, huge) -> tuple:
+    """:func:`judge` for one element on Python floats (the unbatched eager driver): the same
+    decisions, spelled as plain branches (a few hundred nanoseconds instead of tens of calls)."""
+    codes, best, since, niter = book.codes, book.best_norm, book.since_best, book.niter_el
+    if codes != RUNNING:  # stopped earlier: nothing changes but the counters
+        fin = math.isfinite(fn) and math.isfinite(un)
+        return book._replace(since_best=since + 1), Verdict(False, False, fin)
+    if not (math.isfinite(fn) and math.isfinite(un)):
+        return Book(_NONFINITE, best, since + 1, niter + 1, book.fnorm0, book.uscale0), Verdict(False, False, False)
+    fnorm0, uscale0 = book.fnorm0, book.uscale0
+    runaway = un > RUNAWAY_GROWTH * uscale0 and not fn <= RUNAWAY_DROP * fnorm0
+    relative = fn <= reltol * un
+    sane = un <= huge
+    conv = sane and (fn <= abstol or (relative and not runaway))
+    flagged = flag is not None and flag != 0
+    ok = conv or not flagged
+    improved = ok and (conv or fn < best)
+    since = 0 if improved else since + 1
+    new = flag if flagged else RUNNING
+    if conv:
+        new = _SUCCESS
+    elif ok:
+        if (fn > DIVERGENCE_FACTOR * fnorm0 or not sane
+                or (runaway and (relative or fn > RUNAWAY_GROWTH * fnorm0 or un > HUGE_GROWTH * uscale0))):
+            new = _DIVERGED
+        if patience is not None and since >= patience:
+            new = _STALLED
+    return Book(new, fn if improved else best, since, niter + 1, fnorm0, uscale0), Verdict(ok, improved, True)

@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
-from ..backend import rows_dot, solve_small
+from .. import backend
+from ..backend import combine_rows, rows_dot, set_at, solve_small
 from ..registry import register
 from ..checks import check_int, check_positive
 from .base import Algorithm, residual_scale
+
+
+_TINY: dict = {}
 
 
 class AndersonState(NamedTuple):
@@ -16,11 +20,13 @@ class AndersonState(NamedTuple):
     fu: Any
     r: Any  # alpha * F(u): the fixed-point residual G(u) - u
     alpha: Any  # (B, 1) or None
-    dX: Any  # (B, m, n) differences of u + mixing * r (what the step extrapolates), oldest first
-    dR: Any  # (B, m, n) differences of residuals r (what the least squares fits), oldest first
-    gram: Any  # (B, m, m) dR dR^T, shifted and given one new row/column per step
-    rhs: Any  # (B, m) dR r, updated in O(n) per step
-    k: Any  # 0-d: number of pairs pushed so far
+    # Workspaces (allocated once per solve, written in place; see DESIGN section 3): a ring buffer
+    # of m pairs, the newest in slot (k - 1) % m; unused slots are zero.
+    dX: Any  # (B, m, n) differences of u + mixing * r (what the step extrapolates)
+    dR: Any  # (B, m, n) differences of residuals r (what the least squares fits)
+    gram: Any  # (B, m, m) dR dR^T with its diagonal already regularised; identity on unused slots
+    rhs: Any  # (B, m) dR r (zero on unused slots)
+    k: Any  # number of pairs pushed so far (int, or 0-d array under the JAX driver)
     nf: Any
     njvp: Any
     nvjp: Any
@@ -65,53 +71,82 @@ class Anderson(Algorithm):
     @staticmethod
     def _tiny(ctx):
         # keeps an all-zero Gram row (a converged or frozen element) solvable
-        return float(ctx.xp.finfo(ctx.dtype).smallest_normal) ** 0.5
+        key = (id(ctx.xp), str(ctx.dtype))
+        tiny = _TINY.get(key)
+        if tiny is None:
+            tiny = _TINY[key] = float(ctx.xp.finfo(ctx.dtype).smallest_normal) ** 0.5
+        return tiny
+
+    #: state leaves written in place: the driver does not mask them, it calls ``reject`` instead
+    workspaces = ("dX", "dR", "gram")
+
+    def reject(self, xp, ok, state):
+        """Drop the pair just pushed for the elements the driver rejected (``ok`` false, ``(B,)``).
+
+        The driver has restored their ``u``, ``r`` and ``rhs``; clearing the one slot of the
+        in-place histories (an O(n) write, not a copy of the histories) keeps every element's
+        next extrapolation finite, so NaN/Inf never reaches ``F``."""
+        m, B = self.memory, ok.shape[0]
+        slot = (state.k - 1) % m
+        okc = xp.reshape(ok, (B, 1))
+        e = xp.astype(xp.reshape(xp.arange(m, device=backend.device_of(ok)) == slot, (1, m)), state.gram.dtype)
+        zero = xp.zeros_like(state.rhs[:, :1])
+        ws, ws3 = (slice(None), slot), (slice(None), slot, slice(None))
+        dX = set_at(xp, state.dX, ws3, xp.where(okc, state.dX[ws3], zero))
+        dR = set_at(xp, state.dR, ws3, xp.where(okc, state.dR[ws3], zero))
+        gram = set_at(xp, state.gram, ws3, xp.where(okc, state.gram[ws3], e))
+        gram = set_at(xp, gram, (slice(None), slice(None), slot), xp.where(okc, gram[:, :, slot], e))
+        rhs = set_at(xp, state.rhs, ws, xp.where(ok, state.rhs[ws], zero[:, 0]))
+        return state._replace(dX=dX, dR=dR, gram=gram, rhs=rhs)
 
     def init(self, prob, u0, ctx):
-        m = self.memory
+        m, xp = self.memory, ctx.xp
         alpha = residual_scale(ctx, u0, ctx.fu0, self.alpha)
         r = ctx.fu0 if alpha is None else alpha * ctx.fu0
         B, n = ctx.batch, ctx.n
+        gram = xp.broadcast_to(xp.eye(m, dtype=ctx.dtype, device=ctx.device), (B, m, m))
+        gram = gram + ctx.zeros((B, m, m))  # an owned, writable copy
         return AndersonState(
             u=u0, fu=ctx.fu0, r=r, alpha=alpha,
-            dX=ctx.zeros((B, m, n)), dR=ctx.zeros((B, m, n)), gram=ctx.zeros((B, m, m)), rhs=ctx.zeros((B, m)),
+            dX=ctx.zeros((B, m, n)), dR=ctx.zeros((B, m, n)), gram=gram, rhs=ctx.zeros((B, m)),
             k=ctx.counter(0), nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
         )
 
     def step(self, prob, state, ctx):
         xp, m, B = ctx.xp, self.memory, ctx.batch
-        # Regularised normal equations (each diagonal entry scaled by 1 + regularization, as
-        # SciPy's w0**2); unused slots become identity rows with a zero right-hand side.
-        diag = xp.linalg.diagonal(state.gram)[:, None, :]  # (B, 1, m)
-        if isinstance(state.k, int) and state.k >= m:  # eager and the history is full: no masks
-            eye = xp.eye(m, dtype=ctx.dtype, device=ctx.device)
-            A = state.gram + eye * (self.regularization * diag + self._tiny(ctx))
-            rhs = state.rhs[:, :, None]
-        else:
-            idx = xp.arange(m, dtype=xp.int32, device=ctx.device)
-            valid = idx >= m - state.k  # (m,): the newest min(k, m) pairs sit at the end
-            both = valid[:, None] & valid[None, :]
-            eye = xp.astype(idx[:, None] == idx[None, :], ctx.dtype)
-            A = xp.where(both, state.gram, 0.0) + eye * xp.where(valid, self.regularization * diag + self._tiny(ctx),
-                                                                 1.0)
-            rhs = xp.where(valid, state.rhs, 0.0)[:, :, None]  # (B, m, 1)
-        gamma_t = xp.matrix_transpose(solve_small(xp, A, rhs))  # (B, 1, m)
-        # u_{k+1} = u_k - dU gamma + mixing (r_k - dR gamma) = x_k - dX gamma, x = u + mixing r
+        k, dX, dR, gram = state.k, state.dX, state.dR, state.gram
+        # u_{k+1} = u_k - dU gamma + mixing (r_k - dR gamma) = x_k - dX gamma, x = u + mixing r,
+        # gamma solving the regularised normal equations (gram is stored regularised, and its
+        # unused slots are identity rows with a zero right-hand side: gamma is zero there).
         x = state.u + (state.r if self.mixing == 1.0 else self.mixing * state.r)
-        u = x - xp.reshape(xp.matmul(gamma_t, state.dX), (B, -1))
+        if isinstance(k, int):  # eager: only the leading block of pairs pushed so far
+            used = min(k, m)
+            if used == 0:
+                u = x
+            else:
+                A = gram if used == m else gram[:, :used, :used]
+                rhs = state.rhs if used == m else state.rhs[:, :used]
+                gamma = solve_small(xp, A, rhs[:, :, None])  # (B, used, 1)
+                u = x - combine_rows(xp, xp.reshape(gamma, (B, used)), dX if used == m else dX[:, :used, :])
+        else:  # traced: the full fixed-size system
+            gamma = solve_small(xp, gram, state.rhs[:, :, None])
+            u = x - combine_rows(xp, xp.reshape(gamma, (B, m)), dX)
         fu = ctx.F(u)
         r = fu if state.alpha is None else state.alpha * fu
-        # Shift the histories by one (drop the oldest pair, append the new one: a plain copy,
-        # several times cheaper than a masked ring-buffer write on PyTorch CPU); the Gram
-        # matrix shifts the same way and gains one row/column, the right-hand side dR r
-        # too (old pairs: += dR_i . dr; new pair: dr . r).
+        # Push the new pair into slot k % m (overwriting the oldest when the history is full);
+        # the Gram matrix gets the slot's new row and column, the right-hand side is dR r afresh.
         dr = r - state.r
-        dx = u - state.u + (dr if self.mixing == 1.0 else self.mixing * dr)
-        dX = xp.concat([state.dX[:, 1:, :], dx[:, None, :]], axis=1)
-        dR = xp.concat([state.dR[:, 1:, :], dr[:, None, :]], axis=1)
+        dx = (u - state.u) + (dr if self.mixing == 1.0 else self.mixing * dr)
+        slot = k % m
+        dX = set_at(xp, dX, (slice(None), slot, slice(None)), dx)
+        dR = set_at(xp, dR, (slice(None), slot, slice(None)), dr)
         col = rows_dot(xp, dR, dr)  # (B, m): dR_i . dr
-        top = xp.concat([state.gram[:, 1:, 1:], col[:, :-1, None]], axis=2)  # (B, m-1, m)
-        gram = xp.concat([top, col[:, None, :]], axis=1)
-        new_rhs = xp.concat([state.rhs[:, 1:] + col[:, :-1], xp.sum(dr * r, axis=1)[:, None]], axis=1)
-        return AndersonState(u, fu, r, state.alpha, dX, dR, gram, new_rhs, state.k + 1,
+        gram = set_at(xp, gram, (slice(None), slot, slice(None)), col)
+        gram = set_at(xp, gram, (slice(None), slice(None), slot), col)
+        # each diagonal entry scaled by 1 + regularization (SciPy's w0**2), plus a tiny shift that
+        # keeps an all-zero row (a converged or frozen element) solvable
+        diag = col[:, slot] * (1.0 + self.regularization) + self._tiny(ctx)
+        gram = set_at(xp, gram, (slice(None), slot, slot), diag)
+        rhs = rows_dot(xp, dR, r)
+        return AndersonState(u, fu, r, state.alpha, dX, dR, gram, rhs, k + 1,
                              state.nf + 1, state.njvp, state.nvjp)

@@ -20,7 +20,12 @@ __all__ = ["gmres_eager"]
 def _scale_rows(xp, w, scale, dtype, device):
     """``w[b] * scale[b]`` with ``scale`` a host array; a zero scale gives a zero row even where
     ``w`` holds NaN/Inf (a failed element must not leak into the basis products)."""
+    if scale.shape[0] == 1:  # one element: a host scalar, no transfer
+        c = float(scale[0])
+        return w * c if c != 0 else xp.zeros_like(w)
     s = backend.from_numpy(xp, scale[:, None], dtype, device)
+    if np.all(scale != 0):
+        return w * s
     return xp.where(s != 0, w * s, xp.zeros_like(w))
 
 
@@ -41,38 +46,50 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
     resid, failed_h, act0, tol_h = host[0], host[1] != 0, host[2] != 0, host[3]
     running = act0 & ~failed_h & ~(resid <= tol_h)
     k, nmv, ncycle = 0, nmv0, 0
+    on_host = backend.is_numpy(xp)
+    # Workspaces for the whole solve, written in place (DESIGN section 3): the Krylov basis and,
+    # with augmentation, the search directions; step j reads the leading j + 1 rows (a view).
+    V = xp.zeros((B, m + 1, n), dtype=dtype, device=device)
+    Z = xp.zeros((B, m, n), dtype=dtype, device=device) if aug is not None else None
     while k < maxiters and running.any():
         ncycle += 1
         g = np.zeros((B, m + 1))
         g[:, 0] = np.where(running, resid, 0.0)
         scale = np.where(running, 1.0 / np.where(running, resid, 1.0), 0.0)
-        V = [_scale_rows(xp, r, scale, dtype, device)]
+        V = backend.set_at(xp, V, (slice(None), 0, slice(None)), _scale_rows(xp, r, scale, dtype, device))
         R = np.zeros((B, m, m))
         Q = np.broadcast_to(np.eye(m + 1), (B, m + 1, m + 1)).copy()  # accumulated Givens rotations
         valid = np.zeros((B, m), dtype=bool)
         act = running.copy()
         ncols = 0
         aug_c = aug if ncycle == 1 else None
-        Z, p = [], xp.zeros((B,), dtype=xp.int32, device=device)
+        p = xp.zeros((B,), dtype=xp.int32, device=device) if aug_c is not None else None
         for j in range(m):
             if k >= maxiters:
                 break
             soft = None
             if aug_c is None:
-                z = V[-1]
+                z = V[:, j, :]
             else:
-                z, soft, p = search_direction(xp, aug_c, j, V[0], V[-1], p, xp.stack(Z, axis=1) if Z else None)
-                Z.append(z)
+                z, soft, p = search_direction(xp, aug_c, j, V[:, 0, :], V[:, j, :], p, Z[:, :j, :] if j else None)
+                Z = backend.set_at(xp, Z, (slice(None), j, slice(None)), z)
             w = matvec(z)
             k += 1
             nmv += 1
-            Vs = xp.stack(V, axis=1)  # CGS2 against the basis so far
-            h1 = rows_dot(xp, Vs, w)
-            w = w - combine_rows(xp, h1, Vs)
-            h2 = rows_dot(xp, Vs, w)
-            w = w - combine_rows(xp, h2, Vs)
-            beta = l2(xp, w)
-            parts = [h1 + h2, beta[:, None]] + ([] if soft is None else [xp.astype(soft, beta.dtype)[:, None]])
+            Vs = V[:, :j + 1, :]  # classical Gram-Schmidt against the basis so far, applied twice (CGS2)
+            h = rows_dot(xp, Vs, w)
+            w1 = w - combine_rows(xp, h, Vs)
+            beta = l2(xp, w1)
+            # On the host (NumPy) the second pass is skipped when the first one kept more than
+            # 1/sqrt(2) of the norm (the DGKS criterion: then it cannot improve orthogonality);
+            # on a device deciding that would cost a second sync per step.
+            if not (on_host and np.all(beta > 0.7071 * l2(xp, w))):
+                h2 = rows_dot(xp, Vs, w1)
+                w1 = w1 - combine_rows(xp, h2, Vs)
+                h = h + h2
+                beta = l2(xp, w1)
+            w = w1
+            parts = [h, beta[:, None]] + ([] if soft is None else [xp.astype(soft, beta.dtype)[:, None]])
             col = np.asarray(backend.to_numpy(xp, xp.concat(parts, axis=1)), dtype=np.float64)
             if soft is not None:
                 soft, col = col[:, -1] != 0, col[:, :-1]
@@ -106,7 +123,7 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
                 failed_h = failed_h | (act & ~ok & ~(soft & finite))
             act = ok & ~(resid_new <= tol_h)
             vscale = np.where(ok & (bj > 0), 1.0 / np.where(bj > 0, bj, 1.0), 0.0)
-            V.append(_scale_rows(xp, w, vscale, dtype, device))
+            V = backend.set_at(xp, V, (slice(None), j + 1, slice(None)), _scale_rows(xp, w, vscale, dtype, device))
             if not act.any():
                 break
         if ncols:  # y from the valid prefix of each element's triangular system
@@ -118,8 +135,8 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
             with np.errstate(all="ignore"):
                 y = np.linalg.solve(R_eff, rhs[:, :, None])[:, :, 0]
             y = np.where(np.isfinite(y), y, 0.0)
-            basis = Z[:ncols] if Z else V[:ncols]
-            x = x + combine_rows(xp, backend.from_numpy(xp, y, dtype, device), xp.stack(basis, axis=1))
+            basis = (Z if aug_c is not None else V)[:, :ncols, :]
+            x = x + combine_rows(xp, backend.from_numpy(xp, y, dtype, device), basis)
         running = act0 & ~failed_h & ~(resid <= tol_h)
         if k < maxiters and running.any():
             r = b - matvec(x)

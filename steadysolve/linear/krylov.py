@@ -92,6 +92,8 @@ def search_direction(xp, aug, j, v0, v, p, Zs):
     device = backend.device_of(v)
     kaug = aug.shape[1]
     vp = xp.where(xp.reshape(p == 0, (B, 1)), v0, v)
+    if isinstance(j, int) and j >= kaug and Zs is not None:  # eager, past the augmentation steps: plain
+        return vp, None, p + 1  # Krylov (``None``: no element tried an augmentation vector here)
     if isinstance(j, int):
         if j < kaug:
             a_j = aug[:, j, :]

@@ -125,6 +125,9 @@ def rk_step(tab: ButcherTableau, f: Callable, t, u, h, k1, K=None, xp=None) -> R
 
 
 def _rk_step_jax(xp, tab, f, t, u, h, k1, C, c):
+    """The stages as a ``lax.fori_loop``. The loop carries the next stage's input, so the user's ``f``
+    always receives a loop-carried array: XLA cannot fuse the stage combination into ``f``'s first
+    product (which it would recompute per output element)."""
     import jax
 
     B, n = u.shape
@@ -132,20 +135,21 @@ def _rk_step_jax(xp, tab, f, t, u, h, k1, C, c):
     K = xp.zeros((s, B * n), dtype=u.dtype)
     K = K.at[0].set(xp.reshape(k1, (B * n,)))
 
-    def stage(i, K):
-        u_stage = u + h * xp.reshape(C[i] @ K, (B, n))
+    def stage(i, carry):
+        K, u_stage = carry
         k = f(None if t is None else t + c[i] * h, u_stage)
-        return K.at[i].set(xp.reshape(k, (B * n,)))
+        K = K.at[i].set(xp.reshape(k, (B * n,)))
+        # the next stage's input; after the last stage, row s of C (the weights b): u_new
+        return K, u + h * xp.reshape(C[i + 1] @ K, (B, n))
 
-    K = jax.lax.fori_loop(1, s, stage, K)
-    u_new = u + h * xp.reshape(C[s, :] @ K, (B, n))  # for FSAL the last stage's input, recomputed
+    K, u_new = jax.lax.fori_loop(1, s, stage, (K, u + h * xp.reshape(C[1] @ K, (B, n))))
     nf = s - 1
     if tab.fsal:
         f_new = xp.reshape(K[s - 1], (B, n))
     else:
         f_new = f(None if t is None else t + h, u_new)
         nf += 1
-    err = h * xp.reshape(C[s + 1, :] @ K, (B, n))
+    err = h * xp.reshape(C[s + 1] @ K, (B, n))
     return RKStep(u_new, f_new, err, K, nf)
 
 

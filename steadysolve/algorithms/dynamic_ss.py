@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Optional
 from .. import backend
 from ..ode.adaptive import attempt, first_step, time_dtype
 from ..ode.controller import PIController
-from ..ode.host import attempt_host, host_path_ok
+from ..ode.host import attempt_host, host_buffer, host_path_ok
 from ..ode.runge_kutta import stage_buffer
 from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
@@ -190,14 +190,15 @@ class DynamicSS(Algorithm):
         else:
             fu = ctx.fu0
         h, nf0 = first_step(xp, tab, self.controller, f, t, u0, fu, reltol, abstol, self.dt0, self._tmax(ctx))
-        ws = None if backend.is_jax(xp) else _Workspace(stage_buffer(xp, tab, u0))
         if self._host_mode(ctx):
+            ws = _Workspace(host_buffer(tab, u0))
             eps = float(xp.finfo(time_dtype(xp, ctx.dtype)).eps)
             ws.host = (self._host_field(ctx), reltol, abstol, self._tmax(ctx), eps)
             return DynamicSSState(
                 u=u0, fu=fu, t=float(self.t0), h=float(h[0]), err_prev=1e-4, rejected=False, naccept=0,
                 nreject=0, flag=_host_flag(0), nf=nf + nf0, njvp=0, nvjp=0, ws=ws,
             )
+        ws = None if backend.is_jax(xp) else _Workspace(stage_buffer(xp, tab, u0))
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
         return DynamicSSState(
             u=u0, fu=fu, t=t, h=h, err_prev=xp.full_like(t, 1e-4), rejected=zi != 0,

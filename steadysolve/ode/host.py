@@ -23,7 +23,7 @@ from .controller import PIController
 from .runge_kutta import coefficients
 from .tsit5 import ButcherTableau
 
-__all__ = ["HostAttempted", "attempt_host", "host_path_ok"]
+__all__ = ["HostAttempted", "attempt_host", "host_path_ok", "host_buffer"]
 
 
 class HostAttempted(NamedTuple):
@@ -66,31 +66,56 @@ def propose(ctrl: PIController, order: int, error_order: int, h: float, enorm: f
     return accept, h_next, err_prev
 
 
+def host_buffer(tab: ButcherTableau, u):
+    """The host attempt's workspace ``(stages + 1, n)``: row 0 holds ``u``, rows 1.. the stages."""
+    return np.zeros((tab.stages + 1, u.shape[1]), dtype=u.dtype)
+
+
+def _weights(tab: ButcherTableau, dtype):
+    """``(stages + 2, stages + 1)``: column 0 multiplies ``u`` (1 for the stage inputs and ``b``, 0 for
+    the error row), the other columns are ``C`` (``a``, ``b``, ``b_err``) in ``dtype``."""
+    key = (id(tab), dtype)
+    hit = _W.get(key)
+    if hit is None or hit[0] is not tab:
+        C, _ = coefficients(np, tab, dtype, None)
+        W = np.zeros((C.shape[0], C.shape[1] + 1), dtype=dtype)
+        W[:, 1:] = C
+        hit = _W[key] = (tab, W)
+    return hit[1]
+
+
+_W: dict = {}
+
+
 def attempt_host(tab: ButcherTableau, ctrl: PIController, field: Callable, t: float, h: float, u, fu,
-                 err_prev: float, rejected: bool, reltol: float, abstol: float, tend: float, K,
+                 err_prev: float, rejected: bool, reltol: float, abstol: float, tend: float, Y,
                  time_eps: float) -> HostAttempted:
-    """One attempt from ``(t, u)``; ``field(t: float | None, u (1, n))``, ``K`` the ``(stages, n)`` workspace."""
+    """One attempt from ``(t, u)``; ``field(t: float | None, u (1, n))``, ``Y`` from :func:`host_buffer`.
+
+    Each stage input ``u + h sum_j a_ij k_j`` is one product ``[1, h a_i] @ Y[:i + 1]``."""
     h = min(h, tend - t)
     s = tab.stages
-    C, c = coefficients(np, tab, u.dtype, None)
-    hC = h * C  # every stage weight times h, one operation per step
-    K[0] = fu[0]
+    n = u.shape[1]
+    hW = h * _weights(tab, u.dtype)
+    hW[:s + 1, 0] = 1.0  # the stage inputs and u_new carry u itself; the error row does not
+    Y[0] = u[0]
+    Y[1] = fu[0]
     u_stage, k = u, fu
     for i in range(1, s):
-        u_stage = u + hC[i, :i] @ K[:i]
+        u_stage = hW[i, :i + 1].dot(Y[:i + 1]).reshape(1, n)
         k = field(t + tab.c[i] * h, u_stage)
-        K[i] = k[0]
-    err = hC[s + 1] @ K
-    m = np.abs(u)
-    np.maximum(m, np.abs(u_stage), out=m)
+        Y[i + 1] = k[0]
+    err = hW[s + 1].dot(Y)
+    m = np.abs(u[0])
+    np.maximum(m, np.abs(u_stage[0]), out=m)
     finite = math.isfinite(float(m.max()))  # NaN-propagating: u_new is finite (u is)
     if reltol > 0:
         m *= reltol
         m += abstol
-        e = err / m[0]
+        e = err / m
     else:
         e = err * (1.0 / abstol)
-    enorm = math.sqrt(float(np.vdot(e, e)) / e.shape[0])  # the RMS scaled error
+    enorm = math.sqrt(float(e.dot(e)) / n)  # the RMS scaled error
     if not math.isfinite(enorm):  # f_new (in err with a nonzero weight) or a stage is not finite
         enorm, finite = math.inf, False
     accept, h_next, err_prev = propose(ctrl, tab.order, tab.error_order, h, enorm, err_prev, rejected, finite)

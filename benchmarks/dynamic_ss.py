@@ -42,6 +42,17 @@ jax.config.update("jax_enable_x64", True)
 RTOL, ATOL = 1e-6, 1e-8
 
 
+def interleaved(fns, repeats):
+    """Median times of ``fns`` run in alternation (the machine is shared: a load burst hits all alike)."""
+    times = [[] for _ in fns]
+    for _ in range(max(repeats, 5)):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
 def median_time(fn, repeats):
     times = []
     for _ in range(repeats):
@@ -119,13 +130,13 @@ def bench(name, f_np, f_jnp, p_np, u0, batch_axis, repeats):
     sol = run_steadysolve(f_np, p_np, u0, batch_axis)
     assert sol.successful, sol
     nfe_ss, steps_ss = sol.stats.nf, sol.stats.niter
-    t_ss = median_time(lambda: run_steadysolve(f_np, p_np, u0, batch_axis), repeats)
     # SciPy
     counter = [0]
     res = run_scipy(f_np, p_np, u0, counter)
     assert res.status == 1, res.message  # terminated by the steady-state event
     nfe_sp, steps_sp = counter[0], len(res.t) - 1
-    t_sp = median_time(lambda: run_scipy(f_np, p_np, u0, [0]), repeats)
+    t_ss, t_sp = interleaved([lambda: run_steadysolve(f_np, p_np, u0, batch_axis),
+                              lambda: run_scipy(f_np, p_np, u0, [0])], repeats)
     # steadysolve under jax.jit
     p_j = jax.tree_util.tree_map(jnp.asarray, p_np)
     u0_j = jnp.asarray(u0)
@@ -146,14 +157,8 @@ def bench(name, f_np, f_jnp, p_np, u0, batch_axis, repeats):
     steps_dfx = int(np.max(np.asarray(nsteps)))
     # Tsit5 + FSAL: 6 per step, +1 per step for the event's f, +2 at the start (f(y0), initial step)
     nfe_dfx = 7 * steps_dfx + 2
-    # the two jitted solves interleaved (the machine is shared: alternate rather than run back to back)
-    tj = {"ss": [], "dfx": []}
-    for _ in range(max(repeats, 5)):
-        for key, fn in (("ss", lambda: ss_jit(u0_j, p_j)), ("dfx", lambda: dfx(u0_j, p_j))):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            tj[key].append(time.perf_counter() - t0)
-    t_ssj, t_dfx = statistics.median(tj["ss"]), statistics.median(tj["dfx"])
+    t_ssj, t_dfx = interleaved([lambda: jax.block_until_ready(ss_jit(u0_j, p_j)),
+                                lambda: jax.block_until_ready(dfx(u0_j, p_j))], repeats)
 
     res_ss = rms_resid(f_np, p_np, sol.u)
     res_sp = rms_resid(f_np, p_np, res.y[:, -1].reshape(u0.shape))

@@ -115,11 +115,17 @@ def per_iteration(x, W1, W2, tf, repeats, lo=10, hi=40):
         return jax.jit(lambda x, W1, W2: (lambda r: (r.params, r.state.iter_num))(
             solver.run(jnp.zeros_like(x), x, W1, W2)))
 
-    fns = {(name, k): mk(k) for name, mk in (("steadysolve", ours), ("jaxopt", theirs)) for k in (lo, hi)}
+    def bare(k):  # k applications of f alone: t_f measured in the same rotation (same load)
+        return jax.jit(lambda x, W1, W2: (jax.lax.fori_loop(0, k, lambda i, z: cell(z, x, W1, W2),
+                                                            jnp.zeros_like(x)), jnp.asarray(k)))
+
+    fns = {(name, k): mk(k) for name, mk in (("steadysolve", ours), ("jaxopt", theirs), ("f", bare))
+           for k in (lo, hi)}
     iters = {key: int(np.max(np.asarray(fn(x, W1, W2)[1]))) for key, fn in fns.items()}
     t = interleaved({key: (lambda fn=fn: fn(x, W1, W2)) for key, fn in fns.items()}, 3 * repeats, min)
+    tf = (t[("f", hi)] - t[("f", lo)]) / (hi - lo)
     out = {}
-    for name in ("steadysolve", "jaxopt"):
+    for name in ("steadysolve", "jaxopt", "f"):
         di = iters[(name, hi)] - iters[(name, lo)]
         slope = (t[(name, hi)] - t[(name, lo)]) / max(di, 1)
         out[name] = (slope, (slope - tf) / tf, iters[(name, lo)], iters[(name, hi)])
@@ -219,7 +225,8 @@ def main():
               f"{r:9.2e} {t_grad / best_peer:15.2f}")
     print("\nper Anderson iteration under jit (slope between fixed iteration counts; target beyond f <= 0.3 t_f):")
     for name, (slope, beyond, i_lo, i_hi) in per_it.items():
-        print(f"  {name:12s} {slope * 1e3:7.3f} ms per iteration = t_f + {beyond:5.2f} t_f "
+        label = "bare f loop" if name == "f" else name
+        print(f"  {label:12s} {slope * 1e3:7.3f} ms per iteration = t_f + {beyond:5.2f} t_f "
               f"(iterations {i_lo} -> {i_hi})")
 
 

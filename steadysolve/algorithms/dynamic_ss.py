@@ -17,6 +17,8 @@ from typing import Any, NamedTuple, Optional
 from .. import backend
 from ..ode.adaptive import attempt, first_step, time_dtype
 from ..ode.controller import PIController
+from ..ode.host import attempt_host, host_buffer, host_path_ok
+from ..ode.runge_kutta import stage_buffer
 from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
 from ..retcodes import ReturnCode
@@ -43,6 +45,33 @@ class DynamicSSState(NamedTuple):
     nf: Any
     njvp: Any
     nvjp: Any
+    ws: Any = None  # the stage workspace (a _Workspace on eager backends, None under JAX)
+
+
+class _Workspace:
+    """Holds the ``(stages, B * n)`` stage buffer, written in place by every step. Not an array
+    leaf, so the driver's per-element ``where`` passes it through untouched (no step reads
+    stages written by an earlier one)."""
+
+    __slots__ = ("K", "host")
+
+    def __init__(self, K, host=None):
+        self.K = K
+        self.host = host  # unbatched NumPy: (field, reltol, abstol, tmax, time eps), fixed per solve
+
+
+_FLAGS: dict = {}
+
+
+def _host_flag(code: int):
+    """A shared read-only ``(1,)`` int32 flag array (the driver reads ``flag[0]``)."""
+    if code not in _FLAGS:
+        import numpy as np
+
+        a = np.full((1,), code, dtype=np.int32)
+        a.flags.writeable = False
+        _FLAGS[code] = a
+    return _FLAGS[code]
 
 
 @register("dynamic_ss")
@@ -121,6 +150,19 @@ class DynamicSS(Algorithm):
             return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.reshape(t, ()), dt))
         return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.min(t), dt))
 
+    def _host_mode(self, ctx) -> bool:
+        """Unbatched NumPy: the controller runs on Python floats (see ``ode.host``)."""
+        return (ctx.host_arrays and ctx.batch == 1 and not backend.is_half(ctx.xp, ctx.dtype)
+                and host_path_ok(self.integrator.tableau, self._tolerances(ctx)[1]))
+
+    def _host_field(self, ctx):
+        if ctx.kind != "steady_state":
+            return lambda t, u: ctx.vector_field(u, None)
+        import numpy as np
+
+        dt = ctx.dtype
+        return lambda t, u: ctx.vector_field(u, np.asarray(t, dtype=dt))
+
     def _tolerances(self, ctx):
         # Local-error tolerances a tenth of the steady-state ones unless the controller sets
         # them: an explicit method can settle at its stability boundary with a residual of the
@@ -148,31 +190,65 @@ class DynamicSS(Algorithm):
         else:
             fu = ctx.fu0
         h, nf0 = first_step(xp, tab, self.controller, f, t, u0, fu, reltol, abstol, self.dt0, self._tmax(ctx))
+        if self._host_mode(ctx):
+            ws = _Workspace(host_buffer(tab, u0))
+            eps = float(xp.finfo(time_dtype(xp, ctx.dtype)).eps)
+            ws.host = (self._host_field(ctx), reltol, abstol, self._tmax(ctx), eps)
+            return DynamicSSState(
+                u=u0, fu=fu, t=float(self.t0), h=float(h[0]), err_prev=1e-4, rejected=False, naccept=0,
+                nreject=0, flag=_host_flag(0), nf=nf + nf0, njvp=0, nvjp=0, ws=ws,
+            )
+        ws = None if backend.is_jax(xp) else _Workspace(stage_buffer(xp, tab, u0))
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
         return DynamicSSState(
             u=u0, fu=fu, t=t, h=h, err_prev=xp.full_like(t, 1e-4), rejected=zi != 0,
             naccept=zi, nreject=zi, flag=zi,
-            nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0),
+            nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0), ws=ws,
         )
 
     def step(self, prob, state, ctx):
+        if isinstance(state.t, float):
+            return self._step_host(state)
         xp = ctx.xp
         reltol, abstol = self._tolerances(ctx)
         a = attempt(xp, self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h, state.u,
                     state.fu, state.err_prev, state.rejected, reltol, abstol, self._tmax(ctx),
-                    time_dependent=ctx.kind == "steady_state")
+                    time_dependent=ctx.kind == "steady_state", K=None if state.ws is None else state.ws.K)
         flag = xp.where(a.reached, xp.full_like(state.flag, _TIMELIMIT), state.flag)
         flag = xp.where(a.underflow, xp.full_like(state.flag, _STALLED), flag)
         acc = xp.astype(a.accept, state.naccept.dtype)
         return DynamicSSState(
             u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
             naccept=state.naccept + acc, nreject=state.nreject + (1 - acc),
-            flag=flag, nf=state.nf + a.rk.nf, njvp=state.njvp, nvjp=state.nvjp,
+            flag=flag, nf=state.nf + a.rk.nf, njvp=state.njvp, nvjp=state.nvjp, ws=state.ws,
+        )
+
+    def _step_host(self, state):
+        field, reltol, abstol, tmax, eps = state.ws.host
+        a = attempt_host(self.integrator.tableau, self.controller, field, state.t, state.h, state.u, state.fu,
+                         state.err_prev, state.rejected, reltol, abstol, tmax, state.ws.K, eps)
+        flag = state.flag
+        if a.underflow:
+            flag = _host_flag(_STALLED)
+        elif a.reached:
+            flag = _host_flag(_TIMELIMIT)
+        return DynamicSSState(
+            u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
+            naccept=state.naccept + int(a.accept), nreject=state.nreject + int(not a.accept), flag=flag,
+            nf=state.nf + a.nf, njvp=state.njvp, nvjp=state.nvjp, ws=state.ws,
         )
 
     def extra_stats(self, state) -> dict:
+        if isinstance(state.t, float):
+            return {"naccept": state.naccept, "nreject": state.nreject, "t": _np_float(state.t)}
         if state.t.shape[0] == 1:
             xp = backend.namespace(("t", state.t))
             return {"naccept": xp.reshape(state.naccept, ()), "nreject": xp.reshape(state.nreject, ()),
                     "t": xp.reshape(state.t, ())}
         return {"naccept": state.naccept, "nreject": state.nreject, "t": state.t}
+
+
+def _np_float(x: float):
+    import numpy as np
+
+    return np.float64(x)  # solve() reports float-dtype statistics as floats (a bare float would be an int)

@@ -61,14 +61,14 @@ def time_dtype(xp, dtype):
 
 
 def attempt(xp, tab: ButcherTableau, ctrl: PIController, field: Callable, t, h, u, fu, err_prev, rejected,
-            reltol: float, abstol: float, tend: float, time_dependent: bool = True) -> Attempted:
-    """Attempt one step from ``(t, u)`` with ``fu = field(t, u)``; ``field(t (B, 1) | None, u)``."""
+            reltol: float, abstol: float, tend: float, time_dependent: bool = True, K=None) -> Attempted:
+    """Attempt one step from ``(t, u)`` with ``fu = field(t, u)``; ``field(t (B, 1) | None, u)``;
+    ``K`` the stage workspace (:func:`~steadysolve.ode.runge_kutta.stage_buffer`)."""
     B = u.shape[0]
     h = xp.minimum(h, tend - t)  # land exactly on tend
     hb = backend.cast(xp, xp.reshape(h, (B, 1)), u.dtype)  # the state's arithmetic stays in its dtype
-    r = rk_step(tab, field, xp.reshape(t, (B, 1)) if time_dependent else None, u, hb, fu)
-    finite = xp.all(xp.isfinite(r.u), axis=1) & xp.all(xp.isfinite(r.f), axis=1)
-    enorm = error_norm(xp, r.err, u, r.u, reltol, abstol)
+    r = rk_step(tab, field, xp.reshape(t, (B, 1)) if time_dependent else None, u, hb, fu, K, xp)
+    enorm, finite = error_norm(xp, r.err, u, r.u, reltol, abstol, f_new=r.f)
     a = attempt_step(ctrl, xp, tab.order, tab.error_order, h, enorm, err_prev, rejected, finite)
     acc = a.accept
     acc2 = xp.reshape(acc, (B, 1))

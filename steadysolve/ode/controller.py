@@ -85,13 +85,23 @@ class PIController:
         return b1, b2
 
 
-def error_norm(xp, err, u, u_new, reltol: float, abstol: float):
+def error_norm(xp, err, u, u_new, reltol: float, abstol: float, f_new=None):
     """Per-element RMS of the error scaled by ``abstol + reltol * max(|u|, |u_new|)``; inf when not finite
-    (computed in float32 at least: half-precision states would overflow the squares)."""
+    (computed in float32 at least: half-precision states would overflow the squares).
+
+    With ``f_new`` returns ``(enorm, finite)``, ``finite`` telling whether ``u_new`` and ``f_new`` are
+    finite, from the same reduction: ``0 * x`` is NaN exactly when ``x`` is not finite, so adding
+    ``0 * (u_new + f_new)`` to the squares makes the sum non-finite then (one reduction instead of three).
+    """
     err, u, u_new = (_wide(xp, a) for a in (err, u, u_new))
     scale = abstol + reltol * xp.maximum(xp.abs(u), xp.abs(u_new))
-    e = xp.sqrt(xp.mean(_scaled(xp, err, scale, abstol) ** 2, axis=1))
-    return xp.where(xp.isfinite(e), e, xp.full_like(e, math.inf))
+    sq = _scaled(xp, err, scale, abstol) ** 2
+    if f_new is None:
+        e = xp.sqrt(xp.mean(sq, axis=1))
+        return xp.where(xp.isfinite(e), e, xp.full_like(e, math.inf))
+    e = xp.sqrt(xp.mean(sq + 0.0 * (u_new + _wide(xp, f_new)), axis=1))
+    finite = xp.isfinite(e)
+    return xp.where(finite, e, xp.full_like(e, math.inf)), finite
 
 
 def _wide(xp, x):

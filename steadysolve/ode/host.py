@@ -1,0 +1,127 @@
+"""The unbatched NumPy attempt: the same step as :func:`~steadysolve.ode.adaptive.attempt`, with
+the scalars on the host.
+
+An unbatched solve on NumPy holds one time, one step size and one error norm, and the
+host already has them: the controller runs on Python floats (no ``(1,)`` arrays, no
+``where``), the stage combinations are one matrix-vector product each against the stage
+workspace, and the error norm is one ``vdot``. A step issues 6 evaluations of ``f`` and
+about 30 other array operations (the generic path: about 110).
+
+Used only when it is exact: ``abstol > 0`` (the generic path caps the scaled error when
+the tolerance is purely relative) and an FSAL pair whose error weights include the last
+stage (then a non-finite new field makes the error norm non-finite).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from .controller import PIController
+from .runge_kutta import coefficients
+from .tsit5 import ButcherTableau
+
+__all__ = ["HostAttempted", "attempt_host", "host_path_ok", "host_buffer"]
+
+
+class HostAttempted(NamedTuple):
+    u: Any  # (1, n)
+    fu: Any  # (1, n)
+    t: float
+    h: float  # next step size to try
+    err_prev: float
+    rejected: bool
+    accept: bool
+    finite: bool
+    reached: bool
+    underflow: bool
+    h_used: float
+    nf: int
+
+
+def host_path_ok(tab: ButcherTableau, abstol: float) -> bool:
+    return abstol > 0 and tab.fsal and tab.b_err[-1] != 0.0
+
+
+def propose(ctrl: PIController, order: int, error_order: int, h: float, enorm: float, err_prev: float,
+            rejected: bool, finite: bool):
+    """:func:`~steadysolve.ode.controller.attempt_step` on floats: ``(accept, h_next, err_prev)``."""
+    accept = finite and enorm <= 1.0
+    e_safe = max(enorm, 1e-10)
+    if accept:
+        b1, b2 = ctrl.exponents(order)
+        factor = min(max(ctrl.safety * e_safe ** (-b1) * err_prev ** b2, ctrl.factormin), ctrl.factormax)
+        if rejected:
+            factor = min(factor, 1.0)
+        err_prev = max(enorm, 1e-4)
+    elif finite:
+        factor = min(max(ctrl.safety * e_safe ** (-1.0 / (error_order + 1)), ctrl.factormin), 1.0)
+    else:
+        factor = ctrl.factormin
+    h_next = h * factor
+    if ctrl.dtmax is not None:
+        h_next = min(h_next, ctrl.dtmax)
+    return accept, h_next, err_prev
+
+
+def host_buffer(tab: ButcherTableau, u):
+    """The host attempt's workspace ``(stages + 1, n)``: row 0 holds ``u``, rows 1.. the stages."""
+    return np.zeros((tab.stages + 1, u.shape[1]), dtype=u.dtype)
+
+
+def _weights(tab: ButcherTableau, dtype):
+    """``(stages + 2, stages + 1)``: column 0 multiplies ``u`` (1 for the stage inputs and ``b``, 0 for
+    the error row), the other columns are ``C`` (``a``, ``b``, ``b_err``) in ``dtype``."""
+    key = (id(tab), dtype)
+    hit = _W.get(key)
+    if hit is None or hit[0] is not tab:
+        C, _ = coefficients(np, tab, dtype, None)
+        W = np.zeros((C.shape[0], C.shape[1] + 1), dtype=dtype)
+        W[:, 1:] = C
+        hit = _W[key] = (tab, W)
+    return hit[1]
+
+
+_W: dict = {}
+
+
+def attempt_host(tab: ButcherTableau, ctrl: PIController, field: Callable, t: float, h: float, u, fu,
+                 err_prev: float, rejected: bool, reltol: float, abstol: float, tend: float, Y,
+                 time_eps: float) -> HostAttempted:
+    """One attempt from ``(t, u)``; ``field(t: float | None, u (1, n))``, ``Y`` from :func:`host_buffer`.
+
+    Each stage input ``u + h sum_j a_ij k_j`` is one product ``[1, h a_i] @ Y[:i + 1]``."""
+    h = min(h, tend - t)
+    s = tab.stages
+    n = u.shape[1]
+    hW = h * _weights(tab, u.dtype)
+    hW[:s + 1, 0] = 1.0  # the stage inputs and u_new carry u itself; the error row does not
+    Y[0] = u[0]
+    Y[1] = fu[0]
+    u_stage, k = u, fu
+    for i in range(1, s):
+        u_stage = hW[i, :i + 1].dot(Y[:i + 1]).reshape(1, n)
+        k = field(t + tab.c[i] * h, u_stage)
+        Y[i + 1] = k[0]
+    err = hW[s + 1].dot(Y)
+    m = np.abs(u[0])
+    np.maximum(m, np.abs(u_stage[0]), out=m)
+    finite = math.isfinite(float(m.max()))  # NaN-propagating: u_new is finite (u is)
+    if reltol > 0:
+        m *= reltol
+        m += abstol
+        e = err / m
+    else:
+        e = err * (1.0 / abstol)
+    enorm = math.sqrt(float(e.dot(e)) / n)  # the RMS scaled error
+    if not math.isfinite(enorm):  # f_new (in err with a nonzero weight) or a stage is not finite
+        enorm, finite = math.inf, False
+    accept, h_next, err_prev = propose(ctrl, tab.order, tab.error_order, h, enorm, err_prev, rejected, finite)
+    t_out = (tend if h >= tend - t else t + h) if accept else t
+    h_next = min(h_next, max(tend - t_out, 0.0))
+    reached = accept and t_out >= tend
+    underflow = not reached and h_next <= 4 * time_eps * max(abs(t_out), 1.0)
+    return HostAttempted(u_stage if accept else u, k if accept else fu, t_out, h_next, err_prev, not accept,
+                         accept, finite, reached, underflow, h, s - 1)

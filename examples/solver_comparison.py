@@ -5,7 +5,8 @@
 Trains the MNIST DEQ of ``mnist_deq.py`` (``dynamic_ss``; or loads it from ``--checkpoint``),
 then solves its equilibrium for the test digits with each name in ``steadysolve.available()``
 (the registry is iterated, so new algorithms appear automatically), with the same tolerance and
-iteration cap. Prints a markdown table (NFE, time, accuracy, return code) and writes
+iteration cap, in the model's float32 (``--dtype float64`` for a float64 copy). Prints a markdown
+table (NFE, time, accuracy, return code) and writes
 ``solvers.png`` (bars of NFE, time and accuracy, and the residual vs iteration of each solver).
 """
 
@@ -19,12 +20,14 @@ from steadysolve.demo import compare_solvers, format_table, plot_solvers
 def main(argv=None):
     ap = parser(__doc__)
     ap.add_argument("--tol", type=float, default=1e-3, help="absolute tolerance (max norm) for every solver")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                    help="precision of the comparison (default the model's float32)")
     ap.add_argument("--maxiters", type=int, default=100, help="iteration cap for every solver (30 with --quick)")
     args = ap.parse_args(argv)
     model, data, _, _ = trained(args)
     n = 100 if args.quick else 1000
     rows = compare_solvers(model, data[2][:n], data[3][:n], maxiters=30 if args.quick else args.maxiters,
-                           abstol=args.tol)
+                           abstol=args.tol, dtype=args.dtype)
     print(format_table(rows))
     path = out_path(args, "solvers.png")
     plot_solvers(rows, path)

@@ -9,7 +9,10 @@ one on the state ``z`` and one on the injection ``x`` (Lux's ``Parallel(+, ...)`
 continuously (``DynamicSS(Tsit5())``, abstol = reltol = 0.1, as in the README). On a random
 input/target pair the script computes the squared error and its gradient with respect to every
 parameter (implicit differentiation), then checks the gradient against central finite
-differences of the same loss with the equilibrium solved tightly (float64).
+differences of the same loss with the equilibrium solved tightly (float64): the implicit
+gradient with ``DynamicSS(Tsit5())`` at 1e-10, the finite differences with Anderson at 1e-12
+(the equilibrium is unique, so both see the same fixed point; Anderson reaches it in a few
+iterations, where Tsit5 needs ~1,200 steps per solve at 1e-10).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import steadysolve as ss
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 TIGHT = 1e-10
+FD_TOL = 1e-12  # the finite-difference reference solves the equilibrium with Anderson to this tolerance
 
 
 def run_torch(seed=0, verbose=True):
@@ -43,8 +47,8 @@ def run_torch(seed=0, verbose=True):
     torch.manual_seed(seed)
     cell = SumCell()
 
-    def model_at(tol):
-        deq = DEQ(cell, solver=ss.DynamicSS(ss.Tsit5()), abstol=tol, reltol=tol, maxiters=10_000,
+    def model_at(tol, solver=None):
+        deq = DEQ(cell, solver=solver or ss.DynamicSS(ss.Tsit5()), abstol=tol, reltol=tol, maxiters=10_000,
                   on_failure="raise")
         return nn.Sequential(lin, deq)
 
@@ -60,7 +64,7 @@ def run_torch(seed=0, verbose=True):
 
     loss, g_readme = grads(0.1)
     _, g_tight = grads(TIGHT)
-    model = model_at(TIGHT)
+    model = model_at(FD_TOL, ss.Anderson())
     worst = 0.0
     with torch.no_grad():
         for p, g in zip(params, g_tight):
@@ -117,8 +121,9 @@ def run_jax(seed=0, verbose=True):
                                        (lin, cell))
     x, y = jax.random.uniform(k2, (2,), jnp.float64), jax.random.uniform(k3, (2,), jnp.float64)
 
-    def make(tol):
-        return Model(lin, DEQ(cell, solver=ss.DynamicSS(ss.Tsit5()), abstol=tol, reltol=tol, maxiters=10_000))
+    def make(tol, solver=None):
+        return Model(lin, DEQ(cell, solver=solver or ss.DynamicSS(ss.Tsit5()), abstol=tol, reltol=tol,
+                              maxiters=10_000))
 
     def loss(m):
         return jnp.sum((m(x) - y) ** 2)
@@ -126,7 +131,7 @@ def run_jax(seed=0, verbose=True):
     lval, g_readme = eqx.filter_jit(eqx.filter_value_and_grad(loss))(make(0.1))
     m_tight = make(TIGHT)
     g_tight = eqx.filter_jit(eqx.filter_grad(loss))(m_tight)
-    params, static = eqx.partition(m_tight, eqx.is_inexact_array)
+    params, static = eqx.partition(make(FD_TOL, ss.Anderson()), eqx.is_inexact_array)
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     f = jax.jit(jax.vmap(lambda v: loss(eqx.combine(unravel(v), static))))  # all FD points in one call
     h = 1e-6

@@ -8,7 +8,7 @@ import sys
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: steadysolve demo [--quick] [--out DIR] [--epochs N] [--solver NAME] [--data-dir DIR]\n\n"
+        print("usage: steadysolve demo [--quick] [--out DIR] [--epochs N] [--solver NAME] [--data-dir DIR] [--checkpoint FILE]\n\n"
               "commands:\n  demo    train a small MNIST DEQ and write its pictures (see: steadysolve demo --help)")
         return 0
     if argv[0] != "demo":

@@ -69,25 +69,54 @@ def test_trajectories_depth_and_time(tmp_path):
         _image(p, "png")
 
 
-def test_mnist_quick_is_well_above_chance():
+@pytest.fixture(scope="module")
+def mnist_checkpoint(tmp_path_factory):
+    """One quick MNIST DEQ training for the whole module: its history and the checkpoint it wrote."""
     import mnist_deq
-    model, hist, data, _ = mnist_deq.main(["--quick", "--no-progress"])
+    path = str(tmp_path_factory.mktemp("mnist") / "deq.pt")
+    _, hist, _, _ = mnist_deq.main(["--quick", "--no-progress", "--checkpoint", path])
+    return path, hist
+
+
+def test_mnist_quick_is_well_above_chance(mnist_checkpoint):
+    path, hist = mnist_checkpoint
+    assert len(hist) == 1
     assert hist[-1]["test_acc"] > 0.5, hist  # chance is 0.1
     assert hist[-1]["mean_nfe"] > 0
+    assert os.path.getsize(path) > 100_000  # ~0.5 MB of float32 weights
 
 
-def test_feature_clusters_and_solver_comparison_files(tmp_path):
+def test_mnist_checkpoint_round_trips(mnist_checkpoint):
+    import mnist_deq
+    path, hist = mnist_checkpoint
+    model, hist2, _, _ = mnist_deq.main(["--quick", "--no-progress", "--checkpoint", path])  # loads, no training
+    assert hist2 == hist
+    assert model[2].solver.name == "dynamic_ss" and not model.training
+
+
+def test_feature_clusters_and_solver_comparison_files(tmp_path, mnist_checkpoint):
     import feature_clusters
     import solver_comparison
 
     import steadysolve as ss
-    png, gif = feature_clusters.main(["--quick", "--out", str(tmp_path)])
+    ck = ["--checkpoint", mnist_checkpoint[0]]
+    png, gif = feature_clusters.main(["--quick", "--out", str(tmp_path)] + ck)
     _image(png, "png")
     _image(gif, "gif")
-    rows, path = solver_comparison.main(["--quick", "--out", str(tmp_path)])
+    rows, path = solver_comparison.main(["--quick", "--out", str(tmp_path)] + ck)
     assert [r["name"] for r in rows] == ss.available()
     assert any(r["accuracy"] > 0.5 for r in rows)
     _image(path, "png")
+
+
+@pytest.mark.parametrize("script", ["quickstart", "regression", "trajectories", "mnist_deq", "feature_clusters",
+                                    "solver_comparison"])
+def test_every_example_has_help_and_quick(script, capsys):
+    mod = __import__(script)
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--help"])
+    assert e.value.code == 0
+    assert "--quick" in capsys.readouterr().out
 
 
 def test_demo_quick_subprocess(tmp_path):

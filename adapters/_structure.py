@@ -78,6 +78,11 @@ def _describe(tdef) -> str:
 
 def _find_mismatch(ref, got, path: str) -> str:
     """The path of the first leaf / container where ``got``'s treedef differs from ``ref``'s."""
+    if ref is not None and got is not None and ref[0] == got[0] == "dict" and ref[1] != got[1]:
+        extra = [f"{path}[{k!r}]" for k in got[1] if k not in ref[1]]
+        missing = [f"{path}[{k!r}]" for k in ref[1] if k not in got[1]]
+        return (f"{', '.join(extra) or 'nothing'} returned but not in the state; "
+                f"{', '.join(missing) or 'nothing'} missing")
     if ref is None or got is None or ref[0] != got[0] or ref[1] != got[1]:
         return f"{path} is {_describe(got)} but the state has {_describe(ref)} there"
     for i, (a, b) in enumerate(zip(ref[2], got[2])):

@@ -10,39 +10,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from torch import nn
 
+from ._multiscale import check_module, check_scales, links
+
 __all__ = ["MultiScaleCell", "PerScale", "check_scales", "per_scale_or_callable"]
-
-
-def _check_module(owner: str, what: str, m) -> None:
-    if not callable(m):
-        raise TypeError(f"{owner}: {what} must be an nn.Module or a callable, got {type(m).__name__}")
-
-
-def check_scales(owner: str, main_layers, mapping_layers):
-    """Validate the per-scale blocks and the ``S x S`` matrix of cross-scale maps; returns ``S``."""
-    if not isinstance(main_layers, (list, tuple, nn.ModuleList)) or len(main_layers) < 1:
-        raise TypeError(f"{owner}: main_layers must be a non-empty list of per-scale blocks main_layers[i](z_i, "
-                        f"inj_i), got {type(main_layers).__name__}")
-    S = len(main_layers)
-    for i, m in enumerate(main_layers):
-        _check_module(owner, f"main_layers[{i}]", m)
-    if not isinstance(mapping_layers, (list, tuple, nn.ModuleList)) or len(mapping_layers) != S:
-        got = len(mapping_layers) if isinstance(mapping_layers, (list, tuple, nn.ModuleList)) else \
-            type(mapping_layers).__name__
-        raise ValueError(f"{owner}: mapping_layers must be a {S} x {S} matrix (a list of {S} rows; "
-                         f"mapping_layers[i][j] maps scale j to scale i), got {got} row(s)")
-    for i, row in enumerate(mapping_layers):
-        if not isinstance(row, (list, tuple, nn.ModuleList)) or len(row) != S:
-            n = len(row) if isinstance(row, (list, tuple, nn.ModuleList)) else type(row).__name__
-            raise ValueError(f"{owner}: mapping_layers[{i}] must have {S} entries (one per source scale; None on "
-                             f"the diagonal = identity, None elsewhere = no connection), got {n}")
-        for j, m in enumerate(row):
-            if m is not None:
-                _check_module(owner, f"mapping_layers[{i}][{j}]", m)
-    return S
 
 
 class PerScale(nn.Module):
@@ -82,9 +54,9 @@ def per_scale_or_callable(owner: str, what: str, obj, S: int, broadcast: bool):
         if len(obj) != S:
             raise ValueError(f"{owner}: {what} must have one entry per scale ({S}), got {len(obj)}")
         for i, m in enumerate(obj):
-            _check_module(owner, f"{what}[{i}]", m)
+            check_module(owner, f"{what}[{i}]", m)
         return PerScale(obj, broadcast=broadcast)
-    _check_module(owner, what, obj)
+    check_module(owner, what, obj)
     return obj
 
 
@@ -104,20 +76,11 @@ class MultiScaleCell(nn.Module):
         self.main_layers = PerScale(main_layers)
         self.maps = nn.ModuleDict()
         self.links = []  # (i, j, key or None for identity)
-        for i in range(S):
-            for j in range(S):
-                m = mapping_layers[i][j]
-                if m is None:
-                    if i == j:
-                        self.links.append((i, j, None))
-                    continue
-                key = f"to{i}_from{j}"
+        for i, j, m in links(mapping_layers, S):
+            key = None if m is None else f"to{i}_from{j}"
+            if m is not None:
                 self.maps[key] = m if isinstance(m, nn.Module) else _Fn(m)
-                self.links.append((i, j, key))
-        for i in range(S):
-            if not any(t == i for t, _, _ in self.links):
-                raise ValueError(f"{owner}: scale {i} receives nothing in mapping_layers[{i}] (all None and an "
-                                 "explicit None diagonal is the identity): give it at least one map")
+            self.links.append((i, j, key))
         self.post_fuse_layer = per_scale_or_callable(owner, "post_fuse_layer", post_fuse_layer, S, broadcast=False)
 
     def forward(self, z, inj):

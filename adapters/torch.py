@@ -20,7 +20,7 @@ from steadysolve.checks import check_callable, check_choice, check_positive
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
 from ._options import Implicit, Phantom, layer_options
-from ._structure import is_structured, tree_map
+from ._structure import is_structured, tree_leaves, tree_map
 from ._torch_solve import jacobian_estimate, run
 from ._torch_multiscale import MultiScaleCell, per_scale_or_callable
 
@@ -40,6 +40,10 @@ def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, 
     check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
+
+
+def _all_tensors(x) -> bool:
+    return is_structured(x) and bool(x) and all(isinstance(v, torch.Tensor) for v in tree_leaves(x)[0])
 
 
 class DEQ(nn.Module):
@@ -134,7 +138,7 @@ class DEQ(nn.Module):
         if z0 is None:
             if self.init is not None:
                 z0 = z0_tracked = self.init(x)
-            elif isinstance(x, torch.Tensor) or (is_structured(x) and x):
+            elif isinstance(x, torch.Tensor) or _all_tensors(x):
                 z0 = torch.zeros_like(x) if isinstance(x, torch.Tensor) else tree_map(torch.zeros_like, x)
                 shape = tuple(x.shape) if isinstance(x, torch.Tensor) else "of x"
                 cell = explained(cell, shape, "pass z0= (or init=) to set the shape of z")

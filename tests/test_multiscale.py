@@ -118,14 +118,15 @@ def test_dict_state_round_trip_torch():
     x = {"a": torch.randn(4, 3, dtype=torch.float64), "b": torch.randn(4, 2, 2, dtype=torch.float64)}
     deq = DEQ(cell, abstol=1e-12, reltol=0.0, maxiters=200)
     z = deq(x)
-    assert isinstance(z, dict) and list(z) == ["a", "b"] or set(z) == {"a", "b"}
+    assert isinstance(z, dict) and set(z) == {"a", "b"}
     for k in ("a", "b"):
         assert z[k].shape == x[k].shape and z[k].dtype == x[k].dtype and z[k].device == x[k].device
     fz = cell(z, x)
     assert all(torch.allclose(fz[k], z[k], atol=1e-10) for k in z)
     # the functional form, with a list state
     zl = fixed_point(lambda z, x: [0.5 * z[0] + x, 0.25 * z[1] + 1.0], x["a"],
-                     [torch.zeros(4, 3, dtype=torch.float64), torch.zeros(4, 5, dtype=torch.float64)], abstol=1e-12)
+                     [torch.zeros(4, 3, dtype=torch.float64), torch.zeros(4, 5, dtype=torch.float64)], abstol=1e-12,
+                     reltol=0.0)
     assert isinstance(zl, list) and torch.allclose(zl[0], 2 * x["a"]) and torch.allclose(zl[1], torch.full((4, 5), 4 / 3,
                                                                                                          dtype=torch.float64))
 
@@ -205,8 +206,8 @@ def test_skip_jacobian_reg_and_phantom_on_structured_states():
     m.train()
     x = x_batch(2)
     z0, z1 = m(x)
-    assert m.init_loss is not None and float(m.init_loss) > 0
-    assert m.jac_loss is not None and float(m.jac_loss) > 0
+    assert m.init_loss is not None and float(m.init_loss.detach()) > 0
+    assert m.jac_loss is not None and float(m.jac_loss.detach()) > 0
     (z0.sum() + z1.sum() + m.aux_loss).backward()
     init_w = m.init.blocks[0].weight
     assert init_w.grad is not None and float(init_w.grad.abs().sum()) > 0  # the learned guess trains
@@ -239,7 +240,7 @@ def test_multiscale_errors():
 
 
 def test_multiscale_dynamic_ss_is_the_continuous_variant():
-    m = two_scale(solver="dynamic_ss", abstol=1e-8, reltol=0.0)
+    m = two_scale(solver="dynamic_ss", abstol=1e-8, reltol=0.0, maxiters=400)
     ref = two_scale(solver="anderson", abstol=1e-10, reltol=0.0)
     x = x_batch(2)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(m(x), ref(x)))

@@ -24,173 +24,27 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 
-import steadysolve as ss
-from steadysolve.checks import check_bool, check_callable, reject_unknown
-from steadysolve.layout import Layout
+from steadysolve.checks import check_callable, reject_unknown
 from steadysolve.registry import resolve
-from steadysolve.termination import default_tolerance
 
-from ._implicit import SolveStats, adjoint_solve, explained, forward_stats
-from ._options import Implicit, Phantom, check_layer_batch_axis, layer_options
+from ._implicit import SolveStats, explained
+from ._jax_solve import OPTIONS, implicit
+from ._options import Implicit, Phantom
+from ._structure import is_structured, tree_map
 
-__all__ = ["fixed_point", "root", "steady_state", "SolveStats", "DEQ", "Implicit", "Phantom"]
+__all__ = ["fixed_point", "root", "steady_state", "SolveStats", "DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ",
+           "Implicit", "Phantom"]
 
 try:  # pragma: no cover - equinox is part of the jax extra
     import equinox as eqx
+
+    from ._jax_multiscale import MultiScaleDEQ, MultiScaleSkipDEQ
 except ImportError:  # pragma: no cover
     eqx = None
 
-_OPTIONS = ("solver", "abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "backward")
-
-
-def _is_dynamic(leaf) -> bool:
-    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, jax.core.Tracer))
-
-
-def _is_inexact(x) -> bool:
-    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
-
-
-def _zero_tangent(x):
-    return jnp.zeros_like(x) if _is_inexact(x) else np.zeros(np.shape(x), dtype=jax.dtypes.float0)
-
-
-def _error_if(x, pred, msg):
-    if eqx is None:  # pragma: no cover
-        raise ValueError("throw=True inside jax.jit needs equinox (pip install equinox)")
-    return eqx.error_if(x, pred, msg)
-
-
-def _split(where, f, z0, args):
-    """``f(z, *args)`` as ``user_f(z, diff, nondiff)`` over explicit lists of inputs: the
-    differentiable (inexact) arrays, the other arrays; closed-over tracers become inputs."""
-    leaves, treedef = jax.tree_util.tree_flatten(args)
-    leaves = [jnp.asarray(x) if isinstance(x, (np.ndarray, np.generic)) else x for x in leaves]
-    dyn_pos = [i for i, x in enumerate(leaves) if _is_dynamic(x)]
-
-    def call_user(z, dyn):
-        full = list(leaves)
-        for i, v in zip(dyn_pos, dyn):
-            full[i] = v
-        return f(z, *jax.tree_util.tree_unflatten(treedef, full))
-
-    conv, consts = jax.closure_convert(call_user, z0, [leaves[i] for i in dyn_pos])
-    inputs = [leaves[i] for i in dyn_pos] + list(consts)
-    nd = len(dyn_pos)
-    out = jax.eval_shape(lambda z, i: conv(z, i[:nd], *i[nd:]), z0, inputs)
-    if not isinstance(out, jax.ShapeDtypeStruct):
-        raise TypeError(f"{where}: f must return a single array like the initial guess, got {out}")
-    if tuple(out.shape) != tuple(z0.shape):
-        raise ValueError(f"{where}: f returned shape {tuple(out.shape)} but the initial guess has shape "
-                         f"{tuple(z0.shape)}")
-    if out.dtype != z0.dtype:
-        raise TypeError(f"{where}: f returned dtype {out.dtype} but the initial guess has dtype {z0.dtype} "
-                        "(check for float32/float64 promotion)")
-    diff_pos = [i for i, x in enumerate(inputs) if _is_inexact(x)]
-    other_pos = [i for i in range(len(inputs)) if i not in diff_pos]
-
-    def user_f(z, dlist, ndlist):
-        full = [None] * len(inputs)
-        for i, v in zip(diff_pos, dlist):
-            full[i] = v
-        for i, v in zip(other_pos, ndlist):
-            full[i] = v
-        return conv(z, full[:nd], *full[nd:])
-
-    return user_f, [inputs[i] for i in diff_pos], [inputs[i] for i in other_pos]
-
-
-def _problem(kind, fn, z_init, p):
-    if kind == "fixed_point":
-        return ss.FixedPointProblem(lambda u, p: fn(u, *p), z_init, p)
-    if kind == "root":
-        return ss.NonlinearProblem(lambda u, p: fn(u, *p), z_init, p)
-    return ss.SteadyStateProblem(lambda u, p, t: fn(u, *p), z_init, p)
-
-
-def _implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm, batch_axis, throw, backward,
-              unknown):
-    check_callable(where, "f", f)
-    if isinstance(z0, (np.ndarray, np.generic)):
-        z0 = jnp.asarray(z0)
-    if not isinstance(z0, (jax.Array, jax.core.Tracer)):
-        raise TypeError(f"{where}: the initial guess must be a JAX array, got {type(z0).__name__}")
-    if not jnp.issubdtype(z0.dtype, jnp.floating):
-        raise TypeError(f"{where}: the initial guess must have a real floating dtype, got {z0.dtype}")
-    opts = layer_options(where, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
-                         batch_axis=batch_axis, backward=backward, default_tol=default_tolerance(jnp, z0.dtype),
-                         unknown=unknown, valid=_OPTIONS)
-    opts = check_layer_batch_axis(where, opts, tuple(z0.shape))
-    check_bool(where, "throw", throw)
-    bwd = opts.backward
-    if bwd.mode == "phantom" and kind != "fixed_point":
-        raise ValueError(f"{where}: a Phantom backward needs a fixed-point map; use backward=Implicit(...)")
-    user_f, dlist, ndlist = _split(where, f, z0, args)
-    layout = Layout(jnp, tuple(z0.shape), opts.batch_axis)
-
-    def forward(z_init, dlist, ndlist):
-        dlist, ndlist, z_init = jax.tree_util.tree_map(jnp.asarray, (dlist, ndlist, z_init))
-        sol = ss.solve(_problem(kind, user_f, z_init, (dlist, ndlist)), opts.solver, throw=throw,
-                       **opts.solve_kwargs())
-        return sol.u, forward_stats(sol, opts, layout, jnp)
-
-    if bwd.mode == "phantom":
-        z, stats = forward(z0, dlist, ndlist)
-        z = jax.lax.stop_gradient(z)
-        for _ in range(bwd.steps):
-            fz = user_f(z, dlist, ndlist)
-            z = fz if bwd.damping == 1.0 else (1.0 - bwd.damping) * z + bwd.damping * fz
-        return z, stats
-
-    def linsolve(op, b):
-        """x with op(x) = b; op is J_F(z*) or its transpose (J_f - I for a fixed point)."""
-        if kind == "fixed_point":  # (J_f - I) x = b  <=>  (I - J_f) x = -b
-            res = adjoint_solve(lambda v: op(v) + v, -b, bwd, fixed_point_form=True, batch_axis=opts.batch_axis,
-                                norm=opts.norm)
-        else:
-            res = adjoint_solve(op, b, bwd, fixed_point_form=False, batch_axis=opts.batch_axis, norm=opts.norm)
-        x = res.w
-        if throw:
-            x = _error_if(x, jnp.any(jnp.asarray(res.stats.retcode_array) != 0),
-                          f"steadysolve: the implicit-differentiation linear solve in {where} did not converge "
-                          "(raise maxiters or loosen reltol of backward=Implicit(...))")
-        return x
-
-    @jax.custom_jvp
-    def solve(z_init, dlist, ndlist):
-        return forward(z_init, dlist, ndlist)
-
-    def solve_jvp(primals, tangents):
-        z_init, dlist, ndlist = primals
-        _, ddlist, _ = tangents
-        z, stats = solve(z_init, dlist, ndlist)
-        stats_t = jax.tree_util.tree_map(_zero_tangent, stats)
-        live = [i for i, t in enumerate(ddlist) if not isinstance(t, jax.custom_derivatives.SymbolicZero)]
-        if not live:
-            return (z, stats), (jnp.zeros_like(z), stats_t)
-
-        def residual(zz, dl):
-            r = user_f(zz, dl, ndlist)
-            return r - zz if kind == "fixed_point" else r
-
-        def F_live(sub):
-            dl = list(dlist)
-            for i, v in zip(live, sub):
-                dl[i] = v
-            return residual(z, dl)
-
-        _, Fp_dp = jax.jvp(F_live, ([dlist[i] for i in live],),
-                           ([jnp.asarray(ddlist[i], dtype=jnp.result_type(dlist[i])) for i in live],))
-        _, A = jax.linearize(lambda zz: residual(zz, dlist), z)
-        dz = jax.lax.custom_linear_solve(A, -Fp_dp, solve=linsolve, transpose_solve=linsolve)
-        return (z, stats), (dz, stats_t)
-
-    solve.defjvp(solve_jvp, symbolic_zeros=True)
-    return solve(z0, dlist, ndlist)
+_OPTIONS = OPTIONS
 
 
 _DOC_COMMON = """
@@ -200,6 +54,8 @@ _DOC_COMMON = """
     abstol, reltol : success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)``
         (per element with ``batch_axis``); default ``eps ** 0.8`` of the dtype.
     maxiters : iteration cap of the forward solve (default 1000).
+    max_nfe : instead of ``maxiters``, a work budget in evaluations of ``f`` counting JVPs, the same
+        for every solver (as in the torch ``DEQ``); also caps the adjoint solve.
     norm : ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable((B, n)) -> (B,)``.
     batch_axis : axis of the initial guess indexing independent problems: each element gets its
         own convergence test and return code, is frozen once converged, and the
@@ -209,14 +65,17 @@ _DOC_COMMON = """
     backward : ``"implicit"`` / ``Implicit(solver="gmres" | any algorithm, abstol=, reltol=,
         maxiters=)`` (default) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).
 
+    The initial guess may be a tuple, list or dict of arrays (a structured state, one dtype); ``f``
+    gets and must return the same structure; the solver sees one ``(batch, n)`` row array.
+
     Returns
     -------
-    ``(solution, SolveStats)``: the solution has the shape of the initial guess.
+    ``(solution, SolveStats)``: the solution has the shape (or structure) of the initial guess.
     """
 
 
 def fixed_point(f, z0, *args, solver="anderson", abstol: Optional[float] = None, reltol: Optional[float] = None,
-                maxiters: int = 1000, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
+                maxiters: Optional[int] = None, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
                 backward: Any = "implicit", **unknown):
     """Differentiable fixed point ``z* = f(z*, *args)`` (the Deep Equilibrium form).
 
@@ -228,26 +87,26 @@ def fixed_point(f, z0, *args, solver="anderson", abstol: Optional[float] = None,
     >>> round(float(g), 6)                      # z* = 1 / (1 - a): dz*/da = 1 / (1 - a)^2
     4.0
     """
-    return _implicit("fixed_point", "fixed_point", f, z0, args, solver=solver, abstol=abstol, reltol=reltol,
+    return implicit("fixed_point", "fixed_point", f, z0, args, solver=solver, abstol=abstol, reltol=reltol,
                      maxiters=maxiters, norm=norm, batch_axis=batch_axis, throw=throw, backward=backward,
                      unknown=unknown)
 
 
 def root(f, u0, *args, solver=None, abstol: Optional[float] = None, reltol: Optional[float] = None,
-         maxiters: int = 1000, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
+         maxiters: Optional[int] = None, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
          backward: Any = "implicit", **unknown):
     """Differentiable root ``f(u*, *args) = 0``; ``solver=None`` picks ``"newton_krylov"``."""
-    return _implicit("root", "root", f, u0, args, solver="newton_krylov" if solver is None else solver,
+    return implicit("root", "root", f, u0, args, solver="newton_krylov" if solver is None else solver,
                      abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, batch_axis=batch_axis,
                      throw=throw, backward=backward, unknown=unknown)
 
 
 def steady_state(f, u0, *args, solver=None, abstol: Optional[float] = None, reltol: Optional[float] = None,
-                 maxiters: int = 1000, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
+                 maxiters: Optional[int] = None, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
                  backward: Any = "implicit", **unknown):
     """Differentiable steady state of ``du/dt = f(u, *args)``; ``solver=None`` picks ``"dynamic_ss"``
     (time stepping). Any root-finding algorithm works too (it solves ``f(u) = 0``)."""
-    return _implicit("steady_state", "steady_state", f, u0, args, solver="dynamic_ss" if solver is None else solver,
+    return implicit("steady_state", "steady_state", f, u0, args, solver="dynamic_ss" if solver is None else solver,
                      abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, batch_axis=batch_axis,
                      throw=throw, backward=backward, unknown=unknown)
 
@@ -296,7 +155,10 @@ if eqx is not None:
 
         def __call__(self, x, z0=None, *, return_stats: bool = False):
             run = fixed_point
-            if z0 is None:
+            if z0 is None and self.latent_shape is None and is_structured(x):  # z has the structure of x
+                z0 = tree_map(jnp.zeros_like, x)
+                run = explained(fixed_point, "of x", "pass z0=")
+            elif z0 is None:
                 shape = jnp.shape(x) if self.latent_shape is None else self.latent_shape
                 z0 = jnp.zeros(shape, dtype=jnp.result_type(x))
                 if self.latent_shape is None:
@@ -309,3 +171,5 @@ else:  # pragma: no cover
     class DEQ:  # noqa: D101
         def __init__(self, *a, **k):
             raise ImportError("steadysolve.adapters.jax.DEQ needs equinox (pip install equinox)")
+
+    MultiScaleDEQ = MultiScaleSkipDEQ = DEQ

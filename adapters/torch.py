@@ -11,141 +11,25 @@ products), which it sends into that application. This module is glue only.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Optional
 
 import torch
 from torch import nn
 
-import steadysolve as ss
-from steadysolve import backend
 from steadysolve.checks import check_callable, check_choice, check_positive
-from steadysolve.layout import Layout
 
-from ._implicit import (BACKWARD_HINT, FORWARD_HINT, DEQConvergenceError, DEQStats, Reporter, SolveStats,
-                        adjoint_solve, explained, forward_stats)
-from ._options import Implicit, Phantom, check_layer_batch_axis, layer_options
+from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
+from ._options import Implicit, Phantom, layer_options
+from ._structure import is_structured, tree_leaves, tree_map
+from ._torch_solve import jacobian_estimate, run
+from ._torch_multiscale import MultiScaleCell, per_scale_or_callable
 
-__all__ = ["DEQ", "fixed_point", "DEQStats", "SolveStats", "DEQConvergenceError", "Implicit", "Phantom"]
+__all__ = ["DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ", "fixed_point", "DEQStats", "SolveStats", "DEQConvergenceError",
+           "Implicit", "Phantom"]
 
 _ON_FAILURE = ("warn", "warn_always", "raise", "ignore")
 _OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "norm", "batch_axis", "on_failure", "failed_grad",
             "max_nfe")
-
-
-def _checked(fn: Callable, what: str) -> Callable:
-    """``fn`` with its output checked on every call (a cheap shape comparison; type and dtype too)."""
-
-    def g(z, p=None):
-        out = fn(z)
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"{what} must return a torch.Tensor shaped like z, got {type(out).__name__}")
-        if out.shape != z.shape:
-            raise ValueError(f"{what} returned shape {tuple(out.shape)} but z has shape {tuple(z.shape)}; "
-                             "f must map z to a tensor of the same shape (pass z0= or init= to set the shape "
-                             "of z when it differs from x)")
-        if out.dtype != z.dtype:
-            raise TypeError(f"{what} returned dtype {out.dtype} but z has dtype {z.dtype}; cast the "
-                            "parameters/inputs (e.g. module.to(dtype)) so that both agree")
-        return out
-
-    return g
-
-
-class _Call(NamedTuple):
-    """What the backward of one DEQ call needs."""
-
-    opts: Any
-    z_req: torch.Tensor
-    stats: "DEQStats"
-    batch: int
-    failed: Optional[torch.Tensor]
-    report: "Reporter"
-
-
-class _ImplicitGrad(torch.autograd.Function):
-    """Outputs ``z*``; its backward turns ``g`` into ``w = J^T w + g`` for the tracked ``f(z_req, x)``."""
-
-    @staticmethod
-    def forward(ctx, f_out, z_star, call):
-        ctx.call = call
-        ctx.save_for_backward(f_out)
-        return z_star.clone()
-
-    @staticmethod
-    def backward(ctx, g):
-        if torch.is_grad_enabled():  # create_graph=True: w would be treated as a constant -> wrong
-            raise RuntimeError("steadysolve DEQ: higher-order derivatives (create_graph=True) through the "
-                               "implicit backward are not supported; use backward='phantom' for double backward")
-        (f_out,) = ctx.saved_tensors
-        call: _Call = ctx.call
-        opts, failed = call.opts, call.failed
-        if failed is not None and failed.ndim == 0:  # unbatched solve that failed: JFB gradient
-            return g, None, None
-
-        def vjp(w):
-            (gw,) = torch.autograd.grad(f_out, call.z_req, w, retain_graph=True, allow_unused=True)
-            return torch.zeros_like(w) if gw is None else gw
-
-        g = g.contiguous()
-        g_solve = g if failed is None else torch.where(failed, torch.zeros_like(g), g)
-        res = adjoint_solve(vjp, g_solve, opts.backward, fixed_point_form=True, batch_axis=opts.batch_axis,
-                            norm=opts.norm)
-        call.stats.backward = res.stats
-        call.report(res.stats, call.batch, BACKWARD_HINT)
-        w = res.w if failed is None else torch.where(failed, g, res.w)
-        return w, None, None
-
-
-def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, failed_grad: str):
-    """Solve ``z = fn(z)`` from ``z0``; returns ``(z*, stats, tracked)`` with the gradient attached
-    (``tracked = (f_out, z_req)`` is the application the Jacobian regulariser reuses, or None)."""
-    if not isinstance(z0, torch.Tensor):
-        raise TypeError(f"{what}: z0 must be a torch.Tensor, got {type(z0).__name__}")
-    if not z0.is_floating_point():
-        raise TypeError(f"{what}: z0 must have a floating-point dtype, got {z0.dtype}")
-    opts = check_layer_batch_axis(what.split(":")[0], opts, tuple(z0.shape))
-    if opts.max_nfe is not None:  # the budget of evaluations of f, mapped onto this solver for this state size
-        opts = opts.budgeted(z0.numel() // max(1, z0.shape[opts.batch_axis] if opts.batch_axis is not None else 1))
-    stats = DEQStats(report.failures)
-    prob = ss.FixedPointProblem(_checked(fn, what), z0.detach(), None)
-    with torch.no_grad():
-        sol = ss.solve(prob, opts.solver, **opts.solve_kwargs())
-    layout = Layout(backend.namespace(("z", z0)), tuple(z0.shape), opts.batch_axis)
-    stats.forward = fwd = forward_stats(sol, opts, layout, layout.xp)
-    batch = layout.batch
-    grad = torch.is_grad_enabled()
-    fallback = (" Their gradient falls back to the Jacobian-free one (failed_grad='jfb')."
-                if failed_grad == "jfb" and opts.backward.mode == "implicit" and grad else "")
-    report(fwd, batch, FORWARD_HINT + fallback)
-    z_star = sol.u
-    if not grad:
-        return z_star, stats, None
-    if opts.backward.mode == "phantom":
-        z, tau = z_star.detach(), opts.backward.damping
-        for _ in range(opts.backward.steps):
-            fz = fn(z)
-            z = fz if tau == 1.0 else (1.0 - tau) * z + tau * fz
-        return z, stats, None
-    z_req = z_star.detach().requires_grad_(True)
-    f_out = fn(z_req)
-    if not f_out.requires_grad:  # nothing upstream needs a gradient
-        return z_star, stats, None
-    failed = None
-    if failed_grad == "jfb" and fwd.nfailed:
-        bad = fwd.retcode_array != 0
-        failed = bad if opts.batch_axis is None else layout.per_element(bad)
-    call = _Call(opts, z_req, stats, batch, failed, report)
-    return _ImplicitGrad.apply(f_out, z_star, call), stats, (f_out, z_req)
-
-
-def _jacobian_estimate(tracked, like: torch.Tensor) -> torch.Tensor:
-    """Hutchinson estimate of ``||J_f(z*)||_F^2 / dim`` (one Gaussian probe, differentiable)."""
-    f_out, z_req = tracked
-    v = torch.randn_like(f_out)
-    (vj,) = torch.autograd.grad(f_out, z_req, v, create_graph=True, retain_graph=True, allow_unused=True)
-    if vj is None:
-        return torch.zeros((), dtype=like.dtype, device=like.device)
-    return vj.pow(2).sum() / vj.numel()
 
 
 def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure, failed_grad, unknown):
@@ -156,6 +40,10 @@ def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, 
     check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
+
+
+def _all_tensors(x) -> bool:
+    return is_structured(x) and bool(x) and all(isinstance(v, torch.Tensor) for v in tree_leaves(x)[0])
 
 
 class DEQ(nn.Module):
@@ -250,26 +138,88 @@ class DEQ(nn.Module):
         if z0 is None:
             if self.init is not None:
                 z0 = z0_tracked = self.init(x)
-            elif isinstance(x, torch.Tensor):
-                z0 = torch.zeros_like(x)
-                cell = explained(cell, tuple(x.shape), "pass z0= (or init=) to set the shape of z")
+            elif isinstance(x, torch.Tensor) or _all_tensors(x):
+                z0 = torch.zeros_like(x) if isinstance(x, torch.Tensor) else tree_map(torch.zeros_like, x)
+                shape = tuple(x.shape) if isinstance(x, torch.Tensor) else "of x"
+                cell = explained(cell, shape, "pass z0= (or init=) to set the shape of z")
             else:
                 raise TypeError("DEQ: x is not a tensor, so the shape of z is unknown: pass z0= or init=")
         report = Reporter(self.on_failure, self._failures, self._warned)
-        z, stats, tracked = _apply(cell, z0, self._opts, "DEQ: f(z, x)", report, self.failed_grad)
+        z, stats, tracked, rows_fn, rows_of, rows = run(cell, z0, self._opts, "DEQ: f(z, x)", report,
+                                                         self.failed_grad)
         self.stats = stats
         self.jac_loss = None
         if self.jacobian_reg > 0 and self.training and torch.is_grad_enabled():
             if tracked is None:  # phantom backward: one extra tracked application at z*
-                z_req = z.detach().requires_grad_(True)
-                tracked = (f(z_req, x), z_req)
-            est = _jacobian_estimate(tracked, z)
+                z_req = rows.detach().requires_grad_(True)
+                tracked = (rows_fn(z_req), z_req)
+            est = jacobian_estimate(tracked, rows)
             stats.jac_estimate = float(est.detach())
             self.jac_loss = self.jacobian_reg * est
         self.init_loss = None
-        if isinstance(z0_tracked, torch.Tensor):
-            self.init_loss = (z0_tracked - z.detach()).pow(2).mean()
+        if z0_tracked is not None:
+            self.init_loss = (rows_of(z0_tracked) - rows.detach()).pow(2).mean()
         return z
+
+
+class MultiScaleDEQ(DEQ):
+    """A multi-scale DEQ (MDEQ): one equilibrium over all scales, ``deq(x) -> (z*_0, ..., z*_{S-1})``.
+
+    ``main_layers[i](z_i, inj_i)`` is scale ``i``'s block; ``mapping_layers[i][j]`` maps scale ``j``'s
+    output to scale ``i`` (an ``S x S`` matrix of modules: downsampling convolutions below the
+    diagonal, upsampling above; ``None`` on the diagonal is the identity, ``None`` elsewhere no
+    connection); the fused sum goes through ``post_fuse_layer`` (``None``, one module per scale,
+    or one callable on the tuple). ``injection``: one module per scale applied to ``x``, a callable
+    ``x -> tuple``, or ``None`` when ``x`` already is the tuple of per-scale injections. ``shapes``:
+    the per-sample shape of each scale's state (default: that of its injection); the state starts at
+    zeros. Options as :class:`DEQ`; the continuous variant (the Julia package's ``MultiScaleNeuralODE``)
+    is ``solver="dynamic_ss"``.
+    """
+
+    def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, solver="anderson", backward="implicit", *,
+                 shapes=None, injection=None, init=None, **options):
+        owner = type(self).__name__
+        cell = MultiScaleCell(main_layers, mapping_layers, post_fuse_layer, owner=owner)
+        S = cell.scales
+        init = per_scale_or_callable(owner, "init", init, S, broadcast=False)
+        super().__init__(cell, solver, backward, init=init, **options)
+        self.injection = per_scale_or_callable(owner, "injection", injection, S, broadcast=True)
+        if shapes is not None and (not isinstance(shapes, (list, tuple)) or len(shapes) != S):
+            raise ValueError(f"{owner}: shapes must list one per-sample shape per scale ({S}), got {shapes!r}")
+        self.shapes = None if shapes is None else tuple(tuple(int(d) for d in sh) for sh in shapes)
+        self.scales = S
+
+    def forward(self, x, z0=None):
+        inj = x if self.injection is None else self.injection(x)
+        if not isinstance(inj, (tuple, list)) or len(inj) != self.scales:
+            raise ValueError(f"{type(self).__name__}: the injection must give one tensor per scale "
+                             f"({self.scales}), got {type(inj).__name__}")
+        inj = tuple(inj)
+        if z0 is None and self.init is None:
+            ax = self._opts.batch_axis
+            if self.shapes is None:
+                z0 = tuple(torch.zeros_like(v) for v in inj)
+            else:
+                def full(sh):
+                    if ax is None:
+                        return sh
+                    sh = list(sh)
+                    sh.insert(ax % (len(sh) + 1), inj[0].shape[ax])
+                    return tuple(sh)
+                z0 = tuple(inj[0].new_zeros(full(sh)) for sh in self.shapes)
+        return tuple(super().forward(inj, z0))
+
+
+class MultiScaleSkipDEQ(MultiScaleDEQ):
+    """:class:`MultiScaleDEQ` with a learned explicit initial guess per scale (Skip DEQ):
+    ``init`` is one module per scale, ``z0_i = init[i](inj_i)``, or one callable on the tuple of
+    injections; ``deq.init_loss`` is ``mean((z0 - z*)^2)`` over all scales after each call."""
+
+    def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, solver="anderson", backward="implicit", *,
+                 init, **options):
+        if init is None:
+            raise TypeError("MultiScaleSkipDEQ: init= (one module per scale, z0_i = init[i](inj_i)) is required")
+        super().__init__(main_layers, mapping_layers, post_fuse_layer, solver, backward, init=init, **options)
 
 
 @torch.compiler.disable
@@ -301,6 +251,6 @@ def fixed_point(f, x, z0, *params, solver="anderson", backward="implicit", retur
     opts = _layer("fixed_point", solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure,
                   failed_grad, unknown)
     report = Reporter(on_failure, {"forward": 0, "backward": 0}, set())
-    z, stats, _ = _apply(lambda z: f(z, x, *params), z0, opts, "fixed_point: f(z, x, *params)", report,
-                         failed_grad)
+    z, stats, *_ = run(lambda z: f(z, x, *params), z0, opts, "fixed_point: f(z, x, *params)", report,
+                        failed_grad)
     return (z, stats) if return_stats else z

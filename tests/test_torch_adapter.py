@@ -271,7 +271,11 @@ def test_wrong_shape_and_dtype_errors():
     with pytest.raises(TypeError, match="must return a torch.Tensor"):
         deq(x)
     with pytest.raises(TypeError, match="z0= or init="):
-        DEQ(lambda z, x: z)((x, x))
+        DEQ(lambda z, x: z)(3.0)
+    with pytest.raises(TypeError, match="z0= or init="):
+        DEQ(lambda z, x: z)((x, 3.0))
+    z = DEQ(lambda z, x: (0.5 * z[0] + x[0], 0.5 * z[1] + x[1]))((x, x))  # a structured x: z has its structure
+    assert isinstance(z, tuple) and torch.allclose(z[1], 2 * x, atol=1e-2)
 
 
 def test_bad_options():

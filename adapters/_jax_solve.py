@@ -1,0 +1,142 @@
+"""The solve of the JAX adapter: the ``custom_jvp`` implicit layer on array or structured
+(tuple / list / dict) states (``jax.py`` holds the public functions and modules). Glue only."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import steadysolve as ss
+from steadysolve.checks import check_bool, check_callable
+from steadysolve.layout import Layout
+from steadysolve.termination import default_tolerance
+
+from ._implicit import adjoint_solve, forward_stats
+from ._jax_split import error_if, split_inputs, zero_tangent
+from ._options import check_layer_batch_axis, layer_options
+from ._structure import Structure, is_structured, tree_leaves, tree_map
+
+__all__ = ["implicit", "run_fixed_point", "OPTIONS"]
+
+OPTIONS = ("solver", "abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "backward", "max_nfe")
+_DEFAULTS = dict(abstol=None, reltol=None, maxiters=None, norm="max", batch_axis=None, throw=False,
+                 backward="implicit")
+
+
+def _problem(kind, fn, z_init, p):
+    if kind == "fixed_point":
+        return ss.FixedPointProblem(lambda u, p: fn(u, *p), z_init, p)
+    if kind == "root":
+        return ss.NonlinearProblem(lambda u, p: fn(u, *p), z_init, p)
+    return ss.SteadyStateProblem(lambda u, p, t: fn(u, *p), z_init, p)
+
+
+def _structured(kind, where, f, z0, args, batch_axis, kw):
+    """A tuple / list / dict state: the solve runs on its rows ``(batch, n)`` (``adapters/_structure``)."""
+    leaves, paths, _ = tree_leaves(z0, "z0")
+    for p, v in zip(paths, leaves):
+        if not isinstance(v, (jax.Array, jax.core.Tracer, np.ndarray, np.generic)):
+            raise TypeError(f"{where}: every leaf of a structured initial guess must be a JAX array; {p} is a "
+                            f"{type(v).__name__}")
+    z0 = tree_map(jnp.asarray, z0)
+    if batch_axis is not None and (isinstance(batch_axis, bool) or not isinstance(batch_axis, int)):
+        raise TypeError(f"{where}: batch_axis must be an int or None, got {batch_axis!r}")
+    st = Structure(z0, batch_axis, where, "z0")
+    rows = implicit(kind, where, lambda zr, *a: st.flatten(f(st.unflatten(zr), *a), f"{where}: f"), st.flatten(z0),
+                     args, batch_axis=None if batch_axis is None else 0, **kw)
+    return st.unflatten(rows[0]), rows[1]
+
+
+def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm, batch_axis, throw, backward,
+              unknown):
+    check_callable(where, "f", f)
+    if is_structured(z0):
+        kw = dict(solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, throw=throw,
+                  backward=backward, unknown=unknown)
+        return _structured(kind, where, f, z0, args, batch_axis, kw)
+    if isinstance(z0, (np.ndarray, np.generic)):
+        z0 = jnp.asarray(z0)
+    if not isinstance(z0, (jax.Array, jax.core.Tracer)):
+        raise TypeError(f"{where}: the initial guess must be a JAX array, got {type(z0).__name__}")
+    if not jnp.issubdtype(z0.dtype, jnp.floating):
+        raise TypeError(f"{where}: the initial guess must have a real floating dtype, got {z0.dtype}")
+    max_nfe = unknown.pop("max_nfe", None)
+    opts = layer_options(where, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
+                         batch_axis=batch_axis, backward=backward, default_tol=default_tolerance(jnp, z0.dtype),
+                         unknown=unknown, valid=OPTIONS, max_nfe=max_nfe, default_maxiters=1000)
+    opts = check_layer_batch_axis(where, opts, tuple(z0.shape))
+    opts = opts.budgeted(Layout(jnp, tuple(z0.shape), opts.batch_axis).n)  # max_nfe: the work budget
+    check_bool(where, "throw", throw)
+    bwd = opts.backward
+    if bwd.mode == "phantom" and kind != "fixed_point":
+        raise ValueError(f"{where}: a Phantom backward needs a fixed-point map; use backward=Implicit(...)")
+    user_f, dlist, ndlist = split_inputs(where, f, z0, args)
+    layout = Layout(jnp, tuple(z0.shape), opts.batch_axis)
+
+    def forward(z_init, dlist, ndlist):
+        dlist, ndlist, z_init = jax.tree_util.tree_map(jnp.asarray, (dlist, ndlist, z_init))
+        sol = ss.solve(_problem(kind, user_f, z_init, (dlist, ndlist)), opts.solver, throw=throw,
+                       **opts.solve_kwargs())
+        return sol.u, forward_stats(sol, opts, layout, jnp)
+
+    if bwd.mode == "phantom":
+        z, stats = forward(z0, dlist, ndlist)
+        z = jax.lax.stop_gradient(z)
+        for _ in range(bwd.steps):
+            fz = user_f(z, dlist, ndlist)
+            z = fz if bwd.damping == 1.0 else (1.0 - bwd.damping) * z + bwd.damping * fz
+        return z, stats
+
+    def linsolve(op, b):
+        """x with op(x) = b; op is J_F(z*) or its transpose (J_f - I for a fixed point)."""
+        if kind == "fixed_point":  # (J_f - I) x = b  <=>  (I - J_f) x = -b
+            res = adjoint_solve(lambda v: op(v) + v, -b, bwd, fixed_point_form=True, batch_axis=opts.batch_axis,
+                                norm=opts.norm)
+        else:
+            res = adjoint_solve(op, b, bwd, fixed_point_form=False, batch_axis=opts.batch_axis, norm=opts.norm)
+        x = res.w
+        if throw:
+            x = error_if(x, jnp.any(jnp.asarray(res.stats.retcode_array) != 0),
+                          f"steadysolve: the implicit-differentiation linear solve in {where} did not converge "
+                          "(raise maxiters or loosen reltol of backward=Implicit(...))")
+        return x
+
+    @jax.custom_jvp
+    def solve(z_init, dlist, ndlist):
+        return forward(z_init, dlist, ndlist)
+
+    def solve_jvp(primals, tangents):
+        z_init, dlist, ndlist = primals
+        _, ddlist, _ = tangents
+        z, stats = solve(z_init, dlist, ndlist)
+        stats_t = jax.tree_util.tree_map(zero_tangent, stats)
+        live = [i for i, t in enumerate(ddlist) if not isinstance(t, jax.custom_derivatives.SymbolicZero)]
+        if not live:
+            return (z, stats), (jnp.zeros_like(z), stats_t)
+
+        def residual(zz, dl):
+            r = user_f(zz, dl, ndlist)
+            return r - zz if kind == "fixed_point" else r
+
+        def F_live(sub):
+            dl = list(dlist)
+            for i, v in zip(live, sub):
+                dl[i] = v
+            return residual(z, dl)
+
+        _, Fp_dp = jax.jvp(F_live, ([dlist[i] for i in live],),
+                           ([jnp.asarray(ddlist[i], dtype=jnp.result_type(dlist[i])) for i in live],))
+        _, A = jax.linearize(lambda zz: residual(zz, dlist), z)
+        dz = jax.lax.custom_linear_solve(A, -Fp_dp, solve=linsolve, transpose_solve=linsolve)
+        return (z, stats), (dz, stats_t)
+
+    solve.defjvp(solve_jvp, symbolic_zeros=True)
+    return solve(z0, dlist, ndlist)
+
+
+def run_fixed_point(where: str, f, z0, *args, solver="anderson", **options):
+    """``fixed_point`` with its defaults, for the modules (``where`` names the caller in errors)."""
+    kw = dict(_DEFAULTS)
+    kw.update({k: options.pop(k) for k in list(options) if k in _DEFAULTS})
+    return implicit("fixed_point", where, f, z0, args, solver=solver, unknown=options, **kw)

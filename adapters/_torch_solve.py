@@ -1,0 +1,153 @@
+"""The autograd glue of the PyTorch adapter: the forward solve, the implicit / phantom backward,
+the Jacobian estimate, on tensor or structured (tuple / list / dict) states (used by ``torch.py``)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import torch
+
+import steadysolve as ss
+from steadysolve import backend
+from steadysolve.layout import Layout
+
+from ._implicit import BACKWARD_HINT, FORWARD_HINT, DEQStats, Reporter, adjoint_solve, forward_stats
+from ._options import check_layer_batch_axis
+from ._structure import Structure, is_structured, tree_leaves
+
+__all__ = ["run", "jacobian_estimate"]
+
+
+def _checked(fn: Callable, what: str) -> Callable:
+    """``fn`` with its output checked on every call (a cheap shape comparison; type and dtype too)."""
+
+    def g(z, p=None):
+        out = fn(z)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"{what} must return a torch.Tensor shaped like z, got {type(out).__name__}")
+        if out.shape != z.shape:
+            raise ValueError(f"{what} returned shape {tuple(out.shape)} but z has shape {tuple(z.shape)}; "
+                             "f must map z to a tensor of the same shape (pass z0= or init= to set the shape "
+                             "of z when it differs from x)")
+        if out.dtype != z.dtype:
+            raise TypeError(f"{what} returned dtype {out.dtype} but z has dtype {z.dtype}; cast the "
+                            "parameters/inputs (e.g. module.to(dtype)) so that both agree")
+        return out
+
+    return g
+
+
+class _Call(NamedTuple):
+    """What the backward of one DEQ call needs."""
+
+    opts: Any
+    z_req: torch.Tensor
+    stats: "DEQStats"
+    batch: int
+    failed: Optional[torch.Tensor]
+    report: "Reporter"
+
+
+class _ImplicitGrad(torch.autograd.Function):
+    """Outputs ``z*``; its backward turns ``g`` into ``w = J^T w + g`` for the tracked ``f(z_req, x)``."""
+
+    @staticmethod
+    def forward(ctx, f_out, z_star, call):
+        ctx.call = call
+        ctx.save_for_backward(f_out)
+        return z_star.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        if torch.is_grad_enabled():  # create_graph=True: w would be treated as a constant -> wrong
+            raise RuntimeError("steadysolve DEQ: higher-order derivatives (create_graph=True) through the "
+                               "implicit backward are not supported; use backward='phantom' for double backward")
+        (f_out,) = ctx.saved_tensors
+        call: _Call = ctx.call
+        opts, failed = call.opts, call.failed
+        if failed is not None and failed.ndim == 0:  # unbatched solve that failed: JFB gradient
+            return g, None, None
+
+        def vjp(w):
+            (gw,) = torch.autograd.grad(f_out, call.z_req, w, retain_graph=True, allow_unused=True)
+            return torch.zeros_like(w) if gw is None else gw
+
+        g = g.contiguous()
+        g_solve = g if failed is None else torch.where(failed, torch.zeros_like(g), g)
+        res = adjoint_solve(vjp, g_solve, opts.backward, fixed_point_form=True, batch_axis=opts.batch_axis,
+                            norm=opts.norm)
+        call.stats.backward = res.stats
+        call.report(res.stats, call.batch, BACKWARD_HINT)
+        w = res.w if failed is None else torch.where(failed, g, res.w)
+        return w, None, None
+
+
+def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, failed_grad: str):
+    """Solve ``z = fn(z)`` from ``z0``; returns ``(z*, stats, tracked)`` with the gradient attached
+    (``tracked = (f_out, z_req)`` is the application the Jacobian regulariser reuses, or None)."""
+    if not isinstance(z0, torch.Tensor):
+        raise TypeError(f"{what}: z0 must be a torch.Tensor, got {type(z0).__name__}")
+    if not z0.is_floating_point():
+        raise TypeError(f"{what}: z0 must have a floating-point dtype, got {z0.dtype}")
+    opts = check_layer_batch_axis(what.split(":")[0], opts, tuple(z0.shape))
+    if opts.max_nfe is not None:  # the budget of evaluations of f, mapped onto this solver for this state size
+        opts = opts.budgeted(z0.numel() // max(1, z0.shape[opts.batch_axis] if opts.batch_axis is not None else 1))
+    stats = DEQStats(report.failures)
+    prob = ss.FixedPointProblem(_checked(fn, what), z0.detach(), None)
+    with torch.no_grad():
+        sol = ss.solve(prob, opts.solver, **opts.solve_kwargs())
+    layout = Layout(backend.namespace(("z", z0)), tuple(z0.shape), opts.batch_axis)
+    stats.forward = fwd = forward_stats(sol, opts, layout, layout.xp)
+    batch = layout.batch
+    grad = torch.is_grad_enabled()
+    fallback = (" Their gradient falls back to the Jacobian-free one (failed_grad='jfb')."
+                if failed_grad == "jfb" and opts.backward.mode == "implicit" and grad else "")
+    report(fwd, batch, FORWARD_HINT + fallback)
+    z_star = sol.u
+    if not grad:
+        return z_star, stats, None
+    if opts.backward.mode == "phantom":
+        z, tau = z_star.detach(), opts.backward.damping
+        for _ in range(opts.backward.steps):
+            fz = fn(z)
+            z = fz if tau == 1.0 else (1.0 - tau) * z + tau * fz
+        return z, stats, None
+    z_req = z_star.detach().requires_grad_(True)
+    f_out = fn(z_req)
+    if not f_out.requires_grad:  # nothing upstream needs a gradient
+        return z_star, stats, None
+    failed = None
+    if failed_grad == "jfb" and fwd.nfailed:
+        bad = fwd.retcode_array != 0
+        failed = bad if opts.batch_axis is None else layout.per_element(bad)
+    call = _Call(opts, z_req, stats, batch, failed, report)
+    return _ImplicitGrad.apply(f_out, z_star, call), stats, (f_out, z_req)
+
+
+def run(cell: Callable, z0, opts, what: str, report: Reporter, failed_grad: str):
+    """:func:`_apply` on a tensor or a structured (tuple / list / dict) state; the core sees rows
+    ``(batch, n)``. Returns ``(z*, stats, tracked, rows_fn, rows_of)`` (``rows_of`` flattens a tree)."""
+    if not is_structured(z0):
+        z, stats, tracked = _apply(cell, z0, opts, what, report, failed_grad)
+        return z, stats, tracked, cell, (lambda t: t), z
+    owner = what.split(":")[0]
+    leaves, paths, _ = tree_leaves(z0)
+    for path, v in zip(paths, leaves):
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"{owner}: every leaf of a structured state must be a torch.Tensor; {path} is a "
+                            f"{type(v).__name__}")
+    st = Structure(z0, opts.batch_axis, owner)
+    rows_fn = st.wrap(cell, what)
+    opts = opts.with_batch_axis(None if opts.batch_axis is None else 0)
+    rows, stats, tracked = _apply(rows_fn, st.flatten(z0), opts, what, report, failed_grad)
+    return st.unflatten(rows), stats, tracked, rows_fn, st.flatten, rows
+
+
+def jacobian_estimate(tracked, like: torch.Tensor) -> torch.Tensor:
+    """Hutchinson estimate of ``||J_f(z*)||_F^2 / dim`` (one Gaussian probe, differentiable)."""
+    f_out, z_req = tracked
+    v = torch.randn_like(f_out)
+    (vj,) = torch.autograd.grad(f_out, z_req, v, create_graph=True, retain_graph=True, allow_unused=True)
+    if vj is None:
+        return torch.zeros((), dtype=like.dtype, device=like.device)
+    return vj.pow(2).sum() / vj.numel()

@@ -47,6 +47,14 @@ class Broyden(Algorithm):
     alpha : ``H_0 = -alpha I``; ``None``: 1 for a FixedPointProblem (the first step
         is ``u <- g(u)``), otherwise SciPy's ``0.5 max(||u0||, 1) / ||F(u0)||``.
     reset_tol : a denominator ``|s^T H y| <= reset_tol * ||s|| ||H y||`` is a bad update.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.FixedPointProblem(lambda u, p: np.tanh(p @ u + 1.0), np.zeros(3), 0.2 * np.eye(3))
+    >>> sol = ss.solve(prob, ss.Broyden(memory=10), abstol=1e-10)
+    >>> sol.retcode.name, np.round(sol.u, 6)
+    ('Success', array([0.822501, 0.822501, 0.822501]))
     """
 
     memory: int = 30

@@ -78,6 +78,14 @@ class DynamicSS(Algorithm):
     Each attempted step counts as one iteration (``maxiters`` caps accepted plus
     rejected steps) and costs 6 evaluations for Tsit5 (FSAL). ``sol.stats`` has
     ``naccept``, ``nreject`` and ``t`` (per element when batched).
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.SteadyStateProblem(lambda u, p, t: -(u - 2.0), np.zeros(1))
+    >>> sol = ss.solve(prob, ss.DynamicSS(ss.Tsit5()), abstol=1e-8)
+    >>> sol.retcode.name, np.round(sol.u, 6), sol.stats.naccept > 0
+    ('Success', array([2.]), True)
     """
 
     integrator: ExplicitRK = field(default_factory=Tsit5)

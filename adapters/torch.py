@@ -187,6 +187,8 @@ class DEQ(nn.Module):
         them the Jacobian-free gradient ``w = g`` (where the solve fails ``I - J_f`` is often
         near-singular and the exact adjoint explodes); ``"implicit"`` solves for them too.
 
+    Notes
+    -----
     After each call: ``deq.stats`` (a :class:`DEQStats`), ``deq.forward_stats``,
     ``deq.backward_stats`` (filled by the backward pass), ``deq.jac_loss``, ``deq.init_loss``
     and ``deq.aux_loss`` (their sum, 0 when neither is enabled).

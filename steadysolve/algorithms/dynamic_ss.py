@@ -75,6 +75,8 @@ class DynamicSS(Algorithm):
         slow); if ``f`` cannot be traced the solve falls back to op-by-op execution. Inside
         ``jax.jit`` / ``vmap`` the whole solve is traced anyway.
 
+    Notes
+    -----
     Each attempted step counts as one iteration (``maxiters`` caps accepted plus
     rejected steps) and costs 6 evaluations for Tsit5 (FSAL). ``sol.stats`` has
     ``naccept``, ``nreject`` and ``t`` (per element when batched).

@@ -10,13 +10,19 @@ static finder, which walks ``steadysolve/``, does not see it. This hook loads th
 style without a type (``memory : number of stored pairs``; the types are in the
 signatures). Griffe would read the prose after the colon as a type, so such lines become
 ``memory`` + an indented description before parsing; Sphinx roles (``:class:`X```) become
-plain code. Only the rendered text changes, never the source.
+plain code. The JAX adapter appends its shared keyword documentation (``_DOC_COMMON``) to
+``fixed_point`` / ``root`` / ``steady_state`` at import time; the static reader gets the same
+text from the module's source. Its Equinox ``DEQ`` is defined under ``if eqx is not None:``
+with an error-raising fallback in the ``else`` branch, which a static reader sees last; the
+documented class is the real one. Only the rendered text changes, never the source.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
+import textwrap
 from pathlib import Path
 
 import griffe
@@ -34,8 +40,10 @@ def _is_type(text: str) -> bool:
 def compact_to_numpy(doc: str) -> str:
     """Rewrite ``name : prose`` entries of the parameter-like sections as ``name`` + description."""
     lines = doc.split("\n")
-    out, section, indent = [], None, None
+    out, section, indent, skip = [], None, None, set()
     for i, line in enumerate(lines):
+        if i in skip:
+            continue
         stripped = line.strip()
         nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
         if stripped and nxt and set(nxt) == {"-"} and len(nxt) >= 3:
@@ -46,10 +54,20 @@ def compact_to_numpy(doc: str) -> str:
             lead = len(line) - len(line.lstrip())
             if indent is None:
                 indent = lead
-            m = re.match(r"^([\w*, ]+?)\s*:\s+(.*)$", stripped)
-            if lead == indent and m and not _is_type(m.group(2)):
-                out.append(" " * lead + m.group(1))
-                out.append(" " * (lead + 4) + m.group(2))
+            m = re.match(r"^([\w*, ]+?)\s*:\s+(.*)$", stripped) if lead == indent else None
+            if m and not _is_type(m.group(2)):
+                names = [n.strip() for n in m.group(1).split(",") if n.strip()]
+                body = [m.group(2)]
+                j = i + 1
+                while j < len(lines) and lines[j].strip() and len(lines[j]) - len(lines[j].lstrip()) > lead:
+                    body.append(lines[j].strip())
+                    j += 1
+                # one entry per name: Griffe gives a grouped entry the first name's default
+                for k, name in enumerate(names):
+                    out.append(" " * lead + name)
+                    text = body if k == 0 or sum(map(len, body)) < 160 else [f"See ``{names[0]}``."]
+                    out.extend(" " * (lead + 4) + b for b in text)
+                skip.update(range(i + 1, j))
                 continue
         out.append(line)
     return _ROLE.sub(r"``\1``", "\n".join(out))
@@ -74,6 +92,8 @@ class CompactNumpyDocstrings(griffe.Extension):
     def on_package(self, *, pkg, loader, **kwargs):
         if pkg.name != "steadysolve":
             return
+        _append_shared_jax_keywords(pkg)
+        _real_jax_deq(pkg)
         seen = set()
 
         def visit(obj):
@@ -87,3 +107,36 @@ class CompactNumpyDocstrings(griffe.Extension):
                     visit(member)
 
         visit(pkg)
+
+
+def _append_shared_jax_keywords(pkg) -> None:
+    try:
+        mod = pkg["adapters"]["jax"]
+        common = ast.literal_eval(str(mod["_DOC_COMMON"].value))
+    except (KeyError, ValueError, SyntaxError):
+        return
+    common = textwrap.dedent(common).strip("\n").replace("Keyword arguments\n-----------------", "Parameters\n----------")
+    for name in ("fixed_point", "root", "steady_state"):
+        fn = mod.members.get(name)
+        if fn is None or fn.is_alias or fn.docstring is None or "Parameters\n---" in fn.docstring.value:
+            continue
+        doc = fn.docstring.value
+        at = doc.find("\nExamples\n--------")
+        fn.docstring.value = (doc + "\n\n" + common) if at < 0 else (doc[:at] + "\n\n" + common + "\n" + doc[at:])
+
+
+def _real_jax_deq(pkg) -> None:
+    """Replace the fallback ``DEQ`` of the JAX adapter by the first (documented) definition."""
+    try:
+        mod = pkg["adapters"]["jax"]
+        source = Path(mod.filepath).read_text(encoding="utf-8")
+    except (KeyError, OSError, TypeError):
+        return
+    lines = source.split("\n")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and node.name == "DEQ" and ast.get_docstring(node):
+            code = textwrap.dedent("\n".join(lines[node.lineno - 1:node.end_lineno]))
+            tmp = griffe.visit("_deq", filepath=Path(mod.filepath), code=code)
+            cls = tmp["DEQ"]
+            mod.set_member("DEQ", cls)
+            return

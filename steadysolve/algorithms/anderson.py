@@ -48,6 +48,11 @@ class Anderson(Algorithm):
     alpha : residual step scale on non-fixed-point problems (see
         :class:`FixedPointIteration`); ``None`` picks SciPy's automatic value.
 
+    Raises
+    ------
+    ValueError
+        An invalid option (``memory < 1``, ``regularization < 0``, ...), at construction.
+
     Examples
     --------
     >>> import numpy as np, steadysolve as ss

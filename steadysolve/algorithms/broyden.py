@@ -48,6 +48,11 @@ class Broyden(Algorithm):
         is ``u <- g(u)``), otherwise SciPy's ``0.5 max(||u0||, 1) / ||F(u0)||``.
     reset_tol : a denominator ``|s^T H y| <= reset_tol * ||s|| ||H y||`` is a bad update.
 
+    Raises
+    ------
+    ValueError
+        An invalid option (``memory < 1``, ...), at construction.
+
     Examples
     --------
     >>> import numpy as np, steadysolve as ss

@@ -81,6 +81,11 @@ class DynamicSS(Algorithm):
     rejected steps) and costs 6 evaluations for Tsit5 (FSAL). ``sol.stats`` has
     ``naccept``, ``nreject`` and ``t`` (per element when batched).
 
+    Raises
+    ------
+    ValueError
+        An invalid option (``tmax <= 0``, ...), at construction.
+
     Examples
     --------
     >>> import numpy as np, steadysolve as ss

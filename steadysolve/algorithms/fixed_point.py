@@ -30,6 +30,11 @@ class FixedPointIteration(Algorithm):
     ``anderson`` choice ``0.5 max(||u0||, 1) / ||F(u0)||`` (per batch element);
     it assumes ``F`` points towards the root (``F ~ -(u - u*)``).
 
+    Raises
+    ------
+    ValueError
+        An invalid option (``damping <= 0``, ...), at construction.
+
     Examples
     --------
     >>> import numpy as np, steadysolve as ss

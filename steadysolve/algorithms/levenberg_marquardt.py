@@ -63,6 +63,11 @@ class LevenbergMarquardt(Algorithm):
         stationary point is declared (default 1e-10).
     max_size : largest ``n`` accepted (default 1000, as :class:`NewtonRaphson`).
 
+    Raises
+    ------
+    ValueError
+        An invalid option (``damping <= 0``, ...), at construction.
+
     Examples
     --------
     >>> import numpy as np, steadysolve as ss

@@ -38,6 +38,11 @@ class NewtonRaphson(NewtonBase):
         Jacobian takes ``n^2`` memory and ``O(n^3)`` per step. Larger systems raise
         ``ValueError`` before iterating; use :class:`NewtonKrylov` (matrix-free).
 
+    Raises
+    ------
+    ValueError
+        An invalid option (an unknown ``linesearch``, ...), at construction.
+
     Examples
     --------
     >>> import numpy as np, steadysolve as ss

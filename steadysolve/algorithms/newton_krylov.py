@@ -177,6 +177,11 @@ class NewtonKrylov(NewtonBase):
     eta0 : first forcing term. eta_max : cap of the forcing terms.
     max_backtracks : rejected trials along one direction before the step is forced.
 
+    Raises
+    ------
+    ValueError
+        An invalid option (a constant ``forcing`` outside ``(0, 1)``, ...), at construction.
+
     Examples
     --------
     >>> import numpy as np, steadysolve as ss

@@ -154,6 +154,11 @@ class TrustRegion(Algorithm):
     factor : scale of the first radius (MINPACK's ``factor``, default 100).
     max_size : largest ``n`` accepted (default 1000, as :class:`NewtonRaphson`).
 
+    Raises
+    ------
+    ValueError
+        An invalid option (``factor <= 0``, ...), at construction.
+
     Examples
     --------
     >>> import numpy as np, steadysolve as ss

@@ -48,6 +48,11 @@ class GMRES:
     breaks down without solving the system (a singular operator). Even then
     ``x`` is finite: it is the best combination of the valid Krylov vectors.
 
+    Raises
+    ------
+    ValueError
+        An invalid option (``restart < 1``, ...), at construction.
+
     Examples
     --------
     >>> import numpy as np, steadysolve as ss

@@ -41,6 +41,11 @@ class PIController:
         grow quickly once the solution settles, as it does on the way to a steady state).
     dtmax : optional upper bound on the step size.
 
+    Raises
+    ------
+    ValueError
+        An invalid option (``safety`` outside ``(0, 1]``, ...), at construction.
+
     Examples
     --------
     >>> import numpy as np, steadysolve as ss

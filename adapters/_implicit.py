@@ -45,6 +45,16 @@ class SolveStats(Result):
     and the result family's ``retcode``, ``retcodes``, ``retcode_array``, ``successful``,
     ``nfailed``. A JAX pytree (returned from jitted functions; under ``vmap`` every field
     gains the mapped axis).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from steadysolve.adapters.torch import DEQ
+    >>> deq = DEQ(lambda z, x: 0.5 * z + x)
+    >>> z = deq(torch.ones(2, 3))
+    >>> st = deq.forward_stats
+    >>> st.phase, st.solver, st.successful, tuple(st.resid_norm.shape)
+    ('forward', 'anderson', True, (2,))
     """
 
     def __init__(self, phase, solver, codes, niter, nf, njvp=0, nvjp=0, niter_per_element=None, resid_norm=None,
@@ -183,6 +193,17 @@ class DEQConvergenceError(ConvergenceError):
     """Raised (with ``on_failure="raise"``) when the forward or backward solve fails.
 
     ``err.phase`` is ``"forward"`` or ``"backward"``; ``err.stats`` the :class:`SolveStats`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from steadysolve.adapters.torch import DEQ, DEQConvergenceError
+    >>> deq = DEQ(lambda z, x: z + x, maxiters=5, on_failure="raise")   # no fixed point
+    >>> try:
+    ...     deq(torch.ones(1, 2))
+    ... except DEQConvergenceError as err:
+    ...     print(err.phase, err.stats.successful)
+    forward False
     """
 
     def __init__(self, message: str, stats: SolveStats):
@@ -195,7 +216,16 @@ class DEQStats:
     """The stats of one DEQ call: ``forward``, ``backward`` (set when the implicit backward has
     run; always ``None`` for the phantom backward), ``jac_estimate`` (Hutchinson estimate of
     ``||J_f||_F^2 / dim``, or None) and ``failures`` (the module's running count of failed
-    solves per phase, which ``on_failure="warn"`` reports only once)."""
+    solves per phase, which ``on_failure="warn"`` reports only once).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from steadysolve.adapters.torch import fixed_point
+    >>> z, stats = fixed_point(lambda z, x: 0.5 * z + x, torch.ones(2, 3), torch.zeros(2, 3), return_stats=True)
+    >>> stats.forward.successful, stats.backward is None, stats.failures["forward"]
+    (True, True, 0)
+    """
 
     def __init__(self, failures: Optional[dict] = None):
         self.forward: Optional[SolveStats] = None

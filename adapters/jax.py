@@ -95,7 +95,16 @@ def fixed_point(f, z0, *args, solver="anderson", abstol: Optional[float] = None,
 def root(f, u0, *args, solver=None, abstol: Optional[float] = None, reltol: Optional[float] = None,
          maxiters: Optional[int] = None, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
          backward: Any = "implicit", **unknown):
-    """Differentiable root ``f(u*, *args) = 0``; ``solver=None`` picks ``"newton_krylov"``."""
+    """Differentiable root ``f(u*, *args) = 0``; ``solver=None`` picks ``"newton_krylov"``.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from steadysolve.adapters.jax import root
+    >>> u, stats = root(lambda u, a: u**2 - a, jnp.ones(()), 2.0)
+    >>> round(float(u), 5), float(jax.grad(lambda a: root(lambda u, a: u**2 - a, u, a)[0])(4.0))
+    (1.41421, 0.25)
+    """
     return implicit("root", "root", f, u0, args, solver="newton_krylov" if solver is None else solver,
                      abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, batch_axis=batch_axis,
                      throw=throw, backward=backward, unknown=unknown)
@@ -105,7 +114,16 @@ def steady_state(f, u0, *args, solver=None, abstol: Optional[float] = None, relt
                  maxiters: Optional[int] = None, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
                  backward: Any = "implicit", **unknown):
     """Differentiable steady state of ``du/dt = f(u, *args)``; ``solver=None`` picks ``"dynamic_ss"``
-    (time stepping). Any root-finding algorithm works too (it solves ``f(u) = 0``)."""
+    (time stepping). Any root-finding algorithm works too (it solves ``f(u) = 0``).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from steadysolve.adapters.jax import steady_state
+    >>> u, stats = steady_state(lambda u, a: a - u, jnp.zeros(2), jnp.array([1.0, 2.0]))
+    >>> [round(float(v), 4) for v in u], stats.solver
+    ([1.0, 2.0], 'dynamic_ss')
+    """
     return implicit("steady_state", "steady_state", f, u0, args, solver="dynamic_ss" if solver is None else solver,
                      abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, batch_axis=batch_axis,
                      throw=throw, backward=backward, unknown=unknown)

@@ -76,7 +76,32 @@ class AbstractProblem:
 
 
 class NonlinearProblem(AbstractProblem):
-    """Find ``u`` with ``f(u, p) = 0``."""
+    """Find ``u`` with ``f(u, p) = 0``.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(u, p) -> residual``, an array of ``u``'s shape, dtype and library.
+    u0 : array
+        Initial guess: any shape, floating point, finite, from any array-API library.
+    p : any, optional
+        Parameters, passed to ``f`` untouched (arrays, tuples, dicts, modules).
+    jvp, vjp, jac : callable, optional
+        ``jvp(u, v, p)``, ``vjp(u, w, p)``, ``jac(u, p)`` for the derivative-based algorithms
+        (default: forward-difference products).
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``f`` not callable; ``u0`` not a floating-point array, not finite, or mixing libraries.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.NonlinearProblem(lambda u, p: u**2 - p, np.ones(2), np.array([2.0, 9.0]))
+    >>> np.round(ss.solve(prob, "newton").u, 6)
+    array([1.414214, 3.      ])
+    """
 
     kind = "nonlinear"
 
@@ -85,7 +110,19 @@ class NonlinearProblem(AbstractProblem):
 
 
 class SteadyStateProblem(AbstractProblem):
-    """Find the steady state of ``du/dt = f(u, p, t)``: ``f(u, p, inf) = 0``."""
+    """Find the steady state of ``du/dt = f(u, p, t)``: ``f(u, p, inf) = 0``.
+
+    Parameters are those of :class:`NonlinearProblem`, with ``f(u, p, t) -> du/dt``
+    (``t`` is ``inf`` for the root-finding algorithms, the time for :class:`DynamicSS`).
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.SteadyStateProblem(lambda u, p, t: p - u, np.zeros(2), np.array([1.0, 3.0]))
+    >>> sol = ss.solve(prob, ss.DynamicSS(), abstol=1e-8)
+    >>> np.round(sol.u, 6), sol.retcode.name
+    (array([1., 3.]), 'Success')
+    """
 
     kind = "steady_state"
 
@@ -97,7 +134,18 @@ class SteadyStateProblem(AbstractProblem):
 
 
 class FixedPointProblem(AbstractProblem):
-    """Find ``u`` with ``g(u, p) = u`` (the Deep Equilibrium form)."""
+    """Find ``u`` with ``g(u, p) = u`` (the Deep Equilibrium form).
+
+    Parameters are those of :class:`NonlinearProblem`, with ``g(u, p) -> next u`` in place
+    of ``f``; the residual is ``g(u, p) - u``.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.FixedPointProblem(lambda u, p: np.cos(u), np.zeros(1))
+    >>> np.round(ss.solve(prob, "anderson", abstol=1e-10).u, 6)
+    array([0.739085])
+    """
 
     kind = "fixed_point"
     _fname = "g"

@@ -74,6 +74,16 @@ class ConvergenceError(RuntimeError):
     """Raised by ``solve(..., throw=True)`` when the solve does not succeed.
 
     The failed :class:`Solution` is available as ``err.solution``.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.NonlinearProblem(lambda u, p: u**2 + 1.0, np.ones(1))  # no real root
+    >>> try:
+    ...     ss.solve(prob, "newton", maxiters=20, throw=True)
+    ... except ss.ConvergenceError as err:
+    ...     print(err.solution.successful)
+    False
     """
 
     def __init__(self, solution: "Result", message: Optional[str] = None):

@@ -26,6 +26,13 @@ class Stats:
     solves only); algorithm-specific counters (``naccept``, ``nreject``, ``t``,
     ``nlinear`` ...) are in ``extra`` and readable as attributes (``stats.naccept``) or
     items (``stats["naccept"]``). Under ``jax.jit`` the counters are traced integer arrays.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> st = ss.solve(ss.NonlinearProblem(lambda u, p: u**3 - 8.0, np.ones(1)), "newton").stats
+    >>> st.nf >= st.niter > 0, st["njvp"] == st.njvp
+    (True, True)
     """
 
     __slots__ = ("nf", "njvp", "nvjp", "niter", "niter_per_element", "extra")
@@ -84,6 +91,13 @@ class Solution(Result):
     trace : residual norm per iteration (shape ``(niter + 1,)`` or ``(niter + 1, B)``)
         when ``store_trace=True``, else ``None``.
     prob, alg : what was solved and how (``alg`` is the algorithm that produced ``u``).
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> sol = ss.solve(ss.NonlinearProblem(lambda u, p: u**3 - 8.0, np.ones(1)), "newton")
+    >>> sol.successful, sol.retcode, np.round(sol.u, 6), float(np.abs(sol.resid).max()) < 1e-10
+    (True, <ReturnCode.Success: ...>, array([2.]), True)
     """
 
     def __init__(self, u, resid, codes, stats: Stats, prob=None, alg=None, trace=None, batched: bool = False):
@@ -109,7 +123,15 @@ class LinearSolution(Result):
     """Result of :func:`steadysolve.linear_solve`: ``x`` (shape of ``b``), the return codes and
     ``stats`` (``nmatvec``: calls of ``matvec``, a batched call counting once; ``niter``: Krylov
     steps; ``nrestart``: restart cycles; ``resid_norm``: 2-norm of ``b - A x`` per element, the
-    Arnoldi estimate of the last cycle, a float when unbatched and concrete)."""
+    Arnoldi estimate of the last cycle, a float when unbatched and concrete).
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> sol = ss.linear_solve(lambda v: 4.0 * v, np.ones(2))
+    >>> sol.x, sol.successful
+    (array([0.25, 0.25]), True)
+    """
 
     def __init__(self, x, codes, stats: Stats, alg=None, batched: bool = False):
         super().__init__(codes, batched, x)
@@ -128,6 +150,13 @@ class ODESolution(Result):
     ``retcode`` is ``Success`` when ``t1`` was reached, ``MaxIters`` when ``maxiters`` steps
     ran out (saved points beyond ``t`` are NaN), ``Stalled`` when the step size underflowed,
     ``NonFinite`` when the field returned NaN/Inf that no step-size reduction could avoid.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> sol = ss.integrate(lambda u, p, t: -2.0 * u, np.ones(1), (0.0, 1.0), saveat=[0.5, 1.0])
+    >>> sol.ts, np.round(sol.us[:, 0], 5), sol.retcode.name
+    (array([0.5, 1. ]), array([0.36788, 0.13534]), 'Success')
     """
 
     def __init__(self, ts, us, t, codes, stats: Stats):

@@ -7,10 +7,12 @@ Listings that are not meant to run are fenced as ``text``.
 
 import os
 import re
+import unicodedata
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = os.path.join(ROOT, "docs")
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.S | re.M)
 
 
@@ -50,14 +52,189 @@ def test_the_runner_finds_blocks_and_ignores_text_listings(tmp_path):
     assert python_blocks(str(page)) == ["a = 1\n", "b = a + 1\n"]
 
 
+LINK = re.compile(r"\]\(([^)#\s]*)(#[^)\s]*)?\)")
+
+
+def slugify(heading: str) -> str:
+    """The anchor Python-Markdown's ``toc`` gives a heading (code spans lose their backticks)."""
+    text = unicodedata.normalize("NFKD", heading.replace("`", "")).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^\w\s-]", "", text).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
+
+
+def _anchors(path):
+    """Heading anchors of a markdown page (fenced code skipped)."""
+    text = FENCE.sub("", open(path, encoding="utf-8").read())
+    return {slugify(h) for h in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, re.M)}
+
+
+def _api_anchor_ok(anchor):
+    """An API-reference anchor is the dotted path of a public object (what mkdocstrings uses)."""
+    import importlib
+
+    parts = anchor.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
 def test_internal_links_resolve():
-    """Every relative link of a page points at a file that exists (anchors not checked here)."""
-    link = re.compile(r"\]\(([^)#\s]+)(#[^)]*)?\)")
+    """Every relative link of a page points at a file that exists, and its ``#anchor`` at a
+    heading of that page (or, on the API reference pages, at a public object)."""
     broken = []
     for page in _pages():
-        for target, _ in link.findall(open(page, encoding="utf-8").read()):
+        for target, anchor in LINK.findall(open(page, encoding="utf-8").read()):
             if re.match(r"^[a-z]+:", target):  # http:, https:, mailto:
                 continue
-            if not os.path.exists(os.path.normpath(os.path.join(os.path.dirname(page), target))):
-                broken.append(f"{os.path.relpath(page, ROOT)} -> {target}")
+            path = os.path.normpath(os.path.join(os.path.dirname(page), target)) if target else page
+            where = f"{os.path.relpath(page, ROOT)} -> {target}{anchor}"
+            if not os.path.exists(path):
+                broken.append(where)
+            elif anchor and path.endswith(".md"):
+                name = anchor[1:]
+                if os.path.relpath(path, DOCS).startswith("api" + os.sep):
+                    ok = _api_anchor_ok(name) or name in _anchors(path)
+                else:
+                    ok = name in _anchors(path)
+                if not ok:
+                    broken.append(where + " (no such anchor)")
     assert not broken, broken
+
+
+def test_the_link_checker_catches_broken_links_and_anchors(tmp_path):
+    (tmp_path / "a.md").write_text("# Title\n\n## The `solve` keywords\n\n[x](b.md) [y](#the-solve-keywords) [z](#nope)\n")
+    assert _anchors(str(tmp_path / "a.md")) == {"title", "the-solve-keywords"}
+    found = LINK.findall((tmp_path / "a.md").read_text())
+    assert found == [("b.md", ""), ("", "#the-solve-keywords"), ("", "#nope")]
+    assert slugify("Benchmark (`python benchmarks/_rows_newton.py [repeats]`)") == \
+        "benchmark-python-benchmarks_rows_newtonpy-repeats"
+    assert _api_anchor_ok("steadysolve.NewtonKrylov") and not _api_anchor_ok("steadysolve.NoSuchThing")
+
+
+def _nav_pages():
+    text = open(os.path.join(ROOT, "mkdocs.yml"), encoding="utf-8").read()
+    nav = text[text.index("\nnav:"):]
+    return re.findall(r"^\s*-\s*(?:[^:\n]+:\s*)?([\w./-]+\.md)\s*$", nav, re.M)
+
+
+def test_every_docs_page_is_in_the_site_nav():
+    nav = _nav_pages()
+    assert len(nav) == len(set(nav)), "a page is listed twice in mkdocs.yml's nav"
+    pages = {os.path.relpath(p, DOCS).replace(os.sep, "/") for p in _pages() if p.startswith(DOCS + os.sep)}
+    assert pages - set(nav) == set(), f"pages missing from mkdocs.yml's nav: {sorted(pages - set(nav))}"
+    assert set(nav) - pages == set(), f"nav entries without a page: {sorted(set(nav) - pages)}"
+    for required in ("getting-started.md", "concepts.md", "choosing.md", "benchmarks.md", "api/core.md",
+                     "api/adapters.md", "migration/scipy.md", "migration/torchdeq.md", "migration/jax.md",
+                     "torch.md", "jax.md"):
+        assert required in nav, required
+
+
+def test_api_reference_covers_every_public_name():
+    import importlib
+
+    text = "".join(open(os.path.join(DOCS, "api", f), encoding="utf-8").read() for f in ("core.md", "adapters.md"))
+    directives = set(re.findall(r"^::: ([\w.]+)", text, re.M))
+    missing = []
+    for modname in ("steadysolve", "steadysolve.adapters", "steadysolve.adapters.torch", "steadysolve.adapters.jax"):
+        mod = importlib.import_module(modname)
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if name == "__version__":
+                continue
+            # re-exports (Implicit, Phantom, SolveStats) are documented once, under any module that exports them
+            homes = [m for m in ("steadysolve", "steadysolve.adapters", "steadysolve.adapters.torch",
+                                 "steadysolve.adapters.jax") if getattr(importlib.import_module(m), name, None) is obj]
+            if not any(f"{h}.{name}" in directives for h in homes):
+                missing.append(f"{modname}.{name}")
+    assert not missing, f"add '::: name' to docs/api/*.md for {missing}"
+
+
+PEER = re.compile(r"^```\{\.python \.peer\}\n(.*?)^```", re.S | re.M)
+
+
+@pytest.mark.parametrize("page", ["migration/scipy.md", "migration/torchdeq.md", "migration/jax.md"])
+def test_migration_pages_pair_peer_code_with_running_code(page):
+    """Each peer listing (shown, not run: the peers are not test dependencies) is valid Python
+    and is followed by a steadysolve block, which test_code_blocks_run executes."""
+    path = os.path.join(DOCS, page)
+    text = open(path, encoding="utf-8").read()
+    peers = PEER.findall(text)
+    assert len(peers) >= 2, "a migration page shows peer code side by side with steadysolve code"
+    for block in peers:
+        compile(block, page, "exec")
+    assert len(python_blocks(path)) >= len(peers)
+
+
+def test_readme_links_the_site_and_says_how_to_build_it():
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    for page in ("docs/getting-started.md", "docs/concepts.md", "docs/choosing.md", "docs/api/core.md",
+                 "docs/migration/scipy.md", "docs/benchmarks.md"):
+        assert f"]({page}" in text, page
+    assert "mkdocs serve" in text
+
+
+# --- the benchmark report -------------------------------------------------------------------
+
+def _report():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_report", os.path.join(ROOT, "benchmarks", "report.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_report_reads_every_layout_and_writes_charts_and_tables(tmp_path):
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    report = _report()
+    recs = [{"benchmark": "speed", "case": "H n=100", "peer": "scipy", "ratio": 0.4, "target": 0.5, "met": True,
+             "extra_field": [1, 2]},
+            {"benchmark": "speed", "case": "Laplace", "peer": "scipy", "ratio": 2.5, "target": 0.5},   # met derived
+            {"benchmark": "robust", "case": "MGH", "peer": "hybr", "ratio": 1.05, "target": 1.0, "higher_is_better": True},
+            {"benchmark": "speed", "case": "no ratio"}]                                               # skipped
+    (tmp_path / "r.json").write_text(json.dumps({"date": "2026-12-03", "machine": {"cpus": 2},
+                                                 "versions": {"numpy": "2.0"}, "records": recs}))
+    md = tmp_path / "bench.md"
+    md.write_text("# B\n\nintro\n\n<!-- results:start -->\nold\n<!-- results:end -->\n\noutro\n")
+    assert report.main(["--json", str(tmp_path / "r.json"), "--img-dir", str(tmp_path / "img"), "--md", str(md)]) == 0
+    text = md.read_text()
+    assert "intro" in text and "outro" in text and "old" not in text
+    assert "| Laplace | scipy |  | 2.5 | ≤ 0.5 | **no** |" in text and "| MGH | hybr |  | 1.05 | ≥ 1 | yes |" in text
+    assert "2026-12-03" in text and "numpy 2.0" in text and "1 of 2 targets met." in text
+    assert "![speed](img/speed.png)" in text
+    for name in ("speed", "robust"):
+        assert (tmp_path / "img" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    # a bare list, and the per-script layout of benchmarks/_common.write_results
+    (tmp_path / "list.json").write_text(json.dumps(recs))
+    assert len(report.load(str(tmp_path / "list.json"))[1]) == 3
+    (tmp_path / "common.json").write_text(json.dumps(
+        {"machine": {"date": "2026-12-01"}, "benchmarks": {"many_small": {"rows": [{"case": "1000", "ratio": 0.2},
+                                                                                   {"case": "x"}]}}}))
+    header, got = report.load(str(tmp_path / "common.json"))
+    assert header["date"] == "2026-12-01" and [(r["benchmark"], r["ratio"]) for r in got] == [("many_small", 0.2)]
+
+
+def test_benchmarks_page_matches_results_json():
+    """docs/benchmarks.md shows what benchmarks/results.json holds (re-run benchmarks/report.py)."""
+    report = _report()
+    header, records = report.load(os.path.join(ROOT, "benchmarks", "results.json"))
+    groups = report.by_benchmark(records)
+    assert records, "benchmarks/results.json has no records"
+    block = report.markdown(header, groups, "img/benchmarks")
+    page = open(os.path.join(DOCS, "benchmarks.md"), encoding="utf-8").read()
+    assert block in page, "docs/benchmarks.md is out of date: run python benchmarks/report.py"
+    for name in groups:
+        assert os.path.exists(os.path.join(DOCS, "img", "benchmarks", report.slug(name) + ".png")), name

@@ -53,6 +53,19 @@ class Anderson(Algorithm):
         ``w0**2 = 1e-4``). Guards against nearly dependent differences.
     alpha : residual step scale on non-fixed-point problems (see
         :class:`FixedPointIteration`); ``None`` picks SciPy's automatic value.
+
+    Raises
+    ------
+    ValueError
+        An invalid option (``memory < 1``, ``regularization < 0``, ...), at construction.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.FixedPointProblem(lambda u, p: np.cos(u), np.zeros(2))
+    >>> sol = ss.solve(prob, ss.Anderson(memory=3), abstol=1e-10)
+    >>> sol.retcode.name, np.round(sol.u, 6)
+    ('Success', array([0.739085, 0.739085]))
     """
 
     sign_sensitive = True

@@ -30,7 +30,17 @@ __all__ = ["Algorithm", "Context", "residual_scale"]
 
 
 class Algorithm:
-    """Base class of every nonlinear algorithm (subclasses are frozen dataclasses)."""
+    """Base class of every nonlinear algorithm (subclasses are frozen dataclasses).
+
+    A subclass defines ``init(prob, u0, ctx) -> State`` and ``step(prob, state, ctx) -> State``
+    (see the module notes); the driver in ``loop.py`` owns iteration and termination.
+
+    Examples
+    --------
+    >>> import steadysolve as ss
+    >>> isinstance(ss.Anderson(), ss.Algorithm), ss.Anderson().name
+    (True, 'anderson')
+    """
 
     #: registered name (set by :func:`steadysolve.registry.register`)
     name: ClassVar[str] = ""

@@ -62,6 +62,19 @@ class Broyden(Algorithm):
     reset_tol : a denominator ``|s^T H y| <= reset_tol * ||s|| ||H y||`` is a bad update.
     growth : largest accepted ratio ``||F(trial)|| / ||F(u)||`` (default 2; ``inf``: accept all).
     max_reject : rejected trials in a row before a restart (default 10).
+
+    Raises
+    ------
+    ValueError
+        An invalid option (``memory < 1``, ...), at construction.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.FixedPointProblem(lambda u, p: np.tanh(p @ u + 1.0), np.zeros(3), 0.2 * np.eye(3))
+    >>> sol = ss.solve(prob, ss.Broyden(memory=10), abstol=1e-10)
+    >>> sol.retcode.name, np.round(sol.u, 6)
+    ('Success', array([0.822501, 0.822501, 0.822501]))
     """
 
     memory: int = 60

@@ -104,9 +104,24 @@ class DynamicSS(Algorithm):
         slow); if ``f`` cannot be traced the solve falls back to op-by-op execution. Inside
         ``jax.jit`` / ``vmap`` the whole solve is traced anyway.
 
+    Notes
+    -----
     Each attempted step counts as one iteration (``maxiters`` caps accepted plus
     rejected steps) and costs 6 evaluations for Tsit5 (FSAL). ``sol.stats`` has
     ``naccept``, ``nreject`` and ``t`` (per element when batched).
+
+    Raises
+    ------
+    ValueError
+        An invalid option (``tmax <= 0``, ...), at construction.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.SteadyStateProblem(lambda u, p, t: -(u - 2.0), np.zeros(1))
+    >>> sol = ss.solve(prob, ss.DynamicSS(ss.Tsit5()), abstol=1e-8)
+    >>> sol.retcode.name, np.round(sol.u, 6), sol.stats.naccept > 0
+    ('Success', array([2.]), True)
     """
 
     integrator: ExplicitRK = field(default_factory=Tsit5)

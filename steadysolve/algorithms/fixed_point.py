@@ -29,6 +29,19 @@ class FixedPointIteration(Algorithm):
     plain ``u <- g(u)``. On the other problems ``alpha`` defaults to SciPy's
     ``anderson`` choice ``0.5 max(||u0||, 1) / ||F(u0)||`` (per batch element);
     it assumes ``F`` points towards the root (``F ~ -(u - u*)``).
+
+    Raises
+    ------
+    ValueError
+        An invalid option (``damping <= 0``, ...), at construction.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.FixedPointProblem(lambda u, p: 0.5 * u + 1.0, np.zeros(1))
+    >>> sol = ss.solve(prob, ss.FixedPointIteration(), abstol=1e-10)
+    >>> sol.retcode.name, np.round(sol.u, 8)
+    ('Success', array([2.]))
     """
 
     sign_sensitive = True

@@ -63,6 +63,19 @@ class LevenbergMarquardt(Algorithm):
     gtol : cosine between ``F`` and the Jacobian's columns under which a non-root
         stationary point is declared (default 1e-10).
     max_size : largest ``n`` accepted (default 1000, as :class:`NewtonRaphson`).
+
+    Raises
+    ------
+    ValueError
+        An invalid option (``damping <= 0``, ...), at construction.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> ok = ss.solve(ss.NonlinearProblem(lambda u, p: u**2 - 4.0, np.ones(1)), ss.LevenbergMarquardt())
+    >>> bad = ss.solve(ss.NonlinearProblem(lambda u, p: u**2 + 1.0, np.ones(1)), ss.LevenbergMarquardt())
+    >>> ok.retcode.name, np.round(ok.u, 6), bad.retcode.name   # no root: an honest failure
+    ('Success', array([2.]), 'Stalled')
     """
 
     damping: float = 1e-3

@@ -39,6 +39,20 @@ class NewtonRaphson(NewtonBase):
     max_size : largest ``n`` (unknowns per element) accepted, default 1000: the
         Jacobian takes ``n^2`` memory and ``O(n^3)`` per step. Larger systems raise
         ``ValueError`` before iterating; use :class:`NewtonKrylov` (matrix-free).
+
+    Raises
+    ------
+    ValueError
+        An invalid option (an unknown ``linesearch``, ...), at construction.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> f = lambda u, p: np.stack([u[0] ** 2 + u[1] ** 2 - 4.0, u[0] - u[1]])
+    >>> jac = lambda u, p: np.array([[2 * u[0], 2 * u[1]], [1.0, -1.0]])
+    >>> sol = ss.solve(ss.NonlinearProblem(f, np.array([1.0, 0.5]), jac=jac), ss.NewtonRaphson())
+    >>> sol.retcode.name, np.round(sol.u, 6)
+    ('Success', array([1.414214, 1.414214]))
     """
 
     linesearch: Optional[str] = "armijo"

@@ -176,6 +176,19 @@ class NewtonKrylov(NewtonBase):
         Newton step are capped at ``restart + recycle`` unless ``linsolve.maxiters``.
     eta0 : first forcing term. eta_max : cap of the forcing terms.
     max_backtracks : rejected trials along one direction before the step is forced.
+
+    Raises
+    ------
+    ValueError
+        An invalid option (a constant ``forcing`` outside ``(0, 1)``, ...), at construction.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.NonlinearProblem(lambda u, p: u + 0.1 * u**3 - 1.0, np.zeros(50))
+    >>> sol = ss.solve(prob, ss.NewtonKrylov(linsolve=ss.GMRES(restart=10)), abstol=1e-10)
+    >>> sol.retcode.name, np.round(sol.u[:2], 6)
+    ('Success', array([0.921699, 0.921699]))
     """
 
     linsolve: GMRES = GMRES()

@@ -134,6 +134,19 @@ class TrustRegion(Algorithm):
     ----------
     factor : scale of the first radius (MINPACK's ``factor``, default 100).
     max_size : largest ``n`` accepted (default 1000, as :class:`NewtonRaphson`).
+
+    Raises
+    ------
+    ValueError
+        An invalid option (``factor <= 0``, ...), at construction.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> rosen = lambda u, p: np.stack([10.0 * (u[1] - u[0] ** 2), 1.0 - u[0]])
+    >>> sol = ss.solve(ss.NonlinearProblem(rosen, np.array([-1.2, 1.0])), ss.TrustRegion(), abstol=1e-10)
+    >>> sol.retcode.name, np.round(sol.u, 6)
+    ('Success', array([1., 1.]))
     """
 
     factor: float = 100.0

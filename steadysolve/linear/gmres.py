@@ -41,10 +41,17 @@ class GMRES:
     maxiters : cap on the total number of Krylov steps (``matvec`` calls, restarts
         excluded); ``None`` means ``max(10 * n, restart)``.
 
+    Notes
+    -----
     Return codes: ``Success``; ``MaxIters`` when the cap is hit first;
     ``LinearSolveFailed`` when ``matvec`` returns NaN/Inf or the Krylov space
     breaks down without solving the system (a singular operator). Even then
     ``x`` is finite: it is the best combination of the valid Krylov vectors.
+
+    Raises
+    ------
+    ValueError
+        An invalid option (``restart < 1``, ...), at construction.
 
     Examples
     --------

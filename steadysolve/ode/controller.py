@@ -40,6 +40,19 @@ class PIController:
         (0.17 and 0.04 for a fifth-order pair: Hairer's DOPRI5 values, which let the step
         grow quickly once the solution settles, as it does on the way to a steady state).
     dtmax : optional upper bound on the step size.
+
+    Raises
+    ------
+    ValueError
+        An invalid option (``safety`` outside ``(0, 1]``, ...), at construction.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> ctl = ss.PIController(reltol=1e-8, abstol=1e-10, dtmax=0.1)
+    >>> sol = ss.integrate(lambda u, p, t: -u, np.ones(1), (0.0, 1.0), controller=ctl, saveat=[1.0])
+    >>> np.round(sol.us[0], 8), bool(np.all(np.diff(sol.ts) >= 0))
+    (array([0.36787944]), True)
     """
 
     reltol: Optional[float] = None

@@ -170,7 +170,15 @@ class ExplicitRK:
 @dataclass(frozen=True)
 class Tsit5(ExplicitRK):
     """Tsitouras' 5(4) pair: 7 stages, FSAL (6 new evaluations per step), free
-    4th-order dense output. The default integrator of :class:`DynamicSS`."""
+    4th-order dense output. The default integrator of :class:`DynamicSS`.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> sol = ss.integrate(lambda u, p, t: np.cos(t) + 0.0 * u, np.zeros(1), (0.0, 1.0), ss.Tsit5(), saveat=[1.0])
+    >>> np.round(sol.us[0], 6)                        # sin(1)
+    array([0.841471])
+    """
 
     tableau: ButcherTableau = TSIT5_TABLEAU
 

@@ -79,6 +79,23 @@ class Auto(Algorithm):
     algs : an explicit chain (instances or names) instead of the automatic choice.
     tiny_max, dense_max : the size thresholds above.
     share : the fraction of ``maxiters`` an attempt other than the last may use (default 0.4).
+
+    Raises
+    ------
+    ValueError
+        An invalid option (``share`` outside ``(0, 1]``, a negative threshold, an unknown
+        name or a nested ``Auto`` in ``algs``), at construction.
+    TypeError
+        ``algs`` that is not a tuple or list of algorithms or names.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.NonlinearProblem(lambda u, p: np.array([u[0]**2 - p, u[0] * u[1] - 1.0]),
+    ...                            np.array([1.0, 1.0]), 4.0)
+    >>> sol = ss.solve(prob)                      # the same as ss.solve(prob, ss.Auto())
+    >>> sol.retcode.name, np.round(sol.u, 6), type(sol.alg).__name__
+    ('Success', array([2. , 0.5]), 'NewtonRaphson')
     """
 
     algs: tuple = ()

@@ -43,8 +43,8 @@ def load(path: str) -> tuple[dict, list]:
         data = json.load(fh)
     if isinstance(data, list):
         return {}, [normalise(r) for r in data if _is_record(r)]
-    header = {k: v for k, v in data.items() if k not in ("records", "results", "benchmarks")}
-    raw = data.get("records", data.get("results"))
+    header = {k: v for k, v in data.items() if k not in ("records", "results", "rows", "benchmarks")}
+    raw = data.get("records", data.get("results", data.get("rows")))  # "rows": run_all.py's schema 1
     records = [r for r in (raw or []) if _is_record(r)]
     if raw is None and isinstance(data.get("benchmarks"), dict):  # _common.write_results layout
         for name, block in data["benchmarks"].items():

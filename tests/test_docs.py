@@ -231,6 +231,10 @@ def test_report_reads_every_layout_and_writes_charts_and_tables(tmp_path):
                                                                                    {"case": "x"}]}}}))
     header, got = report.load(str(tmp_path / "common.json"))
     assert header["date"] == "2026-12-01" and [(r["benchmark"], r["ratio"]) for r in got] == [("many_small", 0.2)]
+    # benchmarks/run_all.py's schema 1: a "rows" list next to the header
+    (tmp_path / "run_all.json").write_text(json.dumps({"schema": 1, "date": "2026-12-03T07:30:00Z", "rows": recs}))
+    header, got = report.load(str(tmp_path / "run_all.json"))
+    assert header["schema"] == 1 and "rows" not in header and len(got) == 3
 
 
 def test_benchmarks_page_matches_results_json():

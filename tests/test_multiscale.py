@@ -402,7 +402,7 @@ def test_equinox_multiscale_skip_and_errors():
         MultiScaleSkipDEQ([lambda z, i: z, lambda z, i: z], [[None, None], [None, None]], init=None)
     with pytest.raises(ValueError, match="2 x 2 matrix"):
         MultiScaleDEQ([lambda z, i: z, lambda z, i: z], [[None, None]])
-    with pytest.raises(TypeError, match="unknown"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'tol'"):
         MultiScaleDEQ([lambda z, i: z], [[None]], tol=1e-3)
 
 

@@ -77,6 +77,18 @@ class MultiScaleDEQ(eqx.Module):
     ``x -> tuple``, or None when ``x`` is the tuple of injections) and ``shapes`` (each scale's state
     shape; default: its injection's). Options as ``steadysolve.adapters.jax.fixed_point``; ``solver="dynamic_ss"`` is the
     continuous variant (the Julia package's ``MultiScaleNeuralODE``).
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, equinox as eqx
+    >>> from steadysolve.adapters.jax import MultiScaleDEQ
+    >>> k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    >>> block = lambda z, inj: jnp.tanh(0.5 * z + inj)
+    >>> deq = MultiScaleDEQ([block, block], [[None, eqx.nn.Linear(2, 4, key=k1)], [eqx.nn.Linear(4, 2, key=k2), None]],
+    ...                     injection=[lambda x: x[:4], lambda x: x[4:]])
+    >>> z_fine, z_coarse = eqx.filter_jit(deq)(jnp.linspace(-1.0, 1.0, 6))
+    >>> z_fine.shape, z_coarse.shape
+    ((4,), (2,))
     """
 
     cell: Any
@@ -132,7 +144,20 @@ class MultiScaleDEQ(eqx.Module):
 
 class MultiScaleSkipDEQ(MultiScaleDEQ):
     """:class:`MultiScaleDEQ` with a learned initial guess per scale: ``init`` (required) is one
-    callable per scale, ``z0_i = init[i](inj_i)``; train it with ``deq.init_loss(x, z)``."""
+    callable per scale, ``z0_i = init[i](inj_i)``; train it with ``deq.init_loss(x, z)``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from steadysolve.adapters.jax import MultiScaleSkipDEQ
+    >>> block = lambda z, inj: jnp.tanh(0.5 * z + inj)
+    >>> deq = MultiScaleSkipDEQ([block, block], [[None, None], [None, None]],
+    ...                         injection=[lambda x: x[:4], lambda x: x[4:]], init=[lambda v: 0.5 * v] * 2)
+    >>> x = jnp.linspace(-1.0, 1.0, 6)
+    >>> z = deq(x)
+    >>> [v.shape for v in z], bool(deq.init_loss(x, z) > 0)
+    ([(4,), (2,)], True)
+    """
 
     def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, solver="anderson", *, init,
                  **options):

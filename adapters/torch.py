@@ -176,6 +176,22 @@ class MultiScaleDEQ(DEQ):
     the per-sample shape of each scale's state (default: that of its injection); the state starts at
     zeros. Options as :class:`DEQ`; the continuous variant (the Julia package's ``MultiScaleNeuralODE``)
     is ``solver="dynamic_ss"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from steadysolve.adapters.torch import MultiScaleDEQ
+    >>> class Block(nn.Module):                  # scale i's block: its own state and injection
+    ...     def __init__(self, c):
+    ...         super().__init__(); self.lin = nn.Linear(c, c)
+    ...     def forward(self, z, inj):
+    ...         return torch.tanh(0.5 * self.lin(z) + inj)
+    >>> deq = MultiScaleDEQ([Block(4), Block(2)], [[None, nn.Linear(2, 4)], [nn.Linear(4, 2), None]],
+    ...                     injection=[nn.Linear(3, 4), nn.Linear(3, 2)])
+    >>> z_fine, z_coarse = deq(torch.randn(5, 3))
+    >>> z_fine.shape, z_coarse.shape, deq.forward_stats.successful
+    (torch.Size([5, 4]), torch.Size([5, 2]), True)
     """
 
     def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, solver="anderson", backward="implicit", *,
@@ -215,7 +231,21 @@ class MultiScaleDEQ(DEQ):
 class MultiScaleSkipDEQ(MultiScaleDEQ):
     """:class:`MultiScaleDEQ` with a learned explicit initial guess per scale (Skip DEQ):
     ``init`` is one module per scale, ``z0_i = init[i](inj_i)``, or one callable on the tuple of
-    injections; ``deq.init_loss`` is ``mean((z0 - z*)^2)`` over all scales after each call."""
+    injections; ``deq.init_loss`` is ``mean((z0 - z*)^2)`` over all scales after each call.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from steadysolve.adapters.torch import MultiScaleSkipDEQ
+    >>> blocks = [lambda z, inj: torch.tanh(0.5 * z + inj)] * 2
+    >>> deq = MultiScaleSkipDEQ(blocks, [[None, nn.Linear(2, 4)], [nn.Linear(4, 2), None]],
+    ...                         injection=[nn.Linear(3, 4), nn.Linear(3, 2)],
+    ...                         init=[nn.Linear(4, 4), nn.Linear(2, 2)])
+    >>> z = deq(torch.randn(5, 3))
+    >>> [tuple(v.shape) for v in z], deq.init_loss.ndim     # init_loss trains the initial guess
+    ([(5, 4), (5, 2)], 0)
+    """
 
     def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, solver="anderson", backward="implicit", *,
                  init, **options):

@@ -16,6 +16,7 @@ driver). The adapters keep only framework glue; the layer's configuration lives 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import warnings
 from typing import Any, Callable, NamedTuple, Optional
@@ -258,7 +259,23 @@ class Reporter:
             self.warned.add(stats.phase)
             msg += (" (Warned once for this layer; deq.stats.failures counts every failure, "
                     "on_failure='warn_always' warns each time.)")
-        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        warnings.warn(msg, RuntimeWarning, stacklevel=_user_stacklevel())
+
+
+_LIBRARY_DIRS = tuple(os.path.dirname(os.path.abspath(m)) + os.sep for m in (__file__, ss.__file__))
+_FRAMEWORKS = tuple(os.sep + name + os.sep for name in ("torch", "jax", "jaxlib", "equinox"))
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside steadysolve and the frameworks (the user's call),
+    so that a warning points at the line that called the layer, however deep the adapter's stack is."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        name = os.path.abspath(frame.f_code.co_filename)
+        if not name.startswith(_LIBRARY_DIRS) and not any(d in name for d in _FRAMEWORKS):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 2
 
 
 def explained(cell: Callable, shape, remedy: str) -> Callable:

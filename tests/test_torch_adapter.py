@@ -448,3 +448,21 @@ def test_failed_samples_get_the_jacobian_free_gradient():
     torch.testing.assert_close(gi[0], gx[0], rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="failed_grad"):
         DEQ(cell, failed_grad="zero")
+
+
+def test_convergence_warning_points_at_the_users_call():
+    """The 'did not converge' warning names the user's line, not a frame inside the adapter."""
+    import inspect
+
+    torch.manual_seed(0)
+    lin = nn.Linear(3, 3)
+    with torch.no_grad():
+        lin.weight.mul_(10.0)
+    deq = DEQ(lambda z, x: torch.tanh(lin(z) + x), maxiters=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = inspect.currentframe().f_lineno + 1
+        deq(torch.randn(2, 3))
+        fixed_point(lambda z, x: torch.tanh(lin(z) + x), torch.randn(2, 3), torch.zeros(2, 3), maxiters=3)
+    got = [(w.filename, w.lineno) for w in caught if "did not converge" in str(w.message)]
+    assert got == [(__file__, line), (__file__, line + 1)]

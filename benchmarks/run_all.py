@@ -2,8 +2,10 @@
 
     python benchmarks/run_all.py --quick [--out benchmarks/results.json] [--only core_vs_scipy,many_small]
 
-``--quick`` runs each script at its small size (its own ``--quick`` flag where it has one) under
-a per-script time budget, so that the whole run stays under 3 minutes on an idle 2-core machine.
+Afterwards ``benchmarks/report.py`` turns the file into PNG bar charts (``docs/img/benchmarks/``)
+and the tables of ``docs/benchmarks.md`` (``--no-report`` skips it). ``--quick`` runs each
+script at its small size (its own ``--quick`` flag where it has one) under a per-script time
+budget, so that the whole run stays under 3 minutes on an idle 2-core machine.
 Scripts run one after another, each in its own process with ``OPENBLAS_NUM_THREADS=1``. CI does
 not run this: the numbers are wall-clock ratios measured side by side in one process.
 
@@ -143,6 +145,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small sizes, per-script time budgets (< 3 min in all)")
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--only", default=None, help="comma-separated script names")
+    ap.add_argument("--no-report", action="store_true",
+                    help="do not run benchmarks/report.py (PNG charts + docs/benchmarks.md tables) afterwards")
     args = ap.parse_args(argv)
     names = list(SCRIPTS) if not args.only else [s.strip() for s in args.only.split(",")]
     unknown = [s for s in names if s not in SCRIPTS]
@@ -169,6 +173,10 @@ def main(argv=None):
     met = [r["met"] for r in rows if r["met"] is not None]
     print(f"wrote {args.out}: {len(rows)} rows, {sum(met)}/{len(met)} targets met, "
           f"{sum(s['seconds'] for s in scripts):.0f} s")
+    if not args.no_report and os.path.abspath(args.out) == os.path.join(HERE, "results.json"):
+        import report  # benchmarks/report.py: the charts and the docs page's tables
+
+        report.main(["--json", args.out])
 
 
 if __name__ == "__main__":

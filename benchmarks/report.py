@@ -164,8 +164,13 @@ def markdown(header: dict, groups: "OrderedDict[str, list]", img_rel: str) -> st
         out.append("|---|---|---|---|---|---|---|")
         for r in recs:
             tgt = "" if r["target"] is None else (("≥ " if r["higher_is_better"] else "≤ ") + f"{r['target']:g}")
+            if r.get("target_kind") == "ms" and tgt:  # an absolute time bound on steadysolve's time
+                tgt += " ms (time)"
             ok = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
-            cells = [r["case"], r["peer"], r["metric"], f"{r['ratio']:.3g}", tgt, ok, r["note"]]
+            metric = r["metric"]
+            if not metric and _number(r.get("steadysolve_s")) is not None:
+                metric = f"{1e3 * float(r['steadysolve_s']):.3g} ms"
+            cells = [r["case"], r["peer"], metric, f"{r['ratio']:.3g}", tgt, ok, r["note"]]
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         out.append("")
         out.append(f"![{name}]({img_rel}/{slug(name)}.png)")

@@ -96,7 +96,8 @@ def _record(name: str, row: dict) -> dict:
     if ratio is None and row.get("time") is not None and row.get("peer_time"):
         ratio = row["time"] / row["peer_time"]
     target, kind, met = row.get("target"), row.get("target_kind"), row.get("met")
-    if target is None and name in TARGETS and ratio is not None:
+    reference = "scipy" in str(row.get("method", "")).lower()  # the peer's own row (ratio 1)
+    if target is None and name in TARGETS and ratio is not None and not reference:
         kind, target = TARGETS[name]
     if kind is None and target is not None:
         kind = "ratio"

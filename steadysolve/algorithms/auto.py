@@ -231,7 +231,5 @@ class Auto(Algorithm):
             if traced:
                 trace = xp.concat(traces, axis=0)
             else:
-                import numpy as np
-
-                trace = np.concatenate([traces[0]] + [t[1:] for t in traces[1:]], axis=0)
+                trace = backend.host_numpy().concatenate([traces[0]] + [t[1:] for t in traces[1:]], axis=0)
         return Stats(niter_per_element=niter_el, extra=extra, **total), alg, trace

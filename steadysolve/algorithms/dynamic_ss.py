@@ -60,15 +60,14 @@ class _Workspace:
         self.host = host  # unbatched NumPy: (field, reltol, abstol, tmax, time eps), fixed per solve
 
 
+_HOST_NP = backend.host_numpy()  # the unbatched NumPy path's host scalars and the driver's flags
 _FLAGS: dict = {}
 
 
 def _host_flag(code: int):
     """A shared read-only ``(1,)`` int32 flag array (the driver reads ``flag[0]``)."""
     if code not in _FLAGS:
-        import numpy as np
-
-        a = np.full((1,), code, dtype=np.int32)
+        a = _HOST_NP.full((1,), code, dtype=_HOST_NP.int32)
         a.flags.writeable = False
         _FLAGS[code] = a
     return _FLAGS[code]
@@ -173,10 +172,8 @@ class DynamicSS(Algorithm):
     def _host_field(self, ctx):
         if ctx.kind != "steady_state":
             return lambda t, u: ctx.vector_field(u, None)
-        import numpy as np
-
         dt = ctx.dtype
-        return lambda t, u: ctx.vector_field(u, np.asarray(t, dtype=dt))
+        return lambda t, u: ctx.vector_field(u, _HOST_NP.asarray(t, dtype=dt))
 
     def _tolerances(self, ctx):
         # Local-error tolerances a tenth of the steady-state ones unless the controller sets
@@ -255,15 +252,9 @@ class DynamicSS(Algorithm):
 
     def extra_stats(self, state) -> dict:
         if isinstance(state.t, float):
-            return {"naccept": state.naccept, "nreject": state.nreject, "t": _np_float(state.t)}
+            return {"naccept": state.naccept, "nreject": state.nreject, "t": _HOST_NP.float64(state.t)}
         if state.t.shape[0] == 1:
             xp = backend.namespace(("t", state.t))
             return {"naccept": xp.reshape(state.naccept, ()), "nreject": xp.reshape(state.nreject, ()),
                     "t": xp.reshape(state.t, ())}
         return {"naccept": state.naccept, "nreject": state.nreject, "t": state.t}
-
-
-def _np_float(x: float):
-    import numpy as np
-
-    return np.float64(x)  # solve() reports float-dtype statistics as floats (a bare float would be an int)

@@ -8,13 +8,13 @@ touches a user array.
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import backend
 from ..backend import combine_rows, rows_dot
 from .krylov import GMRESResult, l2, result_codes, search_direction
 
 __all__ = ["gmres_eager"]
+
+np = backend.host_numpy()  # the least-squares problem's host arrays (float64), never a user array
 
 
 def _scale_rows(xp, w, scale, dtype, device):

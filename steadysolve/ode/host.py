@@ -17,13 +17,14 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
-import numpy as np
-
+from .. import backend
 from .controller import PIController
-from .runge_kutta import coefficients
+from .runge_kutta import _host_coefficients
 from .tsit5 import ButcherTableau
 
 __all__ = ["HostAttempted", "attempt_host", "host_path_ok", "host_buffer"]
+
+np = backend.host_numpy()  # this path runs only on unbatched NumPy arrays
 
 
 class HostAttempted(NamedTuple):
@@ -77,8 +78,8 @@ def _weights(tab: ButcherTableau, dtype):
     key = (id(tab), dtype)
     hit = _W.get(key)
     if hit is None or hit[0] is not tab:
-        C, _ = coefficients(np, tab, dtype, None)
-        W = np.zeros((C.shape[0], C.shape[1] + 1), dtype=dtype)
+        C, _ = _host_coefficients(tab)
+        W = np.zeros((len(C), tab.stages + 1), dtype=dtype)
         W[:, 1:] = C
         hit = _W[key] = (tab, W)
     return hit[1]

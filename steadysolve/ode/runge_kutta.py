@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-import numpy as np
 
 from .. import backend
 from .tsit5 import ButcherTableau
@@ -44,15 +43,13 @@ _COEFFS: dict = {}
 
 def _host_coefficients(tab: ButcherTableau):
     """``(C, c)``: ``C`` is ``(stages + 2, stages)`` -- the rows of ``a`` (zero padded), then ``b``
-    and ``b_err`` -- and ``c`` the stage times, as float64 NumPy arrays."""
+    and ``b_err`` -- and ``c`` the stage times, as nested lists of Python floats."""
     key = id(tab)
     if key not in _COEFFS or _COEFFS[key][0] is not tab:
         s = tab.stages
-        C = np.zeros((s + 2, s))
-        for i, row in enumerate(tab.a):
-            C[i, :i] = row
-        C[s], C[s + 1] = tab.b, tab.b_err
-        _COEFFS[key] = (tab, C, np.asarray(tab.c, dtype=np.float64))
+        C = [[float(v) for v in row] + [0.0] * (s - len(row)) for row in tab.a]
+        C += [[float(v) for v in tab.b], [float(v) for v in tab.b_err]]
+        _COEFFS[key] = (tab, C, [float(v) for v in tab.c])
     return _COEFFS[key][1:]
 
 

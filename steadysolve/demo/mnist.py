@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-__all__ = ["load_mnist", "build_model", "evaluate", "train", "save_checkpoint", "load_checkpoint", "require"]
+__all__ = ["load_mnist", "build_model", "evaluate", "adamw_one_cycle", "train", "save_checkpoint", "load_checkpoint",
+           "require"]
 
 HINT = 'the demo needs torch, matplotlib, tqdm, pillow and mlxtend: pip install "steadysolve[examples]"'
 
@@ -126,6 +127,15 @@ def evaluate(model, X, y):
     return loss, acc
 
 
+def adamw_one_cycle(params, steps, lr=3e-3, weight_decay=1e-4):
+    """``(optimizer, scheduler)``: AdamW with a one-cycle learning rate (15 % warm-up to ``lr``, then
+    cosine decay) over ``steps`` optimiser steps -- the examples' training recipe."""
+    import torch
+
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+
+
 def train(model, data, epochs=5, batch=64, lr=3e-3, weight_decay=1e-4, log=print, progress=True):
     """AdamW on cross-entropy with a one-cycle (warm-up, then cosine decay) learning rate.
 
@@ -137,9 +147,7 @@ def train(model, data, epochs=5, batch=64, lr=3e-3, weight_decay=1e-4, log=print
     torch, nn, _, tqdm = require()
     Xtr, ytr, Xte, yte = (torch.as_tensor(a) for a in data)
     deq = model[2]
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(Xtr) / batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    opt, sched = adamw_one_cycle(model.parameters(), epochs * math.ceil(len(Xtr) / batch), lr, weight_decay)
     gen = torch.Generator().manual_seed(0)
     history = []
     for epoch in range(epochs):

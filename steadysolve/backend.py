@@ -282,7 +282,6 @@ def requires_grad(tree) -> bool:
     return any(getattr(leaf, "requires_grad", False) for leaf in tree_leaves(tree))
 
 
-
 # Host arrays: the eager paths' small host-side arrays (driver flags and statistics, GMRES's
 # least-squares problem, the unbatched NumPy Runge-Kutta step) are NumPy whatever the user's
 # library; algorithm code reaches NumPy only through here, never for the solve's own arrays.

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-
 from .. import backend
 from .tsit5 import ButcherTableau
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import backend
 from .retcodes import RUNNING, ReturnCode
-from .termination import SCALARS, array_namespace, judge, judge_scalar, start
+from .termination import SCALARS, ScalarBook, array_namespace, judge, start
 
 __all__ = ["run", "DriverResult", "TRACE_ROWS"]
 
@@ -94,14 +94,6 @@ def _host_norms(xp, ctx, state, scalar):
     return host[0], host[1], (host[2].astype(np.int32) if flag is not None else None)
 
 
-def _all(x):
-    return x if isinstance(x, bool) else bool(x.all())
-
-
-def _any(x):
-    return x if isinstance(x, bool) else bool(x.any())
-
-
 def _device_mask(xp, ctx, mask):
     return xp.asarray(np.asarray(mask).reshape(-1).tolist(), dtype=xp.bool, device=ctx.device)
 
@@ -141,66 +133,57 @@ def _eager_step(alg, prob, ctx):
 
 
 def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
+    if ctx.batch == 1:
+        return _run_scalar(alg, prob, ctx, u0, maxiters=maxiters, store_trace=store_trace, callback=callback,
+                           to_user=to_user)
     xp, B = ctx.xp, ctx.batch
-    scalar = B == 1
-    ns = SCALARS if scalar else _NumPy
+    ns = _NumPy
     huge = _huge(xp, ctx.dtype)
     abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
     freeze = alg.freeze_converged
     workspaces = getattr(alg, "workspaces", ())
-    try:
-        state = alg.init(prob, u0, ctx)
-    except Exception as e:
-        _noted(e, alg, "during the algorithm's setup (init)")
-        raise
+    state = _init(alg, prob, u0, ctx)
     step = _eager_step(alg, prob, ctx)
-    fn, un, _ = _host_norms(xp, ctx, state, scalar)
+    fn, un, _ = _host_norms(xp, ctx, state, False)
     book = start(ns, fn, un, abstol, reltol)
     best_u, best_fu = state.u, state.fu
     trace = [fn] if store_trace else None
     it = 0
-    while it < maxiters and _any(book.codes == RUNNING):
+    while it < maxiters and (book.codes == RUNNING).any():
         try:
             new = step(state)
         except Exception as e:
             _noted(e, alg, f"in iteration {it + 1}")
             raise
         it += 1
-        fn, un, flag = _host_norms(xp, ctx, new, scalar)  # the one device sync of the iteration
-        if scalar:
-            book, v = judge_scalar(fn, un, flag, book, abstol, reltol, patience, huge)
-        else:
-            book, v = judge(ns, fn, un, flag, book, abstol, reltol, patience, huge)
+        fn, un, flag = _host_norms(xp, ctx, new, False)  # the one device sync of the iteration
+        book, v = judge(ns, fn, un, flag, book, abstol, reltol, patience, huge)
         # Elements that have converged ride along with the batch (their reported iterate is the
         # frozen best one, and masking the whole algorithm state every iteration would cost more
         # than the batched step itself); an element that stopped for any other reason keeps its
         # last good state, so that NaN/Inf never reaches f again (as does a converged element
         # whose ride-along iterate turns non-finite).
-        take = v.ok if scalar or freeze else v.ok | ((book.codes == _SUCCESS) & v.finite)
-        if _all(take):
+        take = v.ok if freeze else v.ok | ((book.codes == _SUCCESS) & v.finite)
+        if take.all():
             state = new
-        elif not scalar:  # an unbatched element that is not ok has stopped: keep the old state
+        else:
             mask = _device_mask(xp, ctx, take)
             state = _tree_where(xp, mask, new, state, workspaces)
             if workspaces:
                 state = alg.reject(xp, mask, state)
-        if _all(v.improved):
+        if v.improved.all():
             best_u, best_fu = new.u, new.fu
-        elif _any(v.improved):
+        elif v.improved.any():
             m = _device_mask(xp, ctx, v.improved)
             best_u = _tree_where(xp, m, new.u, best_u)
             best_fu = _tree_where(xp, m, new.fu, best_fu)
         if store_trace:
-            row = ns.where(v.ok, fn, trace[-1])
-            if store_trace is not True and len(trace) >= store_trace:
-                trace[-1] = row  # capped (store_trace=N): the last row keeps the latest
-            else:
-                trace.append(row)
+            _trace_row(trace, ns.where(v.ok, fn, trace[-1]), store_trace)
         if callback is not None:
             u_cb, fn_cb = state.u, fn
-            if not scalar and not freeze:  # converged elements ride along: report their frozen answer
+            if not freeze:  # converged elements ride along: report their frozen answer
                 done = book.codes == _SUCCESS
-                if _any(done):
+                if done.any():
                     u_cb = _tree_where(xp, _device_mask(xp, ctx, ~done), state.u, best_u)
                     fn_cb = np.where(done, book.best_norm, fn)
             callback(it, to_user(u_cb) if to_user else u_cb, fn_cb)
@@ -208,6 +191,65 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
     tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), B) if store_trace else None
     niter_el = np.asarray(book.niter_el, dtype=np.int64).reshape(-1)
     return DriverResult(best_u, best_fu, codes.tolist(), it, niter_el, state, tr)
+
+
+def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
+    """The eager driver for one system (``batch == 1``): the verdict on Python floats, and on NumPy
+    the norms straight to floats (``ctx.host_norm``). An element that is not ``ok`` has stopped, so
+    the state is either the new one or the loop ends; nothing is masked."""
+    xp = ctx.xp
+    huge = _huge(xp, ctx.dtype)
+    abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
+    state = _init(alg, prob, u0, ctx)
+    step = _eager_step(alg, prob, ctx)
+    hn = ctx.host_norm
+    has_flag = "flag" in getattr(state, "_fields", ())
+    if hn is not None:
+        fn, un = hn(state.fu), hn(state.u)
+    else:
+        fn, un, _ = _host_norms(xp, ctx, state, True)
+    book = ScalarBook(start(SCALARS, fn, un, abstol, reltol), abstol, reltol, patience, huge)
+    best_u, best_fu = state.u, state.fu
+    trace = [fn] if store_trace else None
+    it = 0
+    while it < maxiters and book.codes == RUNNING:
+        try:
+            new = step(state)
+        except Exception as e:
+            _noted(e, alg, f"in iteration {it + 1}")
+            raise
+        it += 1
+        if hn is not None:  # the one device sync of the iteration (none at all on NumPy)
+            fn, un, flag = hn(new.fu), hn(new.u), (int(new.flag[0]) if has_flag else None)
+        else:
+            fn, un, flag = _host_norms(xp, ctx, new, True)
+        ok, improved = book.judge(fn, un, flag)
+        if ok:
+            state = new
+            if improved:
+                best_u, best_fu = new.u, new.fu
+        if store_trace:
+            _trace_row(trace, fn if ok else trace[-1], store_trace)
+        if callback is not None:
+            callback(it, to_user(state.u) if to_user else state.u, fn)
+    code = _MAXITERS if book.codes == RUNNING else int(book.codes)
+    tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), 1) if store_trace else None
+    return DriverResult(best_u, best_fu, [code], it, np.asarray([book.niter_el], dtype=np.int64), state, tr)
+
+
+def _init(alg, prob, u0, ctx):
+    try:
+        return alg.init(prob, u0, ctx)
+    except Exception as e:
+        _noted(e, alg, "during the algorithm's setup (init)")
+        raise
+
+
+def _trace_row(trace, row, store_trace):
+    if store_trace is not True and len(trace) >= store_trace:
+        trace[-1] = row  # capped (store_trace=N): the last row keeps the latest
+    else:
+        trace.append(row)
 
 
 def _run_jax(alg, prob, ctx, u0, *, maxiters, store_trace):

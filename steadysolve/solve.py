@@ -16,7 +16,7 @@ from .loop import run
 from .problems import AbstractProblem, as_output, check_output, checked
 from .registry import resolve
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
-from .termination import default_tolerance, get_norm
+from .termination import HOST_NORMS, default_tolerance, get_norm
 
 __all__ = ["solve", "build_context"]
 
@@ -40,9 +40,20 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     prob = copy.copy(prob)
     prob.f = checked(prob.f, _fname(prob), user_u0)
     to_s, to_u = layout.to_rows, layout.from_rows
+    host = backend.is_numpy(xp)
 
-    def F(u):
-        return to_s(prob.residual(to_u(u), p))
+    if host and layout.axis is None:  # one NumPy system: the layout is two reshapes, as methods
+        shape, rows, residual, f = layout.shape, (1, layout.n), prob.residual, prob.f
+        if prob.kind == "fixed_point":
+            def F(u):
+                u = u.reshape(shape)
+                return (f(u, p) - u).reshape(rows)
+        else:
+            def F(u):
+                return residual(u.reshape(shape), p).reshape(rows)
+    else:
+        def F(u):
+            return to_s(prob.residual(to_u(u), p))
 
     G = None
     if prob.kind == "fixed_point":
@@ -64,7 +75,8 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     def vector_field(u, t):
         return to_s(prob.vector_field(to_u(u), p, t))
 
-    if backend.is_half(xp, u0.dtype):  # norms of half-precision arrays in float32 (no overflow)
+    half = backend.is_half(xp, u0.dtype)
+    if half:  # norms of half-precision arrays in float32 (no overflow)
         def norm_fn(x):
             return norm(xp, xp.astype(x, xp.float32))
     else:
@@ -75,7 +87,7 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
         xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,
         F=F, G=G, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac), vector_field=vector_field,
         norm=norm_fn, abstol=abstol, reltol=reltol, fu0=to_s(fu0_user), p=p, kind=prob.kind, traced=traced,
-        host_arrays=backend.is_numpy(xp),
+        host_arrays=host, host_norm=HOST_NORMS.get(norm) if host and layout.batch == 1 and not half else None,
     )
 
 

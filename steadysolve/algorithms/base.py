@@ -86,6 +86,7 @@ class Context:
     kind: str = "nonlinear"
     traced: bool = False  # the JAX lax.while_loop driver runs this solve
     host_arrays: bool = False  # the arrays are NumPy arrays on the host (no transfer needed)
+    host_norm: Optional[Callable] = None  # unbatched host arrays, built-in norm: (1, n) row -> Python float
 
     def jvp(self, u, v, fu):
         """``J_F(u) v`` per row (``fu = F(u)`` lets finite differences skip one evaluation)."""

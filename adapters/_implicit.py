@@ -153,9 +153,9 @@ def adjoint_solve(op: Callable, b, bwd: _Backward, *, fixed_point_form: bool, ba
                            None, rn, batched, like=b)
         return AdjointResult(res.x, stats)
     if fixed_point_form:
-        prob = ss.FixedPointProblem(lambda w, p: op(w) + b, b, None, jvp=lambda w, v, p: op(v))
+        prob = ss.FixedPointProblem(lambda w, p: op(w) + b, b, None, jvp=lambda w, v, p: op(v), rowwise=False)
     else:
-        prob = ss.NonlinearProblem(lambda w, p: op(w) - b, b * 0, None, jvp=lambda w, v, p: op(v))
+        prob = ss.NonlinearProblem(lambda w, p: op(w) - b, b * 0, None, jvp=lambda w, v, p: op(v), rowwise=False)
     sol = ss.solve(prob, bwd.solver, abstol=bwd.abstol, reltol=bwd.reltol, maxiters=bwd.maxiters, norm=norm,
                    batch_axis=batch_axis)
     st = sol.stats

@@ -26,10 +26,10 @@ _DEFAULTS = dict(abstol=None, reltol=None, maxiters=None, norm="max", batch_axis
 
 def _problem(kind, fn, z_init, p):
     if kind == "fixed_point":
-        return ss.FixedPointProblem(lambda u, p: fn(u, *p), z_init, p)
+        return ss.FixedPointProblem(lambda u, p: fn(u, *p), z_init, p, rowwise=False)
     if kind == "root":
-        return ss.NonlinearProblem(lambda u, p: fn(u, *p), z_init, p)
-    return ss.SteadyStateProblem(lambda u, p, t: fn(u, *p), z_init, p)
+        return ss.NonlinearProblem(lambda u, p: fn(u, *p), z_init, p, rowwise=False)
+    return ss.SteadyStateProblem(lambda u, p, t: fn(u, *p), z_init, p, rowwise=False)
 
 
 def _structured(kind, where, f, z0, args, batch_axis, kw):

@@ -93,7 +93,7 @@ def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, fa
     if opts.max_nfe is not None:  # the budget of evaluations of f, mapped onto this solver for this state size
         opts = opts.budgeted(z0.numel() // max(1, z0.shape[opts.batch_axis] if opts.batch_axis is not None else 1))
     stats = DEQStats(report.failures)
-    prob = ss.FixedPointProblem(_checked(fn, what), z0.detach(), None)
+    prob = ss.FixedPointProblem(_checked(fn, what), z0.detach(), None, rowwise=False)  # f closes over x
     with torch.no_grad():
         sol = ss.solve(prob, opts.solver, **opts.solve_kwargs())
     layout = Layout(backend.namespace(("z", z0)), tuple(z0.shape), opts.batch_axis)

@@ -21,59 +21,31 @@ import math
 import numpy as np
 
 from . import backend
+from .loop_jax import run_jax
+from .loop_parts import TRACE_ROWS, DriverResult, WorkingSet, gatherable, huge_norm, take_rows, tree_where
 from .retcodes import RUNNING, ReturnCode
 from .termination import SCALARS, ScalarBook, array_namespace, judge, start
 
 __all__ = ["run", "DriverResult", "TRACE_ROWS"]
-
-#: rows of the residual trace under jax.jit (shapes are static there): ``store_trace=True`` keeps
-#: at most this many, ``store_trace=N`` N; later iterations overwrite the last row
-TRACE_ROWS = 1024
 
 _SUCCESS = ReturnCode.Success.code
 _MAXITERS = ReturnCode.MaxIters.code
 
 _NumPy = array_namespace(np)
 
-
-class DriverResult(NamedTuple):
-    u: Any  # (B, n) best iterate
-    fu: Any  # (B, n) residual at u
-    codes: Any  # (B,) int codes
-    niter: Any  # int, or 0-d array under JAX tracing
-    niter_el: Any  # (B,)
-    state: Any  # the final algorithm state (for the counters)
-    trace: Any  # (niter + 1, B) residual norms, or None
-
-
-def _tree_where(xp, mask, new, old, workspaces=()):
-    """Per-element select over an algorithm state: 0-d leaves are global and taken from ``new``, and
-    so are the algorithm's ``workspaces`` (buffers written in place: an element the driver rejects
-    has stopped, and masking them would copy whole histories every iteration)."""
-    if hasattr(new, "_fields"):
-        if workspaces:
-            return type(new)(*(a if f in workspaces else _tree_where(xp, mask, a, b)
-                               for f, a, b in zip(new._fields, new, old)))
-        return type(new)(*(_tree_where(xp, mask, a, b) for a, b in zip(new, old)))
-    if isinstance(new, (tuple, list)):
-        return type(new)(_tree_where(xp, mask, a, b) for a, b in zip(new, old))
-    if new is None or not hasattr(new, "ndim") or new.ndim == 0:
-        return new
-    m = xp.reshape(mask, (mask.shape[0],) + (1,) * (new.ndim - 1))
-    return xp.where(m, new, old)
-
-
-def _huge(xp, dtype) -> float:
-    """The largest meaningful iterate norm: beyond it residuals are lost in cancellation."""
-    return 1e-2 * float(xp.finfo(dtype).max)
+#: the eager batched driver continues on the running rows alone once at most this share of the
+#: current rows is running (and the solve allows it: see ``loop_parts``)
+NARROW_AT = 0.5
 
 
 def run(alg, prob, ctx, u0, *, maxiters: int, store_trace: bool, callback, use_jax: bool,
-        to_user=None) -> DriverResult:
+        to_user=None, narrow=None) -> DriverResult:
+    """One solve by ``alg`` from ``u0`` (rows). ``narrow(ctx, local_index) -> ctx`` (eager batched
+    solves of row-wise problems) lets the driver continue on the running rows alone."""
     if use_jax:
-        return _run_jax(alg, prob, ctx, u0, maxiters=maxiters, store_trace=store_trace)
+        return run_jax(alg, prob, ctx, u0, maxiters=maxiters, store_trace=store_trace)
     return _run_eager(alg, prob, ctx, u0, maxiters=maxiters, store_trace=store_trace,
-                      callback=callback, to_user=to_user)
+                      callback=callback, to_user=to_user, narrow=narrow)
 
 
 def _host_norms(xp, ctx, state, scalar):
@@ -132,13 +104,12 @@ def _eager_step(alg, prob, ctx):
     return step
 
 
-def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
+def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, narrow=None):
     if ctx.batch == 1:
         return _run_scalar(alg, prob, ctx, u0, maxiters=maxiters, store_trace=store_trace, callback=callback,
                            to_user=to_user)
-    xp, B = ctx.xp, ctx.batch
-    ns = _NumPy
-    huge = _huge(xp, ctx.dtype)
+    xp, ns = ctx.xp, _NumPy
+    huge = huge_norm(xp, ctx.dtype)
     abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
     freeze = alg.freeze_converged
     workspaces = getattr(alg, "workspaces", ())
@@ -148,8 +119,27 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
     book = start(ns, fn, un, abstol, reltol)
     best_u, best_fu = state.u, state.fu
     trace = [fn] if store_trace else None
+    # the running rows alone, once most have stopped (not with a callback, which sees the whole batch)
+    ws = None
+    can_narrow = narrow is not None and callback is None and not freeze and gatherable(state)
     it = 0
-    while it < maxiters and (book.codes == RUNNING).any():
+    while it < maxiters:
+        running = book.codes == RUNNING
+        nrun = int(running.sum())
+        if nrun == 0:
+            break
+        if can_narrow and nrun <= NARROW_AT * running.shape[0]:
+            keep = np.flatnonzero(running)
+            sub = _narrowed(xp, narrow, ctx, (state, best_u, best_fu), keep, probe=ws is None)
+            if sub is None:  # f does not take a smaller batch (per-element data outside p)
+                can_narrow, state = False, state._replace(nf=state.nf + 1)  # the try counts
+            else:
+                ws = ws or WorkingSet(xp, ctx.device, book, best_u, best_fu)
+                ws.retire(book, best_u, best_fu)
+                ws.narrow(keep)
+                ctx, state, best_u, best_fu = sub
+                book = type(book)(*(a[keep] for a in book))
+                step = _eager_step(alg, prob, ctx)
         try:
             new = step(state)
         except Exception as e:
@@ -168,27 +158,32 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
             state = new
         else:
             mask = _device_mask(xp, ctx, take)
-            state = _tree_where(xp, mask, new, state, workspaces)
+            state = tree_where(xp, mask, new, state, workspaces)
             if workspaces:
                 state = alg.reject(xp, mask, state)
         if v.improved.all():
             best_u, best_fu = new.u, new.fu
         elif v.improved.any():
             m = _device_mask(xp, ctx, v.improved)
-            best_u = _tree_where(xp, m, new.u, best_u)
-            best_fu = _tree_where(xp, m, new.fu, best_fu)
+            best_u = tree_where(xp, m, new.u, best_u)
+            best_fu = tree_where(xp, m, new.fu, best_fu)
         if store_trace:
-            _trace_row(trace, ns.where(v.ok, fn, trace[-1]), store_trace)
+            last = trace[-1]
+            row = ns.where(v.ok, fn, last if ws is None else last[ws.rows])
+            _trace_row(trace, row if ws is None else ws.full_row(row, last), store_trace)
         if callback is not None:
             u_cb, fn_cb = state.u, fn
             if not freeze:  # converged elements ride along: report their frozen answer
                 done = book.codes == _SUCCESS
                 if done.any():
-                    u_cb = _tree_where(xp, _device_mask(xp, ctx, ~done), state.u, best_u)
+                    u_cb = tree_where(xp, _device_mask(xp, ctx, ~done), state.u, best_u)
                     fn_cb = np.where(done, book.best_norm, fn)
             callback(it, to_user(u_cb) if to_user else u_cb, fn_cb)
+    if ws is not None:
+        ws.retire(book, best_u, best_fu)
+        book, best_u, best_fu = ws.book, ws.best_u, ws.best_fu
     codes = np.where(np.asarray(book.codes) == RUNNING, _MAXITERS, book.codes).astype(np.int32).reshape(-1)
-    tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), B) if store_trace else None
+    tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), -1) if store_trace else None
     niter_el = np.asarray(book.niter_el, dtype=np.int64).reshape(-1)
     return DriverResult(best_u, best_fu, codes.tolist(), it, niter_el, state, tr)
 
@@ -198,7 +193,7 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user)
     the norms straight to floats (``ctx.host_norm``). An element that is not ``ok`` has stopped, so
     the state is either the new one or the loop ends; nothing is masked."""
     xp = ctx.xp
-    huge = _huge(xp, ctx.dtype)
+    huge = huge_norm(xp, ctx.dtype)
     abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
     state = _init(alg, prob, u0, ctx)
     step = _eager_step(alg, prob, ctx)
@@ -237,6 +232,26 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user)
     return DriverResult(best_u, best_fu, [code], it, np.asarray([book.niter_el], dtype=np.int64), state, tr)
 
 
+def _narrowed(xp, narrow, ctx, carry, keep, probe):
+    """``(ctx, state, best_u, best_fu)`` of rows ``keep`` (host indices) of ``carry = (state, best_u,
+    best_fu)``, or None
+    when, the first time (``probe``), ``f`` on those rows alone fails or differs from its residuals
+    on the whole batch (that evaluation counts in ``nf`` either way)."""
+    idx = xp.asarray(keep.tolist(), dtype=xp.int32 if backend.is_jax(xp) else xp.int64, device=ctx.device)
+    sub, (rows, best_u, best_fu) = narrow(ctx, idx), take_rows(xp, carry, idx)
+    if probe:
+        try:
+            fu = backend.to_numpy(xp, sub.F(rows.u))
+        except Exception:
+            return None
+        ref = backend.to_numpy(xp, rows.fu)
+        tol = float(np.finfo(ref.dtype).eps) ** 0.5
+        if fu.shape != ref.shape or not np.allclose(fu, ref, rtol=tol, atol=tol * max(1.0, float(np.abs(ref).max()))):
+            return None
+        rows = rows._replace(nf=rows.nf + 1)
+    return sub, rows, best_u, best_fu
+
+
 def _init(alg, prob, u0, ctx):
     try:
         return alg.init(prob, u0, ctx)
@@ -250,46 +265,3 @@ def _trace_row(trace, row, store_trace):
         trace[-1] = row  # capped (store_trace=N): the last row keeps the latest
     else:
         trace.append(row)
-
-
-def _run_jax(alg, prob, ctx, u0, *, maxiters, store_trace):
-    import jax
-    import jax.numpy as jnp
-
-    xp = ctx.xp
-    abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
-    workspaces = getattr(alg, "workspaces", ())
-    state = alg.init(prob, u0, ctx)
-    fn = ctx.norm(state.fu)
-    jns = array_namespace(jnp)
-    huge = _huge(xp, ctx.dtype)
-    book = start(jns, fn, ctx.norm(state.u), abstol, reltol)
-    cap = 0
-    if store_trace:  # memory scales with the cap, not with maxiters: the last row keeps the latest
-        cap = min(maxiters + 1, TRACE_ROWS if store_trace is True else int(store_trace))
-        trace = jnp.full((cap,) + fn.shape, jnp.nan, dtype=fn.dtype).at[0].set(fn)
-    else:
-        trace = None
-    carry = (state, book, state.u, state.fu, jnp.asarray(0, dtype=jnp.int32), trace)
-
-    def cond(c):
-        return jnp.any(c[1].codes == RUNNING) & (c[4] < maxiters)
-
-    def body(c):
-        state, book, best_u, best_fu, it, trace = c
-        new = alg.step(prob, state, ctx)
-        fn = ctx.norm(new.fu)
-        book, v = judge(jns, fn, ctx.norm(new.u), getattr(new, "flag", None), book, abstol, reltol, patience, huge)
-        state = _tree_where(xp, v.ok, new, state, workspaces)
-        if workspaces:
-            state = alg.reject(xp, v.ok, state)
-        best_u = _tree_where(xp, v.improved, new.u, best_u)
-        best_fu = _tree_where(xp, v.improved, new.fu, best_fu)
-        if trace is not None:
-            row = jnp.minimum(it + 1, cap - 1)
-            trace = trace.at[row].set(jnp.where(v.ok, fn, trace[jnp.minimum(it, cap - 1)]))
-        return (state, book, best_u, best_fu, it + 1, trace)
-
-    state, book, best_u, best_fu, it, trace = jax.lax.while_loop(cond, body, carry)
-    codes = jnp.where(book.codes == RUNNING, _MAXITERS, book.codes)
-    return DriverResult(best_u, best_fu, codes, it, book.niter_el, state, trace)

@@ -31,7 +31,7 @@ class AbstractProblem:
     _fname = "f"
 
     def __init__(self, f: Callable, u0: Any, p: Any = None, *, jvp: Optional[Callable] = None,
-                 vjp: Optional[Callable] = None, jac: Optional[Callable] = None):
+                 vjp: Optional[Callable] = None, jac: Optional[Callable] = None, rowwise: Optional[bool] = None):
         if not callable(f):
             raise TypeError(f"{type(self).__name__}: {self._fname} must be callable, got {type(f).__name__}")
         for name, fn in (("jvp", jvp), ("vjp", vjp), ("jac", jac)):
@@ -43,6 +43,9 @@ class AbstractProblem:
         self.jvp = jvp
         self.vjp = vjp
         self.jac = jac
+        if rowwise is not None and not isinstance(rowwise, bool):
+            raise TypeError(f"{type(self).__name__}: rowwise must be True, False or None, got {rowwise!r}")
+        self.rowwise = rowwise
         validate_u0(u0, p, type(self).__name__)
 
     # --- the residual view used by every root-finding algorithm -------------------
@@ -65,7 +68,7 @@ class AbstractProblem:
 
     def remake(self, *, u0=None, p=None, **kw):
         """A copy with a new ``u0`` and/or ``p`` (other fields kept)."""
-        args = dict(jvp=self.jvp, vjp=self.vjp, jac=self.jac)
+        args = dict(jvp=self.jvp, vjp=self.vjp, jac=self.jac, rowwise=self.rowwise)
         args.update(kw)
         return type(self)(self.f, self.u0 if u0 is None else u0, self.p if p is None else p, **args)
 
@@ -89,6 +92,14 @@ class NonlinearProblem(AbstractProblem):
     jvp, vjp, jac : callable, optional
         ``jvp(u, v, p)``, ``vjp(u, w, p)``, ``jac(u, p)`` for the derivative-based algorithms
         (default: forward-difference products).
+    rowwise : bool or None, optional
+        For batched solves (``solve(..., batch_axis=...)``): whether ``f`` may be called on any
+        subset of the batch (the elements are independent and no per-element data lives outside
+        ``p`` or ``u``). Once most elements have stopped, the eager driver then steps the running
+        ones alone instead of the whole batch. ``None`` (default): yes unless ``p`` holds an array
+        with an axis of the batch's size, and only if ``f`` accepts the smaller batch the first
+        time (otherwise the solve goes on with the whole batch); ``True``: also with such a ``p``
+        (shared, not per-element); ``False``: never.
 
     Raises
     ------

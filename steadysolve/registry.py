@@ -44,6 +44,17 @@ def _is_algorithm(obj) -> bool:
     return callable(getattr(obj, "init", None)) and callable(getattr(obj, "step", None))
 
 
+_DEFAULTS: dict = {}
+
+
+def _default(cls):
+    """The default-constructed instance of a registered class, made once (instances are frozen)."""
+    inst = _DEFAULTS.get(cls)
+    if inst is None:
+        inst = _DEFAULTS[cls] = cls()
+    return inst
+
+
 def resolve(alg, kind: str = "nonlinear"):
     """An algorithm instance from an instance, a class or a registered name."""
     table = LINEAR if kind == "linear" else NONLINEAR
@@ -51,13 +62,13 @@ def resolve(alg, kind: str = "nonlinear"):
     if isinstance(alg, str):
         key = alg.strip().lower().replace("-", "_")
         if key in table:
-            return table[key]()
+            return _default(table[key])
         names = sorted(table)
         close = suggest(key, names, cutoff=0.5)
         hint = f" Did you mean {close!r}?" if close else ""
         raise ValueError(f"unknown {what} {alg!r}.{hint} Valid names: {', '.join(names)}")
     if isinstance(alg, type) and alg in table.values():
-        return alg()
+        return _default(alg)
     if kind == "nonlinear" and not isinstance(alg, type) and _is_algorithm(alg):
         return alg
     if kind == "linear" and type(alg) in table.values():

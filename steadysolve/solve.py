@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import Any, Callable, Optional, Union
 
 from . import backend
 from .algorithms.auto import Auto
-from .algorithms.base import Context
 from .checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
-from .derivatives import Products
+from .contexts import build_context, fname_of, narrower
 from .layout import Layout
 from .loop import run
-from .problems import AbstractProblem, as_output, check_output, checked
+from .problems import AbstractProblem, as_output, check_output
 from .registry import resolve
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
-from .termination import HOST_NORMS, default_tolerance, get_norm
+from .termination import default_tolerance, get_norm
 
 __all__ = ["solve", "build_context"]
 
@@ -30,69 +28,6 @@ _ALIASES = {
     "maxiter": "maxiters", "max_iter": "maxiters", "max_iters": "maxiters", "max_steps": "maxiters",
     "maxfev": "maxiters", "full_output": "store_trace", "method": "alg", "solver": "alg",
 }
-
-
-def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, traced=False) -> Context:
-    """The :class:`Context` of one solve: the problem's functions on ``(batch, n)`` rows (each call
-    of the user's function checked against ``u0``'s shape and dtype)."""
-    p = prob.p
-    user_u0 = prob.u0
-    prob = copy.copy(prob)
-    prob.f = checked(prob.f, _fname(prob), user_u0)
-    to_s, to_u = layout.to_rows, layout.from_rows
-    host = backend.is_numpy(xp)
-
-    if host and layout.axis is None:  # one NumPy system: the layout is two reshapes, as methods
-        shape, rows, residual, f = layout.shape, (1, layout.n), prob.residual, prob.f
-        if prob.kind == "fixed_point":
-            def F(u):
-                u = u.reshape(shape)
-                return (f(u, p) - u).reshape(rows)
-        else:
-            def F(u):
-                return residual(u.reshape(shape), p).reshape(rows)
-    else:
-        def F(u):
-            return to_s(prob.residual(to_u(u), p))
-
-    G = None
-    if prob.kind == "fixed_point":
-        def G(u):  # noqa: F811 - the fixed-point map in solver layout
-            return to_s(prob.fixed_point_map(to_u(u), p))
-
-    jvp = vjp = jac = None
-    if prob.jvp is not None:
-        def jvp(u, v, fu):
-            return to_s(prob.residual_jvp(to_u(u), to_u(v), p))
-    if prob.vjp is not None:
-        def vjp(u, w):
-            return to_s(prob.residual_vjp(to_u(u), to_u(w), p))
-    if prob.jac is not None:
-        def jac(u):
-            J = prob.residual_jac(to_u(u), p)
-            return xp.reshape(J, (layout.batch, layout.n, layout.n))
-
-    def vector_field(u, t):
-        return to_s(prob.vector_field(to_u(u), p, t))
-
-    half = backend.is_half(xp, u0.dtype)
-    if half:  # norms of half-precision arrays in float32 (no overflow)
-        def norm_fn(x):
-            return norm(xp, xp.astype(x, xp.float32))
-    else:
-        def norm_fn(x):
-            return norm(xp, x)
-
-    return Context(
-        xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,
-        F=F, G=G, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac), vector_field=vector_field,
-        norm=norm_fn, abstol=abstol, reltol=reltol, fu0=to_s(fu0_user), p=p, kind=prob.kind, traced=traced,
-        host_arrays=host, host_norm=HOST_NORMS.get(norm) if host and layout.batch == 1 and not half else None,
-    )
-
-
-def _fname(prob) -> str:
-    return f"{prob._fname}(u, p{', t' if prob.kind == 'steady_state' else ''})"
 
 
 def _check_norm(norm, xp, rows, batch):
@@ -184,7 +119,7 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
 
 def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, throw, store_trace, callback):
     u0 = prob.u0
-    fname = _fname(prob)
+    fname = fname_of(prob)
     if prob.kind == "fixed_point":  # check g itself: g(u) - u could broadcast a wrong shape away
         g0 = as_output(prob.fixed_point_map(u0, prob.p), u0)
         check_output(fname, g0, u0, xp)
@@ -210,11 +145,13 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     batched = batch_axis is not None
     done = [0]  # iterations of the attempts before (a chain's callback counts on)
 
+    narrow = None if use_jax or not batched else narrower(prob, xp, layout, norm)
+
     def drive(a, c, rows, share=1.0):  # share < 1: an attempt of a chain, which may use part of maxiters
         cb = callback if callback is None or not done[0] else (lambda it, u, fn: callback(done[0] + it, u, fn))
         cap = maxiters if share >= 1 else max(min(maxiters, 100), int(share * maxiters))
         r = run(a, prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
-                to_user=layout.from_rows)
+                to_user=layout.from_rows, narrow=narrow)
         if not use_jax:
             done[0] += r.niter
         return r

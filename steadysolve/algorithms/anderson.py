@@ -84,8 +84,12 @@ class Anderson(Algorithm):
     @staticmethod
     def _tiny(ctx):
         # keeps an all-zero Gram row (a converged or frozen element) solvable
-        key = (id(ctx.xp), str(ctx.dtype))
-        tiny = _TINY.get(key)
+        try:
+            key = (id(ctx.xp), ctx.dtype)
+            tiny = _TINY.get(key)
+        except TypeError:  # an unhashable dtype object
+            key = (id(ctx.xp), str(ctx.dtype))
+            tiny = _TINY.get(key)
         if tiny is None:
             tiny = _TINY[key] = float(ctx.xp.finfo(ctx.dtype).smallest_normal) ** 0.5
         return tiny

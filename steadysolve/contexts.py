@@ -1,0 +1,108 @@
+"""The :class:`~steadysolve.algorithms.base.Context` of a solve: the user's functions on the solvers'
+``(batch, n)`` rows (each call checked against ``u0``'s shape and dtype), the norm and tolerances,
+and, for batched eager solves of row-wise problems, the context of a subset of the rows."""
+
+from __future__ import annotations
+
+import copy
+
+from . import backend
+from .algorithms.base import Context
+from .derivatives import Products
+from .layout import Layout
+from .problems import checked
+from .termination import HOST_NORMS
+
+__all__ = ["build_context", "narrower", "fname_of"]
+
+
+def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, traced=False) -> Context:
+    """The :class:`Context` of one solve: the problem's functions on ``(batch, n)`` rows (each call
+    of the user's function checked against ``u0``'s shape and dtype)."""
+    p = prob.p
+    user_u0 = u0
+    prob = copy.copy(prob)
+    prob.f = checked(prob.f, fname_of(prob), user_u0)
+    to_s, to_u = layout.to_rows, layout.from_rows
+    host = backend.is_numpy(xp)
+
+    if host and layout.axis is None:  # one NumPy system: the layout is two reshapes, as methods
+        shape, rows, residual, f = layout.shape, (1, layout.n), prob.residual, prob.f
+        if prob.kind == "fixed_point":
+            def F(u):
+                u = u.reshape(shape)
+                return (f(u, p) - u).reshape(rows)
+        else:
+            def F(u):
+                return residual(u.reshape(shape), p).reshape(rows)
+    else:
+        def F(u):
+            return to_s(prob.residual(to_u(u), p))
+
+    G = None
+    if prob.kind == "fixed_point":
+        def G(u):  # noqa: F811 - the fixed-point map in solver layout
+            return to_s(prob.fixed_point_map(to_u(u), p))
+
+    jvp = vjp = jac = None
+    if prob.jvp is not None:
+        def jvp(u, v, fu):
+            return to_s(prob.residual_jvp(to_u(u), to_u(v), p))
+    if prob.vjp is not None:
+        def vjp(u, w):
+            return to_s(prob.residual_vjp(to_u(u), to_u(w), p))
+    if prob.jac is not None:
+        def jac(u):
+            J = prob.residual_jac(to_u(u), p)
+            return xp.reshape(J, (layout.batch, layout.n, layout.n))
+
+    if host and layout.axis is None:
+        vf = prob.vector_field
+
+        def vector_field(u, t):
+            return vf(u.reshape(shape), p, t).reshape(rows)
+    else:
+        def vector_field(u, t):
+            return to_s(prob.vector_field(to_u(u), p, t))
+
+    half = backend.is_half(xp, u0.dtype)
+    if half:  # norms of half-precision arrays in float32 (no overflow)
+        def norm_fn(x):
+            return norm(xp, xp.astype(x, xp.float32))
+    else:
+        def norm_fn(x):
+            return norm(xp, x)
+
+    return Context(
+        xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,
+        F=F, G=G, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac), vector_field=vector_field,
+        norm=norm_fn, abstol=abstol, reltol=reltol, fu0=to_s(fu0_user), p=p, kind=prob.kind, traced=traced,
+        host_arrays=host, host_norm=HOST_NORMS.get(norm) if host and layout.batch == 1 and not half else None,
+    )
+
+
+def narrower(prob, xp, layout, norm):
+    """``narrow(ctx, idx)``: the context of rows ``idx`` of a batched solve, for the eager driver's
+    working set (see ``loop_parts``). Only for row-wise problems: ``p`` holds no array with an axis
+    of the batch size (per-element parameters could not follow a smaller batch), unless the problem
+    says otherwise (``rowwise``)."""
+    B = layout.batch
+    if prob.rowwise is False or (prob.rowwise is None and any(
+            backend.is_array(x) and B in tuple(x.shape) for x in backend.tree_leaves(prob.p))):
+        return None
+
+    def narrow(ctx, idx):
+        fu0 = xp.take(ctx.fu0, idx, axis=0)
+        shape = list(layout.shape)
+        shape[layout.axis] = int(fu0.shape[0])
+        sub = Layout(xp, shape, layout.axis)
+        like = sub.from_rows(fu0)  # a user-layout array of the smaller batch (shape, dtype, device)
+        return build_context(prob, like, sub, xp, like, ctx.abstol, ctx.reltol, norm)
+
+    return narrow
+
+
+def fname_of(prob) -> str:
+    return f"{prob._fname}(u, p{', t' if prob.kind == 'steady_state' else ''})"
+
+

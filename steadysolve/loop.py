@@ -233,10 +233,9 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user)
 
 
 def _narrowed(xp, narrow, ctx, carry, keep, probe):
-    """``(ctx, state, best_u, best_fu)`` of rows ``keep`` (host indices) of ``carry = (state, best_u,
-    best_fu)``, or None
-    when, the first time (``probe``), ``f`` on those rows alone fails or differs from its residuals
-    on the whole batch (that evaluation counts in ``nf`` either way)."""
+    """``(ctx, state, best_u, best_fu)`` of the rows ``keep`` (host indices) of ``carry = (state, best_u,
+    best_fu)``; None when, the first time (``probe``), ``f`` on those rows alone fails or differs from
+    its residuals on the whole batch (that evaluation counts in ``nf`` either way)."""
     idx = xp.asarray(keep.tolist(), dtype=xp.int32 if backend.is_jax(xp) else xp.int64, device=ctx.device)
     sub, (rows, best_u, best_fu) = narrow(ctx, idx), take_rows(xp, carry, idx)
     if probe:

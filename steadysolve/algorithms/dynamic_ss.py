@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Optional
 from .. import backend
 from ..ode.adaptive import attempt, first_step, time_dtype
 from ..ode.controller import PIController
-from ..ode.host import attempt_host, host_buffer, host_path_ok
+from ..ode.host import attempt_host, host_buffer, host_path_ok, initial_step_host
 from ..ode.runge_kutta import stage_buffer
 from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
@@ -201,15 +201,18 @@ class DynamicSS(Algorithm):
             nf += 1
         else:
             fu = ctx.fu0
-        h, nf0 = first_step(xp, tab, self.controller, f, t, u0, fu, reltol, abstol, self.dt0, self._tmax(ctx))
-        if self._host_mode(ctx):
+        if self._host_mode(ctx):  # the controller on floats, the first step too
+            field, t0, tmax = self._host_field(ctx), float(self.t0), self._tmax(ctx)
+            h = self.dt0 if self.dt0 is not None else initial_step_host(field, t0, u0, fu, tab.order, reltol, abstol)
+            if self.controller.dtmax is not None:
+                h = min(h, self.controller.dtmax)
             ws = _Workspace(host_buffer(tab, u0))
-            eps = float(xp.finfo(time_dtype(xp, ctx.dtype)).eps)
-            ws.host = (self._host_field(ctx), reltol, abstol, self._tmax(ctx), eps)
+            ws.host = (field, reltol, abstol, tmax, float(xp.finfo(time_dtype(xp, ctx.dtype)).eps))
             return DynamicSSState(
-                u=u0, fu=fu, t=float(self.t0), h=float(h[0]), err_prev=1e-4, rejected=False, naccept=0,
-                nreject=0, flag=_host_flag(0), nf=nf + nf0, njvp=0, nvjp=0, ws=ws,
+                u=u0, fu=fu, t=t0, h=min(float(h), tmax - t0), err_prev=1e-4, rejected=False, naccept=0,
+                nreject=0, flag=_host_flag(0), nf=nf + (self.dt0 is None), njvp=0, nvjp=0, ws=ws,
             )
+        h, nf0 = first_step(xp, tab, self.controller, f, t, u0, fu, reltol, abstol, self.dt0, self._tmax(ctx))
         ws = None if backend.is_jax(xp) else _Workspace(stage_buffer(xp, tab, u0))
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
         return DynamicSSState(

@@ -22,7 +22,7 @@ from .controller import PIController
 from .runge_kutta import _host_coefficients
 from .tsit5 import ButcherTableau
 
-__all__ = ["HostAttempted", "attempt_host", "host_path_ok", "host_buffer"]
+__all__ = ["HostAttempted", "attempt_host", "host_path_ok", "host_buffer", "initial_step_host"]
 
 np = backend.host_numpy()  # this path runs only on unbatched NumPy arrays
 
@@ -65,6 +65,28 @@ def propose(ctrl: PIController, order: int, error_order: int, h: float, enorm: f
     if ctrl.dtmax is not None:
         h_next = min(h_next, ctrl.dtmax)
     return accept, h_next, err_prev
+
+
+def initial_step_host(field: Callable, t0: float, u0, f0, order: int, reltol: float, abstol: float) -> float:
+    """:func:`~steadysolve.ode.controller.initial_step` (Hairer-Wanner, one extra evaluation of
+    ``field``) on floats, for one ``(1, n)`` state (``abstol > 0`` on this path)."""
+    u, f = u0[0], f0[0]
+    scale = abstol + reltol * np.abs(u)
+    n = u.shape[0]
+
+    def rms(x):
+        e = x / scale
+        return math.sqrt(float(e.dot(e)) / n)
+
+    d0, d1 = rms(u), rms(f)
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    d2 = rms(field(t0 + h0, u0 + h0 * f0)[0] - f) / h0
+    if not math.isfinite(d2):  # NaN / Inf propagate as in the array path: the fallback step
+        return 1e-6
+    dmax = max(d1, d2)
+    h1 = max(1e-6, h0 * 1e-3) if dmax <= 1e-15 else (0.01 / dmax) ** (1.0 / (order + 1))
+    h = min(100 * h0, h1)
+    return h if math.isfinite(h) else 1e-6
 
 
 def host_buffer(tab: ButcherTableau, u):

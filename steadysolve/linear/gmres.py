@@ -21,6 +21,7 @@ from ..layout import Layout
 from ..registry import register, resolve
 from ..solution import LinearSolution, Stats, register_jax_pytrees
 from .gmres_eager import gmres_eager
+from .gmres_one import gmres_one
 from .krylov import GMRESResult, arnoldi_step, finish_cycle, l2, result_codes, start_cycle
 
 __all__ = ["GMRES", "linear_solve", "gmres_2d", "GMRESResult"]
@@ -108,6 +109,9 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5
     if use_jax is None:
         use_jax = _traced(xp, b, x0, reltol, active)
     eps = float(xp.finfo(dtype).eps)
+    if B == 1 and not use_jax:  # one system: the scalar work on host floats
+        return gmres_one(xp, matvec, b, x0, m=m, reltol=reltol, abstol=abstol, maxiters=maxiters, active=active,
+                         eps=eps, aug=aug)
     bnorm = l2(xp, b)
     tol = xp.maximum(reltol * bnorm, xp.full_like(bnorm, abstol))
     if active is None:

@@ -1,0 +1,165 @@
+"""Eager GMRES for a single system (a batch of one): the Hessenberg work on Python floats.
+
+With one element every scalar of the Arnoldi process (the Gram-Schmidt coefficients, the
+norms, the Givens rotations, the residual estimate) reaches the host anyway at the one sync
+of each Krylov step, so it is cheaper to keep them there as Python floats than to issue small
+array operations for them. The device does only what scales with ``n``: the products with
+the preallocated basis (one mat-vec per Gram-Schmidt pass), the new basis vector written in
+place, and the final combination. Same algorithm and return codes as ``gmres_eager`` (which
+handles batches): CGS with a second pass only when the first lost more than ``1 - 1/sqrt(2)``
+of the norm (the DGKS criterion), flexible GMRES with augmentation vectors in the first cycle.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import backend
+from ..retcodes import ReturnCode
+from .krylov import GMRESResult
+
+__all__ = ["gmres_one"]
+
+np = backend.host_numpy()  # the small triangular solve (float64), never a user array
+
+_FAILED = ReturnCode.LinearSolveFailed.code
+_MAXITERS = ReturnCode.MaxIters.code
+_DGKS2 = 0.5  # (1/sqrt(2))^2: the second Gram-Schmidt pass is skipped above this kept fraction
+
+
+def _host_float(xp, v) -> float:
+    """A Python float from a float or a one-element array (one host sync)."""
+    if isinstance(v, (int, float)):
+        return float(v)
+    return float(xp.reshape(v, (-1,))[0])
+
+
+def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, aug=None) -> GMRESResult:
+    """GMRES on ``b`` of shape ``(1, n)``; the arguments are those of ``gmres_2d``."""
+    n = b.shape[1]
+    dtype, device = b.dtype, backend.device_of(b)
+    fast = backend.is_numpy(xp)
+
+    def dot(a, c):
+        return float(xp.vecdot(a, c))
+
+    def floats(a):
+        return a.tolist() if fast else backend.to_numpy(xp, a).tolist()
+
+    def apply(v):  # the operator on 1-D vectors
+        return xp.reshape(matvec(xp.reshape(v, (1, n))), (n,))
+
+    def result(x, code, resid, nmv, k, ncycle):
+        x = xp.zeros_like(b) if x is None else xp.reshape(x, (1, n))
+        codes = xp.asarray([code], dtype=xp.int32, device=device)
+        return GMRESResult(x, codes, xp.asarray([resid], dtype=dtype, device=device), nmv, k, ncycle)
+
+    x = None if x0 is None else xp.reshape(x0, (n,))
+    if active is not None and not bool(xp.any(active)):
+        return result(x, 0, 0.0, 0, 0, 0)
+    b1 = xp.reshape(b, (n,))
+    tol = max(_host_float(xp, reltol) * math.sqrt(dot(b1, b1)), abstol)
+    nmv = 0
+    r = b1
+    if x is not None:
+        r = b1 - apply(x)
+        nmv = 1
+    resid = math.sqrt(dot(r, r))
+    failed = not math.isfinite(resid)
+    if failed:
+        resid, x = math.inf, None
+    k = ncycle = 0
+    V = Z = None
+    while k < maxiters and not failed and not resid <= tol:
+        ncycle += 1
+        if V is None:  # workspaces for the whole solve, written in place (DESIGN section 3)
+            V = xp.zeros((m + 1, n), dtype=dtype, device=device)
+        V = backend.set_at(xp, V, (0, slice(None)), r * (1.0 / resid))
+        g = [resid]  # rotated right-hand side
+        cs, sn = [], []  # the Givens rotations so far
+        R = np.zeros((m, m))
+        aug_c = aug if ncycle == 1 else None
+        if aug_c is not None:
+            kaug = aug_c.shape[1]
+            A = xp.reshape(aug_c, (kaug, n))
+            anorm = floats(xp.sqrt(xp.sum(A * A, axis=1)))
+            Z = xp.zeros((m, n), dtype=dtype, device=device)
+        p = ncols = 0
+        for j in range(m):
+            if k >= maxiters:
+                break
+            soft = False
+            if aug_c is None:
+                z = V[j, :]
+            else:
+                vp = V[0, :] if p == 0 else V[j, :]
+                z = vp
+                if j < kaug and anorm[j] > 0:  # try the augmentation vector, orthogonalised against Z
+                    a = A[j, :]
+                    an = ao = anorm[j]
+                    if j:
+                        Zs = Z[:j, :]
+                        a = a - (Zs @ a) @ Zs
+                        ao = math.sqrt(dot(a, a))
+                    if ao > 0.1 * an:
+                        z, soft = (a * (1.0 / ao) if j else a), True
+                p += 0 if soft else 1
+                Z = backend.set_at(xp, Z, (j, slice(None)), z)
+            w = apply(z)
+            k += 1
+            nmv += 1
+            Vs = V[:j + 1, :]
+            h = Vs @ w
+            w1 = w - h @ Vs
+            b2 = dot(w1, w1)
+            if not b2 > _DGKS2 * dot(w, w):  # the first pass lost too much: orthogonalise again
+                h2 = Vs @ w1
+                w1 = w1 - h2 @ Vs
+                h = h + h2
+                b2 = dot(w1, w1)
+            beta = math.sqrt(b2) if b2 >= 0 else math.nan
+            col = floats(h)
+            col.append(beta)
+            hn = math.hypot(*col)
+            for i in range(j):  # the earlier rotations, then a new one for rows (j, j + 1)
+                c_, s_ = cs[i], sn[i]
+                a_, b_ = col[i], col[i + 1]
+                col[i], col[i + 1] = c_ * a_ + s_ * b_, c_ * b_ - s_ * a_
+            a_ = col[j]
+            rr = math.hypot(a_, beta)
+            c_, s_ = (a_ / rr, beta / rr) if rr > 0 else (1.0, 0.0)
+            finite = math.isfinite(rr) and all(map(math.isfinite, col))
+            if not (finite and not rr <= (100.0 * eps) * hn):
+                # breakdown or NaN/Inf; a dependent augmentation vector is no failure: the next
+                # cycle restarts plainly from the true residual
+                failed = failed or not (soft and finite)
+                break
+            cs.append(c_)
+            sn.append(s_)
+            col[j] = rr
+            R[:j + 1, j] = col[:j + 1]
+            gj = g[j]
+            g[j] = c_ * gj
+            g.append(-s_ * gj)
+            resid = abs(s_ * gj)
+            ncols = j + 1
+            if resid <= tol or j + 1 == m:
+                break
+            V = backend.set_at(xp, V, (j + 1, slice(None)), w1 * (1.0 / beta) if beta > 0 else xp.zeros_like(w1))
+        if ncols:  # y from the triangular system of the valid columns
+            with np.errstate(all="ignore"):
+                y = np.linalg.solve(R[:ncols, :ncols], np.asarray(g[:ncols]))
+            y = np.where(np.isfinite(y), y, 0.0)
+            basis = (Z if aug_c is not None else V)[:ncols, :]
+            dx = backend.from_numpy(xp, y, dtype, device) @ basis
+            x = dx if x is None else x + dx
+        if k < maxiters and not failed and not resid <= tol:
+            r = b1 - apply(x)
+            nmv += 1
+            rn = math.sqrt(dot(r, r))
+            if math.isfinite(rn):
+                resid = rn
+            else:
+                failed = True
+    code = _FAILED if failed else 0 if resid <= tol else _MAXITERS
+    return result(x, code, resid, nmv, k, ncycle)

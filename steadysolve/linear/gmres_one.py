@@ -6,8 +6,8 @@ of each Krylov step, so it is cheaper to keep them there as Python floats than t
 array operations for them. The device does only what scales with ``n``: the products with
 the preallocated basis (one mat-vec per Gram-Schmidt pass), the new basis vector written in
 place, and the final combination. Same algorithm and return codes as ``gmres_eager`` (which
-handles batches): CGS with a second pass only when the first lost more than ``1 - 1/sqrt(2)``
-of the norm (the DGKS criterion), flexible GMRES with augmentation vectors in the first cycle.
+handles batches): classical Gram-Schmidt with a second pass only when needed (see
+``krylov.REORTH_KEEP``), flexible GMRES with augmentation vectors in the first cycle.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 
 from .. import backend
 from ..retcodes import ReturnCode
-from .krylov import GMRESResult
+from .krylov import REORTH_KEEP, GMRESResult
 
 __all__ = ["gmres_one"]
 
@@ -24,7 +24,7 @@ np = backend.host_numpy()  # the small triangular solve (float64), never a user 
 
 _FAILED = ReturnCode.LinearSolveFailed.code
 _MAXITERS = ReturnCode.MaxIters.code
-_DGKS2 = 0.5  # (1/sqrt(2))^2: the second Gram-Schmidt pass is skipped above this kept fraction
+_KEEP2 = REORTH_KEEP * REORTH_KEEP
 
 
 def _host_float(xp, v) -> float:
@@ -34,11 +34,31 @@ def _host_float(xp, v) -> float:
     return float(xp.reshape(v, (-1,))[0])
 
 
+def _back_substitute(R, g):
+    """``y`` with ``R y = g`` for the upper-triangular ``R`` given by its columns (the diagonal
+    is positive by construction); a non-finite entry of ``y`` becomes 0 (as in ``gmres_eager``)."""
+    k = len(g)
+    if k > 24:  # beyond a few dozen columns a compiled solve is cheaper than Python arithmetic
+        Rm = np.zeros((k, k))
+        for j, c in enumerate(R):
+            Rm[:j + 1, j] = c
+        with np.errstate(all="ignore"):
+            y = np.linalg.solve(Rm, np.asarray(g))
+        return np.where(np.isfinite(y), y, 0.0).tolist()
+    y = list(g)
+    for j in range(k - 1, -1, -1):
+        c = R[j]
+        yj = y[j] = y[j] / c[j]
+        for i in range(j):
+            y[i] -= c[i] * yj
+    return [v if math.isfinite(v) else 0.0 for v in y]
+
+
 def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, aug=None) -> GMRESResult:
     """GMRES on ``b`` of shape ``(1, n)``; the arguments are those of ``gmres_2d``."""
     n = b.shape[1]
-    dtype, device = b.dtype, backend.device_of(b)
     fast = backend.is_numpy(xp)
+    dtype, device = b.dtype, (None if fast else backend.device_of(b))
 
     def dot(a, c):
         return float(xp.vecdot(a, c))
@@ -77,12 +97,12 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
         V = backend.set_at(xp, V, (0, slice(None)), r * (1.0 / resid))
         g = [resid]  # rotated right-hand side
         cs, sn = [], []  # the Givens rotations so far
-        R = np.zeros((m, m))
+        R = []  # the columns of the triangular factor
         aug_c = aug if ncycle == 1 else None
         if aug_c is not None:
             kaug = aug_c.shape[1]
             A = xp.reshape(aug_c, (kaug, n))
-            anorm = floats(xp.sqrt(xp.sum(A * A, axis=1)))
+            anorm = [math.sqrt(a) for a in floats(xp.vecdot(A, A))]
             Z = xp.zeros((m, n), dtype=dtype, device=device)
         p = ncols = 0
         for j in range(m):
@@ -112,7 +132,7 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
             h = Vs @ w
             w1 = w - h @ Vs
             b2 = dot(w1, w1)
-            if not b2 > _DGKS2 * dot(w, w):  # the first pass lost too much: orthogonalise again
+            if not b2 > _KEEP2 * dot(w, w):  # the first pass lost too much: orthogonalise again
                 h2 = Vs @ w1
                 w1 = w1 - h2 @ Vs
                 h = h + h2
@@ -137,7 +157,7 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
             cs.append(c_)
             sn.append(s_)
             col[j] = rr
-            R[:j + 1, j] = col[:j + 1]
+            R.append(col[:j + 1])
             gj = g[j]
             g[j] = c_ * gj
             g.append(-s_ * gj)
@@ -147,11 +167,9 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
                 break
             V = backend.set_at(xp, V, (j + 1, slice(None)), w1 * (1.0 / beta) if beta > 0 else xp.zeros_like(w1))
         if ncols:  # y from the triangular system of the valid columns
-            with np.errstate(all="ignore"):
-                y = np.linalg.solve(R[:ncols, :ncols], np.asarray(g[:ncols]))
-            y = np.where(np.isfinite(y), y, 0.0)
+            y = _back_substitute(R, g[:ncols])
             basis = (Z if aug_c is not None else V)[:ncols, :]
-            dx = backend.from_numpy(xp, y, dtype, device) @ basis
+            dx = xp.asarray(y, dtype=dtype, device=device) @ basis
             x = dx if x is None else x + dx
         if k < maxiters and not failed and not resid <= tol:
             r = b1 - apply(x)

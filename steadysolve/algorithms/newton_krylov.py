@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Union
 
+from .. import backend
 from ..linear.gmres import GMRES, gmres_2d
 from ..registry import register
 from ..retcodes import ReturnCode
@@ -281,8 +282,8 @@ class NewtonKrylov(NewtonBase):
             if aug is not None and not unusable:
                 dn = float(xp.vecdot(d[0, :], d[0, :])) ** 0.5
                 if dn > 0:  # push the unit direction into the recycled set, in place (newest first)
-                    aug[:, 1:, :] = aug[:, :-1, :]
-                    aug[:, 0, :] = d * (1.0 / dn)
+                    aug = backend.set_at(xp, aug, (slice(None), slice(1, None), slice(None)), aug[:, :-1, :])
+                    aug = backend.set_at(xp, aug, (slice(None), 0, slice(None)), d * (1.0 / dn))
             return d, unusable, res.nmatvec, res.niter, aug
         unusable = ((res.codes == _LSF) & ~(res.resid * res.resid < state.fn2)) | ~xp.all(xp.isfinite(x), axis=1)
         d = xp.where(xp.reshape(unusable, (B, 1)), 0.0, x)

@@ -103,7 +103,8 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
             kaug = aug_c.shape[1]
             A = xp.reshape(aug_c, (kaug, n))
             anorm = [math.sqrt(a) for a in floats(xp.vecdot(A, A))]
-            Z = xp.zeros((m, n), dtype=dtype, device=device)
+            Z = xp.zeros((kaug, n), dtype=dtype, device=device)
+            zrows = []  # the basis row used as the direction of each step past the augmentation ones
         p = ncols = 0
         for j in range(m):
             if k >= maxiters:
@@ -112,8 +113,8 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
             if aug_c is None:
                 z = V[j, :]
             else:
-                vp = V[0, :] if p == 0 else V[j, :]
-                z = vp
+                vrow = 0 if p == 0 else j
+                z = V[vrow, :]
                 if j < kaug and anorm[j] > 0:  # try the augmentation vector, orthogonalised against Z
                     a = A[j, :]
                     an = ao = anorm[j]
@@ -124,7 +125,10 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
                     if ao > 0.1 * an:
                         z, soft = (a * (1.0 / ao) if j else a), True
                 p += 0 if soft else 1
-                Z = backend.set_at(xp, Z, (j, slice(None)), z)
+                if j < kaug:  # later directions are basis vectors: no copy, their row is remembered
+                    Z = backend.set_at(xp, Z, (j, slice(None)), z)
+                else:
+                    zrows.append(vrow)
             w = apply(z)
             k += 1
             nmv += 1
@@ -168,10 +172,18 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
             V = backend.set_at(xp, V, (j + 1, slice(None)), w1 * (1.0 / beta) if beta > 0 else xp.zeros_like(w1))
         if ncols:  # y from the triangular system of the valid columns
             y = _back_substitute(R, g[:ncols])
-            basis = (Z if aug_c is not None else V)[:ncols, :]
-            dx = xp.asarray(y, dtype=dtype, device=device) @ basis
+            if aug_c is None:
+                dx = xp.asarray(y, dtype=dtype, device=device) @ V[:ncols, :]
+            else:  # x = Z y with Z = [augmentation-phase directions, basis rows]
+                kz = min(ncols, kaug)
+                dx = xp.asarray(y[:kz], dtype=dtype, device=device) @ Z[:kz, :]
+                if ncols > kz:
+                    c = [0.0] * ncols
+                    for yj, row in zip(y[kz:], zrows):
+                        c[row] += yj
+                    dx = dx + xp.asarray(c, dtype=dtype, device=device) @ V[:ncols, :]
             x = dx if x is None else x + dx
-        if k < maxiters and not failed and not resid <= tol:
+        if k < maxiters and not failed and not resid <= tol and x is not None:  # (x = 0: r = b as it was)
             r = b1 - apply(x)
             nmv += 1
             rn = math.sqrt(dot(r, r))

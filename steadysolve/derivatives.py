@@ -61,7 +61,7 @@ def fd_linearize(xp, F: Callable, u, fu, rel_step: Optional[float] = None) -> Ca
             vr = xp.reshape(v, (n,))
             vn = float(xp.vecdot(vr, vr)) ** 0.5
             h = c / vn if vn > 0 else c
-            return (F(u + h * v) - fu) * (1.0 / h)
+            return (F(u + h * v) - fu) / h
 
         return jvp1
     un = l2_rows(xp, u)

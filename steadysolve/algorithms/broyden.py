@@ -189,7 +189,7 @@ class Broyden(Algorithm):
             for buf in (A, Bv, w):
                 backend.set_at(xp, buf, ..., 0.0)
         else:
-            backend.set_at(xp, A, (0, pos, slice(None)), (s - Hy) * (1.0 / den))
+            backend.set_at(xp, A, (0, pos, slice(None)), (s - Hy) / den)
             backend.set_at(xp, Bv, (0, pos, slice(None)), bvec)
             backend.set_at(xp, w, (0, pos), 1.0)
         if restart:

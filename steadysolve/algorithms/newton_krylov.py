@@ -283,7 +283,7 @@ class NewtonKrylov(NewtonBase):
                 dn = float(xp.vecdot(d[0, :], d[0, :])) ** 0.5
                 if dn > 0:  # push the unit direction into the recycled set, in place (newest first)
                     aug = backend.set_at(xp, aug, (slice(None), slice(1, None), slice(None)), aug[:, :-1, :])
-                    aug = backend.set_at(xp, aug, (slice(None), 0, slice(None)), d * (1.0 / dn))
+                    aug = backend.set_at(xp, aug, (slice(None), 0, slice(None)), d / dn)
             return d, unusable, res.nmatvec, res.niter, aug
         unusable = ((res.codes == _LSF) & ~(res.resid * res.resid < state.fn2)) | ~xp.all(xp.isfinite(x), axis=1)
         d = xp.where(xp.reshape(unusable, (B, 1)), 0.0, x)

@@ -103,15 +103,15 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5
     cycle length becomes ``restart + k``.
     """
     B, n = b.shape
-    dtype, device = b.dtype, backend.device_of(b)
     m = restart if aug is None else restart + aug.shape[1]
     maxiters = maxiters if maxiters is not None else max(10 * n, m)
     if use_jax is None:
         use_jax = _traced(xp, b, x0, reltol, active)
-    eps = float(xp.finfo(dtype).eps)
+    eps = float(xp.finfo(b.dtype).eps)
     if B == 1 and not use_jax:  # one system: the scalar work on host floats
         return gmres_one(xp, matvec, b, x0, m=m, reltol=reltol, abstol=abstol, maxiters=maxiters, active=active,
                          eps=eps, aug=aug)
+    dtype, device = b.dtype, backend.device_of(b)
     bnorm = l2(xp, b)
     tol = xp.maximum(reltol * bnorm, xp.full_like(bnorm, abstol))
     if active is None:

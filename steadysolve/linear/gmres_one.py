@@ -94,7 +94,7 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
         ncycle += 1
         if V is None:  # workspaces for the whole solve, written in place (DESIGN section 3)
             V = xp.zeros((m + 1, n), dtype=dtype, device=device)
-        V = backend.set_at(xp, V, (0, slice(None)), r * (1.0 / resid))
+        V = backend.set_at(xp, V, (0, slice(None)), r / resid)
         g = [resid]  # rotated right-hand side
         cs, sn = [], []  # the Givens rotations so far
         R = []  # the columns of the triangular factor
@@ -123,7 +123,7 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
                         a = a - (Zs @ a) @ Zs
                         ao = math.sqrt(dot(a, a))
                     if ao > 0.1 * an:
-                        z, soft = (a * (1.0 / ao) if j else a), True
+                        z, soft = (a / ao if j else a), True
                 p += 0 if soft else 1
                 if j < kaug:  # later directions are basis vectors: no copy, their row is remembered
                     Z = backend.set_at(xp, Z, (j, slice(None)), z)
@@ -135,14 +135,20 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
             Vs = V[:j + 1, :]
             h = Vs @ w
             w1 = w - h @ Vs
-            b2 = dot(w1, w1)
-            if not b2 > _KEEP2 * dot(w, w):  # the first pass lost too much: orthogonalise again
+            if fast:  # on the host: a second pass only when the first lost too much of the norm
+                b2 = dot(w1, w1)
+                if not b2 > _KEEP2 * dot(w, w):
+                    h2 = Vs @ w1
+                    w1 = w1 - h2 @ Vs
+                    h = h + h2
+                    b2 = dot(w1, w1)
+                col = h.tolist()
+            else:  # on a device that decision would cost another sync: always two passes, one transfer
                 h2 = Vs @ w1
                 w1 = w1 - h2 @ Vs
-                h = h + h2
-                b2 = dot(w1, w1)
+                col = floats(xp.concat([h + h2, xp.reshape(xp.vecdot(w1, w1), (1,))]))
+                b2 = col.pop()
             beta = math.sqrt(b2) if b2 >= 0 else math.nan
-            col = floats(h)
             col.append(beta)
             hn = math.hypot(*col)
             for i in range(j):  # the earlier rotations, then a new one for rows (j, j + 1)
@@ -169,7 +175,7 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
             ncols = j + 1
             if resid <= tol or j + 1 == m:
                 break
-            V = backend.set_at(xp, V, (j + 1, slice(None)), w1 * (1.0 / beta) if beta > 0 else xp.zeros_like(w1))
+            V = backend.set_at(xp, V, (j + 1, slice(None)), w1 / beta if beta > 0 else xp.zeros_like(w1))
         if ncols:  # y from the triangular system of the valid columns
             y = _back_substitute(R, g[:ncols])
             if aug_c is None:

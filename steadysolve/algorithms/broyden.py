@@ -159,12 +159,14 @@ class Broyden(Algorithm):
     def _step_one(self, state, ctx):
         """``step`` for one system on NumPy: the same update, every scalar a host float.
 
-        The histories stay the in-place ring buffers of the batched step; here a reset zeroes
-        the element's update vectors as well as its weights, so that the products need no
-        weighting (the weights are kept for the batched layout's sake)."""
+        The histories stay the in-place ring buffers of the batched step, but a reset also sends
+        the ring position back to 0: the history is then always the rows ``[0, k)`` (``k`` the
+        number of weights set; every row once the ring is full), and the products use only those
+        rows (SciPy's ``broyden1`` likewise multiplies by its ``k`` pairs, not by the memory)."""
         xp, n = ctx.xp, ctx.n
         A, Bv, w = state.A, state.Bv, state.w
-        A0, B0 = A[0, ...], Bv[0, ...]
+        kv = int(float(xp.sum(w)))
+        A0, B0 = A[0, :kv, :], Bv[0, :kv, :]
         h0 = float(state.h0[0, 0])
         fu = xp.reshape(state.fu, (n,))
         s = h0 * fu - (B0 @ fu) @ A0  # -H F(u)
@@ -173,7 +175,7 @@ class Broyden(Algorithm):
         ftn = float(xp.vecdot(ft, ft)) ** 0.5
         y = ft - fu
         sy, yy = float(xp.vecdot(s, y)), float(xp.vecdot(y, y))
-        if float(xp.sum(w)) == 0 and math.isfinite(sy) and math.isfinite(yy) and sy != 0 and yy > 0:
+        if kv == 0 and math.isfinite(sy) and math.isfinite(yy) and sy != 0 and yy > 0:
             h0 = -sy / yy  # a fresh history: H_0's scale and sign from the first secant pair
         Hy = (B0 @ y) @ A0 - h0 * y
         bvec = (A0 @ s) @ B0 - h0 * s
@@ -185,20 +187,21 @@ class Broyden(Algorithm):
         nrej = 0 if accept else int(state.nrej[0]) + 1
         restart = nrej >= self.max_reject
         pos = state.pos
-        if bad or restart:  # a new history (an element's reset: weights and vectors)
-            for buf in (A, Bv, w):
-                backend.set_at(xp, buf, ..., 0.0)
+        if bad or restart:  # a new history
+            backend.set_at(xp, w, ..., 0.0)
+            pos = 0
         else:
             backend.set_at(xp, A, (0, pos, slice(None)), (s - Hy) / den)
             backend.set_at(xp, Bv, (0, pos, slice(None)), bvec)
             backend.set_at(xp, w, (0, pos), 1.0)
+            pos = (pos + 1) % self.memory
         if restart:
             h0, nrej = 0.25 * h0, 0
         dt = ctx.dtype
         u, fu, fn = ((xp.reshape(trial, (1, n)), xp.reshape(ft, (1, n)), xp.asarray([ftn], dtype=dt)) if accept
                      else (state.u, state.fu, state.fn))
         return BroydenState(u, fu, fn, xp.asarray([[h0]], dtype=dt), A, Bv, w, xp.asarray([nrej], dtype=xp.int32),
-                            (pos + 1) % self.memory, state.nf + 1, state.njvp, state.nvjp,
+                            pos, state.nf + 1, state.njvp, state.nvjp,
                             state.nreset + int(bad or restart), state.nreject + int(not accept))
 
     def extra_stats(self, state) -> dict:

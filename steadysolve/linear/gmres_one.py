@@ -78,13 +78,14 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
     if active is not None and not bool(xp.any(active)):
         return result(x, 0, 0.0, 0, 0, 0)
     b1 = xp.reshape(b, (n,))
-    tol = max(_host_float(xp, reltol) * math.sqrt(dot(b1, b1)), abstol)
+    resid = bn = math.sqrt(dot(b1, b1))
+    tol = max(_host_float(xp, reltol) * bn, abstol)
     nmv = 0
     r = b1
     if x is not None:
         r = b1 - apply(x)
         nmv = 1
-    resid = math.sqrt(dot(r, r))
+        resid = math.sqrt(dot(r, r))
     failed = not math.isfinite(resid)
     if failed:
         resid, x = math.inf, None

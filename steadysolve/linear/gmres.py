@@ -5,7 +5,8 @@ The numerics of one Arnoldi step live in ``krylov.py``. Two drivers run them:
 * eagerly (NumPy, array_api_strict, PyTorch, CuPy and concrete JAX arrays;
   ``gmres_eager.py``) a Python loop over Krylov steps that stops as soon as every element
   has converged (one host sync per step, so no ``matvec`` is wasted); that sync also
-  carries the new Hessenberg column, so the rotations run on the host in float64;
+  carries the new Hessenberg column, so the rotations run on the host in float64; a single
+  system (``gmres_one.py``) keeps every scalar of the process as a Python float;
 * under JAX tracing the fixed-buffer step runs in ``lax.while_loop`` (inner: Krylov steps
   of one cycle, outer: restarts), so ``jax.jit`` and ``jax.vmap`` work.
 """

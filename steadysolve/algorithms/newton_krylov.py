@@ -291,6 +291,9 @@ class NewtonKrylov(NewtonBase):
             dn = xp.sqrt(xp.sum(d * d, axis=1))
             push = newton & (dn > 0)
             unit = d / xp.reshape(xp.where(dn > 0, dn, 1.0), (B, 1))
-            shifted = xp.concat([xp.reshape(unit, (B, 1, ctx.n)), aug[:, :-1, :]], axis=1)
-            aug = xp.where(xp.reshape(push, (B, 1, 1)), shifted, aug)
+            # the elements that push shift their directions by one slot (newest first), in place
+            tail = xp.where(xp.reshape(push, (B, 1, 1)), aug[:, :-1, :], aug[:, 1:, :])
+            head = xp.where(xp.reshape(push, (B, 1)), unit, aug[:, 0, :])
+            aug = backend.set_at(xp, aug, (slice(None), slice(1, None), slice(None)), tail)
+            aug = backend.set_at(xp, aug, (slice(None), 0, slice(None)), head)
         return d, unusable, res.nmatvec, res.niter, aug

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 from . import backend
 
-__all__ = ["Products", "fd_jvp", "l2_rows"]
+__all__ = ["Products", "fd_jvp", "fd_linearize", "l2_rows"]
 
 
 def l2_rows(xp, x):
@@ -39,11 +39,38 @@ def fd_jvp(xp, F: Callable, rel_step: Optional[float] = None) -> Callable:
     """
 
     def jvp(u, v, fu):
-        rel = float(xp.finfo(u.dtype).eps) ** 0.5 if rel_step is None else rel_step
-        un, vn = l2_rows(xp, u), l2_rows(xp, v)
-        one = xp.ones_like(un)
-        h = rel * xp.maximum(un, one) / xp.where(vn > 0, vn, one)
-        h = xp.reshape(h, (h.shape[0], 1))
+        return fd_linearize(xp, F, u, fu, rel_step)(v)
+
+    return jvp
+
+
+def fd_linearize(xp, F: Callable, u, fu, rel_step: Optional[float] = None) -> Callable:
+    """``v -> J_F(u) v`` by forward differences at a fixed ``u`` (the step rule of :func:`fd_jvp`).
+
+    The part of the step that depends on ``u`` is computed once, here, not on every product
+    (a linear solve applies the same Jacobian many times). One row on NumPy: the step is a
+    host float (the host holds the norms anyway).
+    """
+    rel = float(xp.finfo(u.dtype).eps) ** 0.5 if rel_step is None else float(rel_step)
+    B, n = u.shape
+    if B == 1 and backend.is_numpy(xp):
+        ur = xp.reshape(u, (n,))
+        c = rel * max(float(xp.vecdot(ur, ur)) ** 0.5, 1.0)
+
+        def jvp1(v):
+            vr = xp.reshape(v, (n,))
+            vn = float(xp.vecdot(vr, vr)) ** 0.5
+            h = c / vn if vn > 0 else c
+            return (F(u + h * v) - fu) / h
+
+        return jvp1
+    un = l2_rows(xp, u)
+    one = xp.ones_like(un)
+    c = xp.reshape(rel * xp.maximum(un, one), (B, 1))
+
+    def jvp(v):
+        vn = l2_rows(xp, v)
+        h = c / xp.reshape(xp.where(vn > 0, vn, one), (B, 1))
         return (F(u + h * v) - fu) / h
 
     return jvp
@@ -186,6 +213,14 @@ class Products:
     def jvp(self, u, v, fu):
         """``J_F(u) v`` per row."""
         return self._jvp(u, v, fu)
+
+    def linearize(self, u, fu, rel_step: Optional[float] = None) -> Callable:
+        """``v -> J_F(u) v`` at a fixed ``u`` (what a linear solve applies repeatedly): finite
+        differences precompute their step's ``u`` part once; ``rel_step`` overrides their step."""
+        if self.jvp_kind == "fd":
+            return fd_linearize(self.xp, self.F, u, fu, rel_step)
+        jvp = self._jvp
+        return lambda v: jvp(u, v, fu)
 
     def vjp(self, u, w):
         """``w J_F(u)`` per row (``None`` when no product is available)."""

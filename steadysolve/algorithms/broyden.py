@@ -3,6 +3,7 @@ nonmonotone acceptance test and restarts (its globalisation)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
@@ -114,6 +115,8 @@ class Broyden(Algorithm):
         return -state.h0 * v + combine_rows(xp, rows_dot(xp, state.A, v) * state.w, state.Bv)
 
     def step(self, prob, state, ctx):
+        if ctx.host_arrays and ctx.batch == 1:
+            return self._step_one(state, ctx)
         xp, B, m = ctx.xp, ctx.batch, self.memory
         s = -self.apply_inverse(xp, state, state.fu)
         trial = state.u + s
@@ -123,29 +126,27 @@ class Broyden(Algorithm):
         # a fresh history takes the scale (and sign) of H_0 from the first secant pair (s.y / y.y)
         sy, yy = xp.sum(s * y, axis=1), xp.sum(y * y, axis=1)
         fresh = (xp.sum(state.w, axis=1) == 0) & xp.isfinite(sy) & xp.isfinite(yy) & (sy != 0) & (yy > 0)
-        h0 = xp.where(xp.reshape(fresh, (B, 1)), xp.reshape(-sy / xp.where(yy > 0, yy, xp.ones_like(yy)), (B, 1)),
-                      state.h0)
+        h0 = xp.where(xp.reshape(fresh, (B, 1)), xp.reshape(-sy / xp.where(yy > 0, yy, 1.0), (B, 1)), state.h0)
         state = state._replace(h0=h0)
         Hy = self.apply_inverse(xp, state, y)
         bvec = self.apply_inverse_t(xp, state, s)
         den = xp.sum(s * Hy, axis=1)
-        sn = xp.sqrt(xp.sum(s * s, axis=1))
-        hn = xp.sqrt(xp.sum(Hy * Hy, axis=1))
+        snhn = xp.sqrt(xp.sum(s * s, axis=1)) * xp.sqrt(xp.sum(Hy * Hy, axis=1))
         finite = xp.isfinite(den) & xp.all(xp.isfinite(bvec), axis=1) & xp.all(xp.isfinite(Hy), axis=1)
-        bad = ~finite | (xp.abs(den) <= self.reset_tol * sn * hn) | (den == 0)
+        bad = ~finite | (xp.abs(den) <= self.reset_tol * snhn) | (den == 0)
         accept = xp.isfinite(ftn) & (ftn <= self.growth * state.fn)
-        nrej = xp.where(accept, xp.zeros_like(state.nrej), state.nrej + 1)
+        nrej = xp.where(accept, 0, state.nrej + 1)
         restart = nrej >= self.max_reject
         reset = bad | restart
         b1 = xp.reshape(bad, (B, 1))
-        a = xp.where(b1, xp.zeros_like(s), (s - Hy) / xp.reshape(xp.where(bad, xp.ones_like(den), den), (B, 1)))
+        a = xp.where(b1, 0.0, (s - Hy) / xp.reshape(xp.where(bad, 1.0, den), (B, 1)))
         pos = state.pos
         A = backend.set_at(xp, state.A, (slice(None), pos, slice(None)), a)
-        Bv = backend.set_at(xp, state.Bv, (slice(None), pos, slice(None)), xp.where(b1, xp.zeros_like(bvec), bvec))
-        w = backend.set_at(xp, state.w, (slice(None), pos), xp.ones_like(den))
-        w = xp.where(xp.reshape(reset, (B, 1)), xp.zeros_like(w), w)
+        Bv = backend.set_at(xp, state.Bv, (slice(None), pos, slice(None)), xp.where(b1, 0.0, bvec))
+        w = backend.set_at(xp, state.w, (slice(None), pos), 1.0)
+        w = xp.where(xp.reshape(reset, (B, 1)), 0.0, w)
         h0 = xp.where(xp.reshape(restart, (B, 1)), 0.25 * state.h0, state.h0)
-        nrej = xp.where(restart, xp.zeros_like(nrej), nrej)
+        nrej = xp.where(restart, 0, nrej)
         ab = xp.reshape(accept, (B, 1))
         u = xp.where(ab, trial, state.u)
         fu = xp.where(ab, ft, state.fu)
@@ -154,6 +155,54 @@ class Broyden(Algorithm):
         nreject = state.nreject + xp.astype(xp.sum(xp.astype(~accept, xp.int32)), xp.int32)
         return BroydenState(u, fu, fn, h0, A, Bv, w, nrej, (pos + 1) % m, state.nf + 1, state.njvp, state.nvjp,
                             nreset, nreject)
+
+    def _step_one(self, state, ctx):
+        """``step`` for one system on NumPy: the same update, every scalar a host float.
+
+        The histories stay the in-place ring buffers of the batched step, but a reset also sends
+        the ring position back to 0: the history is then always the rows ``[0, k)`` (``k`` the
+        number of weights set; every row once the ring is full), and the products use only those
+        rows (SciPy's ``broyden1`` likewise multiplies by its ``k`` pairs, not by the memory)."""
+        xp, n = ctx.xp, ctx.n
+        A, Bv, w = state.A, state.Bv, state.w
+        kv = int(float(xp.sum(w)))
+        A0, B0 = A[0, :kv, :], Bv[0, :kv, :]
+        h0 = float(state.h0[0, 0])
+        fu = xp.reshape(state.fu, (n,))
+        s = h0 * fu - (B0 @ fu) @ A0  # -H F(u)
+        trial = xp.reshape(state.u, (n,)) + s
+        ft = xp.reshape(ctx.F(xp.reshape(trial, (1, n))), (n,))
+        ftn = float(xp.vecdot(ft, ft)) ** 0.5
+        y = ft - fu
+        sy, yy = float(xp.vecdot(s, y)), float(xp.vecdot(y, y))
+        if kv == 0 and math.isfinite(sy) and math.isfinite(yy) and sy != 0 and yy > 0:
+            h0 = -sy / yy  # a fresh history: H_0's scale and sign from the first secant pair
+        Hy = (B0 @ y) @ A0 - h0 * y
+        bvec = (A0 @ s) @ B0 - h0 * s
+        den = float(xp.vecdot(s, Hy))
+        snhn = math.sqrt(float(xp.vecdot(s, s))) * math.sqrt(float(xp.vecdot(Hy, Hy))) if math.isfinite(den) else 0.0
+        bad = not (math.isfinite(den) and bool(xp.all(xp.isfinite(bvec)))) or abs(den) <= self.reset_tol * snhn \
+            or den == 0
+        accept = math.isfinite(ftn) and ftn <= self.growth * float(state.fn[0])
+        nrej = 0 if accept else int(state.nrej[0]) + 1
+        restart = nrej >= self.max_reject
+        pos = state.pos
+        if bad or restart:  # a new history
+            backend.set_at(xp, w, ..., 0.0)
+            pos = 0
+        else:
+            backend.set_at(xp, A, (0, pos, slice(None)), (s - Hy) / den)
+            backend.set_at(xp, Bv, (0, pos, slice(None)), bvec)
+            backend.set_at(xp, w, (0, pos), 1.0)
+            pos = (pos + 1) % self.memory
+        if restart:
+            h0, nrej = 0.25 * h0, 0
+        dt = ctx.dtype
+        u, fu, fn = ((xp.reshape(trial, (1, n)), xp.reshape(ft, (1, n)), xp.asarray([ftn], dtype=dt)) if accept
+                     else (state.u, state.fu, state.fn))
+        return BroydenState(u, fu, fn, xp.asarray([[h0]], dtype=dt), A, Bv, w, xp.asarray([nrej], dtype=xp.int32),
+                            pos, state.nf + 1, state.njvp, state.nvjp,
+                            state.nreset + int(bad or restart), state.nreject + int(not accept))
 
     def extra_stats(self, state) -> dict:
         return {"nreset": state.nreset, "nreject": state.nreject}

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Union
 
-from ..derivatives import fd_jvp
+from .. import backend
 from ..linear.gmres import GMRES, gmres_2d
 from ..registry import register
 from ..retcodes import ReturnCode
@@ -232,30 +232,29 @@ class NewtonKrylov(NewtonBase):
         return self.eta0 if isinstance(self.forcing, str) else float(self.forcing)
 
     def _next_eta(self, state, ctx, fn2_new, u_new, fu_new):
-        xp = ctx.xp
         if not isinstance(self.forcing, str):
             return state.eta
-        gamma = 0.9
-        one = xp.ones_like(fn2_new)
-        ratio2 = fn2_new / xp.where(state.fn2 > 0, state.fn2, one)
-        eta = gamma * ratio2
-        prev = gamma * state.eta * state.eta
-        eta = xp.where(prev > 0.1, xp.maximum(eta, prev), eta)
-        eta = xp.minimum(eta, xp.full_like(eta, self.eta_max))
-        # Do not solve the linear system far below the nonlinear tolerance.
-        tol = xp.maximum(xp.full_like(fn2_new, ctx.abstol), ctx.reltol * ctx.norm(u_new))
-        fnorm = xp.sqrt(fn2_new)
-        floor = 0.5 * tol / xp.where(fnorm > 0, fnorm, one)
-        return xp.minimum(xp.maximum(eta, floor), xp.full_like(eta, self.eta_max))
-
-    def _jvp(self, ctx):
-        if self.jvp_step is None or not ctx.jvp_costs_f:
-            return ctx.jvp
-        return fd_jvp(ctx.xp, ctx.F, float(self.jvp_step))
+        xp = ctx.xp
+        emax, rt = self.eta_max, ctx.reltol
+        if ctx.host_arrays and ctx.batch == 1:  # one system on NumPy: host floats, one array out
+            f2, f2_old, e_old = float(fn2_new[0]), float(state.fn2[0]), float(state.eta[0])
+            eta = 0.9 * f2 / f2_old if f2_old > 0 else 0.9 * f2
+            prev = 0.9 * e_old * e_old
+            eta = max(eta, prev) if prev > 0.1 else eta
+            tol = max(ctx.abstol, rt * float(ctx.norm(u_new)[0])) if rt > 0 else ctx.abstol
+            floor = 0.5 * tol / (f2 ** 0.5 if f2 > 0 else 1.0)
+            return xp.asarray([min(max(eta, floor), emax)], dtype=ctx.dtype)
+        # Eisenstat-Walker choice 2, safeguarded; never solve far below the nonlinear tolerance:
+        # eta = min(max(0.9 r^2, [0.9 eta_old^2 if > 0.1], 0.5 tol / ||F||), eta_max)
+        eta = 0.9 * fn2_new / xp.where(state.fn2 > 0, state.fn2, 1.0)
+        prev = 0.9 * state.eta * state.eta
+        eta = xp.maximum(eta, xp.where(prev > 0.1, prev, 0.0))
+        tol = ctx.abstol if rt == 0 else xp.maximum(rt * ctx.norm(u_new), ctx.abstol)
+        floor = (0.5 * tol) / xp.sqrt(xp.where(fn2_new > 0, fn2_new, 1.0))
+        return xp.clip(xp.maximum(eta, floor), max=emax)
 
     def _direction(self, prob, state, ctx, newton):
-        xp = ctx.xp
-        jvp = self._jvp(ctx)
+        xp, B = ctx.xp, ctx.batch
         u, fu = state.u, state.fu
         ls = self.linsolve
         aug = state.aux
@@ -267,18 +266,34 @@ class NewtonKrylov(NewtonBase):
             # nothing and costs Newton steps (n = 2 Rosenbrock: 37 -> 27 iterations). A float
             # tolerance: no per-step array.
             eta, maxiters = min(100.0 * float(xp.finfo(ctx.dtype).eps), 0.01), ctx.n
-        res = gmres_2d(xp, lambda v: jvp(u, v, fu), -fu, None, restart=restart,
-                       reltol=eta, abstol=ls.abstol, maxiters=maxiters,
-                       active=newton, aug=aug)
-        bnorm = xp.sqrt(state.fn2)
-        unusable = (res.codes == _LSF) & ~(res.resid < bnorm)
-        unusable = unusable | ~xp.all(xp.isfinite(res.x), axis=1)
-        d = xp.where(xp.reshape(unusable, (ctx.batch, 1)), xp.zeros_like(res.x), res.x)
+        host = ctx.host_arrays and B == 1
+        if host and not bool(newton[0]):  # backtracking along the current direction: nothing to solve
+            return state.d, False, 0, 0, aug
+        # the Jacobian at u, applied by every Krylov step (finite differences: u's part of the step once)
+        jvp_u = ctx.products.linearize(u, fu, self.jvp_step)
+        res = gmres_2d(xp, jvp_u, -fu, None, restart=restart, reltol=eta, abstol=ls.abstol,
+                       maxiters=maxiters, active=None if host else newton, aug=aug)
+        x = res.x
+        if host:  # one system on NumPy: the checks on host floats
+            resid = float(res.resid[0])
+            unusable = (int(res.codes[0]) == _LSF and not resid * resid < float(state.fn2[0])) \
+                or not bool(xp.all(xp.isfinite(x)))
+            d = xp.zeros_like(x) if unusable else x
+            if aug is not None and not unusable:
+                dn = float(xp.vecdot(d[0, :], d[0, :])) ** 0.5
+                if dn > 0:  # push the unit direction into the recycled set, in place (newest first)
+                    aug = backend.set_at(xp, aug, (slice(None), slice(1, None), slice(None)), aug[:, :-1, :])
+                    aug = backend.set_at(xp, aug, (slice(None), 0, slice(None)), d / dn)
+            return d, unusable, res.nmatvec, res.niter, aug
+        unusable = ((res.codes == _LSF) & ~(res.resid * res.resid < state.fn2)) | ~xp.all(xp.isfinite(x), axis=1)
+        d = xp.where(xp.reshape(unusable, (B, 1)), 0.0, x)
         if aug is not None:
-            B = ctx.batch
             dn = xp.sqrt(xp.sum(d * d, axis=1))
             push = newton & (dn > 0)
-            unit = d / xp.reshape(xp.where(dn > 0, dn, xp.ones_like(dn)), (B, 1))
-            shifted = xp.concat([xp.reshape(unit, (B, 1, ctx.n)), aug[:, :-1, :]], axis=1)
-            aug = xp.where(xp.reshape(push, (B, 1, 1)), shifted, aug)
+            unit = d / xp.reshape(xp.where(dn > 0, dn, 1.0), (B, 1))
+            # the elements that push shift their directions by one slot (newest first), in place
+            tail = xp.where(xp.reshape(push, (B, 1, 1)), aug[:, :-1, :], aug[:, 1:, :])
+            head = xp.where(xp.reshape(push, (B, 1)), unit, aug[:, 0, :])
+            aug = backend.set_at(xp, aug, (slice(None), slice(1, None), slice(None)), tail)
+            aug = backend.set_at(xp, aug, (slice(None), 0, slice(None)), head)
         return d, unusable, res.nmatvec, res.niter, aug

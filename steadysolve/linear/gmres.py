@@ -5,7 +5,8 @@ The numerics of one Arnoldi step live in ``krylov.py``. Two drivers run them:
 * eagerly (NumPy, array_api_strict, PyTorch, CuPy and concrete JAX arrays;
   ``gmres_eager.py``) a Python loop over Krylov steps that stops as soon as every element
   has converged (one host sync per step, so no ``matvec`` is wasted); that sync also
-  carries the new Hessenberg column, so the rotations run on the host in float64;
+  carries the new Hessenberg column, so the rotations run on the host in float64; a single
+  system (``gmres_one.py``) keeps every scalar of the process as a Python float;
 * under JAX tracing the fixed-buffer step runs in ``lax.while_loop`` (inner: Krylov steps
   of one cycle, outer: restarts), so ``jax.jit`` and ``jax.vmap`` work.
 """
@@ -21,6 +22,7 @@ from ..layout import Layout
 from ..registry import register, resolve
 from ..solution import LinearSolution, Stats, register_jax_pytrees
 from .gmres_eager import gmres_eager
+from .gmres_one import gmres_one
 from .krylov import GMRESResult, arnoldi_step, finish_cycle, l2, result_codes, start_cycle
 
 __all__ = ["GMRES", "linear_solve", "gmres_2d", "GMRESResult"]
@@ -102,12 +104,15 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5
     cycle length becomes ``restart + k``.
     """
     B, n = b.shape
-    dtype, device = b.dtype, backend.device_of(b)
     m = restart if aug is None else restart + aug.shape[1]
     maxiters = maxiters if maxiters is not None else max(10 * n, m)
     if use_jax is None:
         use_jax = _traced(xp, b, x0, reltol, active)
-    eps = float(xp.finfo(dtype).eps)
+    eps = float(xp.finfo(b.dtype).eps)
+    if B == 1 and not use_jax:  # one system: the scalar work on host floats
+        return gmres_one(xp, matvec, b, x0, m=m, reltol=reltol, abstol=abstol, maxiters=maxiters, active=active,
+                         eps=eps, aug=aug)
+    dtype, device = b.dtype, backend.device_of(b)
     bnorm = l2(xp, b)
     tol = xp.maximum(reltol * bnorm, xp.full_like(bnorm, abstol))
     if active is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..backend import combine_rows, rows_dot
-from .krylov import GMRESResult, l2, result_codes, search_direction
+from .krylov import REORTH_KEEP, GMRESResult, l2, result_codes, search_direction
 
 __all__ = ["gmres_eager"]
 
@@ -80,10 +80,9 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
             h = rows_dot(xp, Vs, w)
             w1 = w - combine_rows(xp, h, Vs)
             beta = l2(xp, w1)
-            # On the host (NumPy) the second pass is skipped when the first one kept more than
-            # 1/sqrt(2) of the norm (the DGKS criterion: then it cannot improve orthogonality);
-            # on a device deciding that would cost a second sync per step.
-            if not (on_host and np.all(beta > 0.7071 * l2(xp, w))):
+            # On the host (NumPy) the second pass is skipped when the first one kept enough of the
+            # norm (krylov.REORTH_KEEP); on a device deciding that would cost a second sync per step.
+            if not (on_host and np.all(beta > REORTH_KEEP * l2(xp, w))):
                 h2 = rows_dot(xp, Vs, w1)
                 w1 = w1 - combine_rows(xp, h2, Vs)
                 h = h + h2

@@ -4,11 +4,13 @@ Every driver iteration evaluates ``F`` once, at ``u + delta`` with
 ``(J^T J + lam D^2) delta = -J^T F``. The gain ratio ``rho`` (actual over predicted
 reduction of ``||F||^2``) accepts the step when ``rho > 1e-4``; the damping then
 shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (and ``nu = 2``), a rejection multiplies it
-by ``nu`` and doubles ``nu``. The Jacobian is rebuilt only after accepted steps.
+by ``nu`` and doubles ``nu``. The Jacobian is rebuilt only after accepted steps. The eager
+unbatched NumPy solve runs the same step on Python floats (``fn2``, ``lam``, ``nu``, ``fresh``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -18,6 +20,7 @@ from ..registry import register
 from ..retcodes import ReturnCode
 from .base import Algorithm
 from .dense import ACCEPT_RHO, rated_trial, refuse_large, scaled_jacobian, take_accepted
+from .dense import host_jacobian, host_path, host_rated
 
 __all__ = ["LevenbergMarquardt", "LMState"]
 
@@ -40,6 +43,7 @@ class LMState(NamedTuple):
     nvjp: Any
     njac: Any
     nreject: Any
+    eye: Any = None  # host path: the (n, n) identity
 
 
 @register("levenberg_marquardt")
@@ -86,6 +90,11 @@ class LevenbergMarquardt(Algorithm):
         refuse_large("LevenbergMarquardt", ctx.n, self.max_size)
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         fu = ctx.fu0
+        if host_path(ctx):
+            return LMState(
+                u=u0, fu=fu, fn2=float(fu[0] @ fu[0]), J=ctx.zeros((B, n, n)), fresh=False, D=ctx.zeros((B, n)),
+                lam=float(self.damping), nu=2.0, flag=xp.zeros((B,), dtype=xp.int32), nf=1, njvp=0, nvjp=0,
+                njac=0, nreject=0, eye=xp.eye(n, dtype=ctx.dtype))
         ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
         return LMState(
             u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), J=ctx.zeros((B, n, n)),
@@ -95,6 +104,8 @@ class LevenbergMarquardt(Algorithm):
             njac=ctx.counter(0), nreject=ctx.counter(0))
 
     def step(self, prob, state, ctx):
+        if host_path(ctx):
+            return self._step_host(prob, state, ctx)
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         need = ~state.fresh
         J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
@@ -122,6 +133,39 @@ class LevenbergMarquardt(Algorithm):
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, fu, state.fn2)
         return LMState(u, fu, fn2, J, ~accept, D, lam_new, nu, flag, state.nf + 1, state.njvp + dj,
                        state.nvjp, state.njac + dl, state.nreject + nrej)
+
+    def _step_host(self, prob, state, ctx):
+        """:meth:`step` for one element on the host: the same decisions on Python floats."""
+        xp, u, fu = ctx.xp, state.u, state.fu
+        J, D, dj, dl = state.J, state.D, 0, 0
+        if not state.fresh:
+            J, D, dj = host_jacobian(ctx, u, fu, D)
+            dl = 1
+            if J is None:
+                return state._replace(flag=xp.full((1,), _LSF, dtype=xp.int32), njvp=state.njvp + dj,
+                                      njac=state.njac + 1)
+        J1, D1, f1, fn2, lam = J[0], D[0], fu[0], state.fn2, state.lam
+        g = f1 @ J1  # J^T F
+        A = J1.T @ J1 + (lam * D1 * D1) * state.eye
+        delta = -xp.linalg.solve(A, g)
+        nf, accept, rho = state.nf, False, -1.0
+        if bool(xp.all(xp.isfinite(delta))):
+            trial, ft, ftn2, rho, ok = host_rated(ctx, u, f1, fn2, J1, delta)
+            nf, accept = nf + 1, ok and rho > ACCEPT_RHO
+        if accept:
+            lam_new, nu = lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 2.0
+        else:
+            lam_new, nu = lam * state.nu, 2.0 * state.nu
+        # Non-root stationary point of ||F||: the scaled gradient vanishes while F does not.
+        fnorm = math.sqrt(fn2)
+        cosine = float(xp.max(xp.abs(g) / D1)) / (fnorm if fnorm > 0 else 1.0)
+        flag = state.flag
+        if (fnorm > 0 and cosine <= self.gtol) or (not accept and lam_new > 1e16):
+            flag = xp.full((1,), _STALLED, dtype=xp.int32)
+        if accept:
+            u, fu, fn2 = trial, ft, ftn2
+        return LMState(u, fu, fn2, J, not accept, D, lam_new, nu, flag, nf, state.njvp + dj,
+                       state.nvjp, state.njac + dl, state.nreject + (0 if accept else 1), state.eye)
 
     def extra_stats(self, state) -> dict:
         return {"njac": state.njac, "nreject": state.nreject}

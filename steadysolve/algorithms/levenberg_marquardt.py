@@ -1,9 +1,12 @@
 """Levenberg-Marquardt on the dense Jacobian, with Moré's column scaling and Nielsen's damping update.
 
 Every driver iteration evaluates ``F`` once, at ``u + delta`` with
-``(J^T J + lam D^2) delta = -J^T F``. The gain ratio ``rho`` (actual over predicted
+``(J^T J + mu D^2) delta = -J^T F``, where the damping ``mu = lam ||F(u)|| / ||F(u0)||``
+shrinks with the residual (Fan and Yuan's ``mu_k = lam_k ||F_k||``, made scale-free): at
+a root with a nonsingular Jacobian the steps become Newton steps and converge
+quadratically, where a damping bounded below would leave linear convergence. The gain ratio ``rho`` (actual over predicted
 reduction of ``||F||^2``) accepts the step when ``rho > 1e-4``; the damping then
-shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (and ``nu = 2``), a rejection multiplies it
+``lam`` shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (and ``nu = 2``), a rejection multiplies it
 by ``nu`` and doubles ``nu``. The Jacobian is rebuilt only after accepted steps. The eager
 unbatched NumPy solve runs the same step on Python floats (``fn2``, ``lam``, ``nu``, ``fresh``).
 """
@@ -44,12 +47,13 @@ class LMState(NamedTuple):
     njac: Any
     nreject: Any
     eye: Any = None  # host path: the (n, n) identity
+    fn20: Any = None  # (B,) ||F(u0)||_2^2: the damping is lam * ||F|| / ||F(u0)||
 
 
 @register("levenberg_marquardt")
 @dataclass(frozen=True)
 class LevenbergMarquardt(Algorithm):
-    """Dense Levenberg-Marquardt: ``(J^T J + lam D^2) delta = -J^T F``.
+    """Dense Levenberg-Marquardt: ``(J^T J + mu D^2) delta = -J^T F``, ``mu = lam ||F|| / ||F(u0)||``.
 
     A least-squares method: it converges to a minimum of ``||F||_2`` even when that is
     not a root, and then stops honestly with ``Stalled`` (the scaled gradient
@@ -94,14 +98,15 @@ class LevenbergMarquardt(Algorithm):
             return LMState(
                 u=u0, fu=fu, fn2=float(fu[0] @ fu[0]), J=ctx.zeros((B, n, n)), fresh=False, D=ctx.zeros((B, n)),
                 lam=float(self.damping), nu=2.0, flag=xp.zeros((B,), dtype=xp.int32), nf=1, njvp=0, nvjp=0,
-                njac=0, nreject=0, eye=xp.eye(n, dtype=ctx.dtype))
+                njac=0, nreject=0, eye=xp.eye(n, dtype=ctx.dtype), fn20=float(fu[0] @ fu[0]))
         ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
+        fn2 = xp.sum(fu * fu, axis=1)
         return LMState(
-            u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), J=ctx.zeros((B, n, n)),
+            u=u0, fu=fu, fn2=fn2, J=ctx.zeros((B, n, n)),
             fresh=xp.zeros((B,), dtype=xp.bool, device=ctx.device), D=ctx.zeros((B, n)),
             lam=self.damping * ones, nu=2.0 * ones, flag=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
             nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
-            njac=ctx.counter(0), nreject=ctx.counter(0))
+            njac=ctx.counter(0), nreject=ctx.counter(0), fn20=fn2)
 
     def step(self, prob, state, ctx):
         if host_path(ctx):
@@ -113,7 +118,9 @@ class LevenbergMarquardt(Algorithm):
         g = xp.sum(J * xp.reshape(fu, (B, n, 1)), axis=1)  # J^T F
         JtJ = xp.matmul(xp.permute_dims(J, (0, 2, 1)), J)
         eye = xp.reshape(xp.eye(n, dtype=ctx.dtype, device=ctx.device), (1, n, n))
-        A = JtJ + xp.reshape(lam, (B, 1, 1)) * xp.reshape(D * D, (B, 1, n)) * eye
+        pos = state.fn20 > 0
+        damp = lam * xp.sqrt(xp.where(pos, state.fn2 / xp.where(pos, state.fn20, xp.ones_like(lam)), xp.ones_like(lam)))
+        A = JtJ + xp.reshape(damp, (B, 1, 1)) * xp.reshape(D * D, (B, 1, n)) * eye
         delta = -xp.reshape(backend.solve_small(xp, A, xp.reshape(g, (B, n, 1))), (B, n))
         usable = xp.all(xp.isfinite(delta), axis=1) & finite_j
         delta = xp.where(xp.reshape(usable, (B, 1)), delta, xp.zeros_like(delta))
@@ -132,7 +139,7 @@ class LevenbergMarquardt(Algorithm):
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, fu, state.fn2)
         return LMState(u, fu, fn2, J, ~accept, D, lam_new, nu, flag, state.nf + 1, state.njvp + dj,
-                       state.nvjp, state.njac + dl, state.nreject + nrej)
+                       state.nvjp, state.njac + dl, state.nreject + nrej, None, state.fn20)
 
     def _step_host(self, prob, state, ctx):
         """:meth:`step` for one element on the host: the same decisions on Python floats."""
@@ -146,7 +153,8 @@ class LevenbergMarquardt(Algorithm):
                                       njac=state.njac + 1)
         J1, D1, f1, fn2, lam = J[0], D[0], fu[0], state.fn2, state.lam
         g = f1 @ J1  # J^T F
-        A = J1.T @ J1 + (lam * D1 * D1) * state.eye
+        scale = math.sqrt(fn2 / state.fn20) if state.fn20 > 0 else 1.0
+        A = J1.T @ J1 + (lam * scale * D1 * D1) * state.eye
         delta = -xp.linalg.solve(A, g)
         nf, accept, rho = state.nf, False, -1.0
         if bool(xp.all(xp.isfinite(delta))):
@@ -165,7 +173,7 @@ class LevenbergMarquardt(Algorithm):
         if accept:
             u, fu, fn2 = trial, ft, ftn2
         return LMState(u, fu, fn2, J, not accept, D, lam_new, nu, flag, nf, state.njvp + dj,
-                       state.nvjp, state.njac + dl, state.nreject + (0 if accept else 1), state.eye)
+                       state.nvjp, state.njac + dl, state.nreject + (0 if accept else 1), state.eye, state.fn20)
 
     def extra_stats(self, state) -> dict:
         return {"njac": state.njac, "nreject": state.nreject}

@@ -11,8 +11,10 @@ iteration is in one of three phases:
   backtracking at once, compute the Newton direction ``d'`` at ``p = u + d`` and try
   ``p + d'``. Newton's method often climbs out of a curved valley in two full steps
   whose first one raises ``||F||`` (Rosenbrock from (-1.2, 1): 3 iterations instead of
-  26 with a monotone search). The probe succeeds when ``p + d'`` satisfies the Armijo
-  test against ``u`` with ``lam = 1``; otherwise the element returns to ``u`` and
+  26 with a monotone search). The probe succeeds, and ``p + d'`` becomes the iterate,
+  when ``||F(p + d')|| <= 0.5 ||F(u)||`` (two Newton steps must at least halve the
+  residual, so a probe cannot trade a steady descent for a shallow basin elsewhere);
+  otherwise the element returns to ``u`` and
   backtracks along ``d`` exactly as the monotone search would have (one evaluation and
   one direction later). A failed probe disables probing until a full step is accepted
   again, so the watchdog costs at most one wasted trial per run of backtracking;
@@ -20,9 +22,10 @@ iteration is in one of three phases:
   safeguarded quadratic interpolation of the last rejection (within ``[0.1, 0.5] lam``;
   ``0.25 lam`` after a NaN/Inf trial).
 
-Acceptance is the Armijo test ``||F(trial)|| <= (1 - 1e-4 lam) ||F(u)||`` (2-norms)
-against the accepted iterate: the iterate the driver judges and reports only moves to
-a point of smaller residual (the probe point ``p`` is never an iterate), so the watchdog
+Newton and backtracking trials are accepted by the Armijo test
+``||F(trial)|| <= (1 - 1e-4 lam) ||F(u)||`` (2-norms) against the accepted iterate. The
+probe point ``p`` is never an iterate: the iterate the driver judges and reports moves
+only to points of smaller residual (but for the forced step below), so the watchdog
 cannot turn a solve into a false success or a false ``Diverged``. After
 ``max_backtracks`` rejections the last finite trial is taken anyway (as SciPy does); a
 non-finite one then stops the element with ``Stalled``. A direction that cannot be
@@ -44,14 +47,17 @@ from typing import Any, NamedTuple
 from ..checks import check_int
 from ..retcodes import ReturnCode
 from .base import Algorithm
+from .dense import host_path
 
-__all__ = ["NewtonBase", "NewtonState", "ARMIJO_C", "WATCH_GROWTH"]
+__all__ = ["NewtonBase", "NewtonState", "ARMIJO_C", "WATCH_GROWTH", "WATCH_DECREASE"]
 
 _LSF = ReturnCode.LinearSolveFailed.code
 _STALLED = ReturnCode.Stalled.code
 ARMIJO_C = 1e-4
 #: a rejected full step may be probed when its residual is at most this factor above ``||F(u)||``
 WATCH_GROWTH = 1e2
+#: a probe succeeds when its trial's residual is at most this fraction of ``||F(u)||``
+WATCH_DECREASE = 0.5
 _LINESEARCHES = ("watchdog", "armijo", None)
 
 
@@ -79,11 +85,6 @@ class NewtonState(NamedTuple):
     true: Any = None  # host path: a constant (1,) True array (the "Newton phase" mask)
 
 
-def _host(ctx) -> bool:
-    """The eager unbatched NumPy solve: line-search decisions on Python floats."""
-    return ctx.host_arrays and ctx.batch == 1 and not ctx.traced
-
-
 class NewtonBase(Algorithm):
     """Shared Newton loop: subclasses provide ``_direction`` and the option fields
     ``linesearch``, ``max_backtracks``."""
@@ -108,7 +109,7 @@ class NewtonBase(Algorithm):
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
         ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
         watchdog = self.linesearch == "watchdog"
-        if _host(ctx):
+        if host_path(ctx):
             lam, nback, probe, watch, true = 1.0, 0, False, watchdog, xp.ones((1,), dtype=xp.bool)
         else:
             lam, nback, true = ones, zi, None
@@ -131,7 +132,7 @@ class NewtonBase(Algorithm):
         return state.eta
 
     def step(self, prob, state, ctx):
-        if _host(ctx):
+        if host_path(ctx):
             return self._step_host(prob, state, ctx)
         return self._step_arrays(prob, state, ctx)
 
@@ -161,6 +162,8 @@ class NewtonBase(Algorithm):
             fn2 = state.fn2
             finite = xp.isfinite(ftn2)
             shrink = 1.0 - ARMIJO_C * lam
+            if watchdog:
+                shrink = xp.where(state.probe, xp.full_like(shrink, WATCH_DECREASE), shrink)
             nback = state.nback + 1
             give_up = nback > self.max_backtracks
             accept = ~(newton & unusable) & (finite & (ftn2 <= shrink * shrink * fn2) | (give_up & finite))
@@ -200,7 +203,7 @@ class NewtonBase(Algorithm):
         if newton:
             base = state._replace(u=state.p, fu=state.fp, fn2=state.fp2) if probe else state
             d_new, unusable, dj, dl, aux = self._direction(prob, base, ctx, state.true)
-            bad = bool(unusable[0])
+            bad = unusable if isinstance(unusable, bool) else bool(unusable[0])
             if bad and not probe:  # no direction at u: stop (the driver keeps u)
                 return state._replace(flag=xp.full((1,), _LSF, dtype=xp.int32), njvp=state.njvp + dj,
                                       nlinsolve=state.nlinsolve + 1, nlinear=state.nlinear + dl, aux=aux)
@@ -218,7 +221,7 @@ class NewtonBase(Algorithm):
             finite = math.isfinite(t2)
             nback += 1
             give_up = nback > self.max_backtracks
-            shrink = 1.0 - ARMIJO_C * step
+            shrink = WATCH_DECREASE if probe else 1.0 - ARMIJO_C * step
             accept = finite and not (probe and bad) and (t2 <= shrink * shrink * fn2 or give_up)
             if accept:
                 lam_next = 1.0

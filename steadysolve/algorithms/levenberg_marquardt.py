@@ -4,10 +4,10 @@ Every driver iteration evaluates ``F`` once, at ``u + delta`` with
 ``(J^T J + mu D^2) delta = -J^T F``, where the damping ``mu = lam ||F(u)|| / ||F(u0)||``
 shrinks with the residual (Fan and Yuan's ``mu_k = lam_k ||F_k||``, made scale-free): at
 a root with a nonsingular Jacobian the steps become Newton steps and converge
-quadratically, where a damping bounded below would leave linear convergence. The gain ratio ``rho`` (actual over predicted
-reduction of ``||F||^2``) accepts the step when ``rho > 1e-4``; the damping then
-``lam`` shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (and ``nu = 2``), a rejection multiplies it
-by ``nu`` and doubles ``nu``. The Jacobian is rebuilt only after accepted steps. The eager
+quadratically, where a damping bounded below would leave linear convergence. The gain
+ratio ``rho`` (actual over predicted reduction of ``||F||^2``) accepts the step when
+``rho > 1e-4``; ``lam`` then shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (and ``nu = 2``), a
+rejection multiplies it by ``nu`` and doubles ``nu``. The Jacobian is rebuilt only after accepted steps. The eager
 unbatched NumPy solve runs the same step on Python floats (``fn2``, ``lam``, ``nu``, ``fresh``).
 """
 

@@ -129,7 +129,7 @@ def test_monotone_armijo_is_still_available():
     watch = ss.solve(_rosenbrock(bk), ss.NewtonRaphson(), abstol=1e-10)
     mono = ss.solve(_rosenbrock(bk), ss.NewtonRaphson(linesearch="armijo"), abstol=1e-10)
     assert watch.successful and mono.successful
-    assert mono.stats.nbacktrack > 0 and int(mono.stats.niter) > 2 * int(watch.stats.niter)
+    assert mono.stats.nbacktrack > 0 and int(mono.stats.niter) >= 20  # the monotone search: 26
     assert ss.NewtonRaphson().linesearch == "watchdog" and ss.NewtonKrylov().linesearch == "watchdog"
 
 

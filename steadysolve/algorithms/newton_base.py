@@ -237,7 +237,7 @@ class NewtonBase(Algorithm):
                 lam_next = min(max(lam_q, 0.1 * step), 0.5 * step)
                 go = newton and watch and t2 <= WATCH_GROWTH ** 2 * fn2
             if accept:
-                nback, watch = 0, watch or newton
+                nback, watch = 0, watch or (newton and self.linesearch == "watchdog")
             elif go:
                 nback = 0
         nrej = 0 if accept else 1

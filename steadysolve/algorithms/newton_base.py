@@ -14,10 +14,11 @@ iteration is in one of three phases:
   26 with a monotone search). The probe succeeds, and ``p + d'`` becomes the iterate,
   when ``||F(p + d')|| <= 0.5 ||F(u)||`` (two Newton steps must at least halve the
   residual, so a probe cannot trade a steady descent for a shallow basin elsewhere);
-  otherwise the element returns to ``u`` and
-  backtracks along ``d`` exactly as the monotone search would have (one evaluation and
-  one direction later). A failed probe disables probing until a full step is accepted
-  again, so the watchdog costs at most one wasted trial per run of backtracking;
+  otherwise the element returns to ``u`` and backtracks along ``d`` exactly as the
+  monotone search would have, one evaluation and one direction later (a failed probe
+  leaves no trace: the algorithm's carry, e.g. NewtonKrylov's recycled directions, is
+  restored). A failed probe disables probing until a full step is accepted again, so
+  the watchdog costs at most one wasted trial per run of backtracking;
 * **backtracking** (``nback > 0``): keep ``d`` and try ``u + lam d`` with ``lam`` from
   safeguarded quadratic interpolation of the last rejection (within ``[0.1, 0.5] lam``;
   ``0.25 lam`` after a NaN/Inf trial).
@@ -180,6 +181,8 @@ class NewtonBase(Algorithm):
                 nback = xp.where(go, xp.zeros_like(nback), nback)
                 watch = (watch & ~failed) | (accept & newton)
                 probe = go
+                if aux is not None and state.aux is not None:  # a failed probe leaves no trace in the carry
+                    aux = xp.where(xp.reshape(failed, (B,) + (1,) * (aux.ndim - 1)), state.aux, aux)
             nback = xp.where(accept, xp.zeros_like(nback), nback)
             lam_next = xp.where(accept, one, lam_q)
         ab = xp.reshape(accept, (B, 1))
@@ -225,8 +228,8 @@ class NewtonBase(Algorithm):
             accept = finite and not (probe and bad) and (t2 <= shrink * shrink * fn2 or give_up)
             if accept:
                 lam_next = 1.0
-            elif probe:  # failed probe: back to u, backtrack along d with the stored lam
-                lam_next, watch = lam, False
+            elif probe:  # failed probe: back to u, backtrack along d with the stored lam (and the old carry)
+                lam_next, watch, aux = lam, False, state.aux
             elif not finite:
                 lam_next = 0.25 * step
                 if give_up:

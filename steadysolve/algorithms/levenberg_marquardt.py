@@ -155,7 +155,7 @@ class LevenbergMarquardt(Algorithm):
         g = f1 @ J1  # J^T F
         scale = math.sqrt(fn2 / state.fn20) if state.fn20 > 0 else 1.0
         A = J1.T @ J1 + (lam * scale * D1 * D1) * state.eye
-        delta = -xp.linalg.solve(A, g)
+        delta = -backend.solve_small(xp, A, g)
         nf, accept, rho = state.nf, False, -1.0
         if bool(xp.all(xp.isfinite(delta))):
             trial, ft, ftn2, rho, ok = host_rated(ctx, u, f1, fn2, J1, delta)

@@ -115,7 +115,7 @@ class NewtonRaphson(NewtonBase):
         J, nj = ctx.jacobian(u, fu)
         if not bool(xp.all(xp.isfinite(J))):
             return xp.zeros_like(u), True, nj, 1, eye
-        d = xp.linalg.solve(host_regularised(xp, J[0], eye), -fu[0])
+        d = backend.solve_small(xp, host_regularised(xp, J[0], eye), -fu[0])
         if not bool(xp.all(xp.isfinite(d))):
             return xp.zeros_like(u), True, nj, 1, eye
         return xp.reshape(d, (1, ctx.n)), False, nj, 1, eye

@@ -119,12 +119,7 @@ def dogleg(xp, J, fu, D, radius, shift=None, A=None):
 def _dogleg_host(xp, J1, f1, D1, radius, A1):
     """:func:`dogleg` for one element on the host (1-D ``f1``, ``D1``; ``radius`` a float): ``(y, ||y||)``
     in the scaled variables, ``y`` None when not usable. The Cauchy point only when needed."""
-    try:
-        pN = xp.linalg.solve(A1, -f1)
-    except Exception as e:  # an exactly singular matrix: the least-squares point (as _newton_point)
-        if "singular" not in str(e).lower() and "LinAlgError" not in type(e).__name__:
-            raise
-        pN = xp.linalg.pinv(A1) @ -f1
+    pN = _newton_point(xp, A1, -f1)
     yN = D1 * pN
     n2 = float(yN @ yN)
     newton_ok = math.isfinite(n2)

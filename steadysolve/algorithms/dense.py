@@ -17,7 +17,7 @@ import math
 from .. import backend
 
 __all__ = ["refuse_large", "refresh_jacobian", "finite_jacobian", "column_scale", "regularised", "scaled_jacobian",
-           "host_path", "host_jacobian", "host_regularised", "host_rated"]
+           "host_path", "host_finite", "host_jacobian", "host_regularised", "host_rated"]
 
 
 def refuse_large(owner: str, n: int, max_size: int) -> None:
@@ -129,13 +129,19 @@ def host_path(ctx) -> bool:
     return ctx.host_arrays and ctx.batch == 1 and not ctx.traced
 
 
+def host_finite(xp, x) -> bool:
+    """All entries of a host array finite (one sum in the common case)."""
+    return math.isfinite(float(xp.sum(x))) or bool(xp.all(xp.isfinite(x)))
+
+
 def host_jacobian(ctx, u, fu, D_old):
     """:func:`scaled_jacobian` for one element on the host: ``(J (1, n, n) or None when not finite, D, jvps)``."""
     xp = ctx.xp
     J, nj = ctx.jacobian(u, fu)
-    if not bool(xp.all(xp.isfinite(J))):
+    cn = xp.sum(J * J, axis=1)
+    if not (math.isfinite(float(xp.sum(cn))) or bool(xp.all(xp.isfinite(J)))):  # (a finite sum: all finite)
         return None, D_old, nj
-    D = xp.maximum(D_old, xp.sqrt(xp.sum(J * J, axis=1)))
+    D = xp.maximum(D_old, xp.sqrt(cn))
     if not float(xp.min(D)) > 0:
         D = xp.where(D > 0, D, xp.ones_like(D))
     return J, D, nj

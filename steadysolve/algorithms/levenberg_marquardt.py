@@ -23,7 +23,7 @@ from ..registry import register
 from ..retcodes import ReturnCode
 from .base import Algorithm
 from .dense import ACCEPT_RHO, rated_trial, refuse_large, scaled_jacobian, take_accepted
-from .dense import host_jacobian, host_path, host_rated
+from .dense import host_finite, host_jacobian, host_path, host_rated
 
 __all__ = ["LevenbergMarquardt", "LMState"]
 
@@ -157,18 +157,21 @@ class LevenbergMarquardt(Algorithm):
         A = J1.T @ J1 + (lam * scale * D1 * D1) * state.eye
         delta = -backend.solve_small(xp, A, g)
         nf, accept, rho = state.nf, False, -1.0
-        if bool(xp.all(xp.isfinite(delta))):
+        if host_finite(xp, delta):
             trial, ft, ftn2, rho, ok = host_rated(ctx, u, f1, fn2, J1, delta)
             nf, accept = nf + 1, ok and rho > ACCEPT_RHO
         if accept:
             lam_new, nu = lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 2.0
         else:
             lam_new, nu = lam * state.nu, 2.0 * state.nu
-        # Non-root stationary point of ||F||: the scaled gradient vanishes while F does not.
+        # Non-root stationary point of ||F||: the scaled gradient vanishes while F does not (g and F
+        # only change with a new Jacobian: a rejected step's iteration would find the same).
         fnorm = math.sqrt(fn2)
-        cosine = float(xp.max(xp.abs(g) / D1)) / (fnorm if fnorm > 0 else 1.0)
+        stationary = False
+        if dl:
+            stationary = fnorm > 0 and float(xp.max(xp.abs(g) / D1)) <= self.gtol * fnorm
         flag = state.flag
-        if (fnorm > 0 and cosine <= self.gtol) or (not accept and lam_new > 1e16):
+        if stationary or (not accept and lam_new > 1e16):
             flag = xp.full((1,), _STALLED, dtype=xp.int32)
         if accept:
             u, fu, fn2 = trial, ft, ftn2

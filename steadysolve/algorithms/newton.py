@@ -8,7 +8,7 @@ from typing import Optional
 from .. import backend
 from ..registry import register
 from ..checks import check_int
-from .dense import finite_jacobian, host_path, host_regularised, refuse_large, regularised
+from .dense import finite_jacobian, host_finite, host_path, host_regularised, refuse_large, regularised
 from .newton_base import NewtonBase
 
 __all__ = ["NewtonRaphson"]
@@ -113,10 +113,10 @@ class NewtonRaphson(NewtonBase):
         """:meth:`_dense_direction` of one NumPy element: ``unusable`` as a Python bool."""
         xp = ctx.xp
         J, nj = ctx.jacobian(u, fu)
-        if not bool(xp.all(xp.isfinite(J))):
+        if not host_finite(xp, J):
             return xp.zeros_like(u), True, nj, 1, eye
         d = backend.solve_small(xp, host_regularised(xp, J[0], eye), -fu[0])
-        if not bool(xp.all(xp.isfinite(d))):
+        if not host_finite(xp, d):
             return xp.zeros_like(u), True, nj, 1, eye
         return xp.reshape(d, (1, ctx.n)), False, nj, 1, eye
 

@@ -38,7 +38,7 @@ class LMState(NamedTuple):
     J: Any  # (B, n, n) Jacobian at u (valid where ``fresh``)
     fresh: Any  # (B,) bool
     D: Any  # (B, n) scaling (running max of the column norms)
-    lam: Any  # (B,) damping
+    lam: Any  # (B,) damping factor (the damping is lam * ||F|| / ||F(u0)||)
     nu: Any  # (B,) growth factor of the damping after a rejection
     flag: Any  # (B,) int32 failure code
     nf: Any

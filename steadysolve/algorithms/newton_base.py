@@ -166,24 +166,26 @@ class NewtonBase(Algorithm):
             if watchdog:
                 shrink = xp.where(state.probe, xp.full_like(shrink, WATCH_DECREASE), shrink)
             nback = state.nback + 1
-            give_up = nback > self.max_backtracks
-            accept = ~(newton & unusable) & (finite & (ftn2 <= shrink * shrink * fn2) | (give_up & finite))
+            give_up = nback > self.max_backtracks  # only in a backtracking phase (nback >= 1 there)
+            accept = ~(newton & unusable) & finite & ((ftn2 <= shrink * shrink * fn2) | give_up)
             # Quadratic model of phi(l) = ||F(u + l d)||^2 with phi'(0) = -2 phi(0).
             den = ftn2 - fn2 + 2.0 * lam * fn2
             pos = den > 0
             lam_q = xp.where(pos, lam * lam * fn2 / xp.where(pos, den, one), 0.5 * lam)
             lam_q = xp.where(finite, xp.clip(lam_q, 0.1 * lam, 0.5 * lam), 0.25 * lam)
-            flag = xp.where(~bad_dir & give_up & ~finite, xp.full_like(flag, _STALLED), flag)
+            flag = xp.where(give_up & ~finite, xp.full_like(flag, _STALLED), flag)
+            restart = accept
             if watchdog:
-                go = fresh & ~accept & watch & ~unusable & (ftn2 <= WATCH_GROWTH ** 2 * fn2)
-                failed = state.probe & ~accept  # back to u: backtrack along d with the stored lam
+                rej = ~accept
+                go = fresh & rej & watch & ~unusable & (ftn2 <= WATCH_GROWTH ** 2 * fn2)
+                failed = state.probe & rej  # back to u: backtrack along d with the stored lam
                 lam_q = xp.where(failed, state.lam, lam_q)
-                nback = xp.where(go, xp.zeros_like(nback), nback)
+                restart = accept | go
                 watch = (watch & ~failed) | (accept & newton)
                 probe = go
                 if aux is not None and state.aux is not None:  # a failed probe leaves no trace in the carry
                     aux = xp.where(xp.reshape(failed, (B,) + (1,) * (aux.ndim - 1)), state.aux, aux)
-            nback = xp.where(accept, xp.zeros_like(nback), nback)
+            nback = xp.where(restart, xp.zeros_like(nback), nback)
             lam_next = xp.where(accept, one, lam_q)
         ab = xp.reshape(accept, (B, 1))
         u = xp.where(ab, trial, state.u)
@@ -191,7 +193,7 @@ class NewtonBase(Algorithm):
         fn2_new = xp.where(accept, ftn2, state.fn2)
         eta = xp.where(accept, self._next_eta(state, ctx, ftn2, trial, ft), state.eta)
         d = xp.where(xp.reshape(fresh, (B, 1)), d_new, state.d)
-        nrej = xp.astype(xp.sum(xp.astype(~accept & ~bad_dir, xp.int32)), xp.int32)
+        nrej = xp.astype(xp.sum(xp.astype(~accept ^ bad_dir, xp.int32)), xp.int32)  # (bad_dir is never accepted)
         nnewton = xp.astype(xp.any(newton), xp.int32)
         return NewtonState(u, fu, fn2_new, d, lam_next, nback, eta, flag,
                            state.nf + 1, state.njvp + dj, state.nvjp, state.nlinsolve + nnewton,

@@ -134,8 +134,7 @@ def test_monotone_armijo_is_still_available():
 
 
 def test_watchdog_under_jit():
-    jax = pytest.importorskip("jax")
-    jax.config.update("jax_enable_x64", True)
+    jax = pytest.importorskip("jax")  # (x64 is on for the whole session: conftest.py)
     import jax.numpy as jnp
 
     f = lambda u, p: jnp.stack([10.0 * (u[1] - u[0] ** 2), p - u[0]])  # noqa: E731

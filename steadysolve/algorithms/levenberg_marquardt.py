@@ -119,13 +119,14 @@ class LevenbergMarquardt(Algorithm):
         JtJ = xp.matmul(xp.permute_dims(J, (0, 2, 1)), J)
         eye = xp.reshape(xp.eye(n, dtype=ctx.dtype, device=ctx.device), (1, n, n))
         pos = state.fn20 > 0
-        damp = lam * xp.sqrt(xp.where(pos, state.fn2 / xp.where(pos, state.fn20, xp.ones_like(lam)), xp.ones_like(lam)))
+        one = xp.ones_like(lam)
+        eps = float(xp.finfo(ctx.dtype).eps)  # (a floor: an exact root never leaves J^T J undamped)
+        damp = lam * xp.maximum(xp.sqrt(xp.where(pos, state.fn2 / xp.where(pos, state.fn20, one), one)), eps * one)
         A = JtJ + xp.reshape(damp, (B, 1, 1)) * xp.reshape(D * D, (B, 1, n)) * eye
         delta = -xp.reshape(backend.solve_small(xp, A, xp.reshape(g, (B, n, 1))), (B, n))
         usable = xp.all(xp.isfinite(delta), axis=1) & finite_j
         delta = xp.where(xp.reshape(usable, (B, 1)), delta, xp.zeros_like(delta))
         trial, ft, ftn2, rho, ok = rated_trial(ctx, state.u, fu, state.fn2, J, delta, usable)
-        one = xp.ones_like(rho)
         accept = ok & (rho > ACCEPT_RHO)
         shrink = xp.maximum(xp.full_like(rho, 1.0 / 3.0), 1.0 - (2.0 * rho - 1.0) ** 3)
         lam_new = xp.where(accept, lam * shrink, lam * state.nu)
@@ -153,7 +154,7 @@ class LevenbergMarquardt(Algorithm):
                                       njac=state.njac + 1)
         J1, D1, f1, fn2, lam = J[0], D[0], fu[0], state.fn2, state.lam
         g = f1 @ J1  # J^T F
-        scale = math.sqrt(fn2 / state.fn20) if state.fn20 > 0 else 1.0
+        scale = max(math.sqrt(fn2 / state.fn20), float(xp.finfo(ctx.dtype).eps)) if state.fn20 > 0 else 1.0
         A = J1.T @ J1 + (lam * scale * D1 * D1) * state.eye
         delta = -backend.solve_small(xp, A, g)
         nf, accept, rho = state.nf, False, -1.0

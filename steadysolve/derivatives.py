@@ -244,5 +244,5 @@ class Products:
         h = [rel * max(abs(v), typ) for v in x]
         h = [((v - s) - v) if v < 0 else ((v + s) - v) for v, s in zip(x, h)]
         points = xp.asarray([[v + h[j] if k == j else v for k, v in enumerate(x)] for j in range(n)], dtype=u.dtype)
-        cols = xp.stack([self.F(points[j:j + 1, :]) for j in range(n)], axis=2)
-        return (cols - xp.reshape(fu, (1, n, 1))) / xp.asarray(h, dtype=u.dtype)
+        rows = xp.concat([self.F(points[j:j + 1, :]) for j in range(n)], axis=0)  # row j: F(u + h_j e_j)
+        return xp.reshape((rows - fu).T / xp.asarray(h, dtype=u.dtype), (1, n, n))

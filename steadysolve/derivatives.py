@@ -260,10 +260,24 @@ class Products:
         xp = self.xp
         B, n = u.shape
         rel = float(xp.finfo(u.dtype).eps) ** 0.5
+        if B == 1 and backend.is_numpy(xp):  # one host element: the steps on Python floats
+            return self._fd_jacobian_host(u, fu, rel)
         h = rel * xp.maximum(xp.abs(u), xp.full_like(u, self._typical))
         h = xp.where(u < 0, -h, h)
         h = (u + h) - u  # the step actually representable in floating point
-        steps = xp.reshape(h, (B, 1, n)) * xp.reshape(xp.eye(n, dtype=u.dtype, device=backend.device_of(u)), (1, n, n))
-        # F at every perturbed point, then one difference and one division for the whole Jacobian
-        cols = xp.stack([self.F(u + steps[:, j, :]) for j in range(n)], axis=2)
+        # every perturbed point at once (row j: u + h_j e_j), F at each, one difference and one division
+        eye = xp.reshape(xp.eye(n, dtype=u.dtype, device=backend.device_of(u)), (1, n, n))
+        points = xp.reshape(u, (B, 1, n)) + xp.reshape(h, (B, 1, n)) * eye
+        cols = xp.stack([self.F(points[:, j, :]) for j in range(n)], axis=2)
         return (cols - xp.reshape(fu, (B, n, 1))) / xp.reshape(h, (B, 1, n))
+
+    def _fd_jacobian_host(self, u, fu, rel):
+        """:meth:`_fd_jacobian` of one NumPy element: the same steps and points, built on Python floats."""
+        xp = self.xp
+        x = u[0].tolist()
+        n, typ = len(x), self._typical
+        h = [rel * max(abs(v), typ) for v in x]
+        h = [((v - s) - v) if v < 0 else ((v + s) - v) for v, s in zip(x, h)]
+        points = xp.asarray([[v + h[j] if k == j else v for k, v in enumerate(x)] for j in range(n)], dtype=u.dtype)
+        rows = xp.concat([self.F(points[j:j + 1, :]) for j in range(n)], axis=0)  # row j: F(u + h_j e_j)
+        return xp.reshape((rows - fu).T / xp.asarray(h, dtype=u.dtype), (1, n, n))

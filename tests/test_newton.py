@@ -1,5 +1,8 @@
 """Dense Newton-Raphson: user Jacobian vs assembled, quadratic convergence, size limit, failures."""
 
+import os
+import sys
+
 import numpy as np
 import pytest
 from helpers import get_backend, h_equation_nonlinear, h_reference
@@ -101,3 +104,89 @@ def test_regularisation_is_relative_to_each_row(bk):
     assert sol.retcode is ss.ReturnCode.Success
     assert sol.stats.niter <= 3
     np.testing.assert_allclose(bk.to_numpy(sol.u), [1.0, 2.0, 3.0], rtol=1e-12)
+
+
+# --- the line search's watchdog (steadysolve/algorithms/newton_base.py) --------------------------
+
+def _rosenbrock(bk):
+    xp = bk.xp
+    return ss.NonlinearProblem(lambda u, p: xp.stack([10.0 * (u[1] - u[0] ** 2), 1.0 - u[0]]),
+                               bk.asarray([-1.2, 1.0]))
+
+
+@pytest.mark.parametrize("alg", [ss.NewtonRaphson(), ss.NewtonKrylov()])
+def test_watchdog_solves_rosenbrock_in_a_few_steps(bk, alg):
+    # The full Newton step from (-1.2, 1) raises ||F|| tenfold (u0 becomes exact, u1 overshoots to
+    # -3.84); the next one lands on the root. A monotone search backtracks there for 26 iterations.
+    sol = ss.solve(_rosenbrock(bk), alg, abstol=1e-10)
+    assert sol.retcode is ss.ReturnCode.Success
+    assert int(sol.stats.niter) <= 10, sol.stats
+    np.testing.assert_allclose(bk.to_numpy(sol.u), [1.0, 1.0], atol=1e-9)
+
+
+def test_monotone_armijo_is_still_available():
+    bk = get_backend("numpy")
+    watch = ss.solve(_rosenbrock(bk), ss.NewtonRaphson(), abstol=1e-10)
+    mono = ss.solve(_rosenbrock(bk), ss.NewtonRaphson(linesearch="armijo"), abstol=1e-10)
+    assert watch.successful and mono.successful
+    assert mono.stats.nbacktrack > 0 and int(mono.stats.niter) >= 20  # the monotone search: 26
+    assert ss.NewtonRaphson().linesearch == "watchdog" and ss.NewtonKrylov().linesearch == "watchdog"
+
+
+def test_watchdog_under_jit():
+    jax = pytest.importorskip("jax")  # (x64 is on for the whole session: conftest.py)
+    import jax.numpy as jnp
+
+    f = lambda u, p: jnp.stack([10.0 * (u[1] - u[0] ** 2), p - u[0]])  # noqa: E731
+
+    @jax.jit
+    def run(p):
+        sol = ss.solve(ss.NonlinearProblem(f, jnp.array([-1.2, 1.0]), p), "newton", abstol=1e-10)
+        return sol.u, sol.stats.niter
+
+    u, niter = run(1.0)
+    np.testing.assert_allclose(np.asarray(u), [1.0, 1.0], atol=1e-9)
+    assert int(niter) <= 10
+
+
+@pytest.mark.parametrize("alg", ["newton", "newton_krylov"])
+def test_watchdog_ends_honestly_without_a_root(bk, alg):
+    # arctan(u) + 2 has no root (|arctan| < pi/2 < 2); u^2 + 1 has its minimum of ||F|| at 0, not a root.
+    xp = bk.xp
+    for f, u0 in [(lambda u, p: xp.atan(u) + 2.0, [3.0, -0.5]), (lambda u, p: u * u + 1.0, [0.7, -2.0])]:
+        prob = ss.NonlinearProblem(f, bk.asarray(u0))
+        sol = ss.solve(prob, alg, abstol=1e-10, maxiters=300)
+        assert not sol.successful, sol.retcode
+        u = bk.to_numpy(sol.u)
+        assert np.all(np.isfinite(u))
+        np.testing.assert_allclose(bk.to_numpy(sol.resid), bk.to_numpy(f(sol.u, None)), rtol=1e-12)
+
+
+def test_failed_probe_returns_and_backtracks():
+    # F is NaN for |u| > 5 and arctan inside: the full step from 1.5 lands at -1.69 (|F| grows a
+    # little: a probe), the Newton step from there overshoots to 2.32 (no decrease against u0):
+    # back to u0 and backtrack along the first direction. The answer is the root.
+    def f(u, p):
+        return np.where(np.abs(u) > 5, np.nan, np.arctan(u))
+
+    sol = ss.solve(ss.NonlinearProblem(f, np.array([1.5])), ss.NewtonRaphson(), abstol=1e-12, reltol=0.0)
+    assert sol.retcode is ss.ReturnCode.Success and sol.stats.nbacktrack > 0
+    np.testing.assert_allclose(sol.u, 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("alg", ["newton", "newton_krylov", "trust_region", "levenberg_marquardt"])
+def test_host_step_matches_the_batched_step(alg):
+    # The eager unbatched NumPy step decides on Python floats; a batch of two copies runs the
+    # array (``where``) step. Both take the same iterations to the same answer.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    from _mgh import by_name  # the benchmark's problem set
+
+    for name, scale in [("rosenbrock", 10.0), ("powell_singular", 1.0), ("helical_valley", 1.0), ("wood", 1.0)]:
+        prob = by_name(name)
+        x0 = prob.x0 * scale
+        one = ss.solve(ss.NonlinearProblem(lambda u, p: prob.F(u), x0), alg, abstol=1e-9, maxiters=400)
+        two = ss.solve(ss.NonlinearProblem(lambda U, p: np.stack([prob.F(u) for u in U]), np.stack([x0, x0])),
+                       alg, abstol=1e-9, maxiters=400, batch_axis=0)
+        assert one.retcodes[0] == two.retcodes[0] == two.retcodes[1], (name, one.retcodes, two.retcodes)
+        assert int(one.stats.niter) == int(two.stats.niter_per_element[0]), (name, one.stats, two.stats)
+        np.testing.assert_allclose(one.u, two.u[0], rtol=1e-6, atol=1e-9)

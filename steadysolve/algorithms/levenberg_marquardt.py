@@ -1,14 +1,19 @@
 """Levenberg-Marquardt on the dense Jacobian, with Moré's column scaling and Nielsen's damping update.
 
 Every driver iteration evaluates ``F`` once, at ``u + delta`` with
-``(J^T J + lam D^2) delta = -J^T F``. The gain ratio ``rho`` (actual over predicted
-reduction of ``||F||^2``) accepts the step when ``rho > 1e-4``; the damping then
-shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (and ``nu = 2``), a rejection multiplies it
-by ``nu`` and doubles ``nu``. The Jacobian is rebuilt only after accepted steps.
+``(J^T J + mu D^2) delta = -J^T F``, where the damping ``mu = lam ||F(u)|| / ||F(u0)||``
+shrinks with the residual (Fan and Yuan's ``mu_k = lam_k ||F_k||``, made scale-free): at
+a root with a nonsingular Jacobian the steps become Newton steps and converge
+quadratically, where a damping bounded below would leave linear convergence. The gain
+ratio ``rho`` (actual over predicted reduction of ``||F||^2``) accepts the step when
+``rho > 1e-4``; ``lam`` then shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (and ``nu = 2``), a
+rejection multiplies it by ``nu`` and doubles ``nu``. The Jacobian is rebuilt only after accepted steps. The eager
+unbatched NumPy solve runs the same step on Python floats (``fn2``, ``lam``, ``nu``, ``fresh``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -18,6 +23,7 @@ from ..registry import register
 from ..retcodes import ReturnCode
 from .base import Algorithm
 from .dense import ACCEPT_RHO, rated_trial, refuse_large, scaled_jacobian, take_accepted
+from .dense import host_finite, host_jacobian, host_path, host_rated
 
 __all__ = ["LevenbergMarquardt", "LMState"]
 
@@ -32,7 +38,7 @@ class LMState(NamedTuple):
     J: Any  # (B, n, n) Jacobian at u (valid where ``fresh``)
     fresh: Any  # (B,) bool
     D: Any  # (B, n) scaling (running max of the column norms)
-    lam: Any  # (B,) damping
+    lam: Any  # (B,) damping factor (the damping is lam * ||F|| / ||F(u0)||)
     nu: Any  # (B,) growth factor of the damping after a rejection
     flag: Any  # (B,) int32 failure code
     nf: Any
@@ -40,12 +46,14 @@ class LMState(NamedTuple):
     nvjp: Any
     njac: Any
     nreject: Any
+    eye: Any = None  # host path: the (n, n) identity
+    fn20: Any = None  # (B,) ||F(u0)||_2^2: the damping is lam * ||F|| / ||F(u0)||
 
 
 @register("levenberg_marquardt")
 @dataclass(frozen=True)
 class LevenbergMarquardt(Algorithm):
-    """Dense Levenberg-Marquardt: ``(J^T J + lam D^2) delta = -J^T F``.
+    """Dense Levenberg-Marquardt: ``(J^T J + mu D^2) delta = -J^T F``, ``mu = lam ||F|| / ||F(u0)||``.
 
     A least-squares method: it converges to a minimum of ``||F||_2`` even when that is
     not a root, and then stops honestly with ``Stalled`` (the scaled gradient
@@ -86,15 +94,23 @@ class LevenbergMarquardt(Algorithm):
         refuse_large("LevenbergMarquardt", ctx.n, self.max_size)
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         fu = ctx.fu0
+        if host_path(ctx):
+            return LMState(
+                u=u0, fu=fu, fn2=float(fu[0] @ fu[0]), J=ctx.zeros((B, n, n)), fresh=False, D=ctx.zeros((B, n)),
+                lam=float(self.damping), nu=2.0, flag=xp.zeros((B,), dtype=xp.int32), nf=1, njvp=0, nvjp=0,
+                njac=0, nreject=0, eye=xp.eye(n, dtype=ctx.dtype), fn20=float(fu[0] @ fu[0]))
         ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
+        fn2 = xp.sum(fu * fu, axis=1)
         return LMState(
-            u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), J=ctx.zeros((B, n, n)),
+            u=u0, fu=fu, fn2=fn2, J=ctx.zeros((B, n, n)),
             fresh=xp.zeros((B,), dtype=xp.bool, device=ctx.device), D=ctx.zeros((B, n)),
             lam=self.damping * ones, nu=2.0 * ones, flag=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
             nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
-            njac=ctx.counter(0), nreject=ctx.counter(0))
+            njac=ctx.counter(0), nreject=ctx.counter(0), fn20=fn2)
 
     def step(self, prob, state, ctx):
+        if host_path(ctx):
+            return self._step_host(prob, state, ctx)
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         need = ~state.fresh
         J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
@@ -102,12 +118,15 @@ class LevenbergMarquardt(Algorithm):
         g = xp.sum(J * xp.reshape(fu, (B, n, 1)), axis=1)  # J^T F
         JtJ = xp.matmul(xp.permute_dims(J, (0, 2, 1)), J)
         eye = xp.reshape(xp.eye(n, dtype=ctx.dtype, device=ctx.device), (1, n, n))
-        A = JtJ + xp.reshape(lam, (B, 1, 1)) * xp.reshape(D * D, (B, 1, n)) * eye
+        pos = state.fn20 > 0
+        one = xp.ones_like(lam)
+        eps = float(xp.finfo(ctx.dtype).eps)  # (a floor: an exact root never leaves J^T J undamped)
+        damp = lam * xp.maximum(xp.sqrt(xp.where(pos, state.fn2 / xp.where(pos, state.fn20, one), one)), eps * one)
+        A = JtJ + xp.reshape(damp, (B, 1, 1)) * xp.reshape(D * D, (B, 1, n)) * eye
         delta = -xp.reshape(backend.solve_small(xp, A, xp.reshape(g, (B, n, 1))), (B, n))
         usable = xp.all(xp.isfinite(delta), axis=1) & finite_j
         delta = xp.where(xp.reshape(usable, (B, 1)), delta, xp.zeros_like(delta))
         trial, ft, ftn2, rho, ok = rated_trial(ctx, state.u, fu, state.fn2, J, delta, usable)
-        one = xp.ones_like(rho)
         accept = ok & (rho > ACCEPT_RHO)
         shrink = xp.maximum(xp.full_like(rho, 1.0 / 3.0), 1.0 - (2.0 * rho - 1.0) ** 3)
         lam_new = xp.where(accept, lam * shrink, lam * state.nu)
@@ -121,7 +140,44 @@ class LevenbergMarquardt(Algorithm):
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, fu, state.fn2)
         return LMState(u, fu, fn2, J, ~accept, D, lam_new, nu, flag, state.nf + 1, state.njvp + dj,
-                       state.nvjp, state.njac + dl, state.nreject + nrej)
+                       state.nvjp, state.njac + dl, state.nreject + nrej, None, state.fn20)
+
+    def _step_host(self, prob, state, ctx):
+        """:meth:`step` for one element on the host: the same decisions on Python floats."""
+        xp, u, fu = ctx.xp, state.u, state.fu
+        J, D, dj, dl = state.J, state.D, 0, 0
+        if not state.fresh:
+            J, D, dj = host_jacobian(ctx, u, fu, D)
+            dl = 1
+            if J is None:
+                return state._replace(flag=xp.full((1,), _LSF, dtype=xp.int32), njvp=state.njvp + dj,
+                                      njac=state.njac + 1)
+        J1, D1, f1, fn2, lam = J[0], D[0], fu[0], state.fn2, state.lam
+        g = f1 @ J1  # J^T F
+        scale = max(math.sqrt(fn2 / state.fn20), float(xp.finfo(ctx.dtype).eps)) if state.fn20 > 0 else 1.0
+        A = J1.T @ J1 + (lam * scale * D1 * D1) * state.eye
+        delta = -backend.solve_small(xp, A, g)
+        nf, accept, rho = state.nf, False, -1.0
+        if host_finite(xp, delta):
+            trial, ft, ftn2, rho, ok = host_rated(ctx, u, f1, fn2, J1, delta)
+            nf, accept = nf + 1, ok and rho > ACCEPT_RHO
+        if accept:
+            lam_new, nu = lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 2.0
+        else:
+            lam_new, nu = lam * state.nu, 2.0 * state.nu
+        # Non-root stationary point of ||F||: the scaled gradient vanishes while F does not (g and F
+        # only change with a new Jacobian: a rejected step's iteration would find the same).
+        fnorm = math.sqrt(fn2)
+        stationary = False
+        if dl:
+            stationary = fnorm > 0 and float(xp.max(xp.abs(g) / D1)) <= self.gtol * fnorm
+        flag = state.flag
+        if stationary or (not accept and lam_new > 1e16):
+            flag = xp.full((1,), _STALLED, dtype=xp.int32)
+        if accept:
+            u, fu, fn2 = trial, ft, ftn2
+        return LMState(u, fu, fn2, J, not accept, D, lam_new, nu, flag, nf, state.njvp + dj,
+                       state.nvjp, state.njac + dl, state.nreject + (0 if accept else 1), state.eye, state.fn20)
 
     def extra_stats(self, state) -> dict:
         return {"njac": state.njac, "nreject": state.nreject}

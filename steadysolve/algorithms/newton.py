@@ -8,10 +8,14 @@ from typing import Optional
 from .. import backend
 from ..registry import register
 from ..checks import check_int
-from .dense import finite_jacobian, refuse_large, regularised
-from .newton_krylov import NewtonBase
+from .dense import finite_jacobian, host_finite, host_path, host_regularised, refuse_large, regularised
+from .newton_base import NewtonBase
 
 __all__ = ["NewtonRaphson"]
+
+
+def _eye(ctx):
+    return ctx.xp.eye(ctx.n, dtype=ctx.dtype)
 
 
 @register("newton")
@@ -27,14 +31,15 @@ class NewtonRaphson(NewtonBase):
     each row and column, :func:`~steadysolve.algorithms.dense.regularised`) so that an
     exactly singular Jacobian gives a huge step (which the line search rejects)
     instead of an exception; a non-finite Jacobian or step stops the element
-    with ``LinearSolveFailed``. Same Armijo line search as :class:`NewtonKrylov`.
+    with ``LinearSolveFailed``. Same line search as :class:`NewtonKrylov` (Armijo backtracking
+    with a watchdog, see :mod:`~steadysolve.algorithms.newton_base`).
 
     The Jacobian is only built in the Newton phase: backtracking iterations skip
     it (a host-side branch eagerly, ``lax.cond`` under JAX tracing).
 
     Parameters
     ----------
-    linesearch : ``"armijo"`` or ``None``.
+    linesearch : ``"watchdog"`` (default), ``"armijo"`` (monotone) or ``None`` (full steps).
     max_backtracks : rejected trials along one direction before the step is forced.
     max_size : largest ``n`` (unknowns per element) accepted, default 1000: the
         Jacobian takes ``n^2`` memory and ``O(n^3)`` per step. Larger systems raise
@@ -55,7 +60,7 @@ class NewtonRaphson(NewtonBase):
     ('Success', array([1.414214, 1.414214]))
     """
 
-    linesearch: Optional[str] = "armijo"
+    linesearch: Optional[str] = "watchdog"
     max_backtracks: int = 10
     max_size: int = 1000
 
@@ -94,10 +99,26 @@ class NewtonRaphson(NewtonBase):
 
             d, bad, nj = jax.lax.cond(jnp.any(newton), yes, no, (u, fu))
             return d, bad, nj, xp.astype(xp.any(newton), xp.int32), None
+        if state.true is not None:  # the host path (one NumPy element) asks only when it needs one
+            return self._host_direction(ctx, u, fu, state.aux)
         if not backend.host_bool(xp.any(newton)):
             return xp.zeros_like(u), xp.zeros(newton.shape, dtype=xp.bool, device=ctx.device), 0, 0, None
         d, bad, nj = self._dense_direction(ctx, u, fu)
         return d, bad, nj, 1, None
+
+    def _aux0(self, ctx, u0):
+        return _eye(ctx) if host_path(ctx) else None
+
+    def _host_direction(self, ctx, u, fu, eye):
+        """:meth:`_dense_direction` of one NumPy element: ``unusable`` as a Python bool."""
+        xp = ctx.xp
+        J, nj = ctx.jacobian(u, fu)
+        if not host_finite(xp, J):
+            return xp.zeros_like(u), True, nj, 1, eye
+        d = backend.solve_small(xp, host_regularised(xp, J[0], eye), -fu[0])
+        if not host_finite(xp, d):
+            return xp.zeros_like(u), True, nj, 1, eye
+        return xp.reshape(d, (1, ctx.n)), False, nj, 1, eye
 
     def extra_stats(self, state) -> dict:
         return {"nlinsolve": state.nlinsolve, "njac": state.nlinear, "nbacktrack": state.nbacktrack}

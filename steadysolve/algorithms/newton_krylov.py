@@ -1,160 +1,37 @@
 """Inexact Newton with a matrix-free Krylov inner solver (Jacobian-free Newton-Krylov).
 
-The Newton machinery (line search as a phase of the driver loop, forcing terms,
-counters) lives in :class:`NewtonBase`; :class:`NewtonKrylov` gets its
-direction from GMRES on Jacobian-vector products, ``NewtonRaphson``
-(``newton.py``) from a dense solve.
-
-Line search without data-dependent control flow
------------------------------------------------
-Every driver iteration evaluates ``F`` exactly once, at a trial point
-``u + lam * d``. An element is either in its *Newton phase* (``nback == 0``:
-compute a new direction ``d``, try ``lam = 1``) or in a *backtracking phase*
-(``nback > 0``: keep ``d``, try the smaller ``lam`` chosen from the previous
-rejection). The Armijo test ``||F(u + lam d)|| <= (1 - 1e-4 lam) ||F(u)||`` (2-norms)
-accepts or rejects the trial per element with ``where``; rejected and non-finite
-trials shrink ``lam`` by safeguarded quadratic interpolation (to within
-``[0.1, 0.5] * lam``; ``0.25 * lam`` after a NaN/Inf trial). No trial is ever
-wasted and a full Newton step costs one evaluation, so when no backtracking is
-needed (the usual case) the cost is one ``F`` per Newton step plus the JVPs.
-After ``max_backtracks`` rejections the last finite trial is taken anyway
-(as SciPy does); a non-finite one then stops the element with ``Stalled``.
-Backtracking iterations count as driver iterations (``maxiters``).
+The Newton machinery (the line search with its watchdog as phases of the driver loop,
+counters) lives in :class:`~steadysolve.algorithms.newton_base.NewtonBase` (see the notes of
+``newton_base.py``); :class:`NewtonKrylov` gets its direction from GMRES on Jacobian-vector
+products and adds the forcing terms, ``NewtonRaphson`` (``newton.py``) from a dense solve.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional, Union
+from typing import Optional, Union
 
 from .. import backend
 from ..linear.gmres import GMRES, gmres_2d
 from ..registry import register
 from ..retcodes import ReturnCode
 from ..checks import check_int, check_positive
-from .base import Algorithm
+from .newton_base import NewtonBase, NewtonState
 
 __all__ = ["NewtonKrylov", "NewtonBase", "NewtonState"]
 
 _LSF = ReturnCode.LinearSolveFailed.code
-_STALLED = ReturnCode.Stalled.code
-ARMIJO_C = 1e-4
-
-
-class NewtonState(NamedTuple):
-    u: Any
-    fu: Any
-    fn2: Any  # (B,) ||F(u)||_2^2
-    d: Any  # (B, n) current Newton direction
-    lam: Any  # (B,) step length of the next trial
-    nback: Any  # (B,) int32: rejected trials along d so far (0 = Newton phase)
-    eta: Any  # (B,) forcing term for the next linear solve
-    flag: Any  # (B,) int32 failure code
-    nf: Any
-    njvp: Any
-    nvjp: Any
-    nlinsolve: Any  # 0-d: linear solves (Newton directions computed)
-    nlinear: Any  # 0-d: Krylov steps (or dense Jacobians for NewtonRaphson)
-    nbacktrack: Any  # 0-d: rejected trial points
-    aux: Any = None  # algorithm-specific carry (NewtonKrylov: recycled directions (B, k, n))
 
 
 #: with the default (Eisenstat-Walker) forcing, systems this small get an exact Newton direction
 _EXACT_N = 8
 
 
-class NewtonBase(Algorithm):
-    """Shared Newton loop: subclasses provide ``_direction`` and the option fields
-    ``linesearch``, ``max_backtracks``."""
-
-    stall_patience = None  # backtracking iterations do not improve the residual by design
-
-    def _check_linesearch(self, owner):
-        if self.linesearch not in ("armijo", None):
-            raise ValueError(f"{owner}: linesearch must be 'armijo' or None, got {self.linesearch!r}")
-        check_int(owner, "max_backtracks", self.max_backtracks, 1)
-
-    def _eta0(self, ctx):
-        return 0.0
-
-    def _aux0(self, ctx, u0):
-        return None
-
-    def init(self, prob, u0, ctx):
-        xp, B = ctx.xp, ctx.batch
-        fu = ctx.fu0
-        zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
-        ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
-        return NewtonState(
-            u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), d=xp.zeros_like(u0), lam=ones, nback=zi,
-            eta=self._eta0(ctx) * ones, flag=zi,
-            nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
-            nlinsolve=ctx.counter(0), nlinear=ctx.counter(0), nbacktrack=ctx.counter(0),
-            aux=self._aux0(ctx, u0),
-        )
-
-    def _direction(self, prob, state, ctx, newton):  # pragma: no cover - interface
-        """-> (d (B, n), unusable (B,) bool, njvp increment, nlinear increment, new aux)."""
-        raise NotImplementedError
-
-    def _next_eta(self, state, ctx, fn2_new, u_new, fu_new):
-        return state.eta
-
-    def step(self, prob, state, ctx):
-        xp, B = ctx.xp, ctx.batch
-        newton = state.nback == 0
-        d_new, unusable, dj, dl, aux = self._direction(prob, state, ctx, newton)
-        nb = xp.reshape(newton, (B, 1))
-        d = xp.where(nb, d_new, state.d)
-        one = xp.ones_like(state.lam)
-        lam = xp.where(newton, one, state.lam)
-        trial = state.u + xp.reshape(lam, (B, 1)) * d
-        ft = ctx.F(trial)
-        ftn2 = xp.sum(ft * ft, axis=1)
-        finite = xp.isfinite(ftn2)
-        bad_dir = newton & unusable
-        if self.linesearch is None:
-            accept = ~bad_dir
-            nback = state.nback
-            lam_next = one
-            flag = xp.where(bad_dir, xp.full_like(state.flag, _LSF), state.flag)
-        else:
-            fn2 = state.fn2
-            shrink = 1.0 - ARMIJO_C * lam
-            armijo = finite & (ftn2 <= shrink * shrink * fn2)
-            nback = state.nback + 1
-            give_up = nback > self.max_backtracks
-            accept = ~bad_dir & (armijo | (give_up & finite))
-            # Quadratic model of phi(l) = ||F(u + l d)||^2 with phi'(0) = -2 phi(0).
-            den = ftn2 - fn2 + 2.0 * lam * fn2
-            safe = xp.where(den > 0, den, one)
-            lam_q = xp.where(den > 0, lam * lam * fn2 / safe, 0.5 * lam)
-            lam_q = xp.minimum(xp.maximum(lam_q, 0.1 * lam), 0.5 * lam)
-            lam_next = xp.where(finite, lam_q, 0.25 * lam)
-            flag = xp.where(bad_dir, xp.full_like(state.flag, _LSF), state.flag)
-            flag = xp.where(~bad_dir & give_up & ~finite, xp.full_like(state.flag, _STALLED), flag)
-            nback = xp.where(accept, xp.zeros_like(nback), nback)
-            lam_next = xp.where(accept, one, lam_next)
-        ab = xp.reshape(accept, (B, 1))
-        u = xp.where(ab, trial, state.u)
-        fu = xp.where(ab, ft, state.fu)
-        fn2_new = xp.where(accept, ftn2, state.fn2)
-        eta = xp.where(accept, self._next_eta(state, ctx, ftn2, trial, ft), state.eta)
-        nrej = xp.astype(xp.sum(xp.astype(~accept & ~bad_dir, xp.int32)), xp.int32)
-        nnewton = xp.astype(xp.any(newton), xp.int32)
-        return NewtonState(u, fu, fn2_new, d, lam_next, nback, eta, flag,
-                           state.nf + 1, state.njvp + dj, state.nvjp, state.nlinsolve + nnewton,
-                           state.nlinear + dl, state.nbacktrack + nrej, aux)
-
-    def extra_stats(self, state) -> dict:
-        return {"nlinsolve": state.nlinsolve, "nlinear": state.nlinear, "nbacktrack": state.nbacktrack}
-
-
 @register("newton_krylov")
 @dataclass(frozen=True)
 class NewtonKrylov(NewtonBase):
     """Jacobian-free Newton-Krylov: inexact Newton steps ``J d = -F`` solved by GMRES
-    on Jacobian-vector products, with Eisenstat-Walker forcing and an Armijo line search.
+    on Jacobian-vector products, with Eisenstat-Walker forcing and a line search with a watchdog.
 
     Parameters
     ----------
@@ -166,7 +43,9 @@ class NewtonKrylov(NewtonBase):
         safeguarded by ``0.9 eta_old^2`` when that exceeds 0.1, capped at ``eta_max``,
         and never below ``0.5 tol / ||F||`` to avoid oversolving), or a constant
         ``0 < eta < 1``.
-    linesearch : ``"armijo"`` (see the module notes) or ``None`` (full steps).
+    linesearch : ``"watchdog"`` (Armijo backtracking after a probe of the next Newton step, see
+        :mod:`~steadysolve.algorithms.newton_base`), ``"armijo"`` (monotone backtracking) or
+        ``None`` (full steps).
     jvp_step : relative step of the finite-difference JVP used when the problem has
         no ``jvp``: ``J v ~ (F(u + h v) - F(u)) / h`` with
         ``h = jvp_step * max(||u||_2, 1) / ||v||_2``; ``None`` uses ``sqrt(eps)``
@@ -197,7 +76,7 @@ class NewtonKrylov(NewtonBase):
 
     linsolve: GMRES = GMRES()
     forcing: Union[str, float] = "eisenstat_walker"
-    linesearch: Optional[str] = "armijo"
+    linesearch: Optional[str] = "watchdog"
     jvp_step: Optional[float] = None
     eta0: float = 0.5
     eta_max: float = 0.9

@@ -1,0 +1,260 @@
+"""The Newton loop shared by :class:`NewtonRaphson` and :class:`NewtonKrylov`: a line search with a
+watchdog, as phases of the driver loop (no data-dependent control flow, one ``F`` per iteration).
+
+Every driver iteration evaluates ``F`` exactly once, at a trial point. Per element, an
+iteration is in one of three phases:
+
+* **Newton** (``nback == 0``): compute a direction ``d`` at the accepted iterate ``u``
+  and try the full step ``u + d``;
+* **probe** (the watchdog, ``linesearch="watchdog"``, the default): the full step was not
+  accepted but ``F(u + d)`` is finite and ``||F(u + d)|| <= 100 ||F(u)||``. Instead of
+  backtracking at once, compute the Newton direction ``d'`` at ``p = u + d`` and try
+  ``p + d'``. Newton's method often climbs out of a curved valley in two full steps
+  whose first one raises ``||F||`` (Rosenbrock from (-1.2, 1): 3 iterations instead of
+  26 with a monotone search). The probe succeeds, and ``p + d'`` becomes the iterate,
+  when ``||F(p + d')|| <= 0.5 ||F(u)||`` (two Newton steps must at least halve the
+  residual, so a probe cannot trade a steady descent for a shallow basin elsewhere);
+  otherwise the element returns to ``u`` and backtracks along ``d`` exactly as the
+  monotone search would have, one evaluation and one direction later (a failed probe
+  leaves no trace: the algorithm's carry, e.g. NewtonKrylov's recycled directions, is
+  restored). A failed probe disables probing until a full step is accepted again, so
+  the watchdog costs at most one wasted trial per run of backtracking;
+* **backtracking** (``nback > 0``): keep ``d`` and try ``u + lam d`` with ``lam`` from
+  safeguarded quadratic interpolation of the last rejection (within ``[0.1, 0.5] lam``;
+  ``0.25 lam`` after a NaN/Inf trial).
+
+Newton and backtracking trials are accepted by the Armijo test
+``||F(trial)|| <= (1 - 1e-4 lam) ||F(u)||`` (2-norms) against the accepted iterate. The
+probe point ``p`` is never an iterate: the iterate the driver judges and reports moves
+only to points of smaller residual (but for the forced step below), so the watchdog
+cannot turn a solve into a false success or a false ``Diverged``. After
+``max_backtracks`` rejections the last finite trial is taken anyway (as SciPy does); a
+non-finite one then stops the element with ``Stalled``. A direction that cannot be
+computed at ``u`` stops the element with ``LinearSolveFailed`` (at a probe point it
+only fails the probe). ``linesearch="armijo"`` is the monotone search without probes,
+``None`` takes full steps. Probe and backtracking iterations count as driver iterations
+(``maxiters``); rejected trials count in ``stats.nbacktrack``.
+
+Batched, PyTorch, JAX and traced solves decide per element with ``where``; the eager
+unbatched NumPy solve (the arrays are on the host) decides on Python floats, with the
+same arithmetic, and skips the direction in backtracking iterations.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from ..checks import check_int
+from ..retcodes import ReturnCode
+from .base import Algorithm
+from .dense import host_path
+
+__all__ = ["NewtonBase", "NewtonState", "ARMIJO_C", "WATCH_GROWTH", "WATCH_DECREASE"]
+
+_LSF = ReturnCode.LinearSolveFailed.code
+_STALLED = ReturnCode.Stalled.code
+ARMIJO_C = 1e-4
+#: a rejected full step may be probed when its residual is at most this factor above ``||F(u)||``
+WATCH_GROWTH = 1e2
+#: a probe succeeds when its trial's residual is at most this fraction of ``||F(u)||``
+WATCH_DECREASE = 0.5
+_LINESEARCHES = ("watchdog", "armijo", None)
+
+
+class NewtonState(NamedTuple):
+    u: Any
+    fu: Any
+    fn2: Any  # (B,) ||F(u)||_2^2
+    d: Any  # (B, n) Newton direction at u
+    lam: Any  # (B,) step length of the next backtracking trial
+    nback: Any  # (B,) int32: rejected trials along d so far (0 = Newton or probe phase)
+    eta: Any  # (B,) forcing term for the next linear solve
+    flag: Any  # (B,) int32 failure code
+    nf: Any
+    njvp: Any
+    nvjp: Any
+    nlinsolve: Any  # 0-d: linear solves (Newton directions computed)
+    nlinear: Any  # 0-d: Krylov steps (or dense Jacobians for NewtonRaphson)
+    nbacktrack: Any  # 0-d: rejected trial points
+    aux: Any = None  # algorithm-specific carry (NewtonKrylov: recycled directions (B, k, n))
+    p: Any = None  # (B, n) the last trial point (the probe point in the probe phase)
+    fp: Any = None  # (B, n) F(p)
+    fp2: Any = None  # (B,) ||F(p)||_2^2
+    probe: Any = None  # (B,) bool: this iteration probes from p
+    watch: Any = None  # (B,) bool: a rejected full step may be probed
+    true: Any = None  # host path: a constant (1,) True array (the "Newton phase" mask)
+
+
+class NewtonBase(Algorithm):
+    """Shared Newton loop: subclasses provide ``_direction`` and the option fields
+    ``linesearch``, ``max_backtracks``."""
+
+    stall_patience = None  # backtracking iterations do not improve the residual by design
+
+    def _check_linesearch(self, owner):
+        if self.linesearch not in _LINESEARCHES:
+            raise ValueError(f"{owner}: linesearch must be 'watchdog', 'armijo' or None, got {self.linesearch!r}")
+        check_int(owner, "max_backtracks", self.max_backtracks, 1)
+
+    def _eta0(self, ctx):
+        return 0.0
+
+    def _aux0(self, ctx, u0):
+        return None
+
+    def init(self, prob, u0, ctx):
+        xp, B = ctx.xp, ctx.batch
+        fu = ctx.fu0
+        fn2 = xp.sum(fu * fu, axis=1)
+        zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
+        ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
+        watchdog = self.linesearch == "watchdog"
+        if host_path(ctx):
+            lam, nback, probe, watch, true = 1.0, 0, False, watchdog, xp.ones((1,), dtype=xp.bool)
+        else:
+            lam, nback, true = ones, zi, None
+            probe = xp.zeros((B,), dtype=xp.bool, device=ctx.device)
+            watch = xp.full((B,), watchdog, dtype=xp.bool, device=ctx.device)
+        return NewtonState(
+            u=u0, fu=fu, fn2=fn2, d=xp.zeros_like(u0), lam=lam, nback=nback,
+            eta=self._eta0(ctx) * ones, flag=zi,
+            nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
+            nlinsolve=ctx.counter(0), nlinear=ctx.counter(0), nbacktrack=ctx.counter(0),
+            aux=self._aux0(ctx, u0), p=u0, fp=fu, fp2=fn2, probe=probe, watch=watch, true=true,
+        )
+
+    def _direction(self, prob, state, ctx, newton):  # pragma: no cover - interface
+        """-> (d (B, n), unusable (B,) bool, njvp increment, nlinear increment, new aux), at
+        ``state.u`` (``state.fu = F(u)``, ``state.fn2 = ||F(u)||^2``) where ``newton``."""
+        raise NotImplementedError
+
+    def _next_eta(self, state, ctx, fn2_new, u_new, fu_new):
+        return state.eta
+
+    def step(self, prob, state, ctx):
+        if host_path(ctx):
+            return self._step_host(prob, state, ctx)
+        return self._step_arrays(prob, state, ctx)
+
+    def _step_arrays(self, prob, state, ctx):
+        xp, B = ctx.xp, ctx.batch
+        watchdog = self.linesearch == "watchdog"
+        newton = state.nback == 0
+        base = state
+        if watchdog:  # a probing element computes its direction at the probe point
+            pc = xp.reshape(state.probe, (B, 1))
+            base = state._replace(u=xp.where(pc, state.p, state.u), fu=xp.where(pc, state.fp, state.fu),
+                                  fn2=xp.where(state.probe, state.fp2, state.fn2))
+        d_new, unusable, dj, dl, aux = self._direction(prob, base, ctx, newton)
+        nb = xp.reshape(newton, (B, 1))
+        one = xp.ones_like(state.lam)
+        lam = xp.where(newton, one, state.lam)
+        trial = base.u + xp.reshape(lam, (B, 1)) * xp.where(nb, d_new, state.d)
+        ft = ctx.F(trial)
+        ftn2 = xp.sum(ft * ft, axis=1)
+        fresh = (newton & ~state.probe) if watchdog else newton  # a Newton phase at u
+        bad_dir = fresh & unusable
+        flag = xp.where(bad_dir, xp.full_like(state.flag, _LSF), state.flag)
+        probe, watch = state.probe, state.watch
+        if self.linesearch is None:
+            accept, nback, lam_next = ~bad_dir, state.nback, one
+        else:
+            fn2 = state.fn2
+            finite = xp.isfinite(ftn2)
+            shrink = 1.0 - ARMIJO_C * lam
+            if watchdog:
+                shrink = xp.where(state.probe, xp.full_like(shrink, WATCH_DECREASE), shrink)
+            nback = state.nback + 1
+            give_up = nback > self.max_backtracks  # only in a backtracking phase (nback >= 1 there)
+            accept = ~(newton & unusable) & finite & ((ftn2 <= shrink * shrink * fn2) | give_up)
+            # Quadratic model of phi(l) = ||F(u + l d)||^2 with phi'(0) = -2 phi(0).
+            den = ftn2 - fn2 + 2.0 * lam * fn2
+            pos = den > 0
+            lam_q = xp.where(pos, lam * lam * fn2 / xp.where(pos, den, one), 0.5 * lam)
+            lam_q = xp.where(finite, xp.clip(lam_q, 0.1 * lam, 0.5 * lam), 0.25 * lam)
+            flag = xp.where(give_up & ~finite, xp.full_like(flag, _STALLED), flag)
+            restart = accept
+            if watchdog:
+                rej = ~accept
+                go = fresh & rej & watch & ~unusable & (ftn2 <= WATCH_GROWTH ** 2 * fn2)
+                failed = state.probe & rej  # back to u: backtrack along d with the stored lam
+                lam_q = xp.where(failed, state.lam, lam_q)
+                restart = accept | go
+                watch = (watch & ~failed) | (accept & newton)
+                probe = go
+                if aux is not None and state.aux is not None:  # a failed probe leaves no trace in the carry
+                    aux = xp.where(xp.reshape(failed, (B,) + (1,) * (aux.ndim - 1)), state.aux, aux)
+            nback = xp.where(restart, xp.zeros_like(nback), nback)
+            lam_next = xp.where(accept, one, lam_q)
+        ab = xp.reshape(accept, (B, 1))
+        u = xp.where(ab, trial, state.u)
+        fu = xp.where(ab, ft, state.fu)
+        fn2_new = xp.where(accept, ftn2, state.fn2)
+        eta = xp.where(accept, self._next_eta(state, ctx, ftn2, trial, ft), state.eta)
+        d = xp.where(xp.reshape(fresh, (B, 1)), d_new, state.d)
+        nrej = xp.astype(xp.sum(xp.astype(~accept ^ bad_dir, xp.int32)), xp.int32)  # (bad_dir is never accepted)
+        nnewton = xp.astype(xp.any(newton), xp.int32)
+        return NewtonState(u, fu, fn2_new, d, lam_next, nback, eta, flag,
+                           state.nf + 1, state.njvp + dj, state.nvjp, state.nlinsolve + nnewton,
+                           state.nlinear + dl, state.nbacktrack + nrej, aux, trial, ft, ftn2, probe, watch)
+
+    def _step_host(self, prob, state, ctx):
+        """:meth:`_step_arrays` for one element on the host: the same decisions on Python floats."""
+        xp = ctx.xp
+        newton, probe = state.nback == 0, state.probe
+        lam, nback, watch, aux = state.lam, state.nback, state.watch, state.aux
+        dj = dl = 0
+        if newton:
+            base = state._replace(u=state.p, fu=state.fp, fn2=state.fp2) if probe else state
+            d_new, unusable, dj, dl, aux = self._direction(prob, base, ctx, state.true)
+            bad = unusable if isinstance(unusable, bool) else bool(unusable[0])
+            if bad and not probe:  # no direction at u: stop (the driver keeps u)
+                return state._replace(flag=xp.full((1,), _LSF, dtype=xp.int32), njvp=state.njvp + dj,
+                                      nlinsolve=state.nlinsolve + 1, nlinear=state.nlinear + dl, aux=aux)
+            trial, step, d = base.u + d_new, 1.0, (state.d if probe else d_new)
+        else:
+            bad, d, step = False, state.d, lam
+            trial = state.u + lam * d
+        ft = ctx.F(trial)
+        ftn2 = xp.sum(ft * ft, axis=1)
+        t2, fn2 = float(ftn2[0]), float(state.fn2[0])
+        flag, go = state.flag, False
+        if self.linesearch is None:
+            accept, lam_next = True, 1.0
+        else:
+            finite = math.isfinite(t2)
+            nback += 1
+            give_up = nback > self.max_backtracks
+            shrink = WATCH_DECREASE if probe else 1.0 - ARMIJO_C * step
+            accept = finite and not (probe and bad) and (t2 <= shrink * shrink * fn2 or give_up)
+            if accept:
+                lam_next = 1.0
+            elif probe:  # failed probe: back to u, backtrack along d with the stored lam (and the old carry)
+                lam_next, watch, aux = lam, False, state.aux
+            elif not finite:
+                lam_next = 0.25 * step
+                if give_up:
+                    flag = xp.full((1,), _STALLED, dtype=xp.int32)
+            else:
+                den = t2 - fn2 + 2.0 * step * fn2
+                lam_q = step * step * fn2 / den if den > 0 else 0.5 * step
+                lam_next = min(max(lam_q, 0.1 * step), 0.5 * step)
+                go = newton and watch and t2 <= WATCH_GROWTH ** 2 * fn2
+            if accept:
+                nback, watch = 0, watch or (newton and self.linesearch == "watchdog")
+            elif go:
+                nback = 0
+        nrej = 0 if accept else 1
+        if accept:
+            eta = self._next_eta(state, ctx, ftn2, trial, ft)
+            u, fu, fn2a = trial, ft, ftn2
+        else:
+            eta, u, fu, fn2a = state.eta, state.u, state.fu, state.fn2
+        return NewtonState(u, fu, fn2a, d, lam_next, nback, eta, flag,
+                           state.nf + 1, state.njvp + dj, state.nvjp, state.nlinsolve + int(newton),
+                           state.nlinear + dl, state.nbacktrack + nrej, aux, trial, ft, ftn2, go, watch,
+                           state.true)
+
+    def extra_stats(self, state) -> dict:
+        return {"nlinsolve": state.nlinsolve, "nlinear": state.nlinear, "nbacktrack": state.nbacktrack}

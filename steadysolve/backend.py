@@ -93,6 +93,8 @@ def namespace(*named: tuple[str, Any]):
     ``named`` are ``(name, value)`` pairs; values may be nested containers. Mixing
     array libraries (or devices) raises a ``TypeError`` that names the culprits.
     """
+    if _FAST_NUMPY is not None and all(v is None or type(v) is _NDARRAY for _, v in named):
+        return _FAST_NUMPY  # plain NumPy arrays (the common case, checked in ~0.3 us)
     leaves = [(name, leaf) for name, value in named for leaf in tree_leaves(value)]
     if not leaves:
         raise TypeError("no array found among the inputs: u0 must be an array (NumPy, CuPy, PyTorch, JAX, ...)")

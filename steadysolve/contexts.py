@@ -4,8 +4,6 @@ and, for batched eager solves of row-wise problems, the context of a subset of t
 
 from __future__ import annotations
 
-import copy
-
 from . import backend
 from .algorithms.base import Context
 from .derivatives import Products
@@ -21,7 +19,8 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     of the user's function checked against ``u0``'s shape and dtype)."""
     p = prob.p
     user_u0 = u0
-    prob = copy.copy(prob)
+    prob, original = object.__new__(type(prob)), prob  # a shallow copy (copy.copy costs ~4 us more)
+    prob.__dict__.update(original.__dict__)
     prob.f = checked(prob.f, fname_of(prob), user_u0)
     to_s, to_u = layout.to_rows, layout.from_rows
     host = backend.is_numpy(xp)

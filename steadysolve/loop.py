@@ -128,8 +128,11 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, 
         nrun = int(running.sum())
         if nrun == 0:
             break
-        if can_narrow and nrun <= NARROW_AT * running.shape[0]:
-            keep = np.flatnonzero(running)
+        if can_narrow and nrun <= NARROW_AT * running.shape[0] and running.shape[0] > 2:
+            # at least two rows: a step may take another path for one system (the state's layout
+            # was made by init for a batch), so a lone straggler keeps one stopped row beside it
+            keep = np.flatnonzero(running) if nrun > 1 else np.sort(np.r_[np.flatnonzero(running)[:1],
+                                                                          np.flatnonzero(~running)[:1]])
             sub = _narrowed(xp, narrow, ctx, (state, best_u, best_fu), keep, probe=ws is None)
             if sub is None:  # f does not take a smaller batch (per-element data outside p)
                 can_narrow, state = False, state._replace(nf=state.nf + 1)  # the try counts

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from .. import backend
 from ..linear.gmres import GMRES, gmres_2d
 from ..registry import register
 from ..retcodes import ReturnCode
@@ -160,9 +159,8 @@ class NewtonKrylov(NewtonBase):
             d = xp.zeros_like(x) if unusable else x
             if aug is not None and not unusable:
                 dn = float(xp.vecdot(d[0, :], d[0, :])) ** 0.5
-                if dn > 0:  # push the unit direction into the recycled set, in place (newest first)
-                    aug = backend.set_at(xp, aug, (slice(None), slice(1, None), slice(None)), aug[:, :-1, :])
-                    aug = backend.set_at(xp, aug, (slice(None), 0, slice(None)), d / dn)
+                if dn > 0:  # push the unit direction into the recycled set (newest first)
+                    aug = xp.concat([xp.reshape(d / dn, (1, 1, ctx.n)), aug[:, :-1, :]], axis=1)
             return d, unusable, res.nmatvec, res.niter, aug
         unusable = ((res.codes == _LSF) & ~(res.resid * res.resid < state.fn2)) | ~xp.all(xp.isfinite(x), axis=1)
         d = xp.where(xp.reshape(unusable, (B, 1)), 0.0, x)
@@ -170,9 +168,8 @@ class NewtonKrylov(NewtonBase):
             dn = xp.sqrt(xp.sum(d * d, axis=1))
             push = newton & (dn > 0)
             unit = d / xp.reshape(xp.where(dn > 0, dn, 1.0), (B, 1))
-            # the elements that push shift their directions by one slot (newest first), in place
-            tail = xp.where(xp.reshape(push, (B, 1, 1)), aug[:, :-1, :], aug[:, 1:, :])
-            head = xp.where(xp.reshape(push, (B, 1)), unit, aug[:, 0, :])
-            aug = backend.set_at(xp, aug, (slice(None), slice(1, None), slice(None)), tail)
-            aug = backend.set_at(xp, aug, (slice(None), 0, slice(None)), head)
+            # the elements that push shift their directions by one slot (newest first). A new array, not
+            # a write in place: the watchdog's failed probe restores the previous set (newton_base.py)
+            shifted = xp.concat([xp.reshape(unit, (B, 1, ctx.n)), aug[:, :-1, :]], axis=1)
+            aug = xp.where(xp.reshape(push, (B, 1, 1)), shifted, aug)
         return d, unusable, res.nmatvec, res.niter, aug

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
+from ..retcodes import ReturnCode
 
 __all__ = ["refuse_large", "refresh_jacobian", "finite_jacobian", "column_scale", "regularised", "scaled_jacobian",
            "host_path", "host_finite", "host_jacobian", "host_regularised", "host_rated"]
@@ -134,17 +135,22 @@ def host_finite(xp, x) -> bool:
     return math.isfinite(float(xp.sum(x))) or bool(xp.all(xp.isfinite(x)))
 
 
-def host_jacobian(ctx, u, fu, D_old):
-    """:func:`scaled_jacobian` for one element on the host: ``(J (1, n, n) or None when not finite, D, jvps)``."""
+def host_jacobian(ctx, state):
+    """The Jacobian of a host step of TrustRegion / LevenbergMarquardt (one element): the state's
+    when it is fresh, else :func:`scaled_jacobian` on the host. Returns ``(J (1, n, n), D, jvps,
+    jacobians, failed)``; ``failed`` is the state to return when the new Jacobian is not finite."""
+    if state.fresh:
+        return state.J, state.D, 0, 0, None
     xp = ctx.xp
-    J, nj = ctx.jacobian(u, fu)
+    J, nj = ctx.jacobian(state.u, state.fu)
     cn = xp.sum(J * J, axis=1)
     if not (math.isfinite(float(xp.sum(cn))) or bool(xp.all(xp.isfinite(J)))):  # (a finite sum: all finite)
-        return None, D_old, nj
-    D = xp.maximum(D_old, xp.sqrt(cn))
+        flag = xp.full((1,), ReturnCode.LinearSolveFailed.code, dtype=xp.int32)
+        return None, state.D, nj, 1, state._replace(flag=flag, njvp=state.njvp + nj, njac=state.njac + 1)
+    D = xp.maximum(state.D, xp.sqrt(cn))
     if not float(xp.min(D)) > 0:
         D = xp.where(D > 0, D, xp.ones_like(D))
-    return J, D, nj
+    return J, D, nj, 1, None
 
 
 def host_regularised(xp, J1, eye):

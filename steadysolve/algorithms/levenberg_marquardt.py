@@ -145,13 +145,9 @@ class LevenbergMarquardt(Algorithm):
     def _step_host(self, prob, state, ctx):
         """:meth:`step` for one element on the host: the same decisions on Python floats."""
         xp, u, fu = ctx.xp, state.u, state.fu
-        J, D, dj, dl = state.J, state.D, 0, 0
-        if not state.fresh:
-            J, D, dj = host_jacobian(ctx, u, fu, D)
-            dl = 1
-            if J is None:
-                return state._replace(flag=xp.full((1,), _LSF, dtype=xp.int32), njvp=state.njvp + dj,
-                                      njac=state.njac + 1)
+        J, D, dj, dl, failed = host_jacobian(ctx, state)
+        if failed is not None:
+            return failed
         J1, D1, f1, fn2, lam = J[0], D[0], fu[0], state.fn2, state.lam
         g = f1 @ J1  # J^T F
         scale = max(math.sqrt(fn2 / state.fn20), float(xp.finfo(ctx.dtype).eps)) if state.fn20 > 0 else 1.0

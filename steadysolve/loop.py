@@ -143,11 +143,7 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, 
                 ctx, state, best_u, best_fu = sub
                 book = type(book)(*(a[keep] for a in book))
                 step = _eager_step(alg, prob, ctx)
-        try:
-            new = step(state)
-        except Exception as e:
-            _noted(e, alg, f"in iteration {it + 1}")
-            raise
+        new = _step(step, state, alg, it)
         it += 1
         fn, un, flag = _host_norms(xp, ctx, new, False)  # the one device sync of the iteration
         book, v = judge(ns, fn, un, flag, book, abstol, reltol, patience, huge)
@@ -211,11 +207,7 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user)
     trace = [fn] if store_trace else None
     it = 0
     while it < maxiters and book.codes == RUNNING:
-        try:
-            new = step(state)
-        except Exception as e:
-            _noted(e, alg, f"in iteration {it + 1}")
-            raise
+        new = _step(step, state, alg, it)
         it += 1
         if hn is not None:  # the one device sync of the iteration (none at all on NumPy)
             fn, un, flag = hn(new.fu), hn(new.u), (int(new.flag[0]) if has_flag else None)
@@ -252,6 +244,14 @@ def _narrowed(xp, narrow, ctx, carry, keep, probe):
             return None
         rows = rows._replace(nf=rows.nf + 1)
     return sub, rows, best_u, best_fu
+
+
+def _step(step, state, alg, it):
+    try:
+        return step(state)
+    except Exception as e:
+        _noted(e, alg, f"in iteration {it + 1}")
+        raise
 
 
 def _init(alg, prob, u0, ctx):

@@ -157,51 +157,48 @@ class Broyden(Algorithm):
                             nreset, nreject)
 
     def _step_one(self, state, ctx):
-        """``step`` for one system on NumPy: the same update, every scalar a host float.
-
-        The histories stay the in-place ring buffers of the batched step, but a reset also sends
-        the ring position back to 0: the history is then always the rows ``[0, k)`` (``k`` the
-        number of weights set; every row once the ring is full), and the products use only those
-        rows (SciPy's ``broyden1`` likewise multiplies by its ``k`` pairs, not by the memory)."""
+        """``step`` for one system on NumPy: the same update with every scalar a host float, and the
+        same products (the whole ring, weighted by ``w``, in the same order), so that its iterates are
+        those of the batched step."""
         xp, n = ctx.xp, ctx.n
         A, Bv, w = state.A, state.Bv, state.w
-        kv = int(float(xp.sum(w)))
-        A0, B0 = A[0, :kv, :], Bv[0, :kv, :]
+        A0, B0, w0 = A[0], Bv[0], w[0]
+        fresh = not float(xp.sum(w0)) > 0
         h0 = float(state.h0[0, 0])
-        fu = xp.reshape(state.fu, (n,))
-        s = h0 * fu - (B0 @ fu) @ A0  # -H F(u)
-        trial = xp.reshape(state.u, (n,)) + s
-        ft = xp.reshape(ctx.F(xp.reshape(trial, (1, n))), (n,))
-        ftn = float(xp.vecdot(ft, ft)) ** 0.5
+        fu = state.fu[0]
+        s = h0 * fu - ((B0 @ fu) * w0) @ A0  # -H F(u)
+        trial = state.u[0] + s
+        ft = ctx.F(xp.reshape(trial, (1, n)))[0]
+        ftn = math.sqrt(float(xp.sum(ft * ft)))
         y = ft - fu
-        sy, yy = float(xp.vecdot(s, y)), float(xp.vecdot(y, y))
-        if kv == 0 and math.isfinite(sy) and math.isfinite(yy) and sy != 0 and yy > 0:
+        sy, yy = float(xp.sum(s * y)), float(xp.sum(y * y))
+        if fresh and math.isfinite(sy) and math.isfinite(yy) and sy != 0 and yy > 0:
             h0 = -sy / yy  # a fresh history: H_0's scale and sign from the first secant pair
-        Hy = (B0 @ y) @ A0 - h0 * y
-        bvec = (A0 @ s) @ B0 - h0 * s
-        den = float(xp.vecdot(s, Hy))
-        snhn = math.sqrt(float(xp.vecdot(s, s))) * math.sqrt(float(xp.vecdot(Hy, Hy))) if math.isfinite(den) else 0.0
-        bad = not (math.isfinite(den) and bool(xp.all(xp.isfinite(bvec)))) or abs(den) <= self.reset_tol * snhn \
-            or den == 0
+        Hy = ((B0 @ y) * w0) @ A0 - h0 * y
+        bvec = ((A0 @ s) * w0) @ B0 - h0 * s
+        den = float(xp.sum(s * Hy))
+        finite = math.isfinite(den) and bool(xp.all(xp.isfinite(bvec))) and bool(xp.all(xp.isfinite(Hy)))
+        snhn = math.sqrt(float(xp.sum(s * s))) * math.sqrt(float(xp.sum(Hy * Hy))) if finite else 0.0
+        bad = not finite or abs(den) <= self.reset_tol * snhn or den == 0
         accept = math.isfinite(ftn) and ftn <= self.growth * float(state.fn[0])
         nrej = 0 if accept else int(state.nrej[0]) + 1
         restart = nrej >= self.max_reject
         pos = state.pos
-        if bad or restart:  # a new history
+        if bad or restart:  # a new history (the ring position moves on, as in the batched step)
+            backend.set_at(xp, A, (0, pos, slice(None)), 0.0 if bad else (s - Hy) / den)
+            backend.set_at(xp, Bv, (0, pos, slice(None)), 0.0 if bad else bvec)
             backend.set_at(xp, w, ..., 0.0)
-            pos = 0
         else:
             backend.set_at(xp, A, (0, pos, slice(None)), (s - Hy) / den)
             backend.set_at(xp, Bv, (0, pos, slice(None)), bvec)
             backend.set_at(xp, w, (0, pos), 1.0)
-            pos = (pos + 1) % self.memory
         if restart:
             h0, nrej = 0.25 * h0, 0
         dt = ctx.dtype
         u, fu, fn = ((xp.reshape(trial, (1, n)), xp.reshape(ft, (1, n)), xp.asarray([ftn], dtype=dt)) if accept
                      else (state.u, state.fu, state.fn))
         return BroydenState(u, fu, fn, xp.asarray([[h0]], dtype=dt), A, Bv, w, xp.asarray([nrej], dtype=xp.int32),
-                            pos, state.nf + 1, state.njvp, state.nvjp,
+                            (pos + 1) % self.memory, state.nf + 1, state.njvp, state.nvjp,
                             state.nreset + int(bad or restart), state.nreject + int(not accept))
 
     def extra_stats(self, state) -> dict:

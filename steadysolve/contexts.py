@@ -18,15 +18,14 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     """The :class:`Context` of one solve: the problem's functions on ``(batch, n)`` rows (each call
     of the user's function checked against ``u0``'s shape and dtype)."""
     p = prob.p
-    user_u0 = u0
     prob, original = object.__new__(type(prob)), prob  # a shallow copy (copy.copy costs ~4 us more)
     prob.__dict__.update(original.__dict__)
-    prob.f = checked(prob.f, fname_of(prob), user_u0)
+    prob.f = checked(prob.f, fname_of(prob), u0)
     to_s, to_u = layout.to_rows, layout.from_rows
     host = backend.is_numpy(xp)
 
     if host and layout.axis is None:  # one NumPy system: the layout is two reshapes, as methods
-        shape, rows, residual, f = layout.shape, (1, layout.n), prob.residual, prob.f
+        shape, rows, residual, f, vf = layout.shape, (1, layout.n), prob.residual, prob.f, prob.vector_field
         if prob.kind == "fixed_point":
             def F(u):
                 u = u.reshape(shape)
@@ -34,9 +33,15 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
         else:
             def F(u):
                 return residual(u.reshape(shape), p).reshape(rows)
+
+        def vector_field(u, t):
+            return vf(u.reshape(shape), p, t).reshape(rows)
     else:
         def F(u):
             return to_s(prob.residual(to_u(u), p))
+
+        def vector_field(u, t):
+            return to_s(prob.vector_field(to_u(u), p, t))
 
     G = None
     if prob.kind == "fixed_point":
@@ -54,15 +59,6 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
         def jac(u):
             J = prob.residual_jac(to_u(u), p)
             return xp.reshape(J, (layout.batch, layout.n, layout.n))
-
-    if host and layout.axis is None:
-        vf = prob.vector_field
-
-        def vector_field(u, t):
-            return vf(u.reshape(shape), p, t).reshape(rows)
-    else:
-        def vector_field(u, t):
-            return to_s(prob.vector_field(to_u(u), p, t))
 
     half = backend.is_half(xp, u0.dtype)
     if half:  # norms of half-precision arrays in float32 (no overflow)

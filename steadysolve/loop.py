@@ -22,7 +22,8 @@ import numpy as np
 
 from . import backend
 from .loop_jax import run_jax
-from .loop_parts import TRACE_ROWS, DriverResult, WorkingSet, gatherable, huge_norm, take_rows, tree_where
+from .loop_parts import (TRACE_ROWS, DriverResult, WorkingSet, gatherable, huge_norm, index_array, take_rows,
+                         tree_where)
 from .retcodes import RUNNING, ReturnCode
 from .termination import SCALARS, ScalarBook, array_namespace, judge, start
 
@@ -231,7 +232,7 @@ def _narrowed(xp, narrow, ctx, carry, keep, probe):
     """``(ctx, state, best_u, best_fu)`` of the rows ``keep`` (host indices) of ``carry = (state, best_u,
     best_fu)``; None when, the first time (``probe``), ``f`` on those rows alone fails or differs from
     its residuals on the whole batch (that evaluation counts in ``nf`` either way)."""
-    idx = xp.asarray(keep.tolist(), dtype=xp.int32 if backend.is_jax(xp) else xp.int64, device=ctx.device)
+    idx = index_array(xp, keep, ctx.device)
     sub, (rows, best_u, best_fu) = narrow(ctx, idx), take_rows(xp, carry, idx)
     if probe:
         try:

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import backend
 
-__all__ = ["DriverResult", "TRACE_ROWS", "tree_where", "huge_norm", "take_rows", "WorkingSet"]
+__all__ = ["DriverResult", "TRACE_ROWS", "tree_where", "huge_norm", "take_rows", "index_array", "WorkingSet"]
 
 #: rows of the residual trace under jax.jit (shapes are static there): ``store_trace=True`` keeps
 #: at most this many, ``store_trace=N`` N; later iterations overwrite the last row
@@ -56,6 +56,11 @@ def tree_where(xp, mask, new, old, workspaces=()):
 def huge_norm(xp, dtype) -> float:
     """The largest meaningful iterate norm: beyond it residuals are lost in cancellation."""
     return 1e-2 * float(xp.finfo(dtype).max)
+
+
+def index_array(xp, ints, device):
+    """Host integers as a 1-D device index array (int32 on JAX, which has no int64 without x64)."""
+    return xp.asarray(np.asarray(ints).tolist(), dtype=xp.int32 if backend.is_jax(xp) else xp.int64, device=device)
 
 
 def take_rows(xp, tree, idx):
@@ -100,7 +105,7 @@ class WorkingSet:
         inv[rows] = np.arange(rows.shape[0])
         mask = np.zeros(self.B, dtype=bool)
         mask[rows] = True
-        inv_d = xp.asarray(inv.tolist(), dtype=xp.int32 if backend.is_jax(xp) else xp.int64, device=self.device)
+        inv_d = index_array(xp, inv, self.device)
         m = xp.reshape(xp.asarray(mask.tolist(), dtype=xp.bool, device=self.device), (self.B, 1))
         self.best_u = xp.where(m, xp.take(best_u, inv_d, axis=0), self.best_u)
         self.best_fu = xp.where(m, xp.take(best_fu, inv_d, axis=0), self.best_fu)

@@ -58,6 +58,8 @@ def check_positive(owner: str, name: str, value, *, allow_zero: bool = False, al
 
 def check_tol(owner: str, name: str, value, *, allow_none: bool = True) -> Optional[float]:
     """A tolerance: a finite number ``>= 0`` (or ``None`` for "the default")."""
+    if type(value) is float and 0.0 <= value < math.inf:  # the common case, without the checks below
+        return value
     if value is None and allow_none:
         return None
     if not _is_real(value):
@@ -70,6 +72,8 @@ def check_tol(owner: str, name: str, value, *, allow_none: bool = True) -> Optio
 
 def check_int(owner: str, name: str, value, minimum: Optional[int] = 1, *, allow_none: bool = False) -> Optional[int]:
     """An integer (any ``numbers.Integral`` but bool) ``>= minimum``, as an ``int``."""
+    if type(value) is int and (minimum is None or value >= minimum):  # the common case
+        return value
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

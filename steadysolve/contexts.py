@@ -23,13 +23,16 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     prob.f = checked(prob.f, fname_of(prob), u0)
     to_s, to_u = layout.to_rows, layout.from_rows
     host = backend.is_numpy(xp)
-
+    G = None  # the fixed-point map in solver layout (FixedPointProblem only)
     if host and layout.axis is None:  # one NumPy system: the layout is two reshapes, as methods
         shape, rows, residual, f, vf = layout.shape, (1, layout.n), prob.residual, prob.f, prob.vector_field
         if prob.kind == "fixed_point":
             def F(u):
                 u = u.reshape(shape)
                 return (f(u, p) - u).reshape(rows)
+
+            def G(u):
+                return f(u.reshape(shape), p).reshape(rows)
         else:
             def F(u):
                 return residual(u.reshape(shape), p).reshape(rows)
@@ -43,10 +46,9 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
         def vector_field(u, t):
             return to_s(prob.vector_field(to_u(u), p, t))
 
-    G = None
-    if prob.kind == "fixed_point":
-        def G(u):  # noqa: F811 - the fixed-point map in solver layout
-            return to_s(prob.fixed_point_map(to_u(u), p))
+        if prob.kind == "fixed_point":
+            def G(u):
+                return to_s(prob.f(to_u(u), p))
 
     jvp = vjp = jac = None
     if prob.jvp is not None:

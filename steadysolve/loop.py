@@ -25,7 +25,7 @@ from .loop_jax import run_jax
 from .loop_parts import (TRACE_ROWS, DriverResult, WorkingSet, gatherable, huge_norm, index_array, take_rows,
                          tree_where)
 from .retcodes import RUNNING, ReturnCode
-from .termination import SCALARS, ScalarBook, array_namespace, judge, start
+from .termination import RUNAWAY_GROWTH, SCALARS, ScalarBook, array_namespace, judge, start
 
 __all__ = ["run", "DriverResult", "TRACE_ROWS"]
 
@@ -37,6 +37,8 @@ _NumPy = array_namespace(np)
 #: the eager batched driver continues on the running rows alone once at most this share of the
 #: current rows is running (and the solve allows it: see ``loop_parts``)
 NARROW_AT = 0.5
+#: relative slack of a bound on norm(u) (rounding in the step and the norm)
+_SLACK = 1e-6
 
 
 def run(alg, prob, ctx, u0, *, maxiters: int, store_trace: bool, callback, use_jax: bool,
@@ -204,6 +206,11 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user)
     else:
         fn, un, _ = _host_norms(xp, ctx, state, True)
     book = ScalarBook(start(SCALARS, fn, un, abstol, reltol), abstol, reltol, patience, huge)
+    # norm(u) bounded by the triangle inequality when the step allows it: computed only where the
+    # runaway, sanity or relative test could depend on it (the bound is never below it)
+    scale = alg.host_step_scale(state) if hn is not None else None
+    if scale is not None:
+        limit, rtol = min(RUNAWAY_GROWTH * book.uscale0, huge) / (1 + _SLACK), reltol * (1 + _SLACK)
     best_u, best_fu = state.u, state.fu
     trace = [fn] if store_trace else None
     it = 0
@@ -211,7 +218,9 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user)
         new = _step(step, state, alg, it)
         it += 1
         if hn is not None:  # the one device sync of the iteration (none at all on NumPy)
-            fn, un, flag = hn(new.fu), hn(new.u), (int(new.flag[0]) if has_flag else None)
+            bound, fn, flag = (None if scale is None else un + scale * fn), hn(new.fu), (
+                int(new.flag[0]) if has_flag else None)
+            un = bound if bound is not None and bound <= limit and rtol * bound < fn else hn(new.u)
         else:
             fn, un, flag = _host_norms(xp, ctx, new, True)
         ok, improved = book.judge(fn, un, flag)

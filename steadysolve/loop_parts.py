@@ -55,7 +55,18 @@ def tree_where(xp, mask, new, old, workspaces=()):
 
 def huge_norm(xp, dtype) -> float:
     """The largest meaningful iterate norm: beyond it residuals are lost in cancellation."""
-    return 1e-2 * float(xp.finfo(dtype).max)
+    try:
+        return _HUGE[dtype]
+    except (KeyError, TypeError):  # first time, or an unhashable dtype object
+        huge = 1e-2 * float(xp.finfo(dtype).max)
+        try:
+            _HUGE[dtype] = huge
+        except TypeError:
+            pass
+        return huge
+
+
+_HUGE: dict = {}
 
 
 def index_array(xp, ints, device):

@@ -39,6 +39,27 @@ def test_root_far_from_the_start_still_succeeds(bk, alg):
     np.testing.assert_allclose(bk.to_numpy(sol.u), 1e8, rtol=1e-10)
 
 
+@pytest.mark.parametrize("make, found, reltol", [
+    (lambda: ss.FixedPointProblem(lambda u, p: 2.0 * u + 1.0, np.zeros(3)), False, 1e-8),  # repelling: runs away
+    (lambda: ss.FixedPointProblem(lambda u, p: 0.5 * u + 5e7, np.zeros(3)), True, 1e-8),  # a far fixed point, 1e8
+    (lambda: ss.NonlinearProblem(lambda u, p: -np.arctan(u) - 2.0, np.zeros(3)), False, 1e-8),  # no root
+    # oscillating iterates: the sum of the steps (the bound) passes 100 norm(u0) long before the
+    # iterate does, and there the relative test would pass too; only the exact norm says "no runaway"
+    (lambda: ss.FixedPointProblem(lambda u, p: -0.99 * u + 1.0, np.full(3, 10.0)), True, 1e-2),
+])
+@pytest.mark.parametrize("damping", [1.0, 0.5])
+def test_fixed_point_one_system_decides_like_the_batch(make, found, reltol, damping):
+    # one NumPy system bounds norm(u) instead of computing it every iteration: the verdicts, counts
+    # and iterates must be those of the same system inside a batch (which computes every norm)
+    prob, alg = make(), ss.FixedPointIteration(damping=damping)
+    one = ss.solve(prob, alg, reltol=reltol, maxiters=2000)
+    both = ss.solve(prob.remake(u0=np.stack([prob.u0, prob.u0])), alg, reltol=reltol, maxiters=2000, batch_axis=0)
+    assert one.retcode is both.retcodes[0] and one.stats.niter == both.stats.niter_per_element[0]
+    np.testing.assert_array_equal(one.u, both.u[0])
+    assert (one.retcode is RC.Success) == found, one
+    assert np.all(np.isfinite(one.u))
+
+
 def test_issue_reproducers_end_diverged():
     sol = ss.solve(ss.SteadyStateProblem(lambda u, p, t: np.ones_like(u), np.zeros(3)), "dynamic_ss")
     assert sol.retcode is RC.Diverged and np.all(np.isfinite(sol.u))

@@ -60,6 +60,12 @@ class Algorithm:
     def step(self, prob, state, ctx: "Context"):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def host_step_scale(self, state) -> Optional[float]:
+        """``c`` with ``norm(u_next - u) <= c * norm(F(u))`` for every step from here on, or None. The
+        unbatched NumPy driver then bounds ``norm(u)`` by the triangle inequality and computes it
+        only when a decision could depend on it (called once, after ``init``)."""
+        return None
+
     def extra_stats(self, state) -> dict:
         """Algorithm-specific counters for ``Solution.stats`` (arrays or ints)."""
         return {}

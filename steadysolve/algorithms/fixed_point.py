@@ -14,6 +14,7 @@ class FixedPointState(NamedTuple):
     u: Any
     fu: Any
     alpha: Any  # (B, 1) residual scale, or None for a FixedPointProblem
+    g: Any  # undamped FixedPointProblem: g(u), the next iterate as the map gave it; else None
     nf: Any
     njvp: Any
     nvjp: Any
@@ -53,15 +54,30 @@ class FixedPointIteration(Algorithm):
         check_positive("FixedPointIteration", "damping", self.damping)
         check_positive("FixedPointIteration", "alpha", self.alpha, allow_none=True)
 
+    def _plain(self, ctx) -> bool:
+        """``u <- g(u)`` itself: an undamped FixedPointProblem (the next iterate is ``g``'s output,
+        not ``u + (g(u) - u)``, which costs one operation more and rounds)."""
+        return ctx.kind == "fixed_point" and self.damping == 1.0 and ctx.G is not None
+
     def init(self, prob, u0, ctx):
         alpha = residual_scale(ctx, u0, ctx.fu0, self.alpha)
-        return FixedPointState(u0, ctx.fu0, alpha, ctx.counter(1), ctx.counter(0), ctx.counter(0))
+        g = u0 + ctx.fu0 if self._plain(ctx) else None
+        return FixedPointState(u0, ctx.fu0, alpha, g, ctx.counter(1), ctx.counter(0), ctx.counter(0))
+
+    def host_step_scale(self, state):
+        alpha = 1.0 if state.alpha is None else float(state.alpha[0, 0])
+        return self.damping * abs(alpha)
 
     def step(self, prob, state, ctx):
-        if state.alpha is None:
-            step = state.fu if self.damping == 1.0 else self.damping * state.fu
+        if state.g is not None:
+            u = state.g
+        elif state.alpha is None:
+            u = state.u + (state.fu if self.damping == 1.0 else self.damping * state.fu)
         else:
-            step = (self.damping * state.alpha) * state.fu
-        u = state.u + step
-        fu = ctx.F(u)
-        return FixedPointState(u, fu, state.alpha, state.nf + 1, state.njvp, state.nvjp)
+            u = state.u + (self.damping * state.alpha) * state.fu
+        if state.g is not None:
+            g = ctx.G(u)
+            fu = g - u
+        else:
+            g, fu = None, ctx.F(u)
+        return FixedPointState(u, fu, state.alpha, g, state.nf + 1, state.njvp, state.nvjp)

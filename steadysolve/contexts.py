@@ -25,7 +25,7 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     host = backend.is_numpy(xp)
     G = None  # the fixed-point map in solver layout (FixedPointProblem only)
     if host and layout.axis is None:  # one NumPy system: the layout is two reshapes, as methods
-        shape, rows, residual, f, vf = layout.shape, (1, layout.n), prob.residual, prob.f, prob.vector_field
+        shape, rows, residual, f = layout.shape, (1, layout.n), prob.residual, prob.f
         if prob.kind == "fixed_point":
             def F(u):
                 u = u.reshape(shape)
@@ -37,8 +37,12 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
             def F(u):
                 return residual(u.reshape(shape), p).reshape(rows)
 
-        def vector_field(u, t):
-            return vf(u.reshape(shape), p, t).reshape(rows)
+        if prob.kind == "steady_state":  # f itself (its vector_field method is one call layer more)
+            def vector_field(u, t):
+                return f(u.reshape(shape), p, t).reshape(rows)
+        else:
+            def vector_field(u, t):
+                return F(u)
     else:
         def F(u):
             return to_s(prob.residual(to_u(u), p))

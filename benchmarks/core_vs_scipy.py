@@ -169,7 +169,8 @@ def tiny_rows(repeats, algs=None):
             t_o, t_p = statistics.median(t_o), statistics.median(t_p)
             rows.append(dict(problem=name, method=alg, peer="scipy root(hybr)", nfev=int(sol.stats.nf),
                              peer_nfev=int(peer().nfev), time=t_o, peer_time=t_p, ms=1e3 * t_o, peer_ms=1e3 * t_p,
-                             solved=bool(sol.successful), retcode=sol.retcode.name))
+                             solved=bool(sol.successful), retcode=sol.retcode.name,
+                             note="" if sol.successful else f"not solved: {sol.retcode.name} ({sol.stats.nf} evaluations)"))
     return rows
 
 

@@ -162,6 +162,37 @@ def test_watchdog_ends_honestly_without_a_root(bk, alg):
         np.testing.assert_allclose(bk.to_numpy(sol.resid), bk.to_numpy(f(sol.u, None)), rtol=1e-12)
 
 
+@pytest.mark.parametrize("alg", ["newton", "newton_krylov"])
+def test_a_local_minimum_of_the_residual_stops_stalled_early(bk, alg):
+    # u^3 - 2u + 2: ||F|| has a local minimum 0.911 at u = sqrt(2/3) (not a root; the root is -1.769).
+    # Newton settles at the minimum and makes no progress there: Stalled within ~30 iterations with
+    # the minimum as its best iterate (it used to spend all of maxiters), while the element that
+    # starts near the root converges in the same batch.
+    prob = ss.NonlinearProblem(lambda u, p: u ** 3 - 2.0 * u + 2.0, bk.asarray([[0.5], [-2.0], [1.5]]))
+    sol = ss.solve(prob, alg, abstol=1e-10, maxiters=1000, batch_axis=0)
+    assert [r.name for r in sol.retcodes] == ["Stalled", "Success", "Stalled"]
+    assert int(np.max(np.asarray(sol.stats.niter_per_element))) <= 40
+    np.testing.assert_allclose(bk.to_numpy(sol.u)[:, 0], [np.sqrt(2 / 3), -1.7692923542386314, np.sqrt(2 / 3)],
+                               rtol=1e-5)
+    one = ss.solve(prob.remake(u0=bk.asarray([0.5])), alg, abstol=1e-10, maxiters=1000)  # the one-system path
+    assert one.retcode is ss.ReturnCode.Stalled and int(one.stats.niter) <= 40
+
+
+def test_stalled_stragglers_stop_the_jitted_loop():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+
+    @jax.jit
+    def run(u0):
+        sol = ss.solve(ss.NonlinearProblem(lambda u, p: u ** 3 - 2.0 * u + 2.0, u0), "newton", abstol=1e-6,
+                       maxiters=1000, batch_axis=0)
+        return sol.retcode_array, sol.stats.niter
+
+    codes, niter = run(jnp.asarray([[0.5], [-2.0]], dtype=jnp.float32))
+    assert [int(c) for c in codes] == [ss.ReturnCode.Stalled.code, ss.ReturnCode.Success.code]
+    assert int(niter) <= 40  # the while_loop ends when the last element stops
+
+
 def test_failed_probe_returns_and_backtracks():
     # F is NaN for |u| > 5 and arctan inside: the full step from 1.5 lands at -1.69 (|F| grows a
     # little: a probe), the Newton step from there overshoots to 2.32 (no decrease against u0):

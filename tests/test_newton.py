@@ -162,12 +162,13 @@ def test_watchdog_ends_honestly_without_a_root(bk, alg):
         np.testing.assert_allclose(bk.to_numpy(sol.resid), bk.to_numpy(f(sol.u, None)), rtol=1e-12)
 
 
-@pytest.mark.parametrize("alg", ["newton", "newton_krylov"])
+@pytest.mark.parametrize("alg", ["newton", "newton_krylov", "trust_region", "levenberg_marquardt"])
 def test_a_local_minimum_of_the_residual_stops_stalled_early(bk, alg):
     # u^3 - 2u + 2: ||F|| has a local minimum 0.911 at u = sqrt(2/3) (not a root; the root is -1.769).
     # Newton settles at the minimum and makes no progress there: Stalled within ~30 iterations with
-    # the minimum as its best iterate (it used to spend all of maxiters), while the element that
-    # starts near the root converges in the same batch.
+    # the minimum as its best iterate (Newton used to spend all of maxiters, the trust region 62
+    # iterations until its radius collapsed), while the element that starts near the root
+    # converges in the same batch.
     prob = ss.NonlinearProblem(lambda u, p: u ** 3 - 2.0 * u + 2.0, bk.asarray([[0.5], [-2.0], [1.5]]))
     sol = ss.solve(prob, alg, abstol=1e-10, maxiters=1000, batch_axis=0)
     assert [r.name for r in sol.retcodes] == ["Stalled", "Success", "Stalled"]

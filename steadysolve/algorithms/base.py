@@ -26,7 +26,25 @@ from typing import Any, Callable, ClassVar, Optional
 
 from ..derivatives import Products
 
-__all__ = ["Algorithm", "Context", "residual_scale"]
+__all__ = ["Algorithm", "Context", "residual_scale", "PROGRESS_DROP", "PROGRESS_ITERS", "no_progress"]
+
+#: The Newton family's progress test (after MINPACK's): an accepted step *progresses* when it takes
+#: ``||F||`` at least ``PROGRESS_DROP`` below its value at the last progress; ``PROGRESS_ITERS``
+#: iterations in a row without progress stop the element with ``Stalled`` (a minimum of ``||F||`` that
+#: is not a root, or a floor of rounding error).
+PROGRESS_DROP = 1e-3
+PROGRESS_ITERS = 20
+_KEEP2 = (1.0 - PROGRESS_DROP) ** 2
+
+
+def no_progress(xp, accept, ftn2, count, ref2):
+    """``(count, ref2)`` after an iteration: the iterations without progress and ``||F||^2`` at the
+    last progress, per element, from ``accept`` and ``ftn2 = ||F(trial)||^2`` (arrays; Python values
+    when ``xp`` is None)."""
+    if xp is None:
+        return (0, ftn2) if accept and ftn2 <= _KEEP2 * ref2 else (count + 1, ref2)
+    go = accept & (ftn2 <= _KEEP2 * ref2)
+    return xp.where(go, 0, count + 1), xp.where(go, ftn2, ref2)
 
 
 class Algorithm:

@@ -9,6 +9,8 @@ ratio ``rho`` (actual over predicted reduction of ``||F||^2``) accepts the step 
 ``rho > 1e-4``; ``lam`` then shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (and ``nu = 2``), a
 rejection multiplies it by ``nu`` and doubles ``nu``. The Jacobian is rebuilt only after accepted steps. The eager
 unbatched NumPy solve runs the same step on Python floats (``fn2``, ``lam``, ``nu``, ``fresh``).
+An element stops with ``Stalled`` at a stationary point of ``||F||`` that is not a root (``gtol``),
+when the damping passes 1e16, or after 20 iterations without progress (``base.no_progress``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .. import backend
 from ..checks import check_int, check_positive
 from ..registry import register
 from ..retcodes import ReturnCode
-from .base import Algorithm
+from .base import PROGRESS_ITERS, Algorithm, no_progress
 from .dense import ACCEPT_RHO, rated_trial, refuse_large, scaled_jacobian, take_accepted
 from .dense import host_finite, host_jacobian, host_path, host_rated
 
@@ -48,6 +50,8 @@ class LMState(NamedTuple):
     nreject: Any
     eye: Any = None  # host path: the (n, n) identity
     fn20: Any = None  # (B,) ||F(u0)||_2^2: the damping is lam * ||F|| / ||F(u0)||
+    nslow: Any = 0  # (B,) int32 (host path: int): iterations without progress (``base.no_progress``)
+    ref2: Any = None  # (B,) (host path: float): ||F||^2 at the last progress
 
 
 @register("levenberg_marquardt")
@@ -98,7 +102,8 @@ class LevenbergMarquardt(Algorithm):
             return LMState(
                 u=u0, fu=fu, fn2=float(fu[0] @ fu[0]), J=ctx.zeros((B, n, n)), fresh=False, D=ctx.zeros((B, n)),
                 lam=float(self.damping), nu=2.0, flag=xp.zeros((B,), dtype=xp.int32), nf=1, njvp=0, nvjp=0,
-                njac=0, nreject=0, eye=xp.eye(n, dtype=ctx.dtype), fn20=float(fu[0] @ fu[0]))
+                njac=0, nreject=0, eye=xp.eye(n, dtype=ctx.dtype), fn20=float(fu[0] @ fu[0]), nslow=0,
+                ref2=float(fu[0] @ fu[0]))
         ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
         fn2 = xp.sum(fu * fu, axis=1)
         return LMState(
@@ -106,7 +111,8 @@ class LevenbergMarquardt(Algorithm):
             fresh=xp.zeros((B,), dtype=xp.bool, device=ctx.device), D=ctx.zeros((B, n)),
             lam=self.damping * ones, nu=2.0 * ones, flag=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
             nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
-            njac=ctx.counter(0), nreject=ctx.counter(0), fn20=fn2)
+            njac=ctx.counter(0), nreject=ctx.counter(0), fn20=fn2,
+            nslow=xp.zeros((B,), dtype=xp.int32, device=ctx.device), ref2=fn2)
 
     def step(self, prob, state, ctx):
         if host_path(ctx):
@@ -136,11 +142,12 @@ class LevenbergMarquardt(Algorithm):
         cosine = xp.max(xp.abs(g) / D, axis=1) / xp.where(fnorm > 0, fnorm, one)
         stationary = (fnorm > 0) & (cosine <= self.gtol)
         stuck = ~accept & (lam_new > 1e16)
-        flag = xp.where(stationary | stuck, xp.full_like(state.flag, _STALLED), state.flag)
+        nslow, ref2 = no_progress(xp, accept, ftn2, state.nslow, state.ref2)
+        flag = xp.where(stationary | stuck | (nslow >= PROGRESS_ITERS), xp.full_like(state.flag, _STALLED), state.flag)
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, fu, state.fn2)
         return LMState(u, fu, fn2, J, ~accept, D, lam_new, nu, flag, state.nf + 1, state.njvp + dj,
-                       state.nvjp, state.njac + dl, state.nreject + nrej, None, state.fn20)
+                       state.nvjp, state.njac + dl, state.nreject + nrej, None, state.fn20, nslow, ref2)
 
     def _step_host(self, prob, state, ctx):
         """:meth:`step` for one element on the host: the same decisions on Python floats."""
@@ -168,12 +175,14 @@ class LevenbergMarquardt(Algorithm):
         if dl:
             stationary = fnorm > 0 and float(xp.max(xp.abs(g) / D1)) <= self.gtol * fnorm
         flag = state.flag
-        if stationary or (not accept and lam_new > 1e16):
+        nslow, ref2 = no_progress(None, accept, ftn2 if accept else fn2, state.nslow, state.ref2)
+        if stationary or (not accept and lam_new > 1e16) or nslow >= PROGRESS_ITERS:
             flag = xp.full((1,), _STALLED, dtype=xp.int32)
         if accept:
             u, fu, fn2 = trial, ft, ftn2
         return LMState(u, fu, fn2, J, not accept, D, lam_new, nu, flag, nf, state.njvp + dj,
-                       state.nvjp, state.njac + dl, state.nreject + (0 if accept else 1), state.eye, state.fn20)
+                       state.nvjp, state.njac + dl, state.nreject + (0 if accept else 1), state.eye, state.fn20,
+                       nslow, ref2)
 
     def extra_stats(self, state) -> dict:
         return {"njac": state.njac, "nreject": state.nreject}

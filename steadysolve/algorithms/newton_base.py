@@ -23,8 +23,9 @@ iteration is in one of three phases:
   safeguarded quadratic interpolation of the last rejection (within ``[0.1, 0.5] lam``;
   ``0.25 lam`` after a NaN/Inf trial).
 
-*Slow progress*: an element that has gone ``max(SLOW_ITERS, 2 (max_backtracks + 2))`` iterations
-without an accepted step that reduced ``||F||`` by at least ``SLOW_DROP`` (0.1 %, MINPACK's test)
+*Slow progress*: an element that has gone ``max(PROGRESS_ITERS, 2 (max_backtracks + 2))`` iterations
+without an accepted step that took ``||F||`` ``PROGRESS_DROP`` (0.1 %) below its value at the last
+such step (``base.no_progress``, after MINPACK's test)
 stops with ``Stalled``: Newton has reached a point where ``||F||`` has a local minimum or a floor that
 is not a root, and would otherwise spend every remaining iteration there (and, in a batch under
 ``jit``, keep the whole batch running). A full run of backtracking fits twice in that window.
@@ -53,10 +54,10 @@ from typing import Any, NamedTuple
 
 from ..checks import check_int
 from ..retcodes import ReturnCode
-from .base import Algorithm
+from .base import PROGRESS_ITERS, Algorithm, no_progress
 from .dense import host_path
 
-__all__ = ["NewtonBase", "NewtonState", "ARMIJO_C", "WATCH_GROWTH", "WATCH_DECREASE", "SLOW_DROP", "SLOW_ITERS"]
+__all__ = ["NewtonBase", "NewtonState", "ARMIJO_C", "WATCH_GROWTH", "WATCH_DECREASE"]
 
 _LSF = ReturnCode.LinearSolveFailed.code
 _STALLED = ReturnCode.Stalled.code
@@ -66,11 +67,6 @@ WATCH_GROWTH = 1e2
 #: a probe succeeds when its trial's residual is at most this fraction of ``||F(u)||``
 WATCH_DECREASE = 0.5
 _LINESEARCHES = ("watchdog", "armijo", None)
-#: an accepted step *progresses* when it reduces ||F|| by at least this fraction ...
-SLOW_DROP = 1e-3
-#: ... and at least this many iterations without progress stop the element with ``Stalled``
-SLOW_ITERS = 20
-_SLOW2 = (1.0 - SLOW_DROP) ** 2
 
 
 class NewtonState(NamedTuple):
@@ -95,7 +91,8 @@ class NewtonState(NamedTuple):
     probe: Any = None  # (B,) bool: this iteration probes from p
     watch: Any = None  # (B,) bool: a rejected full step may be probed
     true: Any = None  # host path: a constant (1,) True array (the "Newton phase" mask)
-    nslow: Any = 0  # (B,) int32 (host path: int): iterations since the last step that progressed
+    nslow: Any = 0  # (B,) int32 (host path: int): iterations since the last progress (``base.no_progress``)
+    ref2: Any = None  # (B,) (host path: float): ||F||^2 at the last progress
 
 
 class NewtonBase(Algorithm):
@@ -110,7 +107,7 @@ class NewtonBase(Algorithm):
         check_int(owner, "max_backtracks", self.max_backtracks, 1)
 
     def _slow_iters(self) -> int:
-        return max(SLOW_ITERS, 2 * (self.max_backtracks + 2))
+        return max(PROGRESS_ITERS, 2 * (self.max_backtracks + 2))
 
     def _eta0(self, ctx):
         return 0.0
@@ -137,7 +134,7 @@ class NewtonBase(Algorithm):
             nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
             nlinsolve=ctx.counter(0), nlinear=ctx.counter(0), nbacktrack=ctx.counter(0),
             aux=self._aux0(ctx, u0), p=u0, fp=fu, fp2=fn2, probe=probe, watch=watch, true=true,
-            nslow=0 if host_path(ctx) else zi,
+            nslow=0 if host_path(ctx) else zi, ref2=float(fn2[0]) if host_path(ctx) else fn2,
         )
 
     def _direction(self, prob, state, ctx, newton):  # pragma: no cover - interface
@@ -211,12 +208,12 @@ class NewtonBase(Algorithm):
         d = xp.where(xp.reshape(fresh, (B, 1)), d_new, state.d)
         nrej = xp.astype(xp.sum(xp.astype(~accept ^ bad_dir, xp.int32)), xp.int32)  # (bad_dir is never accepted)
         nnewton = xp.astype(xp.any(newton), xp.int32)
-        nslow = xp.where(accept & (ftn2 <= _SLOW2 * state.fn2), 0, state.nslow + 1)
+        nslow, ref2 = no_progress(xp, accept, ftn2, state.nslow, state.ref2)
         flag = xp.where(nslow >= self._slow_iters(), xp.full_like(flag, _STALLED), flag)
         return NewtonState(u, fu, fn2_new, d, lam_next, nback, eta, flag,
                            state.nf + 1, state.njvp + dj, state.nvjp, state.nlinsolve + nnewton,
                            state.nlinear + dl, state.nbacktrack + nrej, aux, trial, ft, ftn2, probe, watch,
-                           state.true, nslow)
+                           state.true, nslow, ref2)
 
     def _step_host(self, prob, state, ctx):
         """:meth:`_step_arrays` for one element on the host: the same decisions on Python floats."""
@@ -270,13 +267,13 @@ class NewtonBase(Algorithm):
             u, fu, fn2a = trial, ft, ftn2
         else:
             eta, u, fu, fn2a = state.eta, state.u, state.fu, state.fn2
-        nslow = 0 if accept and t2 <= _SLOW2 * fn2 else state.nslow + 1
+        nslow, ref2 = no_progress(None, accept, t2, state.nslow, state.ref2)
         if nslow >= self._slow_iters():
             flag = xp.full((1,), _STALLED, dtype=xp.int32)
         return NewtonState(u, fu, fn2a, d, lam_next, nback, eta, flag,
                            state.nf + 1, state.njvp + dj, state.nvjp, state.nlinsolve + int(newton),
                            state.nlinear + dl, state.nbacktrack + nrej, aux, trial, ft, ftn2, go, watch,
-                           state.true, nslow)
+                           state.true, nslow, ref2)
 
     def extra_stats(self, state) -> dict:
         return {"nlinsolve": state.nlinsolve, "nlinear": state.nlinear, "nbacktrack": state.nbacktrack}

@@ -11,6 +11,8 @@ rejected trial keeps ``u``, so the old ``J`` is still current): a host-side bran
 eagerly, ``lax.cond`` under JAX tracing, as in :class:`NewtonRaphson`. The eager unbatched
 NumPy solve runs the same step on Python floats (``fn2``, ``radius``, ``nsuc``, ``fresh`` are
 host numbers there) and computes the Cauchy point only when the Newton point is outside.
+An element stops with ``Stalled`` when its radius collapses or after 20 iterations without
+progress (``base.no_progress``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .. import backend
 from ..checks import check_int, check_positive
 from ..registry import register
 from ..retcodes import ReturnCode
-from .base import Algorithm
+from .base import PROGRESS_ITERS, Algorithm, no_progress
 from .dense import ACCEPT_RHO, rated_trial, regularised, scaled_jacobian, take_accepted
 from .dense import host_jacobian, host_path, host_rated, host_regularised
 from .dense import refresh_jacobian, refuse_large  # noqa: F401 - refresh_jacobian re-exported
@@ -51,6 +53,8 @@ class TrustRegionState(NamedTuple):
     njac: Any  # 0-d: dense Jacobians built
     nreject: Any  # 0-d: rejected trial points
     eye: Any = None  # host path: the (n, n) identity
+    nslow: Any = 0  # (B,) int32 (host path: int): iterations without progress (``base.no_progress``)
+    ref2: Any = None  # (B,) (host path: float): ||F||^2 at the last progress
 
 
 
@@ -199,14 +203,15 @@ class TrustRegion(Algorithm):
             return TrustRegionState(
                 u=u0, fu=fu, fn2=float(fu[0] @ fu[0]), J=ctx.zeros((B, n, n)), fresh=False, D=ctx.zeros((B, n)),
                 radius=-1.0, nsuc=0, flag=xp.zeros((B,), dtype=xp.int32), nf=1, njvp=0, nvjp=0, njac=0, nreject=0,
-                eye=xp.eye(n, dtype=ctx.dtype))
+                eye=xp.eye(n, dtype=ctx.dtype), nslow=0, ref2=float(fu[0] @ fu[0]))
         return TrustRegionState(
             u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), J=ctx.zeros((B, n, n)),
             fresh=xp.zeros((B,), dtype=xp.bool, device=ctx.device), D=ctx.zeros((B, n)),
             radius=-xp.ones((B,), dtype=ctx.dtype, device=ctx.device), nsuc=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
             flag=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
             nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
-            njac=ctx.counter(0), nreject=ctx.counter(0))
+            njac=ctx.counter(0), nreject=ctx.counter(0), nslow=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
+            ref2=xp.sum(fu * fu, axis=1))
 
     def step(self, prob, state, ctx):
         if host_path(ctx):
@@ -232,12 +237,13 @@ class TrustRegion(Algorithm):
         grow = ~poor & ((rho >= 0.5) | (nsuc > 1))
         radius = xp.where(poor, 0.5 * radius, xp.where(grow, xp.maximum(radius, 2.0 * ynorm), radius))
         radius = xp.where(~poor & (xp.abs(rho - 1.0) <= 0.1), 2.0 * ynorm, radius)
+        nslow, ref2 = no_progress(xp, accept, ftn2, state.nslow, state.ref2)
         collapsed = ~accept & (radius <= 10.0 * eps * dun + tiny)
-        flag = xp.where(collapsed, xp.full_like(state.flag, _STALLED), state.flag)
+        flag = xp.where(collapsed | (nslow >= PROGRESS_ITERS), xp.full_like(state.flag, _STALLED), state.flag)
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, state.fu, state.fn2)
         return TrustRegionState(u, fu, fn2, J, ~accept, D, radius, nsuc, flag, state.nf + 1, state.njvp + dj,
-                                state.nvjp, state.njac + dl, state.nreject + nrej)
+                                state.nvjp, state.njac + dl, state.nreject + nrej, state.eye, nslow, ref2)
 
     def _step_host(self, prob, state, ctx):
         """:meth:`step` for one element on the host: the same decisions on Python floats."""
@@ -270,12 +276,15 @@ class TrustRegion(Algorithm):
         if not poor and abs(rho - 1.0) <= 0.1:
             radius = 2.0 * ynorm
         flag = state.flag
-        if not accept and radius <= 10.0 * float(xp.finfo(ctx.dtype).eps) * dun + float(xp.finfo(ctx.dtype).smallest_normal):
+        nslow, ref2 = no_progress(None, accept, ftn2, state.nslow, state.ref2)
+        if nslow >= PROGRESS_ITERS or (not accept and radius <= 10.0 * float(xp.finfo(ctx.dtype).eps) * dun
+                                       + float(xp.finfo(ctx.dtype).smallest_normal)):
             flag = xp.full((1,), _STALLED, dtype=xp.int32)
         if accept:
             u, fu, fn2 = trial, ft, ftn2
         return TrustRegionState(u, fu, fn2, J, not accept, D, radius, nsuc, flag, nf, state.njvp + dj,
-                                state.nvjp, state.njac + dl, state.nreject + (0 if accept else 1), state.eye)
+                                state.nvjp, state.njac + dl, state.nreject + (0 if accept else 1), state.eye, nslow,
+                                ref2)
 
     def extra_stats(self, state) -> dict:
         return {"njac": state.njac, "nreject": state.nreject}

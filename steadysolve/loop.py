@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from . import backend
+from . import backend, fused
 from .loop_jax import run_jax
 from .loop_parts import (TRACE_ROWS, DriverResult, WorkingSet, gatherable, huge_norm, index_array, take_rows,
                          tree_where)
@@ -51,8 +51,13 @@ def run(alg, prob, ctx, u0, *, maxiters: int, store_trace: bool, callback, use_j
 
 def _host_norms(xp, ctx, state, scalar):
     """Residual norm, iterate norm (and the step's flag) per element, moved to the host at once."""
-    parts = [ctx.norm(state.fu), ctx.norm(state.u)]
     flag = getattr(state, "flag", None)
+    host = None if ctx.host_arrays else fused.host_norms(xp, ctx.norm, state.fu, state.u, flag)
+    if host is not None:  # PyTorch, a built-in norm: both norms (and the flag) in four kernels and one copy
+        if scalar:
+            return float(host[0, 0]), float(host[1, 0]), (int(host[2, 0]) if flag is not None else None)
+        return host[0], host[1], (host[2].astype(np.int32) if flag is not None else None)
+    parts = [ctx.norm(state.fu), ctx.norm(state.u)]
     if ctx.host_arrays:  # NumPy: the arrays are on the host already, no stacking or copying
         if scalar:
             return float(parts[0][0]), float(parts[1][0]), (None if flag is None else int(flag[0]))

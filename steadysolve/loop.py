@@ -119,6 +119,7 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, 
     abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
     freeze = alg.freeze_converged
     workspaces = getattr(alg, "workspaces", ())
+    _widen(ctx, narrow)
     state = _init(alg, prob, u0, ctx)
     step = _eager_step(alg, prob, ctx)
     fn, un, _ = _host_norms(xp, ctx, state, False)
@@ -147,6 +148,7 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, 
                 ws.retire(book, best_u, best_fu)
                 ws.narrow(keep)
                 ctx, state, best_u, best_fu = sub
+                _widen(ctx, narrow)
                 book = type(book)(*(a[keep] for a in book))
                 step = _eager_step(alg, prob, ctx)
         new = _step(step, state, alg, it)
@@ -231,6 +233,12 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user)
     code = _MAXITERS if book.codes == RUNNING else int(book.codes)
     tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), 1) if store_trace else None
     return DriverResult(best_u, best_fu, [code], it, np.asarray([book.niter_el], dtype=np.int64), state, tr)
+
+
+def _widen(ctx, narrow):
+    """Row-wise problems: let the context's products evaluate ``F`` on other rows of the batch."""
+    if narrow is not None and ctx.products.widen is None and backend.is_torch(ctx.xp):
+        ctx.products.widen = lambda idx: narrow(ctx, idx).F
 
 
 def _narrowed(xp, narrow, ctx, carry, keep, probe):

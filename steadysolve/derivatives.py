@@ -23,7 +23,8 @@ import warnings
 from typing import Any, Callable, Optional
 
 from . import backend
-from .torch_ops import REVERSE_MAX_N, NotRowwise, torch_jacobian as _torch_jacobian, torch_jvp as _torch_jvp, torch_vjp as _torch_vjp
+from .torch_ops import REVERSE_MAX_N, NotRowwise
+from .torch_ops import torch_jacobian as _torch_jacobian, torch_jvp as _torch_jvp, torch_vjp as _torch_vjp
 
 __all__ = ["Products", "fd_jvp", "fd_linearize", "l2_rows"]
 

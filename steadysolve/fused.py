@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from . import backend, torch_ops
 
-__all__ = ["minus_combined", "rows_dot2", "set_row_diff", "set_row_step", "host_norms"]
+__all__ = ["minus_combined", "rows_dot2", "set_row_diff", "set_row_step", "host_norms", "l2", "from_host"]
 
 
 def _torch_batch(xp, x) -> bool:
@@ -57,3 +57,18 @@ def host_norms(xp, norm, a, b, flag):
     if kind is None or not backend.is_torch(xp):
         return None
     return torch_ops.norms_to_host(kind, a, b, flag)
+
+
+def l2(xp, x):
+    """The 2-norm over the last axis (one kernel on PyTorch)."""
+    if backend.is_torch(xp):
+        return torch_ops.l2(x)
+    return xp.sqrt(xp.sum(x * x, axis=-1))
+
+
+def from_host(xp, arr, dtype, device):
+    """A small host NumPy array as an array of ``xp`` (``backend.from_numpy``; on PyTorch without the
+    wrapper's checks)."""
+    if backend.is_torch(xp):
+        return torch_ops.from_host(arr, dtype, device)
+    return backend.from_numpy(xp, arr, dtype, device)

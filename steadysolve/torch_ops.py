@@ -10,8 +10,8 @@ against 6.6 us for a subtraction and a copy. Nothing here imports torch at modul
 
 from __future__ import annotations
 
-__all__ = ["rows_dot", "rows_dot2", "combine_rows", "minus_combined", "solve", "sub_into", "norms_to_host", "torch_jvp",
-           "torch_vjp", "torch_jacobian", "NotRowwise", "REVERSE_MAX_N"]
+__all__ = ["rows_dot", "rows_dot2", "combine_rows", "minus_combined", "solve", "sub_into", "norms_to_host", "l2",
+           "from_host", "torch_jvp", "torch_vjp", "torch_jacobian", "NotRowwise", "REVERSE_MAX_N"]
 
 
 def _torch():
@@ -49,6 +49,15 @@ def solve(A, b):
 def sub_into(out, a, b):
     """``out[...] = a - b`` (``out`` a view into a workspace); returns ``out``."""
     return _torch().sub(a, b, out=out)
+
+
+def l2(x):
+    return _torch().linalg.vector_norm(x, dim=-1)
+
+
+def from_host(arr, dtype, device):
+    torch = _torch()
+    return torch.from_numpy(arr).to(device=device, dtype=dtype)
 
 
 def norms_to_host(kind, a, b, flag):

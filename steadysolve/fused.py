@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from . import backend, torch_ops
 
-__all__ = ["minus_combined", "rows_dot2", "set_row_diff", "set_row_step", "host_norms", "l2", "from_host"]
+__all__ = ["minus_combined", "rows_dot2", "set_row_diff", "set_row_step", "host_norms", "l2", "from_host", "host_resident",
+           "all_true"]
 
 
 def _torch_batch(xp, x) -> bool:
@@ -72,3 +73,14 @@ def from_host(xp, arr, dtype, device):
     if backend.is_torch(xp):
         return torch_ops.from_host(arr, dtype, device)
     return backend.from_numpy(xp, arr, dtype, device)
+
+
+def host_resident(xp, x) -> bool:
+    """Whether ``x`` lives in host memory, so that reading a value back costs no device sync
+    (NumPy; PyTorch CPU tensors)."""
+    return backend.is_numpy(xp) or (backend.is_torch(xp) and x.device.type == "cpu")
+
+
+def all_true(xp, x) -> bool:
+    """``bool(all(x))`` (a host read of one value)."""
+    return bool(x.all()) if backend.is_torch(xp) else bool(xp.all(x))

@@ -47,7 +47,7 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
     resid, failed_h, act0, tol_h = host[0], host[1] != 0, host[2] != 0, host[3]
     running = act0 & ~failed_h & ~(resid <= tol_h)
     k, nmv, ncycle = 0, nmv0, 0
-    on_host = backend.is_numpy(xp)
+    resident = fused.host_resident(xp, b)  # reading a value back is a plain memory read
     # Workspaces for the whole solve, written in place (DESIGN section 3): the Krylov basis and,
     # with augmentation, the search directions; step j reads the leading j + 1 rows (a view), all
     # written before (so ``empty``: zeroing a basis of restart + 1 rows most solves never reach
@@ -84,9 +84,9 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
             h = rows_dot(xp, Vs, w)
             w1 = w - combine_rows(xp, h, Vs)
             beta = l2(xp, w1)
-            # On the host (NumPy) the second pass is skipped when the first one kept enough of the
-            # norm (krylov.REORTH_KEEP); on a device deciding that would cost a second sync per step.
-            if not (on_host and np.all(beta > REORTH_KEEP * l2(xp, w))):
+            # On the host (NumPy, CPU tensors) the second pass is skipped when the first one kept enough
+            # of the norm (krylov.REORTH_KEEP); on a device deciding that would cost a second sync per step.
+            if not (resident and fused.all_true(xp, beta > REORTH_KEEP * l2(xp, w))):
                 h2 = rows_dot(xp, Vs, w1)
                 w1 = w1 - combine_rows(xp, h2, Vs)
                 h = h + h2

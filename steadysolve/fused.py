@@ -11,7 +11,7 @@ from __future__ import annotations
 from . import backend, torch_ops
 
 __all__ = ["minus_combined", "rows_dot2", "set_row_diff", "set_row_step", "host_norms", "l2", "from_host", "host_resident",
-           "all_true"]
+           "all_true", "all_finite"]
 
 
 def _torch_batch(xp, x) -> bool:
@@ -84,3 +84,12 @@ def host_resident(xp, x) -> bool:
 def all_true(xp, x) -> bool:
     """``bool(all(x))`` (a host read of one value)."""
     return bool(x.all()) if backend.is_torch(xp) else bool(xp.all(x))
+
+
+def all_finite(xp, x):
+    """Whether every entry of the floating-point ``x`` is finite, as a 0-d array. On PyTorch through
+    ``max(|x|)`` (NaN propagates, Inf is its own maximum): two vectorised kernels, where ``isfinite``
+    on CPU costs ~3 ns per entry (30 us on a 128 x 100 batch)."""
+    if backend.is_torch(xp):
+        return torch_ops.all_finite(x)
+    return xp.all(xp.isfinite(x))

@@ -11,7 +11,7 @@ against 6.6 us for a subtraction and a copy. Nothing here imports torch at modul
 from __future__ import annotations
 
 __all__ = ["rows_dot", "rows_dot2", "combine_rows", "minus_combined", "solve", "sub_into", "norms_to_host", "l2",
-           "from_host", "torch_jvp", "torch_vjp", "torch_jacobian", "NotRowwise", "REVERSE_MAX_N"]
+           "from_host", "all_finite", "torch_jvp", "torch_vjp", "torch_jacobian", "NotRowwise", "REVERSE_MAX_N"]
 
 
 def _torch():
@@ -58,6 +58,10 @@ def l2(x):
 def from_host(arr, dtype, device):
     torch = _torch()
     return torch.from_numpy(arr).to(device=device, dtype=dtype)
+
+
+def all_finite(x):
+    return _torch().isfinite(x.abs().amax())
 
 
 def norms_to_host(kind, a, b, flag):

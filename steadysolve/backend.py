@@ -12,6 +12,7 @@ from typing import Any
 
 import array_api_compat
 
+from . import torch_ops
 from .numpy_ns import fast_numpy
 
 __all__ = [
@@ -207,6 +208,8 @@ def rows_dot(xp, X, v):
     B, n = v.shape
     if B == 1 and _plain_matmul(xp):  # one element: a 2-D product (NumPy's batched matmul costs 5x more)
         return xp.reshape(X[0, ...] @ v[0, ...], (1, X.shape[1]))
+    if is_torch(xp):
+        return torch_ops.rows_dot(X, v)
     return xp.reshape(xp.matmul(xp.reshape(v, (B, 1, n)), xp.matrix_transpose(X)), (B, X.shape[1]))
 
 
@@ -215,6 +218,8 @@ def combine_rows(xp, c, X):
     B, m = c.shape
     if B == 1 and _plain_matmul(xp):
         return xp.reshape(c[0, ...] @ X[0, ...], (1, X.shape[2]))
+    if is_torch(xp):
+        return torch_ops.combine_rows(c, X)
     return xp.reshape(xp.matmul(xp.reshape(c, (B, 1, m)), X), (B, X.shape[2]))
 
 
@@ -259,7 +264,7 @@ def solve_small(xp, A, b):
         return xp.astype(xp.linalg.solve(xp.astype(A, xp.float32), xp.astype(b, xp.float32)), dt)
     if xp is _FAST_NUMPY and A.shape[0] == 1 and A.ndim == 3:  # one system: NumPy's 2-D solve is ~1/3 cheaper
         return xp.linalg.solve(A[0], b[0])[None, ...]
-    return xp.linalg.solve(A, b)
+    return torch_ops.solve(A, b) if is_torch(xp) else xp.linalg.solve(A, b)
 
 
 class _NullContext:

@@ -9,9 +9,11 @@ from .algorithms.base import Context
 from .derivatives import Products
 from .layout import Layout
 from .problems import checked
-from .termination import HOST_NORMS
+from .termination import HOST_NORMS, l2_norm, max_norm
 
 __all__ = ["build_context", "narrower", "fname_of"]
+
+FUSED_NORMS = {l2_norm: "l2", max_norm: "max"}
 
 
 def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, traced=False) -> Context:
@@ -73,6 +75,8 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     else:
         def norm_fn(x):
             return norm(xp, x)
+
+        norm_fn.kind = FUSED_NORMS.get(norm)  # the driver's fused host norms know these (``fused``)
 
     return Context(
         xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,

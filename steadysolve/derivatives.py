@@ -23,6 +23,8 @@ import warnings
 from typing import Any, Callable, Optional
 
 from . import backend
+from .torch_ops import REVERSE_MAX_N, NotRowwise
+from .torch_ops import torch_jacobian as _torch_jacobian, torch_jvp as _torch_jvp, torch_vjp as _torch_vjp
 
 __all__ = ["Products", "fd_jvp", "fd_linearize", "l2_rows"]
 
@@ -74,42 +76,6 @@ def fd_linearize(xp, F: Callable, u, fu, rel_step: Optional[float] = None) -> Ca
         return (F(u + h * v) - fu) / h
 
     return jvp
-
-
-def _torch_jvp(F):
-    import torch.autograd.forward_ad as fwad
-
-    def jvp(u, v, fu):
-        with fwad.dual_level():
-            out = F(fwad.make_dual(u, v))
-            tangent = fwad.unpack_dual(out).tangent
-        return tangent if tangent is not None else u * 0
-
-    return jvp
-
-
-def _torch_vjp(F):
-    import torch
-
-    def vjp(u, w):
-        with torch.enable_grad():
-            u_ = u.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(F(u_), u_, w, allow_unused=True)
-        return torch.zeros_like(u) if g is None else g
-
-    return vjp
-
-
-def _torch_jacobian(F):
-    import torch
-
-    def jac(u, fu):
-        B, n = u.shape
-        eye = torch.eye(n, dtype=u.dtype, device=u.device)
-        cols = torch.func.vmap(lambda e: torch.func.jvp(F, (u,), (e.expand(B, n),))[1])(eye)  # (n, B, n)
-        return cols.permute(1, 2, 0)
-
-    return jac
 
 
 def _jax_jvp(F):
@@ -168,6 +134,9 @@ class Products:
         lib = "torch" if backend.is_torch(xp) else "jax" if backend.is_jax(xp) else None
         self._lib = lib if ad else None
         self._fd = fd_jvp(xp, F)
+        #: ``widen(idx) -> F`` on the rows ``idx`` (repeats allowed) of the batch: row-wise problems on
+        #: PyTorch, set by the eager driver; lets a small dense Jacobian take one backward pass
+        self.widen, self._wide = None, None
         if jvp is not None:
             self._jvp, self.jvp_kind = jvp, "user"
         elif self._lib == "torch":
@@ -236,6 +205,9 @@ class Products:
             try:
                 if self._lib == "jax":
                     return _jax_jacobian(self.F)(u, fu), n
+                return _torch_jacobian(self.F, self._wide_F(u))(u, fu), n
+            except NotRowwise:  # F on stacked rows is not F on each row: per-row products from now on
+                self.widen = None
                 return _torch_jacobian(self.F)(u, fu), n
             except (RuntimeError, NotImplementedError, TypeError) as e:
                 if self._lib == "jax":
@@ -246,6 +218,17 @@ class Products:
         if self.jvp_kind == "user":
             return self._columns(lambda e: self._jvp(u, e, fu), u), n
         return self._fd_jacobian(u, fu), n
+
+    def _wide_F(self, u):
+        """``F`` on ``n`` stacked copies of the batch (``n * B`` rows), from ``widen`` (PyTorch only)."""
+        B, n = u.shape
+        if self.widen is None or self._lib != "torch" or not 2 <= n <= REVERSE_MAX_N:
+            return None
+        if self._wide is None or self._wide[0] != (B, n):
+            xp = self.xp
+            idx = xp.reshape(xp.broadcast_to(xp.arange(B, device=backend.device_of(u)), (n, B)), (n * B,))
+            self._wide = ((B, n), self.widen(idx))
+        return self._wide[1]
 
     def _columns(self, column, u):
         """Stack ``column(e_j)`` for the unit vectors ``e_j`` (broadcast over the rows)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Optional
 
-from . import backend
+from . import backend, fused
 
 __all__ = ["NonlinearProblem", "SteadyStateProblem", "FixedPointProblem", "AbstractProblem"]
 
@@ -201,7 +201,7 @@ def validate_u0(u0, p, where: str) -> None:
         )
     if any(int(d) == 0 for d in u0.shape):
         raise ValueError(f"{where}: u0 is empty (shape {tuple(u0.shape)}); there is nothing to solve")
-    finite = xp.all(xp.isfinite(u0))
+    finite = fused.all_finite(xp, u0)
     if not backend.is_traced(finite) and not backend.host_bool(finite):
         raise ValueError(f"{where}: u0 contains NaN or Inf; start from a finite initial guess")
 

@@ -94,6 +94,63 @@ def test_ad_jacobian_where_the_backend_has_ad(name):
     np.testing.assert_allclose(np.diagonal(bk.to_numpy(J)[0]), 3 * u0[0] ** 2 + np.cos(u0[0]), rtol=1e-14)
 
 
+def _coupled(torch, u):
+    """A per-row residual with a full Jacobian: F_i = u_i^3 + sin(u_{i+1}) - u_0 u_i (cyclic)."""
+    return u ** 3 + torch.sin(torch.roll(u, -1, dims=1)) - u[:, :1] * u
+
+
+def _coupled_jac(u):
+    B, n = u.shape
+    J = np.zeros((B, n, n))
+    for b in range(B):
+        for i in range(n):
+            J[b, i, i] += 3 * u[b, i] ** 2 - u[b, 0]
+            J[b, i, (i + 1) % n] += np.cos(u[b, (i + 1) % n])
+            J[b, i, 0] -= u[b, i]
+    return J
+
+
+@pytest.mark.parametrize("n", [1, 3, 20])
+def test_torch_jacobian_paths_are_exact(n):
+    """PyTorch's dense Jacobian: reverse mode, one backward pass on stacked rows when the products may
+    widen the batch, n backward passes when not (or when the stacked rows disagree with the batch),
+    forward-mode vmap beyond 16 columns: the same exact Jacobian every way."""
+    torch = pytest.importorskip("torch")
+    xp = get_backend("torch").xp
+    rng = np.random.default_rng(1)
+    u0 = rng.uniform(-1.0, 1.0, (4, n))
+    u = torch.from_numpy(u0)
+    F = lambda v: _coupled(torch, v)  # noqa: E731
+    want = _coupled_jac(u0)
+    P = Products(xp, F)
+    J, nj = P.jacobian(u, F(u))
+    np.testing.assert_allclose(J.numpy(), want, rtol=1e-13, atol=1e-13)
+    assert nj == n
+    calls = []
+    P.widen = lambda idx: (calls.append(idx.shape[0]), F)[1]  # a row-wise F takes any number of rows
+    J, _ = P.jacobian(u, F(u))
+    np.testing.assert_allclose(J.numpy(), want, rtol=1e-13, atol=1e-13)
+    assert calls == ([4 * n] if 2 <= n <= 16 else [])
+    P = Products(xp, F)
+    P.widen = lambda idx: (lambda v: F(v) + v.shape[0])  # not F on each row: detected, dropped
+    J, _ = P.jacobian(u, F(u))
+    np.testing.assert_allclose(J.numpy(), want, rtol=1e-13, atol=1e-13)
+    assert P.widen is None or not 2 <= n <= 16
+
+
+def test_torch_batched_newton_on_per_element_data():
+    """A batched torch Newton solve whose f closes over per-element data (stacked rows do not fit it)
+    and one whose rows are independent: both solve every element."""
+    torch = pytest.importorskip("torch")
+    c = torch.linspace(0.5, 2.0, 6, dtype=torch.float64)[:, None]
+    for f in (lambda u, p: u ** 3 - c, lambda u, p: u ** 3 - 2.0):
+        sol = ss.solve(ss.NonlinearProblem(f, torch.ones(6, 3, dtype=torch.float64)), "newton", abstol=1e-12,
+                       batch_axis=0)
+        assert sol.successful
+        want = (c if f(torch.zeros(1), None).shape[0] == 6 else torch.tensor(2.0, dtype=torch.float64)) ** (1 / 3)
+        np.testing.assert_allclose(sol.u.numpy(), torch.broadcast_to(want, (6, 3)).numpy(), rtol=1e-10)
+
+
 @pytest.mark.parametrize("solver", ["trust_region", "levenberg_marquardt", "auto"])
 def test_torch_gradcheck_dense_forward_solvers(solver):
     torch = pytest.importorskip("torch")

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple, Optional
 
 from .. import backend
 from ..backend import combine_rows, rows_dot, set_at, solve_small
+from ..fused import minus_combined, rows_dot2, set_row_diff, set_row_step
 from ..registry import register
 from ..checks import check_int, check_positive
 from .base import Algorithm, residual_scale
@@ -144,7 +145,8 @@ class Anderson(Algorithm):
                 A = gram if used == m else gram[:, :used, :used]
                 rhs = state.rhs if used == m else state.rhs[:, :used]
                 gamma = solve_small(xp, A, rhs[:, :, None])  # (B, used, 1)
-                u = x - combine_rows(xp, xp.reshape(gamma, (B, used)), dX if used == m else dX[:, :used, :])
+                u = minus_combined(xp, x, xp.reshape(gamma, (B, used)), dX if used == m else dX[:, :used, :])
+            return self._push(xp, ctx, state, u, k % m)
         else:  # traced: the full fixed-size system
             gamma = solve_small(xp, gram, state.rhs[:, :, None])
             u = x - combine_rows(xp, xp.reshape(gamma, (B, m)), dX)
@@ -166,4 +168,19 @@ class Anderson(Algorithm):
         gram = set_at(xp, gram, (slice(None), slot, slot), diag)
         rhs = rows_dot(xp, dR, r)
         return AndersonState(u, fu, r, state.alpha, dX, dR, gram, rhs, k + 1,
+                             state.nf + 1, state.njvp, state.nvjp)
+
+    def _push(self, xp, ctx, state, u, slot: int):
+        """The eager rest of a step: ``F(u)`` and the new pair in ``slot`` (what the traced branch
+        does, with the differences written straight into the histories: ``fused``)."""
+        fu = ctx.F(u)
+        r = fu if state.alpha is None else state.alpha * fu
+        dR, dr = set_row_diff(xp, state.dR, slot, r, state.r)
+        dX = set_row_step(xp, state.dX, slot, u, state.u, dr, self.mixing)
+        col, rhs = rows_dot2(xp, dR, dr, r)  # (B, m) each: dR_i . dr and dR_i . r
+        gram = set_at(xp, state.gram, (slice(None), slot, slice(None)), col)
+        gram = set_at(xp, gram, (slice(None), slice(None), slot), col)
+        diag = col[:, slot] * (1.0 + self.regularization) + self._tiny(ctx)
+        gram = set_at(xp, gram, (slice(None), slot, slot), diag)
+        return AndersonState(u, fu, r, state.alpha, dX, dR, gram, rhs, state.k + 1,
                              state.nf + 1, state.njvp, state.nvjp)

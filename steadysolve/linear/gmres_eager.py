@@ -8,9 +8,10 @@ touches a user array.
 
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, fused
 from ..backend import combine_rows, rows_dot
-from .krylov import REORTH_KEEP, GMRESResult, l2, result_codes, search_direction
+from ..fused import l2
+from .krylov import REORTH_KEEP, GMRESResult, result_codes, search_direction
 
 __all__ = ["gmres_eager"]
 
@@ -23,7 +24,7 @@ def _scale_rows(xp, w, scale, dtype, device):
     if scale.shape[0] == 1:  # one element: a host scalar, no transfer
         c = float(scale[0])
         return w * c if c != 0 else xp.zeros_like(w)
-    s = backend.from_numpy(xp, scale[:, None], dtype, device)
+    s = fused.from_host(xp, scale[:, None], dtype, device)
     if np.all(scale != 0):
         return w * s
     return xp.where(s != 0, w * s, xp.zeros_like(w))
@@ -46,11 +47,13 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
     resid, failed_h, act0, tol_h = host[0], host[1] != 0, host[2] != 0, host[3]
     running = act0 & ~failed_h & ~(resid <= tol_h)
     k, nmv, ncycle = 0, nmv0, 0
-    on_host = backend.is_numpy(xp)
+    resident = fused.host_resident(xp, b)  # reading a value back is a plain memory read
     # Workspaces for the whole solve, written in place (DESIGN section 3): the Krylov basis and,
-    # with augmentation, the search directions; step j reads the leading j + 1 rows (a view).
-    V = xp.zeros((B, m + 1, n), dtype=dtype, device=device)
-    Z = xp.zeros((B, m, n), dtype=dtype, device=device) if aug is not None else None
+    # with augmentation, the search directions; step j reads the leading j + 1 rows (a view), all
+    # written before (so ``empty``: zeroing a basis of restart + 1 rows most solves never reach
+    # cost more than the whole Arnoldi work of a short DEQ adjoint).
+    V = xp.empty((B, m + 1, n), dtype=dtype, device=device)
+    Z = xp.empty((B, m, n), dtype=dtype, device=device) if aug is not None else None
     while k < maxiters and running.any():
         ncycle += 1
         g = np.zeros((B, m + 1))
@@ -58,7 +61,8 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
         scale = np.where(running, 1.0 / np.where(running, resid, 1.0), 0.0)
         V = backend.set_at(xp, V, (slice(None), 0, slice(None)), _scale_rows(xp, r, scale, dtype, device))
         R = np.zeros((B, m, m))
-        Q = np.broadcast_to(np.eye(m + 1), (B, m + 1, m + 1)).copy()  # accumulated Givens rotations
+        Q = np.zeros((B, m + 1, m + 1))  # accumulated Givens rotations: the identity, its rows set as reached
+        Q[:, 0, 0] = 1.0
         valid = np.zeros((B, m), dtype=bool)
         act = running.copy()
         ncols = 0
@@ -80,9 +84,9 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
             h = rows_dot(xp, Vs, w)
             w1 = w - combine_rows(xp, h, Vs)
             beta = l2(xp, w1)
-            # On the host (NumPy) the second pass is skipped when the first one kept enough of the
-            # norm (krylov.REORTH_KEEP); on a device deciding that would cost a second sync per step.
-            if not (on_host and np.all(beta > REORTH_KEEP * l2(xp, w))):
+            # On the host (NumPy, CPU tensors) the second pass is skipped when the first one kept enough
+            # of the norm (krylov.REORTH_KEEP); on a device deciding that would cost a second sync per step.
+            if not (resident and fused.all_true(xp, beta > REORTH_KEEP * l2(xp, w))):
                 h2 = rows_dot(xp, Vs, w1)
                 w1 = w1 - combine_rows(xp, h2, Vs)
                 h = h + h2
@@ -95,6 +99,7 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
             hn = np.sqrt(np.sum(col * col, axis=1))
             bj = col[:, j + 1].copy()
             # the earlier rotations (one small product), then a new one for rows (j, j+1)
+            Q[:, j + 1, j + 1] = 1.0  # row j + 1 of the identity (untouched by the rotations so far)
             col = np.matmul(Q[:, :j + 2, :j + 2], col[:, :, None])[:, :, 0]
             a_, b_ = col[:, j], col[:, j + 1]
             with np.errstate(invalid="ignore", over="ignore"):
@@ -135,7 +140,7 @@ def gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nm
                 y = np.linalg.solve(R_eff, rhs[:, :, None])[:, :, 0]
             y = np.where(np.isfinite(y), y, 0.0)
             basis = (Z if aug_c is not None else V)[:, :ncols, :]
-            x = x + combine_rows(xp, backend.from_numpy(xp, y, dtype, device), basis)
+            x = x + combine_rows(xp, fused.from_host(xp, y, dtype, device), basis)
         running = act0 & ~failed_h & ~(resid <= tol_h)
         if k < maxiters and running.any():
             r = b - matvec(x)

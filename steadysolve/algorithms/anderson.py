@@ -112,6 +112,8 @@ class Anderson(Algorithm):
         ws, ws3 = (slice(None), slot), (slice(None), slot, slice(None))
         dX = set_at(xp, state.dX, ws3, xp.where(okc, state.dX[ws3], zero))
         dR = set_at(xp, state.dR, ws3, xp.where(okc, state.dR[ws3], zero))
+        if not isinstance(state.k, int):  # traced: the next step rebuilds the slot's Gram row from dR (zero)
+            return state._replace(dX=dX, dR=dR)
         gram = set_at(xp, state.gram, ws3, xp.where(okc, state.gram[ws3], e))
         gram = set_at(xp, gram, (slice(None), slice(None), slot), xp.where(okc, gram[:, :, slot], e))
         rhs = set_at(xp, state.rhs, ws, xp.where(ok, state.rhs[ws], zero[:, 0]))

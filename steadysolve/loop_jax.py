@@ -46,9 +46,12 @@ def run_jax(alg, prob, ctx, u0, *, maxiters, store_trace):
         new = alg.step(prob, state, ctx)
         fn, un = norms(new.fu, new.u)
         book, v = judge(jns, fn, un, getattr(new, "flag", None), book, abstol, reltol, patience, huge)
-        state = tree_where(xp, v.ok, new, state, workspaces)
-        if workspaces:
-            state = alg.reject(xp, v.ok, state)
+        if B == 1 and not hasattr(new, "flag"):  # a rejected (non-finite) element has stopped, and alone
+            state = new  # it ends the loop: its state is never stepped again (no select, no copy of u)
+        else:  # (a flagged step's per-element statistics, e.g. DynamicSS's t, must stay those of its start)
+            state = tree_where(xp, v.ok, new, state, workspaces)
+            if workspaces:
+                state = alg.reject(xp, v.ok, state)
         best_u = tree_where(xp, v.improved, new.u, best_u)
         best_fu = tree_where(xp, v.improved, new.fu, best_fu)
         if trace is not None:

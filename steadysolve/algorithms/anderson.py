@@ -191,11 +191,13 @@ class Anderson(Algorithm):
         row, column = xp.reshape(on, (1, m, 1)), xp.reshape(on, (1, 1, m))
         gram = xp.where(row, xp.reshape(col, (B, 1, m)), xp.where(column, xp.reshape(col, (B, m, 1)), state.gram))
         gamma = spd_solve_unrolled(xp, gram, rhs)  # (B, m)
-        u = x - combine_rows(xp, gamma, dX)
+        c = combine_rows(xp, gamma, dX)
+        u = x - c
         fu = ctx.F(u)
         r = fu if state.alpha is None else state.alpha * fu
         dr = r - state.r
-        dx = (u - state.u) + (dr if self.mixing == 1.0 else self.mixing * dr)
+        # (u - u_k) + mixing dr, without reading u_k after F (XLA would copy it to keep it alive)
+        dx = (r if self.mixing == 1.0 else self.mixing * r) - c
         ws3 = (slice(None), k % m, slice(None))
         dX, dR = set_at(xp, dX, ws3, dx), set_at(xp, dR, ws3, dr)
         return AndersonState(u, fu, r, state.alpha, dX, dR, gram, rhs, k + 1,

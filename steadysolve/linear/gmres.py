@@ -157,7 +157,7 @@ def _gmres_jax(xp, matvec, b, x, rnorm, r, active, failed, tol, m, maxiters, nmv
         aug_c = None if aug is None else jnp.where(ncycle == 0, aug, jnp.zeros_like(aug))  # first cycle only
         c = start_cycle(xp, r, resid, running, failed, k, nmv, m, dtype, None, aug_c)
         c = c._replace(j=jnp.asarray(0, i32))
-        c = jax.lax.while_loop(inner_cond, lambda c: arnoldi_step(xp, matvec, c, tol, m, eps, aug_c, jax.lax), c)
+        c = jax.lax.while_loop(inner_cond, lambda c: arnoldi_step(xp, matvec, c, tol, m, eps, aug_c), c)
         x = finish_cycle(xp, x, c, m, dtype, None)
         k, nmv, failed, resid = c.k, c.nmv, c.failed, c.resid
         running = ~failed & ~(resid <= tol)

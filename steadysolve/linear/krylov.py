@@ -121,40 +121,7 @@ def search_direction(xp, aug, j, v0, v, p, Zs):
     return z, use_a, p + xp.astype(~use_a, p.dtype)
 
 
-#: under the JAX driver the Gram-Schmidt products read only the leading basis rows in use, in
-#: blocks of this many (the buffer has ``restart + 1`` rows, mostly zero early in a cycle)
-BASIS_BLOCK = 8
-
-
-def _orthogonalise(xp, V, w, active, lax, j, m):
-    """CGS2 of ``w`` against the basis ``V`` (unused slots zero): ``(w, h)``, ``h`` the ``(B, m + 1)``
-    coefficients. With ``lax`` (``jax.lax``, traced): the second pass only when the first kept at most
-    ``REORTH_KEEP`` of some active element's norm (as the eager drivers do on the host), and the products
-    only over the leading block of rows that can be non-zero (rows ``0..j``), picked by ``lax.switch``."""
-    def cgs(Vs, w):
-        h1 = rows_dot(xp, Vs, w)
-        w1 = w - combine_rows(xp, h1, Vs)
-
-        def second_pass(w1):
-            h2 = rows_dot(xp, Vs, w1)
-            return w1 - combine_rows(xp, h2, Vs), h1 + h2
-
-        if lax is None:
-            w, h = second_pass(w1)
-        else:
-            need = xp.any(active & (l2(xp, w1) <= REORTH_KEEP * l2(xp, w)))
-            w, h = lax.cond(need, second_pass, lambda w1: (w1, h1), w1)
-        pad = m + 1 - Vs.shape[1]
-        return w, (h if pad == 0 else xp.concat([h, xp.zeros((h.shape[0], pad), dtype=h.dtype)], axis=1))
-
-    sizes = list(range(BASIS_BLOCK, m + 1, BASIS_BLOCK)) + [m + 1]
-    if lax is None or len(sizes) == 1:
-        return cgs(V, w)
-    branches = [lambda w, s=s: cgs(V[:, :s, :], w) for s in sizes]
-    return lax.switch(xp.minimum(j // BASIS_BLOCK, len(sizes) - 1), branches, w)
-
-
-def arnoldi_step(xp, matvec, c: Cycle, tol, m, eps, aug=None, lax=None):
+def arnoldi_step(xp, matvec, c: Cycle, tol, m, eps, aug=None):
     """One Krylov step for every element (inactive ones are carried along unchanged in effect).
 
     Without ``aug`` this is plain Arnoldi (the search direction is the newest basis
@@ -162,8 +129,6 @@ def arnoldi_step(xp, matvec, c: Cycle, tol, m, eps, aug=None, lax=None):
     first ``k`` search directions are the augmentation vectors (a zero row is
     skipped), then the Krylov sequence of ``r0`` (``r0`` itself, then each newest
     basis vector, which is ``A`` times the previous one orthogonalised).
-
-    ``lax``: ``jax.lax`` under the JAX driver (see :func:`_orthogonalise`).
     """
     B, n = c.v.shape
     dtype = c.v.dtype
@@ -183,8 +148,12 @@ def arnoldi_step(xp, matvec, c: Cycle, tol, m, eps, aug=None, lax=None):
     w = matvec(z)
     # CGS2 against the current basis (unused buffer slots are zero and contribute nothing).
     V = c.V
-    w, h = _orthogonalise(xp, V, w, c.active, lax, j, m)
+    h1 = rows_dot(xp, V, w)
+    w = w - combine_rows(xp, h1, V)
+    h2 = rows_dot(xp, V, w)
+    w = w - combine_rows(xp, h2, V)
     beta = l2(xp, w)
+    h = h1 + h2
     hcol = h + xp.reshape(beta, (B, 1)) * xp.astype(ej1, dtype)
     t = rows_dot(xp, c.Qt, hcol)
     fj, fj1 = xp.astype(ej, dtype), xp.astype(ej1, dtype)

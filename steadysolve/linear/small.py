@@ -27,19 +27,20 @@ def spd_solve_unrolled(xp, A, b):
     wd = backend.working_dtype(xp, dt)
     A, b = backend.cast(xp, A, wd), backend.cast(xp, b, wd)
     m = A.shape[-1]
-    inf = float("inf")
     L = [[None] * m for _ in range(m)]  # L[i][j] (i > j): unit lower factor, as (B,) columns
-    D = [None] * m  # pivots, (B,); non-positive ones replaced by +inf (the direction is dropped)
+    D, inv = [None] * m, [None] * m  # pivots and their inverses, (B,); 0 for a dropped direction
     for j in range(m):
         d = A[:, j, j]
         for k in range(j):
             d = d - L[j][k] * L[j][k] * D[k]
-        D[j] = xp.where(d > 0, d, inf)
+        ok = d > 0  # false for a zero, negative or NaN pivot: column j of L and 1 / d_j are then 0
+        D[j] = xp.where(ok, d, 0.0)
+        inv[j] = xp.where(ok, 1.0 / xp.where(ok, d, 1.0), 0.0)
         for i in range(j + 1, m):
             s = A[:, i, j]
             for k in range(j):
                 s = s - L[i][k] * L[j][k] * D[k]
-            L[i][j] = s / D[j]
+            L[i][j] = xp.where(ok, s * inv[j], 0.0)
     y = [None] * m  # L y = b
     for i in range(m):
         s = b[:, i]
@@ -48,7 +49,7 @@ def spd_solve_unrolled(xp, A, b):
         y[i] = s
     x = [None] * m  # D L^T x = y
     for i in reversed(range(m)):
-        s = y[i] / D[i]
+        s = y[i] * inv[i]
         for k in range(i + 1, m):
             s = s - L[k][i] * x[k]
         x[i] = s

@@ -32,17 +32,26 @@ def run_jax(alg, prob, ctx, u0, *, maxiters, store_trace):
         trace = None
     carry = (state, book, state.u, state.fu, jnp.asarray(0, dtype=jnp.int32), trace)
 
+    B = state.u.shape[0]
+
+    def norms(fu, u):  # per-row norms of both in one reduction (one kernel instead of two or three)
+        both = ctx.norm(xp.concat([fu, u], axis=0))
+        return both[:B], both[B:]
+
     def cond(c):
         return jnp.any(c[1].codes == RUNNING) & (c[4] < maxiters)
 
     def body(c):
         state, book, best_u, best_fu, it, trace = c
         new = alg.step(prob, state, ctx)
-        fn = ctx.norm(new.fu)
-        book, v = judge(jns, fn, ctx.norm(new.u), getattr(new, "flag", None), book, abstol, reltol, patience, huge)
-        state = tree_where(xp, v.ok, new, state, workspaces)
-        if workspaces:
-            state = alg.reject(xp, v.ok, state)
+        fn, un = norms(new.fu, new.u)
+        book, v = judge(jns, fn, un, getattr(new, "flag", None), book, abstol, reltol, patience, huge)
+        if B == 1 and not hasattr(new, "flag"):  # a rejected (non-finite) element has stopped, and alone
+            state = new  # it ends the loop: its state is never stepped again (no select, no copy of u)
+        else:  # (a flagged step's per-element statistics, e.g. DynamicSS's t, must stay those of its start)
+            state = tree_where(xp, v.ok, new, state, workspaces)
+            if workspaces:
+                state = alg.reject(xp, v.ok, state)
         best_u = tree_where(xp, v.improved, new.u, best_u)
         best_fu = tree_where(xp, v.improved, new.fu, best_fu)
         if trace is not None:

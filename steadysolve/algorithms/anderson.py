@@ -10,6 +10,7 @@ from ..backend import combine_rows, rows_dot, set_at, solve_small
 from ..fused import minus_combined, rows_dot2, set_row_diff, set_row_step
 from ..registry import register
 from ..checks import check_int, check_positive
+from ..linear.small import spd_solve_unrolled
 from .base import Algorithm, residual_scale
 
 
@@ -112,6 +113,8 @@ class Anderson(Algorithm):
         ws, ws3 = (slice(None), slot), (slice(None), slot, slice(None))
         dX = set_at(xp, state.dX, ws3, xp.where(okc, state.dX[ws3], zero))
         dR = set_at(xp, state.dR, ws3, xp.where(okc, state.dR[ws3], zero))
+        if not isinstance(state.k, int):  # traced: the next step rebuilds the slot's Gram row from dR (zero)
+            return state._replace(dX=dX, dR=dR)
         gram = set_at(xp, state.gram, ws3, xp.where(okc, state.gram[ws3], e))
         gram = set_at(xp, gram, (slice(None), slice(None), slot), xp.where(okc, gram[:, :, slot], e))
         rhs = set_at(xp, state.rhs, ws, xp.where(ok, state.rhs[ws], zero[:, 0]))
@@ -147,28 +150,7 @@ class Anderson(Algorithm):
                 gamma = solve_small(xp, A, rhs[:, :, None])  # (B, used, 1)
                 u = minus_combined(xp, x, xp.reshape(gamma, (B, used)), dX if used == m else dX[:, :used, :])
             return self._push(xp, ctx, state, u, k % m)
-        else:  # traced: the full fixed-size system
-            gamma = solve_small(xp, gram, state.rhs[:, :, None])
-            u = x - combine_rows(xp, xp.reshape(gamma, (B, m)), dX)
-        fu = ctx.F(u)
-        r = fu if state.alpha is None else state.alpha * fu
-        # Push the new pair into slot k % m (overwriting the oldest when the history is full);
-        # the Gram matrix gets the slot's new row and column, the right-hand side is dR r afresh.
-        dr = r - state.r
-        dx = (u - state.u) + (dr if self.mixing == 1.0 else self.mixing * dr)
-        slot = k % m
-        dX = set_at(xp, dX, (slice(None), slot, slice(None)), dx)
-        dR = set_at(xp, dR, (slice(None), slot, slice(None)), dr)
-        col = rows_dot(xp, dR, dr)  # (B, m): dR_i . dr
-        gram = set_at(xp, gram, (slice(None), slot, slice(None)), col)
-        gram = set_at(xp, gram, (slice(None), slice(None), slot), col)
-        # each diagonal entry scaled by 1 + regularization (SciPy's w0**2), plus a tiny shift that
-        # keeps an all-zero row (a converged or frozen element) solvable
-        diag = col[:, slot] * (1.0 + self.regularization) + self._tiny(ctx)
-        gram = set_at(xp, gram, (slice(None), slot, slot), diag)
-        rhs = rows_dot(xp, dR, r)
-        return AndersonState(u, fu, r, state.alpha, dX, dR, gram, rhs, k + 1,
-                             state.nf + 1, state.njvp, state.nvjp)
+        return self._step_traced(state, ctx, x)  # traced: the full fixed-size system
 
     def _push(self, xp, ctx, state, u, slot: int):
         """The eager rest of a step: ``F(u)`` and the new pair in ``slot`` (what the traced branch
@@ -183,4 +165,37 @@ class Anderson(Algorithm):
         diag = col[:, slot] * (1.0 + self.regularization) + self._tiny(ctx)
         gram = set_at(xp, gram, (slice(None), slot, slot), diag)
         return AndersonState(u, fu, r, state.alpha, dX, dR, gram, rhs, state.k + 1,
+                             state.nf + 1, state.njvp, state.nvjp)
+
+    def _step_traced(self, state, ctx, x):
+        """The step under the JAX driver (``jit``): the same arithmetic as the eager step, ordered so that
+        XLA updates the histories in place without copying them. The Gram row and column of the newest
+        pair (slot ``(k - 1) % m``) and the right-hand side ``dR r`` are brought up to date at the start
+        of the step, from the histories as the previous step left them: every read of a history then
+        precedes, by data dependence, the one in-place write after ``F`` (a read that XLA could not order
+        before the write would make it copy the whole history every iteration). So ``gram`` and ``rhs``
+        in a traced state lag one pair behind the histories. The Gram system is solved by an unrolled
+        ``LDL^T`` (a few fused elementwise kernels instead of LAPACK calls and their pivoting loop)."""
+        xp, m, B = ctx.xp, self.memory, ctx.batch
+        k, dX, dR = state.k, state.dX, state.dR
+        new = (k - 1) % m  # the newest pair's slot (none yet when k == 0)
+        on = xp.reshape((xp.arange(m, device=backend.device_of(x)) == new) & (k > 0), (1, m))
+        col = rows_dot(xp, dR, dR[:, new, :])  # (B, m): dR_i . dR_new
+        rhs = rows_dot(xp, dR, state.r)
+        # the newest pair's row and column; the diagonal scaled by 1 + regularization plus the tiny shift
+        diag = xp.sum(xp.where(on, col, 0.0), axis=1) * (1.0 + self.regularization) + self._tiny(ctx)
+        col = xp.where(on, xp.reshape(diag, (B, 1)), col)
+        row, column = xp.reshape(on, (1, m, 1)), xp.reshape(on, (1, 1, m))
+        gram = xp.where(row, xp.reshape(col, (B, 1, m)), xp.where(column, xp.reshape(col, (B, m, 1)), state.gram))
+        gamma = spd_solve_unrolled(xp, gram, rhs)  # (B, m)
+        c = combine_rows(xp, gamma, dX)
+        u = x - c
+        fu = ctx.F(u)
+        r = fu if state.alpha is None else state.alpha * fu
+        dr = r - state.r
+        # (u - u_k) + mixing dr, without reading u_k after F (XLA would copy it to keep it alive)
+        dx = (r if self.mixing == 1.0 else self.mixing * r) - c
+        ws3 = (slice(None), k % m, slice(None))
+        dX, dR = set_at(xp, dX, ws3, dx), set_at(xp, dR, ws3, dr)
+        return AndersonState(u, fu, r, state.alpha, dX, dR, gram, rhs, k + 1,
                              state.nf + 1, state.njvp, state.nvjp)

@@ -134,7 +134,8 @@ def _rk_step_jax(xp, tab, f, t, u, h, k1, C, c):
     def stage(i, carry):
         K, u_stage = carry
         k = f(None if t is None else t + c[i] * h, u_stage)
-        K = K.at[i].set(xp.reshape(k, (B * n,)))
+        # i is in bounds: a plain dynamic-update-slice (``.at[i].set`` adds an index test and a select)
+        K = jax.lax.dynamic_update_index_in_dim(K, xp.reshape(k, (B * n,)), i, 0)
         # the next stage's input; after the last stage, row s of C (the weights b): u_new
         return K, u + h * xp.reshape(C[i + 1] @ K, (B, n))
 

@@ -57,10 +57,10 @@ from _common import machine_info  # noqa: E402
 
 # script -> (quick arguments, full arguments, time budget in seconds for --quick)
 SCRIPTS = {
-    "core_vs_scipy": (["--quick"], [], 30),
-    "many_small": (["--quick", "--n", "300"], [], 20),
+    "core_vs_scipy": (["--quick"], [], 15),
+    "many_small": (["--quick", "--n", "3000"], [], 40),  # (at 300 systems the fixed costs hid the batch's speed)
     "anderson_overhead": (["--quick", "--repeats", "3"], [], 15),
-    "op_counts": (["--quick"], [], 10),
+    "op_counts": (["--quick"], [], 5),
     "robustness": (["--quick"], [], 25),
     "dynamic_ss": (["--repeats", "2"], [], 25),
     "deq_jax": (["--repeats", "2", "--skip-dense"], [], 30),

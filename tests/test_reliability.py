@@ -340,3 +340,29 @@ def test_sign_convention_hint(alg):
         ss.solve(prob, alg, maxiters=300, throw=True)
     ok = ss.solve(prob, "newton_krylov", abstol=1e-10)
     assert ok.successful and ok.hint is None
+
+
+def test_host_verdict_equals_the_array_verdict():
+    # the eager batched driver's judge_host screens out the rare verdicts and decides the plain case
+    # with fewer NumPy calls: on every mix of plain and rare elements it must equal judge()
+    from steadysolve import termination as T
+
+    rng = np.random.default_rng(0)
+    ns = T.array_namespace(np)
+    for trial in range(200):
+        B = 6
+        fn0, un0 = rng.uniform(0.5, 2.0, B), rng.uniform(0.5, 2.0, B)
+        book = T.start(ns, fn0, un0, 1e-8, 1e-6)
+        book = book._replace(since_best=rng.integers(0, 12, B).astype(np.int32),
+                             best_norm=book.best_norm * rng.uniform(0.5, 1.5, B))
+        fn = fn0 * 10.0 ** rng.uniform(-12, 1, B)
+        un = un0 * 10.0 ** rng.uniform(-1, 1, B)
+        if trial % 2:  # rare cases: NaN, a runaway iterate, a diverged residual, a stopped element
+            k = rng.integers(0, 4)
+            fn[0], un[1], fn[2] = [np.nan, fn[0]][k % 2], un[1] * [1e3, 1.0][k // 2], fn[2] * [1.0, 1e11][k % 2]
+            book = book._replace(codes=np.where(np.arange(B) == 3, 1, book.codes).astype(np.int32))
+        for patience in (None, 10):
+            a = T.judge(ns, fn, un, None, book, 1e-8, 1e-6, patience, 1e300)
+            b = T.judge_host(np, fn, un, None, book, 1e-8, 1e-6, patience, 1e300)
+            for x, y in zip(a[0] + a[1], b[0] + b[1]):
+                np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

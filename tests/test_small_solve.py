@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import steadysolve as ss
 from steadysolve import backend
 from steadysolve.linear.small import spd_solve_unrolled
 
@@ -52,3 +53,23 @@ def test_jax_jit_float32_and_half():
     xh = spd_solve_unrolled(xp, jnp.asarray(A2, jnp.float16), jnp.ones((1, 3), jnp.float16))
     assert xh.dtype == jnp.float16
     np.testing.assert_allclose(np.asarray(xh, np.float32), [[0.5, 0.25, 0.125]])
+
+
+@pytest.mark.parametrize("memory", [3, 12])
+def test_jitted_anderson_on_both_sides_of_the_unroll_limit(memory):
+    # the unrolled LDL^T traces O(m^3) operations: beyond UNROLL_MAX the traced step uses the library
+    # solve (an unrolled memory of 30 took minutes to compile); both converge to the same fixed point
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    from steadysolve.algorithms.anderson import UNROLL_MAX
+
+    assert (memory <= UNROLL_MAX) == (memory == 3)
+
+    @jax.jit
+    def run(u0):
+        sol = ss.solve(ss.FixedPointProblem(lambda u, p: jnp.cos(u), u0), ss.Anderson(memory=memory), abstol=1e-6)
+        return sol.u, sol.retcode_array
+
+    u, rc = run(jnp.zeros(20, dtype=jnp.float32))
+    assert int(rc) == ss.ReturnCode.Success.code
+    np.testing.assert_allclose(np.asarray(u), 0.7390851332151607, atol=1e-5)

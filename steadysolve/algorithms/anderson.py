@@ -15,6 +15,8 @@ from .base import Algorithm, residual_scale
 
 
 _TINY: dict = {}
+#: under ``jit`` the Gram system is solved by the unrolled ``LDL^T`` up to this memory
+UNROLL_MAX = 8
 
 
 class AndersonState(NamedTuple):
@@ -187,7 +189,10 @@ class Anderson(Algorithm):
         col = xp.where(on, xp.reshape(diag, (B, 1)), col)
         row, column = xp.reshape(on, (1, m, 1)), xp.reshape(on, (1, 1, m))
         gram = xp.where(row, xp.reshape(col, (B, 1, m)), xp.where(column, xp.reshape(col, (B, m, 1)), state.gram))
-        gamma = spd_solve_unrolled(xp, gram, rhs)  # (B, m)
+        if m <= UNROLL_MAX:
+            gamma = spd_solve_unrolled(xp, gram, rhs)  # (B, m)
+        else:  # the unrolled solve traces O(m^3) operations: a library solve beyond a handful
+            gamma = xp.reshape(solve_small(xp, gram, rhs[:, :, None]), (B, m))
         c = combine_rows(xp, gamma, dX)
         u = x - c
         fu = ctx.F(u)

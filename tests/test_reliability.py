@@ -366,3 +366,21 @@ def test_host_verdict_equals_the_array_verdict():
             b = T.judge_host(np, fn, un, None, book, 1e-8, 1e-6, patience, 1e300)
             for x, y in zip(a[0] + a[1], b[0] + b[1]):
                 np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_jitted_batch_with_a_per_element_user_norm():
+    # a user's norm may weight each batch element (an array of the batch's size): the jitted driver
+    # must call it on (batch, n) rows, never on a stack of residuals and iterates
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    w = jnp.asarray([1.0, 2.0, 0.5])
+
+    @jax.jit
+    def run(u0):
+        sol = ss.solve(ss.NonlinearProblem(lambda u, p: u - 1.0, u0), "anderson", batch_axis=0,
+                       norm=lambda x: jnp.max(jnp.abs(x), axis=1) * w, abstol=1e-8)
+        return sol.u, sol.retcode_array
+
+    u, rc = run(jnp.zeros((3, 2)))
+    assert [int(c) for c in rc] == [0, 0, 0]
+    np.testing.assert_allclose(np.asarray(u), 1.0, atol=1e-7)

@@ -14,10 +14,6 @@ step's ``flag``); the JAX driver runs it in ``jnp`` inside the loop.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
-import math
-
 import numpy as np
 
 from . import backend, fused

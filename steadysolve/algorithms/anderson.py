@@ -137,7 +137,7 @@ class Anderson(Algorithm):
 
     def step(self, prob, state, ctx):
         xp, m, B = ctx.xp, self.memory, ctx.batch
-        k, dX, dR, gram = state.k, state.dX, state.dR, state.gram
+        k, dX, gram = state.k, state.dX, state.gram
         # u_{k+1} = u_k - dU gamma + mixing (r_k - dR gamma) = x_k - dX gamma, x = u + mixing r,
         # gamma solving the regularised normal equations (gram is stored regularised, and its
         # unused slots are identity rows with a zero right-hand side: gamma is zero there).

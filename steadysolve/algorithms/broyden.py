@@ -157,49 +157,44 @@ class Broyden(Algorithm):
                             nreset, nreject)
 
     def _step_one(self, state, ctx):
-        """``step`` for one system on NumPy: the same update with every scalar a host float, and the
-        same products (the whole ring, weighted by ``w``, in the same order), so that its iterates are
-        those of the batched step."""
-        xp, n = ctx.xp, ctx.n
-        A, Bv, w = state.A, state.Bv, state.w
-        A0, B0, w0 = A[0], Bv[0], w[0]
-        fresh = not float(xp.sum(w0)) > 0
+        """``step`` for one system on NumPy: the same update with every scalar a host float, the
+        history products over the whole ring weighted by ``w`` (as in the batched step), inner
+        products summed as the batched step sums them (Broyden's outcomes on hard problems move with
+        the last bits), the ring written by plain indexing."""
+        xp, A0, B0, w0 = ctx.xp, state.A[0], state.Bv[0], state.w[0]
         h0 = float(state.h0[0, 0])
         fu = state.fu[0]
         s = h0 * fu - ((B0 @ fu) * w0) @ A0  # -H F(u)
         trial = state.u[0] + s
-        ft = ctx.F(xp.reshape(trial, (1, n)))[0]
-        ftn = math.sqrt(float(xp.sum(ft * ft)))
+        n = trial.shape[0]
+        ft = ctx.F(trial.reshape(1, n))[0]
+        ftn = math.sqrt((ft * ft).sum())
         y = ft - fu
-        sy, yy = float(xp.sum(s * y)), float(xp.sum(y * y))
-        if fresh and math.isfinite(sy) and math.isfinite(yy) and sy != 0 and yy > 0:
+        sy, yy = float((s * y).sum()), float((y * y).sum())
+        if math.isfinite(sy) and math.isfinite(yy) and sy != 0 and yy > 0 and not w0.any():
             h0 = -sy / yy  # a fresh history: H_0's scale and sign from the first secant pair
         Hy = ((B0 @ y) * w0) @ A0 - h0 * y
         bvec = ((A0 @ s) * w0) @ B0 - h0 * s
-        den = float(xp.sum(s * Hy))
-        finite = math.isfinite(den) and bool(xp.all(xp.isfinite(bvec))) and bool(xp.all(xp.isfinite(Hy)))
-        snhn = math.sqrt(float(xp.sum(s * s))) * math.sqrt(float(xp.sum(Hy * Hy))) if finite else 0.0
-        bad = not finite or abs(den) <= self.reset_tol * snhn or den == 0
+        den, hh = float((s * Hy).sum()), float((Hy * Hy).sum())
+        # a non-finite Hy makes hh non-finite; a finite Hy whose hh overflows is a bad update either way
+        bad = (not (math.isfinite(den) and math.isfinite(hh)) or den == 0 or not xp.all(xp.isfinite(bvec))
+               or abs(den) <= self.reset_tol * math.sqrt(float((s * s).sum())) * math.sqrt(hh))
         accept = math.isfinite(ftn) and ftn <= self.growth * float(state.fn[0])
         nrej = 0 if accept else int(state.nrej[0]) + 1
         restart = nrej >= self.max_reject
         pos = state.pos
         if bad or restart:  # a new history (the ring position moves on, as in the batched step)
-            backend.set_at(xp, A, (0, pos, slice(None)), 0.0 if bad else (s - Hy) / den)
-            backend.set_at(xp, Bv, (0, pos, slice(None)), 0.0 if bad else bvec)
-            backend.set_at(xp, w, ..., 0.0)
+            A0[pos], B0[pos], w0[:] = (0.0, 0.0, 0.0) if bad else ((s - Hy) / den, bvec, 0.0)
         else:
-            backend.set_at(xp, A, (0, pos, slice(None)), (s - Hy) / den)
-            backend.set_at(xp, Bv, (0, pos, slice(None)), bvec)
-            backend.set_at(xp, w, (0, pos), 1.0)
+            A0[pos], B0[pos], w0[pos] = (s - Hy) / den, bvec, 1.0
         if restart:
             h0, nrej = 0.25 * h0, 0
         dt = ctx.dtype
-        u, fu, fn = ((xp.reshape(trial, (1, n)), xp.reshape(ft, (1, n)), xp.asarray([ftn], dtype=dt)) if accept
+        u, fu, fn = ((trial.reshape(1, n), ft.reshape(1, n), xp.asarray([ftn], dtype=dt)) if accept
                      else (state.u, state.fu, state.fn))
-        return BroydenState(u, fu, fn, xp.asarray([[h0]], dtype=dt), A, Bv, w, xp.asarray([nrej], dtype=xp.int32),
-                            (pos + 1) % self.memory, state.nf + 1, state.njvp, state.nvjp,
-                            state.nreset + int(bad or restart), state.nreject + int(not accept))
+        return BroydenState(u, fu, fn, xp.asarray([[h0]], dtype=dt), state.A, state.Bv, state.w,
+                            xp.asarray([nrej], dtype=xp.int32), (pos + 1) % self.memory, state.nf + 1, state.njvp,
+                            state.nvjp, state.nreset + int(bad or restart), state.nreject + int(not accept))
 
     def extra_stats(self, state) -> dict:
         return {"nreset": state.nreset, "nreject": state.nreject}

@@ -135,6 +135,31 @@ def test_jit_and_vmap():
         jax.jit(lambda b: ss.linear_solve(lambda v: Aj @ v, b).retcode)(bj)
 
 
+def test_jit_blocked_basis_matches_eager():
+    # under jit the Gram-Schmidt products read only the basis blocks in use (linear.chunked): a cycle
+    # that fills several blocks, and a restart, give the eager solver's iterates and counts
+    import jax
+    import jax.numpy as jnp
+
+    from steadysolve.linear.chunked import MIN_SIZE
+
+    n = MIN_SIZE + 4  # long enough rows for the blocked products
+    rng = np.random.default_rng(7)
+    d, u, w = np.linspace(1.0, 40.0, n), rng.normal(size=n), rng.normal(size=n) / n
+    b = rng.normal(size=n)
+    for restart in (30, 21):
+        alg = ss.GMRES(restart=restart, reltol=1e-12)
+        eager = ss.linear_solve(lambda v: d * v + u * (w @ v), b, alg)
+        dj, uj, wj = jnp.asarray(d), jnp.asarray(u), jnp.asarray(w)
+        jit = jax.jit(lambda b: ss.linear_solve(lambda v: dj * v + uj * (wj @ v), b, alg))(jnp.asarray(b))
+        assert eager.successful and int(jit.retcode_array) == 0
+        assert eager.stats.niter > restart and eager.stats.nrestart >= 2  # blocks 0..3 filled, then a restart
+        assert (int(jit.stats.niter), int(jit.stats.nrestart)) == (eager.stats.niter, eager.stats.nrestart)
+        x = np.asarray(jit.x)
+        np.testing.assert_allclose(d * x + u * (w @ x), b, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(np.asarray(jit.x), eager.x, rtol=0, atol=1e-11)
+
+
 def test_zero_rhs_and_registry():
     sol = ss.linear_solve(lambda v: 2 * v, np.zeros(5))
     assert sol.successful and sol.stats.nmatvec == 0 and np.all(sol.x == 0)

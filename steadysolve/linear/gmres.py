@@ -23,6 +23,7 @@ from ..registry import register, resolve
 from ..solution import LinearSolution, Stats, register_jax_pytrees
 from .gmres_eager import gmres_eager
 from .gmres_one import gmres_one
+from .chunked import blocked, chunked_cgs2, padded_rows
 from .krylov import GMRESResult, arnoldi_step, finish_cycle, l2, result_codes, start_cycle
 
 __all__ = ["GMRES", "linear_solve", "gmres_2d", "GMRESResult"]
@@ -142,6 +143,8 @@ def _gmres_jax(xp, matvec, b, x, rnorm, r, active, failed, tol, m, maxiters, nmv
     B, n = b.shape
     dtype = b.dtype
     i32 = jnp.int32
+    # a long basis of long vectors: Gram-Schmidt over the blocks in use only (``chunked``)
+    rows, project = (padded_rows(m), chunked_cgs2(xp)) if blocked(m, B * n) else (None, None)
 
     def inner_cond(c):
         return (c.j < m) & jnp.any(c.active) & (c.k < maxiters)
@@ -155,9 +158,9 @@ def _gmres_jax(xp, matvec, b, x, rnorm, r, active, failed, tol, m, maxiters, nmv
         x, r, resid, failed, k, nmv, ncycle = s
         running = ~failed & ~(resid <= tol)
         aug_c = None if aug is None else jnp.where(ncycle == 0, aug, jnp.zeros_like(aug))  # first cycle only
-        c = start_cycle(xp, r, resid, running, failed, k, nmv, m, dtype, None, aug_c)
+        c = start_cycle(xp, r, resid, running, failed, k, nmv, m, dtype, None, aug_c, rows)
         c = c._replace(j=jnp.asarray(0, i32))
-        c = jax.lax.while_loop(inner_cond, lambda c: arnoldi_step(xp, matvec, c, tol, m, eps, aug_c), c)
+        c = jax.lax.while_loop(inner_cond, lambda c: arnoldi_step(xp, matvec, c, tol, m, eps, aug_c, project), c)
         x = finish_cycle(xp, x, c, m, dtype, None)
         k, nmv, failed, resid = c.k, c.nmv, c.failed, c.resid
         running = ~failed & ~(resid <= tol)

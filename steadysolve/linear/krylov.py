@@ -66,13 +66,14 @@ def l2(xp, x):
     return xp.sqrt(xp.sum(x * x, axis=-1))
 
 
-def start_cycle(xp, r, rnorm, active, failed, k, nmv, m, dtype, device, aug=None):
+def start_cycle(xp, r, rnorm, active, failed, k, nmv, m, dtype, device, aug=None, rows=None):
     B, n = r.shape
+    rows = m + 1 if rows is None else rows  # the basis buffer's rows (a padded one for blocked products)
     one = xp.ones_like(rnorm)
     v0 = r / xp.reshape(xp.where(rnorm > 0, rnorm, one), (B, 1))
     v0 = xp.where(xp.reshape(active, (B, 1)), v0, xp.zeros_like(v0))
-    slot0 = xp.reshape(xp.arange(m + 1, device=device) == 0, (1, m + 1, 1))
-    V = xp.where(slot0, xp.reshape(v0, (B, 1, n)), xp.zeros((B, m + 1, n), dtype=dtype, device=device))
+    slot0 = xp.reshape(xp.arange(rows, device=device) == 0, (1, rows, 1))
+    V = xp.where(slot0, xp.reshape(v0, (B, 1, n)), xp.zeros((B, rows, n), dtype=dtype, device=device))
     e0 = xp.astype(xp.arange(m + 1, device=device) == 0, dtype)
     g = xp.reshape(rnorm, (B, 1)) * xp.reshape(e0, (1, m + 1))
     g = xp.where(xp.reshape(active, (B, 1)), g, xp.zeros_like(g))
@@ -121,7 +122,7 @@ def search_direction(xp, aug, j, v0, v, p, Zs):
     return z, use_a, p + xp.astype(~use_a, p.dtype)
 
 
-def arnoldi_step(xp, matvec, c: Cycle, tol, m, eps, aug=None):
+def arnoldi_step(xp, matvec, c: Cycle, tol, m, eps, aug=None, project=None):
     """One Krylov step for every element (inactive ones are carried along unchanged in effect).
 
     Without ``aug`` this is plain Arnoldi (the search direction is the newest basis
@@ -129,6 +130,7 @@ def arnoldi_step(xp, matvec, c: Cycle, tol, m, eps, aug=None):
     first ``k`` search directions are the augmentation vectors (a zero row is
     skipped), then the Krylov sequence of ``r0`` (``r0`` itself, then each newest
     basis vector, which is ``A`` times the previous one orthogonalised).
+    ``project(V, w, j) -> (h, w_orth)`` replaces the full CGS2 products (``chunked``).
     """
     B, n = c.v.shape
     dtype = c.v.dtype
@@ -148,12 +150,16 @@ def arnoldi_step(xp, matvec, c: Cycle, tol, m, eps, aug=None):
     w = matvec(z)
     # CGS2 against the current basis (unused buffer slots are zero and contribute nothing).
     V = c.V
-    h1 = rows_dot(xp, V, w)
-    w = w - combine_rows(xp, h1, V)
-    h2 = rows_dot(xp, V, w)
-    w = w - combine_rows(xp, h2, V)
+    if project is None:
+        h1 = rows_dot(xp, V, w)
+        w = w - combine_rows(xp, h1, V)
+        h2 = rows_dot(xp, V, w)
+        w = w - combine_rows(xp, h2, V)
+        h = h1 + h2
+    else:
+        h, w = project(V, w, j)
+        h = h[:, :m + 1]
     beta = l2(xp, w)
-    h = h1 + h2
     hcol = h + xp.reshape(beta, (B, 1)) * xp.astype(ej1, dtype)
     t = rows_dot(xp, c.Qt, hcol)
     fj, fj1 = xp.astype(ej, dtype), xp.astype(ej1, dtype)

@@ -113,7 +113,7 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5
     if B == 1 and not use_jax:  # one system: the scalar work on host floats
         return gmres_one(xp, matvec, b, x0, m=m, reltol=reltol, abstol=abstol, maxiters=maxiters, active=active,
                          eps=eps, aug=aug)
-    dtype, device = b.dtype, backend.device_of(b)
+    device = backend.device_of(b)
     bnorm = l2(xp, b)
     tol = xp.maximum(reltol * bnorm, xp.full_like(bnorm, abstol))
     if active is None:

@@ -39,27 +39,29 @@ def levels(B: int, maxiters: int) -> tuple:
     return tuple(caps)
 
 
-def check_rows(ctx, narrow, state, cap, rowwise):
+def check_rows(ctx, narrow, state, book, cap, rowwise):
     """Whether ``f`` is row-wise, checked on ``cap`` rows of the start (spread over the batch, the
     last included): ``(ok, state)`` with ``ok`` a traced boolean (``f`` on those rows alone gives
-    their residuals) and the evaluation counted in ``state.nf``; ``(True, state)`` without the
-    evaluation when the problem says ``rowwise=True``; None when ``f`` or the norm does not even
-    take a batch of ``cap`` rows (a closure over per-element data): no compaction."""
+    their residuals; evaluated, and counted in ``state.nf``, when an element is running at all);
+    ``(True, state)`` without the evaluation when the problem says ``rowwise=True``; None when ``f``
+    or the norm does not even take a batch of ``cap`` rows (a closure over per-element data)."""
+    import jax
     import jax.numpy as jnp
 
     B = state.u.shape[0]
     idx = (B - 1) - jnp.arange(cap, dtype=jnp.int32) * (B // cap)
     u, fu = jnp.take(state.u, idx, axis=0), jnp.take(state.fu, idx, axis=0)
+    go = jnp.any(book.codes == RUNNING)
     try:
         sub = narrow(ctx, idx)
-        got = sub.F(u)
-        if tuple(got.shape) != tuple(u.shape) or tuple(sub.norm(u).shape) != (cap,):
+        if tuple(sub.norm(u).shape) != (cap,):
             return None
-    except Exception:
+        ok = jax.lax.cond(go, lambda: _reproduces(jnp, sub.F(u), fu), lambda: jnp.asarray(False))
+    except Exception:  # f or the norm does not take the smaller batch
         return None
     if rowwise:
         return True, state
-    return _reproduces(jnp, got, fu), state._replace(nf=state.nf + 1)
+    return ok, state._replace(nf=state.nf + go.astype(state.nf.dtype))
 
 
 def _nrun(c):
@@ -111,6 +113,8 @@ def _stage(loop, c, ctx, narrow, b, rows, go, caps, B):
 
 def _reproduces(jnp, fu, ref):
     """``f`` on the gathered rows gives their residuals (the eager check's tolerance)."""
+    if tuple(fu.shape) != tuple(ref.shape):  # (the problem's own check raises first)
+        raise ValueError("f changed the shape of a smaller batch")
     tol = float(jnp.finfo(ref.dtype).eps) ** 0.5
     atol = tol * jnp.maximum(1.0, jnp.max(jnp.where(jnp.isfinite(ref), jnp.abs(ref), 0.0)))
     return jnp.all(jnp.isclose(fu, ref, rtol=tol, atol=atol, equal_nan=True))

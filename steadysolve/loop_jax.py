@@ -100,7 +100,7 @@ def run_jax(alg, prob, ctx, u0, *, maxiters, store_trace, narrow=None):
     caps = ()
     if narrow is not None and not alg.freeze_converged and gatherable(state):
         caps = loop_compact.levels(B, maxiters)
-    checked = loop_compact.check_rows(ctx, narrow, state, caps[0], prob.rowwise) if caps else None
+    checked = loop_compact.check_rows(ctx, narrow, state, book, caps[0], prob.rowwise) if caps else None
     if checked is not None:
         ok, state = checked
         carry = loop_compact.run(loop, carry._replace(state=state), ctx, narrow, caps, ok)

@@ -25,7 +25,7 @@ __all__ = ["levels", "check_rows", "run", "SHRINK", "MIN_BATCH"]
 #: each level gathers the running rows into a batch ``SHRINK`` times smaller than the last
 SHRINK = 16
 #: no compaction of a batch smaller than this (another compiled loop body for little gain)
-MIN_BATCH = 512
+MIN_BATCH = 1024
 #: at most this many levels (each compiles the loop body for one more batch size)
 MAX_LEVELS = 2
 

@@ -61,7 +61,7 @@ def check_rows(ctx, narrow, state, book, cap, rowwise):
         return None
     if rowwise:
         return True, state
-    return ok, state._replace(nf=state.nf + go.astype(state.nf.dtype))
+    return ok, state._replace(nf=state.nf + go.astype(jnp.int32))
 
 
 def _nrun(c):

@@ -88,7 +88,7 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
 
 def narrower(prob, xp, layout, norm):
     """``narrow(ctx, idx)``: the context of rows ``idx`` of a batched solve, for the eager driver's
-    working set (see ``loop_parts``). Only for row-wise problems: ``p`` holds no array with an axis
+    working set (see ``loop_parts``) and the JAX driver's compaction (``loop_compact``). Only for row-wise problems: ``p`` holds no array with an axis
     of the batch size (per-element parameters could not follow a smaller batch), unless the problem
     says otherwise (``rowwise``)."""
     B = layout.batch
@@ -102,7 +102,7 @@ def narrower(prob, xp, layout, norm):
         shape[layout.axis] = int(fu0.shape[0])
         sub = Layout(xp, shape, layout.axis)
         like = sub.from_rows(fu0)  # a user-layout array of the smaller batch (shape, dtype, device)
-        return build_context(prob, like, sub, xp, like, ctx.abstol, ctx.reltol, norm)
+        return build_context(prob, like, sub, xp, like, ctx.abstol, ctx.reltol, norm, traced=ctx.traced)
 
     return narrow
 

@@ -39,10 +39,11 @@ _SLACK = 1e-6
 
 def run(alg, prob, ctx, u0, *, maxiters: int, store_trace: bool, callback, use_jax: bool,
         to_user=None, narrow=None) -> DriverResult:
-    """One solve by ``alg`` from ``u0`` (rows). ``narrow(ctx, local_index) -> ctx`` (eager batched
-    solves of row-wise problems) lets the driver continue on the running rows alone."""
+    """One solve by ``alg`` from ``u0`` (rows). ``narrow(ctx, local_index) -> ctx`` (batched solves of
+    row-wise problems) lets the driver continue on the running rows alone (under JAX tracing: on
+    a compacted batch of static size, ``loop_compact``)."""
     if use_jax:
-        return run_jax(alg, prob, ctx, u0, maxiters=maxiters, store_trace=store_trace)
+        return run_jax(alg, prob, ctx, u0, maxiters=maxiters, store_trace=store_trace, narrow=narrow)
     return _run_eager(alg, prob, ctx, u0, maxiters=maxiters, store_trace=store_trace,
                       callback=callback, to_user=to_user, narrow=narrow)
 

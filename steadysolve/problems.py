@@ -96,7 +96,8 @@ class NonlinearProblem(AbstractProblem):
         For batched solves (``solve(..., batch_axis=...)``): whether ``f`` may be called on any
         subset of the batch (the elements are independent and no per-element data lives outside
         ``p`` or ``u``). Once most elements have stopped, the eager driver then steps the running
-        ones alone instead of the whole batch. ``None`` (default): yes unless ``p`` holds an array
+        ones alone instead of the whole batch (under ``jax.jit``, batches of 1,024 or more: on a
+        compacted batch of fixed size). ``None`` (default): yes unless ``p`` holds an array
         with an axis of the batch's size, and only if ``f`` accepts the smaller batch the first
         time (otherwise the solve goes on with the whole batch); ``True``: also with such a ``p``
         (shared, not per-element); ``False``: never.

@@ -145,7 +145,7 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     batched = batch_axis is not None
     done = [0]  # iterations of the attempts before (a chain's callback counts on)
 
-    narrow = None if use_jax or not batched else narrower(prob, xp, layout, norm)
+    narrow = narrower(prob, xp, layout, norm) if batched else None
 
     def drive(a, c, rows, share=1.0):  # share < 1: an attempt of a chain, which may use part of maxiters
         cb = callback if callback is None or not done[0] else (lambda it, u, fn: callback(done[0] + it, u, fn))

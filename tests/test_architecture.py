@@ -22,7 +22,7 @@ LAYERS = [
     {"steadysolve.termination", "steadysolve.solution", "steadysolve.problems"},
     {"steadysolve.linear", "steadysolve.ode"},
     {"steadysolve.algorithms"},
-    {"steadysolve.loop", "steadysolve.loop_jax", "steadysolve.loop_parts"},
+    {"steadysolve.loop", "steadysolve.loop_jax", "steadysolve.loop_compact", "steadysolve.loop_parts"},
     {"steadysolve.solve", "steadysolve.contexts"},
     {"steadysolve"},
     {"steadysolve.adapters._budget"},

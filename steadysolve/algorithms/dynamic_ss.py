@@ -18,6 +18,7 @@ from .. import backend
 from ..ode.adaptive import attempt, first_step, time_dtype
 from ..ode.controller import PIController
 from ..ode.host import attempt_host, host_buffer, host_path_ok, initial_step_host
+from ..ode.host_batch import attempt_batch
 from ..ode.runge_kutta import stage_buffer
 from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
@@ -165,9 +166,13 @@ class DynamicSS(Algorithm):
         return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.min(t), dt))
 
     def _host_mode(self, ctx) -> bool:
-        """Unbatched NumPy: the controller runs on Python floats (see ``ode.host``)."""
-        return (ctx.host_arrays and ctx.batch == 1 and not backend.is_half(ctx.xp, ctx.dtype)
+        """NumPy: unbatched, the controller runs on Python floats (``ode.host``); batched, the step takes
+        its per-element decisions on the host where they are uniform (``ode.host_batch``)."""
+        return (ctx.host_arrays and not backend.is_half(ctx.xp, ctx.dtype)
                 and host_path_ok(self.integrator.tableau, self._tolerances(ctx)[1]))
+
+    def _time_mode(self, ctx):
+        return None if ctx.kind != "steady_state" else ("each" if self.per_element_time else "min")
 
     def _host_field(self, ctx):
         if ctx.kind != "steady_state":
@@ -201,7 +206,7 @@ class DynamicSS(Algorithm):
             nf += 1
         else:
             fu = ctx.fu0
-        if self._host_mode(ctx):  # the controller on floats, the first step too
+        if self._host_mode(ctx) and B == 1:  # the controller on floats, the first step too
             field, t0, tmax = self._host_field(ctx), float(self.t0), self._tmax(ctx)
             h = self.dt0 if self.dt0 is not None else initial_step_host(field, t0, u0, fu, tab.order, reltol, abstol)
             if self.controller.dtmax is not None:
@@ -213,7 +218,11 @@ class DynamicSS(Algorithm):
                 nreject=0, flag=_host_flag(0), nf=nf + (self.dt0 is None), njvp=0, nvjp=0, ws=ws,
             )
         h, nf0 = first_step(xp, tab, self.controller, f, t, u0, fu, reltol, abstol, self.dt0, self._tmax(ctx))
-        ws = None if backend.is_jax(xp) else _Workspace(stage_buffer(xp, tab, u0))
+        if self._host_mode(ctx):  # batched NumPy
+            ws = _Workspace(host_buffer(tab, u0), (self._host_field(ctx), reltol, abstol, self._tmax(ctx),
+                                                   float(xp.finfo(t.dtype).eps), self._time_mode(ctx)))
+        else:
+            ws = None if backend.is_jax(xp) else _Workspace(stage_buffer(xp, tab, u0))
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
         return DynamicSSState(
             u=u0, fu=fu, t=t, h=h, err_prev=xp.full_like(t, 1e-4), rejected=zi != 0,
@@ -224,6 +233,8 @@ class DynamicSS(Algorithm):
     def step(self, prob, state, ctx):
         if isinstance(state.t, float):
             return self._step_host(state)
+        if state.ws is not None and state.ws.host is not None:
+            return self._step_host_batch(state)
         xp = ctx.xp
         reltol, abstol = self._tolerances(ctx)
         a = attempt(xp, self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h, state.u,
@@ -251,6 +262,20 @@ class DynamicSS(Algorithm):
             u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
             naccept=state.naccept + int(a.accept), nreject=state.nreject + int(not a.accept), flag=flag,
             nf=state.nf + a.nf, njvp=state.njvp, nvjp=state.nvjp, ws=state.ws,
+        )
+
+    def _step_host_batch(self, state):
+        field, reltol, abstol, tmax, eps, time_mode = state.ws.host
+        a = attempt_batch(self.integrator.tableau, self.controller, field, state.t, state.h, state.u, state.fu,
+                          state.err_prev, state.rejected, reltol, abstol, tmax, state.ws.K, eps, time_mode)
+        flag = _HOST_NP.where(a.reached, _TIMELIMIT, state.flag) if a.reached.any() else state.flag
+        if a.underflow.any():
+            flag = _HOST_NP.where(a.underflow, _STALLED, flag).astype(state.flag.dtype)
+        acc = a.accept.astype(state.naccept.dtype)
+        return DynamicSSState(
+            u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected, naccept=state.naccept + acc,
+            nreject=state.nreject + (1 - acc), flag=flag, nf=state.nf + a.nf, njvp=state.njvp, nvjp=state.nvjp,
+            ws=state.ws,
         )
 
     def extra_stats(self, state) -> dict:

@@ -93,10 +93,12 @@ class HostWork:
     """The host attempts' workspace, allocated once per solve: ``Y`` ``(stages + 1, B * n)`` holds ``u``
     in row 0 and ``h k_j`` in row ``j + 1`` (each stage is scaled by its element's step as it is
     written, so the weights stay constant), ``rows`` its rows as ``(B, n)`` views, ``stage[i - 1]``
-    the pair ``(weights, rows)`` whose product is stage ``i``'s input ``u + sum_j a_ij h k_j``, and
-    ``err`` the pair giving the local error ``sum_j b_err_j h k_j``."""
+    the triple ``(weights, rows, out)``: the product is stage ``i``'s input ``u + sum_j a_ij h k_j``,
+    ``out`` the row that receives ``h k_i``, and
+    ``err`` the pair giving the local error ``sum_j b_err_j h k_j``; batched, ``H`` ``(B, n)`` holds each
+    row's step (a product with a full array costs a third of one that broadcasts a ``(B, 1)`` column)."""
 
-    __slots__ = ("Y", "rows", "stage", "err", "c")
+    __slots__ = ("Y", "rows", "stage", "err", "c", "H")
 
     def __init__(self, tab: ButcherTableau, u):
         s = tab.stages
@@ -104,9 +106,10 @@ class HostWork:
         self.Y = np.zeros((s + 1, B * n), dtype=u.dtype)
         self.rows = [self.Y[j].reshape(B, n) for j in range(s + 1)]
         W = _weights(tab, u.dtype)
-        self.stage = [(W[i, :i + 1], self.Y[:i + 1]) for i in range(1, s)]
+        self.stage = [(W[i, :i + 1], self.Y[:i + 1], self.rows[i + 1]) for i in range(1, s)]
         self.err = (W[s + 1, 1:], self.Y[1:])
         self.c = _host_coefficients(tab)[1]
+        self.H = np.empty((B, n), dtype=u.dtype) if B > 1 else None
 
 
 def host_buffer(tab: ButcherTableau, u) -> HostWork:
@@ -131,19 +134,23 @@ def _weights(tab: ButcherTableau, dtype):
 _W: dict = {}
 
 
+_NONES = (None,) * 64
+_max = np.maximum.reduce
+
+
 def rk_stages(ws: HostWork, field: Callable, times, u, fu, h):
     """``(u_new, f_new, err)`` of one FSAL step from ``u`` (``(B, n)``, ``fu = field(., u)``) by ``h`` (a
-    float, or ``(B, 1)``); ``times[i]`` is passed to ``field`` with stage ``i`` (``times=None``: ``None``).
-    Per stage: one matrix-vector product and one scaled write (plus ``field``)."""
-    rows = ws.rows
+    float, or ``(B, n)``); ``times[i - 1]`` is passed to ``field`` with stage ``i`` (``times=None``:
+    ``None``). Per stage: one matrix-vector product and one scaled write (plus ``field``)."""
+    rows, mul = ws.rows, np.multiply
     np.copyto(rows[0], u)
-    np.multiply(fu, h, out=rows[1])
+    mul(fu, h, out=rows[1])
     shape = u.shape
     u_stage = k = None
-    for i, (w, Y) in enumerate(ws.stage, 1):
+    for (w, Y, out), t in zip(ws.stage, _NONES if times is None else times):
         u_stage = w.dot(Y).reshape(shape)
-        k = field(None if times is None else times[i], u_stage)
-        np.multiply(k, h, out=rows[i + 1])
+        k = field(t, u_stage)
+        mul(k, h, out=out)
     w, Y = ws.err
     return u_stage, k, w.dot(Y).reshape(shape)
 
@@ -154,18 +161,18 @@ def attempt_host(tab: ButcherTableau, ctrl: PIController, field: Callable, t: fl
     """One attempt from ``(t, u)``; ``field(t: float | None, u (1, n))``, ``ws`` from :func:`host_buffer`."""
     h = min(h, tend - t)
     n = u.shape[1]
-    u_new, f_new, err = rk_stages(ws, field, [t + c * h for c in ws.c], u, fu, h)
+    u_new, f_new, err = rk_stages(ws, field, [t + c * h for c in ws.c[1:]], u, fu, h)
     err = err[0]
     m = np.abs(u[0])
     np.maximum(m, np.abs(u_new[0]), out=m)
-    finite = math.isfinite(float(m.max()))  # NaN-propagating: u_new is finite (u is)
-    if reltol > 0:
-        m *= reltol
-        m += abstol
+    finite = math.isfinite(_max(m))  # NaN-propagating: u_new is finite (u is)
+    if reltol > 0:  # err / (abstol + reltol m) = (err / (abstol / reltol + m)) / reltol
+        m += abstol / reltol
         e = err / m
+        enorm = math.sqrt(float(e.dot(e)) / n) / reltol  # the RMS scaled error
     else:
         e = err * (1.0 / abstol)
-    enorm = math.sqrt(float(e.dot(e)) / n)  # the RMS scaled error
+        enorm = math.sqrt(float(e.dot(e)) / n)
     if not math.isfinite(enorm):  # f_new (in err with a nonzero weight) or a stage is not finite
         enorm, finite = math.inf, False
     accept, h_next, err_prev = propose(ctrl, tab.order, tab.error_order, h, enorm, err_prev, rejected, finite)

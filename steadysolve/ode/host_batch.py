@@ -4,8 +4,8 @@ with the per-element decisions taken on the host where they are uniform.
 Same step, same controller, same per-element step sizes as the generic path; what changes is the
 number of array operations on ``(B, n)`` (each costs microseconds at B * n = 10^4):
 
-* the stages are written scaled by each element's step (``h k_j``, one broadcast product that
-  replaces the copy into the workspace), so every stage input is one matrix-vector product
+* the stages are written scaled by each element's step (``h k_j``, one product with the steps
+  spread over ``(B, n)`` once per step, replacing the copy into the workspace), so every stage input is one matrix-vector product
   ``[1, a_i] @ [u; h k_1; ...]`` and the error estimate another (:func:`~steadysolve.ode.host.rk_stages`);
 * the scaled error is divided in place and reduced per row by one ``vecdot``; finiteness of the
   new state comes from one whole-array ``max`` (per row only when that is not finite);
@@ -37,6 +37,11 @@ def _rowdot(x):
     return _vecdot(x, x) if _vecdot is not None else np.einsum("ij,ij->i", x, x)
 
 
+def _clip(x, lo: float, hi: float):
+    """``min(max(x, lo), hi)`` (two ufunc calls; ``np.clip`` adds a Python layer)."""
+    return np.minimum(np.maximum(x, lo), hi)
+
+
 class BatchAttempted(NamedTuple):
     u: Any  # (B, n)
     fu: Any  # (B, n)
@@ -51,8 +56,8 @@ class BatchAttempted(NamedTuple):
 
 
 def stage_times(ws: HostWork, t, h, per_element: bool):
-    """The time of every stage: ``min_b (t_b + c_i h_b)`` as floats, or ``(B,)`` arrays per element."""
-    T = np.multiply.outer(np.asarray(ws.c, dtype=h.dtype), h)
+    """The time of every stage after the first: ``min_b (t_b + c_i h_b)`` as floats, or ``(B,)`` arrays per element."""
+    T = np.multiply.outer(np.asarray(ws.c[1:], dtype=h.dtype), h)
     T += t
     return list(T) if per_element else T.min(axis=1).tolist()
 
@@ -68,17 +73,18 @@ def attempt_batch(tab: ButcherTableau, ctrl: PIController, field: Callable, t, h
     h = np.minimum(h, tend - t)
     hb = h.astype(u.dtype, copy=False)
     times = None if time_mode is None else stage_times(ws, t, hb, time_mode == "each")
-    u_new, f_new, err = rk_stages(ws, field, times, u, fu, hb[:, None])
+    np.copyto(ws.H, hb[:, None])
+    u_new, f_new, err = rk_stages(ws, field, times, u, fu, ws.H)
     m = np.abs(u)
     np.maximum(m, np.abs(u_new), out=m)
     rows_finite = None if math.isfinite(float(m.max())) else np.isfinite(m.max(axis=1))
-    if reltol > 0:
-        m *= reltol
-        m += abstol
+    if reltol > 0:  # err / (abstol + reltol m) = (err / (abstol / reltol + m)) / reltol
+        m += abstol / reltol
         np.divide(err, m, out=err)
+        enorm = np.sqrt(_rowdot(err) / n) / reltol  # RMS scaled error; not finite when f_new or a stage is not
     else:
         err *= 1.0 / abstol
-    enorm = np.sqrt(_rowdot(err) / n)  # RMS scaled error; not finite when f_new or a stage is not
+        enorm = np.sqrt(_rowdot(err) / n)
     finite = np.isfinite(enorm)
     if rows_finite is not None:
         finite &= rows_finite
@@ -89,14 +95,14 @@ def attempt_batch(tab: ButcherTableau, ctrl: PIController, field: Callable, t, h
     all_accept = all_finite and bool(accept.all())
     b1, b2 = ctrl.exponents(tab.order)
     e_safe = np.maximum(enorm, 1e-10)  # E = 0 (exact step) -> maximal growth
-    grow = np.clip(ctrl.safety * e_safe ** (-b1) * err_prev ** b2, ctrl.factormin, ctrl.factormax)
+    grow = _clip(ctrl.safety * e_safe ** (-b1) * err_prev ** b2, ctrl.factormin, ctrl.factormax)
     if rejected.any():  # no growth right after a rejection
         grow = np.where(rejected, np.minimum(grow, 1.0), grow)
     if all_accept:
         factor = grow
         err_prev = np.maximum(enorm, 1e-4)
     else:
-        shrink = np.clip(ctrl.safety * e_safe ** (-1.0 / (tab.error_order + 1)), ctrl.factormin, 1.0)
+        shrink = _clip(ctrl.safety * e_safe ** (-1.0 / (tab.error_order + 1)), ctrl.factormin, 1.0)
         if not all_finite:
             shrink = np.where(finite, shrink, ctrl.factormin)
         factor = np.where(accept, grow, shrink)

@@ -4,9 +4,10 @@ with the per-element decisions taken on the host where they are uniform.
 Same step, same controller, same per-element step sizes as the generic path; what changes is the
 number of array operations on ``(B, n)`` (each costs microseconds at B * n = 10^4):
 
-* the stages are written scaled by each element's step (``h k_j``, one product with the steps
-  spread over ``(B, n)`` once per step, replacing the copy into the workspace), so every stage input is one matrix-vector product
-  ``[1, a_i] @ [u; h k_1; ...]`` and the error estimate another (:func:`~steadysolve.ode.host.rk_stages`);
+* the stages are written scaled by each element's step (``h k_j``: one product with the steps
+  spread over ``(B, n)`` once per step, in place of the copy into the workspace), so every stage
+  input is one matrix-vector product ``[1, a_i] @ [u; h k_1; ...]`` and the error estimate another
+  (:func:`~steadysolve.ode.host.rk_stages`);
 * the scaled error is divided in place and reduced per row by one ``vecdot``; finiteness of the
   new state comes from one whole-array ``max`` (per row only when that is not finite);
 * when every element accepts (the usual case) the new state is taken as it is: the ``where``

@@ -103,11 +103,11 @@ class HostWork:
     def __init__(self, tab: ButcherTableau, u):
         s = tab.stages
         B, n = u.shape
-        self.Y = np.zeros((s + 1, B * n), dtype=u.dtype)
-        self.rows = [self.Y[j].reshape(B, n) for j in range(s + 1)]
-        W = _weights(tab, u.dtype)
-        self.stage = [(W[i, :i + 1], self.Y[:i + 1], self.rows[i + 1]) for i in range(1, s)]
-        self.err = (W[s + 1, 1:], self.Y[1:])
+        self.Y = Y = np.zeros((s + 1, B * n), dtype=u.dtype)
+        self.rows = rows = list(Y.reshape(s + 1, B, n))
+        w_stage, w_err = _weights(tab, u.dtype)
+        self.stage = [(w, Y[:i + 1], rows[i + 1]) for i, w in enumerate(w_stage, 1)]
+        self.err = (w_err, Y[1:])
         self.c = _host_coefficients(tab)[1]
         self.H = np.empty((B, n), dtype=u.dtype) if B > 1 else None
 
@@ -117,18 +117,19 @@ def host_buffer(tab: ButcherTableau, u) -> HostWork:
 
 
 def _weights(tab: ButcherTableau, dtype):
-    """``(stages + 2, stages + 1)``: column 0 multiplies ``u`` (1 for the stage inputs and ``b``, 0 for
-    the error row), the other columns are ``C`` (``a``, ``b``, ``b_err``) in ``dtype``."""
+    """``(stage weights, error weights)`` in ``dtype``: ``[1, a_i1, ..., a_i(i-1)]`` for the stages
+    ``i = 1 ..`` (the leading 1 multiplies ``u``) and ``b_err`` (cached per tableau and dtype)."""
     key = (id(tab), dtype)
     hit = _W.get(key)
     if hit is None or hit[0] is not tab:
         C, _ = _host_coefficients(tab)
-        W = np.zeros((len(C), tab.stages + 1), dtype=dtype)
+        s = tab.stages
+        W = np.zeros((len(C), s + 1), dtype=dtype)
         W[:, 1:] = C
-        W[:tab.stages + 1, 0] = 1.0
+        W[:s + 1, 0] = 1.0
         W.flags.writeable = False
-        hit = _W[key] = (tab, W)
-    return hit[1]
+        hit = _W[key] = (tab, [W[i, :i + 1] for i in range(1, s)], W[s + 1, 1:])
+    return hit[1:]
 
 
 _W: dict = {}

@@ -165,11 +165,11 @@ class DynamicSS(Algorithm):
             return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.reshape(t, ()), dt))
         return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.min(t), dt))
 
-    def _host_mode(self, ctx) -> bool:
+    def _host_mode(self, ctx, abstol: float) -> bool:
         """NumPy: unbatched, the controller runs on Python floats (``ode.host``); batched, the step takes
         its per-element decisions on the host where they are uniform (``ode.host_batch``)."""
-        return (ctx.host_arrays and not backend.is_half(ctx.xp, ctx.dtype)
-                and host_path_ok(self.integrator.tableau, self._tolerances(ctx)[1]))
+        return (ctx.host_arrays and host_path_ok(self.integrator.tableau, abstol)
+                and not backend.is_half(ctx.xp, ctx.dtype))
 
     def _time_mode(self, ctx):
         return None if ctx.kind != "steady_state" else ("each" if self.per_element_time else "min")
@@ -197,8 +197,11 @@ class DynamicSS(Algorithm):
     def init(self, prob, u0, ctx):
         xp, B = ctx.xp, ctx.batch
         tab = self.integrator.tableau
-        f = self._field(ctx)
         reltol, abstol = self._tolerances(ctx)
+        host = self._host_mode(ctx, abstol)
+        if host and B == 1:  # the controller on floats, the first step too
+            return self._init_host(u0, ctx, tab, reltol, abstol)
+        f = self._field(ctx)
         t = xp.full((B,), float(self.t0), dtype=time_dtype(xp, ctx.dtype), device=ctx.device)
         nf = 1  # F(u0), evaluated by solve()
         if ctx.kind == "steady_state":  # solve() evaluated f(u0, p, inf); we need f(u0, p, t0)
@@ -206,19 +209,8 @@ class DynamicSS(Algorithm):
             nf += 1
         else:
             fu = ctx.fu0
-        if self._host_mode(ctx) and B == 1:  # the controller on floats, the first step too
-            field, t0, tmax = self._host_field(ctx), float(self.t0), self._tmax(ctx)
-            h = self.dt0 if self.dt0 is not None else initial_step_host(field, t0, u0, fu, tab.order, reltol, abstol)
-            if self.controller.dtmax is not None:
-                h = min(h, self.controller.dtmax)
-            ws = _Workspace(host_buffer(tab, u0))
-            ws.host = (field, reltol, abstol, tmax, float(xp.finfo(time_dtype(xp, ctx.dtype)).eps))
-            return DynamicSSState(
-                u=u0, fu=fu, t=t0, h=min(float(h), tmax - t0), err_prev=1e-4, rejected=False, naccept=0,
-                nreject=0, flag=_host_flag(0), nf=nf + (self.dt0 is None), njvp=0, nvjp=0, ws=ws,
-            )
         h, nf0 = first_step(xp, tab, self.controller, f, t, u0, fu, reltol, abstol, self.dt0, self._tmax(ctx))
-        if self._host_mode(ctx):  # batched NumPy
+        if host:  # batched NumPy
             ws = _Workspace(host_buffer(tab, u0), (self._host_field(ctx), reltol, abstol, self._tmax(ctx),
                                                    float(xp.finfo(t.dtype).eps), self._time_mode(ctx)))
         else:
@@ -229,6 +221,17 @@ class DynamicSS(Algorithm):
             naccept=zi, nreject=zi, flag=zi,
             nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0), ws=ws,
         )
+
+    def _init_host(self, u0, ctx, tab, reltol, abstol):
+        field, t0, tmax = self._host_field(ctx), float(self.t0), self._tmax(ctx)
+        fu = field(t0, u0) if ctx.kind == "steady_state" else ctx.fu0  # solve() evaluated f(u0, p, inf)
+        nf = 1 + (ctx.kind == "steady_state") + (self.dt0 is None)
+        h = self.dt0 if self.dt0 is not None else initial_step_host(field, t0, u0, fu, tab.order, reltol, abstol)
+        if self.controller.dtmax is not None:
+            h = min(h, self.controller.dtmax)
+        ws = _Workspace(host_buffer(tab, u0), (field, reltol, abstol, tmax, float(_HOST_NP.finfo(ctx.dtype).eps)))
+        return DynamicSSState(u=u0, fu=fu, t=t0, h=min(float(h), tmax - t0), err_prev=1e-4, rejected=False,
+                              naccept=0, nreject=0, flag=_host_flag(0), nf=nf, njvp=0, nvjp=0, ws=ws)
 
     def step(self, prob, state, ctx):
         if isinstance(state.t, float):

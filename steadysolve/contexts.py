@@ -9,11 +9,20 @@ from .algorithms.base import Context
 from .derivatives import Products
 from .layout import Layout
 from .problems import checked
-from .termination import HOST_NORMS, l2_norm, max_norm
+from .termination import HOST_NORMS, l2_norm, max_norm, rms_norm
 
 __all__ = ["build_context", "narrower", "fname_of"]
 
 FUSED_NORMS = {l2_norm: "l2", max_norm: "max"}
+_NP = backend.host_numpy()
+
+
+def _row_squares(x):
+    """Per-row ``sum(x * x)`` of a ``(B, n)`` NumPy array (``vecdot`` from NumPy 2)."""
+    return _NP.vecdot(x, x) if hasattr(_NP, "vecdot") else _NP.einsum("ij,ij->i", x, x)
+
+
+_ROW_SQUARES = {l2_norm: _row_squares, rms_norm: _row_squares}
 
 
 def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, traced=False) -> Context:
@@ -26,8 +35,8 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     to_s, to_u = layout.to_rows, layout.from_rows
     host = backend.is_numpy(xp)
     G = None  # the fixed-point map in solver layout (FixedPointProblem only)
-    if host and layout.axis is None:  # one NumPy system: the layout is two reshapes, as methods
-        shape, rows, residual, f = layout.shape, (1, layout.n), prob.residual, prob.f
+    if host and layout.axis in (None, 0):  # NumPy, batch first (or none): the layout is two reshapes, as methods
+        shape, rows, residual, f = layout.shape, (layout.batch, layout.n), prob.residual, prob.f
         if prob.kind == "fixed_point":
             def F(u):
                 u = u.reshape(shape)
@@ -72,6 +81,11 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     if half:  # norms of half-precision arrays in float32 (no overflow)
         def norm_fn(x):
             return norm(xp, xp.astype(x, xp.float32))
+    elif host and layout.batch > 1 and norm in _ROW_SQUARES:  # NumPy rows: one vecdot, not x * x and a mean
+        squares, mean, sqrt = _ROW_SQUARES[norm], norm is rms_norm, _NP.sqrt
+
+        def norm_fn(x):
+            return sqrt(squares(x) / x.shape[1]) if mean else sqrt(squares(x))
     else:
         def norm_fn(x):
             return norm(xp, x)

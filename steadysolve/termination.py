@@ -233,9 +233,10 @@ _HOST_NS: dict = {}
 def judge_host(np, fn, un, flag, book: Book, abstol, reltol, patience, huge) -> tuple:
     """:func:`judge` on NumPy host arrays (the eager batched driver), the rare verdicts screened out
     first: when every element is finite, sane, not grown, below the divergence threshold, short of
-    ``patience`` and unflagged, only convergence and improvement can change, and the verdict is the
-    same as :func:`judge`'s in half the array calls (each costs microseconds, cold, in a DEQ loop)."""
-    plain = (flag is None and np.isfinite(fn).all() and np.isfinite(un).all() and un.max() <= huge
+    ``patience`` and unflagged (no flag, or all zero), only convergence and improvement can change, and
+    the verdict is the same as :func:`judge`'s in half the array calls (microseconds each, cold)."""
+    plain = ((flag is None or not flag.any()) and np.isfinite(fn).all() and np.isfinite(un).all()
+             and un.max() <= huge
              and (un <= RUNAWAY_GROWTH * book.uscale0).all() and (fn <= DIVERGENCE_FACTOR * book.fnorm0).all()
              and (patience is None or book.since_best.max() < patience - 1))
     if not plain:

@@ -214,3 +214,48 @@ def test_registered_and_zero_tolerances_rejected():
     assert isinstance(ss.solve(ss.NonlinearProblem(lambda u, p: -u, np.ones(2)), "dynamic_ss").alg, ss.DynamicSS)
     with pytest.raises(ValueError, match="local-error tolerances"):
         ss.solve(ss.NonlinearProblem(lambda u, p: -u, np.ones(2)), "dynamic_ss", abstol=0.0, reltol=0.0)
+
+
+@pytest.mark.parametrize("per_element_time", [False, True])
+def test_batched_numpy_path_equals_the_generic_step(per_element_time):
+    # Batched NumPy solves take the host attempt (``ode.host_batch``: scaled stages, host-side checks
+    # whether every element accepts); array_api_strict takes the generic array-API attempt. Per element
+    # the same verdicts and counts, and the same states up to rounding, through rejections (dt0 too
+    # large), a time limit, a time-dependent field (per-element times; with the batch's one time an
+    # element that stops early would hold the others' clock), an element that blows up in finite
+    # time (u' = u^2) and one that drifts into u > 5 where f is NaN: non-finite stages mid-solve are
+    # rejected, never accepted.
+    import array_api_strict as xps
+
+    a = np.array([1.0, 3.0, 0.02, 0.0, 0.0])  # relaxation rates; element 3 blows up, element 4 drifts
+    b = np.array([0.0, 0.0, 0.0, 1.0, 0.0])
+    c = np.array([0.0, 0.0, 0.0, 0.0, 1.0])  # ... into u > 5, where f is NaN
+    target = np.array([[0.5], [-1.0], [2.0], [0.0], [0.0]])
+
+    def f(u, p, t):
+        xp = xp_of(u)
+        tt = xp.asarray(t, dtype=u.dtype)
+        tt = xp.reshape(tt, (-1, 1)) if tt.ndim == 1 else tt
+        forcing = 0.1 * xp.exp(-tt) * xp.cos(tt) if per_element_time else 0.0
+        return p[0] * (p[2] - u + forcing) + p[1] * u * u + p[3] * (1.0 + 0.0 * xp.sqrt(5.0 - u))
+
+    u0 = np.tile(np.array([1.0, 0.5, -0.5]), (5, 1))
+    alg = ss.DynamicSS(dt0=2.0, tmax=60.0, per_element_time=per_element_time)
+    out = []
+    for asarray in (np.asarray, lambda x: xps.asarray(x)):
+        p = (asarray(a[:, None]), asarray(b[:, None]), asarray(target), asarray(c[:, None]))
+        sol = ss.solve(ss.SteadyStateProblem(f, asarray(u0), p), alg, abstol=1e-9, reltol=1e-7, batch_axis=0,
+                       maxiters=400)
+        out.append(sol)
+    ours, ref = out
+    assert [rc.name for rc in ours.retcodes] == [rc.name for rc in ref.retcodes]
+    assert ours.retcodes[:2] == [RC.Success, RC.Success] and ours.retcodes[2] is RC.TimeLimit
+    assert ours.retcodes[3] in (RC.NonFinite, RC.Stalled, RC.Diverged)
+    assert ours.retcodes[4] in (RC.NonFinite, RC.Stalled) and np.asarray(ours.stats.extra["nreject"])[4] >= 3
+    same = [0, 1, 2, 4]  # near the blow-up (element 3) rounding decides the number of steps
+    for key in ("naccept", "nreject"):
+        np.testing.assert_array_equal(np.asarray(ours.stats.extra[key])[same], np.asarray(ref.stats.extra[key])[same])
+    assert np.asarray(ours.stats.extra["nreject"])[0] >= 1  # dt0 = 2 is rejected by the fast element
+    np.testing.assert_allclose(np.asarray(ours.stats.extra["t"]), np.asarray(ref.stats.extra["t"]), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(ours.u), np.asarray(ref.u), rtol=1e-6, atol=1e-9)
+    assert np.all(np.isfinite(np.asarray(ours.u)))  # the best iterate, never a non-finite one

@@ -7,6 +7,7 @@ output checks, number types, DynamicSS divergence, capped traces under jit, exce
 
 import copy
 import io
+import itertools
 import pickle
 import warnings
 
@@ -361,9 +362,10 @@ def test_host_verdict_equals_the_array_verdict():
             k = rng.integers(0, 4)
             fn[0], un[1], fn[2] = [np.nan, fn[0]][k % 2], un[1] * [1e3, 1.0][k // 2], fn[2] * [1.0, 1e11][k % 2]
             book = book._replace(codes=np.where(np.arange(B) == 3, 1, book.codes).astype(np.int32))
-        for patience in (None, 10):
-            a = T.judge(ns, fn, un, None, book, 1e-8, 1e-6, patience, 1e300)
-            b = T.judge_host(np, fn, un, None, book, 1e-8, 1e-6, patience, 1e300)
+        flags = (None, np.zeros(B, np.int32), np.where(np.arange(B) == trial % B, 7, 0).astype(np.int32))
+        for patience, flag in itertools.product((None, 10), flags):  # a zero flag is the plain case too
+            a = T.judge(ns, fn, un, flag, book, 1e-8, 1e-6, patience, 1e300)
+            b = T.judge_host(np, fn, un, flag, book, 1e-8, 1e-6, patience, 1e300)
             for x, y in zip(a[0] + a[1], b[0] + b[1]):
                 np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 

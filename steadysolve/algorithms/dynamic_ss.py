@@ -18,6 +18,7 @@ from .. import backend
 from ..ode.adaptive import attempt, first_step, time_dtype
 from ..ode.controller import PIController
 from ..ode.host import attempt_host, host_buffer, host_path_ok, initial_step_host
+from ..ode.host_batch import attempt_batch
 from ..ode.runge_kutta import stage_buffer
 from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
@@ -164,10 +165,14 @@ class DynamicSS(Algorithm):
             return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.reshape(t, ()), dt))
         return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.min(t), dt))
 
-    def _host_mode(self, ctx) -> bool:
-        """Unbatched NumPy: the controller runs on Python floats (see ``ode.host``)."""
-        return (ctx.host_arrays and ctx.batch == 1 and not backend.is_half(ctx.xp, ctx.dtype)
-                and host_path_ok(self.integrator.tableau, self._tolerances(ctx)[1]))
+    def _host_mode(self, ctx, abstol: float) -> bool:
+        """NumPy: unbatched, the controller runs on Python floats (``ode.host``); batched, the step takes
+        its per-element decisions on the host where they are uniform (``ode.host_batch``)."""
+        return (ctx.host_arrays and host_path_ok(self.integrator.tableau, abstol)
+                and not backend.is_half(ctx.xp, ctx.dtype))
+
+    def _time_mode(self, ctx):
+        return None if ctx.kind != "steady_state" else ("each" if self.per_element_time else "min")
 
     def _host_field(self, ctx):
         if ctx.kind != "steady_state":
@@ -192,8 +197,11 @@ class DynamicSS(Algorithm):
     def init(self, prob, u0, ctx):
         xp, B = ctx.xp, ctx.batch
         tab = self.integrator.tableau
-        f = self._field(ctx)
         reltol, abstol = self._tolerances(ctx)
+        host = self._host_mode(ctx, abstol)
+        if host and B == 1:  # the controller on floats, the first step too
+            return self._init_host(u0, ctx, tab, reltol, abstol)
+        f = self._field(ctx)
         t = xp.full((B,), float(self.t0), dtype=time_dtype(xp, ctx.dtype), device=ctx.device)
         nf = 1  # F(u0), evaluated by solve()
         if ctx.kind == "steady_state":  # solve() evaluated f(u0, p, inf); we need f(u0, p, t0)
@@ -201,19 +209,12 @@ class DynamicSS(Algorithm):
             nf += 1
         else:
             fu = ctx.fu0
-        if self._host_mode(ctx):  # the controller on floats, the first step too
-            field, t0, tmax = self._host_field(ctx), float(self.t0), self._tmax(ctx)
-            h = self.dt0 if self.dt0 is not None else initial_step_host(field, t0, u0, fu, tab.order, reltol, abstol)
-            if self.controller.dtmax is not None:
-                h = min(h, self.controller.dtmax)
-            ws = _Workspace(host_buffer(tab, u0))
-            ws.host = (field, reltol, abstol, tmax, float(xp.finfo(time_dtype(xp, ctx.dtype)).eps))
-            return DynamicSSState(
-                u=u0, fu=fu, t=t0, h=min(float(h), tmax - t0), err_prev=1e-4, rejected=False, naccept=0,
-                nreject=0, flag=_host_flag(0), nf=nf + (self.dt0 is None), njvp=0, nvjp=0, ws=ws,
-            )
         h, nf0 = first_step(xp, tab, self.controller, f, t, u0, fu, reltol, abstol, self.dt0, self._tmax(ctx))
-        ws = None if backend.is_jax(xp) else _Workspace(stage_buffer(xp, tab, u0))
+        if host:  # batched NumPy
+            ws = _Workspace(host_buffer(tab, u0), (self._host_field(ctx), reltol, abstol, self._tmax(ctx),
+                                                   float(xp.finfo(t.dtype).eps), self._time_mode(ctx)))
+        else:
+            ws = None if backend.is_jax(xp) else _Workspace(stage_buffer(xp, tab, u0))
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
         return DynamicSSState(
             u=u0, fu=fu, t=t, h=h, err_prev=xp.full_like(t, 1e-4), rejected=zi != 0,
@@ -221,9 +222,22 @@ class DynamicSS(Algorithm):
             nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0), ws=ws,
         )
 
+    def _init_host(self, u0, ctx, tab, reltol, abstol):
+        field, t0, tmax = self._host_field(ctx), float(self.t0), self._tmax(ctx)
+        fu = field(t0, u0) if ctx.kind == "steady_state" else ctx.fu0  # solve() evaluated f(u0, p, inf)
+        nf = 1 + (ctx.kind == "steady_state") + (self.dt0 is None)
+        h = self.dt0 if self.dt0 is not None else initial_step_host(field, t0, u0, fu, tab.order, reltol, abstol)
+        if self.controller.dtmax is not None:
+            h = min(h, self.controller.dtmax)
+        ws = _Workspace(host_buffer(tab, u0), (field, reltol, abstol, tmax, float(_HOST_NP.finfo(ctx.dtype).eps)))
+        return DynamicSSState(u=u0, fu=fu, t=t0, h=min(float(h), tmax - t0), err_prev=1e-4, rejected=False,
+                              naccept=0, nreject=0, flag=_host_flag(0), nf=nf, njvp=0, nvjp=0, ws=ws)
+
     def step(self, prob, state, ctx):
         if isinstance(state.t, float):
             return self._step_host(state)
+        if state.ws is not None and state.ws.host is not None:
+            return self._step_host_batch(state)
         xp = ctx.xp
         reltol, abstol = self._tolerances(ctx)
         a = attempt(xp, self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h, state.u,
@@ -251,6 +265,20 @@ class DynamicSS(Algorithm):
             u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
             naccept=state.naccept + int(a.accept), nreject=state.nreject + int(not a.accept), flag=flag,
             nf=state.nf + a.nf, njvp=state.njvp, nvjp=state.nvjp, ws=state.ws,
+        )
+
+    def _step_host_batch(self, state):
+        field, reltol, abstol, tmax, eps, time_mode = state.ws.host
+        a = attempt_batch(self.integrator.tableau, self.controller, field, state.t, state.h, state.u, state.fu,
+                          state.err_prev, state.rejected, reltol, abstol, tmax, state.ws.K, eps, time_mode)
+        flag = _HOST_NP.where(a.reached, _TIMELIMIT, state.flag) if a.reached.any() else state.flag
+        if a.underflow.any():
+            flag = _HOST_NP.where(a.underflow, _STALLED, flag).astype(state.flag.dtype)
+        acc = a.accept.astype(state.naccept.dtype)
+        return DynamicSSState(
+            u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected, naccept=state.naccept + acc,
+            nreject=state.nreject + (1 - acc), flag=flag, nf=state.nf + a.nf, njvp=state.njvp, nvjp=state.nvjp,
+            ws=state.ws,
         )
 
     def extra_stats(self, state) -> dict:

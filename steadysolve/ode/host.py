@@ -22,7 +22,7 @@ from .controller import PIController
 from .runge_kutta import _host_coefficients
 from .tsit5 import ButcherTableau
 
-__all__ = ["HostAttempted", "attempt_host", "host_path_ok", "host_buffer", "initial_step_host"]
+__all__ = ["HostAttempted", "HostWork", "attempt_host", "host_path_ok", "host_buffer", "initial_step_host", "rk_stages"]
 
 np = backend.host_numpy()  # this path runs only on unbatched NumPy arrays
 
@@ -89,56 +89,91 @@ def initial_step_host(field: Callable, t0: float, u0, f0, order: int, reltol: fl
     return h if math.isfinite(h) else 1e-6
 
 
-def host_buffer(tab: ButcherTableau, u):
-    """The host attempt's workspace ``(stages + 1, n)``: row 0 holds ``u``, rows 1.. the stages."""
-    return np.zeros((tab.stages + 1, u.shape[1]), dtype=u.dtype)
+class HostWork:
+    """The host attempts' workspace, allocated once per solve: ``Y`` ``(stages + 1, B * n)`` holds ``u``
+    in row 0 and ``h k_j`` in row ``j + 1`` (each stage is scaled by its element's step as it is
+    written, so the weights stay constant), ``rows`` its rows as ``(B, n)`` views, ``stage[i - 1]``
+    the triple ``(weights, rows, out)``: the product is stage ``i``'s input ``u + sum_j a_ij h k_j``,
+    ``out`` the row that receives ``h k_i``, and
+    ``err`` the pair giving the local error ``sum_j b_err_j h k_j``; batched, ``H`` ``(B, n)`` holds each
+    row's step (a product with a full array costs a third of one that broadcasts a ``(B, 1)`` column)."""
+
+    __slots__ = ("Y", "rows", "stage", "err", "c", "H")
+
+    def __init__(self, tab: ButcherTableau, u):
+        s = tab.stages
+        B, n = u.shape
+        self.Y = Y = np.zeros((s + 1, B * n), dtype=u.dtype)
+        self.rows = rows = list(Y.reshape(s + 1, B, n))
+        w_stage, w_err = _weights(tab, u.dtype)
+        self.stage = [(w, Y[:i + 1], rows[i + 1]) for i, w in enumerate(w_stage, 1)]
+        self.err = (w_err, Y[1:])
+        self.c = _host_coefficients(tab)[1]
+        self.H = np.empty((B, n), dtype=u.dtype) if B > 1 else None
+
+
+def host_buffer(tab: ButcherTableau, u) -> HostWork:
+    return HostWork(tab, u)
 
 
 def _weights(tab: ButcherTableau, dtype):
-    """``(stages + 2, stages + 1)``: column 0 multiplies ``u`` (1 for the stage inputs and ``b``, 0 for
-    the error row), the other columns are ``C`` (``a``, ``b``, ``b_err``) in ``dtype``."""
+    """``(stage weights, error weights)`` in ``dtype``: ``[1, a_i1, ..., a_i(i-1)]`` for the stages
+    ``i = 1 ..`` (the leading 1 multiplies ``u``) and ``b_err`` (cached per tableau and dtype)."""
     key = (id(tab), dtype)
     hit = _W.get(key)
     if hit is None or hit[0] is not tab:
         C, _ = _host_coefficients(tab)
-        W = np.zeros((len(C), tab.stages + 1), dtype=dtype)
+        s = tab.stages
+        W = np.zeros((len(C), s + 1), dtype=dtype)
         W[:, 1:] = C
-        hit = _W[key] = (tab, W)
-    return hit[1]
+        W[:s + 1, 0] = 1.0
+        W.flags.writeable = False
+        hit = _W[key] = (tab, [W[i, :i + 1] for i in range(1, s)], W[s + 1, 1:])
+    return hit[1:]
 
 
 _W: dict = {}
 
 
-def attempt_host(tab: ButcherTableau, ctrl: PIController, field: Callable, t: float, h: float, u, fu,
-                 err_prev: float, rejected: bool, reltol: float, abstol: float, tend: float, Y,
-                 time_eps: float) -> HostAttempted:
-    """One attempt from ``(t, u)``; ``field(t: float | None, u (1, n))``, ``Y`` from :func:`host_buffer`.
+_NONES = (None,) * 64
+_max = np.maximum.reduce
 
-    Each stage input ``u + h sum_j a_ij k_j`` is one product ``[1, h a_i] @ Y[:i + 1]``."""
+
+def rk_stages(ws: HostWork, field: Callable, times, u, fu, h):
+    """``(u_new, f_new, err)`` of one FSAL step from ``u`` (``(B, n)``, ``fu = field(., u)``) by ``h`` (a
+    float, or ``(B, n)``); ``times[i - 1]`` is passed to ``field`` with stage ``i`` (``times=None``:
+    ``None``). Per stage: one matrix-vector product and one scaled write (plus ``field``)."""
+    rows, mul = ws.rows, np.multiply
+    np.copyto(rows[0], u)
+    mul(fu, h, out=rows[1])
+    shape = u.shape
+    u_stage = k = None
+    for (w, Y, out), t in zip(ws.stage, _NONES if times is None else times):
+        u_stage = w.dot(Y).reshape(shape)
+        k = field(t, u_stage)
+        mul(k, h, out=out)
+    w, Y = ws.err
+    return u_stage, k, w.dot(Y).reshape(shape)
+
+
+def attempt_host(tab: ButcherTableau, ctrl: PIController, field: Callable, t: float, h: float, u, fu,
+                 err_prev: float, rejected: bool, reltol: float, abstol: float, tend: float, ws: HostWork,
+                 time_eps: float) -> HostAttempted:
+    """One attempt from ``(t, u)``; ``field(t: float | None, u (1, n))``, ``ws`` from :func:`host_buffer`."""
     h = min(h, tend - t)
-    s = tab.stages
     n = u.shape[1]
-    hW = h * _weights(tab, u.dtype)
-    hW[:s + 1, 0] = 1.0  # the stage inputs and u_new carry u itself; the error row does not
-    Y[0] = u[0]
-    Y[1] = fu[0]
-    u_stage, k = u, fu
-    for i in range(1, s):
-        u_stage = hW[i, :i + 1].dot(Y[:i + 1]).reshape(1, n)
-        k = field(t + tab.c[i] * h, u_stage)
-        Y[i + 1] = k[0]
-    err = hW[s + 1].dot(Y)
+    u_new, f_new, err = rk_stages(ws, field, [t + c * h for c in ws.c[1:]], u, fu, h)
+    err = err[0]
     m = np.abs(u[0])
-    np.maximum(m, np.abs(u_stage[0]), out=m)
-    finite = math.isfinite(float(m.max()))  # NaN-propagating: u_new is finite (u is)
-    if reltol > 0:
-        m *= reltol
-        m += abstol
+    np.maximum(m, np.abs(u_new[0]), out=m)
+    finite = math.isfinite(_max(m))  # NaN-propagating: u_new is finite (u is)
+    if reltol > 0:  # err / (abstol + reltol m) = (err / (abstol / reltol + m)) / reltol
+        m += abstol / reltol
         e = err / m
+        enorm = math.sqrt(float(e.dot(e)) / n) / reltol  # the RMS scaled error
     else:
         e = err * (1.0 / abstol)
-    enorm = math.sqrt(float(e.dot(e)) / n)  # the RMS scaled error
+        enorm = math.sqrt(float(e.dot(e)) / n)
     if not math.isfinite(enorm):  # f_new (in err with a nonzero weight) or a stage is not finite
         enorm, finite = math.inf, False
     accept, h_next, err_prev = propose(ctrl, tab.order, tab.error_order, h, enorm, err_prev, rejected, finite)
@@ -146,5 +181,5 @@ def attempt_host(tab: ButcherTableau, ctrl: PIController, field: Callable, t: fl
     h_next = min(h_next, max(tend - t_out, 0.0))
     reached = accept and t_out >= tend
     underflow = not reached and h_next <= 4 * time_eps * max(abs(t_out), 1.0)
-    return HostAttempted(u_stage if accept else u, k if accept else fu, t_out, h_next, err_prev, not accept,
-                         accept, finite, reached, underflow, h, s - 1)
+    return HostAttempted(u_new if accept else u, f_new if accept else fu, t_out, h_next, err_prev, not accept,
+                         accept, finite, reached, underflow, h, tab.stages - 1)

@@ -102,9 +102,9 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
 
 def narrower(prob, xp, layout, norm):
     """``narrow(ctx, idx)``: the context of rows ``idx`` of a batched solve, for the eager driver's
-    working set (see ``loop_parts``) and the JAX driver's compaction (``loop_compact``). Only for row-wise problems: ``p`` holds no array with an axis
-    of the batch size (per-element parameters could not follow a smaller batch), unless the problem
-    says otherwise (``rowwise``)."""
+    working set (see ``loop_parts``) and the JAX driver's compaction (``loop_compact``). Only for
+    row-wise problems: ``p`` holds no array with an axis of the batch size (per-element parameters
+    could not follow a smaller batch), unless the problem says otherwise (``rowwise``)."""
     B = layout.batch
     if prob.rowwise is False or (prob.rowwise is None and any(
             backend.is_array(x) and B in tuple(x.shape) for x in backend.tree_leaves(prob.p))):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from . import backend
 from .algorithms.base import Context
 from .derivatives import Products
+from .fused import row_squares
 from .layout import Layout
 from .problems import checked
 from .termination import HOST_NORMS, l2_norm, max_norm, rms_norm
@@ -15,14 +16,7 @@ __all__ = ["build_context", "narrower", "fname_of"]
 
 FUSED_NORMS = {l2_norm: "l2", max_norm: "max"}
 _NP = backend.host_numpy()
-
-
-def _row_squares(x):
-    """Per-row ``sum(x * x)`` of a ``(B, n)`` NumPy array (``vecdot`` from NumPy 2)."""
-    return _NP.vecdot(x, x) if hasattr(_NP, "vecdot") else _NP.einsum("ij,ij->i", x, x)
-
-
-_ROW_SQUARES = {l2_norm: _row_squares, rms_norm: _row_squares}
+_ROW_SQUARES = {l2_norm: row_squares, rms_norm: row_squares}
 
 
 def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, traced=False) -> Context:

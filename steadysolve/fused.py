@@ -11,7 +11,15 @@ from __future__ import annotations
 from . import backend, torch_ops
 
 __all__ = ["minus_combined", "rows_dot2", "set_row_diff", "set_row_step", "host_norms", "l2", "from_host", "host_resident",
-           "all_true", "all_finite"]
+           "all_true", "all_finite", "row_squares"]
+
+_NP = backend.host_numpy()
+_vecdot = getattr(_NP, "vecdot", None)
+
+
+def row_squares(x):
+    """Per-row ``sum(x * x)`` of a ``(B, n)`` NumPy array: one ``vecdot`` (NumPy >= 2), else ``einsum``."""
+    return _vecdot(x, x) if _vecdot is not None else _NP.einsum("ij,ij->i", x, x)
 
 
 def _torch_batch(xp, x) -> bool:

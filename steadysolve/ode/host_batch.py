@@ -22,6 +22,7 @@ import math
 from typing import Any, Callable, NamedTuple
 
 from .. import backend
+from ..fused import row_squares
 from .controller import PIController
 from .host import HostWork, rk_stages
 from .tsit5 import ButcherTableau
@@ -29,13 +30,6 @@ from .tsit5 import ButcherTableau
 __all__ = ["BatchAttempted", "attempt_batch"]
 
 np = backend.host_numpy()  # this path runs only on batched NumPy arrays
-
-_vecdot = getattr(np, "vecdot", None)
-
-
-def _rowdot(x):
-    """Per-row ``sum(x * x)`` of ``(B, n)``."""
-    return _vecdot(x, x) if _vecdot is not None else np.einsum("ij,ij->i", x, x)
 
 
 def _clip(x, lo: float, hi: float):
@@ -82,10 +76,10 @@ def attempt_batch(tab: ButcherTableau, ctrl: PIController, field: Callable, t, h
     if reltol > 0:  # err / (abstol + reltol m) = (err / (abstol / reltol + m)) / reltol
         m += abstol / reltol
         np.divide(err, m, out=err)
-        enorm = np.sqrt(_rowdot(err) / n) / reltol  # RMS scaled error; not finite when f_new or a stage is not
+        enorm = np.sqrt(row_squares(err) / n) / reltol  # RMS scaled error; not finite when f_new or a stage is not
     else:
         err *= 1.0 / abstol
-        enorm = np.sqrt(_rowdot(err) / n)
+        enorm = np.sqrt(row_squares(err) / n)
     finite = np.isfinite(enorm)
     if rows_finite is not None:
         finite &= rows_finite

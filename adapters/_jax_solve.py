@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import steadysolve as ss
-from steadysolve.checks import check_bool, check_callable
-from steadysolve.layout import Layout
+from steadysolve._checks import check_bool, check_callable
+from steadysolve._backend.layout import Layout
 from steadysolve.termination import default_tolerance
 
 from ._implicit import adjoint_solve, forward_stats

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
 import steadysolve as ss
-from steadysolve.checks import (check_batch_axis, check_choice, check_int, check_positive, check_tol,
-                                reject_unknown, renamed_options)
+from steadysolve._checks import (check_batch_axis, check_choice, check_int, check_positive, check_tol, reject_unknown,
+                                 renamed_options)
 from steadysolve.registry import LINEAR, resolve
 from steadysolve.termination import get_norm
 

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from steadysolve.checks import check_callable, check_choice, check_positive
+from steadysolve._checks import check_callable, check_choice, check_positive
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
 from ._options import Implicit, Phantom, layer_options

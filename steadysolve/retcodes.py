@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from typing import Any, Optional
 
-from . import backend
+from . import _backend as backend
 
 __all__ = ["ReturnCode", "ConvergenceError", "Result", "RUNNING"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import warnings
 from typing import Any, Callable, Optional, Union
 
-from . import backend
+from . import _backend as backend
 from .algorithms.auto import Auto
-from .checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
-from .contexts import build_context, fname_of, narrower
-from .layout import Layout
-from .loop import run
+from ._checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
+from ._engine.context import build_context, fname_of, narrower
+from ._backend.layout import Layout
+from ._engine.driver import run
 from .problems import AbstractProblem, as_output, check_output
 from .registry import resolve
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
@@ -157,7 +157,7 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
 
     def stats_of(a, r):
         st = r.state
-        return Stats(nf=_num(st.nf), njvp=_num(getattr(st, "njvp", 0) + r.njvp), nvjp=_num(getattr(st, "nvjp", 0)),
+        return Stats(nf=_num(st.nf + r.nf), njvp=_num(getattr(st, "njvp", 0) + r.njvp), nvjp=_num(getattr(st, "nvjp", 0)),
                      niter=_num(r.niter), niter_per_element=r.niter_el if batched else None,
                      extra={k: _num(v) for k, v in a.extra_stats(st).items()})
 

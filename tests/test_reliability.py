@@ -351,7 +351,7 @@ def test_one_verdict_on_floats_numpy_and_jax(fixed_point):
     # the three agree element by element
     import jax.numpy as jnp
 
-    from steadysolve import termination as T
+    from steadysolve._engine import verdict as T
 
     rng = np.random.default_rng(0)
     nss = {"numpy": (T.array_namespace(np), np.asarray), "jax": (T.array_namespace(jnp), jnp.asarray)}

@@ -9,7 +9,7 @@ attempt whose elements have all converged runs zero iterations of its ``lax.whil
 Eager solves stop the chain as soon as every element has succeeded.
 
 The driver itself is passed in (``run_chain(..., run=...)``): this module sits in the
-algorithm layer and does not import ``loop.py``.
+algorithm layer and does not import the engine.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
-from .. import backend
-from ..checks import check_int, check_positive
+from .. import _backend as backend
+from .._checks import check_int, check_positive
 from ..registry import register, resolve
 from ..retcodes import ReturnCode
 from ..solution import Stats

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from .. import backend
-from ..checks import check_batch_axis, check_callable, check_int, check_tol, renamed_options
-from ..layout import Layout
+from .. import _backend as backend
+from .._checks import check_batch_axis, check_callable, check_int, check_tol, renamed_options
+from .._backend.layout import Layout
 from ..registry import register, resolve
 from ..solution import LinearSolution, Stats, register_jax_pytrees
 from .gmres_eager import gmres_eager

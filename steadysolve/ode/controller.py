@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
-from ..backend import cast, working_dtype
-from ..checks import check_positive, renamed_options
+from .._backend import cast, working_dtype
+from .._checks import check_positive, renamed_options
 
 __all__ = ["PIController", "Attempt", "attempt_step", "initial_step", "error_norm"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
-from .. import backend
-from ..checks import check_int, check_real, check_tol, reject_unknown
+from .. import _backend as backend
+from .._checks import check_int, check_real, check_tol, reject_unknown
 from ..problems import check_output, validate_u0
 from ..solution import ODESolution, ReturnCode, Stats, register_jax_pytrees
 from .adaptive import attempt, first_step, time_dtype

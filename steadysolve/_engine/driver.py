@@ -4,9 +4,9 @@ The driver owns iteration, termination, ``maxiters``, the non-finite check, the
 per-element freeze, the best iterate and the counters. Algorithms never loop
 over iterations themselves.
 
-Per element (``(B,)`` arrays) the driver keeps a ``termination.Book`` (codes, best
+Per element (``(B,)`` arrays) the driver keeps a ``verdict.Book`` (codes, best
 residual, iterations since the best, iterations taken, the start's scales); one function,
-``termination.judge``, decides all of them after every step (the safe test: a runaway
+``verdict.judge``, decides all of them after every step (the safe test: a runaway
 iterate is ``Diverged``, never ``Success``). The eager driver runs it on the host after
 the one device-to-host transfer of the iteration (the residual and iterate norms, and the
 step's ``flag``); the JAX driver runs it in ``jnp`` inside the loop.
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend, fused
-from .loop_jax import run_jax
-from .loop_parts import (TRACE_ROWS, DriverResult, WorkingSet, gatherable, index_array, take_rows, terms_norm,
-                         tolerances, tree_where)
-from .retcodes import RUNNING, ReturnCode
-from .termination import RUNAWAY_GROWTH, SCALARS, array_namespace, judge, settle, start, wants_terms
+from .. import _backend as backend
+from .._backend import fused
+from .traced import run_jax
+from .rows import TRACE_ROWS, DriverResult, WorkingSet, gatherable, index_array, take_rows, tree_where
+from ..retcodes import RUNNING, ReturnCode
+from .verdict import (RUNAWAY_GROWTH, SCALARS, array_namespace, judge, settle, start, terms_norm, tolerances,
+                      wants_terms)
 
 __all__ = ["run", "DriverResult", "TRACE_ROWS"]
 
@@ -31,7 +32,7 @@ _MAXITERS = ReturnCode.MaxIters.code
 _NumPy = array_namespace(np)
 
 #: the eager batched driver continues on the running rows alone once at most this share of the
-#: current rows is running (and the solve allows it: see ``loop_parts``)
+#: current rows is running (and the solve allows it: see ``_engine.rows``)
 NARROW_AT = 0.5
 #: relative slack of a bound on norm(u) (rounding in the step and the norm)
 _SLACK = 1e-6
@@ -41,7 +42,7 @@ def run(alg, prob, ctx, u0, *, maxiters: int, store_trace: bool, callback, use_j
         to_user=None, narrow=None, scales=None, limit=None) -> DriverResult:
     """One solve by ``alg`` from ``u0`` (rows). ``narrow(ctx, local_index) -> ctx`` (batched solves of
     row-wise problems) lets the driver continue on the running rows alone (under JAX tracing: on
-    a compacted batch of static size, ``loop_compact``). ``scales``: the start's scales of an earlier
+    a compacted batch of static size, ``_engine.compaction``). ``scales``: the start's scales of an earlier
     attempt of a chain (``DriverResult.scales``), against which this one is judged; ``limit``: under
     JAX tracing, a traced bound on the iterations besides ``maxiters`` (a chain's budget left)."""
     if use_jax:
@@ -114,15 +115,18 @@ def _eager_step(alg, prob, ctx):
     return step
 
 
-def _host_terms(ns, ctx, state, fn, un, book, tol, scalar):
-    """``(terms, JVPs spent)``: ``norm(J_F(u) u)`` on the host where the verdict wants it (0 elsewhere)."""
+def _host_terms(ns, ctx, alg, state, fn, un, book, tol, scalar, spent):
+    """``norm(J_F(u) u)`` on the host where the verdict wants it (0 elsewhere); ``spent``: the
+    ``[njvp, nf]`` the measurements cost, updated."""
     want = wants_terms(ns, fn, un, book, tol)
     if want is None or not (want if scalar else want.any()):
-        return 0.0, 0
-    t = terms_norm(ctx, state.u, state.fu)
+        return 0.0
+    t, nf = terms_norm(ctx, alg, state)
+    spent[0] += 1
+    spent[1] += nf
     if scalar:
-        return float(backend.to_numpy(ctx.xp, t).reshape(-1)[0]), 1
-    return np.where(want, backend.to_numpy(ctx.xp, t).astype(np.float64).reshape(-1), 0.0), 1
+        return float(backend.to_numpy(ctx.xp, t).reshape(-1)[0])
+    return np.where(want, backend.to_numpy(ctx.xp, t).astype(np.float64).reshape(-1), 0.0)
 
 
 def _gnorm(ctx, state, scalar):
@@ -146,8 +150,8 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, 
     step = _eager_step(alg, prob, ctx)
     fn, un, _ = _host_norms(xp, ctx, state, False)
     book = start(ns, fn, un, tol, gn=_gnorm(ctx, state, False), scales=scales)
-    terms, njvp = _host_terms(ns, ctx, state, fn, un, book, tol, False)
-    book = settle(ns, fn, un, book, tol, terms)
+    spent = [0, 0]
+    book = settle(ns, fn, un, book, tol, _host_terms(ns, ctx, alg, state, fn, un, book, tol, False, spent))
     best_u, best_fu = state.u, state.fu
     trace = [fn] if store_trace else None
     # the running rows alone, once most have stopped (not with a callback, which sees the whole batch)
@@ -178,8 +182,7 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, 
         new = _step(step, state, alg, it)
         it += 1
         fn, un, flag = _host_norms(xp, ctx, new, False)  # the one device sync of the iteration
-        terms, dj = _host_terms(ns, ctx, new, fn, un, book, tol, False)
-        njvp += dj
+        terms = _host_terms(ns, ctx, alg, new, fn, un, book, tol, False, spent)
         book, v = judge(ns, fn, un, flag, book, tol, terms)
         # Elements that have converged ride along with the batch (their reported iterate is the
         # frozen best one, and masking the whole algorithm state every iteration would cost more
@@ -218,7 +221,7 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, 
     codes = np.where(np.asarray(book.codes) == RUNNING, _MAXITERS, book.codes).astype(np.int32).reshape(-1)
     tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), -1) if store_trace else None
     niter_el = np.asarray(book.niter_el, dtype=np.int64).reshape(-1)
-    return DriverResult(best_u, best_fu, codes.tolist(), it, niter_el, state, tr, (book.fnorm0, book.uscale0), njvp)
+    return DriverResult(best_u, best_fu, codes.tolist(), it, niter_el, state, tr, (book.fnorm0, book.uscale0), *spent)
 
 
 def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, scales=None):
@@ -238,8 +241,8 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user,
     if scales is not None:
         scales = tuple(float(np.asarray(s).reshape(-1)[0]) for s in scales)
     book = start(ns, fn, un, tol, gn=_gnorm(ctx, state, True), scales=scales)
-    terms, njvp = _host_terms(ns, ctx, state, fn, un, book, tol, True)
-    book = settle(ns, fn, un, book, tol, terms)
+    spent = [0, 0]
+    book = settle(ns, fn, un, book, tol, _host_terms(ns, ctx, alg, state, fn, un, book, tol, True, spent))
     # norm(u) bounded by the triangle inequality when the step allows it: computed only where a
     # decision could depend on it (the runaway, sanity and relative tests; the bound is never below it)
     scale = alg.host_step_scale(state) if hn is not None else None
@@ -258,8 +261,7 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user,
             un = bound if bound is not None and bound <= limit and rtol * max(bound, rfloor) < fn else hn(new.u)
         else:
             fn, un, flag = _host_norms(xp, ctx, new, True)
-        terms, dj = _host_terms(ns, ctx, new, fn, un, book, tol, True)
-        njvp += dj
+        terms = _host_terms(ns, ctx, alg, new, fn, un, book, tol, True, spent)
         book, v = judge(ns, fn, un, flag, book, tol, terms)
         if v.ok:
             state = new
@@ -272,7 +274,7 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user,
     code = _MAXITERS if book.codes == RUNNING else int(book.codes)
     tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), 1) if store_trace else None
     return DriverResult(best_u, best_fu, [code], it, np.asarray([book.niter_el], dtype=np.int64), state, tr,
-                        (book.fnorm0, book.uscale0), njvp)
+                        (book.fnorm0, book.uscale0), *spent)
 
 
 def _widen(ctx, narrow):

@@ -1,15 +1,15 @@
 """The JAX driver: ``jax.lax.while_loop`` over the same ``init`` / ``step`` as the eager loop, with the
-per-element verdict (:func:`~steadysolve.termination.judge`) in ``jax.numpy`` inside the loop. A batch
-whose last running elements are few continues on those rows alone (``loop_compact``)."""
+per-element verdict (:func:`~steadysolve._engine.verdict.judge`) in ``jax.numpy`` inside the loop. A batch
+whose last running elements are few continues on those rows alone (``_engine.compaction``)."""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from . import loop_compact
-from .loop_parts import TRACE_ROWS, DriverResult, gatherable, terms_norm, tolerances, tree_where
-from .retcodes import RUNNING, ReturnCode
-from .termination import array_namespace, judge, settle, start, wants_terms
+from . import compaction
+from .rows import TRACE_ROWS, DriverResult, gatherable, tree_where
+from ..retcodes import RUNNING, ReturnCode
+from .verdict import array_namespace, judge, settle, start, terms_norm, tolerances, wants_terms
 
 __all__ = ["run_jax", "Carry"]
 
@@ -19,7 +19,7 @@ _MAXITERS = ReturnCode.MaxIters.code
 class Carry(NamedTuple):
     """The ``while_loop`` carry: the algorithm state, the book and best iterate of its rows, the
     iteration count, the residual trace (of the whole batch: ``(rows, B)``, or None) and the JVPs the
-    verdict spent (``termination.wants_terms``)."""
+    verdict spent (``verdict.wants_terms``)."""
 
     state: Any
     book: Any
@@ -27,7 +27,7 @@ class Carry(NamedTuple):
     best_fu: Any
     it: Any
     trace: Any
-    njvp: Any
+    spent: Any  # (njvp, nf) of the verdict's measurements
 
 
 class _Loop:
@@ -58,10 +58,10 @@ class _Loop:
             return both[:b], both[b:]
 
         def body(c):
-            state, book, best_u, best_fu, it, trace, njvp = c
+            state, book, best_u, best_fu, it, trace, spent = c
             new = alg.step(prob, state, ctx)
             fn, un = norms(new.fu, new.u)
-            terms, dj = traced_terms(jns, ctx, new, fn, un, book, tol)
+            terms, spent = traced_terms(jns, ctx, alg, new, fn, un, book, tol, spent)
             book, v = judge(jns, fn, un, getattr(new, "flag", None), book, tol, terms)
             if b == 1 and not hasattr(new, "flag"):  # a rejected (non-finite) element has stopped, and alone
                 state = new  # it ends the loop: its state is never stepped again (no select, no copy of u)
@@ -78,28 +78,33 @@ class _Loop:
                 else:  # the rows stepped here get theirs, the others (and no padding row) keep their last
                     row = last.at[rows].set(jnp.where(v.ok, fn, jnp.take(last, rows, mode="clip")), mode="drop")
                 trace = trace.at[jnp.minimum(it + 1, tcap - 1)].set(row)
-            return Carry(state, book, best_u, best_fu, it + 1, trace, njvp + dj)
+            return Carry(state, book, best_u, best_fu, it + 1, trace, spent)
 
         return body
 
 
-def traced_terms(jns, ctx, state, fn, un, book, tol):
-    """``(terms, JVPs spent)`` under tracing: ``norm(J_F(u) u)`` where the verdict wants it, computed
-    only when some element does (``lax.cond``), 0 elsewhere."""
+def traced_terms(jns, ctx, alg, state, fn, un, book, tol, spent):
+    """``(terms, spent)`` under tracing: ``norm(J_F(u) u)`` where the verdict wants it, computed only when
+    some element does (``lax.cond``), 0 elsewhere; ``spent = (njvp, nf)`` of the measurements, updated."""
     import jax
     import jax.numpy as jnp
 
     want = wants_terms(jns, fn, un, book, tol)
     if want is None:
-        return 0.0, jnp.asarray(0, dtype=jnp.int32)
+        return 0.0, spent
+
+    def measure():
+        t, nf = terms_norm(ctx, alg, state)
+        return t.astype(fn.dtype), jnp.asarray(nf, dtype=jnp.int32)
+
     go = jnp.any(want)
-    t = jax.lax.cond(go, lambda: terms_norm(ctx, state.u, state.fu).astype(fn.dtype), lambda: jnp.zeros_like(fn))
-    return jnp.where(want, t, 0.0), go.astype(jnp.int32)
+    t, nf = jax.lax.cond(go, measure, lambda: (jnp.zeros_like(fn), jnp.asarray(0, dtype=jnp.int32)))
+    return jnp.where(want, t, 0.0), (spent[0] + go.astype(jnp.int32), spent[1] + nf)
 
 
 def run_jax(alg, prob, ctx, u0, *, maxiters, store_trace, narrow=None, scales=None, limit=None):
     """One solve under JAX tracing. ``narrow(ctx, idx) -> ctx`` (row-wise batched problems) allows
-    compaction: see ``loop_compact``; ``scales``: see ``loop.run``."""
+    compaction: see ``_engine.compaction``; ``scales``: see ``driver.run``."""
     import jax
     import jax.numpy as jnp
 
@@ -108,7 +113,8 @@ def run_jax(alg, prob, ctx, u0, *, maxiters, store_trace, narrow=None, scales=No
     fn, un = ctx.norm(state.fu), ctx.norm(state.u)
     gn = ctx.norm(state.u + state.fu) if ctx.kind == "fixed_point" else None
     book = start(jns, fn, un, tol, gn=gn, scales=scales)
-    terms, njvp = traced_terms(jns, ctx, state, fn, un, book, tol)
+    zero = jnp.asarray(0, dtype=jnp.int32)
+    terms, spent = traced_terms(jns, ctx, alg, state, fn, un, book, tol, (zero, zero))
     book = settle(jns, fn, un, book, tol, terms)
     tcap = 0
     if store_trace:  # memory scales with the cap, not with maxiters: the last row keeps the latest
@@ -116,18 +122,18 @@ def run_jax(alg, prob, ctx, u0, *, maxiters, store_trace, narrow=None, scales=No
         trace = jnp.full((tcap,) + fn.shape, jnp.nan, dtype=fn.dtype).at[0].set(fn)
     else:
         trace = None
-    carry = Carry(state, book, state.u, state.fu, jnp.asarray(0, dtype=jnp.int32), trace, njvp)
+    carry = Carry(state, book, state.u, state.fu, jnp.asarray(0, dtype=jnp.int32), trace, spent)
     loop = _Loop(alg, prob, maxiters, tcap, limit)
     B = state.u.shape[0]
     caps = ()
     if narrow is not None and not alg.freeze_converged and gatherable(state):
-        caps = loop_compact.levels(B, maxiters)
-    checked = loop_compact.check_rows(ctx, narrow, state, book, caps[0], prob.rowwise) if caps else None
+        caps = compaction.levels(B, maxiters)
+    checked = compaction.check_rows(ctx, narrow, state, book, caps[0], prob.rowwise) if caps else None
     if checked is not None:
         ok, state = checked
-        carry = loop_compact.run(loop, carry._replace(state=state), ctx, narrow, caps, ok)
+        carry = compaction.run(loop, carry._replace(state=state), ctx, narrow, caps, ok)
     else:
         carry = jax.lax.while_loop(loop.cond, loop.body(ctx, B), carry)
-    state, book, best_u, best_fu, it, trace, njvp = carry
+    state, book, best_u, best_fu, it, trace, spent = carry
     codes = jnp.where(book.codes == RUNNING, _MAXITERS, book.codes)
-    return DriverResult(best_u, best_fu, codes, it, book.niter_el, state, trace, (book.fnorm0, book.uscale0), njvp)
+    return DriverResult(best_u, best_fu, codes, it, book.niter_el, state, trace, (book.fnorm0, book.uscale0), *spent)

@@ -17,10 +17,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import backend
-from .termination import Tolerances
+from .. import _backend as backend
 
-__all__ = ["DriverResult", "TRACE_ROWS", "tree_where", "huge_norm", "precision", "tolerances", "terms_norm", "take_rows", "index_array", "WorkingSet"]
+__all__ = ["DriverResult", "TRACE_ROWS", "tree_where", "take_rows", "index_array", "WorkingSet"]
 
 #: rows of the residual trace under jax.jit (shapes are static there): ``store_trace=True`` keeps
 #: at most this many, ``store_trace=N`` N; later iterations overwrite the last row
@@ -36,18 +35,8 @@ class DriverResult(NamedTuple):
     state: Any  # the final algorithm state (for the counters)
     trace: Any  # (niter + 1, B) residual norms, or None
     scales: Any = None  # (fnorm0, uscale0) of the start, per element (for the attempts of a chain)
-    njvp: Any = 0  # JVPs the verdict spent measuring the size of F's terms (``termination.wants_terms``)
-
-
-def tolerances(alg, ctx) -> Tolerances:
-    """The verdict's fixed inputs for a solve by ``alg`` under ``ctx``."""
-    return Tolerances(ctx.abstol, ctx.reltol, alg.stall_patience, huge_norm(ctx.xp, ctx.dtype),
-                      precision(ctx.xp, ctx.dtype), ctx.kind == "fixed_point")
-
-
-def terms_norm(ctx, u, fu):
-    """``norm(J_F(u) u)`` per row: the size of ``F``'s terms that depend on ``u`` (one JVP)."""
-    return ctx.norm(ctx.jvp(u, u, fu))
+    njvp: Any = 0  # JVPs the verdict spent measuring the size of F's terms (``verdict.wants_terms``)
+    nf: Any = 0  # evaluations of F those measurements cost besides their JVPs
 
 
 def tree_where(xp, mask, new, old, workspaces=()):
@@ -65,38 +54,6 @@ def tree_where(xp, mask, new, old, workspaces=()):
         return new
     m = xp.reshape(mask, (mask.shape[0],) + (1,) * (new.ndim - 1))
     return xp.where(m, new, old)
-
-
-def huge_norm(xp, dtype) -> float:
-    """The largest meaningful iterate norm: beyond it residuals are lost in cancellation."""
-    try:
-        return _HUGE[dtype]
-    except (KeyError, TypeError):  # first time, or an unhashable dtype object
-        huge = 1e-2 * float(xp.finfo(dtype).max)
-        try:
-            _HUGE[dtype] = huge
-        except TypeError:
-            pass
-        return huge
-
-
-_HUGE: dict = {}
-
-
-def precision(xp, dtype) -> float:
-    """``eps`` of ``dtype`` as a Python float (cached like :func:`huge_norm`)."""
-    try:
-        return _EPS[dtype]
-    except (KeyError, TypeError):
-        eps = float(xp.finfo(dtype).eps)
-        try:
-            _EPS[dtype] = eps
-        except TypeError:
-            pass
-        return eps
-
-
-_EPS: dict = {}
 
 
 def index_array(xp, ints, device):

@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = [
     {"steadysolve.numpy_ns", "steadysolve.torch_ops"},
     {"steadysolve.backend", "steadysolve.checks", "steadysolve.fused"},
-    {"steadysolve.layout", "steadysolve.retcodes", "steadysolve.derivatives", "steadysolve.registry"},
+    {"steadysolve.layout", "steadysolve.retcodes", "steadysolve.derivatives", "steadysolve.registry",
+     "steadysolve.sparse"},
     {"steadysolve.termination", "steadysolve.solution", "steadysolve.problems"},
     {"steadysolve.linear", "steadysolve.ode"},
     {"steadysolve.algorithms"},

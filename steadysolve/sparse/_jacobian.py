@@ -177,16 +177,19 @@ def minus_identity(J):
     import jax.numpy as jnp
     from jax.experimental import sparse as jsparse
 
+    # the entries of J followed by -1 on the diagonal (BCOO sums duplicate entries): concatenations only
     diag = jnp.arange(n, dtype=J.indices.dtype)
     if J.ndim == 2:
-        eye = jsparse.BCOO((jnp.ones(n, J.dtype), jnp.stack([diag, diag], 1)), shape=J.shape)
-    elif J.n_batch:  # indices (B, nse, 2)
+        data, idx = -jnp.ones(n, J.dtype), jnp.stack([diag, diag], 1)
+        axis = 0
+    elif J.n_batch:  # data (B, nse), indices (B, nse, 2)
         B = J.shape[0]
-        eye = jsparse.BCOO((jnp.ones((B, n), J.dtype), jnp.broadcast_to(jnp.stack([diag, diag], 1), (B, n, 2))),
-                           shape=J.shape)
-    else:  # indices (nse, 3)
+        data, idx = -jnp.ones((B, n), J.dtype), jnp.broadcast_to(jnp.stack([diag, diag], 1), (B, n, 2))
+        axis = 1
+    else:  # data (nse,), indices (nse, 3)
         B = J.shape[0]
-        b = jnp.repeat(jnp.arange(B, dtype=J.indices.dtype), n)
         d = jnp.tile(diag, B)
-        eye = jsparse.BCOO((jnp.ones(B * n, J.dtype), jnp.stack([b, d, d], 1)), shape=J.shape)
-    return jsparse.bcoo_sum_duplicates(J - eye)
+        data, idx = -jnp.ones(B * n, J.dtype), jnp.stack([jnp.repeat(jnp.arange(B, dtype=d.dtype), n), d, d], 1)
+        axis = 0
+    return jsparse.BCOO((jnp.concatenate([J.data, data], axis), jnp.concatenate([J.indices, idx], axis)),
+                        shape=J.shape)

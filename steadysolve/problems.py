@@ -197,7 +197,7 @@ class FixedPointProblem(AbstractProblem):
         if self.jac is None:
             return None
         J = self.jac(u, p)
-        if isinstance(J, (list, tuple)) or sparse.sparse_library(J) is not None:
+        if sparse.is_sparse_jacobian(J):
             return sparse.minus_identity(J)
         xp = backend.namespace(("u", u))
         # the last axis is the state size; a leading batch axis (B, n, n) broadcasts

@@ -83,17 +83,22 @@ def test_jvp_products_are_exact(bk):
         np.testing.assert_allclose(got[b], exact(u_np[b]), rtol=1e-13, atol=1e-13)
 
 
+def _case(name, seed):
+    """One library's test map with its pattern, a batch of 3 starts and the decompression plan."""
+    bk = _backend(name)
+    W = _weights(seed=seed)
+    P = sparse.as_pattern(W, "test")
+    F, exact = _map(bk, W)
+    u_np, u = _start(bk, P.n)
+    return P, F, exact, u_np, u, sparse.ColumnGroups(backend.namespace(("u", u)), P, u.dtype, backend.device_of(u))
+
+
 def test_torch_forward_mode_ad():
     import torch
 
     from steadysolve.torch_ops import torch_jvp
 
-    bk = _backend("torch")
-    W = _weights(seed=3)
-    P = sparse.as_pattern(W, "test")
-    F, exact = _map(bk, W)
-    u_np, u = _start(bk, P.n)
-    groups = sparse.ColumnGroups(backend.namespace(("u", u)), P, u.dtype, u.device)
+    P, F, exact, u_np, u, groups = _case("torch", 3)
     J = groups.to_library(groups.from_jvp(torch_jvp(F), u, F(u)))
     assert J.layout == torch.sparse_csr and tuple(J.shape) == (3, P.n, P.n)
     for b in range(3):
@@ -104,12 +109,7 @@ def test_torch_forward_mode_ad():
 def test_jax_vmapped_jvp_eager_and_jitted(jit):
     import jax
 
-    bk = _backend("jax")
-    W = _weights(seed=4)
-    P = sparse.as_pattern(W, "test")
-    F, exact = _map(bk, W)
-    u_np, u = _start(bk, P.n)
-    groups = sparse.ColumnGroups(backend.namespace(("u", u)), P, u.dtype)
+    P, F, exact, u_np, u, groups = _case("jax", 4)
     assemble = jax.jit(lambda x: groups.jax_jvp(F, x)) if jit else (lambda x: groups.jax_jvp(F, x))
     J = groups.to_library(assemble(u))
     assert type(J).__name__ == "BCOO" and J.shape == (3, P.n, P.n)
@@ -121,12 +121,7 @@ def test_jax_vmapped_jvp_eager_and_jitted(jit):
 def test_jax_finite_differences_under_jit():
     import jax
 
-    bk = _backend("jax")
-    W = _weights(seed=6)
-    P = sparse.as_pattern(W, "test")
-    F, exact = _map(bk, W)
-    u_np, u = _start(bk, P.n)
-    groups = sparse.ColumnGroups(backend.namespace(("u", u)), P, u.dtype)
+    P, F, exact, u_np, u, groups = _case("jax", 6)
     values = jax.jit(lambda x: groups.finite_differences(F, x, F(x)))(u)
     got = _dense(np.asarray(values), P)
     for b in range(3):

@@ -20,10 +20,10 @@ from ._assemble import ColumnGroups
 from ._colour import colour_columns, is_valid_colouring
 from ._detect import detect_jax
 from ._formats import sparse_library
-from ._jacobian import check_sparse_jacobian, minus_identity, values_on
+from ._jacobian import check_sparse_jacobian, dense_jacobian, is_sparse_jacobian, minus_identity, values_on
 from ._pattern import Pattern, as_pattern
 from ._problem import IndexPairs, problem_sparsity, residual_pattern
 
 __all__ = ["Pattern", "as_pattern", "colour_columns", "is_valid_colouring", "ColumnGroups", "check_sparse_jacobian",
            "values_on", "minus_identity", "sparse_library", "detect_jax", "problem_sparsity", "residual_pattern",
-           "IndexPairs"]
+           "IndexPairs", "dense_jacobian", "is_sparse_jacobian"]

@@ -9,18 +9,16 @@ equivalently a distance-2 colouring of the bipartite row/column graph.
 The order is *largest first* (Welsh & Powell; Coleman & Moré 1983 measured it among the best
 orderings for this problem): columns by decreasing degree in the intersection graph, ties by
 index, each given the smallest colour none of its coloured neighbours has. On the
-SciMLBenchmarks Brusselator this gives 12 colours at every grid size.
+SciMLBenchmarks Brusselator this gives 11 or 12 colours at every grid size (12 from N = 32 on).
 
 Engine: PyAMG's ``pyamg.graph.vertex_coloring(G, "MIS")`` (C++) when PyAMG is installed, run on
 the graph permuted into largest-first order (its MIS colouring gives colour ``k`` to a maximal
 independent set of the still uncoloured vertices taken in index order, which is exactly the
 sequential greedy colouring in that order); otherwise the same greedy in Python. The two give
-identical colours (a test checks it); PyAMG is 6-17x faster (measured on patterns of 10^4 to
-3 x 10^4 columns). Not chosen: NetworkX's ``greedy_color`` (same colours, 10-100x slower once
-its graph is built, and building it costs more than the colouring); igraph's DSATUR (5-10 %
-fewer colours on random patterns, but building an igraph graph from 10^5 edges takes seconds);
-PyAMG's ``"JP"`` / ``"LDF"`` (draw from NumPy's global random state, so colourings would change
-between runs); SciPy's ``group_columns`` (private API).
+identical colours (a test checks it); PyAMG's is several times faster on large patterns
+(docs/sparse.md has the measurements and the libraries that were not chosen: NetworkX's
+``greedy_color`` and igraph build their graphs too slowly, PyAMG's ``"JP"`` / ``"LDF"`` draw from
+NumPy's global random state, SciPy's ``group_columns`` is private).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._formats import LIBRARY_TYPES, sparse_library
 
-__all__ = ["check_sparse_jacobian", "values_on", "minus_identity", "EXPECTED"]
+__all__ = ["check_sparse_jacobian", "values_on", "minus_identity", "dense_jacobian", "is_sparse_jacobian", "EXPECTED"]
 
 #: the sparse library that goes with each array library
 EXPECTED = {"numpy": "scipy", "torch": "torch", "jax": "jax"}
@@ -193,3 +193,26 @@ def minus_identity(J):
         axis = 0
     return jsparse.BCOO((jnp.concatenate([J.data, data], axis), jnp.concatenate([J.indices, idx], axis)),
                         shape=J.shape)
+
+
+def is_sparse_jacobian(J) -> bool:
+    """True for what ``jac`` returns when sparse: a sparse matrix, or a sequence of them (a NumPy batch)."""
+    return isinstance(J, (list, tuple)) or sparse_library(J) is not None
+
+
+def dense_jacobian(J, u, *, n: int, batch: int = 1, pattern=None, where: str = "jac"):
+    """A sparse ``J`` checked (:func:`check_sparse_jacobian`; against ``pattern()`` too when that gives a
+    pattern and ``J``'s indices are concrete) and made dense, ``(batch, n, n)`` in ``u``'s library: the
+    form of the dense methods, which refuse large ``n`` before asking for a Jacobian."""
+    from .. import backend
+
+    J = check_sparse_jacobian(J, u, n=n, batch=batch, where=where)
+    P = pattern() if pattern is not None else None
+    lib = _lib(u)
+    if P is not None and not (lib == "jax" and backend.is_traced(J.indices)):
+        values_on(P, J, u, batch=batch, where=where)  # raises on a nonzero outside the pattern
+    if lib == "numpy":
+        return np.stack([M.toarray() for M in J]).reshape(batch, n, n)
+    if lib == "torch":
+        return J.to_dense().reshape(batch, n, n)
+    return J.todense().reshape(batch, n, n)

@@ -22,15 +22,16 @@ Failures: ``stats.retcode_array`` holds the integer codes (valid under ``jit``/`
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import jax.numpy as jnp
 
+from steadysolve import Algorithm
 from steadysolve.checks import check_callable, reject_unknown
 from steadysolve.registry import resolve
 
 from ._implicit import SolveStats, explained
-from ._jax_solve import OPTIONS, implicit
+from ._jax_solve import OPTIONS, LayerOptions, implicit
 from ._options import Implicit, Phantom
 from ._structure import is_structured, tree_map
 
@@ -45,6 +46,11 @@ except ImportError:  # pragma: no cover
     eqx = None
 
 _OPTIONS = OPTIONS
+_EQUINOX_CLASSES = ("DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ")
+Solver = Union[str, Algorithm]
+
+if TYPE_CHECKING:
+    from typing_extensions import Never, Unpack  # typing's own from Python 3.11
 
 
 _DOC_COMMON = """
@@ -74,9 +80,10 @@ _DOC_COMMON = """
     """
 
 
-def fixed_point(f, z0, *args, solver="anderson", abstol: Optional[float] = None, reltol: Optional[float] = None,
-                maxiters: Optional[int] = None, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
-                backward: Any = "implicit", **unknown):
+def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", abstol: Optional[float] = None,
+                reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "max",
+                batch_axis: Optional[int] = None, throw: bool = False, backward: Any = "implicit",
+                max_nfe: Optional[int] = None, **unknown: Never) -> Any:
     """Differentiable fixed point ``z* = f(z*, *args)`` (the Deep Equilibrium form).
 
     Examples
@@ -89,12 +96,13 @@ def fixed_point(f, z0, *args, solver="anderson", abstol: Optional[float] = None,
     """
     return implicit("fixed_point", "fixed_point", f, z0, args, solver=solver, abstol=abstol, reltol=reltol,
                      maxiters=maxiters, norm=norm, batch_axis=batch_axis, throw=throw, backward=backward,
-                     unknown=unknown)
+                     unknown=dict(unknown, max_nfe=max_nfe))
 
 
-def root(f, u0, *args, solver=None, abstol: Optional[float] = None, reltol: Optional[float] = None,
-         maxiters: Optional[int] = None, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
-         backward: Any = "implicit", **unknown):
+def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, abstol: Optional[float] = None,
+         reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "max",
+         batch_axis: Optional[int] = None, throw: bool = False, backward: Any = "implicit",
+         max_nfe: Optional[int] = None, **unknown: Never) -> Any:
     """Differentiable root ``f(u*, *args) = 0``; ``solver=None`` picks ``"newton_krylov"``.
 
     Examples
@@ -107,12 +115,13 @@ def root(f, u0, *args, solver=None, abstol: Optional[float] = None, reltol: Opti
     """
     return implicit("root", "root", f, u0, args, solver="newton_krylov" if solver is None else solver,
                      abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, batch_axis=batch_axis,
-                     throw=throw, backward=backward, unknown=unknown)
+                     throw=throw, backward=backward, unknown=dict(unknown, max_nfe=max_nfe))
 
 
-def steady_state(f, u0, *args, solver=None, abstol: Optional[float] = None, reltol: Optional[float] = None,
-                 maxiters: Optional[int] = None, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
-                 backward: Any = "implicit", **unknown):
+def steady_state(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, abstol: Optional[float] = None,
+                 reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "max",
+                 batch_axis: Optional[int] = None, throw: bool = False, backward: Any = "implicit",
+                 max_nfe: Optional[int] = None, **unknown: Never) -> Any:
     """Differentiable steady state of ``du/dt = f(u, *args)``; ``solver=None`` picks ``"dynamic_ss"``
     (time stepping). Any root-finding algorithm works too (it solves ``f(u) = 0``).
 
@@ -126,7 +135,7 @@ def steady_state(f, u0, *args, solver=None, abstol: Optional[float] = None, relt
     """
     return implicit("steady_state", "steady_state", f, u0, args, solver="dynamic_ss" if solver is None else solver,
                      abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, batch_axis=batch_axis,
-                     throw=throw, backward=backward, unknown=unknown)
+                     throw=throw, backward=backward, unknown=dict(unknown, max_nfe=max_nfe))
 
 
 for _fn in (fixed_point, root, steady_state):
@@ -162,7 +171,8 @@ if eqx is not None:
         latent_shape: Optional[tuple] = eqx.field(static=True)
         options: tuple = eqx.field(static=True)
 
-        def __init__(self, cell, solver="anderson", *, latent_shape=None, **options):
+        def __init__(self, cell: Callable, solver: Solver = "anderson", *, latent_shape: Optional[tuple] = None,
+                     **options: Unpack[LayerOptions]):
             check_callable("DEQ", "cell", cell, what="callable as cell(z, x)")
             reject_unknown("DEQ", {k: v for k, v in options.items() if k not in _OPTIONS}, _OPTIONS)
             resolve(solver)  # fail early on an unknown name
@@ -185,9 +195,11 @@ if eqx is not None:
             return (z, stats) if return_stats else z
 
 else:  # pragma: no cover
+    __all__ = [n for n in __all__ if n not in _EQUINOX_CLASSES]
 
-    class DEQ:  # noqa: D101
-        def __init__(self, *a, **k):
-            raise ImportError("steadysolve.adapters.jax.DEQ needs equinox (pip install equinox)")
-
-    MultiScaleDEQ = MultiScaleSkipDEQ = DEQ
+    def __getattr__(name: str):
+        # without Equinox the modules do not exist; say what to install (module __getattr__, so that
+        # static readers see one definition of each class)
+        if name in _EQUINOX_CLASSES:
+            raise ImportError(f"steadysolve.adapters.jax.{name} needs equinox (pip install equinox)")
+        raise AttributeError(f"module 'steadysolve.adapters.jax' has no attribute {name!r}")

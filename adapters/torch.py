@@ -11,11 +11,12 @@ products), which it sends into that application. This module is glue only.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, TypedDict, TypeVar, Union
 
 import torch
 from torch import nn
 
+from steadysolve import Algorithm
 from steadysolve.checks import check_callable, check_choice, check_positive
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
@@ -24,12 +25,42 @@ from ._structure import is_structured, tree_leaves, tree_map
 from ._torch_solve import jacobian_estimate, run
 from ._torch_multiscale import MultiScaleCell, per_scale_or_callable
 
+if TYPE_CHECKING:
+    from typing_extensions import Never, Unpack  # typing's own from Python 3.11
+
 __all__ = ["DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ", "fixed_point", "DEQStats", "SolveStats", "DEQConvergenceError",
            "Implicit", "Phantom"]
 
 _ON_FAILURE = ("warn", "warn_always", "raise", "ignore")
+OnFailure = Literal["warn", "warn_always", "raise", "ignore"]
+FailedGrad = Literal["jfb", "implicit"]
+Solver = Union[str, Algorithm]
+Backward = Union[Literal["implicit", "phantom"], Implicit, Phantom]
 _OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "norm", "batch_axis", "on_failure", "failed_grad",
             "max_nfe")
+
+
+_Fn = TypeVar("_Fn", bound=Callable)
+
+
+def _not_compiled(fn: _Fn) -> _Fn:
+    """``torch.compiler.disable``, typed so that checkers keep ``fn``'s signature. ``torch.compile``
+    cannot trace the solve loop (host syncs, a data-dependent number of iterations)."""
+    return torch.compiler.disable(fn)
+
+
+class _LayerOptions(TypedDict, total=False):
+    """The keyword options the multi-scale layers pass on to :class:`DEQ` (for type checkers)."""
+
+    abstol: float
+    reltol: float
+    maxiters: Optional[int]
+    max_nfe: Optional[int]
+    norm: Union[str, Callable]
+    batch_axis: Optional[int]
+    jacobian_reg: float
+    on_failure: OnFailure
+    failed_grad: FailedGrad
 
 
 def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure, failed_grad, unknown):
@@ -92,16 +123,18 @@ class DEQ(nn.Module):
     (torch.Size([4, 3]), True)
     """
 
-    def __init__(self, f, solver="anderson", backward="implicit", *, abstol=1e-8, reltol=1e-3, maxiters=None,
-                 norm="l2", batch_axis=0, init=None, jacobian_reg=0.0, on_failure="warn", failed_grad="jfb",
-                 **unknown):
+    def __init__(self, f: Callable, solver: Solver = "anderson", backward: Backward = "implicit", *,
+                 abstol: float = 1e-8, reltol: float = 1e-3, maxiters: Optional[int] = None,
+                 norm: Union[str, Callable] = "l2", batch_axis: Optional[int] = 0, init: Optional[Callable] = None,
+                 jacobian_reg: float = 0.0, on_failure: OnFailure = "warn", failed_grad: FailedGrad = "jfb",
+                 max_nfe: Optional[int] = None, **unknown: Never):
         super().__init__()
         check_callable("DEQ", "f", f, what="an nn.Module or a callable f(z, x)")
         check_callable("DEQ", "init", init, allow_none=True, what="an nn.Module or a callable init(x) -> z0")
         self.f = f
         self.init = init
         self._opts = _layer("DEQ", solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure,
-                            failed_grad, unknown)
+                            failed_grad, dict(unknown, max_nfe=max_nfe))
         self.jacobian_reg = check_positive("DEQ", "jacobian_reg", jacobian_reg, allow_zero=True)
         self.on_failure, self.failed_grad = on_failure, failed_grad
         self._failures = {"forward": 0, "backward": 0}
@@ -194,8 +227,9 @@ class MultiScaleDEQ(DEQ):
     (torch.Size([5, 4]), torch.Size([5, 2]), True)
     """
 
-    def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, solver="anderson", backward="implicit", *,
-                 shapes=None, injection=None, init=None, **options):
+    def __init__(self, main_layers: Any, mapping_layers: Any, post_fuse_layer: Any = None, solver: Solver = "anderson",
+                 backward: Backward = "implicit", *, shapes: Any = None, injection: Any = None, init: Any = None,
+                 **options: Unpack[_LayerOptions]):
         owner = type(self).__name__
         cell = MultiScaleCell(main_layers, mapping_layers, post_fuse_layer, owner=owner)
         S = cell.scales
@@ -247,17 +281,19 @@ class MultiScaleSkipDEQ(MultiScaleDEQ):
     ([(5, 4), (5, 2)], 0)
     """
 
-    def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, solver="anderson", backward="implicit", *,
-                 init, **options):
+    def __init__(self, main_layers: Any, mapping_layers: Any, post_fuse_layer: Any = None, solver: Solver = "anderson",
+                 backward: Backward = "implicit", *, init: Any, **options: Unpack[_LayerOptions]):
         if init is None:
             raise TypeError("MultiScaleSkipDEQ: init= (one module per scale, z0_i = init[i](inj_i)) is required")
         super().__init__(main_layers, mapping_layers, post_fuse_layer, solver, backward, init=init, **options)
 
 
-@torch.compiler.disable
-def fixed_point(f, x, z0, *params, solver="anderson", backward="implicit", return_stats=False, abstol=1e-8,
-                reltol=1e-3, maxiters=None, norm="l2", batch_axis=0, on_failure="warn", failed_grad="jfb",
-                **unknown):
+@_not_compiled
+def fixed_point(f: Callable, x: Any, z0: Any, *params: Any, solver: Solver = "anderson",
+                backward: Backward = "implicit", return_stats: bool = False, abstol: float = 1e-8,
+                reltol: float = 1e-3, maxiters: Optional[int] = None, norm: Union[str, Callable] = "l2",
+                batch_axis: Optional[int] = 0, on_failure: OnFailure = "warn", failed_grad: FailedGrad = "jfb",
+                max_nfe: Optional[int] = None, **unknown: Never) -> Any:
     """Functional DEQ: ``z* = f(z*, x, *params)``, differentiable in ``x``, ``params`` and any
     tensor ``f`` closes over.
 
@@ -281,7 +317,7 @@ def fixed_point(f, x, z0, *params, solver="anderson", backward="implicit", retur
             raise TypeError(f"fixed_point() does not take {bad}=; use the DEQ module for Skip DEQ and Jacobian "
                             "regularisation")
     opts = _layer("fixed_point", solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure,
-                  failed_grad, unknown)
+                  failed_grad, dict(unknown, max_nfe=max_nfe))
     report = Reporter(on_failure, {"forward": 0, "backward": 0}, set())
     z, stats, *_ = run(lambda z: f(z, x, *params), z0, opts, "fixed_point: f(z, x, *params)", report,
                         failed_grad)

@@ -162,8 +162,9 @@ class FixedPointProblem(AbstractProblem):
     kind = "fixed_point"
     _fname = "g"
 
-    def __init__(self, g: Callable, u0: Any, p: Any = None, **kw):
-        super().__init__(g, u0, p, **kw)
+    def __init__(self, g: Callable, u0: Any, p: Any = None, *, jvp: Optional[Callable] = None,
+                 vjp: Optional[Callable] = None, jac: Optional[Callable] = None, rowwise: Optional[bool] = None):
+        super().__init__(g, u0, p, jvp=jvp, vjp=vjp, jac=jac, rowwise=rowwise)
 
     @property
     def g(self):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import backend
 from .algorithms.auto import Auto
@@ -15,6 +15,9 @@ from .problems import AbstractProblem, as_output, check_output
 from .registry import resolve
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
 from .termination import default_tolerance, get_norm
+
+if TYPE_CHECKING:
+    from typing_extensions import Never  # typing.Never from Python 3.11
 
 __all__ = ["solve", "build_context"]
 
@@ -47,7 +50,7 @@ _GRAD_HINT = ("steadysolve.solve does not differentiate through the solve (it ru
 def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = None,
           reltol: Optional[float] = None, maxiters: int = 1000, norm: Union[str, Callable] = "max",
           batch_axis: Optional[int] = None, throw: bool = False, store_trace: bool = False,
-          callback: Optional[Callable] = None, **unknown) -> Solution:
+          callback: Optional[Callable] = None, **unknown: Never) -> Solution:
     """Solve a steady-state / nonlinear / fixed-point problem.
 
     Parameters

@@ -10,7 +10,7 @@ size); for independent systems with their own steps use ``jax.vmap`` or
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .. import backend
 from ..checks import check_int, check_real, check_tol, reject_unknown
@@ -20,6 +20,9 @@ from .adaptive import attempt, first_step, time_dtype
 from .controller import PIController
 from .runge_kutta import dense_eval
 from .tsit5 import ExplicitRK, Tsit5
+
+if TYPE_CHECKING:
+    from typing_extensions import Never  # typing.Never from Python 3.11
 
 __all__ = ["integrate", "ODESolution"]
 
@@ -36,7 +39,7 @@ def _host_floats(xp, x) -> list:
 
 def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=None, saveat=None,
               reltol: float = 1e-6, abstol: float = 1e-9, controller: Optional[PIController] = None,
-              dt0: Optional[float] = None, maxiters: int = 100_000, **unknown) -> ODESolution:
+              dt0: Optional[float] = None, maxiters: int = 100_000, **unknown: Never) -> ODESolution:
     """Integrate ``du/dt = f(u, p, t)`` from ``tspan[0]`` to ``tspan[1]``.
 
     Parameters

@@ -80,7 +80,7 @@ class SolveStats(Result):
             resid = f"{self.max_resid:.3e}"
         except TypeError:
             resid = "<traced>"
-        return (f"SolveStats({self.phase}, solver={self.solver!r}, retcode={self._rc_repr()}, niter={self.niter}, "
+        return (f"SolveStats({self.phase}, solver={self.solver!r}, {self._rc_repr()}, niter={self.niter}, "
                 f"nf={self.nf}, max_resid={resid})")
 
 

@@ -171,8 +171,22 @@ class Result:
             return jnp.all(c == 0)
         return self.retcode is ReturnCode.Success
 
+    def __bool__(self):
+        # `if sol:` would read as "solved?" to some and "not None" to others, and a batch has no single
+        # answer; as NumPy does for arrays, refuse and name the explicit spellings
+        raise TypeError(f"the truth value of a {type(self).__name__} is ambiguous: test .successful (every "
+                        f"element succeeded), or read .retcode / .retcodes / .nfailed")
+
     def _rc_repr(self) -> str:
+        """The return code for a repr: ``retcode=Success`` or, for a batch, ``Success for 2 of 3
+        elements; worst: Stalled`` (``worst`` is :attr:`retcode`)."""
         try:
-            return str(self.retcode)
+            codes = _as_host_codes(self._codes)
         except TypeError:
-            return "<traced>"
+            return "retcode=<traced>"
+        if not self._batched:
+            return f"retcode={ReturnCode.from_code(codes[0]).name}" if codes else "retcode=?"
+        ok = sum(1 for v in codes if v == 0)
+        if ok == len(codes):
+            return f"Success for all {ok} elements"
+        return f"Success for {ok} of {len(codes)} elements; worst: {self.retcode.name}"

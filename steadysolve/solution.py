@@ -115,8 +115,8 @@ class Solution(Result):
 
     def __repr__(self) -> str:
         shape = tuple(getattr(self.u, "shape", ()))
-        return (f"Solution(retcode={self._rc_repr()}, u.shape={shape}, niter={self.stats.niter}, "
-                f"nf={self.stats.nf}, alg={self.alg!r})")
+        alg = getattr(self.alg, "name", "") or type(self.alg).__name__
+        return f"Solution({self._rc_repr()}, u.shape={shape}, niter={self.stats.niter}, nf={self.stats.nf}, alg={alg})"
 
 
 class LinearSolution(Result):
@@ -138,7 +138,7 @@ class LinearSolution(Result):
         self.x, self.stats, self.alg = x, stats, alg
 
     def __repr__(self) -> str:
-        return (f"LinearSolution(retcode={self._rc_repr()}, x.shape={tuple(self.x.shape)}, "
+        return (f"LinearSolution({self._rc_repr()}, x.shape={tuple(self.x.shape)}, "
                 f"nmatvec={self.stats.nmatvec}, alg={self.alg!r})")
 
 
@@ -164,7 +164,8 @@ class ODESolution(Result):
         self.ts, self.us, self.t, self.stats = ts, us, t, stats
 
     def __repr__(self) -> str:
-        return f"ODESolution(retcode={self._rc_repr()}, len(ts)={getattr(self.ts, 'shape', ('?',))[0]}, stats={self.stats})"
+        n = getattr(self.ts, "shape", ("?",))[0]
+        return f"ODESolution({self._rc_repr()}, len(ts)={n}, t={self.t}, nf={self.stats.nf})"
 
 
 # ---------------------------------------------------------------------------------------

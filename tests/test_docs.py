@@ -248,3 +248,21 @@ def test_benchmarks_page_matches_results_json():
     assert block in page, "docs/benchmarks.md is out of date: run python benchmarks/report.py"
     for name in groups:
         assert os.path.exists(os.path.join(DOCS, "img", "benchmarks", report.slug(name) + ".png")), name
+    committed = sorted(f for f in os.listdir(os.path.join(DOCS, "img", "benchmarks")) if f.endswith(".png"))
+    shown = sorted(re.findall(r"!\[[^\]]*\]\(img/benchmarks/([\w.]+\.png)\)", page))
+    assert shown == committed, "every committed chart is on the page, and every chart on it is committed"
+
+
+def test_report_reads_ratios_from_counts_and_printed_tables():
+    report = _report()
+    rows = [{"benchmark": "robustness", "case": c, "ratio": None, "extra": {"nsolved": n}}
+            for c, n in (("default", 22), ("newton", 19), ("scipy:hybr", 19), ("scipy:lm", 20))]
+    rows.append({"benchmark": "deq_torch", "case": "(no machine-readable rows)", "ratio": None, "extra": repr(
+        {"stdout_tail": ["matched settings: time per step ratio steadysolve / torchdeq = 0.53 (target <= 0.5); x",
+                         "  anderson         time  0.46x  acc +0.002  overhead 3.42"]})})
+    got = {(r["benchmark"], r["case"]): r for r in report.derived(rows)}
+    assert got["robustness", "problems solved, default"]["ratio"] == 22 / 19
+    assert got["robustness", "problems solved, default"]["higher_is_better"] is True
+    assert ("robustness", "problems solved, scipy:lm") not in got
+    assert got["deq_torch", "training step, matched settings"]["ratio"] == 0.53
+    assert got["deq_torch", "training step, anderson"]["target"] == 0.5

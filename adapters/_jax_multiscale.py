@@ -146,7 +146,7 @@ class MultiScaleDEQ(eqx.Module):
         return sum(sq) / sum(a.size for a in z0)
 
 class MultiScaleSkipDEQ(MultiScaleDEQ):
-    """:class:`MultiScaleDEQ` with a learned initial guess per scale: ``init`` (required) is one
+    """``MultiScaleDEQ`` with a learned initial guess per scale: ``init`` (required) is one
     callable per scale, ``z0_i = init[i](inj_i)``; train it with ``deq.init_loss(x, z)``.
 
     Examples

@@ -54,21 +54,32 @@ if TYPE_CHECKING:
 
 
 _DOC_COMMON = """
-    Keyword arguments
-    -----------------
-    solver : any registered algorithm name (``steadysolve.available()``) or instance.
-    abstol, reltol : success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)``
+    Parameters
+    ----------
+    solver
+        Any registered algorithm name (``steadysolve.available()``) or instance.
+    abstol
+        Success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)``
         (per element with ``batch_axis``); default ``eps ** 0.8`` of the dtype.
-    maxiters : iteration cap of the forward solve (default 1000).
-    max_nfe : instead of ``maxiters``, a work budget in evaluations of ``f`` counting JVPs, the same
+    reltol
+        Success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)``
+        (per element with ``batch_axis``); default ``eps ** 0.8`` of the dtype.
+    maxiters
+        Iteration cap of the forward solve (default 1000).
+    max_nfe
+        Instead of ``maxiters``, a work budget in evaluations of ``f`` counting JVPs, the same
         for every solver (as in the torch ``DEQ``); also caps the adjoint solve.
-    norm : ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable((B, n)) -> (B,)``.
-    batch_axis : axis of the initial guess indexing independent problems: each element gets its
+    norm
+        ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable((B, n)) -> (B,)``.
+    batch_axis
+        Axis of the initial guess indexing independent problems: each element gets its
         own convergence test and return code, is frozen once converged, and the
         implicit-differentiation solve is per element too. Under ``jax.vmap`` leave it ``None``.
-    throw : raise on failure instead of only reporting it in the stats (eagerly
+    throw
+        Raise on failure instead of only reporting it in the stats (eagerly
         ``steadysolve.ConvergenceError``; under ``jit`` an ``equinox.error_if`` runtime error).
-    backward : ``"implicit"`` / ``Implicit(solver="gmres" | any algorithm, abstol=, reltol=,
+    backward
+        ``"implicit"`` / ``Implicit(solver="gmres" | any algorithm, abstol=, reltol=,
         maxiters=)`` (default) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).
 
     The initial guess may be a tuple, list or dict of arrays (a structured state, one dtype); ``f``
@@ -153,7 +164,7 @@ if eqx is not None:
 
         ``cell`` is any callable pytree (typically an Equinox module) mapping ``(z, x)`` to the next
         ``z``; its floating-point arrays are the trainable parameters. Options are those of
-        :func:`fixed_point`. ``latent_shape`` fixes the shape of ``z`` (default: the shape of ``x``);
+        ``fixed_point``. ``latent_shape`` fixes the shape of ``z`` (default: the shape of ``x``);
         the initial guess is zeros unless ``z0`` is given.
 
         Examples

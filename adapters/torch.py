@@ -50,7 +50,7 @@ def _not_compiled(fn: _Fn) -> _Fn:
 
 
 class _LayerOptions(TypedDict, total=False):
-    """The keyword options the multi-scale layers pass on to :class:`DEQ` (for type checkers)."""
+    """The keyword options the multi-scale layers pass on to ``DEQ`` (for type checkers)."""
 
     abstol: float
     reltol: float
@@ -82,33 +82,49 @@ class DEQ(nn.Module):
 
     Parameters
     ----------
-    f : an ``nn.Module`` (or callable) ``f(z, x) -> z`` (same shape and dtype as ``z``).
-    solver : forward algorithm: any name in ``steadysolve.available()`` or an instance.
-    backward : ``"implicit"`` / :class:`Implicit` (exact gradient through ``w = J_f^T w + g``; its
-        solver and tolerances are options of the object) or ``"phantom"`` / :class:`Phantom`
+    f
+        An ``nn.Module`` (or callable) ``f(z, x) -> z`` (same shape and dtype as ``z``).
+    solver
+        Forward algorithm: any name in ``steadysolve.available()`` or an instance.
+    backward
+        ``"implicit"`` / ``Implicit`` (exact gradient through ``w = J_f^T w + g``; its
+        solver and tolerances are options of the object) or ``"phantom"`` / ``Phantom``
         (``steps`` unrolled damped steps from ``z*``).
-    abstol, reltol, maxiters, norm : forward convergence test (per batch element):
+    abstol
+        Forward convergence test (per batch element):
         ``norm(f(z, x) - z) <= max(abstol, reltol * norm(z))``; the defaults (``reltol=1e-3``, the
         2-norm, 50 iterations) are torchdeq's nominal relative-residual test.
-    max_nfe : (keyword, instead of ``maxiters``) a work budget in evaluations of ``f`` counting
+    reltol
+        As ``abstol``.
+    maxiters
+        As ``abstol``.
+    norm
+        As ``abstol``.
+    max_nfe
+        (keyword, instead of ``maxiters``) a work budget in evaluations of ``f`` counting
         JVPs, the same for every solver: mapped onto each solver's iteration limits (Newton-Krylov:
         Newton iterations x short GMRES; dynamic_ss: RK stages per step); also caps the adjoint.
-    batch_axis : axis of ``z`` indexing independent samples (per-sample convergence and
+    batch_axis
+        Axis of ``z`` indexing independent samples (per-sample convergence and
         freezing); ``None`` treats the whole tensor as one system.
-    init : optional module ``init(x) -> z0`` (Skip DEQ); its loss ``mean((z0 - z*)^2)``
+    init
+        Optional module ``init(x) -> z0`` (Skip DEQ); its loss ``mean((z0 - z*)^2)``
         (``z*`` detached) is ``deq.init_loss`` after each call.
-    jacobian_reg : weight of the Hutchinson estimate of ``||J_f||_F^2 / dim``; when ``> 0``
+    jacobian_reg
+        Weight of the Hutchinson estimate of ``||J_f||_F^2 / dim``; when ``> 0``
         ``deq.jac_loss`` holds ``jacobian_reg * estimate`` (differentiable) after each training call.
-    on_failure : ``"warn"`` (a ``RuntimeWarning`` the first time a solve of this layer fails;
+    on_failure
+        ``"warn"`` (a ``steadysolve.ConvergenceWarning`` the first time a solve of this layer fails;
         ``deq.stats.failures`` counts them all), ``"warn_always"``, ``"raise"``
-        (:class:`DEQConvergenceError`) or ``"ignore"``.
-    failed_grad : gradient of the samples whose *forward* solve failed: ``"jfb"`` (default) gives
+        (``DEQConvergenceError``) or ``"ignore"``.
+    failed_grad
+        Gradient of the samples whose *forward* solve failed: ``"jfb"`` (default) gives
         them the Jacobian-free gradient ``w = g`` (where the solve fails ``I - J_f`` is often
         near-singular and the exact adjoint explodes); ``"implicit"`` solves for them too.
 
     Notes
     -----
-    After each call: ``deq.stats`` (a :class:`DEQStats`), ``deq.forward_stats``,
+    After each call: ``deq.stats`` (a ``DEQStats``), ``deq.forward_stats``,
     ``deq.backward_stats`` (filled by the backward pass), ``deq.jac_loss``, ``deq.init_loss``
     and ``deq.aux_loss`` (their sum, 0 when neither is enabled).
 
@@ -207,7 +223,7 @@ class MultiScaleDEQ(DEQ):
     or one callable on the tuple). ``injection``: one module per scale applied to ``x``, a callable
     ``x -> tuple``, or ``None`` when ``x`` already is the tuple of per-scale injections. ``shapes``:
     the per-sample shape of each scale's state (default: that of its injection); the state starts at
-    zeros. Options as :class:`DEQ`; the continuous variant (the Julia package's ``MultiScaleNeuralODE``)
+    zeros. Options as ``DEQ``; the continuous variant (the Julia package's ``MultiScaleNeuralODE``)
     is ``solver="dynamic_ss"``.
 
     Examples
@@ -263,7 +279,7 @@ class MultiScaleDEQ(DEQ):
 
 
 class MultiScaleSkipDEQ(MultiScaleDEQ):
-    """:class:`MultiScaleDEQ` with a learned explicit initial guess per scale (Skip DEQ):
+    """``MultiScaleDEQ`` with a learned explicit initial guess per scale (Skip DEQ):
     ``init`` is one module per scale, ``z0_i = init[i](inj_i)``, or one callable on the tuple of
     injections; ``deq.init_loss`` is ``mean((z0 - z*)^2)`` over all scales after each call.
 
@@ -297,7 +313,7 @@ def fixed_point(f: Callable, x: Any, z0: Any, *params: Any, solver: Solver = "an
     """Functional DEQ: ``z* = f(z*, x, *params)``, differentiable in ``x``, ``params`` and any
     tensor ``f`` closes over.
 
-    Same options and gradients as :class:`DEQ` (``on_failure="warn"`` warns once per call).
+    Same options and gradients as ``DEQ`` (``on_failure="warn"`` warns once per call).
     With ``return_stats=True`` returns ``(z, DEQStats)``; ``stats.backward`` is filled by the
     backward pass.
 

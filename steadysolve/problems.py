@@ -124,8 +124,8 @@ class NonlinearProblem(AbstractProblem):
 class SteadyStateProblem(AbstractProblem):
     """Find the steady state of ``du/dt = f(u, p, t)``: ``f(u, p, inf) = 0``.
 
-    Parameters are those of :class:`NonlinearProblem`, with ``f(u, p, t) -> du/dt``
-    (``t`` is ``inf`` for the root-finding algorithms, the time for :class:`DynamicSS`).
+    Parameters are those of ``NonlinearProblem``, with ``f(u, p, t) -> du/dt``
+    (``t`` is ``inf`` for the root-finding algorithms, the time for ``DynamicSS``).
 
     Examples
     --------
@@ -148,7 +148,7 @@ class SteadyStateProblem(AbstractProblem):
 class FixedPointProblem(AbstractProblem):
     """Find ``u`` with ``g(u, p) = u`` (the Deep Equilibrium form).
 
-    Parameters are those of :class:`NonlinearProblem`, with ``g(u, p) -> next u`` in place
+    Parameters are those of ``NonlinearProblem``, with ``g(u, p) -> next u`` in place
     of ``f``; the residual is ``g(u, p) - u``.
 
     Examples

@@ -56,22 +56,34 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
     Parameters
     ----------
     prob : NonlinearProblem, SteadyStateProblem or FixedPointProblem.
-    alg : an algorithm instance (``Anderson(memory=5)``) or a registered name
+    alg
+        An algorithm instance (``Anderson(memory=5)``) or a registered name
         (``"anderson"``, ``"fixed_point"``, ...). ``None`` (or ``"auto"``) means the default
-        polyalgorithm :class:`Auto`: a chain picked by problem kind and size (Anderson first for a
+        polyalgorithm ``Auto``: a chain picked by problem kind and size (Anderson first for a
         FixedPointProblem; Newton / Newton-Krylov, then trust region, then Levenberg-Marquardt),
         each attempt restarting from the best iterate so far; ``sol.alg`` is the algorithm that
         produced the answer and ``sol.stats.attempts`` the cost of every attempt.
-    abstol, reltol : success when ``norm(resid) <= abstol`` or
+    abstol
+        Success when ``norm(resid) <= abstol`` or
         ``norm(resid) <= reltol * norm(u)`` (per batch element). Default
         ``eps ** 0.8`` of the dtype.
-    maxiters : iteration cap (default 1000).
-    norm : ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable(x2d) -> per-row norms``.
-    batch_axis : axis of ``u0`` that indexes independent problems; each element gets
+    reltol
+        Success when ``norm(resid) <= abstol`` or
+        ``norm(resid) <= reltol * norm(u)`` (per batch element). Default
+        ``eps ** 0.8`` of the dtype.
+    maxiters
+        Iteration cap (default 1000).
+    norm
+        ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable(x2d) -> per-row norms``.
+    batch_axis
+        Axis of ``u0`` that indexes independent problems; each element gets
         its own convergence test, is frozen once converged, and has its own counts.
-    throw : raise :class:`ConvergenceError` instead of returning a failed Solution.
-    store_trace : keep the residual norm of every iteration in ``sol.trace``.
-    callback : ``callback(niter, u, resid_norm)`` after every iteration (eager only).
+    throw
+        Raise ``ConvergenceError`` instead of returning a failed Solution.
+    store_trace
+        Keep the residual norm of every iteration in ``sol.trace``.
+    callback
+        ``callback(niter, u, resid_norm)`` after every iteration (eager only).
 
     Returns
     -------

@@ -163,7 +163,7 @@ def test_every_example_has_help_quick_and_out(script, capsys):
     with pytest.raises(SystemExit) as e:
         mod.main(["--help"])
     assert e.value.code == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
     assert "--quick" in out and "--out DIR" in out and "default: the current folder" in out
 
 

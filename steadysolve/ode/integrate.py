@@ -2,7 +2,7 @@
 
 DEQ users plot how the state evolves with depth (time), not only where it ends;
 ``integrate`` gives ``(ts, us)`` with the same integrator and controller that
-:class:`~steadysolve.DynamicSS` uses. The whole ``u0`` is one ODE system (one step
+``steadysolve.DynamicSS`` uses. The whole ``u0`` is one ODE system (one step
 size); for independent systems with their own steps use ``jax.vmap`` or
 ``solve(..., DynamicSS(), batch_axis=...)``.
 """
@@ -44,18 +44,29 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
 
     Parameters
     ----------
-    f : ``f(u, p, t) -> du/dt`` (same shape and dtype as ``u``); ``t`` is a 0-d array.
-    u0 : initial state, any shape, any supported array library.
-    tspan : ``(t0, t1)`` with ``t1 > t0`` (Python numbers).
-    solver : an explicit RK method, :class:`Tsit5` by default.
-    saveat : times (a 1-D sequence of numbers inside ``[t0, t1]``, non-decreasing)
+    f
+        ``f(u, p, t) -> du/dt`` (same shape and dtype as ``u``); ``t`` is a 0-d array.
+    u0
+        Initial state, any shape, any supported array library.
+    tspan
+        ``(t0, t1)`` with ``t1 > t0`` (Python numbers).
+    solver
+        An explicit RK method, ``Tsit5`` by default.
+    saveat
+        Times (a 1-D sequence of numbers inside ``[t0, t1]``, non-decreasing)
         at which to return the state, from the integrator's free dense output;
         ``None`` returns every accepted step (eager only: under ``jax.jit`` the number
         of steps is not known in advance, so pass ``saveat``).
-    reltol, abstol : local error tolerances (used unless ``controller`` sets its own).
-    controller : a :class:`PIController` for the other step-size knobs.
-    dt0 : first step size; ``None`` chooses it automatically (one evaluation).
-    maxiters : cap on attempted steps (accepted plus rejected).
+    reltol
+        Local error tolerances (used unless ``controller`` sets its own).
+    abstol
+        Local error tolerances (used unless ``controller`` sets its own).
+    controller
+        A ``PIController`` for the other step-size knobs.
+    dt0
+        First step size; ``None`` chooses it automatically (one evaluation).
+    maxiters
+        Cap on attempted steps (accepted plus rejected).
 
     Returns
     -------

@@ -53,49 +53,55 @@ if TYPE_CHECKING:
     from typing_extensions import Never, Unpack  # typing's own from Python 3.11
 
 
-_DOC_COMMON = """
-    Parameters
-    ----------
-    solver
-        Any registered algorithm name (``steadysolve.available()``) or instance.
-    abstol
-        Success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)``
-        (per element with ``batch_axis``); default ``eps ** 0.8`` of the dtype.
-    reltol
-        Success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)``
-        (per element with ``batch_axis``); default ``eps ** 0.8`` of the dtype.
-    maxiters
-        Iteration cap of the forward solve (default 1000).
-    max_nfe
-        Instead of ``maxiters``, a work budget in evaluations of ``f`` counting JVPs, the same
-        for every solver (as in the torch ``DEQ``); also caps the adjoint solve.
-    norm
-        ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable((B, n)) -> (B,)``.
-    batch_axis
-        Axis of the initial guess indexing independent problems: each element gets its
-        own convergence test and return code, is frozen once converged, and the
-        implicit-differentiation solve is per element too. Under ``jax.vmap`` leave it ``None``.
-    throw
-        Raise on failure instead of only reporting it in the stats (eagerly
-        ``steadysolve.ConvergenceError``; under ``jit`` an ``equinox.error_if`` runtime error).
-    backward
-        ``"implicit"`` / ``Implicit(solver="gmres" | any algorithm, abstol=, reltol=,
-        maxiters=)`` (default) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).
-
-    The initial guess may be a tuple, list or dict of arrays (a structured state, one dtype); ``f``
-    gets and must return the same structure; the solver sees one ``(batch, n)`` row array.
-
-    Returns
-    -------
-    ``(solution, SolveStats)``: the solution has the shape (or structure) of the initial guess.
-    """
-
-
 def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", abstol: Optional[float] = None,
                 reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "max",
                 batch_axis: Optional[int] = None, throw: bool = False, backward: Any = "implicit",
                 max_nfe: Optional[int] = None, **unknown: Never) -> Any:
     """Differentiable fixed point ``z* = f(z*, *args)`` (the Deep Equilibrium form).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(z, *args) -> z``, the same shape (or structure) and dtype as ``z``.
+    z0 : array or pytree
+        The initial guess; a tuple, list or dict of arrays (one dtype) is a structured state, which
+        ``f`` gets and returns in the same structure (the solver sees one ``(batch, n)`` row array).
+        It gets a zero derivative.
+    *args
+        Passed to ``f``; gradients flow to every floating-point array in them (pytrees, Equinox
+        modules) and to arrays ``f`` closes over; integer arrays and other leaves are constants.
+    solver : str or Algorithm
+        Any registered algorithm name (``steadysolve.available()``) or instance; default
+        ``"anderson"``.
+    abstol : float, optional
+        Success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)`` (per element with
+        ``batch_axis``); default ``eps ** 0.8`` of the dtype.
+    reltol : float, optional
+        The relative part of the test above; default ``eps ** 0.8`` of the dtype.
+    maxiters : int, optional
+        Iteration cap of the forward solve (default 1000).
+    norm : str or callable
+        ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable((B, n)) -> (B,)``.
+    batch_axis : int, optional
+        Axis of the initial guess indexing independent problems: each element gets its own
+        convergence test and return code, is frozen once converged, and the
+        implicit-differentiation solve is per element too. Under ``jax.vmap`` leave it ``None``.
+    throw : bool
+        Raise on failure instead of only reporting it in the stats (eagerly
+        ``steadysolve.ConvergenceError``; under ``jit`` an ``equinox.error_if`` runtime error).
+    backward : str or Implicit or Phantom
+        ``"implicit"`` / ``Implicit(solver="gmres" | any algorithm, abstol=, reltol=, maxiters=)``
+        (default) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).
+    max_nfe : int, optional
+        Instead of ``maxiters``, a work budget in evaluations of ``f`` counting JVPs, the same for
+        every solver (as in the torch ``DEQ``); also caps the adjoint solve.
+
+    Returns
+    -------
+    z : array or pytree
+        The solution, the shape (or structure) of ``z0``.
+    stats : SolveStats
+        The forward solve's counters and return codes (``stats.retcode_array`` under ``jit``).
 
     Examples
     --------
@@ -115,6 +121,26 @@ def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, abst
          batch_axis: Optional[int] = None, throw: bool = False, backward: Any = "implicit",
          max_nfe: Optional[int] = None, **unknown: Never) -> Any:
     """Differentiable root ``f(u*, *args) = 0``; ``solver=None`` picks ``"newton_krylov"``.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(u0, *args) -> the residual``, the shape (or structure) and dtype of ``u0``.
+    u0 : array or pytree
+        The initial guess (see ``fixed_point``'s ``z0``).
+    *args
+        Passed to ``f``; differentiable as in ``fixed_point``.
+    solver : str or Algorithm, optional
+        Any registered name or instance; ``None`` picks ``"newton_krylov"``.
+    abstol, reltol, maxiters, norm, batch_axis, throw, backward, max_nfe
+        As in ``fixed_point``.
+
+    Returns
+    -------
+    u0 : array or pytree
+        The solution.
+    stats : SolveStats
+        The forward solve's counters and return codes.
 
     Examples
     --------
@@ -136,6 +162,26 @@ def steady_state(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = No
     """Differentiable steady state of ``du/dt = f(u, *args)``; ``solver=None`` picks ``"dynamic_ss"``
     (time stepping). Any root-finding algorithm works too (it solves ``f(u) = 0``).
 
+    Parameters
+    ----------
+    f : callable
+        ``f(u0, *args) -> du/dt``, the shape (or structure) and dtype of ``u0``.
+    u0 : array or pytree
+        The initial guess (see ``fixed_point``'s ``z0``).
+    *args
+        Passed to ``f``; differentiable as in ``fixed_point``.
+    solver : str or Algorithm, optional
+        Any registered name or instance; ``None`` picks ``"dynamic_ss"``.
+    abstol, reltol, maxiters, norm, batch_axis, throw, backward, max_nfe
+        As in ``fixed_point``.
+
+    Returns
+    -------
+    u0 : array or pytree
+        The solution.
+    stats : SolveStats
+        The forward solve's counters and return codes.
+
     Examples
     --------
     >>> import jax, jax.numpy as jnp
@@ -147,10 +193,6 @@ def steady_state(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = No
     return implicit("steady_state", "steady_state", f, u0, args, solver="dynamic_ss" if solver is None else solver,
                      abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, batch_axis=batch_axis,
                      throw=throw, backward=backward, unknown=dict(unknown, max_nfe=max_nfe))
-
-
-for _fn in (fixed_point, root, steady_state):
-    _fn.__doc__ += _DOC_COMMON
 
 
 def _apply_cell(z, cell, x):

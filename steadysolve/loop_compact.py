@@ -118,7 +118,8 @@ def _stage(loop, c, ctx, narrow, b, rows, go, caps, B):
     sub = c._replace(state=state, book=book, best_u=best_u, best_fu=best_fu)
     sub = _level(loop, sub, sub_ctx, narrow, cap, whole, go, caps[1:], B)
     back = _scatter((c.state, c.book, c.best_u, c.best_fu), (sub.state, sub.book, sub.best_u, sub.best_fu), local)
-    return c._replace(state=back[0], book=back[1], best_u=back[2], best_fu=back[3], it=sub.it, trace=sub.trace)
+    return c._replace(state=back[0], book=back[1], best_u=back[2], best_fu=back[3], it=sub.it, trace=sub.trace,
+                      njvp=sub.njvp)
 
 
 def _reproduces(jnp, fu, ref):

@@ -18,8 +18,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import backend
+from .termination import Tolerances
 
-__all__ = ["DriverResult", "TRACE_ROWS", "tree_where", "huge_norm", "take_rows", "index_array", "WorkingSet"]
+__all__ = ["DriverResult", "TRACE_ROWS", "tree_where", "huge_norm", "precision", "tolerances", "terms_norm", "take_rows", "index_array", "WorkingSet"]
 
 #: rows of the residual trace under jax.jit (shapes are static there): ``store_trace=True`` keeps
 #: at most this many, ``store_trace=N`` N; later iterations overwrite the last row
@@ -34,6 +35,19 @@ class DriverResult(NamedTuple):
     niter_el: Any  # (B,)
     state: Any  # the final algorithm state (for the counters)
     trace: Any  # (niter + 1, B) residual norms, or None
+    scales: Any = None  # (fnorm0, uscale0) of the start, per element (for the attempts of a chain)
+    njvp: Any = 0  # JVPs the verdict spent measuring the size of F's terms (``termination.wants_terms``)
+
+
+def tolerances(alg, ctx) -> Tolerances:
+    """The verdict's fixed inputs for a solve by ``alg`` under ``ctx``."""
+    return Tolerances(ctx.abstol, ctx.reltol, alg.stall_patience, huge_norm(ctx.xp, ctx.dtype),
+                      precision(ctx.xp, ctx.dtype), ctx.kind == "fixed_point")
+
+
+def terms_norm(ctx, u, fu):
+    """``norm(J_F(u) u)`` per row: the size of ``F``'s terms that depend on ``u`` (one JVP)."""
+    return ctx.norm(ctx.jvp(u, u, fu))
 
 
 def tree_where(xp, mask, new, old, workspaces=()):
@@ -67,6 +81,22 @@ def huge_norm(xp, dtype) -> float:
 
 
 _HUGE: dict = {}
+
+
+def precision(xp, dtype) -> float:
+    """``eps`` of ``dtype`` as a Python float (cached like :func:`huge_norm`)."""
+    try:
+        return _EPS[dtype]
+    except (KeyError, TypeError):
+        eps = float(xp.finfo(dtype).eps)
+        try:
+            _EPS[dtype] = eps
+        except TypeError:
+            pass
+        return eps
+
+
+_EPS: dict = {}
 
 
 def index_array(xp, ints, device):

@@ -183,7 +183,7 @@ class Result:
     Examples
     --------
     >>> import numpy as np, steadysolve as ss
-    >>> prob = ss.NonlinearProblem(lambda u, p: u**2 + p, np.ones((3, 1)), np.array([[-1.0], [1.0], [-4.0]]))
+    >>> prob = ss.NonlinearProblem(lambda u, p: u**2 + p, np.full((3, 1), 1.5), np.array([[-1.0], [1.0], [-4.0]]))
     >>> sol = ss.solve(prob, "newton", batch_axis=0, maxiters=30)   # u^2 = -1 has no real root
     >>> sol.successful, sol.nfailed, [c.name for c in sol.retcodes][0::2]
     (False, 1, ['Success', 'Success'])

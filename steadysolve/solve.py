@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from . import backend
+from . import _trace, backend
 from .algorithms.auto import Auto
 from .checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
 from .contexts import build_context, fname_of, narrower
@@ -22,14 +23,16 @@ if TYPE_CHECKING:
 __all__ = ["solve", "build_context"]
 
 _DEFAULT = Auto()  # the default polyalgorithm (stateless, shared)
+_LOG = logging.getLogger("steadysolve")
 
-_KEYWORDS = ("abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "store_trace", "callback")
+_KEYWORDS = ("abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "store_trace", "callback", "verbose")
 # What users of SciPy, torchdeq, jaxopt or optimistix type for our keywords.
 _ALIASES = {
     "tol": "abstol' or 'reltol", "tolerance": "abstol' or 'reltol", "atol": "abstol", "rtol": "reltol",
     "f_tol": "abstol", "ftol": "abstol", "f_rtol": "reltol", "xtol": "abstol' or 'reltol",
     "maxiter": "maxiters", "max_iter": "maxiters", "max_iters": "maxiters", "max_steps": "maxiters",
     "maxfev": "maxiters", "full_output": "store_trace", "method": "alg", "solver": "alg",
+    "show_trace": "verbose", "disp": "verbose",
 }
 
 
@@ -50,7 +53,7 @@ _GRAD_HINT = ("steadysolve.solve does not differentiate through the solve (it ru
 def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = None,
           reltol: Optional[float] = None, maxiters: int = 1000, norm: Union[str, Callable] = "max",
           batch_axis: Optional[int] = None, throw: bool = False, store_trace: bool = False,
-          callback: Optional[Callable] = None, **unknown: Never) -> Solution:
+          callback: Optional[Callable] = None, verbose: bool = False, **unknown: Never) -> Solution:
     """Solve a steady-state / nonlinear / fixed-point problem.
 
     Parameters
@@ -84,6 +87,10 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
         Keep the residual norm of every iteration in ``sol.trace``.
     callback
         ``callback(niter, u, resid_norm)`` after every iteration (eager only).
+    verbose
+        Print one line per iteration while solving: the iteration, the attempt and its algorithm,
+        the largest residual norm and the largest change of ``u``; eagerly through the callback
+        machinery, under ``jax.jit`` with ``jax.debug.print``. See the Diagnostics page.
 
     Returns
     -------
@@ -120,6 +127,7 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
     if not isinstance(store_trace, bool):
         store_trace = check_int("solve", "store_trace (True, False or a row cap)", store_trace, 2)
     check_callable("solve", "callback", callback, allow_none=True)
+    verbose = check_bool("solve", "verbose", verbose)
 
     u0 = prob.u0
     xp = backend.namespace(("u0", u0), ("p", prob.p))
@@ -127,12 +135,14 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
     layout = Layout(xp, u0.shape, batch_axis)
     if backend.is_torch(xp) and backend.requires_grad((u0, prob.p)):
         warnings.warn(_GRAD_HINT, UserWarning, stacklevel=2)
-    with backend.no_grad(xp):
+    printer = _trace.Printer(xp) if verbose else None
+    with backend.no_grad(xp), _trace.printing(printer):
         return _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, throw, store_trace,
-                      callback)
+                      callback, printer)
 
 
-def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, throw, store_trace, callback):
+def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, throw, store_trace, callback,
+           printer=None):
     u0 = prob.u0
     fname = fname_of(prob)
     if prob.kind == "fixed_point":  # check g itself: g(u) - u could broadcast a wrong shape away
@@ -162,6 +172,8 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
 
     def drive(a, c, rows, cap=maxiters, left=None, scales=None):  # a chain's attempt: its cap, the budget left
         cb = callback if callback is None or not done[0] else (lambda it, u, fn: callback(done[0] + it, u, fn))
+        if printer is not None:  # verbose=True: the table's lines, then the user's callback
+            cb = printer.attempt_callback(a, None if use_jax else layout.from_rows(rows), use_jax, done[0], cb)
         r = run(a, prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
                 to_user=layout.from_rows, narrow=narrow, scales=scales, limit=left if use_jax else None)
         if not use_jax:
@@ -191,6 +203,10 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
                    trace=trace, batched=batched)
     if not use_jax and not sol.successful and getattr(alg, "sign_sensitive", False) and prob.kind != "fixed_point":
         sol.hint = _SIGN_HINT
+    if not use_jax:
+        if printer is not None:
+            printer.result(sol)
+        _LOG.debug("%r; %r", sol, stats)
     if throw and not use_jax and not sol.successful:
         raise ConvergenceError(sol)
     if throw and use_jax:

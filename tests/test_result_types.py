@@ -10,7 +10,7 @@ import steadysolve as ss
 def _batch(bk):
     """u^2 + c = 0 per row: c = -1 and -4 have roots, c = +1 has none."""
     c = bk.asarray([[-1.0], [1.0], [-4.0]])
-    return ss.NonlinearProblem(lambda u, p: u * u + p, bk.asarray(np.ones((3, 2))), c)
+    return ss.NonlinearProblem(lambda u, p: u * u + p, bk.asarray(np.full((3, 2), 1.5)), c)
 
 
 def test_a_batch_repr_summarises_the_return_codes(bk):
@@ -19,8 +19,8 @@ def test_a_batch_repr_summarises_the_return_codes(bk):
     assert text.startswith("Solution(Success for 2 of 3 elements; worst: ")
     assert sol.retcodes[1].name in text and "u.shape=(3, 2)" in text and "alg=newton" in text
     assert len(text) < 150
-    ok = ss.solve(ss.NonlinearProblem(lambda u, p: u * u + p, bk.asarray(np.ones((2, 1))), bk.asarray([[-1.0], [-9.0]])),
-                  "newton", batch_axis=0)
+    prob = ss.NonlinearProblem(lambda u, p: u * u + p, bk.asarray(np.full((2, 1), 1.5)), bk.asarray([[-1.0], [-9.0]]))
+    ok = ss.solve(prob, "newton", batch_axis=0)
     assert repr(ok).startswith("Solution(Success for all 2 elements, u.shape=(2, 1)")
 
 
@@ -52,7 +52,7 @@ def test_repr_and_truth_under_jit():
 
     @jax.jit
     def run(c):
-        sol = ss.solve(ss.NonlinearProblem(lambda u, p: u * u + p, jnp.ones((2, 1)), c), "newton", batch_axis=0)
+        sol = ss.solve(ss.NonlinearProblem(lambda u, p: u * u + p, jnp.full((2, 1), 1.5), c), "newton", batch_axis=0)
         assert repr(sol).startswith("Solution(retcode=<traced>")
         return sol
 

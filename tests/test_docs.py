@@ -138,7 +138,8 @@ def test_every_docs_page_is_in_the_site_nav():
     pages = {os.path.relpath(p, DOCS).replace(os.sep, "/") for p in _pages() if p.startswith(DOCS + os.sep)}
     assert pages - set(nav) == set(), f"pages missing from mkdocs.yml's nav: {sorted(pages - set(nav))}"
     assert set(nav) - pages == set(), f"nav entries without a page: {sorted(set(nav) - pages)}"
-    for required in ("getting-started.md", "concepts.md", "choosing.md", "benchmarks.md", "api/core.md",
+    for required in ("index.md", "core.md", "faq.md", "diagnostics.md", "changelog.md",
+                     "getting-started.md", "concepts.md", "choosing.md", "benchmarks.md", "api/core.md",
                      "api/adapters.md", "migration/scipy.md", "migration/torchdeq.md", "migration/jax.md",
                      "torch.md", "jax.md"):
         assert required in nav, required
@@ -179,6 +180,27 @@ def test_migration_pages_pair_peer_code_with_running_code(page):
     for block in peers:
         compile(block, page, "exec")
     assert len(python_blocks(path)) >= len(peers)
+
+
+def test_scipy_migration_listings_run_and_the_steady_state_event_fires():
+    """The SciPy side of migration/scipy.md runs as written (SciPy is a test dependency), in one
+    namespace like the page's own blocks; its solve_ivp listing stops at the steady-state event."""
+    pytest.importorskip("scipy")
+    text = open(os.path.join(DOCS, "migration", "scipy.md"), encoding="utf-8").read()
+    namespace = {"__name__": "__docs__"}
+    for i, block in enumerate(PEER.findall(text)):
+        exec(compile(block, f"migration/scipy.md[peer {i + 1}]", "exec"), namespace)
+    res = namespace["res"]  # the last listing's: solve_ivp with the terminal event
+    assert res.status == 1 and len(res.t_events[0]) == 1 and res.t[-1] < 1e3, (res.status, res.t[-1], res.nfev)
+    assert res.nfev < 5000
+    import numpy as np
+
+    np.testing.assert_allclose(res.y[:, -1], [0.5, 1.0], atol=1e-6)  # the steady state u = (1/2, 1)
+
+
+def test_the_changelog_is_in_the_site():
+    assert open(os.path.join(DOCS, "changelog.md"), encoding="utf-8").read().strip() == '--8<-- "CHANGELOG.md"'
+    assert "pymdownx.snippets" in open(os.path.join(ROOT, "mkdocs.yml"), encoding="utf-8").read()
 
 
 def test_readme_links_the_site_and_says_how_to_build_it():

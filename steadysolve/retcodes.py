@@ -69,10 +69,12 @@ class ReturnCode(enum.Enum):
 
     @classmethod
     def from_code(cls, code: int) -> "ReturnCode":
+        """The member for an integer code (``retcode_array`` holds these; 0 is ``Success``)."""
         return _FROM_CODE[int(code)]
 
     @property
     def successful(self) -> bool:
+        """Whether this code is ``Success`` (the only code that means a root was found)."""
         return self is ReturnCode.Success
 
     def __str__(self) -> str:

@@ -66,9 +66,12 @@ class Stats:
         raise KeyError(f"Stats has no counter {name!r}; available: {', '.join(self.keys())}")
 
     def keys(self) -> list:
+        """The counter names: ``nf``, ``njvp``, ``nvjp``, ``niter``, ``niter_per_element``, then the
+        algorithm's own (``extra``)."""
         return list(self._FIELDS) + list(self.extra)
 
     def as_dict(self) -> dict:
+        """Every counter by name (``{name: value}``, in the order of ``keys``)."""
         return {k: self[k] for k in self.keys()}
 
     def __eq__(self, other):

@@ -125,7 +125,7 @@ def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, abst
     Parameters
     ----------
     f : callable
-        ``f(u0, *args) -> the residual``, the shape (or structure) and dtype of ``u0``.
+        ``f(u, *args) -> residual``, the shape (or structure) and dtype of ``u``.
     u0 : array or pytree
         The initial guess (see ``fixed_point``'s ``z0``).
     *args
@@ -165,22 +165,16 @@ def steady_state(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = No
     Parameters
     ----------
     f : callable
-        ``f(u0, *args) -> du/dt``, the shape (or structure) and dtype of ``u0``.
-    u0 : array or pytree
-        The initial guess (see ``fixed_point``'s ``z0``).
-    *args
-        Passed to ``f``; differentiable as in ``fixed_point``.
+        ``f(u, *args) -> du/dt``, the shape (or structure) and dtype of ``u``.
+    u0, *args, abstol, reltol, maxiters, norm, batch_axis, throw, backward, max_nfe
+        As in ``root`` (and ``fixed_point``).
     solver : str or Algorithm, optional
-        Any registered name or instance; ``None`` picks ``"dynamic_ss"``.
-    abstol, reltol, maxiters, norm, batch_axis, throw, backward, max_nfe
-        As in ``fixed_point``.
+        ``None`` picks ``"dynamic_ss"``.
 
     Returns
     -------
-    u0 : array or pytree
-        The solution.
-    stats : SolveStats
-        The forward solve's counters and return codes.
+    tuple
+        ``(u, stats)``, as ``root`` returns them.
 
     Examples
     --------

@@ -88,6 +88,10 @@ def derived(rows: list) -> list:
     return out
 
 
+def _ratio(case, peer, metric, ratio, target=None) -> dict:
+    return {"case": case, "peer": peer, "metric": metric, "ratio": ratio, "target": target}
+
+
 def _dynamic_ss_ratios(lines: list) -> list:
     out, header = [], None
     for line in lines:
@@ -98,11 +102,10 @@ def _dynamic_ss_ratios(lines: list) -> list:
             cells = re.split(r"\s{2,}", line.strip())
             if len(cells) >= 7 and all(_number(c) is not None for c in cells[1:7]):
                 t_sp, nfe_sp, _, t_dx, nfe_dx = (float(c) for c in cells[1:6])
-                out += [{"case": cells[0], "peer": "scipy solve_ivp(RK45)", "metric": "time", "ratio": t_sp,
-                         "target": 0.5},
-                        {"case": cells[0], "peer": "scipy solve_ivp(RK45)", "metric": "nfev", "ratio": nfe_sp},
-                        {"case": cells[0], "peer": "diffrax Tsit5", "metric": "time", "ratio": t_dx, "target": 1.0},
-                        {"case": cells[0], "peer": "diffrax Tsit5", "metric": "nfev", "ratio": nfe_dx}]
+                out += [_ratio(cells[0], "scipy solve_ivp(RK45)", "time", t_sp, 0.5),
+                        _ratio(cells[0], "scipy solve_ivp(RK45)", "nfev", nfe_sp),
+                        _ratio(cells[0], "diffrax Tsit5", "time", t_dx, 1.0),
+                        _ratio(cells[0], "diffrax Tsit5", "nfev", nfe_dx)]
         elif header and not line.strip():
             header = None
     return out
@@ -113,8 +116,8 @@ def _deq_jax_ratios(lines: list) -> list:
     for line in lines:
         m = re.match(r"(steadysolve .+?)\s{2,}[\d.]+\s+[\d.]+\s+\d+\s+[\d.]+\s+\S+\s+([\d.]+)\s*$", line)
         if m:
-            out.append({"case": f"forward + gradient, {m.group(1)}", "peer": "best of jaxopt / optimistix",
-                        "metric": "time", "ratio": float(m.group(2))})
+            out.append(_ratio(f"forward + gradient, {m.group(1)}", "best of jaxopt / optimistix", "time",
+                              float(m.group(2))))
     return out
 
 
@@ -123,12 +126,12 @@ def _deq_torch_ratios(lines: list) -> list:
     for line in lines:
         m = re.search(r"time per step ratio steadysolve / torchdeq = ([\d.]+) \(target <= ([\d.]+)\)", line)
         if m:
-            out.append({"case": "training step, matched settings", "peer": "torchdeq", "metric": "time",
-                        "ratio": float(m.group(1)), "target": float(m.group(2))})
+            out.append(_ratio("training step, matched settings", "torchdeq", "time", float(m.group(1)),
+                              float(m.group(2))))
         m = re.match(r"\s+(\w+)\s+time\s+([\d.]+)x", line)
         if m:
-            out.append({"case": f"training step, {m.group(1)}", "peer": "torchdeq (rel 1e-3)", "metric": "time",
-                        "ratio": float(m.group(2)), "target": 0.5 if m.group(1) == "anderson" else 2.0})
+            out.append(_ratio(f"training step, {m.group(1)}", "torchdeq (rel 1e-3)", "time", float(m.group(2)),
+                              0.5 if m.group(1) == "anderson" else 2.0))
     return out
 
 

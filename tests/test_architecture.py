@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # layer of each package module, lowest first (a module may import its own layer or lower ones)
 LAYERS = [
-    {"steadysolve.numpy_ns", "steadysolve.torch_ops"},
+    {"steadysolve.numpy_ns", "steadysolve.torch_ops", "steadysolve._trace"},
     {"steadysolve.backend", "steadysolve.checks", "steadysolve.fused"},
     {"steadysolve.layout", "steadysolve.retcodes", "steadysolve.derivatives", "steadysolve.registry"},
     {"steadysolve.termination", "steadysolve.solution", "steadysolve.problems"},

@@ -40,6 +40,9 @@ _OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "norm", "batch
             "max_nfe")
 
 
+#: the forward test's tolerances when neither is given: torchdeq's nominal relative residual
+DEFAULT_TOLERANCES = (1e-8, 1e-3)
+
 _Fn = TypeVar("_Fn", bound=Callable)
 
 
@@ -52,8 +55,8 @@ def _not_compiled(fn: _Fn) -> _Fn:
 class _LayerOptions(TypedDict, total=False):
     """The keyword options the multi-scale layers pass on to ``DEQ`` (for type checkers)."""
 
-    abstol: float
-    reltol: float
+    abstol: Optional[float]
+    reltol: Optional[float]
     maxiters: Optional[int]
     max_nfe: Optional[int]
     norm: Union[str, Callable]
@@ -67,7 +70,7 @@ def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, 
     max_nfe = unknown.pop("max_nfe", None)
     opts = layer_options(owner, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
                          batch_axis=batch_axis, backward=backward, unknown=unknown, valid=_OPTIONS,
-                         max_nfe=max_nfe)
+                         max_nfe=max_nfe, defaults=DEFAULT_TOLERANCES)
     check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
@@ -92,14 +95,16 @@ class DEQ(nn.Module):
         (``steps`` unrolled damped steps from ``z*``).
     abstol
         Forward convergence test (per batch element):
-        ``norm(f(z, x) - z) <= max(abstol, reltol * norm(z))``; the defaults (``reltol=1e-3``, the
-        2-norm, 50 iterations) are torchdeq's nominal relative-residual test.
+        ``norm(f(z, x) - z) <= max(abstol, reltol * norm(z))`` (``norm(z)`` capped at 100 times the
+        start's scale, see the core's concepts page); with neither tolerance given ``abstol=1e-8,
+        reltol=1e-3`` (with the 2-norm and 50 iterations: torchdeq's nominal relative-residual test);
+        with exactly one given the other is 0, so that ``abstol=1e-10`` alone binds.
     reltol
-        As ``abstol``.
+        The relative part of the test above.
     maxiters
-        As ``abstol``.
+        The forward iteration cap (default 50).
     norm
-        As ``abstol``.
+        The norm of the test (default ``"l2"``).
     max_nfe
         (keyword, instead of ``maxiters``) a work budget in evaluations of ``f`` counting
         JVPs, the same for every solver: mapped onto each solver's iteration limits (Newton-Krylov:
@@ -140,7 +145,7 @@ class DEQ(nn.Module):
     """
 
     def __init__(self, f: Callable, solver: Solver = "anderson", backward: Backward = "implicit", *,
-                 abstol: float = 1e-8, reltol: float = 1e-3, maxiters: Optional[int] = None,
+                 abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
                  norm: Union[str, Callable] = "l2", batch_axis: Optional[int] = 0, init: Optional[Callable] = None,
                  jacobian_reg: float = 0.0, on_failure: OnFailure = "warn", failed_grad: FailedGrad = "jfb",
                  max_nfe: Optional[int] = None, **unknown: Never):
@@ -306,8 +311,8 @@ class MultiScaleSkipDEQ(MultiScaleDEQ):
 
 @_not_compiled
 def fixed_point(f: Callable, x: Any, z0: Any, *params: Any, solver: Solver = "anderson",
-                backward: Backward = "implicit", return_stats: bool = False, abstol: float = 1e-8,
-                reltol: float = 1e-3, maxiters: Optional[int] = None, norm: Union[str, Callable] = "l2",
+                backward: Backward = "implicit", return_stats: bool = False, abstol: Optional[float] = None,
+                reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "l2",
                 batch_axis: Optional[int] = 0, on_failure: OnFailure = "warn", failed_grad: FailedGrad = "jfb",
                 max_nfe: Optional[int] = None, **unknown: Never) -> Any:
     """Functional DEQ: ``z* = f(z*, x, *params)``, differentiable in ``x``, ``params`` and any

@@ -54,7 +54,7 @@ class ReturnCode(enum.Enum):
     (False, 'no progress: the residual has not decreased for many iterations')
     """
 
-    Success = "converged: the residual norm is within abstol or reltol * norm(u)"
+    Success = "converged: a root (the residual norm is within abstol, or reltol times its scale)"
     MaxIters = "stopped at maxiters before the residual reached the tolerance"
     NonFinite = "the iteration produced NaN or Inf; the last finite (best) iterate is returned"
     Diverged = "the iterate or the residual ran away (grew without bound): there is probably no root nearby"

@@ -202,14 +202,3 @@ def test_solve_has_a_real_signature():
 def test_adapters_are_glue(path, limit):
     n = sum(1 for _ in open(os.path.join(ROOT, path)))
     assert n <= limit, f"{path} has {n} lines (> {limit}): numerics belong in the core or adapters/_implicit.py"
-
-
-def test_no_core_file_over_300_lines():
-    long = []
-    for m, path in _modules():
-        if m in ("steadysolve.adapters.torch", "steadysolve.adapters.jax"):
-            continue
-        n = sum(1 for _ in open(path))
-        if n > 300:
-            long.append((m, n))
-    assert not long, long

@@ -131,9 +131,9 @@ def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, abst
     *args
         Passed to ``f``; differentiable as in ``fixed_point``.
     solver : str or Algorithm, optional
-        Any registered name or instance; ``None`` picks ``"newton_krylov"``.
-    abstol, reltol, maxiters, norm, batch_axis, throw, backward, max_nfe
-        As in ``fixed_point``.
+        Any registered name or instance; ``None`` picks ``"newton_krylov"``. The other keywords
+        (``abstol``, ``reltol``, ``maxiters``, ``norm``, ``batch_axis``, ``throw``, ``backward``,
+        ``max_nfe``) are those of ``fixed_point``.
 
     Returns
     -------
@@ -166,8 +166,8 @@ def steady_state(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = No
     ----------
     f : callable
         ``f(u, *args) -> du/dt``, the shape (or structure) and dtype of ``u``.
-    u0, *args, abstol, reltol, maxiters, norm, batch_axis, throw, backward, max_nfe
-        As in ``root`` (and ``fixed_point``).
+    u0 : array or pytree
+        The initial guess; it, ``*args`` and the keywords are those of ``root``.
     solver : str or Algorithm, optional
         ``None`` picks ``"dynamic_ss"``.
 

@@ -58,7 +58,8 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
 
     Parameters
     ----------
-    prob : NonlinearProblem, SteadyStateProblem or FixedPointProblem.
+    prob : NonlinearProblem, SteadyStateProblem or FixedPointProblem
+        What to solve: ``f(u, p) = 0``, ``du/dt = f(u, p, t) = 0`` or ``g(u, p) = u``, from ``u0``.
     alg
         An algorithm instance (``Anderson(memory=5)``) or a registered name
         (``"anderson"``, ``"fixed_point"``, ...). ``None`` (or ``"auto"``) means the default

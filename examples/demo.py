@@ -156,7 +156,7 @@ def steady_state(out):
         ax.axhline(sol.u[0], ls=":", c="C0", label="steady state (DynamicSS)")
         ax.axhline(sol.u[1], ls=":", c="C1")
         ax.set(xlabel="time t", ylabel="state u(t)",
-               title="du/dt = A u + b - 0.1 u^3: Tsit5 trajectory and steady state")
+               title="Tsit5 trajectory and DynamicSS steady state")
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = out_path(out, "demo_trajectory.png")

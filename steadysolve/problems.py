@@ -138,8 +138,8 @@ class NonlinearProblem(AbstractProblem):
 class SteadyStateProblem(AbstractProblem):
     """Find the steady state of ``du/dt = f(u, p, t)``: ``f(u, p, inf) = 0``.
 
-    Parameters are those of :class:`NonlinearProblem`, with ``f(u, p, t) -> du/dt``
-    (``t`` is ``inf`` for the root-finding algorithms, the time for :class:`DynamicSS`).
+    Parameters are those of ``NonlinearProblem``, with ``f(u, p, t) -> du/dt``
+    (``t`` is ``inf`` for the root-finding algorithms, the time for ``DynamicSS``).
 
     Examples
     --------
@@ -162,7 +162,7 @@ class SteadyStateProblem(AbstractProblem):
 class FixedPointProblem(AbstractProblem):
     """Find ``u`` with ``g(u, p) = u`` (the Deep Equilibrium form).
 
-    Parameters are those of :class:`NonlinearProblem`, with ``g(u, p) -> next u`` in place
+    Parameters are those of ``NonlinearProblem``, with ``g(u, p) -> next u`` in place
     of ``f``; the residual is ``g(u, p) - u``.
 
     Examples
@@ -176,8 +176,9 @@ class FixedPointProblem(AbstractProblem):
     kind = "fixed_point"
     _fname = "g"
 
-    def __init__(self, g: Callable, u0: Any, p: Any = None, **kw):
-        super().__init__(g, u0, p, **kw)
+    def __init__(self, g: Callable, u0: Any, p: Any = None, *, jvp: Optional[Callable] = None,
+                 vjp: Optional[Callable] = None, jac: Optional[Callable] = None, rowwise: Optional[bool] = None):
+        super().__init__(g, u0, p, jvp=jvp, vjp=vjp, jac=jac, rowwise=rowwise)
 
     @property
     def g(self):

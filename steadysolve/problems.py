@@ -177,8 +177,9 @@ class FixedPointProblem(AbstractProblem):
     _fname = "g"
 
     def __init__(self, g: Callable, u0: Any, p: Any = None, *, jvp: Optional[Callable] = None,
-                 vjp: Optional[Callable] = None, jac: Optional[Callable] = None, rowwise: Optional[bool] = None):
-        super().__init__(g, u0, p, jvp=jvp, vjp=vjp, jac=jac, rowwise=rowwise)
+                 vjp: Optional[Callable] = None, jac: Optional[Callable] = None, sparsity: Any = None,
+                 rowwise: Optional[bool] = None):
+        super().__init__(g, u0, p, jvp=jvp, vjp=vjp, jac=jac, sparsity=sparsity, rowwise=rowwise)
 
     @property
     def g(self):

@@ -8,9 +8,11 @@ from .algorithms.newton import NewtonRaphson
 from .algorithms.trust_region import TrustRegion
 from .algorithms.levenberg_marquardt import LevenbergMarquardt
 from .algorithms.auto import Auto
+from .algorithms.bracketing import ITP, Bisection, Brent, Ridder
 from .linear import GMRES, linear_solve
 from .ode import PIController, Tsit5
 from .ode.integrate import integrate
+from .interval import IntervalNonlinearProblem
 from .problems import FixedPointProblem, NonlinearProblem, SteadyStateProblem
 from .registry import available
 from .solution import ConvergenceError, LinearSolution, ODESolution, ReturnCode, Solution, Stats
@@ -22,6 +24,7 @@ __all__ = [
     "NonlinearProblem",
     "SteadyStateProblem",
     "FixedPointProblem",
+    "IntervalNonlinearProblem",
     "solve",
     "Solution",
     "Stats",
@@ -41,6 +44,10 @@ __all__ = [
     "TrustRegion",
     "LevenbergMarquardt",
     "Auto",
+    "ITP",
+    "Brent",
+    "Bisection",
+    "Ridder",
     "GMRES",
     "linear_solve",
     "LinearSolution",

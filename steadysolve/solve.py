@@ -9,8 +9,10 @@ from . import backend
 from .algorithms.auto import Auto
 from .checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
 from .contexts import build_context, fname_of, narrower
+from .interval import IntervalNonlinearProblem
 from .layout import Layout
 from .loop import run
+from .loop_bracket import solve_interval
 from .problems import AbstractProblem, as_output, check_output
 from .registry import resolve
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
@@ -52,7 +54,9 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
 
     Parameters
     ----------
-    prob : NonlinearProblem, SteadyStateProblem or FixedPointProblem.
+    prob : NonlinearProblem, SteadyStateProblem or FixedPointProblem; or an IntervalNonlinearProblem
+        (a bracketing method: ``alg`` ``"itp"`` (default), ``"brent"``, ``"bisection"``, ``"ridder"``;
+        ``abstol`` / ``reltol`` then bound the bracket's width, see ``docs/bracketing.md``).
     alg : an algorithm instance (``Anderson(memory=5)``) or a registered name
         (``"anderson"``, ``"fixed_point"``, ...). ``None`` (or ``"auto"``) means the default
         polyalgorithm :class:`Auto`: a chain picked by problem kind and size (Anderson first for a
@@ -93,6 +97,10 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
     (<ReturnCode.Success: ...>, array([0.450184, 0.739085]))
     """
     reject_unknown("solve()", unknown, _KEYWORDS, _ALIASES)
+    if isinstance(prob, IntervalNonlinearProblem):  # scalar roots on arrays of brackets: loop_bracket
+        sol = solve_interval(prob, alg, abstol, reltol, maxiters, norm=norm, batch_axis=batch_axis,
+                             store_trace=store_trace, callback=callback)
+        return _thrown(sol, check_bool("solve", "throw", throw))
     if not isinstance(prob, AbstractProblem):
         raise TypeError(f"solve: prob must be a NonlinearProblem, SteadyStateProblem or FixedPointProblem, "
                         f"got {type(prob).__name__}")
@@ -202,6 +210,15 @@ def _num(x: Any):
         return int(x)
     except (TypeError, ValueError):
         return x
+
+
+def _thrown(sol, throw):
+    """``sol``, or with ``throw=True`` a ConvergenceError (an ``equinox`` runtime error under tracing)."""
+    if throw and backend.is_traced(sol.retcode_array):
+        return _jax_throw(sol)
+    if throw and not sol.successful:
+        raise ConvergenceError(sol)
+    return sol
 
 
 def _jax_throw(sol):

@@ -1,0 +1,219 @@
+"""``solve`` on an :class:`~steadysolve.IntervalNonlinearProblem`: validation, the per-element verdict,
+one eager loop and one ``jax.lax.while_loop`` over the same ``init`` / ``step`` / ``judge``, and the
+:class:`~steadysolve.Solution`.
+
+Not the ``u0`` driver (``loop.py``): there is no iterate norm or residual scale to judge, every element
+is one scalar problem, and the test is on the bracket. Per element, with ``x0``, ``x1`` the ends of
+its bracket::
+
+    Success   when |x1 - x0| <= abstol + reltol * min(|x0|, |x1|)   (or f = 0 exactly at an end)
+
+with ``abstol`` at least the dtype's smallest normal number and ``reltol`` at least its ``eps``, so
+that a bracket of two adjacent floating-point numbers always passes (the root is then located as
+well as the dtype allows). ``sol.u`` is the end with the smaller ``|f|``, hence within
+``abstol + reltol * |u|`` of a point where ``f`` changes sign. The other codes: ``NoBracket`` (the
+same sign at both initial ends), ``NonFinite`` (``f`` NaN at an end or at a new point: the element
+keeps its last bracket), ``MaxIters``, and ``Diverged`` for a bracket that closed on a point where
+``|f|`` exceeds its values at both initial ends (a pole or another discontinuity where ``f`` changes
+sign, not a root). An element that has stopped is never stepped again: its bracket is frozen and
+``f`` is evaluated at one of its ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from . import backend, fused
+from .algorithms.bracketing import ITP, Book, BracketContext
+from .checks import check_int, check_tol
+from .interval import IntervalNonlinearProblem
+from .problems import as_output, checked
+from .registry import resolve
+from .retcodes import RUNNING, ReturnCode
+from .solution import Solution, Stats, register_jax_pytrees
+from .termination import default_tolerance
+
+__all__ = ["solve_interval", "judge", "DEFAULT_RELTOL_EPS"]
+
+_DEFAULT = ITP()
+#: default ``reltol``, in units of the dtype's eps (SciPy's ``brentq`` and ``find_root`` use 4 eps)
+DEFAULT_RELTOL_EPS = 4.0
+_SUCCESS = ReturnCode.Success.code
+_NONFINITE = ReturnCode.NonFinite.code
+_MAXITERS = ReturnCode.MaxIters.code
+_DIVERGED = ReturnCode.Diverged.code
+_NOBRACKET = ReturnCode.NoBracket.code
+
+# solve() keywords that mean nothing here, with their defaults and why
+_UNUSED = {
+    "norm": ("max", "the tolerances apply to the bracket's width (abstol + reltol * |x|), not to a residual norm"),
+    "batch_axis": (None, "every element of the bracket arrays is already its own problem"),
+    "store_trace": (False, "a bracketing solve keeps no residual trace; sol.stats holds the final bracket"),
+    "callback": (None, "a bracketing solve takes no callback"),
+}
+
+
+def solve_interval(prob: IntervalNonlinearProblem, alg, abstol, reltol, maxiters, **keywords) -> Solution:
+    """The body of ``solve(prob, alg, ...)`` for an IntervalNonlinearProblem (``keywords``: the other
+    ``solve`` keywords, which must keep their defaults)."""
+    for key, value in keywords.items():
+        default, why = _UNUSED[key]
+        if value is not default and value != default:
+            raise TypeError(f"solve: {key}={value!r} does not apply to an IntervalNonlinearProblem: {why}")
+    alg = _DEFAULT if alg is None else resolve(alg, "bracketing")
+    abstol = check_tol("solve", "abstol", abstol)
+    reltol = check_tol("solve", "reltol", reltol)
+    maxiters = check_int("solve", "maxiters", maxiters, 1)
+    lo, hi, p = prob.lo, prob.hi, prob.p
+    xp = backend.namespace(("lo", lo), ("hi", hi), ("p", p))
+    host_numpy = backend.library_name(lo) in ("numpy", "array_api_strict")
+    if host_numpy:  # our arithmetic on frozen or infinite values may warn: quiet, but not inside f
+        np = backend.host_numpy()
+        user_err, quiet = np.geterr(), np.errstate(all="ignore")
+    else:
+        user_err, quiet = None, contextlib.nullcontext()
+    with backend.no_grad(xp), quiet:
+        return _solve(prob, alg, xp, abstol, reltol, maxiters, user_err)
+
+
+def _caller(prob, xp, like, user_err):
+    """``f`` of one argument (``p`` bound), checked for shape and dtype on every call, under the user's
+    own NumPy error state (``user_err``) when the solve runs quietly around it."""
+    f, p = prob.f, prob.p
+    fname = f"f ({getattr(f, '__name__', type(f).__name__)})"
+    check = checked(lambda x: f(x, p), fname, like)
+    zero_d_numpy = like.ndim == 0 and type(like) is backend.host_numpy().ndarray
+    if user_err is None:
+        return check
+    np = backend.host_numpy()
+
+    def call(x):
+        if zero_d_numpy:
+            x = np.asarray(x)  # NumPy arithmetic on 0-d arrays returns scalars: f gets an array
+        with np.errstate(**user_err):
+            return check(x)
+
+    return call
+
+
+def _first_values(prob, x, end, user_err):
+    """``f`` at one end of the bracket, validated (array, library, shape, dtype) before any iteration."""
+    if user_err is None:
+        out = prob.f(x, prob.p)
+    else:
+        with backend.host_numpy().errstate(**user_err):
+            out = prob.f(x, prob.p)
+    out = as_output(out, x)
+    if not backend.is_array(out):
+        raise TypeError(f"f must return an array like the bracket, got {type(out).__name__} at {end}")
+    lib_x, lib_o = backend.library_name(x), backend.library_name(out)
+    if lib_o != lib_x:
+        raise TypeError(f"f returned a {lib_o} array for a {lib_x} bracket: mixed array libraries")
+    if tuple(out.shape) != tuple(x.shape):
+        raise ValueError(f"f returned shape {tuple(out.shape)} at {end} but the bracket has shape {tuple(x.shape)}; "
+                         "f must be elementwise (one value per element of x)")
+    if out.dtype != x.dtype:
+        raise TypeError(f"f returned dtype {out.dtype} at {end} but the bracket has dtype {x.dtype} "
+                        "(check for float64/float32 promotion)")
+    return out
+
+
+def _solve(prob, alg, xp, abstol, reltol, maxiters, user_err):
+    lo, hi = prob.lo, prob.hi
+    f = _caller(prob, xp, lo, user_err)
+    flo = _first_values(prob, lo, "lo", user_err)
+    fhi = _first_values(prob, hi, "hi", user_err)
+    traced = backend.is_jax(xp) and any(backend.is_traced(v) for v in backend.tree_leaves((lo, hi, prob.p, flo)))
+    if backend.is_jax(xp):
+        register_jax_pytrees()
+    fi = xp.finfo(lo.dtype)
+    abstol = max(default_tolerance(xp, lo.dtype) if abstol is None else abstol, float(fi.smallest_normal))
+    reltol = max(DEFAULT_RELTOL_EPS * float(fi.eps) if reltol is None else reltol, float(fi.eps))
+    ctx = BracketContext(xp, f, abstol, reltol, lambda cond, pairs: fused.select(xp, cond, pairs))
+    state = _start(alg, prob, lo, hi, flo, fhi, ctx)
+    state, it = (_run_jax if traced else _run_eager)(alg, prob, state, ctx, maxiters)
+    return _solution(alg, prob, state, it, lo, flo, fhi, ctx)
+
+
+def _const(xp, value, like):
+    return xp.asarray(value, dtype=xp.int32, device=backend.device_of(like))
+
+
+def _start(alg, prob, lo, hi, flo, fhi, ctx):
+    """The codes of the initial brackets and the method's first state (ends sorted by sign)."""
+    xp = ctx.xp
+    n, p, fn, fp = ctx.select(flo <= 0, [(lo, hi), (hi, lo), (flo, fhi), (fhi, flo)])
+    tol = ctx.abstol + ctx.reltol * xp.minimum(xp.abs(lo), xp.abs(hi))
+    code = xp.full(tuple(lo.shape), RUNNING, dtype=xp.int32, device=backend.device_of(lo))
+    # later rules win: a zero at an end is a root whatever the other end holds
+    for cond, value in (((hi - lo) <= tol, _SUCCESS), ((flo < 0) == (fhi < 0), _NOBRACKET),
+                        (xp.isnan(flo) | xp.isnan(fhi), _NONFINITE), ((flo == 0) | (fhi == 0), _SUCCESS)):
+        code = xp.where(cond, _const(xp, value, lo), code)
+    book = Book(code, xp.zeros(tuple(lo.shape), dtype=xp.int32, device=backend.device_of(lo)), tol,
+                xp.zeros(tuple(lo.shape), dtype=xp.bool, device=backend.device_of(lo)))
+    return alg.init(prob, n, p, fn, fp, book, ctx)
+
+
+def judge(alg, state, ctx):
+    """The verdict after a step, per running element: ``NonFinite`` when ``f`` was NaN at its new point,
+    ``Success`` when its bracket is within tolerance; the iteration counted; the tolerance at the new ends."""
+    xp = ctx.xp
+    book = state.book
+    running = book.code == RUNNING
+    x0, x1, _, _ = alg.ends(state)
+    tol = xp.minimum(xp.abs(x0), xp.abs(x1))
+    tol *= ctx.reltol  # (in place: a temporary made here)
+    tol += ctx.abstol
+    done = xp.abs(x1 - x0) <= tol
+    code = xp.where(running & done, _const(xp, _SUCCESS, book.code), book.code)
+    code = xp.where(running & book.bad, _const(xp, _NONFINITE, book.code), code)
+    niter = book.niter + xp.astype(running, xp.int32)
+    return state._replace(book=Book(code, niter, tol, book.bad))
+
+
+def _run_eager(alg, prob, state, ctx, maxiters):
+    """One host read per iteration: whether any element is still running."""
+    xp = ctx.xp
+    it = 0
+    while it < maxiters and bool(xp.any(state.book.code == RUNNING)):
+        try:
+            state = alg.step(prob, state, ctx)
+        except Exception as e:
+            if hasattr(e, "add_note"):  # Python >= 3.11: where the user's function failed
+                e.add_note(f"(raised in iteration {it + 1} of steadysolve.solve with {type(alg).__name__})")
+            raise
+        state = judge(alg, state, ctx)
+        it += 1
+    return state, it
+
+
+def _run_jax(alg, prob, state, ctx, maxiters):
+    import jax
+    import jax.numpy as jnp
+
+    def cond(carry):
+        st, it = carry
+        return jnp.any(st.book.code == RUNNING) & (it < maxiters)
+
+    def body(carry):
+        st, it = carry
+        return judge(alg, alg.step(prob, st, ctx), ctx), it + 1
+
+    return jax.lax.while_loop(cond, body, (state, jnp.asarray(0, dtype=jnp.int32)))
+
+
+def _solution(alg, prob, state, it, lo, flo, fhi, ctx):
+    xp = ctx.xp
+    x0, x1, f0, f1 = alg.ends(state)
+    u, fu = ctx.select((xp.abs(f0) <= xp.abs(f1)) | xp.isnan(f1), [(x0, x1), (f0, f1)])
+    code = state.book.code
+    code = xp.where(code == RUNNING, _const(xp, _MAXITERS, code), code)
+    pole = (code == _SUCCESS) & (xp.abs(fu) > xp.maximum(xp.abs(flo), xp.abs(fhi)))
+    code = xp.where(pole, _const(xp, _DIVERGED, code), code)
+    batched = lo.ndim > 0
+    k = alg.evals_per_step
+    niter_el = state.book.niter
+    stats = Stats(nf=2 + k * it, niter=it, niter_per_element=niter_el if batched else None,
+                  extra={"nf_per_element": 2 + k * niter_el if batched else None,
+                         "bracket": (as_output(xp.minimum(x0, x1), lo), as_output(xp.maximum(x0, x1), lo))})
+    return Solution(as_output(u, lo), as_output(fu, lo), code, stats, prob, alg, batched=batched)

@@ -120,19 +120,60 @@ def _first_values(prob, x, end, user_err):
 
 def _solve(prob, alg, xp, abstol, reltol, maxiters, user_err):
     lo, hi = prob.lo, prob.hi
-    f = _caller(prob, xp, lo, user_err)
     flo = _first_values(prob, lo, "lo", user_err)
     fhi = _first_values(prob, hi, "hi", user_err)
-    traced = backend.is_jax(xp) and any(backend.is_traced(v) for v in backend.tree_leaves((lo, hi, prob.p, flo)))
-    if backend.is_jax(xp):
-        register_jax_pytrees()
     fi = xp.finfo(lo.dtype)
     abstol = max(default_tolerance(xp, lo.dtype) if abstol is None else abstol, float(fi.smallest_normal))
     reltol = max(DEFAULT_RELTOL_EPS * float(fi.eps) if reltol is None else reltol, float(fi.eps))
-    ctx = BracketContext(xp, f, abstol, reltol, lambda cond, pairs: fused.select(xp, cond, pairs))
-    state = _start(alg, prob, lo, hi, flo, fhi, ctx)
-    state, it = (_run_jax if traced else _run_eager)(alg, prob, state, ctx, maxiters)
-    return _solution(alg, prob, state, it, lo, flo, fhi, ctx)
+    out = None
+    traced = backend.is_jax(xp) and any(backend.is_traced(v) for v in backend.tree_leaves((lo, hi, prob.p, flo)))
+    if backend.is_jax(xp):
+        register_jax_pytrees()
+        if not traced:
+            out = _compiled(prob, alg, abstol, reltol, maxiters, flo, fhi)
+    if out is None:
+        out = _run(prob, alg, abstol, reltol, maxiters, flo, fhi, user_err, _run_jax if traced else _run_eager)
+    state, it = out
+    if not traced:
+        it = int(it)
+    return _solution(alg, prob, state, it, lo, flo, fhi, _context(prob, xp, abstol, reltol, user_err))
+
+
+def _context(prob, xp, abstol, reltol, user_err):
+    return BracketContext(xp, _caller(prob, xp, prob.lo, user_err), abstol, reltol,
+                          lambda cond, pairs: fused.select(xp, cond, pairs))
+
+
+def _run(prob, alg, abstol, reltol, maxiters, flo, fhi, user_err, loop):
+    """``(state, iterations)`` by ``loop`` (the eager or the traced one) from the ends' values."""
+    xp = backend.namespace(("lo", prob.lo), ("hi", prob.hi), ("p", prob.p))
+    ctx = _context(prob, xp, abstol, reltol, user_err)
+    state = _start(alg, prob, prob.lo, prob.hi, flo, fhi, ctx)
+    return loop(alg, prob, state, ctx, maxiters)
+
+
+def _traced_core(f, alg, abstol, reltol, maxiters, lo, hi, flo, fhi, p):
+    prob = IntervalNonlinearProblem(f, (lo, hi), p)  # (on tracers: no value checks)
+    return _run(prob, alg, abstol, reltol, maxiters, flo, fhi, None, _run_jax)
+
+
+_JITTED = []
+
+
+def _compiled(prob, alg, abstol, reltol, maxiters, flo, fhi):
+    """Concrete JAX arrays: ``(state, iterations)`` by the traced loop under ``jax.jit`` (dispatching
+    op by op costs more than the arithmetic), cached on ``(f, alg)`` and the shapes (the tolerances
+    and ``maxiters`` are arguments), so that solving again with the same ``f`` does not compile again. None when ``f`` or
+    ``p`` cannot be traced (Python control flow on values, a non-array ``p``, an unhashable ``f``):
+    the eager loop then runs the solve (and raises there if ``f`` itself fails)."""
+    import jax
+
+    if not _JITTED:
+        _JITTED.append(jax.jit(_traced_core, static_argnums=(0, 1)))
+    try:
+        return _JITTED[0](prob.f, alg, abstol, reltol, maxiters, prob.lo, prob.hi, flo, fhi, prob.p)
+    except Exception:
+        return None
 
 
 def _const(xp, value, like):

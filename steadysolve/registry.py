@@ -21,6 +21,7 @@ LINEAR: dict[str, type] = {}
 BRACKETING: dict[str, type] = {}
 _TABLES = {"nonlinear": NONLINEAR, "linear": LINEAR, "bracketing": BRACKETING}
 _WHAT = {"nonlinear": "algorithm", "linear": "linear solver", "bracketing": "bracketing method"}
+_A_WHAT = {"nonlinear": "an algorithm", "linear": "a linear solver", "bracketing": "a bracketing method"}
 _EXAMPLE = {"nonlinear": "steadysolve.Anderson()", "linear": "steadysolve.GMRES()", "bracketing": "steadysolve.ITP()"}
 _SOLVES = {"nonlinear": "a NonlinearProblem, SteadyStateProblem or FixedPointProblem",
            "linear": "linear_solve", "bracketing": "an IntervalNonlinearProblem"}
@@ -67,7 +68,7 @@ def _elsewhere(key: str, kind: str) -> str:
     """A hint when ``key`` names something of another kind (``"itp"`` passed for a NonlinearProblem)."""
     for other, table in _TABLES.items():
         if other != kind and key in table:
-            return f" {key!r} is a {_WHAT[other]}: it solves {_SOLVES[other]}, not {_SOLVES[kind]}."
+            return f" {key!r} is {_A_WHAT[other]}: it solves {_SOLVES[other]}, not {_SOLVES[kind]}."
     return ""
 
 

@@ -95,7 +95,7 @@ def _evaluate(ctx, running, x, safe):
     others; returns ``(y, bad, ok)``: the values, NaN per element, and running with a usable value."""
     xp = ctx.xp
     y = ctx.f(xp.where(running, x, safe))
-    bad = xp.isnan(y)
+    bad = xp.isnan(y) | xp.isnan(x)  # (x is ours and finite by construction: a NaN there would be a bug)
     return y, bad, running & ~bad
 
 
@@ -200,16 +200,17 @@ class ITP(BracketingMethod):
         eps = 0.5 * (ctx.abstol + ctx.reltol * m0)
         # s = eps * 2**(n_half + n0), with n_half = ceil(log2(w0 / (2 eps))), computed without
         # overflowing 2**n_half: w0/2 times 2**(the rounding-up of the logarithm) times 2**n0
-        lg = xp.log2(xp.maximum(w0 / (2.0 * eps), 1.0))
+        lg = xp.maximum(xp.log2(w0) - xp.log2(2.0 * eps), 0.0)  # (a difference: w0 / eps may overflow)
         s = (2.0 ** self.n0) * (0.5 * w0) * (2.0 ** (xp.ceil(lg) - lg))
-        k1 = self.k1 * w0 ** (1.0 - self.k2) if self.k2 != 1.0 else self.k1 + 0.0 * w0
-        return SignState(n, p, fn, fp, book, (s, k1))
+        # delta = kappa_1 width**k2 with kappa_1 = k1 width0**(1 - k2), as k1 width0 (width / width0)**k2:
+        # no overflow however small width0 is
+        return SignState(n, p, fn, fp, book, (s, w0, self.k1 * w0))
 
     def step(self, prob, state, ctx):
         xp = ctx.xp
         running = _running(state.book)
         n, p, fn, fp = state.n, state.p, state.fn, state.fp
-        s, k1 = state.aux
+        s, w0, k1w0 = state.aux
         # (augmented assignments only on temporaries made here: fewer large allocations on NumPy and
         # PyTorch, whose allocator returns freed pages to the system; a rebinding on JAX)
         d = p - n
@@ -220,8 +221,9 @@ class ITP(BracketingMethod):
         to_mid *= d  # from the regula falsi point to the midpoint
         mid = 0.5 * d
         mid += n
-        delta = w * w if self.k2 == 2.0 else (w * 1.0 if self.k2 == 1.0 else w ** self.k2)
-        delta *= k1
+        q = w / w0
+        delta = q * q if self.k2 == 2.0 else (q if self.k2 == 1.0 else q ** self.k2)
+        delta *= k1w0
         delta = xp.maximum(delta, 0.5 * state.book.tol)
         r = -0.5 * w
         r += s
@@ -234,7 +236,7 @@ class ITP(BracketingMethod):
         y, bad, ok = _evaluate(ctx, running, x, n)
         n, p, fn, fp = _take(ctx, state, x, y, ok)
         s = 0.5 * s  # (a stopped element's s is never used again)
-        return SignState(n, p, fn, fp, state.book._replace(bad=bad), (s, k1))
+        return SignState(n, p, fn, fp, state.book._replace(bad=bad), (s, w0, k1w0))
 
 
 @register("ridder", kind="bracketing")

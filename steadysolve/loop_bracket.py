@@ -22,6 +22,8 @@ sign, not a root). An element that has stopped is never stepped again: its brack
 from __future__ import annotations
 
 import contextlib
+import math
+from typing import Any, NamedTuple
 
 from . import backend, fused
 from .algorithms.bracketing import ITP, Book, BracketContext
@@ -43,6 +45,8 @@ _NONFINITE = ReturnCode.NonFinite.code
 _MAXITERS = ReturnCode.MaxIters.code
 _DIVERGED = ReturnCode.Diverged.code
 _NOBRACKET = ReturnCode.NoBracket.code
+_TO_SUCCESS = _SUCCESS - RUNNING
+_TO_NONFINITE = _NONFINITE - _SUCCESS
 
 # solve() keywords that mean nothing here, with their defaults and why
 _UNUSED = {
@@ -76,10 +80,9 @@ def solve_interval(prob: IntervalNonlinearProblem, alg, abstol, reltol, maxiters
         return _solve(prob, alg, xp, abstol, reltol, maxiters, user_err)
 
 
-def _caller(prob, xp, like, user_err):
-    """``f`` of one argument (``p`` bound), checked for shape and dtype on every call, under the user's
-    own NumPy error state (``user_err``) when the solve runs quietly around it."""
-    f, p = prob.f, prob.p
+def _caller(f, p, like, user_err):
+    """``f`` of one argument (``p`` bound), checked for shape and dtype (``like``'s) on every call, under
+    the user's own NumPy error state (``user_err``) when the solve runs quietly around it."""
     fname = f"f ({getattr(f, '__name__', type(f).__name__)})"
     check = checked(lambda x: f(x, p), fname, like)
     zero_d_numpy = like.ndim == 0 and type(like) is backend.host_numpy().ndarray
@@ -133,23 +136,41 @@ def _solve(prob, alg, xp, abstol, reltol, maxiters, user_err):
             out = _compiled(prob, alg, abstol, reltol, maxiters, flo, fhi)
     if out is None:
         out = _run(prob, alg, abstol, reltol, maxiters, flo, fhi, user_err, _run_jax if traced else _run_eager)
-    state, it = out
     if not traced:
-        it = int(it)
-    return _solution(alg, prob, state, it, lo, flo, fhi, _context(prob, xp, abstol, reltol, user_err))
+        out = out._replace(it=int(out.it))
+    return _solution(alg, prob, out, flo, fhi, xp)
 
 
-def _context(prob, xp, abstol, reltol, user_err):
-    return BracketContext(xp, _caller(prob, xp, prob.lo, user_err), abstol, reltol,
+class Outcome(NamedTuple):
+    """What a loop leaves: the final brackets (ends in either order, and ``f`` there), the codes and
+    iteration counts per element, the iterations of the loop and its calls of ``f`` beyond one per
+    evaluation of the method (the narrowing's check)."""
+
+    x0: Any
+    x1: Any
+    f0: Any
+    f1: Any
+    code: Any
+    niter: Any
+    it: Any
+    extra_nf: Any = 0
+
+
+def _context(xp, f, p, like, abstol, reltol, user_err):
+    return BracketContext(xp, _caller(f, p, like, user_err), abstol, reltol,
                           lambda cond, pairs: fused.select(xp, cond, pairs))
 
 
+def _context_of(prob, xp, abstol, reltol, user_err):
+    return _context(xp, prob.f, prob.p, prob.lo, abstol, reltol, user_err)
+
+
 def _run(prob, alg, abstol, reltol, maxiters, flo, fhi, user_err, loop):
-    """``(state, iterations)`` by ``loop`` (the eager or the traced one) from the ends' values."""
+    """The :class:`Outcome` of ``loop`` (the eager or the traced one) from the ends' values."""
     xp = backend.namespace(("lo", prob.lo), ("hi", prob.hi), ("p", prob.p))
-    ctx = _context(prob, xp, abstol, reltol, user_err)
+    ctx = _context_of(prob, xp, abstol, reltol, user_err)
     state = _start(alg, prob, prob.lo, prob.hi, flo, fhi, ctx)
-    return loop(alg, prob, state, ctx, maxiters)
+    return loop(alg, prob, state, ctx, maxiters, user_err)
 
 
 def _traced_core(f, alg, abstol, reltol, maxiters, lo, hi, flo, fhi, p):
@@ -161,11 +182,11 @@ _JITTED = []
 
 
 def _compiled(prob, alg, abstol, reltol, maxiters, flo, fhi):
-    """Concrete JAX arrays: ``(state, iterations)`` by the traced loop under ``jax.jit`` (dispatching
+    """Concrete JAX arrays: the :class:`Outcome` of the traced loop under ``jax.jit`` (dispatching
     op by op costs more than the arithmetic), cached on ``(f, alg)`` and the shapes (the tolerances
-    and ``maxiters`` are arguments), so that solving again with the same ``f`` does not compile again. None when ``f`` or
-    ``p`` cannot be traced (Python control flow on values, a non-array ``p``, an unhashable ``f``):
-    the eager loop then runs the solve (and raises there if ``f`` itself fails)."""
+    and ``maxiters`` are arguments), so that solving again with the same ``f`` does not compile again.
+    None when ``f`` or ``p`` cannot be traced (Python control flow on values, a non-array ``p``, an
+    unhashable ``f``): the eager loop then runs the solve (and raises there if ``f`` itself fails)."""
     import jax
 
     if not _JITTED:
@@ -206,17 +227,29 @@ def judge(alg, state, ctx):
     tol *= ctx.reltol  # (in place: a temporary made here)
     tol += ctx.abstol
     done = xp.abs(x1 - x0) <= tol
-    code = xp.where(running & done, _const(xp, _SUCCESS, book.code), book.code)
-    code = xp.where(running & book.bad, _const(xp, _NONFINITE, book.code), code)
+    # the codes by integer arithmetic (a select on a mask without a pattern costs far more on NumPy):
+    # RUNNING + _TO_SUCCESS = Success, + _TO_NONFINITE more = NonFinite (which wins)
+    code = book.code + _TO_SUCCESS * xp.astype(running & (done | book.bad), xp.int32)
+    code = code + _TO_NONFINITE * xp.astype(running & book.bad, xp.int32)
     niter = book.niter + xp.astype(running, xp.int32)
     return state._replace(book=Book(code, niter, tol, book.bad))
 
 
-def _run_eager(alg, prob, state, ctx, maxiters):
-    """One host read per iteration: whether any element is still running."""
+def _run_eager(alg, prob, state, ctx, maxiters, user_err):
+    """One host read per iteration (how many elements still run). On NumPy, PyTorch and CuPy, once at
+    most half of the current elements run, the loop continues on those alone (:class:`_Narrowing`)."""
     xp = ctx.xp
+    narrowing = _Narrowing(xp, prob, alg, ctx, user_err)
     it = 0
-    while it < maxiters and bool(xp.any(state.book.code == RUNNING)):
+    while it < maxiters:
+        running = state.book.code == RUNNING
+        nrun = int(xp.sum(xp.astype(running, xp.int32)))
+        if nrun == 0:
+            break
+        if narrowing.worth_it(nrun, state):
+            narrowed = narrowing.narrow(state, running)
+            if narrowed is not None:  # (None: f is not elementwise in p, or needs the brackets' shape)
+                state, ctx = narrowed
         try:
             state = alg.step(prob, state, ctx)
         except Exception as e:
@@ -225,10 +258,10 @@ def _run_eager(alg, prob, state, ctx, maxiters):
             raise
         state = judge(alg, state, ctx)
         it += 1
-    return state, it
+    return narrowing.finish(state, it)
 
 
-def _run_jax(alg, prob, state, ctx, maxiters):
+def _run_jax(alg, prob, state, ctx, maxiters, user_err=None):
     import jax
     import jax.numpy as jnp
 
@@ -240,21 +273,142 @@ def _run_jax(alg, prob, state, ctx, maxiters):
         st, it = carry
         return judge(alg, alg.step(prob, st, ctx), ctx), it + 1
 
-    return jax.lax.while_loop(cond, body, (state, jnp.asarray(0, dtype=jnp.int32)))
+    state, it = jax.lax.while_loop(cond, body, (state, jnp.asarray(0, dtype=jnp.int32)))
+    return Outcome(*alg.ends(state), state.book.code, state.book.niter, it)
 
 
-def _solution(alg, prob, state, it, lo, flo, fhi, ctx):
-    xp = ctx.xp
-    x0, x1, f0, f1 = alg.ends(state)
-    u, fu = ctx.select((xp.abs(f0) <= xp.abs(f1)) | xp.isnan(f1), [(x0, x1), (f0, f1)])
-    code = state.book.code
-    code = xp.where(code == RUNNING, _const(xp, _MAXITERS, code), code)
+#: the eager loop continues on the running elements alone once at most this share of the current
+#: elements runs, and while at least _NARROW_MIN are current (below that, a step costs its dispatch)
+NARROW_AT = 0.5
+_NARROW_MIN = 4096
+
+
+class _Narrowing:
+    """The eager loop on the running elements alone, for an ``f`` elementwise in ``x`` and ``p``.
+
+    Keeps flat outputs for the whole batch and the flat index of every current element in it;
+    ``narrow`` writes the current elements' results there and gathers the running ones (their state,
+    and the matching elements of every array in ``p`` of the brackets' shape or broadcasting to it);
+    ``finish`` writes the last ones. The first time, ``f`` on the gathered elements is compared with
+    the values the whole batch gave (one more call of ``f``): if it fails or differs (``f`` uses ``p``
+    across elements, or needs the brackets' shape), the solve goes on with the whole batch.
+    """
+
+    def __init__(self, xp, prob, alg, ctx, user_err):
+        self.xp, self.prob, self.alg, self.ctx, self.user_err = xp, prob, alg, ctx, user_err
+        self.shape = tuple(prob.lo.shape)
+        self.rows = None  # flat index in the whole batch of each current element (None: all, in order)
+        self.out = None  # the whole batch's flat (x0, x1, f0, f1, code, niter)
+        self.checked = False
+        self.extra_nf = 0
+        # libraries that gather and scatter by integer arrays (array_api_strict does not scatter)
+        self.enabled = backend.library_name(prob.lo) in ("numpy", "torch", "cupy") and prob.lo.ndim > 0
+
+    def worth_it(self, nrun, state) -> bool:
+        current = math.prod(tuple(state.book.code.shape))
+        return self.enabled and current >= _NARROW_MIN and nrun <= NARROW_AT * current
+
+    def _flat(self, x):
+        return self.xp.reshape(x, (-1,))
+
+    def _write(self, state):
+        """The current elements' results into the whole batch's flat outputs."""
+        xp = self.xp
+        parts = [self._flat(a) for a in (*self.alg.ends(state), state.book.code, state.book.niter)]
+        if self.rows is None:
+            self.out = [xp.asarray(a, copy=True) for a in parts]
+        else:
+            self.out = [backend.set_at(xp, o, self.rows, a) for o, a in zip(self.out, parts)]
+
+    def narrow(self, state, running):
+        xp = self.xp
+        keep = xp.nonzero(self._flat(running))[0]
+        rows = keep if self.rows is None else xp.take(self.rows, keep)
+        sub = _take_tree(xp, state, keep, self._flat)
+        x0 = self.alg.ends(sub)[0]
+        try:
+            p = _gather_p(xp, self.prob.p, self.shape, rows)
+        except ValueError:  # an array of p that does not broadcast to the brackets' shape
+            self.enabled = False
+            return None
+        ctx = _context(xp, self.prob.f, p, x0, self.ctx.abstol, self.ctx.reltol, self.user_err)
+        if not self.checked:  # f on the gathered elements must give what it gave on the whole batch
+            self.checked = True
+            self.extra_nf += 1
+            if not _same_values(xp, ctx.f, x0, self.alg.ends(sub)[2]):
+                self.enabled = False
+                return None
+        self._write(state)
+        self.rows = rows
+        return sub, ctx
+
+    def finish(self, state, it) -> Outcome:
+        if self.rows is None:
+            return Outcome(*self.alg.ends(state), state.book.code, state.book.niter, it, self.extra_nf)
+        self._write(state)
+        whole = [self.xp.reshape(a, self.shape) for a in self.out]
+        return Outcome(*whole, it, self.extra_nf)
+
+
+def _take_tree(xp, tree, idx, flat):
+    """Every array of a state (nested named tuples) at the flat indices ``idx``."""
+    if tree is None:
+        return None
+    if isinstance(tree, tuple):
+        items = [_take_tree(xp, t, idx, flat) for t in tree]
+        return tree._make(items) if hasattr(tree, "_make") else tuple(items)
+    return xp.take(flat(tree), idx, axis=0)
+
+
+def _gather_p(xp, p, shape, rows):
+    """``p`` with its arrays of the brackets' shape (or broadcasting to it) at the flat indices ``rows``;
+    0-d arrays and everything else unchanged."""
+    if isinstance(p, tuple):
+        items = [_gather_p(xp, v, shape, rows) for v in p]
+        return p._make(items) if hasattr(p, "_make") else tuple(items)
+    if isinstance(p, list):
+        return [_gather_p(xp, v, shape, rows) for v in p]
+    if isinstance(p, dict):
+        return {k: _gather_p(xp, v, shape, rows) for k, v in p.items()}
+    if backend.is_array(p) and p.ndim > 0:
+        if tuple(p.shape) != shape:
+            p = xp.broadcast_to(p, shape)  # (raises for a shape that does not broadcast: then the check fails)
+        return xp.take(xp.reshape(p, (-1,)), rows, axis=0)
+    return p
+
+
+def _same_values(xp, f, x, fx) -> bool:
+    """Whether ``f(x)`` reproduces ``fx`` (NaN for NaN, to rounding)."""
+    try:
+        got = backend.to_numpy(xp, f(x))
+    except Exception:
+        return False
+    np = backend.host_numpy()
+    want = backend.to_numpy(xp, fx)
+    if got.shape != want.shape:
+        return False
+    tol = float(np.finfo(want.dtype).eps) ** 0.5
+    finite = np.isfinite(want)
+    scale = float(np.abs(want[finite]).max()) if finite.any() else 1.0
+    return bool(np.allclose(got, want, rtol=tol, atol=tol * max(scale, 1e-300), equal_nan=True))
+
+
+def _solution(alg, prob, out: Outcome, flo, fhi, xp):
+    lo = prob.lo
+
+    def select(cond, pairs):
+        return fused.select(xp, cond, pairs)
+
+    # an element that stopped before its first iteration (no sign change, a NaN or a root at an
+    # end, already narrow) reports the bracket it was given, whatever the method keeps
+    x0, x1, f0, f1 = select(out.niter == 0, list(zip((lo, prob.hi, flo, fhi), (out.x0, out.x1, out.f0, out.f1))))
+    u, fu = select((xp.abs(f0) <= xp.abs(f1)) | xp.isnan(f1), [(x0, x1), (f0, f1)])
+    code = xp.where(out.code == RUNNING, _const(xp, _MAXITERS, out.code), out.code)
     pole = (code == _SUCCESS) & (xp.abs(fu) > xp.maximum(xp.abs(flo), xp.abs(fhi)))
     code = xp.where(pole, _const(xp, _DIVERGED, code), code)
     batched = lo.ndim > 0
     k = alg.evals_per_step
-    niter_el = state.book.niter
-    stats = Stats(nf=2 + k * it, niter=it, niter_per_element=niter_el if batched else None,
-                  extra={"nf_per_element": 2 + k * niter_el if batched else None,
+    stats = Stats(nf=2 + k * out.it + out.extra_nf, niter=out.it, niter_per_element=out.niter if batched else None,
+                  extra={"nf_per_element": 2 + k * out.niter if batched else None,
                          "bracket": (as_output(xp.minimum(x0, x1), lo), as_output(xp.maximum(x0, x1), lo))})
     return Solution(as_output(u, lo), as_output(fu, lo), code, stats, prob, alg, batched=batched)

@@ -15,7 +15,7 @@ import pytest
 
 import steadysolve as ss
 from steadysolve import backend, fused
-from helpers import get_backend
+from helpers import get_backend, xp_of
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
 import _aps as aps  # noqa: E402
@@ -511,3 +511,60 @@ def test_fused_select_is_where_bit_for_bit(name):
         for g, w in zip(got, want):
             g, w = bk.to_numpy(g), bk.to_numpy(w)
             assert g.dtype == w.dtype and g.tobytes() == w.tobytes()
+
+
+# --------------------------------------------------------------------------------------------
+# the eager loop on the running elements alone (NumPy, PyTorch)
+# --------------------------------------------------------------------------------------------
+
+def _kepler(E, p):  # increasing, elementwise in x and p
+    e, M = p
+    return E - e * xp_of(E).tanh(E) - M
+
+
+def _kepler_batch(n=8192, shape=None):
+    rng = np.random.default_rng(3)
+    e, M = rng.uniform(0.0, 0.95, n), rng.uniform(0.01, 1.5, n)
+    lo, hi = np.zeros(n), 3.0 * 2.0 ** rng.integers(0, 12, n)  # widths from 3 to 6144
+    if shape is not None:
+        e, M, lo, hi = (a.reshape(shape) for a in (e, M, lo, hi))
+    return lo, hi, (e, M)
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+@pytest.mark.parametrize("method", METHODS)
+def test_narrowing_to_the_running_elements_changes_nothing_but_the_work(name, method, monkeypatch):
+    bk = get_backend(name)
+    lo, hi, p = _kepler_batch(shape=(64, 128))
+    prob = _problem(bk, _kepler, lo, hi, p)
+    narrowed = ss.solve(prob, method)
+    monkeypatch.setattr("steadysolve.loop_bracket.NARROW_AT", 0.0)  # never narrow
+    whole = ss.solve(prob, method)
+    assert narrowed.successful and whole.successful
+    assert narrowed.stats.nf == whole.stats.nf + 1  # the one check that f is elementwise in p
+    assert narrowed.stats.niter == whole.stats.niter
+    for a, b in ((narrowed.u, whole.u), (narrowed.resid, whole.resid), (narrowed.retcode_array, whole.retcode_array),
+                 (narrowed.stats.niter_per_element, whole.stats.niter_per_element),
+                 (narrowed.stats.bracket[0], whole.stats.bracket[0]), (narrowed.stats.bracket[1], whole.stats.bracket[1])):
+        assert tuple(a.shape) == (64, 128)
+        np.testing.assert_array_equal(bk.to_numpy(a), bk.to_numpy(b))
+
+
+def test_an_f_not_elementwise_in_p_is_solved_on_the_whole_batch():
+    lo, hi, (e, M) = _kepler_batch()
+    seen = []
+
+    def f(E, p):  # uses p across elements: gathering p would change it
+        seen.append(E.shape)
+        return E - p[0] * np.tanh(E) - p[1] + 1e-3 * p[1].mean()
+
+    def g(E, p):  # needs the brackets' shape
+        return (E - p[0] * np.tanh(E) - p[1]).reshape(64, 128).reshape(-1)
+
+    sol = ss.solve(ss.IntervalNonlinearProblem(f, (lo, hi), (e, M)))
+    assert sol.successful and sol.stats.nf == 2 + sol.stats.niter + 1  # the check, then the whole batch
+    assert seen.count((8192,)) == sol.stats.nf - 1  # every call but the check on the whole batch
+    np.testing.assert_allclose(sol.u - e * np.tanh(sol.u), M - 1e-3 * M.mean(), atol=1e-11)
+    sol2 = ss.solve(ss.IntervalNonlinearProblem(g, (lo, hi), (e, M)))
+    assert sol2.successful and sol2.stats.nf == 2 + sol2.stats.niter + 1
+    np.testing.assert_allclose(sol2.u - e * np.tanh(sol2.u), M, atol=1e-11)

@@ -94,7 +94,8 @@ def _evaluate(ctx, running, x, safe):
     """``f`` at ``x`` for the running elements and at ``safe`` (a point already evaluated) for the
     others; returns ``(y, bad, ok)``: the values, NaN per element, and running with a usable value."""
     xp = ctx.xp
-    y = ctx.f(xp.where(running, x, safe))
+    (at,) = ctx.select(running, [(x, safe)])
+    y = ctx.f(at)
     bad = xp.isnan(y) | xp.isnan(x)  # (x is ours and finite by construction: a NaN there would be a bug)
     return y, bad, running & ~bad
 
@@ -202,41 +203,57 @@ class ITP(BracketingMethod):
         # overflowing 2**n_half: w0/2 times 2**(the rounding-up of the logarithm) times 2**n0
         lg = xp.maximum(xp.log2(w0) - xp.log2(2.0 * eps), 0.0)  # (a difference: w0 / eps may overflow)
         s = (2.0 ** self.n0) * (0.5 * w0) * (2.0 ** (xp.ceil(lg) - lg))
-        # delta = kappa_1 width**k2 with kappa_1 = k1 width0**(1 - k2), as k1 width0 (width / width0)**k2:
-        # no overflow however small width0 is
-        return SignState(n, p, fn, fp, book, (s, w0, self.k1 * w0))
+        # delta = kappa_1 width**k2, kappa_1 = k1 width0**(1 - k2): for k2 = 2 kappa_1 itself (finite, as
+        # width0 is at least the smallest normal number for a running element), else k1 width0 times
+        # (width / width0)**k2, which cannot overflow
+        c = self.k1 / w0 if self.k2 == 2.0 else self.k1 * w0
+        return SignState(n, p, fn, fp, book, (s, c, w0))
 
     def step(self, prob, state, ctx):
-        xp = ctx.xp
         running = _running(state.book)
+        x = self._point(ctx.xp, state)
+        y, bad, ok = _evaluate(ctx, running, x, state.n)
+        n, p, fn, fp = _take(ctx, state, x, y, ok)
+        s, c, w0 = state.aux
+        return SignState(n, p, fn, fp, state.book._replace(bad=bad), (0.5 * s, c, w0))  # (s: stopped ones unused)
+
+    def _point(self, xp, state):
+        """The ITP point of every bracket. Written for few live temporaries (each freed as soon as it
+        is used, augmented assignments on our own temporaries, a rebinding on JAX): NumPy's and
+        PyTorch's allocator return the freed top of the heap to the system, and fresh pages cost a
+        fault each when touched again."""
         n, p, fn, fp = state.n, state.p, state.fn, state.fp
-        s, w0, k1w0 = state.aux
-        # (augmented assignments only on temporaries made here: fewer large allocations on NumPy and
-        # PyTorch, whose allocator returns freed pages to the system; a rebinding on JAX)
+        s, c, w0 = state.aux
         d = p - n
-        w = xp.abs(d)
         t = fn / (fn - fp)  # regula falsi, as a fraction of d from n (fn <= 0 <= fp: in [0, 1])
         t = xp.where(xp.isnan(t), 0.5, t)  # f infinite at n (or 0 at both ends: a closed bracket)
-        to_mid = 0.5 - t
-        to_mid *= d  # from the regula falsi point to the midpoint
+        to_mid = 0.5 - t  # from the regula falsi point to the midpoint
+        del t
+        to_mid *= d
+        w = xp.abs(d)
         mid = 0.5 * d
-        mid += n
-        q = w / w0
-        delta = q * q if self.k2 == 2.0 else (q if self.k2 == 1.0 else q ** self.k2)
-        delta *= k1w0
+        del d
+        mid += state.n
+        if self.k2 == 2.0:
+            delta = w * w
+        else:
+            delta = w / w0
+            if self.k2 != 1.0:
+                delta = delta ** self.k2
+        delta *= c
         delta = xp.maximum(delta, 0.5 * state.book.tol)
-        r = -0.5 * w
+        r = -0.5 * w  # the projection's radius around the midpoint
+        del w
         r += s
-        r = xp.maximum(r, 0.0)  # the projection's radius around the midpoint
         # truncation: the regula falsi point moved towards the midpoint by delta (the midpoint if
         # closer), at distance gap from it; projection: at most r from the midpoint (min / max, no select)
         gap = xp.abs(to_mid)
         gap -= delta
-        x = mid - xp.copysign(xp.minimum(xp.maximum(gap, 0.0), r), to_mid)
-        y, bad, ok = _evaluate(ctx, running, x, n)
-        n, p, fn, fp = _take(ctx, state, x, y, ok)
-        s = 0.5 * s  # (a stopped element's s is never used again)
-        return SignState(n, p, fn, fp, state.book._replace(bad=bad), (s, w0, k1w0))
+        del delta
+        gap = xp.minimum(xp.maximum(gap, 0.0), xp.maximum(r, 0.0))
+        del r
+        mid -= xp.copysign(gap, to_mid)
+        return mid
 
 
 @register("ridder", kind="bracketing")
@@ -340,7 +357,7 @@ class Brent(BracketingMethod):
         r = fb / fc
         pq, qq = ctx.select(a == c, [(2.0 * xm * s, s * (2.0 * xm * q_ * (q_ - r) - (b - a) * (r - 1.0))),
                                      (1.0 - s, (q_ - 1.0) * (r - 1.0) * (s - 1.0))])
-        qq = xp.where(pq > 0, -qq, qq)
+        (qq,) = ctx.select(pq > 0, [(-qq, qq)])
         pq = xp.abs(pq)
         accept = (xp.abs(e) >= tol1) & (xp.abs(fa) > xp.abs(fb)) & \
             (2.0 * pq < xp.minimum(3.0 * xm * qq - xp.abs(tol1 * qq), xp.abs(e * qq)))
@@ -348,8 +365,10 @@ class Brent(BracketingMethod):
         (step,) = ctx.select(xp.abs(d_new) > tol1, [(d_new, xp.copysign(tol1, xm))])
         x = b + step
         y, bad, ok = _evaluate(ctx, running, x, b)
-        a, fa, b, fb, d, e = ctx.select(ok, [(b, a), (fb, fa), (x, b), (y, fb), (d_new, d), (e_new, e)])
-        return _brent_order(ctx, BrentState(a, b, c, fa, fb, fc, d, e, state.book._replace(bad=bad)))
+        # a stopped element (or one with a NaN) keeps b: its bracket [b, c] is then unchanged by
+        # _brent_order; a (the previous point) and the steps only feed the interpolation of running ones
+        x, y = ctx.select(ok, [(x, b), (y, fb)])
+        return _brent_order(ctx, BrentState(b, x, c, fb, y, fc, d_new, e_new, state.book._replace(bad=bad)))
 
 
 def _brent_order(ctx, st):
@@ -362,6 +381,5 @@ def _brent_order(ctx, st):
     c, fc, d, e = ctx.select(crossed, [(a, c), (fa, fc), (b - a, d), (b - a, e)])
     swap = xp.abs(fc) < xp.abs(fb)
     a, b, c, fa, fb, fc = ctx.select(swap, [(b, a), (c, b), (b, c), (fb, fa), (fc, fb), (fb, fc)])
-    zero = fb == 0
-    c, fc = ctx.select(zero, [(b, c), (fb, fc)])
-    return BrentState(a, b, c, fa, fb, fc, d, e, book)
+    zero = fb == 0  # (rare: a plain where)
+    return BrentState(a, b, xp.where(zero, b, c), fa, fb, xp.where(zero, fb, fc), d, e, book)

@@ -8,7 +8,9 @@ from .algorithms.newton import NewtonRaphson
 from .algorithms.trust_region import TrustRegion
 from .algorithms.levenberg_marquardt import LevenbergMarquardt
 from .algorithms.auto import Auto
-from .algorithms.bracketing import ITP, Bisection, Brent, Ridder
+from .algorithms.bracketing import Bisection, Ridder
+from .algorithms.brent import Brent
+from .algorithms.itp import ITP
 from .linear import GMRES, linear_solve
 from .ode import PIController, Tsit5
 from .ode.integrate import integrate

@@ -22,13 +22,13 @@ sign, not a root). An element that has stopped is never stepped again: its brack
 from __future__ import annotations
 
 import contextlib
-import math
-from typing import Any, NamedTuple
 
 from . import backend, fused
-from .algorithms.bracketing import ITP, Book, BracketContext
+from .algorithms.bracketing import Book, BracketContext
+from .algorithms.itp import ITP
 from .checks import check_int, check_tol
 from .interval import IntervalNonlinearProblem
+from .loop_bracket_narrow import Narrowing, Outcome
 from .problems import as_output, checked
 from .registry import resolve
 from .retcodes import RUNNING, ReturnCode
@@ -141,21 +141,6 @@ def _solve(prob, alg, xp, abstol, reltol, maxiters, user_err):
     return _solution(alg, prob, out, flo, fhi, xp)
 
 
-class Outcome(NamedTuple):
-    """What a loop leaves: the final brackets (ends in either order, and ``f`` there), the codes and
-    iteration counts per element, the iterations of the loop and its calls of ``f`` beyond one per
-    evaluation of the method (the narrowing's check)."""
-
-    x0: Any
-    x1: Any
-    f0: Any
-    f1: Any
-    code: Any
-    niter: Any
-    it: Any
-    extra_nf: Any = 0
-
-
 def _context(xp, f, p, like, abstol, reltol, user_err):
     return BracketContext(xp, _caller(f, p, like, user_err), abstol, reltol,
                           lambda cond, pairs: fused.select(xp, cond, pairs))
@@ -237,9 +222,10 @@ def judge(alg, state, ctx):
 
 def _run_eager(alg, prob, state, ctx, maxiters, user_err):
     """One host read per iteration (how many elements still run). On NumPy, PyTorch and CuPy, once at
-    most half of the current elements run, the loop continues on those alone (:class:`_Narrowing`)."""
+    most half of the current elements run, the loop continues on those alone (``loop_bracket_narrow``)."""
     xp = ctx.xp
-    narrowing = _Narrowing(xp, prob, alg, ctx, user_err)
+    narrowing = Narrowing(xp, prob, alg, lambda p, like: _context(xp, prob.f, p, like, ctx.abstol, ctx.reltol,
+                                                                     user_err))
     it = 0
     while it < maxiters:
         running = state.book.code == RUNNING
@@ -275,122 +261,6 @@ def _run_jax(alg, prob, state, ctx, maxiters, user_err=None):
 
     state, it = jax.lax.while_loop(cond, body, (state, jnp.asarray(0, dtype=jnp.int32)))
     return Outcome(*alg.ends(state), state.book.code, state.book.niter, it)
-
-
-#: the eager loop continues on the running elements alone once at most this share of the current
-#: elements runs, and while at least _NARROW_MIN are current (below that, a step costs its dispatch)
-NARROW_AT = 0.5
-_NARROW_MIN = 4096
-
-
-class _Narrowing:
-    """The eager loop on the running elements alone, for an ``f`` elementwise in ``x`` and ``p``.
-
-    Keeps flat outputs for the whole batch and the flat index of every current element in it;
-    ``narrow`` writes the current elements' results there and gathers the running ones (their state,
-    and the matching elements of every array in ``p`` of the brackets' shape or broadcasting to it);
-    ``finish`` writes the last ones. The first time, ``f`` on the gathered elements is compared with
-    the values the whole batch gave (one more call of ``f``): if it fails or differs (``f`` uses ``p``
-    across elements, or needs the brackets' shape), the solve goes on with the whole batch.
-    """
-
-    def __init__(self, xp, prob, alg, ctx, user_err):
-        self.xp, self.prob, self.alg, self.ctx, self.user_err = xp, prob, alg, ctx, user_err
-        self.shape = tuple(prob.lo.shape)
-        self.rows = None  # flat index in the whole batch of each current element (None: all, in order)
-        self.out = None  # the whole batch's flat (x0, x1, f0, f1, code, niter)
-        self.checked = False
-        self.extra_nf = 0
-        # libraries that gather and scatter by integer arrays (array_api_strict does not scatter)
-        self.enabled = backend.library_name(prob.lo) in ("numpy", "torch", "cupy") and prob.lo.ndim > 0
-
-    def worth_it(self, nrun, state) -> bool:
-        current = math.prod(tuple(state.book.code.shape))
-        return self.enabled and current >= _NARROW_MIN and nrun <= NARROW_AT * current
-
-    def _flat(self, x):
-        return self.xp.reshape(x, (-1,))
-
-    def _write(self, state):
-        """The current elements' results into the whole batch's flat outputs."""
-        xp = self.xp
-        parts = [self._flat(a) for a in (*self.alg.ends(state), state.book.code, state.book.niter)]
-        if self.rows is None:
-            self.out = [xp.asarray(a, copy=True) for a in parts]
-        else:
-            self.out = [backend.set_at(xp, o, self.rows, a) for o, a in zip(self.out, parts)]
-
-    def narrow(self, state, running):
-        xp = self.xp
-        keep = xp.nonzero(self._flat(running))[0]
-        rows = keep if self.rows is None else xp.take(self.rows, keep)
-        sub = _take_tree(xp, state, keep, self._flat)
-        x0 = self.alg.ends(sub)[0]
-        try:
-            p = _gather_p(xp, self.prob.p, self.shape, rows)
-        except ValueError:  # an array of p that does not broadcast to the brackets' shape
-            self.enabled = False
-            return None
-        ctx = _context(xp, self.prob.f, p, x0, self.ctx.abstol, self.ctx.reltol, self.user_err)
-        if not self.checked:  # f on the gathered elements must give what it gave on the whole batch
-            self.checked = True
-            self.extra_nf += 1
-            if not _same_values(xp, ctx.f, x0, self.alg.ends(sub)[2]):
-                self.enabled = False
-                return None
-        self._write(state)
-        self.rows = rows
-        return sub, ctx
-
-    def finish(self, state, it) -> Outcome:
-        if self.rows is None:
-            return Outcome(*self.alg.ends(state), state.book.code, state.book.niter, it, self.extra_nf)
-        self._write(state)
-        whole = [self.xp.reshape(a, self.shape) for a in self.out]
-        return Outcome(*whole, it, self.extra_nf)
-
-
-def _take_tree(xp, tree, idx, flat):
-    """Every array of a state (nested named tuples) at the flat indices ``idx``."""
-    if tree is None:
-        return None
-    if isinstance(tree, tuple):
-        items = [_take_tree(xp, t, idx, flat) for t in tree]
-        return tree._make(items) if hasattr(tree, "_make") else tuple(items)
-    return xp.take(flat(tree), idx, axis=0)
-
-
-def _gather_p(xp, p, shape, rows):
-    """``p`` with its arrays of the brackets' shape (or broadcasting to it) at the flat indices ``rows``;
-    0-d arrays and everything else unchanged."""
-    if isinstance(p, tuple):
-        items = [_gather_p(xp, v, shape, rows) for v in p]
-        return p._make(items) if hasattr(p, "_make") else tuple(items)
-    if isinstance(p, list):
-        return [_gather_p(xp, v, shape, rows) for v in p]
-    if isinstance(p, dict):
-        return {k: _gather_p(xp, v, shape, rows) for k, v in p.items()}
-    if backend.is_array(p) and p.ndim > 0:
-        if tuple(p.shape) != shape:
-            p = xp.broadcast_to(p, shape)  # (raises for a shape that does not broadcast: then the check fails)
-        return xp.take(xp.reshape(p, (-1,)), rows, axis=0)
-    return p
-
-
-def _same_values(xp, f, x, fx) -> bool:
-    """Whether ``f(x)`` reproduces ``fx`` (NaN for NaN, to rounding)."""
-    try:
-        got = backend.to_numpy(xp, f(x))
-    except Exception:
-        return False
-    np = backend.host_numpy()
-    want = backend.to_numpy(xp, fx)
-    if got.shape != want.shape:
-        return False
-    tol = float(np.finfo(want.dtype).eps) ** 0.5
-    finite = np.isfinite(want)
-    scale = float(np.abs(want[finite]).max()) if finite.any() else 1.0
-    return bool(np.allclose(got, want, rtol=tol, atol=tol * max(scale, 1e-300), equal_nan=True))
 
 
 def _solution(alg, prob, out: Outcome, flo, fhi, xp):

@@ -23,7 +23,7 @@ LAYERS = [
     {"steadysolve.linear", "steadysolve.ode"},
     {"steadysolve.algorithms"},
     {"steadysolve.loop", "steadysolve.loop_jax", "steadysolve.loop_compact", "steadysolve.loop_parts",
-     "steadysolve.loop_bracket"},
+     "steadysolve.loop_bracket", "steadysolve.loop_bracket_narrow"},
     {"steadysolve.solve", "steadysolve.contexts"},
     {"steadysolve"},
     {"steadysolve.adapters._budget"},

@@ -538,7 +538,7 @@ def test_narrowing_to_the_running_elements_changes_nothing_but_the_work(name, me
     lo, hi, p = _kepler_batch(shape=(64, 128))
     prob = _problem(bk, _kepler, lo, hi, p)
     narrowed = ss.solve(prob, method)
-    monkeypatch.setattr("steadysolve.loop_bracket.NARROW_AT", 0.0)  # never narrow
+    monkeypatch.setattr("steadysolve.loop_bracket_narrow.NARROW_AT", 0.0)  # never narrow
     whole = ss.solve(prob, method)
     assert narrowed.successful and whole.successful
     assert narrowed.stats.nf == whole.stats.nf + 1  # the one check that f is elementwise in p

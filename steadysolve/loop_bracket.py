@@ -29,7 +29,7 @@ from .algorithms.itp import ITP
 from .checks import check_int, check_tol
 from .interval import IntervalNonlinearProblem
 from .loop_bracket_narrow import Narrowing, Outcome
-from .problems import as_output, checked
+from .problems import as_output, check_output, checked
 from .registry import resolve
 from .retcodes import RUNNING, ReturnCode
 from .solution import Solution, Stats, register_jax_pytrees
@@ -107,17 +107,7 @@ def _first_values(prob, x, end, user_err):
         with backend.host_numpy().errstate(**user_err):
             out = prob.f(x, prob.p)
     out = as_output(out, x)
-    if not backend.is_array(out):
-        raise TypeError(f"f must return an array like the bracket, got {type(out).__name__} at {end}")
-    lib_x, lib_o = backend.library_name(x), backend.library_name(out)
-    if lib_o != lib_x:
-        raise TypeError(f"f returned a {lib_o} array for a {lib_x} bracket: mixed array libraries")
-    if tuple(out.shape) != tuple(x.shape):
-        raise ValueError(f"f returned shape {tuple(out.shape)} at {end} but the bracket has shape {tuple(x.shape)}; "
-                         "f must be elementwise (one value per element of x)")
-    if out.dtype != x.dtype:
-        raise TypeError(f"f returned dtype {out.dtype} at {end} but the bracket has dtype {x.dtype} "
-                        "(check for float64/float32 promotion)")
+    check_output("f", out, x, None, like=end, hint="f must be elementwise, with values of x's {}")
     return out
 
 

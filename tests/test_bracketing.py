@@ -399,8 +399,8 @@ def test_mixed_libraries_and_a_non_callable_are_refused():
 
 
 @pytest.mark.parametrize("f, err, match", [
-    (lambda x, p: x[:1], ValueError, r"f returned shape \(1,\) at lo but the bracket has shape \(2,\).*elementwise"),
-    (lambda x, p: x.astype(np.float32), TypeError, "f returned dtype float32 at lo"),
+    (lambda x, p: x[:1], ValueError, r"f returned shape \(1,\) but lo has shape \(2,\); f must be elementwise"),
+    (lambda x, p: x.astype(np.float32), TypeError, "f returned dtype float32 but lo has dtype float64"),
     (lambda x, p: float(x.sum()), TypeError, "must return an array"),
 ])
 def test_f_is_checked_before_any_iteration(f, err, match):
@@ -411,7 +411,7 @@ def test_f_is_checked_before_any_iteration(f, err, match):
 def test_f_of_another_library_is_refused():
     import torch
 
-    with pytest.raises(TypeError, match="f returned a torch array for a numpy bracket"):
+    with pytest.raises(TypeError, match="f returned a torch array for a numpy lo: mixed array libraries"):
         ss.solve(ss.IntervalNonlinearProblem(lambda x, p: torch.as_tensor(x), (np.zeros(2), np.ones(2))))
 
 

@@ -8,13 +8,13 @@ from typing import Any, NamedTuple
 
 from . import backend
 
-__all__ = ["Outcome", "Narrowing", "NARROW_AT"]
+__all__ = ["Outcome", "Narrowing", "NARROW_AT", "gather_p", "same_values"]
 
 
 class Outcome(NamedTuple):
     """What a loop leaves: the final brackets (ends in either order, and ``f`` there), the codes and
-    iteration counts per element, the iterations of the loop and its calls of ``f`` beyond one per
-    evaluation of the method (the narrowing's check)."""
+    iteration counts per element, the iterations of the loop, and its calls of ``f`` beyond the two
+    at the ends (the method's, and the checks that ``f`` is elementwise in ``p``)."""
 
     x0: Any
     x1: Any
@@ -23,7 +23,7 @@ class Outcome(NamedTuple):
     code: Any
     niter: Any
     it: Any
-    extra_nf: Any = 0
+    calls: Any
 
 
 #: the eager loop continues on the running elements alone once at most this share of the current
@@ -43,12 +43,12 @@ class Narrowing:
     across elements, or needs the brackets' shape), the solve goes on with the whole batch.
     """
 
-    def __init__(self, xp, prob, alg, make_ctx):
+    def __init__(self, xp, prob, alg, make_ctx, checked=False):
         self.xp, self.prob, self.alg, self.make_ctx = xp, prob, alg, make_ctx
         self.shape = tuple(prob.lo.shape)
         self.rows = None  # flat index in the whole batch of each current element (None: all, in order)
         self.out = None  # the whole batch's flat (x0, x1, f0, f1, code, niter)
-        self.checked = False
+        self.checked = checked  # (already checked by the caller: no check call here)
         self.extra_nf = 0
         # libraries that gather and scatter by integer arrays (array_api_strict does not scatter)
         self.enabled = backend.library_name(prob.lo) in ("numpy", "torch", "cupy") and prob.lo.ndim > 0
@@ -76,7 +76,7 @@ class Narrowing:
         sub = _take_tree(xp, state, keep, self._flat)
         x0 = self.alg.ends(sub)[0]
         try:
-            p = _gather_p(xp, self.prob.p, self.shape, rows)
+            p = gather_p(xp, self.prob.p, self.shape, rows)
         except ValueError:  # an array of p that does not broadcast to the brackets' shape
             self.enabled = False
             return None
@@ -84,7 +84,7 @@ class Narrowing:
         if not self.checked:  # f on the gathered elements must give what it gave on the whole batch
             self.checked = True
             self.extra_nf += 1
-            if not _same_values(xp, ctx.f, x0, self.alg.ends(sub)[2]):
+            if not same_values(xp, ctx.f, x0, self.alg.ends(sub)[2]):
                 self.enabled = False
                 return None
         self._write(state)
@@ -93,10 +93,11 @@ class Narrowing:
 
     def finish(self, state, it) -> Outcome:
         if self.rows is None:
-            return Outcome(*self.alg.ends(state), state.book.code, state.book.niter, it, self.extra_nf)
+            return Outcome(*self.alg.ends(state), state.book.code, state.book.niter, it,
+                           self.alg.evals_per_step * it + self.extra_nf)
         self._write(state)
         whole = [self.xp.reshape(a, self.shape) for a in self.out]
-        return Outcome(*whole, it, self.extra_nf)
+        return Outcome(*whole, it, self.alg.evals_per_step * it + self.extra_nf)
 
 
 def _take_tree(xp, tree, idx, flat):
@@ -109,24 +110,26 @@ def _take_tree(xp, tree, idx, flat):
     return xp.take(flat(tree), idx, axis=0)
 
 
-def _gather_p(xp, p, shape, rows):
-    """``p`` with its arrays of the brackets' shape (or broadcasting to it) at the flat indices ``rows``;
-    0-d arrays and everything else unchanged."""
+def gather_p(xp, p, shape, rows):
+    """``p`` with its arrays of the brackets' shape (or broadcasting to it) at the flat indices ``rows``
+    (an integer array, or a slice: then views where the arrays are contiguous); 0-d arrays and
+    everything else unchanged."""
     if isinstance(p, tuple):
-        items = [_gather_p(xp, v, shape, rows) for v in p]
+        items = [gather_p(xp, v, shape, rows) for v in p]
         return p._make(items) if hasattr(p, "_make") else tuple(items)
     if isinstance(p, list):
-        return [_gather_p(xp, v, shape, rows) for v in p]
+        return [gather_p(xp, v, shape, rows) for v in p]
     if isinstance(p, dict):
-        return {k: _gather_p(xp, v, shape, rows) for k, v in p.items()}
+        return {k: gather_p(xp, v, shape, rows) for k, v in p.items()}
     if backend.is_array(p) and p.ndim > 0:
         if tuple(p.shape) != shape:
             p = xp.broadcast_to(p, shape)  # (raises for a shape that does not broadcast: then the check fails)
-        return xp.take(xp.reshape(p, (-1,)), rows, axis=0)
+        flat = xp.reshape(p, (-1,))
+        return flat[rows] if isinstance(rows, slice) else xp.take(flat, rows, axis=0)
     return p
 
 
-def _same_values(xp, f, x, fx) -> bool:
+def same_values(xp, f, x, fx) -> bool:
     """Whether ``f(x)`` reproduces ``fx`` (NaN for NaN, to rounding)."""
     try:
         got = backend.to_numpy(xp, f(x))

@@ -46,7 +46,7 @@ class Brent(BracketingMethod):
 
     def init(self, prob, n, p, fn, fp, book, ctx):
         d = p - n
-        return _brent_order(ctx, BrentState(n, p, n, fn, fp, fn, d, d, book))
+        return _brent_order(ctx, BrentState(n, p, n, fn, fp, fn, d, d, book), True)
 
     def ends(self, state):
         return state.b, state.c, state.fb, state.fc
@@ -72,19 +72,20 @@ class Brent(BracketingMethod):
         (step,) = ctx.select(xp.abs(d_new) > tol1, [(d_new, xp.copysign(tol1, xm))])
         x = b + step
         y, bad, ok = evaluate(ctx, running, x, b)
-        # a stopped element (or one with a NaN) keeps b: its bracket [b, c] is then unchanged by
-        # _brent_order; a (the previous point) and the steps only feed the interpolation of running ones
+        # a stopped element (or one with a NaN) keeps b, and _brent_order keeps its c: its bracket [b, c] is
+        # frozen; a (the previous point) and the steps only feed the interpolation of running ones
         x, y = ctx.select(ok, [(x, b), (y, fb)])
-        return _brent_order(ctx, BrentState(b, x, c, fb, y, fc, d_new, e_new, state.book._replace(bad=bad)))
+        return _brent_order(ctx, BrentState(b, x, c, fb, y, fc, d_new, e_new, state.book._replace(bad=bad)), ok)
 
 
-def _brent_order(ctx, st):
-    """Restore Brent's invariants after ``b`` moved: the bracket ``[b, c]`` holds a sign change (``c`` becomes
-    the previous point ``a`` when ``b`` crossed), ``|f(b)| <= |f(c)|`` (swap), and a zero at ``b`` closes
-    the bracket on it."""
+def _brent_order(ctx, st, moved):
+    """Restore Brent's invariants where ``b`` ``moved``: the bracket ``[b, c]`` holds a sign change (``c``
+    becomes the previous point ``a`` when ``b`` crossed), ``|f(b)| <= |f(c)|`` (swap), and a zero at ``b``
+    closes the bracket on it. (Elsewhere the state already holds them, or the element has no sign change
+    and keeps its ends.)"""
     xp = ctx.xp
     a, b, c, fa, fb, fc, d, e, book = st
-    crossed = (fb > 0) == (fc > 0)
+    crossed = ((fb > 0) == (fc > 0)) & moved
     c, fc, d, e = ctx.select(crossed, [(a, c), (fa, fc), (b - a, d), (b - a, e)])
     swap = xp.abs(fc) < xp.abs(fb)
     a, b, c, fa, fb, fc = ctx.select(swap, [(b, a), (c, b), (b, c), (fb, fa), (fc, fb), (fb, fc)])

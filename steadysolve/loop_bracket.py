@@ -197,9 +197,10 @@ def _blocked(xp, prob) -> bool:
 
 
 def _run_blocks(prob, alg, xp, abstol, reltol, maxiters, flo, fhi, user_err):
-    """The :class:`Outcome` of the eager loop run block by block, or None when ``f`` on a block (with
-    ``p``'s per-element arrays sliced alike) does not give what it gave on the whole batch (checked
-    on the first block: one call of ``f``)."""
+    """The :class:`Outcome` of the eager loop run block by block; on the whole batch when ``f`` on a
+    block (with ``p``'s per-element arrays sliced alike) does not give what it gave on the whole batch
+    (checked on the first block: one call of ``f``), and None when an array of ``p`` does not broadcast
+    to the brackets' shape."""
     shape = tuple(prob.lo.shape)
     size = math.prod(shape)
     count = -(-size // BLOCK)
@@ -215,7 +216,8 @@ def _run_blocks(prob, alg, xp, abstol, reltol, maxiters, flo, fhi, user_err):
                       flat[3][start:stop]))
     first, flo0, _ = parts[0]
     if not same_values(xp, _caller(prob.f, first.p, first.lo, user_err), first.lo, flo0):
-        return None
+        out = _run(prob, alg, abstol, reltol, maxiters, flo, fhi, user_err, _run_eager)  # the whole batch
+        return out._replace(calls=out.calls + 1)
     outs = [_run(part, alg, abstol, reltol, maxiters, a, b, user_err, _run_eager) for part, a, b in parts]
     whole = [xp.reshape(xp.concat([o[i] for o in outs]), shape) for i in range(6)]
     return Outcome(*whole, max(o.it for o in outs), 1 + sum(o.calls for o in outs))

@@ -568,3 +568,27 @@ def test_an_f_not_elementwise_in_p_is_solved_on_the_whole_batch():
     sol2 = ss.solve(ss.IntervalNonlinearProblem(g, (lo, hi), (e, M)))
     assert sol2.successful and sol2.stats.nf == 2 + sol2.stats.niter + 1
     np.testing.assert_allclose(sol2.u - e * np.tanh(sol2.u), M, atol=1e-11)
+
+
+@pytest.mark.parametrize("method", ["itp", "brent"])
+def test_numpy_blocks_give_the_whole_batchs_answer(method, monkeypatch):
+    lo, hi, p = _kepler_batch(n=40_000, shape=(200, 200))  # above 2 x BLOCK: solved in 3 blocks
+    prob = ss.IntervalNonlinearProblem(_kepler, (lo, hi), p)
+    blocks = ss.solve(prob, method)
+    monkeypatch.setattr("steadysolve.loop_bracket.BLOCK", 10 ** 9)
+    whole = ss.solve(prob, method)
+    assert blocks.successful and whole.successful
+    for a, b in ((blocks.u, whole.u), (blocks.resid, whole.resid), (blocks.stats.niter_per_element,
+                 whole.stats.niter_per_element), (blocks.stats.bracket[0], whole.stats.bracket[0])):
+        assert a.shape == (200, 200)
+        np.testing.assert_array_equal(a, b)
+    # every block's calls count (the loop runs once per block), and one check that f is elementwise in p
+    assert blocks.stats.nf > whole.stats.nf and blocks.stats.niter <= whole.stats.niter
+
+
+def test_blocks_fall_back_to_the_whole_batch_for_an_f_not_elementwise_in_p():
+    lo, hi, (e, M) = _kepler_batch(n=40_000)
+    sol = ss.solve(ss.IntervalNonlinearProblem(lambda E, p: E - p[0] * np.tanh(E) - p[1] + 1e-3 * p[1].mean(),
+                                               (lo, hi), (e, M)))
+    assert sol.successful and sol.stats.nf == 2 + sol.stats.niter + 2  # the blocks' check and the narrowing's
+    np.testing.assert_allclose(sol.u - e * np.tanh(sol.u), M - 1e-3 * M.mean(), atol=1e-11)

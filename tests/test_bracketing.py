@@ -572,7 +572,7 @@ def test_an_f_not_elementwise_in_p_is_solved_on_the_whole_batch():
 
 @pytest.mark.parametrize("method", ["itp", "brent"])
 def test_numpy_blocks_give_the_whole_batchs_answer(method, monkeypatch):
-    lo, hi, p = _kepler_batch(n=40_000, shape=(200, 200))  # above 2 x BLOCK: solved in 3 blocks
+    lo, hi, p = _kepler_batch(n=60_000, shape=(200, 300))  # above 2 x BLOCK: solved in 3 blocks
     prob = ss.IntervalNonlinearProblem(_kepler, (lo, hi), p)
     blocks = ss.solve(prob, method)
     monkeypatch.setattr("steadysolve.loop_bracket.BLOCK", 10 ** 9)
@@ -580,14 +580,14 @@ def test_numpy_blocks_give_the_whole_batchs_answer(method, monkeypatch):
     assert blocks.successful and whole.successful
     for a, b in ((blocks.u, whole.u), (blocks.resid, whole.resid), (blocks.stats.niter_per_element,
                  whole.stats.niter_per_element), (blocks.stats.bracket[0], whole.stats.bracket[0])):
-        assert a.shape == (200, 200)
+        assert a.shape == (200, 300)
         np.testing.assert_array_equal(a, b)
     # every block's calls count (the loop runs once per block), and one check that f is elementwise in p
     assert blocks.stats.nf > whole.stats.nf and blocks.stats.niter <= whole.stats.niter
 
 
 def test_blocks_fall_back_to_the_whole_batch_for_an_f_not_elementwise_in_p():
-    lo, hi, (e, M) = _kepler_batch(n=40_000)
+    lo, hi, (e, M) = _kepler_batch(n=60_000)
     sol = ss.solve(ss.IntervalNonlinearProblem(lambda E, p: E - p[0] * np.tanh(E) - p[1] + 1e-3 * p[1].mean(),
                                                (lo, hi), (e, M)))
     assert sol.successful and sol.stats.nf == 2 + sol.stats.niter + 2  # the blocks' check and the narrowing's

@@ -22,15 +22,13 @@ sign, not a root). An element that has stopped is never stepped again: its brack
 from __future__ import annotations
 
 import contextlib
-import math
-from typing import Any, NamedTuple
 
 from . import backend, fused
 from .algorithms.bracketing import Book, BracketContext
 from .algorithms.itp import ITP
 from .checks import check_int, check_tol
 from .interval import IntervalNonlinearProblem
-from .loop_bracket_narrow import Narrowing, Outcome, gather_p, same_values
+from .loop_bracket_narrow import Narrowing, Outcome, blocked, run_blocks
 from .problems import as_output, check_output, checked
 from .registry import resolve
 from .retcodes import RUNNING, ReturnCode
@@ -126,8 +124,10 @@ def _solve(prob, alg, xp, abstol, reltol, maxiters, user_err):
         register_jax_pytrees()
         if not traced:
             out = _compiled(prob, alg, abstol, reltol, maxiters, flo, fhi)
-    if out is None and not traced and _blocked(xp, prob):
-        out = _run_blocks(prob, alg, xp, abstol, reltol, maxiters, flo, fhi, user_err)
+    if out is None and not traced and blocked(prob):
+        out = run_blocks(xp, prob, flo, fhi,
+                         lambda part, a, b: _run(part, alg, abstol, reltol, maxiters, a, b, user_err, _run_eager),
+                         lambda p, like: _caller(prob.f, p, like, user_err))
     if out is None:
         out = _run(prob, alg, abstol, reltol, maxiters, flo, fhi, user_err, _run_jax if traced else _run_eager)
     if not traced:
@@ -174,54 +174,6 @@ def _compiled(prob, alg, abstol, reltol, maxiters, flo, fhi):
         return _JITTED[0](prob.f, alg, abstol, reltol, maxiters, prob.lo, prob.hi, flo, fhi, prob.p)
     except Exception:
         return None
-
-
-#: NumPy: a batch of more than 2 BLOCK elements is solved in blocks of at most BLOCK elements, one
-#: after the other, by the same loop: the arrays of a step then stay in cache and the allocator reuses
-#: its memory (25-40% less CPU time at 100,000 elements than one loop over the whole batch; flat
-#: between 15,000 and 35,000)
-BLOCK = 25000
-
-
-class _Part(NamedTuple):
-    """A block of a batch (flat), standing for the problem in the loop; ``f`` was checked on it."""
-
-    f: Any
-    lo: Any
-    hi: Any
-    p: Any
-    checked: bool = True
-
-
-def _blocked(xp, prob) -> bool:
-    return backend.library_name(prob.lo) == "numpy" and prob.lo.ndim > 0 and math.prod(prob.lo.shape) > 2 * BLOCK
-
-
-def _run_blocks(prob, alg, xp, abstol, reltol, maxiters, flo, fhi, user_err):
-    """The :class:`Outcome` of the eager loop run block by block; on the whole batch when ``f`` on a
-    block (with ``p``'s per-element arrays sliced alike) does not give what it gave on the whole batch
-    (checked on the first block: one call of ``f``), and None when an array of ``p`` does not broadcast
-    to the brackets' shape."""
-    shape = tuple(prob.lo.shape)
-    size = math.prod(shape)
-    count = -(-size // BLOCK)
-    edges = [size * i // count for i in range(count + 1)]
-    flat = [xp.reshape(a, (-1,)) for a in (prob.lo, prob.hi, flo, fhi)]
-    parts = []
-    for start, stop in zip(edges[:-1], edges[1:]):
-        try:
-            p = gather_p(xp, prob.p, shape, slice(start, stop))
-        except ValueError:  # an array of p that does not broadcast to the brackets' shape
-            return None
-        parts.append((_Part(prob.f, flat[0][start:stop], flat[1][start:stop], p), flat[2][start:stop],
-                      flat[3][start:stop]))
-    first, flo0, _ = parts[0]
-    if not same_values(xp, _caller(prob.f, first.p, first.lo, user_err), first.lo, flo0):
-        out = _run(prob, alg, abstol, reltol, maxiters, flo, fhi, user_err, _run_eager)  # the whole batch
-        return out._replace(calls=out.calls + 1)
-    outs = [_run(part, alg, abstol, reltol, maxiters, a, b, user_err, _run_eager) for part, a, b in parts]
-    whole = [xp.reshape(xp.concat([o[i] for o in outs]), shape) for i in range(6)]
-    return Outcome(*whole, max(o.it for o in outs), 1 + sum(o.calls for o in outs))
 
 
 def _const(xp, value, like):

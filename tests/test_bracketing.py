@@ -575,7 +575,7 @@ def test_numpy_blocks_give_the_whole_batchs_answer(method, monkeypatch):
     lo, hi, p = _kepler_batch(n=60_000, shape=(200, 300))  # above 2 x BLOCK: solved in 3 blocks
     prob = ss.IntervalNonlinearProblem(_kepler, (lo, hi), p)
     blocks = ss.solve(prob, method)
-    monkeypatch.setattr("steadysolve.loop_bracket.BLOCK", 10 ** 9)
+    monkeypatch.setattr("steadysolve.loop_bracket_narrow.BLOCK", 10 ** 9)
     whole = ss.solve(prob, method)
     assert blocks.successful and whole.successful
     for a, b in ((blocks.u, whole.u), (blocks.resid, whole.resid), (blocks.stats.niter_per_element,
@@ -592,3 +592,21 @@ def test_blocks_fall_back_to_the_whole_batch_for_an_f_not_elementwise_in_p():
                                                (lo, hi), (e, M)))
     assert sol.successful and sol.stats.nf == 2 + sol.stats.niter + 2  # the blocks' check and the narrowing's
     np.testing.assert_allclose(sol.u - e * np.tanh(sol.u), M - 1e-3 * M.mean(), atol=1e-11)
+
+
+@pytest.mark.slow
+def test_the_benchmark_script_runs_and_its_roots_agree_with_brentq(tmp_path):
+    import json
+    import subprocess
+
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "bracketing.py")
+    out = tmp_path / "b.json"
+    proc = subprocess.run([sys.executable, script, "--n", "3000", "--families", "kepler,aps11", "--backends", "numpy",
+                           "--repeats", "1", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "agree" in proc.stdout and "brentq loop" in proc.stdout
+    rows = json.loads(out.read_text())["benchmarks"]["bracketing"]["rows"]
+    assert len(rows) == 8  # 2 families x (ITP, Brent) x (vs loop, vs find_root)
+    assert {r["peer"] for r in rows} == {"scipy brentq loop", "scipy find_root"}
+    assert all(r["target"] in (0.02, 1.0) and r["ratio"] > 0 for r in rows)
+    assert all(r["agree"] == 3000 and r["solved"] == 3000 for r in rows if "agree" in r)

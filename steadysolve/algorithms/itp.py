@@ -50,7 +50,7 @@ class ITP(BracketingMethod):
     >>> import numpy as np, steadysolve as ss
     >>> prob = ss.IntervalNonlinearProblem(lambda x, p: x**3 - 2.0, (np.ones(1), np.full(1, 2.0)))
     >>> sol = ss.solve(prob, ss.ITP(n0=2))
-    >>> np.round(sol.u, 12), sol.retcode.name, sol.stats.niter < 10
+    >>> sol.u, sol.retcode.name, sol.stats.niter < 10
     (array([1.25992105]), 'Success', True)
     """
 

@@ -4,7 +4,7 @@ Every element of ``lo`` / ``hi`` is its own problem: find ``x`` in ``[lo[i], hi[
 ``f(x, p)[i] = 0``, where ``f`` is *elementwise* (element ``i`` of its output depends on element
 ``i`` of ``x`` only). The bracketing methods (``ITP``, ``Brent``, ``Bisection``, ``Ridder``) keep a
 sign change of ``f`` inside a shrinking bracket, so with a continuous ``f`` they cannot miss the
-root; ``solve`` runs them on all elements at once (see ``loop_bracket``).
+root; ``solve`` runs them on all elements at once (see ``_engine.bracket``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 import numbers
 from typing import Any, Callable
 
-from . import backend, fused
+from . import _backend as backend
+from ._backend import fused
 
 __all__ = ["IntervalNonlinearProblem"]
 

@@ -12,7 +12,7 @@ SteadyStateProblem or FixedPointProblem), ``"linear"`` solvers (``linear_solve``
 
 from __future__ import annotations
 
-from .checks import suggest
+from ._checks import suggest
 
 __all__ = ["register", "resolve", "available", "NONLINEAR", "LINEAR", "BRACKETING"]
 

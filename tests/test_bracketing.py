@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import steadysolve as ss
-from steadysolve import backend, fused
+from steadysolve import _backend as backend
+from steadysolve._backend import fused
 from helpers import get_backend, xp_of
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
@@ -538,7 +539,7 @@ def test_narrowing_to_the_running_elements_changes_nothing_but_the_work(name, me
     lo, hi, p = _kepler_batch(shape=(64, 128))
     prob = _problem(bk, _kepler, lo, hi, p)
     narrowed = ss.solve(prob, method)
-    monkeypatch.setattr("steadysolve.loop_bracket_narrow.NARROW_AT", 0.0)  # never narrow
+    monkeypatch.setattr("steadysolve._engine.bracket_parts.NARROW_AT", 0.0)  # never narrow
     whole = ss.solve(prob, method)
     assert narrowed.successful and whole.successful
     assert narrowed.stats.nf == whole.stats.nf + 1  # the one check that f is elementwise in p
@@ -575,7 +576,7 @@ def test_numpy_blocks_give_the_whole_batchs_answer(method, monkeypatch):
     lo, hi, p = _kepler_batch(n=60_000, shape=(200, 300))  # above 2 x BLOCK: solved in 3 blocks
     prob = ss.IntervalNonlinearProblem(_kepler, (lo, hi), p)
     blocks = ss.solve(prob, method)
-    monkeypatch.setattr("steadysolve.loop_bracket_narrow.BLOCK", 10 ** 9)
+    monkeypatch.setattr("steadysolve._engine.bracket_parts.BLOCK", 10 ** 9)
     whole = ss.solve(prob, method)
     assert blocks.successful and whole.successful
     for a, b in ((blocks.u, whole.u), (blocks.resid, whole.resid), (blocks.stats.niter_per_element,

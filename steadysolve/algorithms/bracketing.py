@@ -2,7 +2,7 @@
 pieces, Bisection and Ridder (ITP, the default, and Brent have modules of their own), each written
 once against the array API for whole arrays of brackets.
 
-The contract (the driver is ``loop_bracket``)::
+The contract (the driver is ``_engine.bracket``)::
 
     init(prob, n, p, fn, fp, book, ctx) -> State   # n, p: the ends with f(n) <= 0 <= f(p)
     step(prob, state, ctx) -> State                 # one iteration of every running element
@@ -14,7 +14,7 @@ step evaluates ``f`` once (Ridder: twice) on the whole array, at a point inside 
 running element and at a point already evaluated for a stopped one (so ``f`` never sees a point
 outside the user's brackets), and changes a running element's bracket only with a finite value:
 an element whose ``f`` turned NaN keeps its last bracket, and the driver stops it with
-``NonFinite``. The driver owns the verdict (``loop_bracket.judge``), the iteration and the counts.
+``NonFinite``. The driver owns the verdict (``_engine.bracket.judge``), the iteration and the counts.
 Nothing here branches in Python on array values: choices are ``where`` (``ctx.select``, a bitwise
 blend on NumPy and PyTorch's CPU, where ``where`` branches per entry).
 

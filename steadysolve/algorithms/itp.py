@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..checks import check_int, check_positive, check_real
+from .._checks import check_int, check_positive, check_real
 from ..registry import register
 from .bracketing import BracketingMethod, SignState, evaluate, is_running, take
 

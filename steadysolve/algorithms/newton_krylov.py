@@ -14,7 +14,7 @@ from typing import Optional, Union
 from ..linear.gmres import GMRES, gmres_2d
 from ..registry import register
 from ..retcodes import ReturnCode
-from ..checks import check_int, check_positive
+from .._checks import check_int, check_positive
 from .newton_base import NewtonBase, NewtonState
 
 __all__ = ["NewtonKrylov", "NewtonBase", "NewtonState"]

@@ -8,8 +8,9 @@ its bracket::
 
     Success   when |x1 - x0| <= abstol + reltol * min(|x0|, |x1|)   (or f = 0 exactly at an end)
 
-with ``abstol`` at least the dtype's smallest normal number and ``reltol`` at least its ``eps``, so
-that a bracket of two adjacent floating-point numbers always passes (the root is then located as
+with ``abstol`` at least the dtype's smallest normal number and ``reltol`` at least its ``eps`` (one
+given alone binds: the other is 0 before these floors), so that a bracket of two adjacent
+floating-point numbers always passes (the root is then located as
 well as the dtype allows). ``sol.u`` is the end with the smaller ``|f|``, hence within
 ``abstol + reltol * |u|`` of a point where ``f`` changes sign. The other codes: ``NoBracket`` (the
 same sign at both initial ends), ``NonFinite`` (``f`` NaN at an end or at a new point: the element
@@ -23,17 +24,18 @@ from __future__ import annotations
 
 import contextlib
 
-from . import backend, fused
-from .algorithms.bracketing import Book, BracketContext
-from .algorithms.itp import ITP
-from .checks import check_int, check_tol
-from .interval import IntervalNonlinearProblem
-from .loop_bracket_narrow import Narrowing, Outcome, blocked, run_blocks
-from .problems import as_output, check_output, checked
-from .registry import resolve
-from .retcodes import RUNNING, ReturnCode
-from .solution import Solution, Stats, register_jax_pytrees
-from .termination import default_tolerance
+from .. import _backend as backend
+from .._backend import fused
+from .._checks import check_int, check_tol
+from ..algorithms.bracketing import Book, BracketContext
+from ..algorithms.itp import ITP
+from ..interval import IntervalNonlinearProblem
+from ..problems import as_output, check_output, checked
+from ..registry import resolve
+from ..retcodes import RUNNING, ReturnCode
+from ..solution import Solution, Stats, register_jax_pytrees
+from ..termination import default_tolerance
+from .bracket_parts import Narrowing, Outcome, blocked, run_blocks
 
 __all__ = ["solve_interval", "judge", "DEFAULT_RELTOL_EPS"]
 
@@ -116,8 +118,11 @@ def _solve(prob, alg, xp, abstol, reltol, maxiters, user_err):
     flo = _first_values(prob, lo, "lo", user_err)
     fhi = _first_values(prob, hi, "hi", user_err)
     fi = xp.finfo(lo.dtype)
-    abstol = max(default_tolerance(xp, lo.dtype) if abstol is None else abstol, float(fi.smallest_normal))
-    reltol = max(DEFAULT_RELTOL_EPS * float(fi.eps) if reltol is None else reltol, float(fi.eps))
+    if abstol is None and reltol is None:
+        abstol, reltol = default_tolerance(xp, lo.dtype), DEFAULT_RELTOL_EPS * float(fi.eps)
+    # a tolerance given alone binds (the other is 0), as everywhere; the floors make adjacent ends pass
+    abstol = max(abstol or 0.0, float(fi.smallest_normal))
+    reltol = max(reltol or 0.0, float(fi.eps))
     out = None
     traced = backend.is_jax(xp) and any(backend.is_traced(v) for v in backend.tree_leaves((lo, hi, prob.p, flo)))
     if backend.is_jax(xp):
@@ -216,7 +221,7 @@ def judge(alg, state, ctx):
 
 def _run_eager(alg, prob, state, ctx, maxiters, user_err):
     """One host read per iteration (how many elements still run). On NumPy, PyTorch and CuPy, once at
-    most half of the current elements run, the loop continues on those alone (``loop_bracket_narrow``)."""
+    most half of the current elements run, the loop continues on those alone (``bracket_parts``)."""
     xp = ctx.xp
     narrowing = Narrowing(xp, prob, alg, lambda p, like: _context(xp, prob.f, p, like, ctx.abstol, ctx.reltol,
                                                                      user_err), getattr(prob, "checked", False))

@@ -1,4 +1,4 @@
-"""The eager bracketing loop on parts of a batch (see ``loop_bracket``): on the running elements alone
+"""The eager bracketing loop on parts of a batch (see ``bracket``): on the running elements alone
 once most have stopped (a step then costs what the running ones cost, not the whole batch), and on
 NumPy in blocks (the arrays of a step then stay in cache). Both for an ``f`` elementwise in ``x`` and
 ``p``, checked once."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from . import backend
+from .. import _backend as backend
 
 __all__ = ["Outcome", "Narrowing", "NARROW_AT", "BLOCK", "blocked", "run_blocks", "gather_p", "same_values"]
 

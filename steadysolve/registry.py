@@ -51,6 +51,19 @@ def available(kind: str = "nonlinear") -> list[str]:
     """The registered names of one kind, sorted: ``"nonlinear"`` algorithms (the default),
     ``"linear"`` solvers or ``"bracketing"`` methods (for an IntervalNonlinearProblem).
 
+    Parameters
+    ----------
+    kind : str
+        ``"nonlinear"`` (default: the names ``solve`` and the adapters accept) or ``"linear"``
+        (the names ``linear_solve`` and ``Implicit(solver=...)`` accept).
+
+    Returns
+    -------
+    list of str
+        The names, sorted.
+
+    Examples
+    --------
     >>> import steadysolve as ss
     >>> "anderson" in ss.available() and "gmres" in ss.available("linear")
     True

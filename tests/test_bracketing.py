@@ -433,7 +433,8 @@ def test_names_kinds_and_keywords():
     with pytest.raises(TypeError, match="ITP is a bracketing method"):
         ss.solve(nl, ss.ITP())
     for kw, match in ((dict(norm="l2"), "norm='l2' does not apply"), (dict(batch_axis=0), "batch_axis=0"),
-                      (dict(store_trace=True), "store_trace"), (dict(callback=print), "callback")):
+                      (dict(store_trace=True), "store_trace"), (dict(callback=print), "callback"),
+                      (dict(verbose=True), "verbose")):
         with pytest.raises(TypeError, match=match):
             ss.solve(prob, **kw)
     with pytest.raises(TypeError, match="did you mean 'abstol' or 'reltol'"):

@@ -56,6 +56,7 @@ _UNUSED = {
     "batch_axis": (None, "every element of the bracket arrays is already its own problem"),
     "store_trace": (False, "a bracketing solve keeps no residual trace; sol.stats holds the final bracket"),
     "callback": (None, "a bracketing solve takes no callback"),
+    "verbose": (False, "a bracketing solve prints no per-iteration table (sol.stats has the counts per element)"),
 }
 
 

@@ -86,21 +86,28 @@ class DynamicSS(Algorithm):
 
     Parameters
     ----------
-    integrator : an explicit Runge-Kutta method (:class:`Tsit5`, the default).
-    controller : :class:`PIController`; its ``reltol`` / ``abstol`` default to a tenth of the
+    integrator
+        An explicit Runge-Kutta method (``Tsit5``, the default).
+    controller
+        ``PIController``; its ``reltol`` / ``abstol`` default to a tenth of the
         solve's ``reltol`` / ``abstol`` (with ``reltol = 0`` the local error is controlled
         absolutely).
-    tmax : the integration stops with ``ReturnCode.TimeLimit`` when ``t`` reaches it
+    tmax
+        The integration stops with ``ReturnCode.TimeLimit`` when ``t`` reaches it
         before a steady state (the last step is clipped to land on ``tmax``). ``inf``
         is allowed; ``t`` is then still capped far below overflow.
-    t0 : start time.
-    dt0 : first step; ``None`` picks it automatically (one extra evaluation).
-    per_element_time : batched solves give every element its own ``t`` and step size.
+    t0
+        Start time.
+    dt0
+        First step; ``None`` picks it automatically (one extra evaluation).
+    per_element_time
+        Batched solves give every element its own ``t`` and step size.
         By default a ``SteadyStateProblem``'s ``f(u, p, t)`` receives one 0-d time, the
         smallest stage time over the batch (exact for unbatched solves; irrelevant for
         autonomous problems). With ``per_element_time=True`` it receives the ``(B,)``
         array of per-element stage times instead.
-    compile_jax : with concrete (eager) JAX arrays, let the driver compile the step once per
+    compile_jax
+        With concrete (eager) JAX arrays, let the driver compile the step once per
         solve with ``jax.jit`` (op-by-op dispatch of the ~300 array operations of a step is
         slow); if ``f`` cannot be traced the solve falls back to op-by-op execution. Inside
         ``jax.jit`` / ``vmap`` the whole solve is traced anyway.

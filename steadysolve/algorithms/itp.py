@@ -20,10 +20,12 @@ class ITP(BracketingMethod):
     """ITP, *Interpolate, Truncate and Project* (Oliveira & Takahashi, ACM TOMS 47(1), 2020): the default.
 
     Each iteration takes the regula falsi point, moves it towards the midpoint by
-    ``delta = k1 * width**k2`` (the truncation), and projects it onto an interval around the
+    ``delta = kappa_1 * width**k2`` (the truncation), and projects it onto an interval around the
     midpoint that shrinks so that no element ever needs more than ``n0`` iterations beyond
     bisection's ``ceil(log2(width0 / (2 eps)))`` (``eps``: half the tolerance at the start). On
-    smooth functions it converges superlinearly (order up to ``sqrt(k2)``, per evaluation).
+    smooth functions it converges superlinearly (order up to ``sqrt(k2)``, per evaluation). The
+    truncation step is at least half the tolerance (as in Brent's method), so that the last
+    iterations do not stall when ``kappa_1 * width**k2`` falls below the rounding of the ends.
 
     Parameters
     ----------
@@ -36,9 +38,6 @@ class ITP(BracketingMethod):
     n0 : int
         Slack: iterations allowed beyond bisection's count, ``>= 0`` (default 10, NonlinearSolve.jl's;
         with 0 the worst case is bisection's, and the interpolation has little room to pay off).
-
-    The truncation step is at least half the tolerance (as in Brent's method), so that the last
-    iterations do not stall when ``k1 * width**k2`` falls below the rounding of the ends.
 
     Raises
     ------

@@ -2,7 +2,7 @@
 
 DEQ users plot how the state evolves with depth (time), not only where it ends;
 ``integrate`` gives ``(ts, us)`` with the same integrator and controller that
-:class:`~steadysolve.DynamicSS` uses. The whole ``u0`` is one ODE system (one step
+``steadysolve.DynamicSS`` uses. The whole ``u0`` is one ODE system (one step
 size); for independent systems with their own steps use ``jax.vmap`` or
 ``solve(..., DynamicSS(), batch_axis=...)``.
 """
@@ -10,7 +10,7 @@ size); for independent systems with their own steps use ``jax.vmap`` or
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .. import _backend as backend
 from .._checks import check_int, check_real, check_tol, reject_unknown
@@ -20,6 +20,9 @@ from .adaptive import attempt, first_step, time_dtype
 from .controller import PIController
 from .runge_kutta import dense_eval
 from .tsit5 import ExplicitRK, Tsit5
+
+if TYPE_CHECKING:
+    from typing_extensions import Never  # typing.Never from Python 3.11
 
 __all__ = ["integrate", "ODESolution"]
 
@@ -37,24 +40,35 @@ def _host_floats(xp, x) -> list:
 def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=None, saveat=None,
               reltol: Optional[float] = None, abstol: Optional[float] = None,
               controller: Optional[PIController] = None,
-              dt0: Optional[float] = None, maxiters: int = 100_000, **unknown) -> ODESolution:
+              dt0: Optional[float] = None, maxiters: int = 100_000, **unknown: Never) -> ODESolution:
     """Integrate ``du/dt = f(u, p, t)`` from ``tspan[0]`` to ``tspan[1]``.
 
     Parameters
     ----------
-    f : ``f(u, p, t) -> du/dt`` (same shape and dtype as ``u``); ``t`` is a 0-d array.
-    u0 : initial state, any shape, any supported array library.
-    tspan : ``(t0, t1)`` with ``t1 > t0`` (Python numbers).
-    solver : an explicit RK method, :class:`Tsit5` by default.
-    saveat : times (a 1-D sequence of numbers inside ``[t0, t1]``, non-decreasing)
+    f
+        ``f(u, p, t) -> du/dt`` (same shape and dtype as ``u``); ``t`` is a 0-d array.
+    u0
+        Initial state, any shape, any supported array library.
+    tspan
+        ``(t0, t1)`` with ``t1 > t0`` (Python numbers).
+    solver
+        An explicit RK method, ``Tsit5`` by default.
+    saveat
+        Times (a 1-D sequence of numbers inside ``[t0, t1]``, non-decreasing)
         at which to return the state, from the integrator's free dense output;
         ``None`` returns every accepted step (eager only: under ``jax.jit`` the number
         of steps is not known in advance, so pass ``saveat``).
-    reltol, abstol : local error tolerances (used unless ``controller`` sets its own); default
-        ``reltol=1e-6, abstol=1e-9``; when only one is given, the other is 0.
-    controller : a :class:`PIController` for the other step-size knobs.
-    dt0 : first step size; ``None`` chooses it automatically (one evaluation).
-    maxiters : cap on attempted steps (accepted plus rejected).
+    reltol
+        Local error tolerance (used unless ``controller`` sets its own); default ``reltol=1e-6,
+        abstol=1e-9``; when only one is given, the other is 0.
+    abstol
+        As ``reltol``.
+    controller
+        A ``PIController`` for the other step-size knobs.
+    dt0
+        First step size; ``None`` chooses it automatically (one evaluation).
+    maxiters
+        Cap on attempted steps (accepted plus rejected).
 
     Returns
     -------

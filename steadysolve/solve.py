@@ -53,7 +53,7 @@ _GRAD_HINT = ("steadysolve.solve does not differentiate through the solve (it ru
               "use steadysolve.adapters.torch.fixed_point / DEQ (implicit differentiation).")
 
 
-def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = None,
+def solve(prob: Union[AbstractProblem, IntervalNonlinearProblem], alg: Any = None, *, abstol: Optional[float] = None,
           reltol: Optional[float] = None, maxiters: int = 1000, norm: Union[str, Callable] = "max",
           batch_axis: Optional[int] = None, throw: bool = False, store_trace: bool = False,
           callback: Optional[Callable] = None, verbose: bool = False, **unknown: Never) -> Solution:

@@ -10,9 +10,13 @@ from .algorithms.newton import NewtonRaphson
 from .algorithms.trust_region import TrustRegion
 from .algorithms.levenberg_marquardt import LevenbergMarquardt
 from .algorithms.auto import Auto
+from .algorithms.bracketing import Bisection, Ridder
+from .algorithms.brent import Brent
+from .algorithms.itp import ITP
 from .linear import GMRES, linear_solve
 from .ode import PIController, Tsit5
 from .ode.integrate import integrate
+from .interval import IntervalNonlinearProblem
 from .problems import FixedPointProblem, NonlinearProblem, SteadyStateProblem
 from .registry import available
 from .solution import (ConvergenceError, ConvergenceWarning, LinearSolution, ODESolution, Result, ReturnCode, Solution,
@@ -29,6 +33,7 @@ __all__ = [
     "NonlinearProblem",
     "SteadyStateProblem",
     "FixedPointProblem",
+    "IntervalNonlinearProblem",
     "solve",
     "Solution",
     "Stats",
@@ -50,6 +55,10 @@ __all__ = [
     "TrustRegion",
     "LevenbergMarquardt",
     "Auto",
+    "ITP",
+    "Brent",
+    "Bisection",
+    "Ridder",
     "GMRES",
     "linear_solve",
     "LinearSolution",

@@ -258,20 +258,21 @@ def checked(fn, name: str, u0):
     return call
 
 
-def check_output(name: str, out, u, xp) -> None:
-    """Validate one evaluation of the user's function against ``u`` (shape, dtype, library)."""
+def check_output(name: str, out, u, xp, like: str = "u0", hint: str = "the residual must have the same {} as u") -> None:
+    """Validate one evaluation of the user's function against ``u`` (shape, dtype, library); ``like``
+    names ``u`` in the messages and ``hint`` (with ``{}`` for "shape" or "dtype") says what is expected."""
     if not backend.is_array(out):
-        raise TypeError(f"{name} must return an array like u0, got {type(out).__name__}")
+        raise TypeError(f"{name} must return an array like {like}, got {type(out).__name__}")
     lib_u, lib_o = backend.library_name(u), backend.library_name(out)
     if lib_o != lib_u:
-        raise TypeError(f"{name} returned a {lib_o} array for a {lib_u} u0: mixed array libraries")
+        raise TypeError(f"{name} returned a {lib_o} array for a {lib_u} {like}: mixed array libraries")
     if tuple(out.shape) != tuple(u.shape):
         raise ValueError(
-            f"{name} returned shape {tuple(out.shape)} but u0 has shape {tuple(u.shape)}; "
-            "the residual must have the same shape as u"
+            f"{name} returned shape {tuple(out.shape)} but {like} has shape {tuple(u.shape)}; "
+            + hint.format("shape")
         )
     if out.dtype != u.dtype:
         raise TypeError(
-            f"{name} returned dtype {out.dtype} but u0 has dtype {u.dtype}; "
-            "the residual must have the same dtype as u (check for float64/float32 promotion)"
+            f"{name} returned dtype {out.dtype} but {like} has dtype {u.dtype}; "
+            + hint.format("dtype") + " (check for float64/float32 promotion)"
         )

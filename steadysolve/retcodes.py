@@ -61,6 +61,8 @@ class ReturnCode(enum.Enum):
     Stalled = "no progress: the residual has not decreased for many iterations"
     LinearSolveFailed = "the inner linear solve broke down or produced non-finite values"
     TimeLimit = "the integration time passed tmax before a steady state was reached"
+    NoBracket = ("f has the same sign at both ends of the bracket (no sign change), so the bracket is not known "
+                 "to hold a root; widen or move it")
 
     @property
     def code(self) -> int:
@@ -89,6 +91,7 @@ _ORDER = [
     ReturnCode.Stalled,
     ReturnCode.LinearSolveFailed,
     ReturnCode.TimeLimit,
+    ReturnCode.NoBracket,  # codes are decoded by number (JAX adapter, Solution): append, never renumber
 ]
 _CODES = {rc: i for i, rc in enumerate(_ORDER)}
 _FROM_CODE = {i: rc for rc, i in _CODES.items()}

@@ -12,6 +12,8 @@ from .algorithms.auto import Auto
 from ._checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
 from ._engine.context import build_context, fname_of, narrower
 from ._backend.layout import Layout
+from .interval import IntervalNonlinearProblem
+from ._engine.bracket import solve_interval
 from ._engine.driver import run
 from .problems import AbstractProblem, as_output, check_output
 from .registry import resolve
@@ -51,7 +53,7 @@ _GRAD_HINT = ("steadysolve.solve does not differentiate through the solve (it ru
               "use steadysolve.adapters.torch.fixed_point / DEQ (implicit differentiation).")
 
 
-def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = None,
+def solve(prob: Union[AbstractProblem, IntervalNonlinearProblem], alg: Any = None, *, abstol: Optional[float] = None,
           reltol: Optional[float] = None, maxiters: int = 1000, norm: Union[str, Callable] = "max",
           batch_axis: Optional[int] = None, throw: bool = False, store_trace: bool = False,
           callback: Optional[Callable] = None, verbose: bool = False, **unknown: Never) -> Solution:
@@ -59,8 +61,11 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
 
     Parameters
     ----------
-    prob : NonlinearProblem, SteadyStateProblem or FixedPointProblem
-        What to solve: ``f(u, p) = 0``, ``du/dt = f(u, p, t) = 0`` or ``g(u, p) = u``, from ``u0``.
+    prob : NonlinearProblem, SteadyStateProblem, FixedPointProblem or IntervalNonlinearProblem
+        What to solve: ``f(u, p) = 0``, ``du/dt = f(u, p, t) = 0`` or ``g(u, p) = u``, from ``u0``;
+        or scalar roots on arrays of brackets ``[lo, hi]`` (an IntervalNonlinearProblem: ``alg`` is a
+        bracketing method, ``"itp"`` by default, and ``abstol`` / ``reltol`` bound the bracket's width;
+        see ``docs/bracketing.md``).
     alg
         An algorithm instance (``Anderson(memory=5)``) or a registered name
         (``"anderson"``, ``"fixed_point"``, ...). ``None`` (or ``"auto"``) means the default
@@ -117,9 +122,13 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
     (<ReturnCode.Success: ...>, array([0.450184, 0.739085]))
     """
     reject_unknown("solve()", unknown, _KEYWORDS, _ALIASES)
+    if isinstance(prob, IntervalNonlinearProblem):  # scalar roots on arrays of brackets: _engine.bracket
+        sol = solve_interval(prob, alg, abstol, reltol, maxiters, norm=norm, batch_axis=batch_axis,
+                             store_trace=store_trace, callback=callback, verbose=verbose)
+        return _thrown(sol, check_bool("solve", "throw", throw))
     if not isinstance(prob, AbstractProblem):
-        raise TypeError(f"solve: prob must be a NonlinearProblem, SteadyStateProblem or FixedPointProblem, "
-                        f"got {type(prob).__name__}")
+        raise TypeError(f"solve: prob must be a NonlinearProblem, SteadyStateProblem, FixedPointProblem or "
+                        f"IntervalNonlinearProblem, got {type(prob).__name__}")
     alg = _DEFAULT if alg is None else resolve(alg)
     abstol = check_tol("solve", "abstol", abstol)
     reltol = check_tol("solve", "reltol", reltol)
@@ -232,6 +241,15 @@ def _num(x: Any):
         return int(x)
     except (TypeError, ValueError):
         return x
+
+
+def _thrown(sol, throw):
+    """``sol``, or with ``throw=True`` a ConvergenceError (an ``equinox`` runtime error under tracing)."""
+    if throw and backend.is_traced(sol.retcode_array):
+        return _jax_throw(sol)
+    if throw and not sol.successful:
+        raise ConvergenceError(sol)
+    return sol
 
 
 def _jax_throw(sol):

@@ -46,3 +46,8 @@ z_jax, stats = jax.jit(lambda a: jax_fixed_point(lambda z, a: 0.5 * jnp.tanh(z) 
 print(z_jax, stats.retcode_array)
 layer = JaxDEQ(lambda z, x: jnp.tanh(0.5 * z + x), "anderson", maxiters=30)
 print(layer(jnp.ones(3)))
+
+# scalar roots on an array of brackets
+brackets = ss.IntervalNonlinearProblem(lambda x, p: x * x - p, (np.zeros(3), np.full(3, 2.0)), np.array([1.0, 2.0, 3.0]))
+roots: ss.Solution = ss.solve(brackets, ss.ITP(n0=2), abstol=1e-12)
+print(roots.u, roots.stats.niter_per_element, ss.available("bracketing"))

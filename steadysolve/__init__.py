@@ -9,7 +9,7 @@ from .algorithms.trust_region import TrustRegion
 from .algorithms.levenberg_marquardt import LevenbergMarquardt
 from .algorithms.auto import Auto
 from .linear import GMRES, linear_solve
-from .ode import PIController, Tsit5
+from .ode import PIController, Rodas4, Rodas5P, Rosenbrock23, Tsit5
 from .ode.integrate import integrate
 from .problems import FixedPointProblem, NonlinearProblem, SteadyStateProblem
 from .registry import available
@@ -32,6 +32,9 @@ __all__ = [
     "FixedPointIteration",
     "DynamicSS",
     "Tsit5",
+    "Rosenbrock23",
+    "Rodas4",
+    "Rodas5P",
     "PIController",
     "integrate",
     "ODESolution",

@@ -46,7 +46,7 @@ class DenseLU:
     >>> J = np.array([[[-2.0, 1.0], [0.0, -3.0]]])
     >>> fact = DenseLU().factor(np, J, np.array([[0.5]]))
     >>> np.round(DenseLU().solve(np, fact, np.array([[4.0, 5.0]])), 6)    # (2 I - J) x = rhs
-    array([[0.6, 1. ]])
+    array([[1.25, 1.  ]])
     """
 
     jacobian: ClassVar[str] = "dense"
@@ -109,24 +109,27 @@ def _linalg():
 
 
 def _scipy_lu(W):
-    """SciPy's LU of the ``(B, n, n)`` NumPy stack (one 2-D factorisation for one element), or None
-    (no SciPy, or a SciPy without batched ``lu_factor``: the caller inverts instead)."""
+    """SciPy's LU of the ``(B, n, n)`` NumPy stack (LAPACK's ``getrf`` for one element, the batched
+    ``lu_factor`` otherwise), or None (no SciPy, or a SciPy without batched ``lu_factor``: the caller
+    inverts instead)."""
     sl = _linalg()
     if sl is None:
         return None
+    if W.shape[0] == 1:  # LAPACK directly: SciPy's wrappers cost more than the factorisation at small n
+        getrf, getrs = sl.get_lapack_funcs(("getrf", "getrs"), (W,))
+        lu, piv, _ = getrf(W[0], overwrite_a=True)  # info > 0 (singular): the solves say it (inf / nan)
+        return lu, (piv, getrs)
     with warnings.catch_warnings():  # an exactly singular W: the non-finite stages say it
         warnings.simplefilter("ignore")
         try:
-            if W.shape[0] == 1:
-                lu, piv = sl.lu_factor(W[0], check_finite=False)
-                return lu[None], piv[None]
             return tuple(sl.lu_factor(W, check_finite=False))
         except ValueError:  # SciPy < 1.15: 2-D arrays only
             return None
 
 
 def _scipy_solve(lu, piv, r):
-    sl = _linalg()
-    if lu.shape[0] == 1:
-        return sl.lu_solve((lu[0], piv[0]), r[0], check_finite=False)[None]
-    return sl.lu_solve((lu, piv), r[..., None], check_finite=False)[..., 0]
+    if lu.ndim == 2:
+        piv, getrs = piv
+        x, _ = getrs(lu, piv, r[0])
+        return x[None]
+    return _linalg().lu_solve((lu, piv), r[..., None], check_finite=False)[..., 0]

@@ -65,7 +65,8 @@ SCRIPTS = {
     "dynamic_ss": (["--repeats", "2"], [], 25),
     "deq_jax": (["--repeats", "2", "--skip-dense"], [], 30),
     "deq_torch": (["--quick"], [], 25),
-}  # the --quick budgets sum to 180 s: a script that needs longer is recorded as a timeout
+    "stiff": (["--quick"], [], 60),
+}  # the --quick budgets sum to 240 s: a script that needs longer is recorded as a timeout
 
 # the targets for scripts that do not report their own (benchmark, case substring) -> target
 TARGETS = {

@@ -164,7 +164,18 @@ class Rosenbrock23(Rosenbrock):
 
 @dataclass(frozen=True, repr=False)
 class Rodas4(Rosenbrock):
-    """Hairer & Wanner's RODAS: order 4(3), 6 stages, stiffly accurate and L-stable, dense output of order 3."""
+    """Hairer & Wanner's RODAS: order 4(3), 6 stages, stiffly accurate and L-stable, dense output of order 3.
+    Loses order on stiff non-autonomous problems (Prothero-Robinson), where :class:`Rodas5P` does not.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> f = lambda u, p, t: np.array([-0.04 * u[0] + 1e4 * u[1], 0.04 * u[0] - 1e4 * u[1]])
+    >>> sol = ss.solve(ss.SteadyStateProblem(f, np.array([1.0, 0.0])), ss.DynamicSS(ss.Rodas4(autonomous=True)),
+    ...                abstol=1e-12)
+    >>> sol.retcode.name, [round(float(v), 6) for v in sol.u], round(float(sol.u.sum()), 12)  # keeps u1 + u2 = 1
+    ('Success', [0.999996, 4e-06], 1.0)
+    """
 
     tableau: RosenbrockTableau = RODAS4_TABLEAU
 

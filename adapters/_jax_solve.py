@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from typing import Any, Optional, TypedDict
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import steadysolve as ss
-from steadysolve.checks import check_bool, check_callable
-from steadysolve.layout import Layout
+from steadysolve._checks import check_bool, check_callable
+from steadysolve._backend.layout import Layout
 from steadysolve.termination import default_tolerance
 
 from ._implicit import adjoint_solve, forward_stats
@@ -17,7 +19,20 @@ from ._jax_split import error_if, split_inputs, zero_tangent
 from ._options import check_layer_batch_axis, layer_options
 from ._structure import Structure, is_structured, tree_leaves, tree_map
 
-__all__ = ["implicit", "run_fixed_point", "OPTIONS"]
+__all__ = ["implicit", "run_fixed_point", "OPTIONS", "LayerOptions"]
+
+class LayerOptions(TypedDict, total=False):
+    """The keyword options the Equinox modules pass on to ``fixed_point`` (for type checkers)."""
+
+    abstol: Optional[float]
+    reltol: Optional[float]
+    maxiters: Optional[int]
+    max_nfe: Optional[int]
+    norm: Any
+    batch_axis: Optional[int]
+    throw: bool
+    backward: Any
+
 
 OPTIONS = ("solver", "abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "backward", "max_nfe")
 _DEFAULTS = dict(abstol=None, reltol=None, maxiters=None, norm="max", batch_axis=None, throw=False,
@@ -63,7 +78,8 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
         raise TypeError(f"{where}: the initial guess must have a real floating dtype, got {z0.dtype}")
     max_nfe = unknown.pop("max_nfe", None)
     opts = layer_options(where, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
-                         batch_axis=batch_axis, backward=backward, default_tol=default_tolerance(jnp, z0.dtype),
+                         batch_axis=batch_axis, backward=backward,
+                         defaults=(default_tolerance(jnp, z0.dtype),) * 2,
                          unknown=unknown, valid=OPTIONS, max_nfe=max_nfe, default_maxiters=1000)
     opts = check_layer_batch_axis(where, opts, tuple(z0.shape))
     opts = opts.budgeted(Layout(jnp, tuple(z0.shape), opts.batch_axis).n)  # max_nfe: the work budget

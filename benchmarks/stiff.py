@@ -1,7 +1,7 @@
 """Stiff steady states: DynamicSS with a Rosenbrock integrator against SciPy's BDF / Radau and diffrax's
 Kvaerno5, each run until a steady-state event fires.
 
-Problems (benchmarks/_stiff_problems.py): HIRES (n = 8), Robertson (n = 3), a stiff linear system
+Problems (benchmarks/problems/stiff.py): HIRES (n = 8), Robertson (n = 3), a stiff linear system
 with eigenvalues over six decades (n = 50), the 1-D Brusselator with fast kinetics (n = 2 N), and
 OREGO (a limit cycle: no stable steady state; reported, not timed against the peers).
 
@@ -45,8 +45,8 @@ from scipy.integrate import solve_ivp  # noqa: E402
 import steadysolve as ss  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _stiff_problems as sp  # noqa: E402
 from _common import print_table, write_results  # noqa: E402
+from problems import stiff as sp  # noqa: E402
 
 RTOL, ATOL, TOL = 1e-6, 1e-10, 1e-8
 T_END = 1e12

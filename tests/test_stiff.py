@@ -1,11 +1,9 @@
 """Rosenbrock integrators: the tableaus check themselves, the methods have their order and are
 L-stable, the error estimate drives the step, and DynamicSS / integrate use them on every backend
-(batched with per-element steps, under jax.jit). The stiff problem set is benchmarks/_stiff_problems.py."""
+(batched with per-element steps, under jax.jit). The stiff problem set is benchmarks/problems/stiff.py."""
 
 import dataclasses
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -16,9 +14,7 @@ from steadysolve.ode import rosenbrock as rb
 from steadysolve.ode._rosenbrock_step import rosenbrock_attempt, rosenbrock_step
 from steadysolve.ode._trees import trees
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-
-import _stiff_problems as stiff_set  # noqa: E402
+from benchmarks.problems import stiff as stiff_set
 
 RC = ss.ReturnCode
 METHODS = [ss.Rosenbrock23, ss.Rodas4, ss.Rodas5P]
@@ -287,7 +283,7 @@ def test_problem_set_steady_states(bk, name):
     xp = bk.xp
     p = None if P.p is None else tuple(bk.asarray(a) for a in P.p)
     prob = ss.SteadyStateProblem(P.f(xp), bk.asarray(P.u0), p, jac=P.jac(xp))
-    sol = ss.solve(prob, ss.DynamicSS(ss.Rodas5P(autonomous=True)), abstol=1e-10, reltol=1e-10)
+    sol = ss.solve(prob, ss.DynamicSS(ss.Rodas5P(autonomous=True)), abstol=1e-10, reltol=0.0)
     assert sol.retcode is RC.Success, sol
     u = bk.to_numpy(sol.u)
     np.testing.assert_allclose(u, P.reference(), rtol=1e-6, atol=1e-10)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from ..derivatives import Products
+from .._backend.derivatives import Products
 from ..ode._rosenbrock_step import rosenbrock_attempt
 from ..ode.rosenbrock import Rosenbrock
 from .dense import refresh_jacobian

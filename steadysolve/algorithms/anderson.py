@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
-from .. import backend
-from ..backend import combine_rows, rows_dot, set_at, solve_small
-from ..fused import minus_combined, rows_dot2, set_row_diff, set_row_step
+from .. import _backend as backend
+from .._backend import combine_rows, rows_dot, set_at, solve_small
+from .._backend.fused import minus_combined, rows_dot2, set_row_diff, set_row_step
 from ..registry import register
-from ..checks import check_int, check_positive
+from .._checks import check_int, check_positive
 from ..linear.small import spd_solve_unrolled
 from .base import Algorithm, residual_scale
 
@@ -50,13 +50,17 @@ class Anderson(Algorithm):
 
     Parameters
     ----------
-    memory : number of stored difference pairs (``m >= 1``).
-    mixing : the relaxation ``beta`` in ``(0, 1]``-ish (``1`` = undamped).
-    regularization : relative Tikhonov weight: each diagonal entry of the Gram matrix
+    memory
+        Number of stored difference pairs (``m >= 1``).
+    mixing
+        The relaxation ``beta`` in ``(0, 1]``-ish (``1`` = undamped).
+    regularization
+        Relative Tikhonov weight: each diagonal entry of the Gram matrix
         ``dR dR^T`` is multiplied by ``1 + regularization`` (SciPy's ``anderson`` uses
         ``w0**2 = 1e-4``). Guards against nearly dependent differences.
-    alpha : residual step scale on non-fixed-point problems (see
-        :class:`FixedPointIteration`); ``None`` picks SciPy's automatic value.
+    alpha
+        Residual step scale on non-fixed-point problems (see
+        ``FixedPointIteration``); ``None`` picks SciPy's automatic value.
 
     Raises
     ------

@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
 
-from .. import backend
+from .. import _backend as backend
+from .._backend.derivatives import fd_jvp
 from ..ode.adaptive import attempt, first_step, time_dtype
 from ..ode.controller import PIController
 from ..ode.host import attempt_host, host_buffer, host_path_ok, initial_step_host
@@ -22,7 +23,7 @@ from ..ode.runge_kutta import stage_buffer
 from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
 from ..retcodes import ReturnCode
-from ..checks import check_positive
+from .._checks import check_positive
 from ._dynamic_stiff import Rosenbrock, stiff_attempt, stiff_stats, stiff_tolerances, stiff_work
 from .base import Algorithm
 
@@ -86,22 +87,29 @@ class DynamicSS(Algorithm):
 
     Parameters
     ----------
-    integrator : an explicit Runge-Kutta method (:class:`Tsit5`, the default) or, for stiff systems, a
-        Rosenbrock method (:class:`Rodas5P`, ...; ``stats`` then add ``njac``, ``nfact`` and ``nsolve``).
-    controller : :class:`PIController`; its ``reltol`` / ``abstol`` default to a tenth of the
+    integrator
+        An explicit Runge-Kutta method (``Tsit5``, the default) or, for stiff systems, a Rosenbrock
+        method (``Rodas5P``, ...; ``stats`` then add ``njac``, ``nfact`` and ``nsolve``).
+    controller
+        ``PIController``; its ``reltol`` / ``abstol`` default to a tenth of the
         solve's ``reltol`` / ``abstol`` (with ``reltol = 0`` the local error is controlled
         absolutely).
-    tmax : the integration stops with ``ReturnCode.TimeLimit`` when ``t`` reaches it
+    tmax
+        The integration stops with ``ReturnCode.TimeLimit`` when ``t`` reaches it
         before a steady state (the last step is clipped to land on ``tmax``). ``inf``
         is allowed; ``t`` is then still capped far below overflow.
-    t0 : start time.
-    dt0 : first step; ``None`` picks it automatically (one extra evaluation).
-    per_element_time : batched solves give every element its own ``t`` and step size.
+    t0
+        Start time.
+    dt0
+        First step; ``None`` picks it automatically (one extra evaluation).
+    per_element_time
+        Batched solves give every element its own ``t`` and step size.
         By default a ``SteadyStateProblem``'s ``f(u, p, t)`` receives one 0-d time, the
         smallest stage time over the batch (exact for unbatched solves; irrelevant for
         autonomous problems). With ``per_element_time=True`` it receives the ``(B,)``
         array of per-element stage times instead.
-    compile_jax : with concrete (eager) JAX arrays, let the driver compile the step once per
+    compile_jax
+        With concrete (eager) JAX arrays, let the driver compile the step once per
         solve with ``jax.jit`` (op-by-op dispatch of the ~300 array operations of a step is
         slow); if ``f`` cannot be traced the solve falls back to op-by-op execution. Inside
         ``jax.jit`` / ``vmap`` the whole solve is traced anyway.
@@ -166,6 +174,14 @@ class DynamicSS(Algorithm):
         if ctx.batch == 1:
             return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.reshape(t, ()), dt))
         return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.min(t), dt))
+
+    def residual_jvp(self, ctx, state, v):
+        """The residual is the vector field at the state's time (``F(u)`` is the field at ``t = inf``):
+        a forward difference of the field at that time (one evaluation)."""
+        if ctx.kind != "steady_state":
+            return super().residual_jvp(ctx, state, v)
+        field = self._host_field(ctx) if isinstance(state.t, float) else self._field(ctx)
+        return fd_jvp(ctx.xp, lambda u: field(state.t, u))(state.u, v, state.fu), 1
 
     def _host_mode(self, ctx, abstol: float) -> bool:
         """NumPy: unbatched, the controller runs on Python floats (``ode.host``); batched, the step takes

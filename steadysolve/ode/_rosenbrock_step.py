@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from .. import backend
+from .. import _backend as backend
 from .adaptive import Attempted, conclude
 from .controller import PIController
 from .rosenbrock import Rosenbrock, RosenbrockTableau

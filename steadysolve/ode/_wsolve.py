@@ -27,7 +27,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .. import backend
+from .. import _backend as backend
 
 __all__ = ["DenseLU"]
 

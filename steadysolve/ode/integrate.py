@@ -2,7 +2,7 @@
 
 DEQ users plot how the state evolves with depth (time), not only where it ends;
 ``integrate`` gives ``(ts, us)`` with the same integrator and controller that
-:class:`~steadysolve.DynamicSS` uses. The whole ``u0`` is one ODE system (one step
+``steadysolve.DynamicSS`` uses. The whole ``u0`` is one ODE system (one step
 size); for independent systems with their own steps use ``jax.vmap`` or
 ``solve(..., DynamicSS(), batch_axis=...)``.
 """
@@ -10,11 +10,11 @@ size); for independent systems with their own steps use ``jax.vmap`` or
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from .. import backend
-from ..checks import check_int, check_real, check_tol, reject_unknown
-from ..derivatives import Products
+from .. import _backend as backend
+from .._backend.derivatives import Products
+from .._checks import check_int, check_real, check_tol, reject_unknown
 from ..problems import check_output, validate_u0
 from ..solution import ODESolution, ReturnCode, Stats, register_jax_pytrees
 from ._rosenbrock_step import rosenbrock_attempt
@@ -23,6 +23,9 @@ from .controller import PIController
 from .rosenbrock import Rosenbrock
 from .runge_kutta import dense_eval
 from .tsit5 import ExplicitRK, Tsit5
+
+if TYPE_CHECKING:
+    from typing_extensions import Never  # typing.Never from Python 3.11
 
 __all__ = ["integrate", "ODESolution"]
 
@@ -38,27 +41,41 @@ def _host_floats(xp, x) -> list:
 
 
 def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=None, saveat=None,
-              reltol: float = 1e-6, abstol: float = 1e-9, controller: Optional[PIController] = None,
+              reltol: Optional[float] = None, abstol: Optional[float] = None,
+              controller: Optional[PIController] = None,
               dt0: Optional[float] = None, maxiters: int = 100_000, jac: Optional[Callable] = None,
-              **unknown) -> ODESolution:
+              **unknown: Never) -> ODESolution:
     """Integrate ``du/dt = f(u, p, t)`` from ``tspan[0]`` to ``tspan[1]``.
 
     Parameters
     ----------
-    f : ``f(u, p, t) -> du/dt`` (same shape and dtype as ``u``); ``t`` is a 0-d array.
-    u0 : initial state, any shape, any supported array library.
-    tspan : ``(t0, t1)`` with ``t1 > t0`` (Python numbers).
-    solver : an explicit RK method, :class:`Tsit5` by default, or a Rosenbrock method (:class:`Rodas5P`,
-        ...) for stiff systems.
-    saveat : times (a 1-D sequence of numbers inside ``[t0, t1]``, non-decreasing)
+    f
+        ``f(u, p, t) -> du/dt`` (same shape and dtype as ``u``); ``t`` is a 0-d array.
+    u0
+        Initial state, any shape, any supported array library.
+    tspan
+        ``(t0, t1)`` with ``t1 > t0`` (Python numbers).
+    solver
+        An explicit RK method, ``Tsit5`` by default, or a Rosenbrock method (``Rodas5P``, ...) for
+        stiff systems.
+    saveat
+        Times (a 1-D sequence of numbers inside ``[t0, t1]``, non-decreasing)
         at which to return the state, from the integrator's free dense output;
         ``None`` returns every accepted step (eager only: under ``jax.jit`` the number
         of steps is not known in advance, so pass ``saveat``).
-    reltol, abstol : local error tolerances (used unless ``controller`` sets its own).
-    controller : a :class:`PIController` for the other step-size knobs.
-    dt0 : first step size; ``None`` chooses it automatically (one evaluation).
-    maxiters : cap on attempted steps (accepted plus rejected).
-    jac : ``jac(u, p, t) -> (n, n)``, the Jacobian of ``f`` for a Rosenbrock method (default: automatic
+    reltol
+        Local error tolerance (used unless ``controller`` sets its own); default ``reltol=1e-6,
+        abstol=1e-9``; when only one is given, the other is 0.
+    abstol
+        As ``reltol``.
+    controller
+        A ``PIController`` for the other step-size knobs.
+    dt0
+        First step size; ``None`` chooses it automatically (one evaluation).
+    maxiters
+        Cap on attempted steps (accepted plus rejected).
+    jac
+        ``jac(u, p, t) -> (n, n)``, the Jacobian of ``f`` for a Rosenbrock method (default: automatic
         differentiation on PyTorch/JAX, finite differences otherwise; rebuilt at every attempt).
 
     Returns
@@ -87,8 +104,10 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
     controller = PIController() if controller is None else controller
     if not isinstance(controller, PIController):
         raise TypeError(f"integrate: controller must be a PIController, got {type(controller).__name__}")
-    reltol, abstol = controller.tolerances(check_tol("integrate", "reltol", reltol, allow_none=False),
-                                           check_tol("integrate", "abstol", abstol, allow_none=False))
+    abstol, reltol = check_tol("integrate", "abstol", abstol), check_tol("integrate", "reltol", reltol)
+    if abstol is None and reltol is None:
+        abstol, reltol = 1e-9, 1e-6
+    reltol, abstol = controller.tolerances(reltol or 0.0, abstol or 0.0)
     maxiters = check_int("integrate", "maxiters", maxiters, 1)
     if not isinstance(tspan, (tuple, list)) or len(tspan) != 2:
         raise ValueError(f"integrate: tspan must be a pair (t0, t1), got {tspan!r}")

@@ -1,4 +1,4 @@
-"""Stiff steady states: a small set shared by tests/test_stiff.py and benchmarks/stiff.py.
+"""Stiff steady states: a small set shared by tests/test_stiff.py and benchmarks/stiff.py (issue 29).
 
 Every problem is written once against the array API: ``problem.f(xp)`` returns ``f(u, p, t)``
 (autonomous: ``t`` is ignored) and ``problem.jac(xp)`` the analytic dense Jacobian ``jac(u, p)``

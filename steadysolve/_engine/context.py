@@ -4,13 +4,14 @@ and, for batched eager solves of row-wise problems, the context of a subset of t
 
 from __future__ import annotations
 
-from . import backend
-from .algorithms.base import Context
-from .derivatives import Products
-from .fused import row_squares
-from .layout import Layout
-from .problems import checked
-from .termination import HOST_NORMS, l2_norm, max_norm, rms_norm
+from .. import _backend as backend
+from .. import sparse
+from ..algorithms.base import Context
+from .._backend.derivatives import Products
+from .._backend.fused import row_squares
+from .._backend.layout import Layout
+from ..problems import checked
+from ..termination import HOST_NORMS, l2_norm, max_norm, rms_norm
 
 __all__ = ["build_context", "narrower", "fname_of"]
 
@@ -69,6 +70,9 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     if prob.jac is not None:
         def jac(u):
             J = prob.residual_jac(to_u(u), p)
+            if sparse.is_sparse_jacobian(J):  # checked, then dense for the dense methods (n <= their max_size)
+                J = sparse.dense_jacobian(J, u, n=layout.n, batch=layout.batch, where=fname_of(prob) + " jac",
+                                          pattern=lambda: prob.residual_sparsity(layout.n))
             return xp.reshape(J, (layout.batch, layout.n, layout.n))
 
     half = backend.is_half(xp, u0.dtype)
@@ -96,7 +100,7 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
 
 def narrower(prob, xp, layout, norm):
     """``narrow(ctx, idx)``: the context of rows ``idx`` of a batched solve, for the eager driver's
-    working set (see ``loop_parts``) and the JAX driver's compaction (``loop_compact``). Only for
+    working set (see ``_engine.rows``) and the JAX driver's compaction (``_engine.compaction``). Only for
     row-wise problems: ``p`` holds no array with an axis of the batch size (per-element parameters
     could not follow a smaller batch), unless the problem says otherwise (``rowwise``)."""
     B = layout.batch

@@ -14,7 +14,7 @@ from .algorithms.bracketing import Bisection, Ridder
 from .algorithms.brent import Brent
 from .algorithms.itp import ITP
 from .linear import GMRES, linear_solve
-from .ode import PIController, Tsit5
+from .ode import PIController, Rodas4, Rodas5P, Rosenbrock23, Tsit5
 from .ode.integrate import integrate
 from .interval import IntervalNonlinearProblem
 from .problems import FixedPointProblem, NonlinearProblem, SteadyStateProblem
@@ -46,6 +46,9 @@ __all__ = [
     "FixedPointIteration",
     "DynamicSS",
     "Tsit5",
+    "Rosenbrock23",
+    "Rodas4",
+    "Rodas5P",
     "PIController",
     "integrate",
     "ODESolution",

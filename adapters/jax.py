@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import jax.numpy as jnp
 
-from steadysolve import Algorithm
+from steadysolve import Algorithm, Polyalgorithm
 from steadysolve._checks import check_callable, reject_unknown
 from steadysolve.registry import resolve
 
@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover
 
 _OPTIONS = OPTIONS
 _EQUINOX_CLASSES = ("DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ")
-Solver = Union[str, Algorithm]
+Solver = Union[str, Algorithm, Polyalgorithm]
 
 if TYPE_CHECKING:
     from typing_extensions import Never, Unpack  # typing's own from Python 3.11

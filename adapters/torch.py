@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, TypedDict, T
 import torch
 from torch import nn
 
-from steadysolve import Algorithm
+from steadysolve import Algorithm, Polyalgorithm
 from steadysolve._checks import check_callable, check_choice, check_positive
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
@@ -34,7 +34,7 @@ __all__ = ["DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ", "fixed_point", "DEQStats
 _ON_FAILURE = ("warn", "warn_always", "raise", "ignore")
 OnFailure = Literal["warn", "warn_always", "raise", "ignore"]
 FailedGrad = Literal["jfb", "implicit"]
-Solver = Union[str, Algorithm]
+Solver = Union[str, Algorithm, Polyalgorithm]
 Backward = Union[Literal["implicit", "phantom"], Implicit, Phantom]
 _OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "norm", "batch_axis", "on_failure", "failed_grad",
             "max_nfe")

@@ -2,7 +2,7 @@
 
 import logging as _logging
 
-from .algorithms import Algorithm, Anderson, FixedPointIteration
+from .algorithms import Algorithm, Anderson, FixedPointIteration, Polyalgorithm
 from .algorithms.dynamic_ss import DynamicSS
 from .algorithms.newton_krylov import NewtonKrylov
 from .algorithms.broyden import Broyden
@@ -42,6 +42,7 @@ __all__ = [
     "ConvergenceError",
     "ConvergenceWarning",
     "Algorithm",
+    "Polyalgorithm",
     "Anderson",
     "FixedPointIteration",
     "DynamicSS",

@@ -74,7 +74,9 @@ def available(kind: str = "nonlinear") -> list[str]:
 
 
 def _is_algorithm(obj) -> bool:
-    return callable(getattr(obj, "init", None)) and callable(getattr(obj, "step", None))
+    """An iterative algorithm (``init`` / ``step``) or a polyalgorithm (a ``chain`` of them)."""
+    return (callable(getattr(obj, "init", None)) and callable(getattr(obj, "step", None))) or callable(
+        getattr(obj, "chain", None))
 
 
 def _elsewhere(key: str, kind: str) -> str:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 from . import _backend as backend
 from ._engine import trace as _trace
 from .algorithms.auto import Auto
+from .algorithms.base import Polyalgorithm
+from ._engine.chain import run_chain, summary
 from ._checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
 from ._engine.context import build_context, fname_of, narrower
 from ._backend.layout import Layout
@@ -197,10 +199,10 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
                      niter=_num(r.niter), niter_per_element=r.niter_el if batched else None,
                      extra={k: _num(v) for k, v in a.extra_stats(st).items()})
 
-    if isinstance(alg, Auto):
-        chain = alg.run_chain(prob, ctx, layout.to_rows(u0), drive, traced=use_jax, maxiters=maxiters)
-        res = chain.result
-        stats, alg, trace = alg.summary(chain, stats_of, batched=batched, traced=use_jax, xp=xp)
+    if isinstance(alg, Polyalgorithm):
+        ran = run_chain(alg, ctx, layout.to_rows(u0), drive, traced=use_jax, maxiters=maxiters)
+        res = ran.result
+        stats, alg, trace = summary(ran, stats_of, batched=batched, traced=use_jax, xp=xp)
     else:
         res = drive(alg, ctx, layout.to_rows(u0))
         stats, trace = stats_of(alg, res), res.trace

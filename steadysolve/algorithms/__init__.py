@@ -1,7 +1,7 @@
 """Nonlinear algorithms; importing this package registers them by name."""
 
 from .anderson import Anderson
-from .base import Algorithm, Context
+from .base import Algorithm, Context, Polyalgorithm
 from .dynamic_ss import DynamicSS
 from .fixed_point import FixedPointIteration
 from .newton_krylov import NewtonKrylov
@@ -14,5 +14,5 @@ from .bracketing import Bisection, Ridder
 from .brent import Brent
 from .itp import ITP
 
-__all__ = ["Algorithm", "Context", "Anderson", "FixedPointIteration", "DynamicSS", "NewtonKrylov", "Broyden", "NewtonRaphson",
+__all__ = ["Algorithm", "Polyalgorithm", "Context", "Anderson", "FixedPointIteration", "DynamicSS", "NewtonKrylov", "Broyden", "NewtonRaphson",
            "TrustRegion", "LevenbergMarquardt", "Auto", "ITP", "Brent", "Bisection", "Ridder"]

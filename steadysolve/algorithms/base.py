@@ -28,7 +28,7 @@ from typing import Any, Callable, ClassVar, Optional
 
 from .._backend.derivatives import Products
 
-__all__ = ["Algorithm", "Context", "residual_scale", "PROGRESS_DROP", "PROGRESS_ITERS", "no_progress"]
+__all__ = ["Algorithm", "Polyalgorithm", "Context", "residual_scale", "PROGRESS_DROP", "PROGRESS_ITERS", "no_progress"]
 
 #: The Newton family's progress test (after MINPACK's): an accepted step *progresses* when it takes
 #: ``||F||`` at least ``PROGRESS_DROP`` below its value at the last progress; ``PROGRESS_ITERS``
@@ -94,6 +94,31 @@ class Algorithm:
         """``(J v, evaluations of F)``: the Jacobian of the residual ``state.fu`` at ``state.u`` times ``v``
         (the verdict measures the size of the residual's terms with it)."""
         return ctx.jvp(state.u, v, state.fu), (1 if ctx.jvp_costs_f else 0)
+
+
+class Polyalgorithm:
+    """Base of the algorithms that run other algorithms: a chain of attempts (``Auto``). A subclass
+    says which attempts (``chain(kind, n)``) and how many iterations each may use
+    (``attempt_cap(maxiters, last)``); the engine runs them (``steadysolve._engine.chain``), each
+    through the ordinary driver.
+
+    Examples
+    --------
+    >>> import steadysolve as ss
+    >>> auto = ss.Auto()
+    >>> isinstance(auto, ss.Polyalgorithm), [a.name for a, _ in auto.chain("fixed_point", 4)][:2]
+    (True, ['anderson', 'newton_krylov'])
+    """
+
+    #: registered name (set by :func:`steadysolve.registry.register`)
+    name: ClassVar[str] = ""
+
+    def chain(self, kind: str, n: int) -> tuple:  # pragma: no cover - interface
+        """``((algorithm, from_start), ...)`` for a problem of this kind with ``n`` unknowns per element."""
+        raise NotImplementedError
+
+    def attempt_cap(self, maxiters: int, last: bool) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
 
 
 @dataclass

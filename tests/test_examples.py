@@ -24,8 +24,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = os.path.join(ROOT, "examples")
-sys.path.insert(0, EXAMPLES)
+EXAMPLES = os.path.join(ROOT, "examples")  # an import root (pyproject: pythonpath)
 SCRIPTS = sorted(f[:-3] for f in os.listdir(EXAMPLES) if f.endswith(".py") and not f.startswith("_"))
 
 

@@ -10,6 +10,7 @@ import ast
 import inspect
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _read_layers():
     """The layer list of docs/architecture.md (its ``layer k:`` lines), lowest first: the one place the
     developer page shows and this test checks."""
-    text = open(os.path.join(ROOT, "docs", "architecture.md")).read()
+    text = Path(ROOT, "docs", "architecture.md").read_text(encoding="utf-8")
     layers = []
     for line in text.splitlines():
         m = re.match(r"layer (\d+):\s+(.*)$", line.strip())
@@ -53,7 +54,7 @@ def _modules():
 
 def _imports(name, path, is_package):
     """Absolute names of the package modules imported by one file."""
-    tree = ast.parse(open(path).read(), path)
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), path)
     pkg = name if is_package else name.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(tree):
@@ -145,7 +146,7 @@ def test_no_import_cycles_in_the_package():
 
 def _imported(path):
     """Every module name an ``import`` statement of the file names (absolute imports only)."""
-    tree = ast.parse(open(path).read(), path)
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), path)
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -196,7 +197,7 @@ def test_tests_import_only_the_problem_sets_of_benchmarks():
 
 def _edits_sys_path(path):
     """Lines where the file changes ``sys.path`` (a call on it, an assignment or augmented assignment)."""
-    tree = ast.parse(open(path).read(), path)
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), path)
 
     def is_sys_path(node):
         return isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) \
@@ -236,7 +237,7 @@ def test_the_sys_path_check_sees_an_edit(tmp_path):
 def test_only_backend_imports_array_api_compat():
     users = []
     for m, path in _modules():
-        tree = ast.parse(open(path).read())
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
@@ -270,5 +271,5 @@ def test_solve_has_a_real_signature():
 
 @pytest.mark.parametrize("path, limit", [("adapters/torch.py", 350), ("adapters/jax.py", 350)])
 def test_adapters_are_glue(path, limit):
-    n = sum(1 for _ in open(os.path.join(ROOT, path)))
+    n = len(Path(ROOT, path).read_text(encoding="utf-8").splitlines())
     assert n <= limit, f"{path} has {n} lines (> {limit}): numerics belong in the core or adapters/_implicit.py"

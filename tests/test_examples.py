@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -151,7 +152,7 @@ def test_demo_script_tours_the_core(tmp_path, cwd, capsys):
 
 def test_every_example_runs_here_quick():
     """Each script in examples/ has a --quick run in this file (or, multiscale_digits, in test_multiscale.py)."""
-    here = open(__file__, encoding="utf-8").read()
+    here = Path(__file__).read_text(encoding="utf-8")
     missing = [s for s in SCRIPTS if f"import {s}\n" not in here and s != "multiscale_digits"]
     assert not missing, f"no --quick smoke test for examples/{missing}.py"
 

@@ -1,7 +1,9 @@
 """Shared benchmark helpers: call counting, median timing, the ratio table, results files.
 
-Every benchmark script imports this module (and nothing from another script), so the
-scripts form no import cycle. Timings are medians over repeats measured in one process,
+Every benchmark script imports this module and the problem sets of ``benchmarks.problems``
+(shared with the tests), and nothing from another script, so the scripts form no import cycle.
+Scripts run as modules from the repository root (``python -m benchmarks.robustness``), which is
+how they find this package without any change to ``sys.path``. Timings are medians over repeats measured in one process,
 ours and the peer's side by side; a ratio is ``ours / peer`` (below 1: we are faster).
 """
 
@@ -15,11 +17,6 @@ import sys
 import time
 from typing import Callable, Iterable, Optional
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-# The shared test problems (tests/helpers.py) are reused by the benchmarks.
-if os.path.join(ROOT, "tests") not in sys.path:
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 __all__ = ["Counted", "timed", "median_time", "print_table", "ratio_rows", "write_results", "machine_info",
            "single_thread"]

@@ -1,6 +1,6 @@
 """Anderson's per-iteration cost beyond ``f`` under ``jax.jit`` (and eagerly on NumPy / torch).
 
-    python benchmarks/anderson_overhead.py [--repeats 5] [--iters 100] [--json PATH]
+    python -m benchmarks.anderson_overhead [--repeats 5] [--iters 100] [--json PATH]
 
 The DEQ cell of ``deq_jax.py`` (``f(z) = tanh((z + x) @ W1) @ W2``, width 100 -> 500 -> 100,
 float32), solved for exactly ``--iters`` iterations (tolerance 0) by ``ss.solve(...,
@@ -18,7 +18,7 @@ import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from _common import print_table, single_thread, write_results  # noqa: E402
+from benchmarks._common import print_table, single_thread, write_results  # noqa: E402
 
 single_thread()
 

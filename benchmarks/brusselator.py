@@ -1,6 +1,6 @@
 """The 2-D Brusselator steady state of SciMLBenchmarks.jl (``NonlinearProblem/bruss``), N = 8 .. 128.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/brusselator.py [--quick] [--sizes 8,16,32,64,128]
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.brusselator [--quick] [--sizes 8,16,32,64,128]
         [--repeats 3] [--no-blocks] [--json PATH]
 
 The problem (``problems/bruss.py``: constants, grid, forcing disc and start as published; source
@@ -40,14 +40,14 @@ import math
 import time
 from typing import NamedTuple, Optional
 
-from _common import Counted, print_table, single_thread, timed, write_results
+from benchmarks._common import Counted, print_table, single_thread, timed, write_results
 
 single_thread()
 
 import numpy as np  # noqa: E402
 import scipy.optimize as so  # noqa: E402
 import scipy.sparse.linalg as sla  # noqa: E402
-from problems import bruss  # noqa: E402
+from benchmarks.problems import bruss  # noqa: E402
 
 import steadysolve as ss  # noqa: E402
 from steadysolve import _backend as backend, sparse  # noqa: E402

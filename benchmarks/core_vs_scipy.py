@@ -1,6 +1,6 @@
 """steadysolve's core algorithms against SciPy, same process, same tolerance.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/core_vs_scipy.py [--repeats 5] [--quick]
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.core_vs_scipy [--repeats 5] [--quick]
 
 Every row solves one problem with one steadysolve algorithm and its SciPy peer (or a plain
 Python loop), counts function evaluations with a wrapper around ``F`` (so finite-difference
@@ -15,13 +15,13 @@ import argparse
 import statistics
 import time
 
-from _common import Counted, print_table, ratio_rows, single_thread, write_results
+from benchmarks._common import Counted, print_table, ratio_rows, single_thread, write_results
 
 single_thread()
 
 import numpy as np  # noqa: E402
 import scipy.optimize as so  # noqa: E402
-from helpers import _h_matrix, h_map, laplace_residual  # noqa: E402
+from benchmarks.problems.honesty import h_map, h_matrix, laplace_residual  # noqa: E402
 
 import steadysolve as ss  # noqa: E402
 
@@ -73,7 +73,7 @@ def _max_ok(F, tol):
 
 
 def h_rows(n, repeats):
-    M = _h_matrix(n, 0.9)
+    M = h_matrix(n, 0.9)
     F = lambda u: h_map(u, M) - u  # noqa: E731
     G = lambda u: h_map(u, M)  # noqa: E731
     u0 = np.ones(n)

@@ -14,7 +14,7 @@ Tolerance: max-norm of ``f(z) - z`` below ``--tol`` for steadysolve and optimist
 (atol=tol, rtol=0); jaxopt's test is on the 2-norm of the whole residual, so it is given
 ``tol`` too (stricter). The table reports the residual each one reached.
 
-    python benchmarks/deq_jax.py [--repeats 5] [--tol 1e-4] [--skip-dense]
+    python -m benchmarks.deq_jax [--repeats 5] [--tol 1e-4] [--skip-dense]
 """
 
 from __future__ import annotations

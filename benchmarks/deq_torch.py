@@ -15,7 +15,7 @@ NFE (every call of f in the forward pass, counted by the cell itself, including 
 tracked application), ``overhead = forward time of the DEQ layer / (NFE x t_f)`` with
 ``t_f`` the median time of one call of f on a batch of 128 (no grad, timed between steps),
 backward iterations, and
-test accuracy. Run: ``python benchmarks/deq_torch.py [--epochs 3] [--threads 1]``.
+test accuracy. Run: ``python -m benchmarks.deq_torch [--epochs 3] [--threads 1]``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ max(atol, rtol * rms(u))).
   steady_state_event. Batched: steadysolve and diffrax (jax.vmap) give each element its
   own step size; SciPy integrates the flattened batch as one system.
 
-Run: python benchmarks/dynamic_ss.py [--repeats 5]
+Run: python -m benchmarks.dynamic_ss [--repeats 5]
 """
 
 from __future__ import annotations

@@ -7,18 +7,15 @@ do it today, by ``scipy.optimize.root(method="hybr")`` in a loop. A system count
 when ``max|F(u)| <= 1e-6`` recomputed on the returned point; a reported success above that
 is a false success. Ratio = steadysolve time / loop time (lower is better; target <= 0.1).
 
-    python benchmarks/many_small.py [--n 10000] [--quick] [--json results.json]
+    python -m benchmarks.many_small [--n 10000] [--quick] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import print_table, single_thread, write_results  # noqa: E402
+from benchmarks._common import print_table, single_thread, write_results  # noqa: E402
 
 single_thread()
 

@@ -1,6 +1,6 @@
 """Array operations issued per iteration by each algorithm (driver included, the user's ``f`` excluded).
 
-    python benchmarks/op_counts.py [--n 100] [--batch 1] [--json PATH]
+    python -m benchmarks.op_counts [--n 100] [--batch 1] [--json PATH]
 
 Every dispatch of a small array operation costs microseconds whatever the size of the array,
 so on the eager NumPy and PyTorch paths the count of operations per ``step`` is the fixed
@@ -20,16 +20,14 @@ each algorithm runs to ``abstol=1e-10``; the table shows operations per iteratio
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import print_table, single_thread, write_results  # noqa: E402
+from benchmarks._common import print_table, single_thread, write_results  # noqa: E402
 
 single_thread()
 
 import numpy as np  # noqa: E402
-from helpers import _h_matrix  # noqa: E402
+from benchmarks.problems.honesty import h_matrix  # noqa: E402
 
 import steadysolve as ss  # noqa: E402
 
@@ -141,7 +139,7 @@ def count(alg, n, batch, lib):
         reset = lambda: setattr(Mode, "n", 0)  # noqa: E731
         get = lambda: Mode.n  # noqa: E731
         mode = Mode()
-    Mt = to_b(_h_matrix(n, 0.9).T)
+    Mt = to_b(h_matrix(n, 0.9).T)
 
     def g(u, p):  # the H-equation map, in the array's own library (so that PyTorch AD works)
         with untracked():

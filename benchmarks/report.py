@@ -1,6 +1,6 @@
 """Benchmark report: ``benchmarks/results.json`` -> PNG bar charts and the tables of docs/benchmarks.md.
 
-    python benchmarks/report.py [--json benchmarks/results.json] [--img-dir docs/img/benchmarks]
+    python -m benchmarks.report [--json benchmarks/results.json] [--img-dir docs/img/benchmarks]
         [--md docs/benchmarks.md]
 
 ``results.json`` (written by ``benchmarks/run_all.py``) holds a header and a list of records::

@@ -1,6 +1,6 @@
 """Robustness on the 23 Moré–Garbow–Hillstrom / MINPACK-1 problems × starts x0, 10·x0, 100·x0.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/robustness.py [--quick] [--json PATH]
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.robustness [--quick] [--json PATH]
         [--abstol 1e-8] [--maxiters 1000] [--time-limit 5]
 
 Runs every algorithm in steadysolve's registry (iterated from ``steadysolve.registry``, so
@@ -21,14 +21,14 @@ import statistics
 import time
 import warnings
 
-from _common import Counted, print_table, single_thread, write_results
+from benchmarks._common import Counted, print_table, single_thread, write_results
 
 single_thread()
 
 import numpy as np  # noqa: E402
 import scipy.optimize as so  # noqa: E402
 
-import _mgh as mgh  # noqa: E402
+from benchmarks.problems import mgh  # noqa: E402
 import steadysolve as ss  # noqa: E402
 from steadysolve import registry  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Run every benchmark script and collect its rows into one ``benchmarks/results.json``.
 
-    python benchmarks/run_all.py --quick [--out benchmarks/results.json] [--only core_vs_scipy,many_small] [--merge]
+    python -m benchmarks.run_all --quick [--out benchmarks/results.json] [--only core_vs_scipy,many_small] [--merge]
 
 Afterwards ``benchmarks/report.py`` turns the file into PNG bar charts (``docs/img/benchmarks/``)
 and the tables of ``docs/benchmarks.md`` (``--no-report`` skips it). ``--quick`` runs each
@@ -50,10 +50,10 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from benchmarks._common import machine_info
 
-from _common import machine_info  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 
 # script -> (quick arguments, full arguments, time budget in seconds for --quick)
 SCRIPTS = {
@@ -123,7 +123,7 @@ def run_script(name: str, quick: bool, env: dict) -> tuple[list, dict]:
         args += ["--json", tmp]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, os.path.join(HERE, name + ".py"), *args], cwd=HERE, env=env,
+        proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=budget if quick else None)
         rc, out, err = proc.returncode, proc.stdout, proc.stderr
     except subprocess.TimeoutExpired as e:
@@ -188,7 +188,8 @@ def main(argv=None):
           f"{sum(s['seconds'] for s in scripts):.0f} s")
     if not args.no_report and os.path.abspath(args.out) == os.path.join(HERE, "results.json"):
         # benchmarks/report.py in its own process (scripts do not import one another): charts + tables
-        subprocess.run([sys.executable, os.path.join(HERE, "report.py"), "--json", args.out], check=False)
+        subprocess.run([sys.executable, "-m", "benchmarks.report", "--json", os.path.abspath(args.out)], cwd=ROOT,
+                       check=False)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,12 @@ and plots value vs time (``trajectories_time.png``).
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
+from _common import parse, script_parser
+from regression import train_torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import parse, script_parser  # noqa: E402
-from regression import train_torch  # noqa: E402
-
-import steadysolve as ss  # noqa: E402
+import steadysolve as ss
 
 
 def depth_trajectories(cell, xs, max_depth=100, tol=1e-3):

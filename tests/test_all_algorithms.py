@@ -6,12 +6,14 @@ other backends use the eager driver.
 
 import numpy as np
 import pytest
-from helpers import PROBLEMS, assert_honest, get_backend
+from helpers import BACKENDS, assert_honest, get_backend
+
+from benchmarks.problems.honesty import PROBLEMS
 
 import steadysolve as ss
 
 ALGORITHMS = ss.available()
-CASES = [(name, tp) for tp in PROBLEMS for name in tp.backends]
+CASES = [(name, tp) for tp in PROBLEMS for name in tp.libraries or BACKENDS]
 
 
 def _solve(bk, prob, alg, maxiters, kw):
@@ -38,7 +40,7 @@ def _tolerances(bk, prob, kw):
 @pytest.mark.parametrize("alg", ALGORITHMS)
 def test_algorithm_on_problem(backend, tp, alg):
     bk = get_backend(backend)
-    prob, kw = tp.make(bk)
+    prob, kw = tp.make(bk.xp)
     if alg in tp.refused_by:  # e.g. dense Newton on a large system: a clear error before iterating
         with pytest.raises(ValueError, match="max_size"):
             ss.solve(prob, alg, maxiters=tp.maxiters, **kw)

@@ -2,13 +2,15 @@
 no cycles.
 
 Every ``import`` statement is read (module level and inside functions alike) from
-``steadysolve/``, ``adapters/`` (installed as ``steadysolve.adapters``) and ``benchmarks/``.
+``steadysolve/``, ``adapters/`` (installed as ``steadysolve.adapters``) and ``benchmarks/``; tests,
+benchmarks and examples never edit ``sys.path``.
 """
 
 import ast
 import inspect
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _read_layers():
     """The layer list of docs/architecture.md (its ``layer k:`` lines), lowest first: the one place the
     developer page shows and this test checks."""
-    text = open(os.path.join(ROOT, "docs", "architecture.md")).read()
+    text = Path(ROOT, "docs", "architecture.md").read_text(encoding="utf-8")
     layers = []
     for line in text.splitlines():
         m = re.match(r"layer (\d+):\s+(.*)$", line.strip())
@@ -52,7 +54,7 @@ def _modules():
 
 def _imports(name, path, is_package):
     """Absolute names of the package modules imported by one file."""
-    tree = ast.parse(open(path).read(), path)
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), path)
     pkg = name if is_package else name.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(tree):
@@ -142,40 +144,100 @@ def test_no_import_cycles_in_the_package():
     assert not _cycles(graph), _cycles(graph)
 
 
-def test_no_import_cycles_in_benchmarks():
-    bdir = os.path.join(ROOT, "benchmarks")
-    scripts = {f[:-3] for f in os.listdir(bdir) if f.endswith(".py")}
+def _imported(path):
+    """Every module name an ``import`` statement of the file names (absolute imports only)."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), path)
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def _benchmark_modules():
+    """``benchmarks.x`` -> path, for every module under benchmarks/ (scripts, ``_common``, ``problems``)."""
+    out = {}
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "benchmarks")):
+        for f in sorted(files):
+            if f.endswith(".py"):
+                rel = os.path.relpath(os.path.join(dirpath, f), ROOT)[:-3].split(os.sep)
+                out[".".join(rel[:-1] if rel[-1] == "__init__" else rel)] = os.path.join(dirpath, f)
+    return out
+
+
+def test_benchmarks_share_code_only_through_common_and_the_problem_sets():
+    mods = _benchmark_modules()
+    shared = {m for m in mods if m == "benchmarks._common" or m.startswith("benchmarks.problems")}
+    scripts = {m for m in mods if m not in shared and m != "benchmarks"}
+    assert {"benchmarks.robustness", "benchmarks.run_all"} <= scripts and "benchmarks.problems.mgh" in shared
+    bare = {m.rsplit(".", 1)[1] for m in mods if m != "benchmarks"} | {"helpers", "problems"}
     graph = {}
-    for s in scripts:
-        tree = ast.parse(open(os.path.join(bdir, s + ".py")).read())
-        deps = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                deps.update(a.name.split(".")[0] for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                deps.add(node.module.split(".")[0])
-        graph[s] = deps & scripts
+    for m, path in mods.items():
+        imported = _imported(path)
+        # a bare name (``from _common import``, ``import _mgh``) resolves only through a sys.path edit
+        assert not {n.split(".")[0] for n in imported} & bare, f"{path} imports {imported & bare}"
+        graph[m] = {n for n in imported if n in mods}
+    for s in scripts:  # scripts share code only through _common and benchmarks.problems
+        assert graph[s] <= shared | {"benchmarks"}, f"{s} imports another benchmark script: {graph[s] - shared}"
+    assert graph["benchmarks._common"] <= {"benchmarks"}, graph["benchmarks._common"]
+    for m in shared - {"benchmarks._common"}:  # the problem sets are data: no script, no _common
+        assert graph[m] <= {d for d in shared if d.startswith("benchmarks.problems")}, f"{m} imports {graph[m]}"
     assert not _cycles(graph), _cycles(graph)
-    helpers = {s for s in scripts if s.startswith("_")}  # shared modules: _common and data such as _mgh
-    for s, deps in graph.items():  # scripts share code only through the underscore helper modules
-        assert deps <= helpers, f"benchmarks/{s}.py imports another benchmark script: {deps - helpers}"
-    for h in helpers:  # and the helpers import no script
-        assert graph.get(h, set()) <= {"_common"}, f"benchmarks/{h}.py imports {graph[h]}"
-    assert graph.get("_common", set()) == set()
-    problems = os.path.join(bdir, "problems")  # the problem sets shared with the tests: a package of data
-    for f in sorted(os.listdir(problems)):
+
+
+def test_tests_import_only_the_problem_sets_of_benchmarks():
+    for f in sorted(os.listdir(os.path.join(ROOT, "tests"))):
         if f.endswith(".py"):
-            tree = ast.parse(open(os.path.join(problems, f)).read())
-            mods = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
-            mods |= {node.module.split(".")[0] for node in ast.walk(tree)
-                     if isinstance(node, ast.ImportFrom) and node.module and not node.level}
-            assert not mods & (scripts | {"benchmarks"}), f"benchmarks/problems/{f} imports {mods & scripts}"
+            used = {n for n in _imported(os.path.join(ROOT, "tests", f)) if n.split(".")[0] == "benchmarks"}
+            assert all(n.startswith("benchmarks.problems") for n in used), f"tests/{f} imports {used}"
+
+
+def _edits_sys_path(path):
+    """Lines where the file changes ``sys.path`` (a call on it, an assignment or augmented assignment)."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), path)
+
+    def is_sys_path(node):
+        return isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) \
+            and node.value.id == "sys"
+
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and is_sys_path(node.func.value):
+            lines.append(node.lineno)
+        elif isinstance(node, (ast.Assign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(is_sys_path(t) or isinstance(t, ast.Subscript) and is_sys_path(t.value) for t in targets):
+                lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_no_sys_path_edits_in_tests_benchmarks_and_examples():
+    """Shared code is imported as a package (``benchmarks.problems``; pytest's ``pythonpath`` for the
+    tests, ``python -m benchmarks.<script>`` for the scripts), never found by editing ``sys.path``."""
+    assert _edits_sys_path(__file__) == []
+    bad = []
+    for folder in ("tests", "benchmarks", "examples"):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, folder)):
+            for f in sorted(files):
+                if f.endswith(".py"):
+                    path = os.path.join(dirpath, f)
+                    bad += [f"{os.path.relpath(path, ROOT)}:{n}" for n in _edits_sys_path(path)]
+    assert not bad, f"sys.path edited at {bad}"
+
+
+def test_the_sys_path_check_sees_an_edit(tmp_path):
+    f = tmp_path / "x.py"
+    f.write_text("import sys\nsys.path.insert(0, 'a')\nsys.path += ['b']\nsys.path[:0] = ['c']\nprint(sys.path)\n")
+    assert _edits_sys_path(str(f)) == [2, 3, 4]
 
 
 def test_only_backend_imports_array_api_compat():
     users = []
     for m, path in _modules():
-        tree = ast.parse(open(path).read())
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
@@ -209,5 +271,5 @@ def test_solve_has_a_real_signature():
 
 @pytest.mark.parametrize("path, limit", [("adapters/torch.py", 350), ("adapters/jax.py", 350)])
 def test_adapters_are_glue(path, limit):
-    n = sum(1 for _ in open(os.path.join(ROOT, path)))
+    n = len(Path(ROOT, path).read_text(encoding="utf-8").splitlines())
     assert n <= limit, f"{path} has {n} lines (> {limit}): numerics belong in the core or adapters/_implicit.py"

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from helpers import (H_MAX, assert_honest, get_backend, h_equation, h_reference, laplace,
-                     laplace_reference, linear_contraction, linear_reference, mlp_reference, tanh_mlp)
+from helpers import assert_honest, get_backend
+from benchmarks.problems.honesty import (H_MAX, h_equation, h_matrix, h_reference, laplace, laplace_reference,
+                                         linear_contraction, linear_reference, mlp_reference, tanh_mlp)
 
 import steadysolve as ss
 
@@ -16,7 +17,7 @@ CORE_ALGS = ["anderson", "fixed_point"]
 
 @pytest.mark.parametrize("alg", CORE_ALGS)
 def test_h_equation_max_value(bk, alg):
-    prob, kw = h_equation(bk)
+    prob, kw = h_equation(bk.xp)
     sol = ss.solve(prob, alg, **kw)
     assert sol.retcode is ss.ReturnCode.Success
     assert abs(float(np.max(bk.to_numpy(sol.u))) - H_MAX) < 1e-9
@@ -26,7 +27,7 @@ def test_h_equation_max_value(bk, alg):
 @pytest.mark.parametrize("backend", ["numpy", "array_api_strict", "torch"])  # JAX: jitted below
 def test_anderson_memory10_solves_laplace_like_scipy(backend):
     bk = get_backend(backend)
-    prob, kw = laplace(bk)
+    prob, kw = laplace(bk.xp)
     sol = ss.solve(prob, ss.Anderson(memory=10), maxiters=1500, **kw)
     assert sol.retcode is ss.ReturnCode.Success
     np.testing.assert_allclose(bk.to_numpy(sol.u), laplace_reference(), atol=1e-5)
@@ -37,20 +38,20 @@ def test_jax_jit_laplace():
     import jax
 
     bk = get_backend("jax")
-    prob, kw = laplace(bk)
+    prob, kw = laplace(bk.xp)
     run = jax.jit(lambda u0: ss.solve(prob.remake(u0=u0), ss.Anderson(memory=10), maxiters=1500, **kw).u)
     np.testing.assert_allclose(np.asarray(run(prob.u0)), laplace_reference(), atol=1e-5)
 
 
 def test_linear_contraction_exact(bk):
-    prob, kw = linear_contraction(bk)
+    prob, kw = linear_contraction(bk.xp)
     for alg in CORE_ALGS:
         sol = ss.solve(prob, alg, **kw)
         np.testing.assert_allclose(bk.to_numpy(sol.u), linear_reference(), atol=1e-9)
 
 
 def test_anderson_beats_picard_on_linear_system(bk):
-    prob, kw = linear_contraction(bk)
+    prob, kw = linear_contraction(bk.xp)
     a = ss.solve(prob, "anderson", **kw)
     f = ss.solve(prob, "fixed_point", **kw)
     assert a.successful and f.successful
@@ -86,7 +87,7 @@ def test_steady_state_problem(bk):
 
 @pytest.mark.parametrize("alg", CORE_ALGS)
 def test_maxiters_returns_best_iterate(bk, alg):
-    prob, kw = h_equation(bk)
+    prob, kw = h_equation(bk.xp)
     sol = ss.solve(prob, alg, maxiters=3, **kw)
     assert sol.retcode is ss.ReturnCode.MaxIters
     assert not sol.successful
@@ -133,7 +134,7 @@ def test_stalled(bk):
 
 
 def test_throw_raises_with_solution(bk):
-    prob, kw = h_equation(bk)
+    prob, kw = h_equation(bk.xp)
     with pytest.raises(ss.ConvergenceError, match="MaxIters") as err:
         ss.solve(prob, "fixed_point", maxiters=2, throw=True, **kw)
     assert err.value.solution.retcode is ss.ReturnCode.MaxIters
@@ -141,14 +142,14 @@ def test_throw_raises_with_solution(bk):
 
 
 def test_already_converged_start(bk):
-    prob, kw = h_equation(bk)
+    prob, kw = h_equation(bk.xp)
     u = bk.asarray(h_reference())
     sol = ss.solve(prob.remake(u0=u), "anderson", **kw)
     assert sol.successful and sol.stats.niter == 0 and sol.stats.nf == 1
 
 
 def test_success_uses_reltol(bk):
-    prob, _ = h_equation(bk)
+    prob, _ = h_equation(bk.xp)
     sol = ss.solve(prob, "fixed_point", abstol=0.0, reltol=1e-6, norm="l2")
     assert sol.successful
     assert_honest(bk, prob, sol, 0.0, 1e-6, norm="l2")
@@ -160,7 +161,7 @@ def test_success_uses_reltol(bk):
 
 @pytest.mark.parametrize("alg", CORE_ALGS)
 def test_batched_per_element_counts(bk, alg):
-    prob, kw = tanh_mlp(bk)
+    prob, kw = tanh_mlp(bk.xp)
     sol = ss.solve(prob, alg, **kw)
     assert sol.retcode is ss.ReturnCode.Success
     assert len(sol.retcodes) == 16 and all(rc is ss.ReturnCode.Success for rc in sol.retcodes)
@@ -173,7 +174,7 @@ def test_batched_per_element_counts(bk, alg):
 
 
 def test_batched_equals_one_by_one(bk):
-    prob, kw = tanh_mlp(bk, batch=4, width=8)
+    prob, kw = tanh_mlp(bk.xp, batch=4, width=8)
     sol = ss.solve(prob, "anderson", **kw)
     W, U, x = prob.p
     kw1 = dict(kw)
@@ -186,7 +187,7 @@ def test_batched_equals_one_by_one(bk):
 
 
 def test_batch_axis_last(bk):
-    prob, kw = tanh_mlp(bk, batch=4, width=8)
+    prob, kw = tanh_mlp(bk.xp, batch=4, width=8)
     xp = bk.xp
     W, U, x = prob.p
 
@@ -230,7 +231,7 @@ def test_batched_nan_in_one_element_only(bk):
 # ---------------------------------------------------------------------------
 
 def test_trace_and_callback(bk):
-    prob, kw = h_equation(bk)
+    prob, kw = h_equation(bk.xp)
     seen = []
     sol = ss.solve(prob, "anderson", store_trace=True, callback=lambda it, u, r: seen.append((it, r)), **kw)
     tr = np.asarray(sol.trace)
@@ -241,7 +242,7 @@ def test_trace_and_callback(bk):
 
 
 def test_callback_batched_shows_frozen_converged_elements(bk):
-    prob, kw = tanh_mlp(bk, batch=4, width=8)
+    prob, kw = tanh_mlp(bk.xp, batch=4, width=8)
     seen = []
     sol = ss.solve(prob, "anderson", callback=lambda it, u, r: seen.append((bk.to_numpy(u), np.array(r))), **kw)
     per = np.asarray(sol.stats.niter_per_element)
@@ -255,7 +256,7 @@ def test_callback_batched_shows_frozen_converged_elements(bk):
 
 
 def test_trace_batched_shape(bk):
-    prob, kw = tanh_mlp(bk, batch=3, width=5)
+    prob, kw = tanh_mlp(bk.xp, batch=3, width=5)
     sol = ss.solve(prob, "fixed_point", store_trace=True, **kw)
     assert np.asarray(sol.trace).shape == (sol.stats.niter + 1, 3)
 
@@ -387,7 +388,7 @@ def test_jax_jit_equals_eager(alg):
     import jax
 
     bk = get_backend("jax")
-    prob, kw = h_equation(bk, n=30)
+    prob, kw = h_equation(bk.xp, n=30)
     eager = ss.solve(prob, alg, **kw)
 
     @jax.jit
@@ -418,11 +419,10 @@ def test_jax_vmap_equals_loop():
     import jax.numpy as jnp
 
     bk = get_backend("jax")
-    prob, kw = h_equation(bk, n=20)
+    prob, kw = h_equation(bk.xp, n=20)
     cs = jnp.asarray([0.5, 0.7, 0.9])
-    from helpers import _h_matrix
 
-    Ms = jnp.stack([jnp.asarray(_h_matrix(20, float(c))) for c in cs])
+    Ms = jnp.stack([jnp.asarray(h_matrix(20, float(c))) for c in cs])
     run = jax.jit(jax.vmap(lambda M: ss.solve(ss.FixedPointProblem(prob.f, prob.u0, M), "anderson", **kw).u))
     batch = np.asarray(run(Ms))
     for i in range(3):

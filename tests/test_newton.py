@@ -1,11 +1,10 @@
 """Dense Newton-Raphson: user Jacobian vs assembled, quadratic convergence, size limit, failures."""
 
-import os
-import sys
-
 import numpy as np
 import pytest
-from helpers import get_backend, h_equation_nonlinear, h_reference
+from helpers import get_backend
+from benchmarks.problems.honesty import h_equation_nonlinear, h_reference
+from benchmarks.problems.mgh import by_name
 
 import steadysolve as ss
 
@@ -40,7 +39,7 @@ def test_quadratic_convergence(bk, with_jac):
 
 
 def test_h_equation():
-    prob, kw = h_equation_nonlinear(get_backend("numpy"), n=50)
+    prob, kw = h_equation_nonlinear(np, n=50)
     sol = ss.solve(prob, ss.NewtonRaphson(), **kw)
     assert sol.successful
     np.testing.assert_allclose(sol.u, h_reference(50), atol=1e-9)
@@ -210,9 +209,6 @@ def test_failed_probe_returns_and_backtracks():
 def test_host_step_matches_the_batched_step(alg):
     # The eager unbatched NumPy step decides on Python floats; a batch of two copies runs the
     # array (``where``) step. Both take the same iterations to the same answer.
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-    from _mgh import by_name  # the benchmark's problem set
-
     for name, scale in [("rosenbrock", 10.0), ("powell_singular", 1.0), ("helical_valley", 1.0), ("wood", 1.0)]:
         prob = by_name(name)
         x0 = prob.x0 * scale

@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from helpers import H_MAX, h_equation_nonlinear, h_reference, laplace, laplace_reference
+from helpers import get_backend
+from benchmarks.problems.honesty import H_MAX, h_equation_nonlinear, h_reference, laplace, laplace_reference
 
 import steadysolve as ss
 
@@ -34,7 +35,7 @@ def test_quadratic_convergence(bk):
 
 @pytest.mark.parametrize("coef", [5.0, -10.0])
 def test_laplace_both_variants(coef):
-    prob, _ = laplace(ss_backend_numpy(), coef=coef)
+    prob, _ = laplace(np, coef=coef)
     sol = ss.solve(prob, "newton_krylov", abstol=6e-6, reltol=0.0)  # SciPy's default f_tol
     assert sol.retcode is ss.ReturnCode.Success
     np.testing.assert_allclose(sol.u, laplace_reference(coef=coef), atol=2e-5)
@@ -44,15 +45,9 @@ def test_laplace_both_variants(coef):
     assert sol.stats.nf < 20 and sol.stats.nlinsolve == sol.stats.nf - 1
 
 
-def ss_backend_numpy():
-    from helpers import get_backend
-
-    return get_backend("numpy")
-
-
 @pytest.mark.parametrize("n", [100, 1000])
 def test_h_equation(n):
-    prob, kw = h_equation_nonlinear(ss_backend_numpy(), n=n)
+    prob, kw = h_equation_nonlinear(np, n=n)
     sol = ss.solve(prob, ss.NewtonKrylov(), **kw)
     assert sol.retcode is ss.ReturnCode.Success
     np.testing.assert_allclose(sol.u, h_reference(n), atol=1e-8)
@@ -84,7 +79,7 @@ def test_nonfinite_trial_is_rejected():
 
 
 def test_counts_fd_vs_user_jvp():
-    prob = _smooth(ss_backend_numpy())
+    prob = _smooth(get_backend("numpy"))
     fd = ss.NonlinearProblem(prob.f, prob.u0, prob.p)
     s_user = ss.solve(prob, ss.NewtonKrylov(), abstol=1e-12, reltol=0.0)
     s_fd = ss.solve(fd, ss.NewtonKrylov(), abstol=1e-12, reltol=0.0)

@@ -9,11 +9,11 @@ import http.server
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
 import pytest
@@ -74,7 +74,7 @@ class Page(HTMLParser):
 @functools.lru_cache(maxsize=None)
 def _parse(path):
     page = Page()
-    page.feed(open(path, encoding="utf-8").read())
+    page.feed(Path(path).read_text(encoding="utf-8"))
     return page
 
 
@@ -139,23 +139,23 @@ def test_no_api_section_is_empty_and_solve_is_the_function(site):
                 empty.append(f"api/{name}: {' '.join(text.split())[:60]!r}")
     print(f"API sections: {total}")
     assert not empty, empty
-    core = open(os.path.join(site, "api", "core", "index.html"), encoding="utf-8").read()
+    core = Path(site, "api", "core", "index.html").read_text(encoding="utf-8")
     assert 'id="steadysolve.solve.solve"' in core and "build_context" not in core
     for name in ("Result", "ReturnCode", "ConvergenceWarning", "Solution"):
         assert f'id="steadysolve.{name}"' in core, name
-    assert "docstring-rewriting" not in open(os.path.join(ROOT, "mkdocs.yml"), encoding="utf-8").read()
+    assert "docstring-rewriting" not in Path(ROOT, "mkdocs.yml").read_text(encoding="utf-8")
     assert not os.path.exists(os.path.join(ROOT, "docs", "_griffe_ext.py"))
 
 
 def test_landing_benchmarks_changelog_and_search(site):
-    home = open(os.path.join(site, "index.html"), encoding="utf-8").read()
+    home = Path(site, "index.html").read_text(encoding="utf-8")
     for peer in ("SciPy", "torchdeq", "optimistix", "NonlinearSolve.jl"):
         assert f"<th>{peer}" in home or f">{peer}<" in home, peer
     bench = _parse(os.path.join(site, "benchmarks", "index.html"))
     charts = sorted(f for f in os.listdir(os.path.join(ROOT, "docs", "img", "benchmarks")) if f.endswith(".png"))
     assert sorted(os.path.basename(s) for s in bench.images if "benchmarks/" in s) == charts
-    assert "Unreleased" in open(os.path.join(site, "changelog", "index.html"), encoding="utf-8").read()
-    index = json.load(open(os.path.join(site, "search", "search_index.json"), encoding="utf-8"))
+    assert "Unreleased" in Path(site, "changelog", "index.html").read_text(encoding="utf-8")
+    index = json.loads(Path(site, "search", "search_index.json").read_text(encoding="utf-8"))
     text = " ".join(d["text"] + " " + d["title"] for d in index["docs"])
     for name in ("fsolve", "xtol", "maxiter", "f_max_iter", "root_find", "newton_krylov", "AndersonAcceleration"):
         assert re.search(rf"\b{name}\b", text), name

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_the_user_script_type_checks(tmp_path):
 
 
 def test_misspelled_keywords_are_type_errors(tmp_path):
-    lines = open(os.path.join(HERE, "misspelled.py"), encoding="utf-8").read().splitlines()
+    lines = Path(HERE, "misspelled.py").read_text(encoding="utf-8").splitlines()
     expected = {i + 1: re.findall(r"(\w+)=", line)[-1]
                 for i, line in enumerate(lines) if line.endswith("# expect-error")}
     assert len(expected) >= 15

@@ -1,7 +1,8 @@
 """Problem sets shared by the benchmark scripts and the tests.
 
-A package (not a script), so tests import it as ``benchmarks.problems.bruss`` from the
-repository root (``python -m pytest`` puts the root on ``sys.path``) and scripts run from
-``benchmarks/`` import it as ``problems.bruss``. Modules here import NumPy/SciPy and
-``steadysolve`` only, never a benchmark script or ``_common``.
+``honesty``: the honesty matrix (every algorithm on every problem, with and without a root);
+``mgh``: the 23 Moré–Garbow–Hillstrom / MINPACK-1 problems; ``bruss``: the 2-D Brusselator.
+Both sides import them as ``benchmarks.problems.<set>`` from the repository root (the tests through
+pytest's ``pythonpath``, the scripts by running as ``python -m benchmarks.<script>``). Modules here
+import NumPy/SciPy, ``array_api_compat`` and ``steadysolve`` only, never a benchmark script or ``_common``.
 """

@@ -259,31 +259,26 @@ def terms_norm(ctx, alg, state):
 
 def huge_norm(xp, dtype) -> float:
     """The largest meaningful iterate norm: beyond it residuals are lost in cancellation."""
-    try:
-        return _HUGE[dtype]
-    except (KeyError, TypeError):  # first time, or an unhashable dtype object
-        huge = 1e-2 * float(xp.finfo(dtype).max)
-        try:
-            _HUGE[dtype] = huge
-        except TypeError:
-            pass
-        return huge
-
-
-_HUGE: dict = {}
+    return 1e-2 * _finfo(xp, dtype, "max")
 
 
 def precision(xp, dtype) -> float:
-    """``eps`` of ``dtype`` as a Python float (cached like :func:`huge_norm`)."""
+    """``eps`` of ``dtype`` as a Python float."""
+    return _finfo(xp, dtype, "eps")
+
+
+def _finfo(xp, dtype, field: str) -> float:
+    """``xp.finfo(dtype).<field>`` as a Python float, cached per dtype. The key leads with the dtype's
+    type: dtypes of different libraries may hash alike, and comparing them is undefined by the standard
+    (array_api_strict warns), so a lookup must never get as far as ``==`` between two libraries' dtypes."""
+    key = (type(dtype), dtype, field)
     try:
-        return _EPS[dtype]
-    except (KeyError, TypeError):
-        eps = float(xp.finfo(dtype).eps)
-        try:
-            _EPS[dtype] = eps
-        except TypeError:
-            pass
-        return eps
+        return _FINFO[key]
+    except KeyError:
+        value = _FINFO[key] = float(getattr(xp.finfo(dtype), field))
+        return value
+    except TypeError:  # an unhashable dtype object
+        return float(getattr(xp.finfo(dtype), field))
 
 
-_EPS: dict = {}
+_FINFO: dict = {}

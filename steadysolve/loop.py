@@ -233,6 +233,8 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user)
             state = new
             if improved:
                 best_u, best_fu = new.u, new.fu
+        else:  # the element has stopped on this step: its state stays, the step's work counts
+            state = _counters_from(new, state)
         if store_trace:
             _trace_row(trace, fn if ok else trace[-1], store_trace)
         if callback is not None:
@@ -240,6 +242,16 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user)
     code = _MAXITERS if book.codes == RUNNING else int(book.codes)
     tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), 1) if store_trace else None
     return DriverResult(best_u, best_fu, [code], it, np.asarray([book.niter_el], dtype=np.int64), state, tr)
+
+
+def _counters_from(new, old):
+    """``old`` with its global leaves (0-d counters, host numbers) from ``new``: what ``tree_where``
+    gives for an element that is not taken."""
+    if hasattr(new, "_fields"):
+        return type(new)(*(_counters_from(a, b) for a, b in zip(new, old)))
+    if isinstance(new, (tuple, list)):
+        return type(new)(_counters_from(a, b) for a, b in zip(new, old))
+    return new if new is None or not hasattr(new, "ndim") or new.ndim == 0 else old
 
 
 def _widen(ctx, narrow):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Union
 
+from .. import backend
 from ..linear.gmres import GMRES, gmres_2d
 from ..registry import register
 from ..retcodes import ReturnCode
@@ -129,7 +130,8 @@ class NewtonKrylov(NewtonBase):
         eta = xp.maximum(eta, xp.where(prev > 0.1, prev, 0.0))
         tol = ctx.abstol if rt == 0 else xp.maximum(rt * ctx.norm(u_new), ctx.abstol)
         floor = (0.5 * tol) / xp.sqrt(xp.where(fn2_new > 0, fn2_new, 1.0))
-        return xp.clip(xp.maximum(eta, floor), max=emax)
+        # (the norms of a half-precision state are float32: the carry keeps the state's dtype)
+        return backend.cast(xp, xp.clip(xp.maximum(eta, floor), max=emax), state.eta.dtype)
 
     def _direction(self, prob, state, ctx, newton):
         xp, B = ctx.xp, ctx.batch

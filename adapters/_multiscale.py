@@ -42,18 +42,18 @@ def check_scales(owner: str, main_layers, mapping_layers):
     return S
 
 
-def check_shapes(owner: str, shapes, S: int):
-    """``shapes``: one state shape (a sequence of non-negative ints) per scale -> a tuple of tuples."""
+def check_shapes(owner: str, shapes, S: int, what: str = "state shape"):
+    """``shapes``: one ``what`` (a sequence of non-negative ints) per scale -> a tuple of tuples."""
     if shapes is None:
         return None
     if not _is_seq(shapes) or len(shapes) != S:
         got = f"{len(shapes)} entries" if _is_seq(shapes) else type(shapes).__name__
-        raise ValueError(f"{owner}: shapes must list one state shape per scale ({S}), got {got}")
+        raise ValueError(f"{owner}: shapes must list one {what} per scale ({S}), got {got}")
     out = []
     for i, sh in enumerate(shapes):
         if not _is_seq(sh) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in sh):
-            raise TypeError(f"{owner}: shapes[{i}] must be the shape of scale {i}'s state, a tuple of non-negative "
-                            f"ints such as (16, 8, 8), got {sh!r}")
+            raise TypeError(f"{owner}: shapes[{i}] must be the {what} of scale {i}, a tuple of non-negative ints "
+                            f"such as (16, 8, 8), got {sh!r}")
         out.append(tuple(int(d) for d in sh))
     return tuple(out)
 

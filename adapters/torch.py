@@ -203,7 +203,7 @@ class MultiScaleDEQ(DEQ):
         init = per_scale_or_callable(owner, "init", init, S, broadcast=False)
         super().__init__(cell, solver, backward, init=init, **options)
         self.injection = per_scale_or_callable(owner, "injection", injection, S, broadcast=True)
-        self.shapes = check_shapes(owner, shapes, S)
+        self.shapes = check_shapes(owner, shapes, S, "per-sample shape")
         self.scales = S
 
     def forward(self, x, z0=None):

@@ -55,12 +55,13 @@ def tree_where(xp, mask, new, old, workspaces=()):
 
 def huge_norm(xp, dtype) -> float:
     """The largest meaningful iterate norm: beyond it residuals are lost in cancellation."""
+    key = (type(dtype), dtype)  # the type first: array_api_strict warns when its dtypes meet NumPy's
     try:
-        return _HUGE[dtype]
+        return _HUGE[key]
     except (KeyError, TypeError):  # first time, or an unhashable dtype object
         huge = 1e-2 * float(xp.finfo(dtype).max)
         try:
-            _HUGE[dtype] = huge
+            _HUGE[key] = huge
         except TypeError:
             pass
         return huge

@@ -50,7 +50,7 @@ class NewtonKrylov(NewtonBase):
         no ``jvp``: ``J v ~ (F(u + h v) - F(u)) / h`` with
         ``h = jvp_step * max(||u||_2, 1) / ||v||_2``; ``None`` uses ``sqrt(eps)``
         (the same rule as the solve context). Each such JVP costs one evaluation of
-        ``F`` and is counted in ``njvp``, not ``nf``.
+        ``F``, counted in ``nf`` (a call of ``F``) and in ``njvp`` (a product).
     recycle : number of previous Newton directions (unit vectors, per element) tried
         first as search directions of the next linear solve (flexible GMRES with
         augmentation, the LGMRES idea SciPy's ``newton_krylov`` uses). Successive

@@ -156,7 +156,8 @@ class TrustRegion(Algorithm):
     Jacobian's column norms (zero columns count as 1), so the method is invariant
     to a rescaling of the unknowns. The first radius is
     ``factor * ||D u0||`` (``factor`` when that is 0). The Jacobian comes from the
-    problem's ``jac``, else AD or finite differences (``n`` JVPs, counted in ``njvp``).
+    problem's ``jac``, else AD or finite differences (``n`` JVPs, counted in ``njvp``; by finite
+    differences also ``n`` calls of ``F`` in ``nf``).
     The Newton point solves ``(J + S) p = -F`` with the diagonal shift ``S`` relative to
     each row and column (as :class:`NewtonRaphson`), so that a singular ``J`` gives a huge
     point that the dogleg cuts back. A non-finite Jacobian stops the

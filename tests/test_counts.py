@@ -21,6 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import _mgh as mgh  # noqa: E402
 
 ALGS = ss.available()
+#: an explicit Auto chain: a later attempt's setup (DynamicSS's f at t0, its first-step estimate) counts
+CHAIN = pytest.param(ss.Auto(algs=("fixed_point", "dynamic_ss", "broyden", "newton")), id="auto_chain")
 DENSE = ("newton", "trust_region", "levenberg_marquardt")
 MAXITERS = 200
 
@@ -113,6 +115,16 @@ def test_nf_is_every_call_of_f_on_the_mgh_set(alg, batched):
     from helpers import get_backend
 
     wrong = _sweep(alg, "nonlinear", batched, get_backend("numpy"), mgh.SCALES)
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("kind", ["nonlinear", "steady_state", "fixed_point"])
+@pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
+@pytest.mark.parametrize("alg", [CHAIN])
+def test_nf_of_an_explicit_auto_chain(alg, kind, batched):
+    from helpers import get_backend
+
+    wrong = _sweep(alg, kind, batched, get_backend("numpy"), (1.0, 100.0))
     assert not wrong, "\n".join(wrong)
 
 
@@ -307,3 +319,33 @@ def test_counts_under_jax_jit(alg):
         nf, njvp = run(u0)
         jax.effects_barrier()
         assert (calls["f"], calls["jvp"]) == (int(nf), int(njvp) if kw else 0), batched
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("alg", ["broyden", "newton_krylov"])
+def test_counts_under_jax_jit_with_compaction(alg):
+    """A jitted batch of 1,024 compacts its stragglers (``loop_compact``): the check that ``f`` takes
+    the smaller batch is one call of ``f``, counted."""
+    import jax
+    import jax.numpy as jnp
+
+    calls = [0]
+
+    def f(u, p):
+        def bump():
+            calls[0] += 1
+        jax.debug.callback(bump)
+        return u * u * u - p
+
+    B = 1024
+    p = jnp.asarray([2.0, 3.0])  # shared by the rows: f is row-wise, checked once
+    u0 = jnp.ones((B, 2)).at[:8].set(40.0)  # a few stragglers far away
+
+    @jax.jit
+    def run(u0):
+        sol = ss.solve(ss.NonlinearProblem(f, u0, p), alg, batch_axis=0, maxiters=MAXITERS)
+        return sol.stats.nf, sol.retcode_array
+
+    nf, codes = run(u0)
+    jax.effects_barrier()
+    assert int((codes == 0).sum()) >= B - 8 and calls[0] == int(nf)

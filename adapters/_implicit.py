@@ -22,8 +22,8 @@ import warnings
 from typing import Any, Callable, NamedTuple, Optional
 
 import steadysolve as ss
-from steadysolve import backend
-from steadysolve.layout import Layout
+from steadysolve import _backend as backend
+from steadysolve._backend.layout import Layout
 from steadysolve.retcodes import ConvergenceError, Result
 from steadysolve.termination import get_norm
 

@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from steadysolve.checks import reject_unknown
+from steadysolve._checks import reject_unknown
 from steadysolve.registry import resolve
 
 from ._jax_solve import OPTIONS, run_fixed_point

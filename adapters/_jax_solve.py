@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import steadysolve as ss
-from steadysolve.checks import check_bool, check_callable
-from steadysolve.layout import Layout
+from steadysolve._checks import check_bool, check_callable
+from steadysolve._backend.layout import Layout
 from steadysolve.termination import default_tolerance
 
 from ._implicit import adjoint_solve, forward_stats
@@ -63,7 +63,8 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
         raise TypeError(f"{where}: the initial guess must have a real floating dtype, got {z0.dtype}")
     max_nfe = unknown.pop("max_nfe", None)
     opts = layer_options(where, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
-                         batch_axis=batch_axis, backward=backward, default_tol=default_tolerance(jnp, z0.dtype),
+                         batch_axis=batch_axis, backward=backward,
+                         defaults=(default_tolerance(jnp, z0.dtype),) * 2,
                          unknown=unknown, valid=OPTIONS, max_nfe=max_nfe, default_maxiters=1000)
     opts = check_layer_batch_axis(where, opts, tuple(z0.shape))
     opts = opts.budgeted(Layout(jnp, tuple(z0.shape), opts.batch_axis).n)  # max_nfe: the work budget

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
 import steadysolve as ss
-from steadysolve.checks import (check_batch_axis, check_choice, check_int, check_positive, check_tol,
-                                reject_unknown, renamed_options)
+from steadysolve._checks import (check_batch_axis, check_choice, check_int, check_positive, check_tol, reject_unknown,
+                                 renamed_options)
 from steadysolve.registry import LINEAR, resolve
 from steadysolve.termination import get_norm
 
@@ -40,10 +40,11 @@ class Implicit:
     solver : ``"gmres"`` (the default; a Krylov solve of ``(I - J^T) w = g``), a
         ``steadysolve.GMRES`` instance, or any registered algorithm name / instance
         (``"anderson"``: the adjoint as the fixed point ``w -> J^T w + g``).
-    abstol, reltol, maxiters : the adjoint's convergence test. ``None`` means: ``abstol = 0``
+    abstol, reltol, maxiters : the adjoint's convergence test. Neither tolerance given: ``abstol = 0``
         (the adjoint has the scale of the incoming gradient, often tiny, so the test is
-        relative), ``reltol`` = the forward ``reltol`` (or the forward ``abstol`` when that
-        is 0), ``maxiters`` = the forward ``maxiters``.
+        relative) and ``reltol`` = the forward ``reltol`` (or the forward ``abstol`` when that
+        is 0); exactly one given: the other is 0 (a tolerance set binds). ``maxiters`` defaults to
+        the forward ``maxiters``.
 
     Examples
     --------
@@ -139,12 +140,12 @@ def _resolve_backward(owner, backward, abstol: float, reltol: float, maxiters: i
                          abstol=solver.abstol if b.abstol is None else float(b.abstol),
                          reltol=solver.reltol if b.reltol is None else float(b.reltol),
                          maxiters=solver.maxiters if b.maxiters is None else b.maxiters)
-    return _Backward(
-        "implicit", solver=solver,
-        abstol=0.0 if b.abstol is None else float(b.abstol),
-        reltol=float((reltol if reltol > 0 else abstol) if b.reltol is None else b.reltol),
-        maxiters=maxiters if b.maxiters is None else b.maxiters,
-    )
+    if b.abstol is None and b.reltol is None:
+        babs, brel = 0.0, float(reltol if reltol > 0 else abstol)
+    else:  # a tolerance set binds: the one not set is 0
+        babs, brel = float(b.abstol or 0.0), float(b.reltol or 0.0)
+    return _Backward("implicit", solver=solver, abstol=babs, reltol=brel,
+                     maxiters=maxiters if b.maxiters is None else b.maxiters)
 
 
 # ---------------------------------------------------------------------------------------
@@ -191,9 +192,10 @@ class LayerOptions:
 
 
 def layer_options(owner: str, *, solver, abstol, reltol, maxiters, norm, batch_axis, backward,
-                  default_tol: Optional[float] = None, unknown: Optional[dict] = None, valid=(),
+                  defaults: tuple = (None, None), unknown: Optional[dict] = None, valid=(),
                   max_nfe: Optional[int] = None, default_maxiters: int = 50) -> LayerOptions:
-    """Validate a layer's options before any work; ``None`` tolerances become ``default_tol``."""
+    """Validate a layer's options before any work. Tolerances: ``defaults = (abstol, reltol)`` when
+    neither is given; when exactly one is, the other is 0 (a tolerance set binds)."""
     if unknown:
         moved = [k for k in unknown if k in _MOVED]
         if moved:
@@ -209,8 +211,10 @@ def layer_options(owner: str, *, solver, abstol, reltol, maxiters, norm, batch_a
                         f"{type(solver).__name__}") from e
     abstol = check_tol(owner, "abstol", abstol)
     reltol = check_tol(owner, "reltol", reltol)
-    abstol = default_tol if abstol is None else abstol
-    reltol = default_tol if reltol is None else reltol
+    if abstol is None and reltol is None:
+        abstol, reltol = defaults
+    else:
+        abstol, reltol = abstol or 0.0, reltol or 0.0
     if max_nfe is not None:
         max_nfe = check_int(owner, "max_nfe", max_nfe, 1)
         if maxiters is not None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Optional
 
-from steadysolve import backend
-from steadysolve.layout import Layout
+from steadysolve import _backend as backend
+from steadysolve._backend.layout import Layout
 
 __all__ = ["Structure", "is_structured", "tree_leaves", "tree_map"]
 

@@ -8,8 +8,8 @@ from typing import Any, Callable, NamedTuple, Optional
 import torch
 
 import steadysolve as ss
-from steadysolve import backend
-from steadysolve.layout import Layout
+from steadysolve import _backend as backend
+from steadysolve._backend.layout import Layout
 
 from ._implicit import BACKWARD_HINT, FORWARD_HINT, DEQStats, Reporter, adjoint_solve, forward_stats
 from ._options import check_layer_batch_axis

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import jax.numpy as jnp
 
-from steadysolve.checks import check_callable, reject_unknown
+from steadysolve._checks import check_callable, reject_unknown
 from steadysolve.registry import resolve
 
 from ._implicit import SolveStats, explained

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from steadysolve.checks import check_callable, check_choice, check_positive
+from steadysolve._checks import check_callable, check_choice, check_positive
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
 from ._options import Implicit, Phantom, layer_options
@@ -33,11 +33,15 @@ _OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "norm", "batch
             "max_nfe")
 
 
+#: the forward test's tolerances when neither is given: torchdeq's nominal relative residual
+DEFAULT_TOLERANCES = (1e-8, 1e-3)
+
+
 def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure, failed_grad, unknown):
     max_nfe = unknown.pop("max_nfe", None)
     opts = layer_options(owner, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
                          batch_axis=batch_axis, backward=backward, unknown=unknown, valid=_OPTIONS,
-                         max_nfe=max_nfe)
+                         max_nfe=max_nfe, defaults=DEFAULT_TOLERANCES)
     check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
@@ -58,8 +62,10 @@ class DEQ(nn.Module):
         solver and tolerances are options of the object) or ``"phantom"`` / :class:`Phantom`
         (``steps`` unrolled damped steps from ``z*``).
     abstol, reltol, maxiters, norm : forward convergence test (per batch element):
-        ``norm(f(z, x) - z) <= max(abstol, reltol * norm(z))``; the defaults (``reltol=1e-3``, the
-        2-norm, 50 iterations) are torchdeq's nominal relative-residual test.
+        ``norm(f(z, x) - z) <= max(abstol, reltol * norm(z))`` (``norm(z)`` capped at 100 times the
+        start's scale, see the core's concepts page); with neither tolerance given ``abstol=1e-8,
+        reltol=1e-3`` (with the 2-norm and 50 iterations: torchdeq's nominal relative-residual test);
+        with exactly one given the other is 0, so that ``abstol=1e-10`` alone binds.
     max_nfe : (keyword, instead of ``maxiters``) a work budget in evaluations of ``f`` counting
         JVPs, the same for every solver: mapped onto each solver's iteration limits (Newton-Krylov:
         Newton iterations x short GMRES; dynamic_ss: RK stages per step); also caps the adjoint.
@@ -93,7 +99,7 @@ class DEQ(nn.Module):
     (torch.Size([4, 3]), True)
     """
 
-    def __init__(self, f, solver="anderson", backward="implicit", *, abstol=1e-8, reltol=1e-3, maxiters=None,
+    def __init__(self, f, solver="anderson", backward="implicit", *, abstol=None, reltol=None, maxiters=None,
                  norm="l2", batch_axis=0, init=None, jacobian_reg=0.0, on_failure="warn", failed_grad="jfb",
                  **unknown):
         super().__init__()
@@ -254,8 +260,8 @@ class MultiScaleSkipDEQ(MultiScaleDEQ):
 
 
 @torch.compiler.disable
-def fixed_point(f, x, z0, *params, solver="anderson", backward="implicit", return_stats=False, abstol=1e-8,
-                reltol=1e-3, maxiters=None, norm="l2", batch_axis=0, on_failure="warn", failed_grad="jfb",
+def fixed_point(f, x, z0, *params, solver="anderson", backward="implicit", return_stats=False, abstol=None,
+                reltol=None, maxiters=None, norm="l2", batch_axis=0, on_failure="warn", failed_grad="jfb",
                 **unknown):
     """Functional DEQ: ``z* = f(z*, x, *params)``, differentiable in ``x``, ``params`` and any
     tensor ``f`` closes over.

@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Optional
 
-from . import backend, fused
+from . import _backend as backend
+from ._backend import fused
 
 __all__ = ["NonlinearProblem", "SteadyStateProblem", "FixedPointProblem", "AbstractProblem"]
 

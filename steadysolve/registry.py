@@ -8,7 +8,7 @@ raise ``ValueError`` listing the valid names (with a close-match suggestion).
 
 from __future__ import annotations
 
-from .checks import suggest
+from ._checks import suggest
 
 __all__ = ["register", "resolve", "available", "NONLINEAR", "LINEAR"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from typing import Any, Optional
 
-from . import backend
+from . import _backend as backend
 
 __all__ = ["ReturnCode", "ConvergenceError", "Result", "RUNNING"]
 
@@ -30,7 +30,7 @@ class ReturnCode(enum.Enum):
     (True, 1)
     """
 
-    Success = "converged: the residual norm is within abstol or reltol * norm(u)"
+    Success = "converged: a root (the residual norm is within abstol, or reltol times its scale)"
     MaxIters = "stopped at maxiters before the residual reached the tolerance"
     NonFinite = "the iteration produced NaN or Inf; the last finite (best) iterate is returned"
     Diverged = "the iterate or the residual ran away (grew without bound): there is probably no root nearby"

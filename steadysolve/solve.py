@@ -5,16 +5,16 @@ from __future__ import annotations
 import warnings
 from typing import Any, Callable, Optional, Union
 
-from . import backend
+from . import _backend as backend
 from .algorithms.auto import Auto
-from .checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
-from .contexts import build_context, fname_of, narrower
-from .layout import Layout
-from .loop import run
+from ._checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
+from ._engine.context import build_context, fname_of, narrower
+from ._backend.layout import Layout
+from ._engine.driver import run
 from .problems import AbstractProblem, as_output, check_output, with_user_errstate
 from .registry import resolve
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
-from .termination import default_tolerance, get_norm
+from .termination import default_tolerance, get_norm, resolve_tolerances
 
 __all__ = ["solve", "build_context"]
 
@@ -59,10 +59,12 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
         FixedPointProblem; Newton / Newton-Krylov, then trust region, then Levenberg-Marquardt),
         each attempt restarting from the best iterate so far; ``sol.alg`` is the algorithm that
         produced the answer and ``sol.stats.attempts`` the cost of every attempt.
-    abstol, reltol : success when ``norm(resid) <= abstol`` or
-        ``norm(resid) <= reltol * norm(u)`` (per batch element). Default
-        ``eps ** 0.8`` of the dtype.
-    maxiters : iteration cap (default 1000).
+    abstol, reltol : success when ``norm(resid) <= abstol``, or ``norm(resid) <= reltol * scale``
+        with a scale that cannot run away with the iterate (per batch element; see
+        :doc:`concepts <concepts>`): for a FixedPointProblem ``norm(u)``, capped at 100 times its
+        start's scale; otherwise the size of ``f``'s terms at ``u``. Default ``eps ** 0.8`` of the
+        dtype for both; when only one is given, the other is 0 (a tolerance you set binds).
+    maxiters : iteration cap (default 1000): the total over the attempts of the default ``Auto``.
     norm : ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable(x2d) -> per-row norms``.
     batch_axis : axis of ``u0`` that indexes independent problems; each element gets
         its own convergence test, is frozen once converged, and has its own counts.
@@ -141,27 +143,24 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     user_prob = prob
     if not use_jax:  # the user's functions keep the caller's NumPy error handling inside ``quiet_host``
         prob, callback = with_user_errstate(prob), backend.keep_errstate(callback)
-    dt = u0.dtype
-    abstol = default_tolerance(xp, dt) if abstol is None else abstol
-    reltol = default_tolerance(xp, dt) if reltol is None else reltol
+    abstol, reltol = resolve_tolerances(abstol, reltol, default_tolerance(xp, u0.dtype))
     ctx = build_context(prob, u0, layout, xp, fu0, abstol, reltol, norm, traced=use_jax)
     batched = batch_axis is not None
     done = [0]  # iterations of the attempts before (a chain's callback counts on)
 
     narrow = narrower(prob, xp, layout, norm) if batched else None
 
-    def drive(a, c, rows, share=1.0):  # share < 1: an attempt of a chain, which may use part of maxiters
+    def drive(a, c, rows, cap=maxiters, left=None, scales=None):  # a chain's attempt: its cap, the budget left
         cb = callback if callback is None or not done[0] else (lambda it, u, fn: callback(done[0] + it, u, fn))
-        cap = maxiters if share >= 1 else max(min(maxiters, 100), int(share * maxiters))
         r = run(a, prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
-                to_user=layout.from_rows, narrow=narrow)
+                to_user=layout.from_rows, narrow=narrow, scales=scales, limit=left if use_jax else None)
         if not use_jax:
             done[0] += r.niter
         return r
 
     def stats_of(a, r):
         st = r.state
-        return Stats(nf=_num(st.nf), njvp=_num(getattr(st, "njvp", 0)), nvjp=_num(getattr(st, "nvjp", 0)),
+        return Stats(nf=_num(st.nf + r.nf), njvp=_num(getattr(st, "njvp", 0) + r.njvp), nvjp=_num(getattr(st, "nvjp", 0)),
                      niter=_num(r.niter), niter_per_element=r.niter_el if batched else None,
                      extra={k: _num(v) for k, v in a.extra_stats(st).items()})
 
@@ -169,7 +168,7 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     # return code reports it, no RuntimeWarning
     with backend.quiet_host():
         if isinstance(alg, Auto):
-            chain = alg.run_chain(prob, ctx, layout.to_rows(u0), drive, traced=use_jax)
+            chain = alg.run_chain(prob, ctx, layout.to_rows(u0), drive, traced=use_jax, maxiters=maxiters)
             res = chain.result
             stats, alg, trace = alg.summary(chain, stats_of, batched=batched, traced=use_jax, xp=xp)
         else:

@@ -112,6 +112,7 @@ class TestProblem:
     maxiters: int = 500
     refused_by: set = field(default_factory=set)  # algorithm names that must refuse it with a ValueError
     no_root: bool = False  # there is nothing to find: every algorithm must end with a failure code
+    backends: tuple = BACKENDS  # where the problem runs (bfloat16 exists in PyTorch and JAX only)
 
     def __repr__(self) -> str:
         return self.name
@@ -295,6 +296,62 @@ def stiff_steady_state(bk):
                                                                                                     reltol=0.0)
 
 
+# -- no root, and a residual that flattens to a floor as the iterate runs away: Success would be a lie ---
+# (the classes of the reliability audit: a floor as u -> -inf, loose tolerances, low precision, a
+# residual that rounds to zero at a huge iterate; every algorithm, eager and jitted, batched)
+
+def cast(bk, x, dtype: str):
+    """A backend array in ``dtype`` ("float32", "float16", "bfloat16"), from a float64 NumPy array."""
+    x = bk.asarray(x)
+    if bk.name == "torch":
+        import torch
+
+        return x.to(getattr(torch, dtype))
+    if bk.name == "jax":
+        import jax.numpy as jnp
+
+        return x.astype(getattr(jnp, dtype))
+    return bk.xp.astype(x, getattr(bk.xp, dtype))
+
+
+def exp_floor(dtype="float64", floor=1e-4, **kw):
+    """``exp(u) + floor = 0``: no root; ``F -> floor`` as ``u -> -inf`` while ``reltol * norm(u)`` grows."""
+    def make(bk):
+        xp = bk.xp
+        u0 = cast(bk, np.zeros(2), dtype)
+        return ss.NonlinearProblem(lambda u, p: xp.exp(u) + floor, u0), dict(kw)
+
+    return make
+
+
+def exp_floor_batch(bk):
+    """Four elements with floors 1e-4 .. 1e-1 from different starts, one batch."""
+    xp = bk.xp
+    c = bk.asarray(np.array([1e-4, 1e-3, 1e-2, 1e-1])[:, None])
+    u0 = bk.asarray(np.array([[0.0, 1.0], [-1.0, 0.5], [2.0, 0.0], [0.0, 0.0]]))
+    return ss.NonlinearProblem(lambda u, p: xp.exp(u) + p, u0, c), dict(batch_axis=0)
+
+
+def atan_floor(c, reltol):
+    """``atan(u) + c = 0``, ``c > pi / 2``: no root, floor ``c - pi / 2`` as ``u -> -inf``."""
+    def make(bk):
+        xp = bk.xp
+        return ss.NonlinearProblem(lambda u, p: xp.atan(u) + c, bk.asarray(np.zeros(3))), dict(reltol=reltol)
+
+    return make
+
+
+def fixed_point_floor(bk):
+    """``g(z) = z - exp(z) - 1e-4``: no fixed point, ``g(z) - z -> -1e-4`` as ``z -> -inf``."""
+    xp = bk.xp
+    return ss.FixedPointProblem(lambda z, p: z - xp.exp(z) - 1e-4, bk.asarray(np.zeros(2))), {}
+
+
+def shift_float32(bk):
+    """``g(z) = z + 1`` in float32: no fixed point, yet ``g(z) - z`` rounds to 0 once ``|z| > 1.7e7``."""
+    return ss.FixedPointProblem(lambda z, p: z + 1.0, cast(bk, np.zeros(2), "float32")), {}
+
+
 PROBLEMS = [
     TestProblem("linear_contraction", linear_contraction, linear_reference,
                 must_solve={"anderson", "fixed_point", "dynamic_ss", "newton_krylov", "auto", "broyden", "newton", "trust_region", "levenberg_marquardt"}),
@@ -314,6 +371,19 @@ PROBLEMS = [
     TestProblem("no_root_shift", no_root_shift, None, no_root=True, maxiters=300),
     TestProblem("no_root_drift", no_root_drift, None, no_root=True, maxiters=300),
     TestProblem("nan_region", nan_region, None, no_root=True, maxiters=300),
+    TestProblem("exp_floor", exp_floor(), None, no_root=True, maxiters=300),
+    TestProblem("exp_floor_reltol_1e-6", exp_floor(reltol=1e-6), None, no_root=True, maxiters=300),
+    TestProblem("exp_floor_reltol_1e-2", exp_floor(reltol=1e-2), None, no_root=True, maxiters=300),
+    TestProblem("exp_floor_batch", exp_floor_batch, None, no_root=True, maxiters=300),
+    TestProblem("atan_floor_reltol_1e-3", atan_floor(2.0, 1e-3), None, no_root=True, maxiters=300),
+    TestProblem("atan_floor_reltol_1e-2", atan_floor(1.6, 1e-2), None, no_root=True, maxiters=300),
+    TestProblem("fixed_point_floor", fixed_point_floor, None, no_root=True, maxiters=300),
+    TestProblem("shift_float32", shift_float32, None, no_root=True, maxiters=300),
+    TestProblem("exp_floor_float32", exp_floor("float32", 1e-3), None, no_root=True, maxiters=300),
+    TestProblem("exp_floor_float16", exp_floor("float16", 5e-2), None, no_root=True, maxiters=300,
+                backends=("torch", "jax")),
+    TestProblem("exp_floor_bfloat16", exp_floor("bfloat16", 0.5), None, no_root=True, maxiters=300,
+                backends=("torch", "jax")),
 ]
 
 
@@ -335,19 +405,37 @@ def np_norm(x, norm="max", batch_axis=None):
     return np.sqrt(np.mean(x * x, axis=1))
 
 
+def _terms_norm(bk, prob, u, norm, batch_axis):
+    """``norm(J_F(u) u)`` per element by a central difference in NumPy-converted values (independent of
+    the package's own derivative code)."""
+    h = 1e-6
+    fp = bk.to_numpy(prob.residual(bk.asarray(bk.to_numpy(u) * (1 + h), dtype=bk.to_numpy(u).dtype), prob.p))
+    fm = bk.to_numpy(prob.residual(bk.asarray(bk.to_numpy(u) * (1 - h), dtype=bk.to_numpy(u).dtype), prob.p))
+    return np_norm((fp - fm) / (2 * h), norm, batch_axis)
+
+
 def assert_honest(bk, prob, sol, abstol, reltol, norm="max", batch_axis=None):
-    """A ``Success`` must mean the residual, recomputed here, is within tolerance
-    (per element when batched), and the solution must hold no NaN."""
+    """A ``Success`` must mean the residual, recomputed here, is within tolerance (per element when
+    batched; the package's definition, docs/concepts.md: ``abstol``, or ``reltol`` times ``norm(u)``
+    capped at 100 times the start's scale for a fixed-point map, times the size of ``F``'s terms
+    ``norm(J_F(u) u)`` otherwise), and the solution must hold no NaN."""
     u = bk.to_numpy(sol.u)
     assert np.all(np.isfinite(u)), f"{sol!r}: non-finite values in sol.u"
     resid = bk.to_numpy(prob.residual(sol.u, prob.p))
     fn = np_norm(resid, norm, batch_axis)
     un = np_norm(u, norm, batch_axis)
-    ok = (fn <= abstol * (1 + 1e-8) + 1e-300) | (fn <= reltol * un * (1 + 1e-8))
+    if prob.kind == "fixed_point":
+        u0 = bk.to_numpy(prob.u0)
+        g0 = bk.to_numpy(prob.f(prob.u0, prob.p))
+        scale0 = np.maximum(np.maximum(np_norm(u0, norm, batch_axis), np_norm(g0, norm, batch_axis)), 1.0)
+        rel_scale = np.minimum(un, 100 * scale0)
+    else:
+        rel_scale = _terms_norm(bk, prob, sol.u, norm, batch_axis) if reltol > 0 else 0 * fn
+    ok = (fn <= abstol * (1 + 1e-8) + 1e-300) | (fn <= reltol * rel_scale * (1 + 1e-4))
     codes = sol.retcodes if batch_axis is not None else [sol.retcode]
     for i, rc in enumerate(codes):
         if rc is ss.ReturnCode.Success:
             assert ok[i], (f"{sol!r} element {i}: Success with residual norm {fn[i]:.3e} "
-                           f"> max(abstol={abstol}, reltol*norm(u)={reltol * un[i]:.3e})")
+                           f"> max(abstol={abstol}, reltol*scale={reltol * rel_scale[i]:.3e})")
     # sol.resid is the residual at sol.u
     np.testing.assert_allclose(bk.to_numpy(sol.resid), resid, rtol=1e-6, atol=1e-9 * (1 + np.max(np.abs(resid))))

@@ -9,7 +9,7 @@ import pytest
 from helpers import get_backend, h_equation, h_reference
 
 import steadysolve as ss
-from steadysolve.layout import Layout
+from steadysolve._backend.layout import Layout
 from steadysolve.solve import build_context
 from steadysolve.termination import get_norm
 

@@ -7,8 +7,8 @@ from helpers import get_backend
 
 import steadysolve as ss
 from steadysolve.algorithms.dense import regularised
-from steadysolve.derivatives import Products
-from steadysolve.layout import Layout
+from steadysolve._backend.derivatives import Products
+from steadysolve._backend.layout import Layout
 from steadysolve.solve import build_context
 from steadysolve.termination import get_norm
 

@@ -1,4 +1,4 @@
-"""Compaction under jax.jit (steadysolve/loop_compact.py): a batched, row-wise solve whose last running
+"""Compaction under jax.jit (steadysolve/_engine/compaction.py): a batched, row-wise solve whose last running
 elements are few continues on a gathered batch of static size. Every per-element result must be the
 one of the whole-batch loop (``rowwise=False`` turns compaction off), and a problem that is not
 row-wise must keep the whole batch."""
@@ -10,7 +10,7 @@ jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
 import steadysolve as ss  # noqa: E402
-from steadysolve import loop_compact  # noqa: E402
+from steadysolve._engine import compaction as loop_compact  # noqa: E402
 
 B = loop_compact.MIN_BATCH  # the smallest batch that compacts
 ROOT = 2.0 ** (1.0 / 3.0)

@@ -343,31 +343,51 @@ def test_sign_convention_hint(alg):
     assert ok.successful and ok.hint is None
 
 
-def test_host_verdict_equals_the_array_verdict():
-    # the eager batched driver's judge_host screens out the rare verdicts and decides the plain case
-    # with fewer NumPy calls: on every mix of plain and rare elements it must equal judge()
-    from steadysolve import termination as T
+@pytest.mark.parametrize("fixed_point", [False, True])
+def test_one_verdict_on_floats_numpy_and_jax(fixed_point):
+    # the verdict is written once against a namespace: the one-system driver runs it on Python floats,
+    # the eager batch on NumPy, the jitted loop in jax.numpy; on every mix of plain and rare elements
+    # (NaN, runaway iterates, diverged residuals, stalled and stopped elements, flags, measured terms)
+    # the three agree element by element
+    import jax.numpy as jnp
+
+    from steadysolve._engine import verdict as T
 
     rng = np.random.default_rng(0)
-    ns = T.array_namespace(np)
-    for trial in range(200):
+    nss = {"numpy": (T.array_namespace(np), np.asarray), "jax": (T.array_namespace(jnp), jnp.asarray)}
+    for trial in range(60):
         B = 6
-        fn0, un0 = rng.uniform(0.5, 2.0, B), rng.uniform(0.5, 2.0, B)
-        book = T.start(ns, fn0, un0, 1e-8, 1e-6)
-        book = book._replace(since_best=rng.integers(0, 12, B).astype(np.int32),
-                             best_norm=book.best_norm * rng.uniform(0.5, 1.5, B))
+        fn0, un0, gn0 = rng.uniform(0.5, 2.0, B), rng.uniform(0.5, 2.0, B), rng.uniform(0.5, 2.0, B)
         fn = fn0 * 10.0 ** rng.uniform(-12, 1, B)
-        un = un0 * 10.0 ** rng.uniform(-1, 1, B)
-        if trial % 2:  # rare cases: NaN, a runaway iterate, a diverged residual, a stopped element
+        un = un0 * 10.0 ** rng.uniform(-1, 3, B)
+        terms = un * 10.0 ** rng.uniform(-8, 1, B)
+        since = rng.integers(0, 12, B).astype(np.int32)
+        if trial % 2:  # rare cases: NaN, a runaway iterate, a diverged residual
             k = rng.integers(0, 4)
             fn[0], un[1], fn[2] = [np.nan, fn[0]][k % 2], un[1] * [1e3, 1.0][k // 2], fn[2] * [1.0, 1e11][k % 2]
-            book = book._replace(codes=np.where(np.arange(B) == 3, 1, book.codes).astype(np.int32))
-        flags = (None, np.zeros(B, np.int32), np.where(np.arange(B) == trial % B, 7, 0).astype(np.int32))
-        for patience, flag in itertools.product((None, 10), flags):  # a zero flag is the plain case too
-            a = T.judge(ns, fn, un, flag, book, 1e-8, 1e-6, patience, 1e300)
-            b = T.judge_host(np, fn, un, flag, book, 1e-8, 1e-6, patience, 1e300)
-            for x, y in zip(a[0] + a[1], b[0] + b[1]):
-                np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        stopped = np.arange(B) == 3  # an element that stopped earlier keeps its code
+        for patience, flag in itertools.product((None, 10), (None, np.where(np.arange(B) == trial % B, 7, 0))):
+            tol = T.Tolerances(1e-8, 1e-4, patience, 1e300, 2.2e-16, fixed_point)
+            out = {}
+            for name, (ns, conv) in nss.items():
+                book = T.start(ns, conv(fn0), conv(un0), tol, gn=conv(gn0) if fixed_point else None)
+                book = book._replace(since_best=conv(since),
+                                     codes=ns.as_codes(ns.where(conv(stopped), 4, book.codes)))
+                want = T.wants_terms(ns, conv(fn), conv(un), book, tol)
+                t = 0.0 if want is None else ns.where(want, conv(terms), 0.0)
+                f = None if flag is None else conv(flag.astype(np.int32))
+                b, v = T.judge(ns, conv(fn), conv(un), f, book, tol, t)
+                out[name] = [np.asarray(x) for x in b + v]
+            for x, y in zip(out["numpy"], out["jax"]):
+                np.testing.assert_array_equal(x, y)
+            for i in range(B):
+                ns = T.SCALARS
+                book = T.start(ns, float(fn0[i]), float(un0[i]), tol, gn=float(gn0[i]) if fixed_point else None)
+                book = book._replace(since_best=int(since[i]), codes=4 if stopped[i] else book.codes)
+                want = T.wants_terms(ns, float(fn[i]), float(un[i]), book, tol)
+                b, v = T.judge(ns, float(fn[i]), float(un[i]), None if flag is None else int(flag[i]), book, tol,
+                               float(terms[i]) if want else 0.0)
+                np.testing.assert_array_equal([float(x) for x in b + v], [float(x[i]) for x in out["numpy"]])
 
 
 def test_jitted_batch_with_a_per_element_user_norm():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import steadysolve as ss
-from steadysolve import backend
+from steadysolve import _backend as backend
 from steadysolve.linear.small import spd_solve_unrolled
 
 

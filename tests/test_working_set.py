@@ -1,5 +1,5 @@
 """The eager batched driver's working set: once most elements have stopped, it steps the running
-rows alone (loop_parts.WorkingSet). The answers must be those of the whole batch / of each
+rows alone (steadysolve._engine.rows.WorkingSet). The answers must be those of the whole batch / of each
 element solved alone, and a problem with per-element parameters must never be narrowed."""
 
 import numpy as np

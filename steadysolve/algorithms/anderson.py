@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
-from .. import backend
-from ..backend import combine_rows, rows_dot, set_at, solve_small
-from ..fused import minus_combined, rows_dot2, set_row_diff, set_row_step
+from .. import _backend as backend
+from .._backend import combine_rows, rows_dot, set_at, solve_small
+from .._backend.fused import minus_combined, rows_dot2, set_row_diff, set_row_step
 from ..registry import register
-from ..checks import check_int, check_positive
+from .._checks import check_int, check_positive
 from ..linear.small import spd_solve_unrolled
 from .base import Algorithm, residual_scale
 

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
-from ..derivatives import Products
+from .._backend.derivatives import Products
 
 __all__ = ["Algorithm", "Context", "residual_scale", "PROGRESS_DROP", "PROGRESS_ITERS", "no_progress"]
 
@@ -53,7 +53,7 @@ class Algorithm:
     """Base class of every nonlinear algorithm (subclasses are frozen dataclasses).
 
     A subclass defines ``init(prob, u0, ctx) -> State`` and ``step(prob, state, ctx) -> State``
-    (see the module notes); the driver in ``loop.py`` owns iteration and termination.
+    (see the module notes); the driver (``steadysolve._engine``) owns iteration and termination.
 
     Examples
     --------
@@ -89,6 +89,11 @@ class Algorithm:
     def extra_stats(self, state) -> dict:
         """Algorithm-specific counters for ``Solution.stats`` (arrays or ints)."""
         return {}
+
+    def residual_jvp(self, ctx: "Context", state, v):
+        """``(J v, evaluations of F)``: the Jacobian of the residual ``state.fu`` at ``state.u`` times ``v``
+        (the verdict measures the size of the residual's terms with it)."""
+        return ctx.jvp(state.u, v, state.fu), (1 if ctx.jvp_costs_f else 0)
 
 
 @dataclass

@@ -7,10 +7,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
-from .. import backend
-from ..backend import combine_rows, rows_dot
+from .. import _backend as backend
+from .._backend import combine_rows, rows_dot
 from ..registry import register
-from ..checks import check_int, check_positive
+from .._checks import check_int, check_positive
 from .base import Algorithm, residual_scale
 
 

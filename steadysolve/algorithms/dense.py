@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
+from .. import _backend as backend
 from ..retcodes import ReturnCode
 
 __all__ = ["refuse_large", "refresh_jacobian", "finite_jacobian", "column_scale", "regularised", "scaled_jacobian",

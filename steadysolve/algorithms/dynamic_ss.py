@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
 
-from .. import backend
+from .. import _backend as backend
+from .._backend.derivatives import fd_jvp
 from ..ode.adaptive import attempt, first_step, time_dtype
 from ..ode.controller import PIController
 from ..ode.host import attempt_host, host_buffer, host_path_ok, initial_step_host
@@ -23,7 +24,7 @@ from ..ode.runge_kutta import stage_buffer
 from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
 from ..retcodes import ReturnCode
-from ..checks import check_positive
+from .._checks import check_positive
 from .base import Algorithm
 
 __all__ = ["DynamicSS", "DynamicSSState"]
@@ -164,6 +165,14 @@ class DynamicSS(Algorithm):
         if ctx.batch == 1:
             return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.reshape(t, ()), dt))
         return lambda t, u: ctx.vector_field(u, backend.cast(xp, xp.min(t), dt))
+
+    def residual_jvp(self, ctx, state, v):
+        """The residual is the vector field at the state's time (``F(u)`` is the field at ``t = inf``):
+        a forward difference of the field at that time (one evaluation)."""
+        if ctx.kind != "steady_state":
+            return super().residual_jvp(ctx, state, v)
+        field = self._host_field(ctx) if isinstance(state.t, float) else self._field(ctx)
+        return fd_jvp(ctx.xp, lambda u: field(state.t, u))(state.u, v, state.fu), 1
 
     def _host_mode(self, ctx, abstol: float) -> bool:
         """NumPy: unbatched, the controller runs on Python floats (``ode.host``); batched, the step takes

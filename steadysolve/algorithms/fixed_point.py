@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
 from ..registry import register
-from ..checks import check_positive
+from .._checks import check_positive
 from .base import Algorithm, residual_scale
 
 

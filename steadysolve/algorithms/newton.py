@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import backend
+from .. import _backend as backend
 from ..registry import register
-from ..checks import check_int
+from .._checks import check_int
 from .dense import finite_jacobian, host_finite, host_path, host_regularised, refuse_large, regularised
 from .newton_base import NewtonBase
 

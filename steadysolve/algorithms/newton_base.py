@@ -52,7 +52,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from ..checks import check_int
+from .._checks import check_int
 from ..retcodes import ReturnCode
 from .base import PROGRESS_ITERS, Algorithm, no_progress
 from .dense import host_path

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from .. import backend
+from .. import _backend as backend
 from ..linear.gmres import GMRES, gmres_2d
 from ..registry import register
 from ..retcodes import ReturnCode
-from ..checks import check_int, check_positive
+from .._checks import check_int, check_positive
 from .newton_base import NewtonBase, NewtonState
 
 __all__ = ["NewtonKrylov", "NewtonBase", "NewtonState"]

@@ -21,8 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .. import backend
-from ..checks import check_int, check_positive
+from .. import _backend as backend
+from .._checks import check_int, check_positive
 from ..registry import register
 from ..retcodes import ReturnCode
 from .base import PROGRESS_ITERS, Algorithm, no_progress

@@ -11,7 +11,7 @@ accumulates the correction, so the result is the full products' up to rounding."
 
 from __future__ import annotations
 
-from ..backend import combine_rows, rows_dot
+from .._backend import combine_rows, rows_dot
 
 __all__ = ["CHUNK", "MIN_SIZE", "blocked", "padded_rows", "chunked_cgs2"]
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from .. import backend
-from ..checks import check_batch_axis, check_callable, check_int, check_tol, renamed_options
-from ..layout import Layout
+from .. import _backend as backend
+from .._checks import check_batch_axis, check_callable, check_int, check_tol, renamed_options
+from .._backend.layout import Layout
 from ..registry import register, resolve
 from ..solution import LinearSolution, Stats, register_jax_pytrees
 from .gmres_eager import gmres_eager
@@ -40,7 +40,9 @@ class GMRES:
     Parameters
     ----------
     restart : Krylov dimension of one cycle (the basis is ``restart + 1`` vectors).
-    reltol, abstol : relative and absolute tolerances on the 2-norm of the residual.
+    reltol, abstol : relative and absolute tolerances on the 2-norm of the residual; by default
+        ``reltol=1e-5, abstol=0``; when only ``abstol`` is given, ``reltol`` is 0 (a tolerance you
+        set binds).
     maxiters : cap on the total number of Krylov steps (``matvec`` calls, restarts
         excluded); ``None`` means ``max(10 * n, restart)``.
 
@@ -66,14 +68,18 @@ class GMRES:
     """
 
     restart: int = 30
-    reltol: float = 1e-5
-    abstol: float = 0.0
+    reltol: Optional[float] = None
+    abstol: Optional[float] = None
     maxiters: Optional[int] = None
 
     def __post_init__(self):
         check_int("GMRES", "restart", self.restart, 1)
-        check_tol("GMRES", "reltol", self.reltol, allow_none=False)
-        check_tol("GMRES", "abstol", self.abstol, allow_none=False)
+        check_tol("GMRES", "reltol", self.reltol)
+        check_tol("GMRES", "abstol", self.abstol)
+        if self.reltol is None:  # the default relative test, unless an absolute one was asked for alone
+            object.__setattr__(self, "reltol", 1e-5 if self.abstol is None else 0.0)
+        if self.abstol is None:
+            object.__setattr__(self, "abstol", 0.0)
         check_int("GMRES", "maxiters", self.maxiters, 1, allow_none=True)
 
 

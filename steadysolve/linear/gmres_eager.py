@@ -2,15 +2,16 @@
 
 The products with the Krylov basis run on the device through the array API; the small
 ``(m+1) x m`` least-squares problem of each element runs on the host in float64 NumPy,
-like the driver bookkeeping in ``loop.py``. Host copies only: no NumPy call ever
+like the driver bookkeeping in ``_engine.driver``. Host copies only: no NumPy call ever
 touches a user array.
 """
 
 from __future__ import annotations
 
-from .. import backend, fused
-from ..backend import combine_rows, rows_dot
-from ..fused import l2
+from .. import _backend as backend
+from .._backend import fused
+from .._backend import combine_rows, rows_dot
+from .._backend.fused import l2
 from .krylov import REORTH_KEEP, GMRESResult, result_codes, search_direction
 
 __all__ = ["gmres_eager"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
+from .. import _backend as backend
 from ..retcodes import ReturnCode
 from .krylov import REORTH_KEEP, GMRESResult
 

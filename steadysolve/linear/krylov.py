@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .. import backend
-from ..backend import combine_rows, rows_dot
+from .. import _backend as backend
+from .._backend import combine_rows, rows_dot
 from ..retcodes import ReturnCode
 
 __all__ = ["REORTH_KEEP", "GMRESResult", "Cycle", "start_cycle", "arnoldi_step", "finish_cycle", "search_direction",

@@ -13,7 +13,7 @@ zero — instead of spreading infinities through the solution.
 
 from __future__ import annotations
 
-from .. import backend
+from .. import _backend as backend
 
 __all__ = ["spd_solve_unrolled"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Optional
 
-from .. import backend
+from .. import _backend as backend
 from .controller import PIController, attempt_step, error_norm, initial_step
 from .runge_kutta import RKStep, rk_step
 from .tsit5 import ButcherTableau

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
-from ..backend import cast, working_dtype
-from ..checks import check_positive, renamed_options
+from .._backend import cast, working_dtype
+from .._checks import check_positive, renamed_options
 
 __all__ = ["PIController", "Attempt", "attempt_step", "initial_step", "error_norm"]
 
@@ -33,8 +33,9 @@ class PIController:
 
     Parameters
     ----------
-    reltol, abstol : tolerances on the local error. ``None`` takes them from the caller
-        (``DynamicSS`` uses a tenth of the solve's ``reltol`` / ``abstol``, ``integrate`` its own).
+    reltol, abstol : tolerances on the local error. Neither given: the caller's (``DynamicSS`` uses
+        a tenth of the solve's ``reltol`` / ``abstol``, ``integrate`` its own); exactly one given: the
+        other is 0.
     safety, factormin, factormax : the usual safety factor and growth bounds.
     beta1, beta2 : PI exponents; ``None`` gives ``0.85 / order`` and ``0.2 / order``
         (0.17 and 0.04 for a fifth-order pair: Hairer's DOPRI5 values, which let the step
@@ -84,9 +85,13 @@ class PIController:
             raise ValueError(f"{own}: reltol and abstol cannot both be 0")
 
     def tolerances(self, reltol: float, abstol: float) -> tuple[float, float]:
-        """This controller's ``(reltol, abstol)``, falling back on the caller's where unset."""
-        r = reltol if self.reltol is None else self.reltol
-        a = abstol if self.abstol is None else self.abstol
+        """This controller's ``(reltol, abstol)``: the caller's when it sets neither; when it sets
+        exactly one, the other is 0 (a tolerance set binds: the caller's cannot loosen it)."""
+        if self.reltol is None and self.abstol is None:
+            r, a = reltol, abstol
+        else:
+            r = 0.0 if self.reltol is None else self.reltol
+            a = 0.0 if self.abstol is None else self.abstol
         if r == 0 and a == 0:
             raise ValueError("PIController: the local-error tolerances reltol and abstol are both 0; "
                              "set PIController(reltol=..., abstol=...)")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
-from .. import backend
+from .. import _backend as backend
 from .controller import PIController
 from .runge_kutta import _host_coefficients
 from .tsit5 import ButcherTableau

@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
-from .. import backend
-from ..fused import row_squares
+from .. import _backend as backend
+from .._backend.fused import row_squares
 from .controller import PIController
 from .host import HostWork, rk_stages
 from .tsit5 import ButcherTableau

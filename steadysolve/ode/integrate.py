@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
-from .. import backend
-from ..checks import check_int, check_real, check_tol, reject_unknown
+from .. import _backend as backend
+from .._checks import check_int, check_real, check_tol, reject_unknown
 from ..problems import check_output, validate_u0
 from ..solution import ODESolution, ReturnCode, Stats, register_jax_pytrees
 from .adaptive import attempt, first_step, time_dtype
@@ -35,7 +35,8 @@ def _host_floats(xp, x) -> list:
 
 
 def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=None, saveat=None,
-              reltol: float = 1e-6, abstol: float = 1e-9, controller: Optional[PIController] = None,
+              reltol: Optional[float] = None, abstol: Optional[float] = None,
+              controller: Optional[PIController] = None,
               dt0: Optional[float] = None, maxiters: int = 100_000, **unknown) -> ODESolution:
     """Integrate ``du/dt = f(u, p, t)`` from ``tspan[0]`` to ``tspan[1]``.
 
@@ -49,7 +50,8 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
         at which to return the state, from the integrator's free dense output;
         ``None`` returns every accepted step (eager only: under ``jax.jit`` the number
         of steps is not known in advance, so pass ``saveat``).
-    reltol, abstol : local error tolerances (used unless ``controller`` sets its own).
+    reltol, abstol : local error tolerances (used unless ``controller`` sets its own); default
+        ``reltol=1e-6, abstol=1e-9``; when only one is given, the other is 0.
     controller : a :class:`PIController` for the other step-size knobs.
     dt0 : first step size; ``None`` chooses it automatically (one evaluation).
     maxiters : cap on attempted steps (accepted plus rejected).
@@ -77,8 +79,10 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
     controller = PIController() if controller is None else controller
     if not isinstance(controller, PIController):
         raise TypeError(f"integrate: controller must be a PIController, got {type(controller).__name__}")
-    reltol, abstol = controller.tolerances(check_tol("integrate", "reltol", reltol, allow_none=False),
-                                           check_tol("integrate", "abstol", abstol, allow_none=False))
+    abstol, reltol = check_tol("integrate", "abstol", abstol), check_tol("integrate", "reltol", reltol)
+    if abstol is None and reltol is None:
+        abstol, reltol = 1e-9, 1e-6
+    reltol, abstol = controller.tolerances(reltol or 0.0, abstol or 0.0)
     maxiters = check_int("integrate", "maxiters", maxiters, 1)
     if not isinstance(tspan, (tuple, list)) or len(tspan) != 2:
         raise ValueError(f"integrate: tspan must be a pair (t0, t1), got {tspan!r}")

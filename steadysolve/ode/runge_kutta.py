@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from .. import backend
+from .. import _backend as backend
 from .tsit5 import ButcherTableau
 
 __all__ = ["RKStep", "rk_step", "dense_eval", "stage_buffer", "coefficients"]

@@ -8,7 +8,8 @@ rounds ``x - c X`` once per element, a ``bmm`` of a stacked pair sums in another
 
 from __future__ import annotations
 
-from . import backend, torch_ops
+from .. import _backend as backend
+from . import torch_ops
 
 __all__ = ["minus_combined", "rows_dot2", "set_row_diff", "set_row_step", "host_norms", "l2", "from_host", "host_resident",
            "all_true", "all_finite", "row_squares"]

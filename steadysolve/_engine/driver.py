@@ -4,9 +4,9 @@ The driver owns iteration, termination, ``maxiters``, the non-finite check, the
 per-element freeze, the best iterate and the counters. Algorithms never loop
 over iterations themselves.
 
-Per element (``(B,)`` arrays) the driver keeps a ``termination.Book`` (codes, best
+Per element (``(B,)`` arrays) the driver keeps a ``verdict.Book`` (codes, best
 residual, iterations since the best, iterations taken, the start's scales); one function,
-``termination.judge``, decides all of them after every step (the safe test: a runaway
+``verdict.judge``, decides all of them after every step (the safe test: a runaway
 iterate is ``Diverged``, never ``Success``). The eager driver runs it on the host after
 the one device-to-host transfer of the iteration (the residual and iterate norms, and the
 step's ``flag``); the JAX driver runs it in ``jnp`` inside the loop.
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend, fused
-from .loop_jax import run_jax
-from .loop_parts import (TRACE_ROWS, DriverResult, WorkingSet, gatherable, huge_norm, index_array, take_rows,
-                         tree_where)
-from .retcodes import RUNNING, ReturnCode
-from .termination import RUNAWAY_GROWTH, SCALARS, ScalarBook, array_namespace, judge_host, start
+from .. import _backend as backend
+from .._backend import fused
+from .traced import run_jax
+from .rows import TRACE_ROWS, DriverResult, WorkingSet, gatherable, index_array, take_rows, tree_where
+from ..retcodes import RUNNING, ReturnCode
+from .verdict import (RUNAWAY_GROWTH, SCALARS, array_namespace, judge, settle, start, terms_norm, tolerances,
+                      wants_terms)
 
 __all__ = ["run", "DriverResult", "TRACE_ROWS"]
 
@@ -31,21 +32,24 @@ _MAXITERS = ReturnCode.MaxIters.code
 _NumPy = array_namespace(np)
 
 #: the eager batched driver continues on the running rows alone once at most this share of the
-#: current rows is running (and the solve allows it: see ``loop_parts``)
+#: current rows is running (and the solve allows it: see ``_engine.rows``)
 NARROW_AT = 0.5
 #: relative slack of a bound on norm(u) (rounding in the step and the norm)
 _SLACK = 1e-6
 
 
 def run(alg, prob, ctx, u0, *, maxiters: int, store_trace: bool, callback, use_jax: bool,
-        to_user=None, narrow=None) -> DriverResult:
+        to_user=None, narrow=None, scales=None, limit=None) -> DriverResult:
     """One solve by ``alg`` from ``u0`` (rows). ``narrow(ctx, local_index) -> ctx`` (batched solves of
     row-wise problems) lets the driver continue on the running rows alone (under JAX tracing: on
-    a compacted batch of static size, ``loop_compact``)."""
+    a compacted batch of static size, ``_engine.compaction``). ``scales``: the start's scales of an earlier
+    attempt of a chain (``DriverResult.scales``), against which this one is judged; ``limit``: under
+    JAX tracing, a traced bound on the iterations besides ``maxiters`` (a chain's budget left)."""
     if use_jax:
-        return run_jax(alg, prob, ctx, u0, maxiters=maxiters, store_trace=store_trace, narrow=narrow)
+        return run_jax(alg, prob, ctx, u0, maxiters=maxiters, store_trace=store_trace, narrow=narrow,
+                       scales=scales, limit=limit)
     return _run_eager(alg, prob, ctx, u0, maxiters=maxiters, store_trace=store_trace,
-                      callback=callback, to_user=to_user, narrow=narrow)
+                      callback=callback, to_user=to_user, narrow=narrow, scales=scales)
 
 
 def _host_norms(xp, ctx, state, scalar):
@@ -111,19 +115,43 @@ def _eager_step(alg, prob, ctx):
     return step
 
 
-def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, narrow=None):
+def _host_terms(ns, ctx, alg, state, fn, un, book, tol, scalar, spent):
+    """``norm(J_F(u) u)`` on the host where the verdict wants it (0 elsewhere); ``spent``: the
+    ``[njvp, nf]`` the measurements cost, updated."""
+    want = wants_terms(ns, fn, un, book, tol)
+    if want is None or not (want if scalar else want.any()):
+        return 0.0
+    t, nf = terms_norm(ctx, alg, state)
+    spent[0] += 1
+    spent[1] += nf
+    if scalar:
+        return float(backend.to_numpy(ctx.xp, t).reshape(-1)[0])
+    return np.where(want, backend.to_numpy(ctx.xp, t).astype(np.float64).reshape(-1), 0.0)
+
+
+def _gnorm(ctx, state, scalar):
+    """``norm(g(u0))`` of a fixed-point map's start (None for the other problems)."""
+    if ctx.kind != "fixed_point":
+        return None
+    g = ctx.norm(state.u + state.fu)
+    host = backend.to_numpy(ctx.xp, g).astype(np.float64).reshape(-1)
+    return float(host[0]) if scalar else host
+
+
+def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, narrow=None, scales=None):
     if ctx.batch == 1:
         return _run_scalar(alg, prob, ctx, u0, maxiters=maxiters, store_trace=store_trace, callback=callback,
-                           to_user=to_user)
+                           to_user=to_user, scales=scales)
     xp, ns = ctx.xp, _NumPy
-    huge = huge_norm(xp, ctx.dtype)
-    abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
+    tol = tolerances(alg, ctx)
     freeze = alg.freeze_converged
     workspaces = getattr(alg, "workspaces", ())
     state = _init(alg, prob, u0, ctx)
     step = _eager_step(alg, prob, ctx)
     fn, un, _ = _host_norms(xp, ctx, state, False)
-    book = start(ns, fn, un, abstol, reltol)
+    book = start(ns, fn, un, tol, gn=_gnorm(ctx, state, False), scales=scales)
+    spent = [0, 0]
+    book = settle(ns, fn, un, book, tol, _host_terms(ns, ctx, alg, state, fn, un, book, tol, False, spent))
     best_u, best_fu = state.u, state.fu
     trace = [fn] if store_trace else None
     # the running rows alone, once most have stopped (not with a callback, which sees the whole batch)
@@ -154,7 +182,8 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, 
         new = _step(step, state, alg, it)
         it += 1
         fn, un, flag = _host_norms(xp, ctx, new, False)  # the one device sync of the iteration
-        book, v = judge_host(np, fn, un, flag, book, abstol, reltol, patience, huge)
+        terms = _host_terms(ns, ctx, alg, new, fn, un, book, tol, False, spent)
+        book, v = judge(ns, fn, un, flag, book, tol, terms)
         # Elements that have converged ride along with the batch (their reported iterate is the
         # frozen best one, and masking the whole algorithm state every iteration would cost more
         # than the batched step itself); an element that stopped for any other reason keeps its
@@ -192,16 +221,15 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, 
     codes = np.where(np.asarray(book.codes) == RUNNING, _MAXITERS, book.codes).astype(np.int32).reshape(-1)
     tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), -1) if store_trace else None
     niter_el = np.asarray(book.niter_el, dtype=np.int64).reshape(-1)
-    return DriverResult(best_u, best_fu, codes.tolist(), it, niter_el, state, tr)
+    return DriverResult(best_u, best_fu, codes.tolist(), it, niter_el, state, tr, (book.fnorm0, book.uscale0), *spent)
 
 
-def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user):
+def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, scales=None):
     """The eager driver for one system (``batch == 1``): the verdict on Python floats, and on NumPy
     the norms straight to floats (``ctx.host_norm``). An element that is not ``ok`` has stopped, so
     the state is either the new one or the loop ends; nothing is masked."""
-    xp = ctx.xp
-    huge = huge_norm(xp, ctx.dtype)
-    abstol, reltol, patience = ctx.abstol, ctx.reltol, alg.stall_patience
+    xp, ns = ctx.xp, SCALARS
+    tol = tolerances(alg, ctx)
     state = _init(alg, prob, u0, ctx)
     step = _eager_step(alg, prob, ctx)
     hn = ctx.host_norm
@@ -210,12 +238,17 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user)
         fn, un = hn(state.fu), hn(state.u)
     else:
         fn, un, _ = _host_norms(xp, ctx, state, True)
-    book = ScalarBook(start(SCALARS, fn, un, abstol, reltol), abstol, reltol, patience, huge)
-    # norm(u) bounded by the triangle inequality when the step allows it: computed only where the
-    # runaway, sanity or relative test could depend on it (the bound is never below it)
+    if scales is not None:
+        scales = tuple(float(np.asarray(s).reshape(-1)[0]) for s in scales)
+    book = start(ns, fn, un, tol, gn=_gnorm(ctx, state, True), scales=scales)
+    spent = [0, 0]
+    book = settle(ns, fn, un, book, tol, _host_terms(ns, ctx, alg, state, fn, un, book, tol, True, spent))
+    # norm(u) bounded by the triangle inequality when the step allows it: computed only where a
+    # decision could depend on it (the runaway, sanity and relative tests; the bound is never below it)
     scale = alg.host_step_scale(state) if hn is not None else None
     if scale is not None:
-        limit, rtol = min(RUNAWAY_GROWTH * book.uscale0, huge) / (1 + _SLACK), reltol * (1 + _SLACK)
+        limit = min(RUNAWAY_GROWTH * book.uscale0, tol.huge) / (1 + _SLACK)
+        rtol, rfloor = tol.reltol * (1 + _SLACK), (0.0 if tol.fixed_point else book.fnorm0)
     best_u, best_fu = state.u, state.fu
     trace = [fn] if store_trace else None
     it = 0
@@ -225,23 +258,25 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user)
         if hn is not None:  # the one device sync of the iteration (none at all on NumPy)
             bound, fn, flag = (None if scale is None else un + scale * fn), hn(new.fu), (
                 int(new.flag[0]) if has_flag else None)
-            un = bound if bound is not None and bound <= limit and rtol * bound < fn else hn(new.u)
+            un = bound if bound is not None and bound <= limit and rtol * max(bound, rfloor) < fn else hn(new.u)
         else:
             fn, un, flag = _host_norms(xp, ctx, new, True)
-        ok, improved = book.judge(fn, un, flag)
-        if ok:
+        terms = _host_terms(ns, ctx, alg, new, fn, un, book, tol, True, spent)
+        book, v = judge(ns, fn, un, flag, book, tol, terms)
+        if v.ok:
             state = new
-            if improved:
+            if v.improved:
                 best_u, best_fu = new.u, new.fu
         else:  # the element has stopped on this step: its state stays, the step's work counts
             state = _counters_from(new, state)
         if store_trace:
-            _trace_row(trace, fn if ok else trace[-1], store_trace)
+            _trace_row(trace, fn if v.ok else trace[-1], store_trace)
         if callback is not None:
             callback(it, to_user(state.u) if to_user else state.u, fn)
     code = _MAXITERS if book.codes == RUNNING else int(book.codes)
     tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), 1) if store_trace else None
-    return DriverResult(best_u, best_fu, [code], it, np.asarray([book.niter_el], dtype=np.int64), state, tr)
+    return DriverResult(best_u, best_fu, [code], it, np.asarray([book.niter_el], dtype=np.int64), state, tr,
+                        (book.fnorm0, book.uscale0), *spent)
 
 
 def _counters_from(new, old):

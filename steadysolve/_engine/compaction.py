@@ -1,4 +1,4 @@
-"""Compaction under ``jax.jit``: the JAX driver's form of the eager working set (``loop_parts``).
+"""Compaction under ``jax.jit``: the JAX driver's form of the eager working set (``_engine.rows``).
 
 A ``lax.while_loop`` steps its whole batch until the slowest element stops, so a few stragglers
 in a large batch cost whole-batch iterations. Shapes are static under ``jit``, so the running
@@ -27,8 +27,8 @@ level at 1/8, 1/16, 1/32: 89, 61, 56 ms; two levels at 1/8: 42 ms.
 
 from __future__ import annotations
 
-from .loop_parts import take_rows
-from .retcodes import RUNNING
+from .rows import take_rows
+from ..retcodes import RUNNING
 
 __all__ = ["levels", "check_rows", "run", "SHRINK", "MIN_BATCH"]
 
@@ -118,7 +118,8 @@ def _stage(loop, c, ctx, narrow, b, rows, go, caps, B):
     sub = c._replace(state=state, book=book, best_u=best_u, best_fu=best_fu)
     sub = _level(loop, sub, sub_ctx, narrow, cap, whole, go, caps[1:], B)
     back = _scatter((c.state, c.book, c.best_u, c.best_fu), (sub.state, sub.book, sub.best_u, sub.best_fu), local)
-    return c._replace(state=back[0], book=back[1], best_u=back[2], best_fu=back[3], it=sub.it, trace=sub.trace)
+    return c._replace(state=back[0], book=back[1], best_u=back[2], best_fu=back[3], it=sub.it, trace=sub.trace,
+                      spent=sub.spent)
 
 
 def _reproduces(jnp, fu, ref):

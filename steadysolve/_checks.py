@@ -1,4 +1,4 @@
-"""Option and input checks shared by every layer (the floor of the package, with ``backend.py``).
+"""Option and input checks shared by every layer (the floor of the package, with ``_backend``).
 
 Every public object validates its options here, so that one rule holds everywhere:
 numbers are any real Python/NumPy scalar (``numbers.Real``, never ``bool``), integers any

@@ -23,7 +23,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Callable, Optional
 
-from . import backend
+from .. import _backend as backend
 from .torch_ops import REVERSE_MAX_N, NotRowwise, ad_unsupported
 from .torch_ops import torch_jacobian as _torch_jacobian, torch_jvp as _torch_jvp, torch_vjp as _torch_vjp
 

@@ -4,13 +4,13 @@ and, for batched eager solves of row-wise problems, the context of a subset of t
 
 from __future__ import annotations
 
-from . import backend
-from .algorithms.base import Context
-from .derivatives import Products
-from .fused import row_squares
-from .layout import Layout
-from .problems import checked, checked_jac
-from .termination import HOST_NORMS, l2_norm, max_norm, rms_norm
+from .. import _backend as backend
+from ..algorithms.base import Context
+from .._backend.derivatives import Products
+from .._backend.fused import row_squares
+from .._backend.layout import Layout
+from ..problems import checked, checked_jac
+from ..termination import HOST_NORMS, l2_norm, max_norm, rms_norm
 
 __all__ = ["build_context", "narrower", "fname_of"]
 
@@ -98,7 +98,7 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
 
 def narrower(prob, xp, layout, norm):
     """``narrow(ctx, idx)``: the context of rows ``idx`` of a batched solve, for the eager driver's
-    working set (see ``loop_parts``) and the JAX driver's compaction (``loop_compact``). Only for
+    working set (see ``_engine.rows``) and the JAX driver's compaction (``_engine.compaction``). Only for
     row-wise problems: ``p`` holds no array with an axis of the batch size (per-element parameters
     could not follow a smaller batch), unless the problem says otherwise (``rowwise``)."""
     B = layout.batch

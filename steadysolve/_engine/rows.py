@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import backend
+from .. import _backend as backend
 
-__all__ = ["DriverResult", "TRACE_ROWS", "tree_where", "huge_norm", "take_rows", "index_array", "WorkingSet"]
+__all__ = ["DriverResult", "TRACE_ROWS", "tree_where", "take_rows", "index_array", "WorkingSet"]
 
 #: rows of the residual trace under jax.jit (shapes are static there): ``store_trace=True`` keeps
 #: at most this many, ``store_trace=N`` N; later iterations overwrite the last row
@@ -34,6 +34,9 @@ class DriverResult(NamedTuple):
     niter_el: Any  # (B,)
     state: Any  # the final algorithm state (for the counters)
     trace: Any  # (niter + 1, B) residual norms, or None
+    scales: Any = None  # (fnorm0, uscale0) of the start, per element (for the attempts of a chain)
+    njvp: Any = 0  # JVPs the verdict spent measuring the size of F's terms (``verdict.wants_terms``)
+    nf: Any = 0  # evaluations of F those measurements cost besides their JVPs
 
 
 def tree_where(xp, mask, new, old, workspaces=()):
@@ -51,23 +54,6 @@ def tree_where(xp, mask, new, old, workspaces=()):
         return new
     m = xp.reshape(mask, (mask.shape[0],) + (1,) * (new.ndim - 1))
     return xp.where(m, new, old)
-
-
-def huge_norm(xp, dtype) -> float:
-    """The largest meaningful iterate norm: beyond it residuals are lost in cancellation."""
-    key = (type(dtype), dtype)  # the type first: array_api_strict warns when its dtypes meet NumPy's
-    try:
-        return _HUGE[key]
-    except (KeyError, TypeError):  # first time, or an unhashable dtype object
-        huge = 1e-2 * float(xp.finfo(dtype).max)
-        try:
-            _HUGE[key] = huge
-        except TypeError:
-            pass
-        return huge
-
-
-_HUGE: dict = {}
 
 
 def index_array(xp, ints, device):

@@ -1,0 +1,1 @@
+"""Internal: steadysolve._engine."""

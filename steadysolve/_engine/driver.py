@@ -280,13 +280,15 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user,
 
 
 def _counters_from(new, old):
-    """``old`` with its global leaves (0-d counters, host numbers) from ``new``: what ``tree_where``
-    gives for an element that is not taken."""
+    """``old`` with its counters (integer leaves: Python ints, 0-d integer arrays) from ``new``: the
+    work of a step that the driver does not take still counts (its ``t``, radius ... stay old)."""
     if hasattr(new, "_fields"):
         return type(new)(*(_counters_from(a, b) for a, b in zip(new, old)))
     if isinstance(new, (tuple, list)):
         return type(new)(_counters_from(a, b) for a, b in zip(new, old))
-    return new if new is None or not hasattr(new, "ndim") or new.ndim == 0 else old
+    if isinstance(new, int) or (getattr(new, "ndim", None) == 0 and "int" in str(new.dtype)):
+        return new
+    return old
 
 
 def _widen(ctx, narrow):

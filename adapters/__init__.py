@@ -1,8 +1,8 @@
 """Framework adapters: differentiable implicit layers built on the steadysolve core.
 
-* ``steadysolve.adapters.torch``: :class:`DEQ` (an ``nn.Module``) and :func:`fixed_point`.
+* ``steadysolve.adapters.torch``: ``DEQ`` (an ``nn.Module``) and ``fixed_point``.
 * ``steadysolve.adapters.jax``: ``fixed_point``, ``root``, ``steady_state`` and an Equinox ``DEQ``.
-* :class:`Implicit` and :class:`Phantom`: the backward pass as a configuration object, the same
+* ``Implicit`` and ``Phantom``: the backward pass as a configuration object, the same
   for both frameworks (``backward="implicit"`` / ``"phantom"`` are shorthands for their defaults).
 
 The framework submodules are imported on demand, so ``import steadysolve.adapters`` needs

@@ -5,12 +5,12 @@ on (JAX tracers included, where ``steadysolve.solve`` switches to its ``lax.whil
 driver). The adapters keep only framework glue; the layer's configuration lives in
 ``_options.py``, and every numerical piece is here, once:
 
-* :func:`adjoint_solve` -- the one adjoint builder: ``(I - K) w = b`` (fixed-point form,
+* ``adjoint_solve`` -- the one adjoint builder: ``(I - K) w = b`` (fixed-point form,
   e.g. ``K = J_f^T`` for a DEQ) or ``A w = b`` (root form), with GMRES or any registered
   algorithm;
-* :class:`SolveStats` -- the stats of one forward or backward solve, a member of the core's
+* ``SolveStats`` -- the stats of one forward or backward solve, a member of the core's
   result family (``retcode``, ``retcodes``, ``retcode_array``, ``successful``);
-* :func:`failure_message` -- the text of the warning / error of a failed solve.
+* ``failure_message`` -- the text of the warning / error of a failed solve.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class SolveStats(Result):
             resid = f"{self.max_resid:.3e}"
         except TypeError:
             resid = "<traced>"
-        return (f"SolveStats({self.phase}, solver={self.solver!r}, retcode={self._rc_repr()}, niter={self.niter}, "
+        return (f"SolveStats({self.phase}, solver={self.solver!r}, {self._rc_repr()}, niter={self.niter}, "
                 f"nf={self.nf}, max_resid={resid})")
 
 
@@ -89,7 +89,7 @@ def solver_name(alg) -> str:
 
 
 def forward_stats(sol, opts: LayerOptions, layout: Layout, xp) -> SolveStats:
-    """The forward :class:`SolveStats` of a core Solution (residual norms per element)."""
+    """The forward ``SolveStats`` of a core Solution (residual norms per element)."""
     _register_stats_pytree()
     st = sol.stats
     rn = get_norm(opts.norm)(xp, layout.to_rows(sol.resid))
@@ -193,7 +193,7 @@ def failure_message(stats: SolveStats, batch: int, hint: str) -> str:
 class DEQConvergenceError(ConvergenceError):
     """Raised (with ``on_failure="raise"``) when the forward or backward solve fails.
 
-    ``err.phase`` is ``"forward"`` or ``"backward"``; ``err.stats`` the :class:`SolveStats`.
+    ``err.phase`` is ``"forward"`` or ``"backward"``; ``err.stats`` the ``SolveStats``.
 
     Examples
     --------
@@ -259,7 +259,7 @@ class Reporter:
             self.warned.add(stats.phase)
             msg += (" (Warned once for this layer; deq.stats.failures counts every failure, "
                     "on_failure='warn_always' warns each time.)")
-        warnings.warn(msg, RuntimeWarning, stacklevel=_user_stacklevel())
+        warnings.warn(msg, ss.ConvergenceWarning, stacklevel=_user_stacklevel())
 
 
 _LIBRARY_DIRS = tuple(os.path.dirname(os.path.abspath(m)) + os.sep for m in (__file__, ss.__file__))

@@ -3,7 +3,7 @@ blocks, the fuse stage over an ``S x S`` matrix of cross-scale maps, an optional
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import equinox as eqx
 import jax
@@ -12,8 +12,11 @@ import jax.numpy as jnp
 from steadysolve._checks import reject_unknown
 from steadysolve.registry import resolve
 
-from ._jax_solve import OPTIONS, run_fixed_point
+from ._jax_solve import OPTIONS, LayerOptions, run_fixed_point
 from ._multiscale import check_module, check_scales, check_shapes, fuse, links
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 __all__ = ["MultiScaleCell", "MultiScaleDEQ", "MultiScaleSkipDEQ", "per_scale"]
 
@@ -89,8 +92,8 @@ class MultiScaleDEQ(eqx.Module):
     shapes: Optional[tuple] = eqx.field(static=True)
     options: tuple = eqx.field(static=True)
 
-    def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, solver="anderson", *, shapes=None,
-                 injection=None, init=None, **options):
+    def __init__(self, main_layers: Any, mapping_layers: Any, post_fuse_layer: Any = None, solver: Any = "anderson", *,
+                 shapes: Any = None, injection: Any = None, init: Any = None, **options: Unpack[LayerOptions]):
         owner = type(self).__name__
         self.cell = MultiScaleCell(main_layers, mapping_layers, post_fuse_layer, owner=owner)
         S = self.cell.scales
@@ -132,7 +135,7 @@ class MultiScaleDEQ(eqx.Module):
         return sum(sq) / sum(a.size for a in z0)
 
 class MultiScaleSkipDEQ(MultiScaleDEQ):
-    """:class:`MultiScaleDEQ` with a learned initial guess per scale: ``init`` (required) is one
+    """``MultiScaleDEQ`` with a learned initial guess per scale: ``init`` (required) is one
     callable per scale, ``z0_i = init[i](inj_i)``; train it with ``deq.init_loss(x, z)``.
 
     Examples
@@ -148,8 +151,8 @@ class MultiScaleSkipDEQ(MultiScaleDEQ):
     ([(4,), (2,)], True)
     """
 
-    def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, solver="anderson", *, init,
-                 **options):
+    def __init__(self, main_layers: Any, mapping_layers: Any, post_fuse_layer: Any = None, solver: Any = "anderson", *,
+                 init: Any, **options: Unpack[LayerOptions]):
         if init is None:
             raise TypeError("MultiScaleSkipDEQ: init= (one callable per scale, z0_i = init[i](inj_i)) is required")
         super().__init__(main_layers, mapping_layers, post_fuse_layer, solver, init=init, **options)

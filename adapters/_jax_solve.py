@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Optional, TypedDict
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +19,20 @@ from ._jax_split import error_if, split_inputs, zero_tangent
 from ._options import check_layer_batch_axis, layer_options
 from ._structure import Structure, is_structured, tree_leaves, tree_map
 
-__all__ = ["implicit", "run_fixed_point", "OPTIONS"]
+__all__ = ["implicit", "run_fixed_point", "OPTIONS", "LayerOptions"]
+
+class LayerOptions(TypedDict, total=False):
+    """The keyword options the Equinox modules pass on to ``fixed_point`` (for type checkers)."""
+
+    abstol: Optional[float]
+    reltol: Optional[float]
+    maxiters: Optional[int]
+    max_nfe: Optional[int]
+    norm: Any
+    batch_axis: Optional[int]
+    throw: bool
+    backward: Any
+
 
 OPTIONS = ("solver", "abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "backward", "max_nfe")
 _DEFAULTS = dict(abstol=None, reltol=None, maxiters=None, norm="max", batch_axis=None, throw=False,

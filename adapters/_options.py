@@ -1,9 +1,9 @@
 """The configuration of an implicit layer, shared by the PyTorch and JAX adapters.
 
-* :class:`Implicit` and :class:`Phantom` -- the backward pass as a small configuration
+* ``Implicit`` and ``Phantom`` -- the backward pass as a small configuration
   object (``backward="implicit" | "phantom"`` are shorthands for their defaults);
-* :class:`LayerOptions` -- the validated options of one layer (forward solver, tolerances,
-  norm, batch axis, backward), built by :func:`layer_options` with clear errors before any work.
+* ``LayerOptions`` -- the validated options of one layer (forward solver, tolerances,
+  norm, batch axis, backward), built by ``layer_options`` with clear errors before any work.
 """
 
 from __future__ import annotations
@@ -37,14 +37,19 @@ class Implicit:
 
     Parameters
     ----------
-    solver : ``"gmres"`` (the default; a Krylov solve of ``(I - J^T) w = g``), a
+    solver
+        ``"gmres"`` (the default; a Krylov solve of ``(I - J^T) w = g``), a
         ``steadysolve.GMRES`` instance, or any registered algorithm name / instance
         (``"anderson"``: the adjoint as the fixed point ``w -> J^T w + g``).
-    abstol, reltol, maxiters : the adjoint's convergence test. Neither tolerance given: ``abstol = 0``
-        (the adjoint has the scale of the incoming gradient, often tiny, so the test is
-        relative) and ``reltol`` = the forward ``reltol`` (or the forward ``abstol`` when that
-        is 0); exactly one given: the other is 0 (a tolerance set binds). ``maxiters`` defaults to
-        the forward ``maxiters``.
+    abstol
+        The adjoint's convergence test. Neither tolerance given: ``abstol = 0`` (the adjoint has
+        the scale of the incoming gradient, often tiny, so the test is relative) and ``reltol`` =
+        the forward ``reltol`` (or the forward ``abstol`` when that is 0); exactly one given: the
+        other is 0 (a tolerance set binds).
+    reltol
+        As ``abstol``.
+    maxiters
+        The adjoint's iteration cap; defaults to the forward ``maxiters``.
 
     Examples
     --------

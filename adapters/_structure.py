@@ -3,7 +3,7 @@
 A state may be one array or a tuple, list or dict (nested freely) of arrays of different
 shapes, e.g. the per-scale feature maps of a multi-scale DEQ. The core always sees one
 array: :class:`Structure` flattens the leaves at the adapter boundary into the solver's row
-layout ``(batch, n)`` (each leaf through :class:`steadysolve.layout.Layout`, one concatenation
+layout ``(batch, n)`` (each leaf through :class:`steadysolve._backend.layout.Layout`, one concatenation
 in all) and unflattens a row array back into views of it (column slices + reshapes; no copy
 where the framework allows). Framework-neutral: the array namespace comes from the leaves.
 """

@@ -22,15 +22,16 @@ Failures: ``stats.retcode_array`` holds the integer codes (valid under ``jit``/`
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import jax.numpy as jnp
 
+from steadysolve import Algorithm
 from steadysolve._checks import check_callable, reject_unknown
 from steadysolve.registry import resolve
 
 from ._implicit import SolveStats, explained
-from ._jax_solve import OPTIONS, implicit
+from ._jax_solve import OPTIONS, LayerOptions, implicit
 from ._options import Implicit, Phantom
 from ._structure import is_structured, tree_map
 
@@ -45,39 +46,62 @@ except ImportError:  # pragma: no cover
     eqx = None
 
 _OPTIONS = OPTIONS
+_EQUINOX_CLASSES = ("DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ")
+Solver = Union[str, Algorithm]
+
+if TYPE_CHECKING:
+    from typing_extensions import Never, Unpack  # typing's own from Python 3.11
 
 
-_DOC_COMMON = """
-    Keyword arguments
-    -----------------
-    solver : any registered algorithm name (``steadysolve.available()``) or instance.
-    abstol, reltol : success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)``
-        (per element with ``batch_axis``); default ``eps ** 0.8`` of the dtype.
-    maxiters : iteration cap of the forward solve (default 1000).
-    max_nfe : instead of ``maxiters``, a work budget in evaluations of ``f`` counting JVPs, the same
-        for every solver (as in the torch ``DEQ``); also caps the adjoint solve.
-    norm : ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable((B, n)) -> (B,)``.
-    batch_axis : axis of the initial guess indexing independent problems: each element gets its
-        own convergence test and return code, is frozen once converged, and the
+def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", abstol: Optional[float] = None,
+                reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "max",
+                batch_axis: Optional[int] = None, throw: bool = False, backward: Any = "implicit",
+                max_nfe: Optional[int] = None, **unknown: Never) -> Any:
+    """Differentiable fixed point ``z* = f(z*, *args)`` (the Deep Equilibrium form).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(z, *args) -> z``, the same shape (or structure) and dtype as ``z``.
+    z0 : array or pytree
+        The initial guess; a tuple, list or dict of arrays (one dtype) is a structured state, which
+        ``f`` gets and returns in the same structure (the solver sees one ``(batch, n)`` row array).
+        It gets a zero derivative.
+    *args
+        Passed to ``f``; gradients flow to every floating-point array in them (pytrees, Equinox
+        modules) and to arrays ``f`` closes over; integer arrays and other leaves are constants.
+    solver : str or Algorithm
+        Any registered algorithm name (``steadysolve.available()``) or instance; default
+        ``"anderson"``.
+    abstol : float, optional
+        Success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)`` (per element with
+        ``batch_axis``); default ``eps ** 0.8`` of the dtype.
+    reltol : float, optional
+        The relative part of the test above; default ``eps ** 0.8`` of the dtype.
+    maxiters : int, optional
+        Iteration cap of the forward solve (default 1000).
+    norm : str or callable
+        ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable((B, n)) -> (B,)``.
+    batch_axis : int, optional
+        Axis of the initial guess indexing independent problems: each element gets its own
+        convergence test and return code, is frozen once converged, and the
         implicit-differentiation solve is per element too. Under ``jax.vmap`` leave it ``None``.
-    throw : raise on failure instead of only reporting it in the stats (eagerly
+    throw : bool
+        Raise on failure instead of only reporting it in the stats (eagerly
         ``steadysolve.ConvergenceError``; under ``jit`` an ``equinox.error_if`` runtime error).
-    backward : ``"implicit"`` / ``Implicit(solver="gmres" | any algorithm, abstol=, reltol=,
-        maxiters=)`` (default) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).
-
-    The initial guess may be a tuple, list or dict of arrays (a structured state, one dtype); ``f``
-    gets and must return the same structure; the solver sees one ``(batch, n)`` row array.
+    backward : str or Implicit or Phantom
+        ``"implicit"`` / ``Implicit(solver="gmres" | any algorithm, abstol=, reltol=, maxiters=)``
+        (default) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).
+    max_nfe : int, optional
+        Instead of ``maxiters``, a work budget in evaluations of ``f`` counting JVPs, the same for
+        every solver (as in the torch ``DEQ``); also caps the adjoint solve.
 
     Returns
     -------
-    ``(solution, SolveStats)``: the solution has the shape (or structure) of the initial guess.
-    """
-
-
-def fixed_point(f, z0, *args, solver="anderson", abstol: Optional[float] = None, reltol: Optional[float] = None,
-                maxiters: Optional[int] = None, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
-                backward: Any = "implicit", **unknown):
-    """Differentiable fixed point ``z* = f(z*, *args)`` (the Deep Equilibrium form).
+    z : array or pytree
+        The solution, the shape (or structure) of ``z0``.
+    stats : SolveStats
+        The forward solve's counters and return codes (``stats.retcode_array`` under ``jit``).
 
     Examples
     --------
@@ -89,13 +113,34 @@ def fixed_point(f, z0, *args, solver="anderson", abstol: Optional[float] = None,
     """
     return implicit("fixed_point", "fixed_point", f, z0, args, solver=solver, abstol=abstol, reltol=reltol,
                      maxiters=maxiters, norm=norm, batch_axis=batch_axis, throw=throw, backward=backward,
-                     unknown=unknown)
+                     unknown=dict(unknown, max_nfe=max_nfe))
 
 
-def root(f, u0, *args, solver=None, abstol: Optional[float] = None, reltol: Optional[float] = None,
-         maxiters: Optional[int] = None, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
-         backward: Any = "implicit", **unknown):
+def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, abstol: Optional[float] = None,
+         reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "max",
+         batch_axis: Optional[int] = None, throw: bool = False, backward: Any = "implicit",
+         max_nfe: Optional[int] = None, **unknown: Never) -> Any:
     """Differentiable root ``f(u*, *args) = 0``; ``solver=None`` picks ``"newton_krylov"``.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(u, *args) -> residual``, the shape (or structure) and dtype of ``u``.
+    u0 : array or pytree
+        The initial guess (see ``fixed_point``'s ``z0``).
+    *args
+        Passed to ``f``; differentiable as in ``fixed_point``.
+    solver : str or Algorithm, optional
+        Any registered name or instance; ``None`` picks ``"newton_krylov"``. The other keywords
+        (``abstol``, ``reltol``, ``maxiters``, ``norm``, ``batch_axis``, ``throw``, ``backward``,
+        ``max_nfe``) are those of ``fixed_point``.
+
+    Returns
+    -------
+    u0 : array or pytree
+        The solution.
+    stats : SolveStats
+        The forward solve's counters and return codes.
 
     Examples
     --------
@@ -107,14 +152,29 @@ def root(f, u0, *args, solver=None, abstol: Optional[float] = None, reltol: Opti
     """
     return implicit("root", "root", f, u0, args, solver="newton_krylov" if solver is None else solver,
                      abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, batch_axis=batch_axis,
-                     throw=throw, backward=backward, unknown=unknown)
+                     throw=throw, backward=backward, unknown=dict(unknown, max_nfe=max_nfe))
 
 
-def steady_state(f, u0, *args, solver=None, abstol: Optional[float] = None, reltol: Optional[float] = None,
-                 maxiters: Optional[int] = None, norm="max", batch_axis: Optional[int] = None, throw: bool = False,
-                 backward: Any = "implicit", **unknown):
+def steady_state(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, abstol: Optional[float] = None,
+                 reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "max",
+                 batch_axis: Optional[int] = None, throw: bool = False, backward: Any = "implicit",
+                 max_nfe: Optional[int] = None, **unknown: Never) -> Any:
     """Differentiable steady state of ``du/dt = f(u, *args)``; ``solver=None`` picks ``"dynamic_ss"``
     (time stepping). Any root-finding algorithm works too (it solves ``f(u) = 0``).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(u, *args) -> du/dt``, the shape (or structure) and dtype of ``u``.
+    u0 : array or pytree
+        The initial guess; it, ``*args`` and the keywords are those of ``root``.
+    solver : str or Algorithm, optional
+        ``None`` picks ``"dynamic_ss"``.
+
+    Returns
+    -------
+    tuple
+        ``(u, stats)``, as ``root`` returns them.
 
     Examples
     --------
@@ -126,11 +186,7 @@ def steady_state(f, u0, *args, solver=None, abstol: Optional[float] = None, relt
     """
     return implicit("steady_state", "steady_state", f, u0, args, solver="dynamic_ss" if solver is None else solver,
                      abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, batch_axis=batch_axis,
-                     throw=throw, backward=backward, unknown=unknown)
-
-
-for _fn in (fixed_point, root, steady_state):
-    _fn.__doc__ += _DOC_COMMON
+                     throw=throw, backward=backward, unknown=dict(unknown, max_nfe=max_nfe))
 
 
 def _apply_cell(z, cell, x):
@@ -144,7 +200,7 @@ if eqx is not None:
 
         ``cell`` is any callable pytree (typically an Equinox module) mapping ``(z, x)`` to the next
         ``z``; its floating-point arrays are the trainable parameters. Options are those of
-        :func:`fixed_point`. ``latent_shape`` fixes the shape of ``z`` (default: the shape of ``x``);
+        ``fixed_point``. ``latent_shape`` fixes the shape of ``z`` (default: the shape of ``x``);
         the initial guess is zeros unless ``z0`` is given.
 
         Examples
@@ -162,7 +218,8 @@ if eqx is not None:
         latent_shape: Optional[tuple] = eqx.field(static=True)
         options: tuple = eqx.field(static=True)
 
-        def __init__(self, cell, solver="anderson", *, latent_shape=None, **options):
+        def __init__(self, cell: Callable, solver: Solver = "anderson", *, latent_shape: Optional[tuple] = None,
+                     **options: Unpack[LayerOptions]):
             check_callable("DEQ", "cell", cell, what="callable as cell(z, x)")
             reject_unknown("DEQ", {k: v for k, v in options.items() if k not in _OPTIONS}, _OPTIONS)
             resolve(solver)  # fail early on an unknown name
@@ -185,9 +242,11 @@ if eqx is not None:
             return (z, stats) if return_stats else z
 
 else:  # pragma: no cover
+    __all__ = [n for n in __all__ if n not in _EQUINOX_CLASSES]
 
-    class DEQ:  # noqa: D101
-        def __init__(self, *a, **k):
-            raise ImportError("steadysolve.adapters.jax.DEQ needs equinox (pip install equinox)")
-
-    MultiScaleDEQ = MultiScaleSkipDEQ = DEQ
+    def __getattr__(name: str):
+        # without Equinox the modules do not exist; say what to install (module __getattr__, so that
+        # static readers see one definition of each class)
+        if name in _EQUINOX_CLASSES:
+            raise ImportError(f"steadysolve.adapters.jax.{name} needs equinox (pip install equinox)")
+        raise AttributeError(f"module 'steadysolve.adapters.jax' has no attribute {name!r}")

@@ -11,11 +11,12 @@ products), which it sends into that application. This module is glue only.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, TypedDict, TypeVar, Union
 
 import torch
 from torch import nn
 
+from steadysolve import Algorithm
 from steadysolve._checks import check_callable, check_choice, check_positive
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
@@ -25,16 +26,45 @@ from ._torch_solve import jacobian_estimate, run
 from ._multiscale import check_shapes
 from ._torch_multiscale import MultiScaleCell, per_scale_or_callable
 
+if TYPE_CHECKING:
+    from typing_extensions import Never, Unpack  # typing's own from Python 3.11
+
 __all__ = ["DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ", "fixed_point", "DEQStats", "SolveStats", "DEQConvergenceError",
            "Implicit", "Phantom"]
 
 _ON_FAILURE = ("warn", "warn_always", "raise", "ignore")
+OnFailure = Literal["warn", "warn_always", "raise", "ignore"]
+FailedGrad = Literal["jfb", "implicit"]
+Solver = Union[str, Algorithm]
+Backward = Union[Literal["implicit", "phantom"], Implicit, Phantom]
 _OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "norm", "batch_axis", "on_failure", "failed_grad",
             "max_nfe")
 
 
 #: the forward test's tolerances when neither is given: torchdeq's nominal relative residual
 DEFAULT_TOLERANCES = (1e-8, 1e-3)
+
+_Fn = TypeVar("_Fn", bound=Callable)
+
+
+def _not_compiled(fn: _Fn) -> _Fn:
+    """``torch.compiler.disable``, typed so that checkers keep ``fn``'s signature. ``torch.compile``
+    cannot trace the solve loop (host syncs, a data-dependent number of iterations)."""
+    return torch.compiler.disable(fn)
+
+
+class _LayerOptions(TypedDict, total=False):
+    """The keyword options the multi-scale layers pass on to ``DEQ`` (for type checkers)."""
+
+    abstol: Optional[float]
+    reltol: Optional[float]
+    maxiters: Optional[int]
+    max_nfe: Optional[int]
+    norm: Union[str, Callable]
+    batch_axis: Optional[int]
+    jacobian_reg: float
+    on_failure: OnFailure
+    failed_grad: FailedGrad
 
 
 def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure, failed_grad, unknown):
@@ -56,35 +86,51 @@ class DEQ(nn.Module):
 
     Parameters
     ----------
-    f : an ``nn.Module`` (or callable) ``f(z, x) -> z`` (same shape and dtype as ``z``).
-    solver : forward algorithm: any name in ``steadysolve.available()`` or an instance.
-    backward : ``"implicit"`` / :class:`Implicit` (exact gradient through ``w = J_f^T w + g``; its
-        solver and tolerances are options of the object) or ``"phantom"`` / :class:`Phantom`
+    f
+        An ``nn.Module`` (or callable) ``f(z, x) -> z`` (same shape and dtype as ``z``).
+    solver
+        Forward algorithm: any name in ``steadysolve.available()`` or an instance.
+    backward
+        ``"implicit"`` / ``Implicit`` (exact gradient through ``w = J_f^T w + g``; its
+        solver and tolerances are options of the object) or ``"phantom"`` / ``Phantom``
         (``steps`` unrolled damped steps from ``z*``).
-    abstol, reltol, maxiters, norm : forward convergence test (per batch element):
+    abstol
+        Forward convergence test (per batch element):
         ``norm(f(z, x) - z) <= max(abstol, reltol * norm(z))`` (``norm(z)`` capped at 100 times the
         start's scale, see the core's concepts page); with neither tolerance given ``abstol=1e-8,
         reltol=1e-3`` (with the 2-norm and 50 iterations: torchdeq's nominal relative-residual test);
         with exactly one given the other is 0, so that ``abstol=1e-10`` alone binds.
-    max_nfe : (keyword, instead of ``maxiters``) a work budget in evaluations of ``f`` counting
+    reltol
+        The relative part of the test above.
+    maxiters
+        The forward iteration cap (default 50).
+    norm
+        The norm of the test (default ``"l2"``).
+    max_nfe
+        (keyword, instead of ``maxiters``) a work budget in evaluations of ``f`` counting
         JVPs, the same for every solver: mapped onto each solver's iteration limits (Newton-Krylov:
         Newton iterations x short GMRES; dynamic_ss: RK stages per step); also caps the adjoint.
-    batch_axis : axis of ``z`` indexing independent samples (per-sample convergence and
+    batch_axis
+        Axis of ``z`` indexing independent samples (per-sample convergence and
         freezing); ``None`` treats the whole tensor as one system.
-    init : optional module ``init(x) -> z0`` (Skip DEQ); its loss ``mean((z0 - z*)^2)``
+    init
+        Optional module ``init(x) -> z0`` (Skip DEQ); its loss ``mean((z0 - z*)^2)``
         (``z*`` detached) is ``deq.init_loss`` after each call.
-    jacobian_reg : weight of the Hutchinson estimate of ``||J_f||_F^2 / dim``; when ``> 0``
+    jacobian_reg
+        Weight of the Hutchinson estimate of ``||J_f||_F^2 / dim``; when ``> 0``
         ``deq.jac_loss`` holds ``jacobian_reg * estimate`` (differentiable) after each training call.
-    on_failure : ``"warn"`` (a ``RuntimeWarning`` the first time a solve of this layer fails;
+    on_failure
+        ``"warn"`` (a ``steadysolve.ConvergenceWarning`` the first time a solve of this layer fails;
         ``deq.stats.failures`` counts them all), ``"warn_always"``, ``"raise"``
-        (:class:`DEQConvergenceError`) or ``"ignore"``.
-    failed_grad : gradient of the samples whose *forward* solve failed: ``"jfb"`` (default) gives
+        (``DEQConvergenceError``) or ``"ignore"``.
+    failed_grad
+        Gradient of the samples whose *forward* solve failed: ``"jfb"`` (default) gives
         them the Jacobian-free gradient ``w = g`` (where the solve fails ``I - J_f`` is often
         near-singular and the exact adjoint explodes); ``"implicit"`` solves for them too.
 
     Notes
     -----
-    After each call: ``deq.stats`` (a :class:`DEQStats`), ``deq.forward_stats``,
+    After each call: ``deq.stats`` (a ``DEQStats``), ``deq.forward_stats``,
     ``deq.backward_stats`` (filled by the backward pass), ``deq.jac_loss``, ``deq.init_loss``
     and ``deq.aux_loss`` (their sum, 0 when neither is enabled).
 
@@ -99,16 +145,18 @@ class DEQ(nn.Module):
     (torch.Size([4, 3]), True)
     """
 
-    def __init__(self, f, solver="anderson", backward="implicit", *, abstol=None, reltol=None, maxiters=None,
-                 norm="l2", batch_axis=0, init=None, jacobian_reg=0.0, on_failure="warn", failed_grad="jfb",
-                 **unknown):
+    def __init__(self, f: Callable, solver: Solver = "anderson", backward: Backward = "implicit", *,
+                 abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
+                 norm: Union[str, Callable] = "l2", batch_axis: Optional[int] = 0, init: Optional[Callable] = None,
+                 jacobian_reg: float = 0.0, on_failure: OnFailure = "warn", failed_grad: FailedGrad = "jfb",
+                 max_nfe: Optional[int] = None, **unknown: Never):
         super().__init__()
         check_callable("DEQ", "f", f, what="an nn.Module or a callable f(z, x)")
         check_callable("DEQ", "init", init, allow_none=True, what="an nn.Module or a callable init(x) -> z0")
         self.f = f
         self.init = init
         self._opts = _layer("DEQ", solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure,
-                            failed_grad, unknown)
+                            failed_grad, dict(unknown, max_nfe=max_nfe))
         self.jacobian_reg = check_positive("DEQ", "jacobian_reg", jacobian_reg, allow_zero=True)
         self.on_failure, self.failed_grad = on_failure, failed_grad
         self._failures = {"forward": 0, "backward": 0}
@@ -181,7 +229,7 @@ class MultiScaleDEQ(DEQ):
     or one callable on the tuple). ``injection``: one module per scale applied to ``x``, a callable
     ``x -> tuple``, or ``None`` when ``x`` already is the tuple of per-scale injections. ``shapes``:
     the per-sample shape of each scale's state (default: that of its injection); the state starts at
-    zeros. Options as :class:`DEQ`; the continuous variant (the Julia package's ``MultiScaleNeuralODE``)
+    zeros. Options as ``DEQ``; the continuous variant (the Julia package's ``MultiScaleNeuralODE``)
     is ``solver="dynamic_ss"``.
 
     Examples
@@ -201,8 +249,9 @@ class MultiScaleDEQ(DEQ):
     (torch.Size([5, 4]), torch.Size([5, 2]), True)
     """
 
-    def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, solver="anderson", backward="implicit", *,
-                 shapes=None, injection=None, init=None, **options):
+    def __init__(self, main_layers: Any, mapping_layers: Any, post_fuse_layer: Any = None, solver: Solver = "anderson",
+                 backward: Backward = "implicit", *, shapes: Any = None, injection: Any = None, init: Any = None,
+                 **options: Unpack[_LayerOptions]):
         owner = type(self).__name__
         cell = MultiScaleCell(main_layers, mapping_layers, post_fuse_layer, owner=owner)
         S = cell.scales
@@ -234,7 +283,7 @@ class MultiScaleDEQ(DEQ):
 
 
 class MultiScaleSkipDEQ(MultiScaleDEQ):
-    """:class:`MultiScaleDEQ` with a learned explicit initial guess per scale (Skip DEQ):
+    """``MultiScaleDEQ`` with a learned explicit initial guess per scale (Skip DEQ):
     ``init`` is one module per scale, ``z0_i = init[i](inj_i)``, or one callable on the tuple of
     injections; ``deq.init_loss`` is ``mean((z0 - z*)^2)`` over all scales after each call.
 
@@ -252,21 +301,23 @@ class MultiScaleSkipDEQ(MultiScaleDEQ):
     ([(5, 4), (5, 2)], 0)
     """
 
-    def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, solver="anderson", backward="implicit", *,
-                 init, **options):
+    def __init__(self, main_layers: Any, mapping_layers: Any, post_fuse_layer: Any = None, solver: Solver = "anderson",
+                 backward: Backward = "implicit", *, init: Any, **options: Unpack[_LayerOptions]):
         if init is None:
             raise TypeError("MultiScaleSkipDEQ: init= (one module per scale, z0_i = init[i](inj_i)) is required")
         super().__init__(main_layers, mapping_layers, post_fuse_layer, solver, backward, init=init, **options)
 
 
-@torch.compiler.disable
-def fixed_point(f, x, z0, *params, solver="anderson", backward="implicit", return_stats=False, abstol=None,
-                reltol=None, maxiters=None, norm="l2", batch_axis=0, on_failure="warn", failed_grad="jfb",
-                **unknown):
+@_not_compiled
+def fixed_point(f: Callable, x: Any, z0: Any, *params: Any, solver: Solver = "anderson",
+                backward: Backward = "implicit", return_stats: bool = False, abstol: Optional[float] = None,
+                reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "l2",
+                batch_axis: Optional[int] = 0, on_failure: OnFailure = "warn", failed_grad: FailedGrad = "jfb",
+                max_nfe: Optional[int] = None, **unknown: Never) -> Any:
     """Functional DEQ: ``z* = f(z*, x, *params)``, differentiable in ``x``, ``params`` and any
     tensor ``f`` closes over.
 
-    Same options and gradients as :class:`DEQ` (``on_failure="warn"`` warns once per call).
+    Same options and gradients as ``DEQ`` (``on_failure="warn"`` warns once per call).
     With ``return_stats=True`` returns ``(z, DEQStats)``; ``stats.backward`` is filled by the
     backward pass.
 
@@ -286,7 +337,7 @@ def fixed_point(f, x, z0, *params, solver="anderson", backward="implicit", retur
             raise TypeError(f"fixed_point() does not take {bad}=; use the DEQ module for Skip DEQ and Jacobian "
                             "regularisation")
     opts = _layer("fixed_point", solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure,
-                  failed_grad, unknown)
+                  failed_grad, dict(unknown, max_nfe=max_nfe))
     report = Reporter(on_failure, {"forward": 0, "backward": 0}, set())
     z, stats, *_ = run(lambda z: f(z, x, *params), z0, opts, "fixed_point: f(z, x, *params)", report,
                         failed_grad)

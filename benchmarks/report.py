@@ -17,8 +17,8 @@ the per-script form of ``_common.write_results`` (``{"benchmarks": {name: {"rows
 rows with a ``ratio`` field). A ratio is steadysolve's value divided by the peer's (time or
 evaluations: lower is better) unless the record says ``higher_is_better``.
 
-One chart per benchmark (``<img-dir>/<benchmark>.png``: a bar per case and peer, the target as
-a dashed line, bars that meet it in one colour and the others in another) and, in the
+One chart per benchmark (``<img-dir>/<benchmark>.png``: a bar per case and peer on a log-scaled
+ratio axis, the target as a dashed line, bars that meet it in one colour and the others in another) and, in the
 markdown file, the text between ``<!-- results:start -->`` and ``<!-- results:end -->`` is
 replaced by the header, the tables and the chart links (the rest of the page is kept).
 """
@@ -45,7 +45,7 @@ def load(path: str) -> tuple[dict, list]:
         return {}, [normalise(r) for r in data if _is_record(r)]
     header = {k: v for k, v in data.items() if k not in ("records", "results", "rows", "benchmarks")}
     raw = data.get("records", data.get("results", data.get("rows")))  # "rows": run_all.py's schema 1
-    records = [r for r in (raw or []) if _is_record(r)]
+    records = [r for r in (raw or []) if _is_record(r)] + derived(raw or [])
     if raw is None and isinstance(data.get("benchmarks"), dict):  # _common.write_results layout
         for name, block in data["benchmarks"].items():
             for row in (block or {}).get("rows", []) if isinstance(block, dict) else []:
@@ -54,6 +54,88 @@ def load(path: str) -> tuple[dict, list]:
     if "date" not in header and isinstance(header.get("machine"), dict) and "date" in header["machine"]:
         header["date"] = header["machine"]["date"]
     return header, [normalise(r) for r in records]
+
+
+def _extra(r: dict) -> dict:
+    e = r.get("extra")
+    if isinstance(e, str):  # run_all.py stores some extras as their repr
+        import ast
+
+        try:
+            e = ast.literal_eval(e)
+        except (ValueError, SyntaxError):
+            e = None
+    return e if isinstance(e, dict) else {}
+
+
+def derived(rows: list) -> list:
+    """Ratio records for the benchmarks whose rows hold counts or printed tables instead of ratios:
+    robustness (problems solved, against SciPy's ``hybr``), dynamic_ss, deq_jax and deq_torch (the
+    ratio lines of their printed tables, ``extra.stdout_tail``)."""
+    out = []
+    rows = [r for r in rows if isinstance(r, dict) and _number(r.get("ratio")) is None]
+    solved = {r.get("case"): _extra(r).get("nsolved") for r in rows if r.get("benchmark") == "robustness"}
+    ref = _number(solved.get("scipy:hybr"))
+    for case, n in solved.items():
+        if ref and not str(case).startswith("scipy:") and _number(n) is not None:
+            out.append({"benchmark": "robustness", "case": f"problems solved, {case}", "peer": "scipy root(hybr)",
+                        "ratio": n / ref, "higher_is_better": True, "metric": "solved",
+                        "target": 1.0 if case == "default" else None})
+    for r in rows:
+        name, tail = r.get("benchmark"), _extra(r).get("stdout_tail")
+        if isinstance(tail, list) and name in _TABLES:
+            out += [{"benchmark": name, **rec} for rec in _TABLES[name]([str(t) for t in tail])]
+    return out
+
+
+def _ratio(case, peer, metric, ratio, target=None) -> dict:
+    return {"case": case, "peer": peer, "metric": metric, "ratio": ratio, "target": target}
+
+
+def _dynamic_ss_ratios(lines: list) -> list:
+    out, header = [], None
+    for line in lines:
+        if line.startswith("problem") and "time ss/scipy" in line:
+            header = line
+            continue
+        if header and line.strip() and not line.startswith("targets"):
+            cells = re.split(r"\s{2,}", line.strip())
+            if len(cells) >= 7 and all(_number(c) is not None for c in cells[1:7]):
+                t_sp, nfe_sp, _, t_dx, nfe_dx = (float(c) for c in cells[1:6])
+                out += [_ratio(cells[0], "scipy solve_ivp(RK45)", "time", t_sp, 0.5),
+                        _ratio(cells[0], "scipy solve_ivp(RK45)", "nfev", nfe_sp),
+                        _ratio(cells[0], "diffrax Tsit5", "time", t_dx, 1.0),
+                        _ratio(cells[0], "diffrax Tsit5", "nfev", nfe_dx)]
+        elif header and not line.strip():
+            header = None
+    return out
+
+
+def _deq_jax_ratios(lines: list) -> list:
+    out = []
+    for line in lines:
+        m = re.match(r"(steadysolve .+?)\s{2,}[\d.]+\s+[\d.]+\s+\d+\s+[\d.]+\s+\S+\s+([\d.]+)\s*$", line)
+        if m:
+            out.append(_ratio(f"forward + gradient, {m.group(1)}", "best of jaxopt / optimistix", "time",
+                              float(m.group(2))))
+    return out
+
+
+def _deq_torch_ratios(lines: list) -> list:
+    out = []
+    for line in lines:
+        m = re.search(r"time per step ratio steadysolve / torchdeq = ([\d.]+) \(target <= ([\d.]+)\)", line)
+        if m:
+            out.append(_ratio("training step, matched settings", "torchdeq", "time", float(m.group(1)),
+                              float(m.group(2))))
+        m = re.match(r"\s+(\w+)\s+time\s+([\d.]+)x", line)
+        if m:
+            out.append(_ratio(f"training step, {m.group(1)}", "torchdeq (rel 1e-3)", "time", float(m.group(2)),
+                              0.5 if m.group(1) == "anderson" else 2.0))
+    return out
+
+
+_TABLES = {"dynamic_ss": _dynamic_ss_ratios, "deq_jax": _deq_jax_ratios, "deq_torch": _deq_torch_ratios}
 
 
 def _is_record(r) -> bool:
@@ -98,31 +180,52 @@ def slug(name: str) -> str:
 
 
 def chart(name: str, records: list, path: str) -> None:
-    """One horizontal bar chart of the ratios of one benchmark."""
+    """One horizontal bar chart of the ratios of one benchmark, on a log axis (a ratio of 0.05 and one
+    of 20 are equally far from parity): each bar runs from 1 (parity) to its ratio, the dashed tick
+    on a bar is its target, green bars meet their target and red ones miss it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     labels = [f"{r['case']}" + (f"  [{r['metric']}]" if r["metric"] else "") + (f"\nvs {r['peer']}" if r["peer"] else "")
               for r in records]
-    ratios = [r["ratio"] for r in records]
+    shown = [v for r in records for v in (r["ratio"], r["target"] if r.get("target_kind") != "ms" else None)
+             if v is not None and v > 0] + [1.0]
+    lo, hi = min(shown) / 2.5, max(shown) * 2.5
     colours = ["#2e7d32" if r["met"] else "#c62828" if r["met"] is False else "#607d8b" for r in records]
-    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.55 * len(records)))
+    fig, ax = plt.subplots(figsize=(9, 1.0 + 0.5 * len(records)))
     y = list(range(len(records)))[::-1]
-    ax.barh(y, ratios, color=colours)
-    for yi, r in zip(y, records):
-        ax.text(r["ratio"], yi, f" {r['ratio']:.2f}", va="center", fontsize=8)
-        if r["target"] is not None:
-            ax.plot([r["target"]] * 2, [yi - 0.4, yi + 0.4], "k--", lw=1)
-    ax.axvline(1.0, color="0.5", lw=0.8)
+    for yi, r, c in zip(y, records, colours):
+        v = max(r["ratio"], lo * 1.2)  # a ratio of 0 (nothing solved) sits at the axis' left edge
+        ax.barh(yi, v - 1.0, left=1.0, color=c, height=0.7)
+        ax.text(v * (1.08 if v >= 1 else 1 / 1.08), yi, f"{r['ratio']:.3g}", va="center",
+                ha="left" if v >= 1 else "right", fontsize=8)
+        if r["target"] is not None and r.get("target_kind") != "ms":  # an absolute time bound is no ratio
+            ax.plot([r["target"]] * 2, [yi - 0.45, yi + 0.45], "k--", lw=1.4)
+    ax.axvline(1.0, color="0.4", lw=0.9)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ticks = [m * 10.0 ** k for k in range(-4, 5) for m in (1, 2, 5) if lo <= m * 10.0 ** k <= hi]
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
-    ax.set_xlabel("ratio steadysolve / peer (dashed: target; green: met, red: not met)")
-    ax.set_title(name)
-    ax.set_xlim(0, max(ratios + [r["target"] or 0 for r in records] + [1.0]) * 1.15)
+    better = "higher" if all(r["higher_is_better"] for r in records) else \
+        "lower" if not any(r["higher_is_better"] for r in records) else "see each row"
+    ax.set_xlabel(f"ratio steadysolve / peer (log scale; 1 = parity; {better} is better)")
+    ax.set_title(name + ("  (time-bound rows: green = one solve under the bound)"
+                         if any(r.get("target_kind") == "ms" for r in records) else ""), fontsize=10)
+    ax.legend(handles=[Patch(color="#2e7d32", label="meets its target"), Patch(color="#c62828", label="misses it"),
+                       Patch(color="#607d8b", label="no target"), Line2D([], [], color="k", ls="--", label="target")],
+              fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="x", which="both", alpha=0.25)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -1,6 +1,8 @@
 """steadysolve demo: one problem API, six algorithms, three array libraries, one DEQ.
 
     python examples/demo.py            # about a minute on 2 CPU cores, no downloads
+    python examples/demo.py --quick    # smaller problems and a shorter training (~20 s)
+    python examples/demo.py --out DIR  # where demo_trajectory.png goes (default: here)
 
 1. Solves Chandrasekhar's H-equation (c = 0.9, n = 100) and the 75 x 75 nonlinear
    Laplace problem with every algorithm, chosen by name, and prints return codes,
@@ -11,7 +13,7 @@
 4. Trains a PyTorch Deep Equilibrium regressor on y = 2x with implicit gradients and
    predicts x = -5.
 
-Writes ``examples/out/demo_trajectory.png`` when matplotlib is installed.
+Writes ``demo_trajectory.png`` into ``--out`` when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ import os
 import time
 
 import numpy as np
+from _common import out_path, parse, script_parser
 
 import steadysolve as ss
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
 
 def h_equation(n=100, c=0.9):
@@ -60,11 +61,12 @@ def section(title):
     print(f"\n== {title} " + "=" * max(0, 70 - len(title)))
 
 
-def algorithms_table():
+def algorithms_table(quick=False):
     section("1. every algorithm by name")
-    prob = h_equation()
+    n = 40 if quick else 100
+    prob = h_equation(n)
     ref = ss.solve(prob, "newton", abstol=1e-13, reltol=0.0).u
-    print(f"H-equation, c = 0.9, n = 100 (max H* = {ref.max():.10f})")
+    print(f"H-equation, c = 0.9, n = {n} (max H* = {ref.max():.10f})")
     print(f"{'algorithm':<16}{'retcode':<12}{'nf':>6}{'njvp':>7}{'iters':>7}{'|u - u*|max':>14}{'ms':>9}")
     for name in ss.available():
         t = time.perf_counter()
@@ -74,8 +76,9 @@ def algorithms_table():
         print(f"{name:<16}{sol.retcode.name:<12}{sol.stats.nf:>6}{sol.stats.njvp:>7}{sol.stats.niter:>7}"
               f"{err:>14.2e}{ms:>9.1f}")
 
-    print("\nLaplace 75 x 75 (cosh coefficient -10), abstol 6e-6 as in the SciPy docstring")
-    prob = laplace()
+    m = 25 if quick else 75
+    print(f"\nLaplace {m} x {m} (cosh coefficient -10), abstol 6e-6 as in the SciPy docstring")
+    prob = laplace(m)
     for alg in (ss.NewtonKrylov(), ss.Anderson(memory=10)):
         sol = ss.solve(prob, alg, abstol=6e-6, reltol=0.0, maxiters=2000)
         print(f"  {type(alg).__name__:<14}{sol.retcode.name:<10} nf={sol.stats.nf:<5} "
@@ -129,7 +132,7 @@ def backends():
         print("  jax   : not installed")
 
 
-def steady_state():
+def steady_state(out):
     section("3. steady state by time stepping (DynamicSS, adaptive Tsit5)")
     A = np.array([[-1.0, 0.5], [-0.5, -1.0]])
     b = np.array([1.0, 2.0])
@@ -147,23 +150,23 @@ def steady_state():
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        os.makedirs(OUT, exist_ok=True)
-        fig, ax = plt.subplots(figsize=(5, 3))
+        fig, ax = plt.subplots(figsize=(5.5, 3.4))
         ax.plot(traj.ts, traj.us[:, 0], label="u1")
         ax.plot(traj.ts, traj.us[:, 1], label="u2")
-        ax.axhline(sol.u[0], ls=":", c="C0")
+        ax.axhline(sol.u[0], ls=":", c="C0", label="steady state (DynamicSS)")
         ax.axhline(sol.u[1], ls=":", c="C1")
-        ax.set_xlabel("t")
-        ax.legend()
+        ax.set(xlabel="time t", ylabel="state u(t)",
+               title="Tsit5 trajectory and DynamicSS steady state")
+        ax.legend(fontsize=8)
         fig.tight_layout()
-        path = os.path.join(OUT, "demo_trajectory.png")
+        path = out_path(out, "demo_trajectory.png")
         fig.savefig(path, dpi=100)
         print(f"  trajectory plot: {path}")
     except ImportError:
         print(f"  trajectory: {len(traj.ts)} saved states (install matplotlib for the plot)")
 
 
-def torch_deq():
+def torch_deq(quick=False):
     section("4. a PyTorch DEQ learns y = 2x (implicit gradients)")
     try:
         import torch
@@ -193,12 +196,13 @@ def torch_deq():
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     x = torch.arange(1.0, 11.0, dtype=torch.float64).reshape(-1, 1)
     y = 2 * x
-    for step in range(150):
+    steps = 60 if quick else 150
+    for step in range(steps):
         opt.zero_grad()
         loss = nn.functional.mse_loss(model(x), y)
         loss.backward()
         opt.step()
-        if step % 50 == 0 or step == 149:
+        if step % 50 == 0 or step == steps - 1:
             fs, bs = deq.forward_stats, deq.backward_stats
             print(f"  step {step:3d}  loss {loss.item():9.5f}  forward {fs.retcode.name} in {fs.niter} iters"
                   f"  backward ({bs.solver}) {bs.retcode.name} in {bs.niter} iters")
@@ -207,12 +211,16 @@ def torch_deq():
     print(f"  prediction at x = -5: {pred:.3f} (target -10)")
 
 
-def main():
+def main(argv=None):
+    ap = script_parser(__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller problems (H-equation n = 40, Laplace 25 x 25) "
+                                                         "and 60 training steps instead of 150")
+    args = parse(ap, argv)
     t0 = time.perf_counter()
-    algorithms_table()
+    algorithms_table(args.quick)
     backends()
-    steady_state()
-    torch_deq()
+    steady_state(args)
+    torch_deq(args.quick)
     print(f"\ndone in {time.perf_counter() - t0:.1f} s")
 
 

@@ -1,10 +1,12 @@
 """A Deep Equilibrium regression in JAX: learn y = 2x with a DEQ layer (Equinox + optax).
 
-    python examples/deq_jax.py
+    python examples/deq_jax.py            # 400 Adam steps
+    python examples/deq_jax.py --quick    # 150 steps
+    python examples/deq_jax.py --out DIR  # where deq_jax.json (loss curve, prediction, solver counts) goes
 
 The hidden state solves z* = tanh(A z* + B x + c) (Anderson acceleration, implicit
 backward by GMRES); a linear head maps z* to y. After training, the model predicts
-f(-5) ~ -10, and the solver statistics of the last batch are printed.
+f(-5) ~ -10, and the solver statistics of the training inputs are printed.
 """
 
 import os
@@ -16,7 +18,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
+from _common import parse, script_parser, write_json  # noqa: E402
+
 from steadysolve.adapters.jax import DEQ  # noqa: E402
+from steadysolve.demo.cli import int_at_least  # noqa: E402
 
 
 class Cell(eqx.Module):
@@ -47,7 +52,8 @@ class Model(eqx.Module):
         return self.head(self.deq(x))
 
 
-def main(steps=400):
+def train(steps=400, log=print):
+    """``(model, losses)`` after ``steps`` Adam steps on 64 points of y = 2x in [-6, 6]."""
     model = Model(jax.random.PRNGKey(0))
     xs = jnp.linspace(-6, 6, 64)[:, None]
     ys = 2 * xs
@@ -63,14 +69,32 @@ def main(steps=400):
         updates, opt_state = opt.update(grads, opt_state)
         return eqx.apply_updates(model, updates), opt_state, val
 
+    losses = []
     for i in range(steps):
         model, opt_state, val = step(model, opt_state)
+        losses.append(float(val))
         if i % 100 == 0 or i == steps - 1:
-            print(f"step {i:4d}  mse {float(val):.2e}")
+            log(f"step {i:4d}  mse {losses[-1]:.2e}")
+    return model, xs, losses
+
+
+def main(argv=None):
+    ap = script_parser(__doc__)
+    ap.add_argument("--quick", action="store_true", help="150 Adam steps instead of 400")
+    ap.add_argument("--steps", type=int_at_least(1), default=None, help="Adam steps (default 400, 150 with --quick)")
+    args = parse(ap, argv)
+    model, xs, losses = train(args.steps or (150 if args.quick else 400))
+    # under vmap each sample has its own counters and return code: read the per-sample arrays
     _, stats = jax.vmap(lambda x: model.deq(x, return_stats=True))(xs)
-    print(f"solver: iterations per sample {int(stats.niter.min())}..{int(stats.niter.max())}, "
-          f"all converged: {bool(stats.successful.all())}")
-    print(f"prediction at x = -5: {float(model(jnp.array([-5.0]))[0]):.3f} (target -10)")
+    niter, codes = stats.niter, stats.retcode_array
+    converged = int(jnp.sum(codes == 0))
+    print(f"solver: iterations per sample {int(niter.min())}..{int(niter.max())}, "
+          f"converged: {converged} of {len(codes)}")
+    pred = float(model(jnp.array([-5.0]))[0])
+    print(f"prediction at x = -5: {pred:.3f} (target -10)")
+    write_json(args, "deq_jax.json", {"losses": losses, "prediction_at_minus_5": pred, "converged": converged,
+                                      "samples": len(codes), "iterations": [int(niter.min()), int(niter.max())]})
+    return pred, losses, converged
 
 
 if __name__ == "__main__":

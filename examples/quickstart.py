@@ -3,6 +3,7 @@
     python examples/quickstart.py                  # both frameworks
     python examples/quickstart.py --framework jax  # one of them
     python examples/quickstart.py --quick          # same thing (it is already small)
+    python examples/quickstart.py --out results/   # where quickstart.json (the gradient errors) goes
 
 Model: ``Linear(2, 2)`` -> DEQ whose cell is the *sum* of two bias-free ``Linear(2, 2)`` layers,
 one on the state ``z`` and one on the injection ``x`` (Lux's ``Parallel(+, ...)``), solved
@@ -17,10 +18,11 @@ iterations, where Tsit5 needs ~1,200 steps per solve at 1e-10).
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
+
+from _common import parse, script_parser, write_json
 
 import steadysolve as ss
 
@@ -148,11 +150,11 @@ def run_jax(seed=0, verbose=True):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = script_parser(__doc__)
     ap.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
     ap.add_argument("--quick", action="store_true", help="accepted for symmetry; the example is already small")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    args = parse(ap, argv)
     errs = {}
     if args.framework in ("torch", "both"):
         errs["torch"] = run_torch(args.seed)[0]
@@ -163,6 +165,7 @@ def main(argv=None):
     if bad:
         raise SystemExit(f"gradient check FAILED: {bad}")
     print("gradient check passed (relative error < 1e-4)")
+    write_json(args, "quickstart.json", {"max_relative_gradient_error": errs, "seed": args.seed})
     return errs
 
 

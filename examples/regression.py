@@ -12,13 +12,14 @@ prints the prediction at x = -5 (about -10) and writes the loss curve (``regress
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import numpy as np
+from _common import parse, script_parser
 
 import steadysolve as ss
+from steadysolve.demo.cli import int_at_least
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 TOL = 1e-2
@@ -113,12 +114,11 @@ def plot_losses(curves, path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = script_parser(__doc__)
     ap.add_argument("--framework", choices=["torch", "jax", "both"], default="both")
     ap.add_argument("--quick", action="store_true", help="150 steps instead of 300")
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--out", default=".", help="folder for regression_loss.png")
-    args = ap.parse_args(argv)
+    ap.add_argument("--steps", type=int_at_least(1), default=None, help="Adam steps (default 300, 150 with --quick)")
+    args = parse(ap, argv)
     steps = args.steps or (150 if args.quick else 300)
     os.makedirs(args.out, exist_ok=True)
     curves, preds = {}, {}

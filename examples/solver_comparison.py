@@ -12,18 +12,19 @@ table (NFE, time, accuracy, return code) and writes
 
 from __future__ import annotations
 
-from _common import out_path, parser, trained
+from _common import out_path, parse, parser, trained
 
 from steadysolve.demo import compare_solvers, format_table, plot_solvers
+from steadysolve.demo.cli import finite_real, int_at_least
 
 
 def main(argv=None):
     ap = parser(__doc__)
-    ap.add_argument("--tol", type=float, default=1e-3, help="absolute tolerance (max norm) for every solver")
+    ap.add_argument("--tol", type=finite_real(True), default=1e-3, help="absolute tolerance (max norm) for every solver")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                     help="precision of the comparison (default the model's float32)")
-    ap.add_argument("--maxiters", type=int, default=100, help="iteration cap for every solver (30 with --quick)")
-    args = ap.parse_args(argv)
+    ap.add_argument("--maxiters", type=int_at_least(1), default=100, help="iteration cap for every solver (30 with --quick)")
+    args = parse(ap, argv, mnist=True)
     model, data, _, _ = trained(args)
     n = 100 if args.quick else 1000
     rows = compare_solvers(model, data[2][:n], data[3][:n], maxiters=30 if args.quick else args.maxiters,

@@ -11,13 +11,13 @@ and plots value vs time (``trajectories_time.png``).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import parse, script_parser  # noqa: E402
 from regression import train_torch  # noqa: E402
 
 import steadysolve as ss  # noqa: E402
@@ -61,10 +61,9 @@ def plot(x_axis, ys, xs, xlabel, title, path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = script_parser(__doc__)
     ap.add_argument("--quick", action="store_true", help="150 training steps instead of 300")
-    ap.add_argument("--out", default=".")
-    args = ap.parse_args(argv)
+    args = parse(ap, argv)
     import torch
     os.makedirs(args.out, exist_ok=True)
     cell, losses, pred = train_torch(150 if args.quick else 300)

@@ -1,5 +1,7 @@
 """steadysolve: steady-state, nonlinear and fixed-point solvers on the Python array API."""
 
+import logging as _logging
+
 from .algorithms import Algorithm, Anderson, FixedPointIteration
 from .algorithms.dynamic_ss import DynamicSS
 from .algorithms.newton_krylov import NewtonKrylov
@@ -8,30 +10,45 @@ from .algorithms.newton import NewtonRaphson
 from .algorithms.trust_region import TrustRegion
 from .algorithms.levenberg_marquardt import LevenbergMarquardt
 from .algorithms.auto import Auto
+from .algorithms.bracketing import Bisection, Ridder
+from .algorithms.brent import Brent
+from .algorithms.itp import ITP
 from .linear import GMRES, linear_solve
-from .ode import PIController, Tsit5
+from .ode import PIController, Rodas4, Rodas5P, Rosenbrock23, Tsit5
 from .ode.integrate import integrate
+from .interval import IntervalNonlinearProblem
 from .problems import FixedPointProblem, NonlinearProblem, SteadyStateProblem
 from .registry import available
-from .solution import ConvergenceError, LinearSolution, ODESolution, ReturnCode, Solution, Stats
+from .solution import (ConvergenceError, ConvergenceWarning, LinearSolution, ODESolution, Result, ReturnCode, Solution,
+                       Stats)
 from .solve import solve
 
 __version__ = "0.1.0"
+
+# The library's logger; like every library it only adds a NullHandler, and the application decides
+# what is shown (logging.basicConfig(level=logging.DEBUG), or a handler on "steadysolve").
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "NonlinearProblem",
     "SteadyStateProblem",
     "FixedPointProblem",
+    "IntervalNonlinearProblem",
     "solve",
     "Solution",
     "Stats",
     "ReturnCode",
+    "Result",
     "ConvergenceError",
+    "ConvergenceWarning",
     "Algorithm",
     "Anderson",
     "FixedPointIteration",
     "DynamicSS",
     "Tsit5",
+    "Rosenbrock23",
+    "Rodas4",
+    "Rodas5P",
     "PIController",
     "integrate",
     "ODESolution",
@@ -41,6 +58,10 @@ __all__ = [
     "TrustRegion",
     "LevenbergMarquardt",
     "Auto",
+    "ITP",
+    "Brent",
+    "Bisection",
+    "Ridder",
     "GMRES",
     "linear_solve",
     "LinearSolution",

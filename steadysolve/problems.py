@@ -12,8 +12,8 @@ whose root is sought:
 
 Optional derivative callables, all taking ``p`` last like ``f``:
 ``jvp(u, v, p)`` (Jacobian of ``f`` -- or ``g`` -- times ``v``), ``vjp(u, w, p)``
-(``w`` times that Jacobian) and ``jac(u, p)`` (the dense Jacobian, for
-``NewtonRaphson`` on small unbatched systems).
+(``w`` times that Jacobian) and ``jac(u, p)`` (the Jacobian: dense, or a sparse matrix of the
+state's library), and ``sparsity`` (that Jacobian's pattern; see :mod:`steadysolve.sparse`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 
 from . import _backend as backend
 from ._backend import fused
+from . import sparse
 
 __all__ = ["NonlinearProblem", "SteadyStateProblem", "FixedPointProblem", "AbstractProblem"]
 
@@ -32,7 +33,8 @@ class AbstractProblem:
     _fname = "f"
 
     def __init__(self, f: Callable, u0: Any, p: Any = None, *, jvp: Optional[Callable] = None,
-                 vjp: Optional[Callable] = None, jac: Optional[Callable] = None, rowwise: Optional[bool] = None):
+                 vjp: Optional[Callable] = None, jac: Optional[Callable] = None, sparsity: Any = None,
+                 rowwise: Optional[bool] = None):
         if not callable(f):
             raise TypeError(f"{type(self).__name__}: {self._fname} must be callable, got {type(f).__name__}")
         for name, fn in (("jvp", jvp), ("vjp", vjp), ("jac", jac)):
@@ -48,6 +50,7 @@ class AbstractProblem:
             raise TypeError(f"{type(self).__name__}: rowwise must be True, False or None, got {rowwise!r}")
         self.rowwise = rowwise
         validate_u0(u0, p, type(self).__name__)
+        self.sparsity = sparse.problem_sparsity(sparsity, u0, type(self).__name__)
 
     # --- the residual view used by every root-finding algorithm -------------------
     def residual(self, u, p):  # pragma: no cover - overridden
@@ -63,13 +66,17 @@ class AbstractProblem:
     def residual_jac(self, u, p):
         return None if self.jac is None else self.jac(u, p)
 
+    def residual_sparsity(self, n: int):
+        """The pattern of the residual's Jacobian for elements of ``n`` unknowns, or ``None``."""
+        return sparse.residual_pattern(self, n)
+
     def vector_field(self, u, p, t):
         """The ODE right-hand side whose steady state ``DynamicSS`` integrates to."""
         return self.residual(u, p)
 
     def remake(self, *, u0=None, p=None, **kw):
         """A copy with a new ``u0`` and/or ``p`` (other fields kept)."""
-        args = dict(jvp=self.jvp, vjp=self.vjp, jac=self.jac, rowwise=self.rowwise)
+        args = dict(jvp=self.jvp, vjp=self.vjp, jac=self.jac, sparsity=self.sparsity, rowwise=self.rowwise)
         args.update(kw)
         return type(self)(self.f, self.u0 if u0 is None else u0, self.p if p is None else p, **args)
 
@@ -92,7 +99,13 @@ class NonlinearProblem(AbstractProblem):
         Parameters, passed to ``f`` untouched (arrays, tuples, dicts, modules).
     jvp, vjp, jac : callable, optional
         ``jvp(u, v, p)``, ``vjp(u, w, p)``, ``jac(u, p)`` for the derivative-based algorithms
-        (default: forward-difference products).
+        (default: forward-difference products). ``jac`` may return a sparse matrix:
+        ``scipy.sparse`` (NumPy), a torch sparse CSR/COO tensor, a JAX ``BCOO``.
+    sparsity : optional
+        The pattern of the Jacobian of ``f`` (of ``g`` for a :class:`FixedPointProblem`) for one
+        element, ``(n, n)``: a ``scipy.sparse`` matrix, a boolean array, a ``(rows, cols)`` pair
+        of index arrays, or ``"detect"`` (JAX: read from the trace of ``f``). See the guide
+        "Large sparse systems".
     rowwise : bool or None, optional
         For batched solves (``solve(..., batch_axis=...)``): whether ``f`` may be called on any
         subset of the batch (the elements are independent and no per-element data lives outside
@@ -125,8 +138,8 @@ class NonlinearProblem(AbstractProblem):
 class SteadyStateProblem(AbstractProblem):
     """Find the steady state of ``du/dt = f(u, p, t)``: ``f(u, p, inf) = 0``.
 
-    Parameters are those of :class:`NonlinearProblem`, with ``f(u, p, t) -> du/dt``
-    (``t`` is ``inf`` for the root-finding algorithms, the time for :class:`DynamicSS`).
+    Parameters are those of ``NonlinearProblem``, with ``f(u, p, t) -> du/dt``
+    (``t`` is ``inf`` for the root-finding algorithms, the time for ``DynamicSS``).
 
     Examples
     --------
@@ -149,7 +162,7 @@ class SteadyStateProblem(AbstractProblem):
 class FixedPointProblem(AbstractProblem):
     """Find ``u`` with ``g(u, p) = u`` (the Deep Equilibrium form).
 
-    Parameters are those of :class:`NonlinearProblem`, with ``g(u, p) -> next u`` in place
+    Parameters are those of ``NonlinearProblem``, with ``g(u, p) -> next u`` in place
     of ``f``; the residual is ``g(u, p) - u``.
 
     Examples
@@ -163,8 +176,10 @@ class FixedPointProblem(AbstractProblem):
     kind = "fixed_point"
     _fname = "g"
 
-    def __init__(self, g: Callable, u0: Any, p: Any = None, **kw):
-        super().__init__(g, u0, p, **kw)
+    def __init__(self, g: Callable, u0: Any, p: Any = None, *, jvp: Optional[Callable] = None,
+                 vjp: Optional[Callable] = None, jac: Optional[Callable] = None, sparsity: Any = None,
+                 rowwise: Optional[bool] = None):
+        super().__init__(g, u0, p, jvp=jvp, vjp=vjp, jac=jac, sparsity=sparsity, rowwise=rowwise)
 
     @property
     def g(self):
@@ -186,6 +201,8 @@ class FixedPointProblem(AbstractProblem):
         if self.jac is None:
             return None
         J = self.jac(u, p)
+        if sparse.is_sparse_jacobian(J):
+            return sparse.minus_identity(J)
         xp = backend.namespace(("u", u))
         # the last axis is the state size; a leading batch axis (B, n, n) broadcasts
         return J - xp.eye(J.shape[-1], dtype=J.dtype, device=backend.device_of(J))
@@ -256,7 +273,8 @@ def checked_jac(jac, u0, batch=None):
     """The problem's ``jac`` with every output checked: an array of ``u0``'s library and dtype, of
     shape ``(n, n)`` (or ``u0.shape * 2``) for one system of ``n`` unknowns, ``(B, n, n)`` (or
     ``(B,) + element shape * 2``, batch first) for a batch of ``B`` (``batch`` the batch axis of
-    ``u0``). A wrong one raises at its first call, naming ``jac``."""
+    ``u0``); a sparse matrix passes (the sparse module checks it). A wrong one raises at its first
+    call, naming ``jac``."""
     lib, dtype, shape = backend.library_name(u0), u0.dtype, tuple(u0.shape)
     if batch is None:
         n = math.prod(shape)
@@ -271,6 +289,8 @@ def checked_jac(jac, u0, batch=None):
 
     def call(u, p):
         J = jac(u, p)
+        if sparse.is_sparse_jacobian(J):  # checked where it is used (``sparse.dense_jacobian``, ...)
+            return J
         if not backend.is_array(J) or backend.library_name(J) != lib:
             got = f"a {backend.library_name(J)} array" if backend.is_array(J) else f"a {type(J).__name__}"
             raise TypeError(f"jac(u, p) must return the Jacobian as a {lib} array like u0, got {got}")
@@ -284,20 +304,21 @@ def checked_jac(jac, u0, batch=None):
     return call
 
 
-def check_output(name: str, out, u, xp) -> None:
-    """Validate one evaluation of the user's function against ``u`` (shape, dtype, library)."""
+def check_output(name: str, out, u, xp, like: str = "u0", hint: str = "the residual must have the same {} as u") -> None:
+    """Validate one evaluation of the user's function against ``u`` (shape, dtype, library); ``like``
+    names ``u`` in the messages and ``hint`` (with ``{}`` for "shape" or "dtype") says what is expected."""
     if not backend.is_array(out):
-        raise TypeError(f"{name} must return an array like u0, got {type(out).__name__}")
+        raise TypeError(f"{name} must return an array like {like}, got {type(out).__name__}")
     lib_u, lib_o = backend.library_name(u), backend.library_name(out)
     if lib_o != lib_u:
-        raise TypeError(f"{name} returned a {lib_o} array for a {lib_u} u0: mixed array libraries")
+        raise TypeError(f"{name} returned a {lib_o} array for a {lib_u} {like}: mixed array libraries")
     if tuple(out.shape) != tuple(u.shape):
         raise ValueError(
-            f"{name} returned shape {tuple(out.shape)} but u0 has shape {tuple(u.shape)}; "
-            "the residual must have the same shape as u"
+            f"{name} returned shape {tuple(out.shape)} but {like} has shape {tuple(u.shape)}; "
+            + hint.format("shape")
         )
     if out.dtype != u.dtype:
         raise TypeError(
-            f"{name} returned dtype {out.dtype} but u0 has dtype {u.dtype}; "
-            "the residual must have the same dtype as u (check for float64/float32 promotion)"
+            f"{name} returned dtype {out.dtype} but {like} has dtype {u.dtype}; "
+            + hint.format("dtype") + " (check for float64/float32 promotion)"
         )

@@ -1,13 +1,13 @@
 """Return codes and their decoding, shared by every result type of the package.
 
-One base, :class:`Result`, decodes return codes for all of them, so ``retcode``,
+One base, ``Result``, decodes return codes for all of them, so ``retcode``,
 ``retcodes``, ``retcode_array`` and ``successful`` mean the same on a ``Solution``
 (``solve``), a ``LinearSolution`` (``linear_solve``), an ``ODESolution`` (``integrate``) and
 the adapters' solve statistics:
 
 * ``retcode_array``: the integer codes, one per batch element (a 0-d array when
   unbatched), as an array of the solve's library; valid under ``jax.jit``;
-* ``retcodes``: those codes decoded, a list of :class:`ReturnCode` (one entry when unbatched);
+* ``retcodes``: those codes decoded, a list of ``ReturnCode`` (one entry when unbatched);
 * ``retcode``: the worst element's code (the first failure, ``Success`` if none);
 * ``successful``: every element succeeded (a traced boolean under ``jax.jit``).
 """
@@ -19,15 +19,39 @@ from typing import Any, Optional
 
 from . import _backend as backend
 
-__all__ = ["ReturnCode", "ConvergenceError", "Result", "RUNNING"]
+__all__ = ["ReturnCode", "ConvergenceError", "ConvergenceWarning", "Result", "RUNNING"]
 
 
 class ReturnCode(enum.Enum):
     """Why a solve stopped. The value of each member is its human-readable message.
 
+    What each code means and what to try is on the documentation's FAQ page.
+
+    Attributes
+    ----------
+    Success
+        Converged: the residual is within the tolerance (a root; see Concepts).
+    MaxIters
+        Stopped at ``maxiters`` (or a DEQ's budget) before the residual reached the tolerance.
+    NonFinite
+        The iteration produced NaN or Inf; the last finite (best) iterate is returned.
+    Diverged
+        The iterate or the residual ran away: there is probably no root nearby.
+    Stalled
+        No progress: the residual has not decreased for many iterations (for example at a
+        minimum of ``norm(f)`` that is not a root).
+    LinearSolveFailed
+        The inner linear solve broke down or produced non-finite values.
+    TimeLimit
+        ``DynamicSS``: the integration time passed ``tmax`` before a steady state was reached.
+
+    Examples
+    --------
     >>> import steadysolve as ss
     >>> ss.ReturnCode.from_code(0) is ss.ReturnCode.Success, ss.ReturnCode.MaxIters.code
     (True, 1)
+    >>> ss.ReturnCode.Stalled.successful, ss.ReturnCode.Stalled.value
+    (False, 'no progress: the residual has not decreased for many iterations')
     """
 
     Success = "converged: a root (the residual norm is within abstol, or reltol times its scale)"
@@ -37,6 +61,8 @@ class ReturnCode(enum.Enum):
     Stalled = "no progress: the residual has not decreased for many iterations"
     LinearSolveFailed = "the inner linear solve broke down or produced non-finite values"
     TimeLimit = "the integration time passed tmax before a steady state was reached"
+    NoBracket = ("f has the same sign at both ends of the bracket (no sign change), so the bracket is not known "
+                 "to hold a root; widen or move it")
 
     @property
     def code(self) -> int:
@@ -45,10 +71,12 @@ class ReturnCode(enum.Enum):
 
     @classmethod
     def from_code(cls, code: int) -> "ReturnCode":
+        """The member for an integer code (``retcode_array`` holds these; 0 is ``Success``)."""
         return _FROM_CODE[int(code)]
 
     @property
     def successful(self) -> bool:
+        """Whether this code is ``Success`` (the only code that means a root was found)."""
         return self is ReturnCode.Success
 
     def __str__(self) -> str:
@@ -63,6 +91,7 @@ _ORDER = [
     ReturnCode.Stalled,
     ReturnCode.LinearSolveFailed,
     ReturnCode.TimeLimit,
+    ReturnCode.NoBracket,  # codes are decoded by number (JAX adapter, Solution): append, never renumber
 ]
 _CODES = {rc: i for i, rc in enumerate(_ORDER)}
 _FROM_CODE = {i: rc for rc, i in _CODES.items()}
@@ -73,7 +102,7 @@ RUNNING = -1
 class ConvergenceError(RuntimeError):
     """Raised by ``solve(..., throw=True)`` when the solve does not succeed.
 
-    The failed :class:`Solution` is available as ``err.solution``.
+    The failed ``Solution`` is available as ``err.solution``.
 
     Examples
     --------
@@ -97,6 +126,28 @@ class ConvergenceError(RuntimeError):
         super().__init__(message)
 
 
+class ConvergenceWarning(RuntimeWarning):
+    """Warned when a solve does not succeed and the caller asked for a warning rather than an error
+    (the DEQ layers' default ``on_failure="warn"``).
+
+    A subclass of ``RuntimeWarning``, so existing filters keep working; filter this class to
+    silence, log or escalate solver failures without matching message text.
+
+    Examples
+    --------
+    >>> import warnings, steadysolve as ss
+    >>> issubclass(ss.ConvergenceWarning, RuntimeWarning)
+    True
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", ss.ConvergenceWarning)   # failures become exceptions
+    ...     try:
+    ...         warnings.warn("forward solve did not converge", ss.ConvergenceWarning)
+    ...     except ss.ConvergenceWarning as w:
+    ...         print("caught:", w)
+    caught: forward solve did not converge
+    """
+
+
 def _as_host_codes(codes) -> list:
     if isinstance(codes, list):
         return codes
@@ -111,8 +162,41 @@ def _as_host_codes(codes) -> list:
 
 
 class Result:
-    """Return-code accessors shared by every result type.
+    """The return-code accessors of every result type: ``Solution``, ``LinearSolution``,
+    ``ODESolution`` and the adapters' ``SolveStats``.
 
+    A result holds one return code per batch element (one in all when unbatched). A result has no
+    truth value: ``if sol:`` raises ``TypeError`` (as NumPy's arrays do), because "solved?" and "is
+    there a result?" would both be plausible readings and a batch has no single answer; test
+    ``sol.successful`` instead. Its ``repr`` summarises a batch: ``Success for 2 of 3 elements;
+    worst: Stalled``.
+
+    Attributes
+    ----------
+    retcode : ReturnCode
+        The worst element's code: the first failure, ``Success`` when every element succeeded.
+    retcodes : list of ReturnCode
+        One code per element (one entry when unbatched).
+    retcode_array : array
+        The integer codes per element (``(batch,)``, or 0-d when unbatched), in the solve's array
+        library; the only form valid under ``jax.jit`` (``ReturnCode.from_code`` decodes them).
+    successful : bool
+        Every element succeeded (a traced boolean under ``jax.jit``).
+    nfailed : int
+        The number of elements that did not succeed.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> prob = ss.NonlinearProblem(lambda u, p: u**2 + p, np.full((3, 1), 1.5), np.array([[-1.0], [1.0], [-4.0]]))
+    >>> sol = ss.solve(prob, "newton", batch_axis=0, maxiters=30)   # u^2 = -1 has no real root
+    >>> sol.successful, sol.nfailed, [c.name for c in sol.retcodes][0::2]
+    (False, 1, ['Success', 'Success'])
+    >>> isinstance(sol, ss.Result), repr(sol).split(";")[0]
+    (True, 'Solution(Success for 2 of 3 elements')
+
+    Notes
+    -----
     Subclasses keep the per-element integer codes in ``self._codes`` (a host list in eager
     solves, an array otherwise), whether a batch was solved in ``self._batched``, and an
     array of the solve's library in ``self._like`` (to build ``retcode_array`` from a host list).
@@ -145,7 +229,7 @@ class Result:
 
     @property
     def retcodes(self) -> list:
-        """Per-element :class:`ReturnCode` list (one entry when unbatched)."""
+        """Per-element ``ReturnCode`` list (one entry when unbatched)."""
         return [ReturnCode.from_code(v) for v in _as_host_codes(self._codes)]
 
     @property
@@ -171,8 +255,22 @@ class Result:
             return jnp.all(c == 0)
         return self.retcode is ReturnCode.Success
 
+    def __bool__(self):
+        # `if sol:` would read as "solved?" to some and "not None" to others, and a batch has no single
+        # answer; as NumPy does for arrays, refuse and name the explicit spellings
+        raise TypeError(f"the truth value of a {type(self).__name__} is ambiguous: test .successful (every "
+                        f"element succeeded), or read .retcode / .retcodes / .nfailed")
+
     def _rc_repr(self) -> str:
+        """The return code for a repr: ``retcode=Success`` or, for a batch, ``Success for 2 of 3
+        elements; worst: Stalled`` (``worst`` is ``retcode``)."""
         try:
-            return str(self.retcode)
+            codes = _as_host_codes(self._codes)
         except TypeError:
-            return "<traced>"
+            return "retcode=<traced>"
+        if not self._batched:
+            return f"retcode={ReturnCode.from_code(codes[0]).name}" if codes else "retcode=?"
+        ok = sum(1 for v in codes if v == 0)
+        if ok == len(codes):
+            return f"Success for all {ok} elements"
+        return f"Success for {ok} of {len(codes)} elements; worst: {self.retcode.name}"

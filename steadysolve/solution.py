@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-from .retcodes import RUNNING, ConvergenceError, Result, ReturnCode
+from .retcodes import RUNNING, ConvergenceError, ConvergenceWarning, Result, ReturnCode
 
-__all__ = ["ReturnCode", "ConvergenceError", "Result", "Stats", "Solution", "LinearSolution", "ODESolution",
+__all__ = ["ReturnCode", "ConvergenceError", "ConvergenceWarning", "Result", "Stats", "Solution", "LinearSolution", "ODESolution",
            "RUNNING", "register_jax_pytrees"]
 
 
@@ -89,9 +89,12 @@ class Stats:
         raise KeyError(f"Stats has no counter {name!r}; available: {', '.join(self.keys())}")
 
     def keys(self) -> list:
+        """The counter names: ``nf``, ``njvp``, ``nvjp``, ``niter``, ``niter_per_element``, then the
+        algorithm's own (``extra``)."""
         return list(self._FIELDS) + list(self.extra)
 
     def as_dict(self) -> dict:
+        """Every counter by name (``{name: value}``, in the order of ``keys``)."""
         return {k: self[k] for k in self.keys()}
 
     def __eq__(self, other):
@@ -103,17 +106,40 @@ class Stats:
 
 
 class Solution(Result):
-    """Result of :func:`steadysolve.solve`.
+    """The result of ``steadysolve.solve``: the best iterate, its residual, why the solve stopped
+    and what it cost.
+
+    The return-code accessors (``retcode``, ``retcodes``, ``retcode_array``, ``successful``,
+    ``nfailed``) are those of ``Result``, listed below too. A Solution has no truth value:
+    ``if sol:`` raises ``TypeError``; test ``sol.successful``.
 
     Attributes
     ----------
-    u : the best iterate seen (user's shape, batch axis where it was given).
-    resid : the residual at ``u`` (for a FixedPointProblem: ``g(u) - u``).
-    retcode, retcodes, retcode_array, successful : see :class:`Result`.
-    stats : :class:`Stats`.
-    trace : residual norm per iteration (shape ``(niter + 1,)`` or ``(niter + 1, B)``)
-        when ``store_trace=True``, else ``None``.
-    prob, alg : what was solved and how (``alg`` is the algorithm that produced ``u``).
+    u : array
+        The best iterate seen (the user's shape, the batch axis where it was given).
+    resid : array
+        The residual at ``u`` (for a ``FixedPointProblem``: ``g(u) - u``).
+    retcode : ReturnCode
+        The worst element's code: the first failure, ``Success`` when every element succeeded.
+    retcodes : list of ReturnCode
+        One code per batch element (one entry when unbatched).
+    retcode_array : array
+        The integer codes per element, valid under ``jax.jit``.
+    successful : bool
+        Every element succeeded (a traced boolean under ``jax.jit``).
+    nfailed : int
+        The number of elements that did not succeed.
+    stats : Stats
+        The work counters (evaluations, products, iterations; ``stats.attempts`` under ``Auto``).
+    trace : array or None
+        The residual norm per iteration (shape ``(niter + 1,)`` or ``(niter + 1, B)``) when
+        ``store_trace=True``, else ``None``.
+    prob : problem or None
+        What was solved (``None`` on the far side of a ``jax.jit`` boundary).
+    alg : Algorithm
+        The algorithm that produced ``u`` (under ``Auto``, the attempt that finished).
+    message : str
+        The return code, what it means and, for a failure with a known likely cause, what to do.
 
     Examples
     --------
@@ -138,12 +164,12 @@ class Solution(Result):
 
     def __repr__(self) -> str:
         shape = tuple(getattr(self.u, "shape", ()))
-        return (f"Solution(retcode={self._rc_repr()}, u.shape={shape}, niter={self.stats.niter}, "
-                f"nf={self.stats.nf}, alg={self.alg!r})")
+        alg = getattr(self.alg, "name", "") or type(self.alg).__name__
+        return f"Solution({self._rc_repr()}, u.shape={shape}, niter={self.stats.niter}, nf={self.stats.nf}, alg={alg})"
 
 
 class LinearSolution(Result):
-    """Result of :func:`steadysolve.linear_solve`: ``x`` (shape of ``b``), the return codes and
+    """Result of ``steadysolve.linear_solve``: ``x`` (shape of ``b``), the return codes and
     ``stats`` (``nmatvec``: calls of ``matvec``, a batched call counting once; ``niter``: Krylov
     steps; ``nrestart``: restart cycles; ``resid_norm``: 2-norm of ``b - A x`` per element, the
     Arnoldi estimate of the last cycle, a float when unbatched and concrete).
@@ -161,12 +187,12 @@ class LinearSolution(Result):
         self.x, self.stats, self.alg = x, stats, alg
 
     def __repr__(self) -> str:
-        return (f"LinearSolution(retcode={self._rc_repr()}, x.shape={tuple(self.x.shape)}, "
+        return (f"LinearSolution({self._rc_repr()}, x.shape={tuple(self.x.shape)}, "
                 f"nmatvec={self.stats.nmatvec}, alg={self.alg!r})")
 
 
 class ODESolution(Result):
-    """Result of :func:`steadysolve.integrate`.
+    """Result of ``steadysolve.integrate``.
 
     ``ts`` (``(m,)``) and ``us`` (``(m,) + u0.shape``) are the saved times and states; ``t``
     the time reached; ``stats`` holds ``nf``, ``niter``, ``naccept`` and ``nreject``.
@@ -187,7 +213,8 @@ class ODESolution(Result):
         self.ts, self.us, self.t, self.stats = ts, us, t, stats
 
     def __repr__(self) -> str:
-        return f"ODESolution(retcode={self._rc_repr()}, len(ts)={getattr(self.ts, 'shape', ('?',))[0]}, stats={self.stats})"
+        n = getattr(self.ts, "shape", ("?",))[0]
+        return f"ODESolution({self._rc_repr()}, len(ts)={n}, t={self.t}, nf={self.stats.nf})"
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,31 +2,40 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import _backend as backend
+from ._engine import trace as _trace
 from .algorithms.auto import Auto
 from ._checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
 from ._engine.context import build_context, fname_of, narrower
 from ._backend.layout import Layout
+from .interval import IntervalNonlinearProblem
+from ._engine.bracket import solve_interval
 from ._engine.driver import run
 from .problems import AbstractProblem, as_output, check_output, with_user_errstate
 from .registry import resolve
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
 from .termination import default_tolerance, get_norm, resolve_tolerances
 
+if TYPE_CHECKING:
+    from typing_extensions import Never  # typing.Never from Python 3.11
+
 __all__ = ["solve", "build_context"]
 
 _DEFAULT = Auto()  # the default polyalgorithm (stateless, shared)
+_LOG = logging.getLogger("steadysolve")
 
-_KEYWORDS = ("abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "store_trace", "callback")
+_KEYWORDS = ("abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "store_trace", "callback", "verbose")
 # What users of SciPy, torchdeq, jaxopt or optimistix type for our keywords.
 _ALIASES = {
     "tol": "abstol' or 'reltol", "tolerance": "abstol' or 'reltol", "atol": "abstol", "rtol": "reltol",
     "f_tol": "abstol", "ftol": "abstol", "f_rtol": "reltol", "xtol": "abstol' or 'reltol",
     "maxiter": "maxiters", "max_iter": "maxiters", "max_iters": "maxiters", "max_steps": "maxiters",
     "maxfev": "maxiters", "full_output": "store_trace", "method": "alg", "solver": "alg",
+    "show_trace": "verbose", "disp": "verbose",
 }
 
 
@@ -44,33 +53,51 @@ _GRAD_HINT = ("steadysolve.solve does not differentiate through the solve (it ru
               "use steadysolve.adapters.torch.fixed_point / DEQ (implicit differentiation).")
 
 
-def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = None,
+def solve(prob: Union[AbstractProblem, IntervalNonlinearProblem], alg: Any = None, *, abstol: Optional[float] = None,
           reltol: Optional[float] = None, maxiters: int = 1000, norm: Union[str, Callable] = "max",
           batch_axis: Optional[int] = None, throw: bool = False, store_trace: bool = False,
-          callback: Optional[Callable] = None, **unknown) -> Solution:
+          callback: Optional[Callable] = None, verbose: bool = False, **unknown: Never) -> Solution:
     """Solve a steady-state / nonlinear / fixed-point problem.
 
     Parameters
     ----------
-    prob : NonlinearProblem, SteadyStateProblem or FixedPointProblem.
-    alg : an algorithm instance (``Anderson(memory=5)``) or a registered name
+    prob : NonlinearProblem, SteadyStateProblem, FixedPointProblem or IntervalNonlinearProblem
+        What to solve: ``f(u, p) = 0``, ``du/dt = f(u, p, t) = 0`` or ``g(u, p) = u``, from ``u0``;
+        or scalar roots on arrays of brackets ``[lo, hi]`` (an IntervalNonlinearProblem: ``alg`` is a
+        bracketing method, ``"itp"`` by default, and ``abstol`` / ``reltol`` bound the bracket's width;
+        see ``docs/bracketing.md``).
+    alg
+        An algorithm instance (``Anderson(memory=5)``) or a registered name
         (``"anderson"``, ``"fixed_point"``, ...). ``None`` (or ``"auto"``) means the default
-        polyalgorithm :class:`Auto`: a chain picked by problem kind and size (Anderson first for a
+        polyalgorithm ``Auto``: a chain picked by problem kind and size (Anderson first for a
         FixedPointProblem; Newton / Newton-Krylov, then trust region, then Levenberg-Marquardt),
         each attempt restarting from the best iterate so far; ``sol.alg`` is the algorithm that
         produced the answer and ``sol.stats.attempts`` the cost of every attempt.
-    abstol, reltol : success when ``norm(resid) <= abstol``, or ``norm(resid) <= reltol * scale``
-        with a scale that cannot run away with the iterate (per batch element; see
-        :doc:`concepts <concepts>`): for a FixedPointProblem ``norm(u)``, capped at 100 times its
-        start's scale; otherwise the size of ``f``'s terms at ``u``. Default ``eps ** 0.8`` of the
-        dtype for both; when only one is given, the other is 0 (a tolerance you set binds).
-    maxiters : iteration cap (default 1000): the total over the attempts of the default ``Auto``.
-    norm : ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable(x2d) -> per-row norms``.
-    batch_axis : axis of ``u0`` that indexes independent problems; each element gets
+    abstol
+        Success when ``norm(resid) <= abstol``, or ``norm(resid) <= reltol * scale`` with a scale
+        that cannot run away with the iterate (per batch element; see the Concepts page): for a
+        FixedPointProblem ``norm(u)``, capped at 100 times its start's scale; otherwise the size of
+        ``f``'s terms at ``u``. Default ``eps ** 0.8`` of the dtype; when only one of ``abstol`` /
+        ``reltol`` is given, the other is 0 (a tolerance you set binds).
+    reltol
+        The relative part of the test above (same default and rule).
+    maxiters
+        Iteration cap (default 1000): the total over the attempts of the default ``Auto``.
+    norm
+        ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable(x2d) -> per-row norms``.
+    batch_axis
+        Axis of ``u0`` that indexes independent problems; each element gets
         its own convergence test, is frozen once converged, and has its own counts.
-    throw : raise :class:`ConvergenceError` instead of returning a failed Solution.
-    store_trace : keep the residual norm of every iteration in ``sol.trace``.
-    callback : ``callback(niter, u, resid_norm)`` after every iteration (eager only).
+    throw
+        Raise ``ConvergenceError`` instead of returning a failed Solution.
+    store_trace
+        Keep the residual norm of every iteration in ``sol.trace``.
+    callback
+        ``callback(niter, u, resid_norm)`` after every iteration (eager only).
+    verbose
+        Print one line per iteration while solving: the iteration, the attempt and its algorithm,
+        the largest residual norm and the largest change of ``u``; eagerly through the callback
+        machinery, under ``jax.jit`` with ``jax.debug.print``. See the Diagnostics page.
 
     Returns
     -------
@@ -95,9 +122,13 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
     (<ReturnCode.Success: ...>, array([0.450184, 0.739085]))
     """
     reject_unknown("solve()", unknown, _KEYWORDS, _ALIASES)
+    if isinstance(prob, IntervalNonlinearProblem):  # scalar roots on arrays of brackets: _engine.bracket
+        sol = solve_interval(prob, alg, abstol, reltol, maxiters, norm=norm, batch_axis=batch_axis,
+                             store_trace=store_trace, callback=callback, verbose=verbose)
+        return _thrown(sol, check_bool("solve", "throw", throw))
     if not isinstance(prob, AbstractProblem):
-        raise TypeError(f"solve: prob must be a NonlinearProblem, SteadyStateProblem or FixedPointProblem, "
-                        f"got {type(prob).__name__}")
+        raise TypeError(f"solve: prob must be a NonlinearProblem, SteadyStateProblem, FixedPointProblem or "
+                        f"IntervalNonlinearProblem, got {type(prob).__name__}")
     alg = _DEFAULT if alg is None else resolve(alg)
     abstol = check_tol("solve", "abstol", abstol)
     reltol = check_tol("solve", "reltol", reltol)
@@ -107,6 +138,7 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
     if not isinstance(store_trace, bool):
         store_trace = check_int("solve", "store_trace (True, False or a row cap)", store_trace, 2)
     check_callable("solve", "callback", callback, allow_none=True)
+    verbose = check_bool("solve", "verbose", verbose)
 
     u0 = prob.u0
     xp = backend.namespace(("u0", u0), ("p", prob.p))
@@ -114,12 +146,14 @@ def solve(prob: AbstractProblem, alg: Any = None, *, abstol: Optional[float] = N
     layout = Layout(xp, u0.shape, batch_axis)
     if backend.is_torch(xp) and backend.requires_grad((u0, prob.p)):
         warnings.warn(_GRAD_HINT, UserWarning, stacklevel=2)
-    with backend.no_grad(xp):
+    printer = _trace.Printer(xp) if verbose else None
+    with backend.no_grad(xp), _trace.printing(printer):
         return _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, throw, store_trace,
-                      callback)
+                      callback, printer)
 
 
-def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, throw, store_trace, callback):
+def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, throw, store_trace, callback,
+           printer=None):
     u0 = prob.u0
     fname = fname_of(prob)
     if prob.kind == "fixed_point":  # check g itself: g(u) - u could broadcast a wrong shape away
@@ -152,6 +186,8 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
 
     def drive(a, c, rows, cap=maxiters, left=None, scales=None):  # a chain's attempt: its cap, the budget left
         cb = callback if callback is None or not done[0] else (lambda it, u, fn: callback(done[0] + it, u, fn))
+        if printer is not None:  # verbose=True: the table's lines, then the user's callback
+            cb = printer.attempt_callback(a, None if use_jax else layout.from_rows(rows), use_jax, done[0], cb)
         r = run(a, prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
                 to_user=layout.from_rows, narrow=narrow, scales=scales, limit=left if use_jax else None)
         if not use_jax:
@@ -184,6 +220,10 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
                    trace=trace, batched=batched)
     if not use_jax and not sol.successful and getattr(alg, "sign_sensitive", False) and prob.kind != "fixed_point":
         sol.hint = _SIGN_HINT
+    if not use_jax:
+        if printer is not None:
+            printer.result(sol)
+        _LOG.debug("%r; %r", sol, stats)
     if throw and not use_jax and not sol.successful:
         raise ConvergenceError(sol)
     if throw and use_jax:
@@ -207,6 +247,15 @@ def _num(x: Any):
         return int(x)
     except (TypeError, ValueError):
         return x
+
+
+def _thrown(sol, throw):
+    """``sol``, or with ``throw=True`` a ConvergenceError (an ``equinox`` runtime error under tracing)."""
+    if throw and backend.is_traced(sol.retcode_array):
+        return _jax_throw(sol)
+    if throw and not sol.successful:
+        raise ConvergenceError(sol)
+    return sol
 
 
 def _jax_throw(sol):

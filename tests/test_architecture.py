@@ -162,6 +162,14 @@ def test_no_import_cycles_in_benchmarks():
     for h in helpers:  # and the helpers import no script
         assert graph.get(h, set()) <= {"_common"}, f"benchmarks/{h}.py imports {graph[h]}"
     assert graph.get("_common", set()) == set()
+    problems = os.path.join(bdir, "problems")  # the problem sets shared with the tests: a package of data
+    for f in sorted(os.listdir(problems)):
+        if f.endswith(".py"):
+            tree = ast.parse(open(os.path.join(problems, f)).read())
+            mods = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+            mods |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+            assert not mods & (scripts | {"benchmarks"}), f"benchmarks/problems/{f} imports {mods & scripts}"
 
 
 def test_only_backend_imports_array_api_compat():

@@ -46,3 +46,17 @@ def test_linear_solve_cupy():
     sol = ss.linear_solve(lambda v: Ac @ v, bc, ss.GMRES(rtol=1e-12))
     assert sol.successful and isinstance(sol.x, cupy.ndarray)
     np.testing.assert_allclose(cupy.asnumpy(sol.x), np.linalg.solve(A, b), atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ss.available("bracketing"))
+def test_bracketing_cupy(method):
+    """Scalar roots on a batch of CuPy brackets (large enough for the loop to narrow to the running ones)."""
+    rng = np.random.default_rng(0)
+    e, M = rng.uniform(0.0, 0.9, 10_000), rng.uniform(0.01, 6.0, 10_000)
+    f = lambda E, p: E - p[0] * cupy.sin(E) - p[1]  # noqa: E731
+    prob = ss.IntervalNonlinearProblem(f, (cupy.zeros(10_000), cupy.full(10_000, 2 * np.pi)),
+                                       (cupy.asarray(e), cupy.asarray(M)))
+    sol = ss.solve(prob, method)
+    assert sol.successful and isinstance(sol.u, cupy.ndarray) and isinstance(sol.stats.bracket[0], cupy.ndarray)
+    u = cupy.asnumpy(sol.u)
+    np.testing.assert_allclose(u - e * np.sin(u), M, atol=1e-11)

@@ -138,7 +138,8 @@ def test_every_docs_page_is_in_the_site_nav():
     pages = {os.path.relpath(p, DOCS).replace(os.sep, "/") for p in _pages() if p.startswith(DOCS + os.sep)}
     assert pages - set(nav) == set(), f"pages missing from mkdocs.yml's nav: {sorted(pages - set(nav))}"
     assert set(nav) - pages == set(), f"nav entries without a page: {sorted(set(nav) - pages)}"
-    for required in ("getting-started.md", "concepts.md", "choosing.md", "benchmarks.md", "api/core.md",
+    for required in ("index.md", "core.md", "faq.md", "diagnostics.md", "changelog.md",
+                     "getting-started.md", "concepts.md", "choosing.md", "benchmarks.md", "api/core.md",
                      "api/adapters.md", "migration/scipy.md", "migration/torchdeq.md", "migration/jax.md",
                      "torch.md", "jax.md"):
         assert required in nav, required
@@ -159,6 +160,7 @@ def test_api_reference_covers_every_public_name():
             # re-exports (Implicit, Phantom, SolveStats) are documented once, under any module that exports them
             homes = [m for m in ("steadysolve", "steadysolve.adapters", "steadysolve.adapters.torch",
                                  "steadysolve.adapters.jax") if getattr(importlib.import_module(m), name, None) is obj]
+            homes.append(getattr(obj, "__module__", ""))  # e.g. steadysolve.solve.solve: the module shares its name
             if not any(f"{h}.{name}" in directives for h in homes):
                 missing.append(f"{modname}.{name}")
     assert not missing, f"add '::: name' to docs/api/*.md for {missing}"
@@ -178,6 +180,27 @@ def test_migration_pages_pair_peer_code_with_running_code(page):
     for block in peers:
         compile(block, page, "exec")
     assert len(python_blocks(path)) >= len(peers)
+
+
+def test_scipy_migration_listings_run_and_the_steady_state_event_fires():
+    """The SciPy side of migration/scipy.md runs as written (SciPy is a test dependency), in one
+    namespace like the page's own blocks; its solve_ivp listing stops at the steady-state event."""
+    pytest.importorskip("scipy")
+    text = open(os.path.join(DOCS, "migration", "scipy.md"), encoding="utf-8").read()
+    namespace = {"__name__": "__docs__"}
+    for i, block in enumerate(PEER.findall(text)):
+        exec(compile(block, f"migration/scipy.md[peer {i + 1}]", "exec"), namespace)
+    res = namespace["res"]  # the last listing's: solve_ivp with the terminal event
+    assert res.status == 1 and len(res.t_events[0]) == 1 and res.t[-1] < 1e3, (res.status, res.t[-1], res.nfev)
+    assert res.nfev < 5000
+    import numpy as np
+
+    np.testing.assert_allclose(res.y[:, -1], [0.5, 1.0], atol=1e-6)  # the steady state u = (1/2, 1)
+
+
+def test_the_changelog_is_in_the_site():
+    assert open(os.path.join(DOCS, "changelog.md"), encoding="utf-8").read().strip() == '--8<-- "CHANGELOG.md"'
+    assert "pymdownx.snippets" in open(os.path.join(ROOT, "mkdocs.yml"), encoding="utf-8").read()
 
 
 def test_readme_links_the_site_and_says_how_to_build_it():
@@ -248,3 +271,21 @@ def test_benchmarks_page_matches_results_json():
     assert block in page, "docs/benchmarks.md is out of date: run python benchmarks/report.py"
     for name in groups:
         assert os.path.exists(os.path.join(DOCS, "img", "benchmarks", report.slug(name) + ".png")), name
+    committed = sorted(f for f in os.listdir(os.path.join(DOCS, "img", "benchmarks")) if f.endswith(".png"))
+    shown = sorted(re.findall(r"!\[[^\]]*\]\(img/benchmarks/([\w.]+\.png)\)", page))
+    assert shown == committed, "every committed chart is on the page, and every chart on it is committed"
+
+
+def test_report_reads_ratios_from_counts_and_printed_tables():
+    report = _report()
+    rows = [{"benchmark": "robustness", "case": c, "ratio": None, "extra": {"nsolved": n}}
+            for c, n in (("default", 22), ("newton", 19), ("scipy:hybr", 19), ("scipy:lm", 20))]
+    rows.append({"benchmark": "deq_torch", "case": "(no machine-readable rows)", "ratio": None, "extra": repr(
+        {"stdout_tail": ["matched settings: time per step ratio steadysolve / torchdeq = 0.53 (target <= 0.5); x",
+                         "  anderson         time  0.46x  acc +0.002  overhead 3.42"]})})
+    got = {(r["benchmark"], r["case"]): r for r in report.derived(rows)}
+    assert got["robustness", "problems solved, default"]["ratio"] == 22 / 19
+    assert got["robustness", "problems solved, default"]["higher_is_better"] is True
+    assert ("robustness", "problems solved, scipy:lm") not in got
+    assert got["deq_torch", "training step, matched settings"]["ratio"] == 0.53
+    assert got["deq_torch", "training step, anderson"]["target"] == 0.5

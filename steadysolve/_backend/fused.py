@@ -12,7 +12,7 @@ from .. import _backend as backend
 from . import torch_ops
 
 __all__ = ["minus_combined", "rows_dot2", "set_row_diff", "set_row_step", "host_norms", "l2", "from_host", "host_resident",
-           "all_true", "all_finite", "row_squares"]
+           "all_true", "all_finite", "row_squares", "select"]
 
 _NP = backend.host_numpy()
 _vecdot = getattr(_NP, "vecdot", None)
@@ -102,3 +102,40 @@ def all_finite(xp, x):
     if backend.is_torch(xp):
         return torch_ops.all_finite(x)
     return xp.all(xp.isfinite(x))
+
+
+#: below this many entries ``where`` costs less than the blend's extra calls
+_BLEND_MIN = 2048
+
+
+def select(xp, cond, pairs):
+    """``[where(cond, x, y) for x, y in pairs]``, each pair two arrays of ``cond``'s shape and one dtype.
+
+    NumPy's and PyTorch's CPU ``where`` branch per entry: on a ``cond`` without a pattern (a bracket
+    keeping one end here and the other there) they cost ~7 ns per entry, 20 times an addition. There
+    the choice is a bitwise blend of the bit patterns, ``y ^ ((x ^ y) & m)`` with ``m`` all ones where
+    ``cond`` holds (one byte per entry, widened by the ``&``): exact, NaN and signed zeros included,
+    three vectorised integer passes per pair and one allocation. Elsewhere (JAX, CuPy, GPU tensors,
+    small arrays) it is ``where``.
+    """
+    x0 = pairs[0][0]
+    if backend.is_numpy(xp) and type(x0) is _NP.ndarray and x0.size >= _BLEND_MIN:
+        mask = _NP.negative(cond.view(_NP.int8))
+        return [_blend(x, y, mask, _NP_INT[x.dtype.itemsize]) for x, y in pairs]
+    if backend.is_torch(xp) and x0.device.type == "cpu" and x0.numel() >= _BLEND_MIN:
+        ints = torch_ops.int_of_size()
+        mask = cond.view(ints[1]).neg()
+        return [_blend(x, y, mask, ints[x.element_size()]) for x, y in pairs]
+    return [xp.where(cond, x, y) for x, y in pairs]
+
+
+_NP_INT = {1: _NP.int8, 2: _NP.int16, 4: _NP.int32, 8: _NP.int64}
+
+
+def _blend(x, y, mask, dt):
+    """``where(mask, x, y)`` bitwise (``mask``: int8, -1 or 0), through integer views of one width."""
+    yi = y.view(dt)
+    r = x.view(dt) ^ yi
+    r &= mask
+    r ^= yi
+    return r.view(x.dtype)

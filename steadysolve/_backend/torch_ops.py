@@ -11,8 +11,8 @@ against 6.6 us for a subtraction and a copy. Nothing here imports torch at modul
 from __future__ import annotations
 
 __all__ = ["rows_dot", "rows_dot2", "combine_rows", "minus_combined", "solve", "sub_into", "norms_to_host", "l2",
-           "from_host", "all_finite", "torch_jvp", "torch_vjp", "torch_jacobian", "NotRowwise", "REVERSE_MAX_N",
-           "ad_unsupported", "NoDerivative"]
+           "from_host", "all_finite", "int_of_size", "torch_jvp", "torch_vjp", "torch_jacobian", "NotRowwise",
+           "REVERSE_MAX_N", "ad_unsupported", "NoDerivative"]
 
 
 def _torch():
@@ -63,6 +63,12 @@ def from_host(arr, dtype, device):
 
 def all_finite(x):
     return _torch().isfinite(x.abs().amax())
+
+
+def int_of_size():
+    """The signed integer dtype of each element size in bytes (to reinterpret floats bitwise)."""
+    torch = _torch()
+    return {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def norms_to_host(kind, a, b, flag):

@@ -5,6 +5,7 @@ and, for batched eager solves of row-wise problems, the context of a subset of t
 from __future__ import annotations
 
 from .. import _backend as backend
+from .. import sparse
 from ..algorithms.base import Context
 from .._backend.derivatives import Products
 from .._backend.fused import row_squares
@@ -71,6 +72,9 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     if prob.jac is not None:
         def jac(u):
             J = prob.residual_jac(to_u(u), p)
+            if sparse.is_sparse_jacobian(J):  # checked, then dense for the dense methods (n <= their max_size)
+                J = sparse.dense_jacobian(J, u, n=layout.n, batch=layout.batch, where=fname_of(prob) + " jac",
+                                          pattern=lambda: prob.residual_sparsity(layout.n))
             return xp.reshape(J, (layout.batch, layout.n, layout.n))
 
     half = backend.is_half(xp, u0.dtype)

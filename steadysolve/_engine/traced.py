@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from . import compaction
+from . import compaction, trace as _trace
 from .rows import TRACE_ROWS, DriverResult, gatherable, tree_where
 from ..retcodes import RUNNING, ReturnCode
 from .verdict import array_namespace, judge, settle, start, terms_norm, tolerances, wants_terms
@@ -63,6 +63,8 @@ class _Loop:
             fn, un = norms(new.fu, new.u)
             terms, spent = traced_terms(jns, ctx, alg, new, fn, un, book, tol, spent)
             book, v = judge(jns, fn, un, getattr(new, "flag", None), book, tol, terms)
+            if _trace.active() is not None:  # solve(..., verbose=True): a line per iteration, at run time
+                _trace.active().traced_line(it + 1, fn, new.u - state.u)
             if b == 1 and not hasattr(new, "flag"):  # a rejected (non-finite) element has stopped, and alone
                 state = new  # it ends the loop: its state is never stepped again (no select, no copy of u)
             else:  # (a flagged step's per-element statistics, e.g. DynamicSS's t, must stay those of its start)

@@ -57,13 +57,17 @@ class Anderson(Algorithm):
 
     Parameters
     ----------
-    memory : number of stored difference pairs (``m >= 1``).
-    mixing : the relaxation ``beta`` in ``(0, 1]``-ish (``1`` = undamped).
-    regularization : relative Tikhonov weight: each diagonal entry of the Gram matrix
+    memory
+        Number of stored difference pairs (``m >= 1``).
+    mixing
+        The relaxation ``beta`` in ``(0, 1]``-ish (``1`` = undamped).
+    regularization
+        Relative Tikhonov weight: each diagonal entry of the Gram matrix
         ``dR dR^T`` is multiplied by ``1 + regularization`` (SciPy's ``anderson`` uses
         ``w0**2 = 1e-4``). Guards against nearly dependent differences.
-    alpha : residual step scale on non-fixed-point problems (see
-        :class:`FixedPointIteration`); ``None`` picks SciPy's automatic value.
+    alpha
+        Residual step scale on non-fixed-point problems (see
+        ``FixedPointIteration``); ``None`` picks SciPy's automatic value.
 
     Raises
     ------

@@ -1,6 +1,6 @@
 """The default polyalgorithm: pick a chain of algorithms by problem kind and size, run them in turn.
 
-``solve(prob)`` and ``solve(prob, "auto")`` use :class:`Auto`. Each attempt is a complete
+``solve(prob)`` and ``solve(prob, "auto")`` use ``Auto``. Each attempt is a complete
 solve by one algorithm through the ordinary driver, started from the best iterate of the
 attempts before it; an element that an attempt solved starts the next one converged, so
 the driver stops it at once (it is never re-solved). The chain is fixed by the problem's
@@ -49,15 +49,15 @@ class Auto(Algorithm):
 
     The chain, by problem kind and unknowns per element ``n``:
 
-    * ``FixedPointProblem``: :class:`Anderson` first, then the chain below for ``n``;
-    * ``n <= tiny_max`` (default 3): :class:`NewtonRaphson` -> :class:`TrustRegion` ->
-      :class:`NewtonKrylov` -> :class:`LevenbergMarquardt`, then trust region,
+    * ``FixedPointProblem``: ``Anderson`` first, then the chain below for ``n``;
+    * ``n <= tiny_max`` (default 3): ``NewtonRaphson`` -> ``TrustRegion`` ->
+      ``NewtonKrylov`` -> ``LevenbergMarquardt``, then trust region,
       Levenberg-Marquardt and Newton-Krylov again from ``u0`` (a dense Jacobian costs at most
       ``n`` evaluations here, less than the overhead of a Krylov solve);
-    * ``n <= dense_max`` (default 100): :class:`NewtonKrylov` -> :class:`TrustRegion` ->
-      :class:`NewtonRaphson` -> :class:`LevenbergMarquardt`, then trust region,
+    * ``n <= dense_max`` (default 100): ``NewtonKrylov`` -> ``TrustRegion`` ->
+      ``NewtonRaphson`` -> ``LevenbergMarquardt``, then trust region,
       Levenberg-Marquardt and Newton again from ``u0``;
-    * larger: :class:`NewtonKrylov` -> :class:`Broyden`, then Broyden from ``u0`` (matrix-free only).
+    * larger: ``NewtonKrylov`` -> ``Broyden``, then Broyden from ``u0`` (matrix-free only).
 
     An attempt that fails (any return code but ``Success``) hands its best iterate to the
     next one (the attempts "from ``u0``" restart the unsolved elements there: a best
@@ -74,9 +74,14 @@ class Auto(Algorithm):
 
     Parameters
     ----------
-    algs : an explicit chain (instances or names) instead of the automatic choice.
-    tiny_max, dense_max : the size thresholds above.
-    share : the fraction of ``maxiters`` an attempt other than the last may use (default 0.4).
+    algs
+        An explicit chain (instances or names) instead of the automatic choice.
+    tiny_max
+        The size thresholds above.
+    dense_max
+        The size thresholds above.
+    share
+        The fraction of ``maxiters`` an attempt other than the last may use (default 0.4).
 
     Raises
     ------

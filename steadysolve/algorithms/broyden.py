@@ -56,13 +56,18 @@ class Broyden(Algorithm):
 
     Parameters
     ----------
-    memory : number of rank-one updates kept (``>= 1``, default 60: on a linear system the
+    memory
+        Number of rank-one updates kept (``>= 1``, default 60: on a linear system the
         method terminates in at most ``2 n`` updates, so ``n <= 30`` keeps that property).
-    alpha : ``H_0 = -alpha I``; ``None``: 1 for a FixedPointProblem (the first step
+    alpha
+        ``H_0 = -alpha I``; ``None``: 1 for a FixedPointProblem (the first step
         is ``u <- g(u)``), otherwise SciPy's ``0.5 max(||u0||, 1) / ||F(u0)||``.
-    reset_tol : a denominator ``|s^T H y| <= reset_tol * ||s|| ||H y||`` is a bad update.
-    growth : largest accepted ratio ``||F(trial)|| / ||F(u)||`` (default 2; ``inf``: accept all).
-    max_reject : rejected trials in a row before a restart (default 10).
+    reset_tol
+        A denominator ``|s^T H y| <= reset_tol * ||s|| ||H y||`` is a bad update.
+    growth
+        Largest accepted ratio ``||F(trial)|| / ||F(u)||`` (default 2; ``inf``: accept all).
+    max_reject
+        Rejected trials in a row before a restart (default 10).
 
     Raises
     ------

@@ -1,5 +1,4 @@
-"""DynamicSS: integrate du/dt = f(u) in time with an adaptive explicit Runge-Kutta
-method until the vector field vanishes.
+"""DynamicSS: integrate du/dt = f(u) with an adaptive Runge-Kutta or Rosenbrock method until f vanishes.
 
 One driver iteration is one *attempted* step (accepted or rejected), so
 ``maxiters`` counts steps. The state's ``fu`` is du/dt at ``state.u`` (the FSAL
@@ -25,6 +24,7 @@ from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
 from ..retcodes import ReturnCode
 from .._checks import check_positive
+from ._dynamic_stiff import Rosenbrock, stiff_attempt, stiff_stats, stiff_tolerances, stiff_work
 from .base import Algorithm
 
 __all__ = ["DynamicSS", "DynamicSSState"]
@@ -48,6 +48,7 @@ class DynamicSSState(NamedTuple):
     njvp: Any
     nvjp: Any
     ws: Any = None  # the stage workspace (a _Workspace on eager backends, None under JAX)
+    lin: Any = None  # a Rosenbrock integrator's Jacobian and linear-algebra counts (_dynamic_stiff.StiffWork)
 
 
 class _Workspace:
@@ -78,7 +79,7 @@ def _host_flag(code: int):
 @register("dynamic_ss")
 @dataclass(frozen=True)
 class DynamicSS(Algorithm):
-    """Time-step ``du/dt = f(u, p, t)`` to its steady state with an adaptive explicit RK pair.
+    """Time-step ``du/dt = f(u, p, t)`` to its steady state with an adaptive explicit RK or Rosenbrock pair.
 
     The vector field is the problem's ``f(u, p, t)`` for a ``SteadyStateProblem`` and the
     residual (``f(u, p)``, or ``g(u, p) - u``) otherwise; it must be *stable* at the
@@ -86,21 +87,29 @@ class DynamicSS(Algorithm):
 
     Parameters
     ----------
-    integrator : an explicit Runge-Kutta method (:class:`Tsit5`, the default).
-    controller : :class:`PIController`; its ``reltol`` / ``abstol`` default to a tenth of the
+    integrator
+        An explicit Runge-Kutta method (``Tsit5``, the default) or, for stiff systems, a Rosenbrock
+        method (``Rodas5P``, ...; ``stats`` then add ``njac``, ``nfact`` and ``nsolve``).
+    controller
+        ``PIController``; its ``reltol`` / ``abstol`` default to a tenth of the
         solve's ``reltol`` / ``abstol`` (with ``reltol = 0`` the local error is controlled
         absolutely).
-    tmax : the integration stops with ``ReturnCode.TimeLimit`` when ``t`` reaches it
+    tmax
+        The integration stops with ``ReturnCode.TimeLimit`` when ``t`` reaches it
         before a steady state (the last step is clipped to land on ``tmax``). ``inf``
         is allowed; ``t`` is then still capped far below overflow.
-    t0 : start time.
-    dt0 : first step; ``None`` picks it automatically (one extra evaluation).
-    per_element_time : batched solves give every element its own ``t`` and step size.
+    t0
+        Start time.
+    dt0
+        First step; ``None`` picks it automatically (one extra evaluation).
+    per_element_time
+        Batched solves give every element its own ``t`` and step size.
         By default a ``SteadyStateProblem``'s ``f(u, p, t)`` receives one 0-d time, the
         smallest stage time over the batch (exact for unbatched solves; irrelevant for
         autonomous problems). With ``per_element_time=True`` it receives the ``(B,)``
         array of per-element stage times instead.
-    compile_jax : with concrete (eager) JAX arrays, let the driver compile the step once per
+    compile_jax
+        With concrete (eager) JAX arrays, let the driver compile the step once per
         solve with ``jax.jit`` (op-by-op dispatch of the ~300 array operations of a step is
         slow); if ``f`` cannot be traced the solve falls back to op-by-op execution. Inside
         ``jax.jit`` / ``vmap`` the whole solve is traced anyway.
@@ -138,9 +147,9 @@ class DynamicSS(Algorithm):
     freeze_converged = True  # naccept, nreject and t are per-element statistics
 
     def __post_init__(self):
-        if not isinstance(self.integrator, ExplicitRK):
-            raise TypeError(f"DynamicSS: integrator must be an explicit Runge-Kutta method such as "
-                            f"Tsit5(), got {type(self.integrator).__name__}")
+        if not isinstance(self.integrator, (ExplicitRK, Rosenbrock)):
+            raise TypeError(f"DynamicSS: integrator must be an explicit Runge-Kutta method such as Tsit5() or a "
+                            f"Rosenbrock method such as Rodas5P(), got {type(self.integrator).__name__}")
         if not isinstance(self.controller, PIController):
             raise TypeError(f"DynamicSS: controller must be a PIController, got {type(self.controller).__name__}")
         if isinstance(self.t0, bool) or not isinstance(self.t0, (int, float)) or not math.isfinite(self.t0):
@@ -177,8 +186,8 @@ class DynamicSS(Algorithm):
     def _host_mode(self, ctx, abstol: float) -> bool:
         """NumPy: unbatched, the controller runs on Python floats (``ode.host``); batched, the step takes
         its per-element decisions on the host where they are uniform (``ode.host_batch``)."""
-        return (ctx.host_arrays and host_path_ok(self.integrator.tableau, abstol)
-                and not backend.is_half(ctx.xp, ctx.dtype))
+        return (ctx.host_arrays and isinstance(self.integrator, ExplicitRK)
+                and host_path_ok(self.integrator.tableau, abstol) and not backend.is_half(ctx.xp, ctx.dtype))
 
     def _time_mode(self, ctx):
         return None if ctx.kind != "steady_state" else ("each" if self.per_element_time else "min")
@@ -195,6 +204,8 @@ class DynamicSS(Algorithm):
         # order of its local tolerance, which must stay below the steady-state tolerance.
         # In half precision the local error estimate cannot go below rounding: floor the
         # relative local tolerance at a few units of the dtype's eps.
+        if isinstance(self.integrator, Rosenbrock):  # L-stable: no stability boundary to settle at
+            return stiff_tolerances(self.controller, ctx)
         floor = 4 * float(ctx.xp.finfo(ctx.dtype).eps) if backend.is_half(ctx.xp, ctx.dtype) else 0.0
         return self.controller.tolerances(max(LOCAL_TOL_FACTOR * ctx.reltol, floor), LOCAL_TOL_FACTOR * ctx.abstol)
 
@@ -207,7 +218,7 @@ class DynamicSS(Algorithm):
         xp, B = ctx.xp, ctx.batch
         tab = self.integrator.tableau
         reltol, abstol = self._tolerances(ctx)
-        host = self._host_mode(ctx, abstol)
+        host, stiff = self._host_mode(ctx, abstol), isinstance(self.integrator, Rosenbrock)
         if host and B == 1:  # the controller on floats, the first step too
             return self._init_host(u0, ctx, tab, reltol, abstol)
         f = self._field(ctx)
@@ -223,12 +234,13 @@ class DynamicSS(Algorithm):
             ws = _Workspace(host_buffer(tab, u0), (self._host_field(ctx), reltol, abstol, self._tmax(ctx),
                                                    float(xp.finfo(t.dtype).eps), self._time_mode(ctx)))
         else:
-            ws = None if backend.is_jax(xp) else _Workspace(stage_buffer(xp, tab, u0))
+            ws = None if backend.is_jax(xp) or stiff else _Workspace(stage_buffer(xp, tab, u0))
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
         return DynamicSSState(
             u=u0, fu=fu, t=t, h=h, err_prev=xp.full_like(t, 1e-4), rejected=zi != 0,
             naccept=zi, nreject=zi, flag=zi,
             nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0), ws=ws,
+            lin=stiff_work(ctx) if stiff else None,
         )
 
     def _init_host(self, u0, ctx, tab, reltol, abstol):
@@ -249,16 +261,17 @@ class DynamicSS(Algorithm):
             return self._step_host_batch(state)
         xp = ctx.xp
         reltol, abstol = self._tolerances(ctx)
-        a = attempt(xp, self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h, state.u,
+        a, lin, njvp = stiff_attempt(self, prob, state, ctx, reltol, abstol) if state.lin is not None else (
+            attempt(xp, self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h, state.u,
                     state.fu, state.err_prev, state.rejected, reltol, abstol, self._tmax(ctx),
-                    time_dependent=ctx.kind == "steady_state", K=None if state.ws is None else state.ws.K)
+                    time_dependent=ctx.kind == "steady_state", K=None if state.ws is None else state.ws.K), None, 0)
         flag = xp.where(a.reached, xp.full_like(state.flag, _TIMELIMIT), state.flag)
         flag = xp.where(a.underflow, xp.full_like(state.flag, _STALLED), flag)
         acc = xp.astype(a.accept, state.naccept.dtype)
         return DynamicSSState(
             u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
             naccept=state.naccept + acc, nreject=state.nreject + (1 - acc),
-            flag=flag, nf=state.nf + a.rk.nf, njvp=state.njvp, nvjp=state.nvjp, ws=state.ws,
+            flag=flag, nf=state.nf + a.rk.nf, njvp=state.njvp + njvp, nvjp=state.nvjp, ws=state.ws, lin=lin,
         )
 
     def _step_host(self, state):
@@ -291,6 +304,9 @@ class DynamicSS(Algorithm):
         )
 
     def extra_stats(self, state) -> dict:
+        return {**self._time_stats(state), **stiff_stats(state.lin)}
+
+    def _time_stats(self, state) -> dict:
         if isinstance(state.t, float):
             return {"naccept": state.naccept, "nreject": state.nreject, "t": _HOST_NP.float64(state.t)}
         if state.t.shape[0] == 1:

@@ -66,10 +66,13 @@ class LevenbergMarquardt(Algorithm):
 
     Parameters
     ----------
-    damping : first damping ``lam`` relative to ``D^2`` (Nielsen's ``tau``, default 1e-3).
-    gtol : cosine between ``F`` and the Jacobian's columns under which a non-root
+    damping
+        First damping ``lam`` relative to ``D^2`` (Nielsen's ``tau``, default 1e-3).
+    gtol
+        Cosine between ``F`` and the Jacobian's columns under which a non-root
         stationary point is declared (default 1e-10).
-    max_size : largest ``n`` accepted (default 1000, as :class:`NewtonRaphson`).
+    max_size
+        Largest ``n`` accepted (default 1000, as ``NewtonRaphson``).
 
     Raises
     ------
@@ -150,7 +153,7 @@ class LevenbergMarquardt(Algorithm):
                        state.nvjp, state.njac + dl, state.nreject + nrej, None, state.fn20, nslow, ref2)
 
     def _step_host(self, prob, state, ctx):
-        """:meth:`step` for one element on the host: the same decisions on Python floats."""
+        """``step`` for one element on the host: the same decisions on Python floats."""
         xp, u, fu = ctx.xp, state.u, state.fu
         J, D, dj, dl, failed = host_jacobian(ctx, state)
         if failed is not None:

@@ -28,22 +28,25 @@ class NewtonRaphson(NewtonBase):
     problem has a ``jvp``; each finite-difference column costs one ``F``, counted in
     ``nf`` and ``njvp``). The solve is a batched ``linalg.solve`` on
     ``(batch, n, n)`` with a tiny diagonal shift (``eps`` times the largest entry of
-    each row and column, :func:`~steadysolve.algorithms.dense.regularised`) so that an
+    each row and column, ``steadysolve.algorithms.dense.regularised``) so that an
     exactly singular Jacobian gives a huge step (which the line search rejects)
     instead of an exception; a non-finite Jacobian or step stops the element
-    with ``LinearSolveFailed``. Same line search as :class:`NewtonKrylov` (Armijo backtracking
-    with a watchdog, see :mod:`~steadysolve.algorithms.newton_base`).
+    with ``LinearSolveFailed``. Same line search as ``NewtonKrylov`` (Armijo backtracking
+    with a watchdog, see ``steadysolve.algorithms.newton_base``).
 
     The Jacobian is only built in the Newton phase: backtracking iterations skip
     it (a host-side branch eagerly, ``lax.cond`` under JAX tracing).
 
     Parameters
     ----------
-    linesearch : ``"watchdog"`` (default), ``"armijo"`` (monotone) or ``None`` (full steps).
-    max_backtracks : rejected trials along one direction before the step is forced.
-    max_size : largest ``n`` (unknowns per element) accepted, default 1000: the
+    linesearch
+        ``"watchdog"`` (default), ``"armijo"`` (monotone) or ``None`` (full steps).
+    max_backtracks
+        Rejected trials along one direction before the step is forced.
+    max_size
+        Largest ``n`` (unknowns per element) accepted, default 1000: the
         Jacobian takes ``n^2`` memory and ``O(n^3)`` per step. Larger systems raise
-        ``ValueError`` before iterating; use :class:`NewtonKrylov` (matrix-free).
+        ``ValueError`` before iterating; use ``NewtonKrylov`` (matrix-free).
 
     Raises
     ------
@@ -110,7 +113,7 @@ class NewtonRaphson(NewtonBase):
         return _eye(ctx) if host_path(ctx) else None
 
     def _host_direction(self, ctx, u, fu, eye):
-        """:meth:`_dense_direction` of one NumPy element: ``unusable`` as a Python bool."""
+        """``_dense_direction`` of one NumPy element: ``unusable`` as a Python bool."""
         xp = ctx.xp
         J, nj = ctx.jacobian(u, fu)
         if not host_finite(xp, J):

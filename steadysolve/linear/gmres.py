@@ -39,11 +39,15 @@ class GMRES:
 
     Parameters
     ----------
-    restart : Krylov dimension of one cycle (the basis is ``restart + 1`` vectors).
-    reltol, abstol : relative and absolute tolerances on the 2-norm of the residual; by default
-        ``reltol=1e-5, abstol=0``; when only ``abstol`` is given, ``reltol`` is 0 (a tolerance you
-        set binds).
-    maxiters : cap on the total number of Krylov steps (``matvec`` calls, restarts
+    restart
+        Krylov dimension of one cycle (the basis is ``restart + 1`` vectors).
+    reltol
+        Relative tolerance on the 2-norm of the residual; by default ``reltol=1e-5, abstol=0``;
+        when only ``abstol`` is given, ``reltol`` is 0 (a tolerance you set binds).
+    abstol
+        Absolute tolerance on the 2-norm of the residual (see ``reltol``).
+    maxiters
+        Cap on the total number of Krylov steps (``matvec`` calls, restarts
         excluded); ``None`` means ``max(10 * n, restart)``.
 
     Notes
@@ -199,13 +203,18 @@ def linear_solve(matvec: Callable, b, alg: Any = "gmres", *, x0=None, batch_axis
 
     Parameters
     ----------
-    matvec : maps an array shaped like ``b`` to one shaped like ``b`` (same dtype).
+    matvec
+        Maps an array shaped like ``b`` to one shaped like ``b`` (same dtype).
         With ``batch_axis`` set it must act on each element along that axis
         independently (a batched operator).
-    b : right-hand side (any shape; flattened internally).
-    alg : ``"gmres"`` or a :class:`GMRES` instance.
-    x0 : initial guess (shape of ``b``); ``None`` starts from zero (saves one matvec).
-    batch_axis : axis of ``b`` indexing independent systems, each with its own
+    b
+        Right-hand side (any shape; flattened internally).
+    alg
+        ``"gmres"`` or a ``GMRES`` instance.
+    x0
+        Initial guess (shape of ``b``); ``None`` starts from zero (saves one matvec).
+    batch_axis
+        Axis of ``b`` indexing independent systems, each with its own
         Krylov space, tolerance and return code.
 
     Returns

@@ -18,7 +18,7 @@ from .controller import PIController, attempt_step, error_norm, initial_step
 from .runge_kutta import RKStep, rk_step
 from .tsit5 import ButcherTableau
 
-__all__ = ["Attempted", "attempt", "first_step"]
+__all__ = ["Attempted", "attempt", "conclude", "first_step"]
 
 
 class Attempted(NamedTuple):
@@ -33,7 +33,7 @@ class Attempted(NamedTuple):
     reached: Any  # (B,) bool: accepted and t reached tend
     underflow: Any  # (B,) bool: not reached and the next step no longer changes t
     h_used: Any  # (B,) the step size actually attempted
-    rk: RKStep  # the stages (for dense output) and the number of evaluations
+    rk: RKStep  # the step: its stages (for dense output) and counts (a RosenbrockStep for a Rosenbrock method)
 
 
 def first_step(xp, tab: ButcherTableau, ctrl: PIController, field: Callable, t, u, fu, reltol: float,
@@ -68,8 +68,16 @@ def attempt(xp, tab: ButcherTableau, ctrl: PIController, field: Callable, t, h, 
     h = xp.minimum(h, tend - t)  # land exactly on tend
     hb = backend.cast(xp, xp.reshape(h, (B, 1)), u.dtype)  # the state's arithmetic stays in its dtype
     r = rk_step(tab, field, xp.reshape(t, (B, 1)) if time_dependent else None, u, hb, fu, K, xp)
+    return conclude(xp, ctrl, tab.order, tab.error_order, t, h, u, fu, r, err_prev, rejected, reltol, abstol, tend)
+
+
+def conclude(xp, ctrl: PIController, order: int, error_order: int, t, h, u, fu, r, err_prev, rejected,
+             reltol: float, abstol: float, tend: float) -> Attempted:
+    """Judge the step ``r`` (``u``, ``f``, ``err`` at ``t + h``; ``h`` already clipped to ``tend``): the
+    error norm, the controller's decision and the next step, per element (any integrator's step)."""
+    B = u.shape[0]
     enorm, finite = error_norm(xp, r.err, u, r.u, reltol, abstol, f_new=r.f)
-    a = attempt_step(ctrl, xp, tab.order, tab.error_order, h, enorm, err_prev, rejected, finite)
+    a = attempt_step(ctrl, xp, order, error_order, h, enorm, err_prev, rejected, finite)
     acc = a.accept
     acc2 = xp.reshape(acc, (B, 1))
     t_new = xp.where(h >= tend - t, xp.full_like(t, tend), t + h)

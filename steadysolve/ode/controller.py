@@ -33,14 +33,26 @@ class PIController:
 
     Parameters
     ----------
-    reltol, abstol : tolerances on the local error. Neither given: the caller's (``DynamicSS`` uses
-        a tenth of the solve's ``reltol`` / ``abstol``, ``integrate`` its own); exactly one given: the
-        other is 0.
-    safety, factormin, factormax : the usual safety factor and growth bounds.
-    beta1, beta2 : PI exponents; ``None`` gives ``0.85 / order`` and ``0.2 / order``
+    reltol
+        Tolerance on the local error. Neither ``reltol`` nor ``abstol`` given: the caller's
+        (``DynamicSS`` uses a tenth of the solve's ``reltol`` / ``abstol``, ``integrate`` its own);
+        exactly one given: the other is 0.
+    abstol
+        As ``reltol``.
+    safety
+        The usual safety factor (with the growth bounds below).
+    factormin
+        The smallest step-size factor.
+    factormax
+        The largest step-size factor.
+    beta1
+        PI exponents; ``None`` gives ``0.85 / order`` and ``0.2 / order``
         (0.17 and 0.04 for a fifth-order pair: Hairer's DOPRI5 values, which let the step
         grow quickly once the solution settles, as it does on the way to a steady state).
-    dtmax : optional upper bound on the step size.
+    beta2
+        As ``beta1``.
+    dtmax
+        Optional upper bound on the step size.
 
     Raises
     ------

@@ -1,8 +1,8 @@
-"""``integrate``: adaptive explicit Runge-Kutta integration returning the path.
+"""``integrate``: adaptive Runge-Kutta (or, for stiff systems, Rosenbrock) integration returning the path.
 
 DEQ users plot how the state evolves with depth (time), not only where it ends;
 ``integrate`` gives ``(ts, us)`` with the same integrator and controller that
-:class:`~steadysolve.DynamicSS` uses. The whole ``u0`` is one ODE system (one step
+``steadysolve.DynamicSS`` uses. The whole ``u0`` is one ODE system (one step
 size); for independent systems with their own steps use ``jax.vmap`` or
 ``solve(..., DynamicSS(), batch_axis=...)``.
 """
@@ -10,16 +10,22 @@ size); for independent systems with their own steps use ``jax.vmap`` or
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .. import _backend as backend
+from .._backend.derivatives import Products
 from .._checks import check_int, check_real, check_tol, reject_unknown
 from ..problems import check_output, validate_u0
 from ..solution import ODESolution, ReturnCode, Stats, register_jax_pytrees
+from ._rosenbrock_step import rosenbrock_attempt
 from .adaptive import attempt, first_step, time_dtype
 from .controller import PIController
+from .rosenbrock import Rosenbrock
 from .runge_kutta import dense_eval
 from .tsit5 import ExplicitRK, Tsit5
+
+if TYPE_CHECKING:
+    from typing_extensions import Never  # typing.Never from Python 3.11
 
 __all__ = ["integrate", "ODESolution"]
 
@@ -37,29 +43,46 @@ def _host_floats(xp, x) -> list:
 def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=None, saveat=None,
               reltol: Optional[float] = None, abstol: Optional[float] = None,
               controller: Optional[PIController] = None,
-              dt0: Optional[float] = None, maxiters: int = 100_000, **unknown) -> ODESolution:
+              dt0: Optional[float] = None, maxiters: int = 100_000, jac: Optional[Callable] = None,
+              **unknown: Never) -> ODESolution:
     """Integrate ``du/dt = f(u, p, t)`` from ``tspan[0]`` to ``tspan[1]``.
 
     Parameters
     ----------
-    f : ``f(u, p, t) -> du/dt`` (same shape and dtype as ``u``); ``t`` is a 0-d array.
-    u0 : initial state, any shape, any supported array library.
-    tspan : ``(t0, t1)`` with ``t1 > t0`` (Python numbers).
-    solver : an explicit RK method, :class:`Tsit5` by default.
-    saveat : times (a 1-D sequence of numbers inside ``[t0, t1]``, non-decreasing)
+    f
+        ``f(u, p, t) -> du/dt`` (same shape and dtype as ``u``); ``t`` is a 0-d array.
+    u0
+        Initial state, any shape, any supported array library.
+    tspan
+        ``(t0, t1)`` with ``t1 > t0`` (Python numbers).
+    solver
+        An explicit RK method, ``Tsit5`` by default, or a Rosenbrock method (``Rodas5P``, ...) for
+        stiff systems.
+    saveat
+        Times (a 1-D sequence of numbers inside ``[t0, t1]``, non-decreasing)
         at which to return the state, from the integrator's free dense output;
         ``None`` returns every accepted step (eager only: under ``jax.jit`` the number
         of steps is not known in advance, so pass ``saveat``).
-    reltol, abstol : local error tolerances (used unless ``controller`` sets its own); default
-        ``reltol=1e-6, abstol=1e-9``; when only one is given, the other is 0.
-    controller : a :class:`PIController` for the other step-size knobs.
-    dt0 : first step size; ``None`` chooses it automatically (one evaluation).
-    maxiters : cap on attempted steps (accepted plus rejected).
+    reltol
+        Local error tolerance (used unless ``controller`` sets its own); default ``reltol=1e-6,
+        abstol=1e-9``; when only one is given, the other is 0.
+    abstol
+        As ``reltol``.
+    controller
+        A ``PIController`` for the other step-size knobs.
+    dt0
+        First step size; ``None`` chooses it automatically (one evaluation).
+    maxiters
+        Cap on attempted steps (accepted plus rejected).
+    jac
+        ``jac(u, p, t) -> (n, n)``, the Jacobian of ``f`` for a Rosenbrock method (default: automatic
+        differentiation on PyTorch/JAX, finite differences otherwise; rebuilt at every attempt).
 
     Returns
     -------
     ODESolution
-        ``ts``, ``us``, ``t``, the return code and ``stats`` (``nf``, ``niter``, ``naccept``, ``nreject``).
+        ``ts``, ``us``, ``t``, the return code and ``stats`` (``nf``, ``niter``, ``naccept``, ``nreject``;
+        with a Rosenbrock method also ``njvp`` (Jacobian columns), ``njac``, ``nfact``, ``nsolve``).
 
     Examples
     --------
@@ -68,14 +91,16 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
     >>> np.round(sol.us[:, 0], 6), sol.retcode
     (array([1.      , 0.367879]), <ReturnCode.Success: ...>)
     """
-    reject_unknown("integrate()", unknown, ("p", "saveat", "reltol", "abstol", "controller", "dt0", "maxiters"),
+    reject_unknown("integrate()", unknown, ("p", "saveat", "reltol", "abstol", "controller", "dt0", "maxiters", "jac"),
                    {"rtol": "reltol", "atol": "abstol", "t_eval": "saveat", "first_step": "dt0"})
     solver = Tsit5() if solver is None else solver
     if not callable(f):
         raise TypeError(f"integrate: f must be callable, got {type(f).__name__}")
-    if not isinstance(solver, ExplicitRK):
-        raise TypeError(f"integrate: solver must be an explicit Runge-Kutta method such as Tsit5(), "
-                        f"got {type(solver).__name__}")
+    if not isinstance(solver, (ExplicitRK, Rosenbrock)):
+        raise TypeError(f"integrate: solver must be an explicit Runge-Kutta method such as Tsit5() or a Rosenbrock "
+                        f"method such as Rodas5P(), got {type(solver).__name__}")
+    if jac is not None and not (callable(jac) and isinstance(solver, Rosenbrock)):
+        raise TypeError("integrate: jac must be a callable jac(u, p, t), used by a Rosenbrock solver only")
     controller = PIController() if controller is None else controller
     if not isinstance(controller, PIController):
         raise TypeError(f"integrate: controller must be a PIController, got {type(controller).__name__}")
@@ -130,8 +155,17 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
     h, nf0 = first_step(xp, tab, controller, F, t, u, fu, reltol, abstol, dt0, t1)
     nf = 1 + nf0
 
-    def step(t, h, u, fu, err_prev, rejected):
-        return attempt(xp, tab, controller, F, t, h, u, fu, err_prev, rejected, reltol, abstol, t1)
+    stiff = isinstance(solver, Rosenbrock)
+    if stiff:
+        def step(t, h, u, fu, err_prev, rejected):
+            J = _jacobian(xp, F, jac, p, shape, dtype, t, u, fu)
+            return rosenbrock_attempt(xp, solver, controller, F, J, t, h, u, fu, err_prev, rejected, reltol, abstol, t1)
+    else:
+        def step(t, h, u, fu, err_prev, rejected):
+            return attempt(xp, tab, controller, F, t, h, u, fu, err_prev, rejected, reltol, abstol, t1)
+
+    def interp(u, h, ks, theta):  # a Rosenbrock step's stages U_i carry their step
+        return dense_eval(tab, u, 1.0 if stiff else h, ks, theta)
 
     traced = any(backend.is_traced(x) for x in backend.tree_leaves((u0, p, f_t0)))
     if traced:
@@ -139,7 +173,8 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
             raise ValueError("integrate: inside jax.jit / vmap pass saveat (the number of accepted steps "
                              "is not known at trace time)")
         register_jax_pytrees()
-        return _integrate_jax(tab, step, t, h, u, fu, save, nf, maxiters, shape, dtype, t0)
+        sol = _integrate_jax(interp, step, t, h, u, fu, save, nf, maxiters, shape, dtype, t0)
+        return _stiff_counts(sol, solver, n, jac) if stiff else sol
 
     ts_out, us_out = [], []
     k = 0
@@ -172,7 +207,7 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
                 while k < len(save) and save[k] <= tnew_f:
                     theta = min(max((save[k] - t_host) / h_f, 0.0), 1.0)
                     ts_out.append(save[k])
-                    us_out.append(dense_eval(tab, u, h_f, a.rk.ks, theta))
+                    us_out.append(interp(u, h_f, a.rk.ks, theta))
                     k += 1
             t_host = tnew_f
         else:
@@ -192,10 +227,29 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
     ts = xp.asarray(ts_out, dtype=dtype, device=device)
     us = xp.reshape(xp.concat(us_out, axis=0), (len(us_out),) + shape)
     stats = Stats(nf=nf, niter=it, extra={"naccept": naccept, "nreject": nreject})
-    return ODESolution(ts, us, t_host, [code], stats)
+    sol = ODESolution(ts, us, t_host, [code], stats)
+    return _stiff_counts(sol, solver, n, jac) if stiff else sol
 
 
-def _integrate_jax(tab, step, t, h, u, fu, save, nf, maxiters, shape, dtype, t0):
+def _jacobian(xp, F, jac, p, shape, dtype, t, u, fu):
+    """The Jacobian ``(1, n, n)`` of ``F(t, .)`` at ``u``: the user's ``jac(u, p, t)``, or AD / finite differences."""
+    tb = xp.reshape(t, (1, 1))
+    if jac is not None:
+        n = u.shape[1]
+        return xp.reshape(jac(xp.reshape(u, shape), p, backend.cast(xp, xp.reshape(t, ()), dtype)), (1, n, n))
+    return Products(xp, lambda v: F(tb, v)).jacobian(u, fu)[0]
+
+
+def _stiff_counts(sol, solver, n, jac):
+    """A Rosenbrock solve's linear-algebra counts: one Jacobian (``n`` columns unless ``jac`` is given),
+    one factorisation and one solve per stage at every attempt."""
+    it = sol.stats.niter
+    sol.stats.njvp = 0 if jac is not None else n * it
+    sol.stats.extra.update(njac=it, nfact=solver.linsolve.factorizations * it, nsolve=solver.tableau.stages * it)
+    return sol
+
+
+def _integrate_jax(interp, step, t, h, u, fu, save, nf, maxiters, shape, dtype, t0):
     import jax
     import jax.numpy as jnp
 
@@ -224,7 +278,7 @@ def _integrate_jax(tab, step, t, h, u, fu, save, nf, maxiters, shape, dtype, t0)
         def save_body(s):
             kk, b = s
             theta = jnp.clip((save_a[kk] - t[0]) / a.h_used[0], 0.0, 1.0).astype(u.dtype)
-            return kk + 1, b.at[kk].set(dense_eval(tab, u, a.h_used[0].astype(u.dtype), a.rk.ks, theta)[0])
+            return kk + 1, b.at[kk].set(interp(u, a.h_used[0].astype(u.dtype), a.rk.ks, theta)[0])
 
         k, buf = jax.lax.while_loop(save_cond, save_body, (k, buf))
         code = jnp.where(a.reached[0], i32(_SUCCESS), code)

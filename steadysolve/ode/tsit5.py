@@ -26,13 +26,19 @@ class ButcherTableau:
 
     Parameters
     ----------
-    c : stage nodes, ``c[0] == 0``.
-    a : rows ``a[i]`` of length ``i`` (``a[0]`` is empty): stage ``i`` is evaluated at
+    c
+        Stage nodes, ``c[0] == 0``.
+    a
+        Rows ``a[i]`` of length ``i`` (``a[0]`` is empty): stage ``i`` is evaluated at
         ``u + h * sum_j a[i][j] k_j``.
-    b : weights of the propagated solution (order ``order``).
-    b_err : ``b - b_hat``; the local error estimate is ``h * sum_j b_err[j] k_j``.
-    order : order of the propagated solution; ``error_order`` is the embedded one.
-    dense : optional ``dense[i] = (d_1, ..., d_m)`` with
+    b
+        Weights of the propagated solution (order ``order``).
+    b_err
+        ``b - b_hat``; the local error estimate is ``h * sum_j b_err[j] k_j``.
+    order
+        Order of the propagated solution; ``error_order`` is the embedded one.
+    dense
+        Optional ``dense[i] = (d_1, ..., d_m)`` with
         ``b_i(theta) = sum_k d_k theta**k``; then
         ``u(t + theta h) = u + h sum_i b_i(theta) k_i``.
     """
@@ -170,7 +176,7 @@ class ExplicitRK:
 @dataclass(frozen=True)
 class Tsit5(ExplicitRK):
     """Tsitouras' 5(4) pair: 7 stages, FSAL (6 new evaluations per step), free
-    4th-order dense output. The default integrator of :class:`DynamicSS`.
+    4th-order dense output. The default integrator of ``DynamicSS``.
 
     Examples
     --------

@@ -1,0 +1,320 @@
+"""The 2-D Brusselator steady state of SciMLBenchmarks.jl (``NonlinearProblem/bruss``), N = 8 .. 128.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/brusselator.py [--quick] [--sizes 8,16,32,64,128]
+        [--repeats 3] [--no-blocks] [--json PATH]
+
+The problem (``problems/bruss.py``: constants, grid, forcing disc and start as published; source
+URL there) has ``n = 2 N^2`` unknowns and 6 Jacobian nonzeros per row. Every solver stops at
+``max|F| <= 1e-8`` (SciPy's ``f_tol`` is that norm; steadysolve's default norm is ``"max"``), and
+a run counts as solved only if ``max|F| <= 1e-8`` recomputed at the returned point.
+
+Rows, measured in one process (median of ``--repeats``, after one warm-up up to N = 32):
+
+* ``reference``: sparse Newton written here: the analytic Jacobian (``scipy.sparse``), SuperLU
+  (``splu`` with SciPy's default ordering, and a second row with ``MMD_AT_PLUS_A``, the ordering
+  steadysolve's sparse LU picks for structurally symmetric matrices) and an Armijo backtracking
+  line search on ``|F|^2 / 2``. Every ratio is against the first of the two.
+* SciPy ``newton_krylov`` (``f_tol=1e-8``), plain and with ``inner_M`` an ILU (``spilu``) of the
+  Jacobian at the start, kept for the whole solve;
+* SciPy ``root(method="hybr")`` (dense MINPACK, finite-difference Jacobian) up to N = 16
+  (``n = 512``; at N = 32 it builds 2,048-column dense Jacobians: minutes);
+* optimistix ``Newton`` (dense JAX Jacobian by ``jacfwd``, lineax LU, jitted; compile time
+  excluded) up to N = 16 (beyond, the dense ``n x n`` Jacobian and its LU dominate: N = 32 needs
+  2,048 JVPs and a 2,048^3 LU per step);
+* steadysolve today: ``solve(prob)`` (the default chain) and ``NewtonKrylov()``;
+* phase 2 of issue 27 (sparse Newton with ``sparsity=`` / an analytic sparse ``jac``): placeholder
+  rows, marked ``PHASE 2`` below, with the issue's targets.
+
+Columns: time, Newton iterations, evaluations of F (finite-difference JVPs included: every call
+is counted by a wrapper), Jacobians, factorisations; then the fitted growth exponent
+``time ~ n^k`` over N = 32 .. 128. A second table ("building blocks") times the sparse pieces on
+the same problem: the colouring (colours, seconds, both engines), a finite-difference sparse
+Jacobian from the colouring against the analytic one, SuperLU orderings, and the damped normal
+equations of Levenberg-Marquardt (SuperLU, CHOLMOD when scikit-sparse is installed, LSMR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import NamedTuple, Optional
+
+from _common import Counted, print_table, single_thread, timed, write_results
+
+single_thread()
+
+import numpy as np  # noqa: E402
+import scipy.optimize as so  # noqa: E402
+import scipy.sparse.linalg as sla  # noqa: E402
+from problems import bruss  # noqa: E402
+
+import steadysolve as ss  # noqa: E402
+from steadysolve import _backend as backend, sparse  # noqa: E402
+from steadysolve.linear import sparse as sparse_linalg  # noqa: E402
+
+ABSTOL = 1e-8
+REFERENCE = "reference (analytic J, splu, Armijo)"
+HYBR_MAX_N = 16
+OPTIMISTIX_MAX_N = 16
+
+
+class Run(NamedTuple):
+    u: np.ndarray
+    niter: Optional[int]
+    nf: int
+    njac: Optional[int] = None
+    nfact: Optional[int] = None
+    note: str = ""
+
+
+# --- the reference: sparse Newton with an analytic Jacobian -------------------------------------------
+
+
+def reference(N, ordering=None, maxiter=100):
+    F, u0, p = bruss.problem(N)
+    Fc = Counted(lambda u: F(u, p))
+    u, f = u0.copy(), Fc(u0)
+    niter = njac = 0
+    while np.abs(f).max() > ABSTOL and niter < maxiter:
+        J = bruss.jacobian(u, p)
+        njac += 1
+        lu = sla.splu(J.tocsc()) if ordering is None else sla.splu(J.tocsc(), permc_spec=ordering)
+        step = lu.solve(-f)
+        phi0, t = 0.5 * (f @ f), 1.0
+        for _ in range(30):  # Armijo on |F|^2/2: its slope along a Newton step is -|F|^2
+            un = u + t * step
+            fn = Fc(un)
+            if 0.5 * (fn @ fn) <= (1.0 - 2e-4 * t) * phi0:
+                break
+            t *= 0.5
+        u, f = un, fn
+        niter += 1
+    return Run(u, niter, Fc.n, njac, njac)
+
+
+# --- SciPy ----------------------------------------------------------------------------------------------
+
+
+def scipy_newton_krylov(N, ilu=False):
+    F, u0, p = bruss.problem(N)
+    Fc = Counted(lambda u: F(u, p))
+    kw, iters = {}, []
+    if ilu:  # right-hand preconditioner: an incomplete LU of J(u0), frozen
+        ilu0 = sla.spilu(bruss.jacobian(u0, p).tocsc())
+        kw["inner_M"] = sla.LinearOperator((u0.size, u0.size), matvec=ilu0.solve)
+    try:
+        u = so.newton_krylov(Fc, u0, f_tol=ABSTOL, maxiter=500, callback=lambda x, f: iters.append(1), **kw)
+        note = ""
+    except so.NoConvergence as e:
+        u, note = np.asarray(e.args[0]), "NoConvergence"
+    return Run(u, len(iters), Fc.n, 1 if ilu else 0, 1 if ilu else 0, note)
+
+
+def scipy_hybr(N):
+    F, u0, p = bruss.problem(N)
+    Fc = Counted(lambda u: F(u, p))
+    sol = so.root(Fc, u0, method="hybr", tol=1e-13)  # hybr has no residual test: a tight step test instead
+    return Run(sol.x, None, Fc.n, getattr(sol, "njev", None), None, "")
+
+
+# --- optimistix -----------------------------------------------------------------------------------------
+
+
+_OPTX = {}
+
+
+def optimistix_newton(N):
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # float64 like every other row (JAX's default is float32)
+    import jax.numpy as jnp
+    import optimistix as optx
+
+    if N not in _OPTX:
+        F, u0, p = bruss.problem(N, like=jnp.zeros(1))
+
+        @jax.jit
+        def run(y0):
+            solver = optx.Newton(rtol=ABSTOL, atol=ABSTOL, norm=optx.max_norm)
+            sol = optx.root_find(lambda y, args: F(y, p), solver, y0, max_steps=200, throw=False)
+            return sol.value, sol.stats["num_steps"]
+
+        _OPTX[N] = (run, u0)
+    run, u0 = _OPTX[N]
+    y, steps = run(u0)
+    y = np.asarray(y.block_until_ready())
+    steps = int(steps)
+    return Run(y, steps, 0, steps, steps, "AD (jacfwd), no F count")
+
+
+# --- steadysolve ----------------------------------------------------------------------------------------
+
+
+def steadysolve_run(N, alg=None):
+    F, u0, p = bruss.problem(N)
+    Fc = Counted(F)
+    prob = ss.NonlinearProblem(Fc, u0, p)
+    sol = ss.solve(prob, alg, abstol=ABSTOL) if alg is not None else ss.solve(prob, abstol=ABSTOL)
+    st = {k: sol.stats[k] for k in sol.stats.keys()}
+    return Run(np.asarray(sol.u), st.get("niter"), Fc.n, st.get("njac"), st.get("nfact"), sol.retcode.name)
+
+
+# PHASE 2 (issue 27, items 3-4): sparse Newton in the Newton family. Replace the two functions below by
+# the real runs and list them in METHODS with their targets; until then they are printed as pending.
+def steadysolve_sparsity_pattern(N):  # PHASE 2: ss.NonlinearProblem(F, u0, p, sparsity=bruss.sparsity(N))
+    return None                       # solved by ss.solve(prob): target <= 1.2x the reference, N = 64, 128
+
+
+def steadysolve_analytic_jac(N):  # PHASE 2: ss.NonlinearProblem(F, u0, p, jac=lambda u, p: bruss.jacobian(u, p))
+    return None                   # solved by ss.solve(prob): target <= 1.1x the reference, N = 64, 128
+
+
+steadysolve_sparsity_pattern.pending = steadysolve_analytic_jac.pending = True  # PHASE 2: delete this line
+
+
+# (name, function, largest N or None, target ratio at N >= 64 or None)
+METHODS = [
+    (REFERENCE, lambda N: reference(N), None, None),
+    ("reference, MMD_AT_PLUS_A ordering", lambda N: reference(N, "MMD_AT_PLUS_A"), None, None),
+    ("scipy newton_krylov", lambda N: scipy_newton_krylov(N), None, None),
+    ("scipy newton_krylov + ILU(J(u0))", lambda N: scipy_newton_krylov(N, ilu=True), None, None),
+    ("scipy root(hybr)", scipy_hybr, HYBR_MAX_N, None),
+    ("optimistix Newton (dense, jit)", optimistix_newton, OPTIMISTIX_MAX_N, None),
+    ("steadysolve solve(prob)", lambda N: steadysolve_run(N), None, None),
+    ("steadysolve NewtonKrylov()", lambda N: steadysolve_run(N, ss.NewtonKrylov()), None, None),
+    ("steadysolve solve(prob), sparsity= [PHASE 2]", steadysolve_sparsity_pattern, None, 1.2),
+    ("steadysolve solve(prob), analytic jac [PHASE 2]", steadysolve_analytic_jac, None, 1.1),
+]
+
+
+def measure(N, repeats):
+    F, _, p = bruss.problem(N)
+    rows, ref_time = [], None
+    for name, fn, max_n, target in METHODS:
+        row = {"case": f"N={N} (n={2 * N * N}) | {name}", "N": N, "n": 2 * N * N, "method": name,
+               "target": target if N >= 64 else None}
+        if max_n is not None and N > max_n:
+            row["note"] = f"skipped above N={max_n}"
+            rows.append(row)
+            continue
+        if getattr(fn, "pending", False):  # a phase 2 placeholder
+            row["note"] = "PHASE 2: pending"
+            rows.append(row)
+            continue
+        try:
+            t, run = timed(lambda: fn(N), repeats=repeats, warmup=1 if N <= 32 else 0)
+        except Exception as e:  # a peer that crashes is reported, not fatal
+            row["note"] = f"{type(e).__name__}: {str(e)[:60]}"
+            rows.append(row)
+            continue
+        resid = float(np.abs(F(run.u, p)).max())
+        if name == REFERENCE:
+            ref_time = t
+        row.update(time=t, ms=1e3 * t, niter=run.niter, nf=run.nf, njac=run.njac, nfact=run.nfact,
+                   resid=resid, solved=resid <= ABSTOL, note=run.note)
+        rows.append(row)
+    for row in rows:
+        if row.get("time") is not None and ref_time:
+            row.update(peer=REFERENCE, peer_time=ref_time, ratio=row["time"] / ref_time)
+    return rows
+
+
+def growth(rows, lo=32):
+    """``k`` in ``time ~ n^k`` fitted over the sizes N >= ``lo`` (least squares on the logs)."""
+    out = []
+    for name, *_ in METHODS:
+        pts = [(r["n"], r["time"]) for r in rows if r["method"] == name and r.get("time") and r["N"] >= lo]
+        if len(pts) >= 2:
+            x, y = np.log([q[0] for q in pts]), np.log([q[1] for q in pts])
+            k = float(np.polyfit(x, y, 1)[0])
+            out.append({"case": f"growth N={lo}..{max(r['N'] for r in rows)} | {name}", "method": name,
+                        "exponent": k, "points": len(pts), "ratio": k, "metric": "exponent of time vs n",
+                        "target": 1.3 if "PHASE 2" in name else None})
+    return out
+
+
+# --- the sparse building blocks on this problem ---------------------------------------------------------
+
+
+def blocks(N):
+    F, u0, p = bruss.problem(N)
+    pattern = sparse.as_pattern(bruss.sparsity(N), "bruss")
+    row = {"case": f"N={N} (n={2 * N * N}) | building blocks", "N": N, "n": 2 * N * N}
+    for engine in ("python", "pyamg"):
+        try:
+            t, colours = timed(lambda: sparse.colour_columns(pattern, engine=engine), repeats=3, warmup=0)
+        except ImportError:
+            continue
+        row[f"colour_{engine}_ms"] = 1e3 * t
+        row["colours"] = int(colours.max()) + 1
+    xp = backend.namespace(("u", u0))
+    groups = sparse.ColumnGroups(xp, pattern, u0.dtype)
+    u = u0[None, :]
+    fu = F(u, p)
+    row["fd_jac_ms"] = 1e3 * timed(lambda: groups.finite_differences(lambda x: F(x, p), u, fu), 3, 1)[0]
+    row["analytic_jac_ms"] = 1e3 * timed(lambda: bruss.jacobian(u0, p), 3, 1)[0]
+    row["f_ms"] = 1e3 * timed(lambda: F(u0, p), 5, 1)[0]
+    J = bruss.jacobian(u0, p)
+    for spec in ("COLAMD", "MMD_AT_PLUS_A"):
+        row[f"splu_{spec}_ms"] = 1e3 * timed(lambda: sla.splu(J.tocsc(), permc_spec=spec), 3, 0)[0]
+    lam = 1e-3 * float(abs(J).max()) ** 2
+    row["normal_superlu_ms"] = 1e3 * timed(lambda: sparse_linalg.DampedNormal([J], lam, engine="superlu"), 1, 0)[0]
+    if sparse_linalg.cholmod_available():
+        first = sparse_linalg.DampedNormal([J], lam, engine="cholmod")
+        row["normal_cholmod_ms"] = 1e3 * timed(lambda: sparse_linalg.DampedNormal([J], lam, engine="cholmod"), 1, 0)[0]
+        row["normal_cholmod_numeric_ms"] = 1e3 * timed(
+            lambda: sparse_linalg.DampedNormal([J], lam, engine="cholmod", analysis=first.analysis), 1, 0)[0]
+    t, (s, niter, failed) = timed(lambda: sparse_linalg.lsmr_damped([J], -fu, lam, maxiter=5000), 1, 0)
+    row["lsmr_ms"], row["lsmr_iterations"] = 1e3 * t, int(niter[0])
+    return row
+
+
+COLUMNS = [("method", "method", "s"), ("N", "N", "d"), ("ms", "ms", ".1f"), ("ratio", "ratio", ".2f"),
+           ("niter", "iters", ""), ("nf", "F evals", ""), ("njac", "Jacobians", ""), ("nfact", "factor.", ""),
+           ("resid", "max|F|", ".1e"), ("solved", "solved", ""), ("note", "note", "s")]
+BLOCK_COLUMNS = [("N", "N", "d"), ("n", "n", "d"), ("colours", "colours", "d"), ("colour_python_ms", "colour py ms", ".1f"),
+                 ("colour_pyamg_ms", "colour pyamg ms", ".1f"), ("f_ms", "F ms", ".2f"), ("fd_jac_ms", "FD J ms", ".1f"),
+                 ("analytic_jac_ms", "analytic J ms", ".1f"), ("splu_COLAMD_ms", "splu COLAMD ms", ".1f"),
+                 ("splu_MMD_AT_PLUS_A_ms", "splu MMD ms", ".1f"), ("normal_superlu_ms", "normal SuperLU ms", ".1f"),
+                 ("normal_cholmod_ms", "normal CHOLMOD ms", ".1f"),
+                 ("normal_cholmod_numeric_ms", "CHOLMOD numeric ms", ".1f"), ("lsmr_ms", "LSMR ms", ".1f"),
+                 ("lsmr_iterations", "LSMR its", "d")]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="N = 8, 16, 32 only")
+    ap.add_argument("--sizes", default=None, help="comma-separated N (default 8,16,32,64,128)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-blocks", action="store_true", help="skip the building-blocks table")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [8, 16, 32] if args.quick else list(bruss.SIZES)
+    rows = []
+    for N in sizes:
+        t0 = time.perf_counter()
+        rows += measure(N, args.repeats if N <= 32 else max(1, args.repeats - 2))
+        print(f"N={N}: {time.perf_counter() - t0:.1f} s", flush=True)
+    print_table(rows, COLUMNS, title=f"Brusselator (SciMLBenchmarks NonlinearProblem/bruss), max|F| <= {ABSTOL:g}; "
+                                     f"ratio = time / {REFERENCE}")
+    grow = growth(rows) if max(sizes) >= 64 else []
+    if grow:
+        print_table(grow, [("method", "method", "s"), ("exponent", "time ~ n^k, k =", ".2f"), ("points", "sizes", "d")],
+                    title="Growth of the time with n = 2 N^2 over N >= 32")
+    block_rows = [] if args.no_blocks else [blocks(N) for N in sizes]
+    if block_rows:
+        print_table(block_rows, BLOCK_COLUMNS, title="Sparse building blocks on the Brusselator")
+    if args.json:
+        out = [r for r in rows if r.get("time") is not None or "PHASE 2" in r["method"]] + grow
+        false_success = [r["case"] for r in rows if r["method"].startswith("steadysolve") and r.get("note") == "Success"
+                         and not r.get("solved")]
+        write_results(args.json, "brusselator", out, {"false_successes": false_success})
+        if block_rows:
+            write_results(args.json, "brusselator_blocks", block_rows)
+    if any(math.isnan(r.get("resid", 0.0)) for r in rows):
+        print("note: a non-finite residual above")
+
+
+if __name__ == "__main__":
+    main()

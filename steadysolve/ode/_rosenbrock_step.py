@@ -1,0 +1,97 @@
+"""One Rosenbrock step and one adaptive Rosenbrock attempt, on ``(batch, n)`` rows.
+
+The step is straight-line code over the constant stage count (a Python ``for``; under JAX tracing
+the vector field is traced once per stage): ``W = I / (h gamma) - J`` is factorised once by the
+method's W-solver, every stage is one evaluation of ``f`` (stage 1 reuses ``f(t, u)``, and a FSAL
+pair's last stage is ``f`` at the new solution) and one solve. ``h`` is ``(B, 1)``: every element
+has its own step, hence its own ``W``.
+
+Non-autonomous fields: ``df/dt`` at ``(t, u)`` by one forward difference in ``t``
+(``dt = sqrt(eps) max(|t|, 1)``, taken as the representable difference), one evaluation of ``f``
+per step; an autonomous method (``autonomous=True``, or a field without ``t``) skips it. ``J`` is the
+caller's: it is built once per accepted state and reused by the retries after a rejection.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+from .. import _backend as backend
+from .adaptive import Attempted, conclude
+from .controller import PIController
+from .rosenbrock import Rosenbrock, RosenbrockTableau
+from .runge_kutta import _combo
+
+__all__ = ["RosenbrockStep", "rosenbrock_step", "rosenbrock_attempt", "time_derivative"]
+
+
+class RosenbrockStep(NamedTuple):
+    u: Any  # (B, n) the propagated solution at t + h
+    f: Any  # (B, n) the vector field at (t + h, u): the next step's first stage
+    err: Any  # (B, n) local error estimate sum_i m_err[i] U_i
+    ks: Any  # the stage solutions U_i (a tuple of (B, n)): dense output is runge_kutta.dense_eval with h = 1
+    nf: int  # vector-field evaluations made by this step
+    nsolve: int  # linear solves with W
+    nfact: int  # factorisations of W
+
+
+def time_derivative(xp, field: Callable, t, u, fu):
+    """``df/dt`` at ``(t, u)`` ``(B, n)`` by a forward difference (one evaluation); ``t`` is ``(B, 1)``."""
+    eps = float(xp.finfo(t.dtype).eps)
+    dt = (t + eps ** 0.5 * xp.maximum(xp.abs(t), xp.ones_like(t))) - t
+    return (field(t + dt, u) - fu) / backend.cast(xp, dt, u.dtype)
+
+
+def rosenbrock_step(method: Rosenbrock, field: Callable, J, t, u, h, fu, xp, tderiv: bool = False) -> RosenbrockStep:
+    """Advance ``u`` from ``t`` by ``h`` (``(B, 1)``, the state's dtype) with ``J`` the Jacobian of the field
+    at ``(t, u)`` in the W-solver's form and ``fu = field(t, u)``. ``t=None``: an autonomous field
+    (``field(None, u)``)."""
+    tab: RosenbrockTableau = method.tableau
+    ws = method.linsolve
+    s = tab.stages
+    fact = ws.factor(xp, J, h * tab.gamma)
+    hinv = 1.0 / h
+    nf = 0
+    T = None
+    if tderiv and t is not None:
+        T = time_derivative(xp, field, t, u, fu)
+        nf += 1
+    mix = tab.mix or ((),) * s
+    Us, Fs = [], [fu]
+    Y = u
+    for i in range(s):
+        if i > 0:
+            incr = _combo(tab.a[i], Us)
+            Y = u if incr is None else u + incr
+            Fs.append(field(None if t is None else t + tab.nodes[i] * h, Y))
+            nf += 1
+        rhs = Fs[i]
+        more = _combo(mix[i], Fs)
+        if more is not None:
+            rhs = rhs + more
+        back = _combo(tab.couple[i], Us)
+        if back is not None:
+            rhs = rhs + back * hinv
+        if T is not None and tab.d[i] != 0.0:
+            rhs = rhs + (tab.d[i] * h) * T
+        Us.append(ws.solve(xp, fact, rhs))
+    if tab.fsal:
+        u_new, f_new = Y, Fs[-1]
+    else:
+        u_new = u + _combo(tab.m, Us)
+        f_new = field(None if t is None else t + h, u_new)
+        nf += 1
+    return RosenbrockStep(u_new, f_new, _combo(tab.m_err, Us), tuple(Us), nf, s, ws.factorizations)
+
+
+def rosenbrock_attempt(xp, method: Rosenbrock, ctrl: PIController, field: Callable, J, t, h, u, fu, err_prev,
+                       rejected, reltol: float, abstol: float, tend: float, time_dependent: bool = True) -> Attempted:
+    """:func:`~steadysolve.ode.adaptive.attempt` with a Rosenbrock step: ``J`` the field's Jacobian at
+    ``(t, u)``; ``attempted.rk`` is the :class:`RosenbrockStep` (its counts and stages)."""
+    B = u.shape[0]
+    h = xp.minimum(h, tend - t)  # land exactly on tend
+    hb = backend.cast(xp, xp.reshape(h, (B, 1)), u.dtype)
+    tb = xp.reshape(t, (B, 1)) if time_dependent else None
+    r = rosenbrock_step(method, field, J, tb, u, hb, fu, xp, tderiv=time_dependent and not method.autonomous)
+    order, error_order = method.tableau.control_orders
+    return conclude(xp, ctrl, order, error_order, t, h, u, fu, r, err_prev, rejected, reltol, abstol, tend)

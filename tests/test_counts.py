@@ -148,6 +148,17 @@ def test_nf_on_array_api_strict(alg):
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.parametrize("kind", ["nonlinear", "steady_state"])
+@pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
+@pytest.mark.parametrize("integrator", ["Rosenbrock23", "Rodas5P"])
+def test_nf_of_stiff_dynamic_ss(integrator, kind, batched):
+    """DynamicSS with a Rosenbrock method: its Jacobians by finite differences are calls of ``f``."""
+    from helpers import get_backend
+
+    wrong = _sweep(ss.DynamicSS(getattr(ss, integrator)()), kind, batched, get_backend("numpy"), (1.0,))
+    assert not wrong, "\n".join(wrong)
+
+
 def _user_derivatives(p, batched, jvp=True, jac=False):
     """The problem's own ``jvp`` / ``vjp`` / ``jac`` (central differences of ``F`` itself, so they never
     call the counted ``f``), each behind its own counter."""
@@ -194,7 +205,7 @@ def test_njvp_is_every_call_of_the_problems_jvp(alg, batched):
 
 
 @pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
-@pytest.mark.parametrize("alg", DENSE + ("auto",))
+@pytest.mark.parametrize("alg", DENSE + ("auto", pytest.param(ss.DynamicSS(ss.Rodas5P()), id="dynamic_ss_rodas5p")))
 def test_njac_is_every_call_of_the_problems_jac(alg, batched):
     wrong = []
     for p in mgh.PROBLEMS:

@@ -175,6 +175,18 @@ def test_a_numpy_round_trip_is_not_a_zero_jacobian(alg):
     np.testing.assert_allclose(sol.u.numpy(), np.arcsinh(1.0), rtol=1e-9)
 
 
+@pytest.mark.parametrize("alg", ["newton", "newton_krylov", "trust_region"])
+def test_a_residual_that_is_constant_in_u_gives_no_fallback_warning(alg):
+    """Autograd sees no dependence on ``u`` for a residual that has none: finite differences agree (a
+    zero Jacobian), so there is nothing to warn about; the solve fails honestly (no root)."""
+    torch = pytest.importorskip("torch")
+    prob = ss.SteadyStateProblem(lambda u, p, t: torch.ones_like(u), torch.zeros(3, dtype=torch.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        sol = ss.solve(prob, alg, maxiters=50)
+    assert not sol.successful and bool(torch.isfinite(sol.u).all())
+
+
 # ---------------------------------------------------------------------------------------
 # (d) NumPy warnings: none from the solver's arithmetic, the user's own ones kept
 # ---------------------------------------------------------------------------------------

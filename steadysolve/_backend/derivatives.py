@@ -24,7 +24,7 @@ import warnings
 from typing import Any, Callable, Optional
 
 from .. import _backend as backend
-from .torch_ops import REVERSE_MAX_N, NotRowwise, ad_unsupported
+from .torch_ops import REVERSE_MAX_N, NoDerivative, NotRowwise, ad_unsupported
 from .torch_ops import torch_jacobian as _torch_jacobian, torch_jvp as _torch_jvp, torch_vjp as _torch_vjp
 
 __all__ = ["Products", "fd_jvp", "fd_linearize", "l2_rows"]
@@ -165,22 +165,29 @@ class Products:
             try:
                 return ad_jvp(u, v, fu)
             except Exception as e:
-                if not self._fall_back(e, "Jacobian-vector products"):
+                if not self._fall_back(e):
                     raise
-                return self._fd(u, v, fu)
+                return self._warned(e, "Jacobian-vector products", self._fd(u, v, fu))
 
         return jvp
 
-    def _fall_back(self, e: BaseException, what: str) -> bool:
+    def _fall_back(self, e: BaseException) -> bool:
         """Switch this solve to finite differences after ``e`` from AD when ``e`` says that PyTorch cannot
         differentiate ``F``; False otherwise (the caller re-raises: an error of the user's function is
         never swallowed)."""
         if self._lib != "torch" or not ad_unsupported(e):
             return False
         self.jvp_kind = "fd"
-        warnings.warn(f"steadysolve: PyTorch cannot differentiate the residual ({type(e).__name__}: {e}); "
-                      f"using finite-difference {what} for this solve", RuntimeWarning, stacklevel=4)
         return True
+
+    def _warned(self, e: BaseException, what: str, first):
+        """``first`` (the first finite-difference result), after the one warning of the fallback. When
+        autograd only saw no dependence on ``u`` (``NoDerivative``) and finite differences agree (a zero
+        product: a residual constant along it), there is nothing to warn about."""
+        if not isinstance(e, NoDerivative) or backend.host_bool(self.xp.any(first != 0)):
+            warnings.warn(f"steadysolve: PyTorch cannot differentiate the residual ({type(e).__name__}: {e}); "
+                          f"using finite-difference {what} for this solve", RuntimeWarning, stacklevel=4)
+        return first
 
     @property
     def jvp_costs_f(self) -> bool:
@@ -222,8 +229,9 @@ class Products:
                     self.widen = None
                     return _torch_jacobian(self.F)(u, fu), n
             except Exception as e:
-                if not self._fall_back(e, "Jacobians"):
+                if not self._fall_back(e):
                     raise
+                return self._warned(e, "Jacobians", self._fd_jacobian(u, fu)), n
         if self.jvp_kind == "user":
             return self._columns(lambda e: self._jvp(u, e, fu), u), n
         return self._fd_jacobian(u, fu), n

@@ -278,15 +278,28 @@ def _user_stacklevel() -> int:
     return 2
 
 
+_SHAPE_WORDS = ("shape", "size", "dimension", "broadcast", "channel")
+
+
 def explained(cell: Callable, shape, remedy: str) -> Callable:
-    """The cell on a default initial state ``zeros_like(x)``: an error there most often means that
-    ``z`` and ``x`` differ in shape, which only the user can fix (``remedy``)."""
+    """The cell on a default initial state (zeros of ``shape``; None: with the structure of ``x``): a
+    shape error at its *first* evaluation most often means that ``z`` and ``x`` differ in shape, which
+    only the user can fix (``remedy``). The hint is added to that exception as a note (Python >= 3.11; on 3.10 the
+    exception is left as it is) and the exception itself propagates: never re-wrapped, its type and
+    message unchanged. Errors of later evaluations, and other errors, are left alone."""
+    first = [True]
 
     def call(*args, **kwargs):
+        if not first[0]:
+            return cell(*args, **kwargs)
+        first[0] = False
         try:
             return cell(*args, **kwargs)
-        except (RuntimeError, ValueError, IndexError, TypeError) as e:
-            raise type(e)(f"DEQ: the cell failed on the default initial state z = zeros_like(x) of shape "
-                          f"{tuple(shape)}: {e}. If z and x have different shapes, {remedy}") from e
+        except Exception as e:
+            if hasattr(e, "add_note") and any(w in str(e).lower() for w in _SHAPE_WORDS):
+                state = "with the structure of x" if shape is None else f"of shape {tuple(shape)}"
+                e.add_note(f"(the DEQ evaluated the cell on its default initial state z = zeros {state}: if z "
+                           f"and x have different shapes, {remedy})")
+            raise
 
     return call

@@ -13,7 +13,7 @@ from steadysolve._checks import reject_unknown
 from steadysolve.registry import resolve
 
 from ._jax_solve import OPTIONS, LayerOptions, run_fixed_point
-from ._multiscale import check_module, check_scales, links
+from ._multiscale import check_module, check_scales, check_shapes, fuse, links
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11
@@ -48,27 +48,18 @@ class MultiScaleCell(eqx.Module):
     mapping_layers: tuple
     post_fuse_layer: Any
     scales: int = eqx.field(static=True)
+    owner: str = eqx.field(static=True)
 
     def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, owner: str = "MultiScaleDEQ"):
         S = check_scales(owner, main_layers, mapping_layers)
-        self.scales = S
+        self.scales, self.owner = S, owner
         self.main_layers = tuple(main_layers)
         self.mapping_layers = tuple(tuple(row) for row in mapping_layers)
         self.post_fuse_layer = per_scale(owner, "post_fuse_layer", post_fuse_layer, S)
 
     def __call__(self, z, inj):
-        S = self.scales
-        y = [self.main_layers[i](z[i], inj[i]) for i in range(S)]
-        u: list = [None] * S
-        for i, j, m in links(self.mapping_layers, S):
-            v = y[j] if m is None else m(y[j])
-            u[i] = v if u[i] is None else u[i] + v
-        post = self.post_fuse_layer
-        if post is None:
-            return tuple(u)
-        if isinstance(post, tuple):
-            return tuple(p(v) for p, v in zip(post, u))
-        return tuple(post(tuple(u)))
+        return fuse(self.owner, z, inj, self.scales, lambda i: self.main_layers[i], links(self.mapping_layers, self.scales),
+                    self.post_fuse_layer)
 
 
 class MultiScaleDEQ(eqx.Module):
@@ -108,9 +99,7 @@ class MultiScaleDEQ(eqx.Module):
         S = self.cell.scales
         reject_unknown(owner, {k: v for k, v in options.items() if k not in OPTIONS}, OPTIONS)
         resolve(solver)
-        if shapes is not None and (not isinstance(shapes, (list, tuple)) or len(shapes) != S):
-            raise ValueError(f"{owner}: shapes must list one state shape per scale ({S}), got {shapes!r}")
-        self.shapes = None if shapes is None else tuple(tuple(int(d) for d in sh) for sh in shapes)
+        self.shapes = check_shapes(owner, shapes, S)
         self.injection, self.init = per_scale(owner, "injection", injection, S), per_scale(owner, "init", init, S)
         self.solver, self.options = solver, tuple(sorted(options.items()))
 

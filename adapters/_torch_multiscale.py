@@ -12,7 +12,7 @@ from typing import Callable
 
 from torch import nn
 
-from ._multiscale import check_module, check_scales, links
+from ._multiscale import check_module, check_scales, fuse, links
 
 __all__ = ["MultiScaleCell", "PerScale", "check_scales", "per_scale_or_callable"]
 
@@ -72,7 +72,7 @@ class MultiScaleCell(nn.Module):
     def __init__(self, main_layers, mapping_layers, post_fuse_layer=None, owner: str = "MultiScaleDEQ"):
         super().__init__()
         S = check_scales(owner, main_layers, mapping_layers)
-        self.scales = S
+        self.scales, self.owner = S, owner
         self.main_layers = PerScale(main_layers)
         self.maps = nn.ModuleDict()
         self.links = []  # (i, j, key or None for identity)
@@ -85,14 +85,9 @@ class MultiScaleCell(nn.Module):
 
     def forward(self, z, inj):
         if not isinstance(z, (tuple, list)) or len(z) != self.scales:
-            raise ValueError(f"MultiScaleDEQ: the state must be a tuple of {self.scales} per-scale tensors")
-        blocks = self.main_layers.blocks
-        y = [blocks[i](z[i], inj[i]) for i in range(self.scales)]
-        u: list = [None] * self.scales
-        for i, j, key in self.links:
-            v = y[j] if key is None else self.maps[key](y[j])
-            u[i] = v if u[i] is None else u[i] + v
-        out = tuple(u)
-        if self.post_fuse_layer is not None:
-            out = tuple(self.post_fuse_layer(out))
-        return out
+            raise ValueError(f"{self.owner}: the state must be a tuple of {self.scales} per-scale tensors")
+        blocks, maps, post = self.main_layers.blocks, self.maps, self.post_fuse_layer
+        links_ = [(i, j, None if key is None else maps[key]) for i, j, key in self.links]
+        if isinstance(post, PerScale) and not post.broadcast:
+            post = tuple(post.blocks)
+        return fuse(self.owner, z, inj, self.scales, lambda i: blocks[i], links_, post)

@@ -229,16 +229,16 @@ if eqx is not None:
             self.options = tuple(sorted(options.items()))
 
         def __call__(self, x, z0=None, *, return_stats: bool = False):
-            run = fixed_point
+            cell = _apply_cell
             if z0 is None and self.latent_shape is None and is_structured(x):  # z has the structure of x
                 z0 = tree_map(jnp.zeros_like, x)
-                run = explained(fixed_point, "of x", "pass z0=")
+                cell = explained(_apply_cell, None, "pass z0=")
             elif z0 is None:
                 shape = jnp.shape(x) if self.latent_shape is None else self.latent_shape
                 z0 = jnp.zeros(shape, dtype=jnp.result_type(x))
                 if self.latent_shape is None:
-                    run = explained(fixed_point, shape, "pass latent_shape= (or z0=)")
-            z, stats = run(_apply_cell, z0, self.cell, x, solver=self.solver, **dict(self.options))
+                    cell = explained(_apply_cell, shape, "pass latent_shape= (or z0=)")
+            z, stats = fixed_point(cell, z0, self.cell, x, solver=self.solver, **dict(self.options))
             return (z, stats) if return_stats else z
 
 else:  # pragma: no cover

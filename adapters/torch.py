@@ -23,6 +23,7 @@ from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, expl
 from ._options import Implicit, Phantom, layer_options
 from ._structure import is_structured, tree_leaves, tree_map
 from ._torch_solve import jacobian_estimate, run
+from ._multiscale import check_shapes
 from ._torch_multiscale import MultiScaleCell, per_scale_or_callable
 
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ class DEQ(nn.Module):
                 z0 = z0_tracked = self.init(x)
             elif isinstance(x, torch.Tensor) or _all_tensors(x):
                 z0 = torch.zeros_like(x) if isinstance(x, torch.Tensor) else tree_map(torch.zeros_like, x)
-                shape = tuple(x.shape) if isinstance(x, torch.Tensor) else "of x"
+                shape = tuple(x.shape) if isinstance(x, torch.Tensor) else None
                 cell = explained(cell, shape, "pass z0= (or init=) to set the shape of z")
             else:
                 raise TypeError("DEQ: x is not a tensor, so the shape of z is unknown: pass z0= or init=")
@@ -257,9 +258,7 @@ class MultiScaleDEQ(DEQ):
         init = per_scale_or_callable(owner, "init", init, S, broadcast=False)
         super().__init__(cell, solver, backward, init=init, **options)
         self.injection = per_scale_or_callable(owner, "injection", injection, S, broadcast=True)
-        if shapes is not None and (not isinstance(shapes, (list, tuple)) or len(shapes) != S):
-            raise ValueError(f"{owner}: shapes must list one per-sample shape per scale ({S}), got {shapes!r}")
-        self.shapes = None if shapes is None else tuple(tuple(int(d) for d in sh) for sh in shapes)
+        self.shapes = check_shapes(owner, shapes, S, "per-sample shape")
         self.scales = S
 
     def forward(self, x, z0=None):

@@ -20,24 +20,22 @@ sensitive to a loaded machine than wall time), the largest per-element iteration
 elements reported solved, and ``agree``: those within ``2 (2e-12 + 4 eps |x|)`` of brentq's root
 (both are within tolerance of the one root).
 
-    python benchmarks/bracketing.py [--n 100000] [--quick] [--repeats 5] [--json results.json]
+    python -m benchmarks.bracketing [--n 100000] [--quick] [--repeats 5] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import print_table, single_thread, write_results  # noqa: E402
+from benchmarks._common import print_table, single_thread, write_results
 
 single_thread()
 
 import numpy as np  # noqa: E402
 
-import _aps  # noqa: E402
+from benchmarks.problems import aps as _aps  # noqa: E402
 
 XTOL = 2e-12
 RTOL = 4 * np.finfo(float).eps

@@ -23,7 +23,7 @@ step; steadysolve's test reuses its step's f), Jacobians, LU factorisations, ste
 ``max|f|`` at the end and the distance to the reference steady state. Ratios: steadysolve NumPy
 against the faster of BDF / Radau (target <= 0.5), jitted steadysolve against diffrax (target <= 1.0).
 
-Run: python benchmarks/stiff.py [--quick] [--repeats 3] [--json results.json]
+Run: python -m benchmarks.stiff [--quick] [--repeats 3] [--json results.json]
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
@@ -44,9 +43,8 @@ from scipy.integrate import solve_ivp  # noqa: E402
 
 import steadysolve as ss  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import print_table, write_results  # noqa: E402
-from problems import stiff as sp  # noqa: E402
+from benchmarks._common import print_table, write_results  # noqa: E402
+from benchmarks.problems import stiff as sp  # noqa: E402
 
 RTOL, ATOL, TOL = 1e-6, 1e-10, 1e-8
 T_END = 1e12

@@ -225,6 +225,17 @@ def validate_u0(u0, p, where: str) -> None:
         raise ValueError(f"{where}: u0 contains NaN or Inf; start from a finite initial guess")
 
 
+def with_user_errstate(prob):
+    """A shallow copy of ``prob`` whose functions (``f``, ``jvp``, ``vjp``, ``jac``) run under the NumPy
+    floating-point error handling in force now: the solve silences NumPy's warnings for its own
+    arithmetic (``backend.quiet_host``), not for the user's."""
+    copy = object.__new__(type(prob))
+    copy.__dict__.update(prob.__dict__)
+    for name in ("f", "jvp", "vjp", "jac"):
+        setattr(copy, name, backend.keep_errstate(getattr(prob, name)))
+    return copy
+
+
 def as_output(out, u):
     """NumPy arithmetic on a 0-d array returns a NumPy scalar: make it a 0-d array again."""
     if type(out).__module__ == "numpy" and not backend.is_array(out) and getattr(u, "ndim", None) == 0:
@@ -254,6 +265,42 @@ def checked(fn, name: str, u0):
             if out.dtype != dtype:
                 raise TypeError(f"{name} returned dtype {out.dtype} during the solve but u0 has dtype {dtype}")
         return out
+
+    return call
+
+
+def checked_jac(jac, u0, batch=None):
+    """The problem's ``jac`` with every output checked: an array of ``u0``'s library and dtype, of
+    shape ``(n, n)`` (or ``u0.shape * 2``) for one system of ``n`` unknowns, ``(B, n, n)`` (or
+    ``(B,) + element shape * 2``, batch first) for a batch of ``B`` (``batch`` the batch axis of
+    ``u0``); a sparse matrix passes (the sparse module checks it). A wrong one raises at its first
+    call, naming ``jac``."""
+    lib, dtype, shape = backend.library_name(u0), u0.dtype, tuple(u0.shape)
+    if batch is None:
+        n = math.prod(shape)
+        allowed, want = ((n, n), shape + shape), f"({n}, {n}) for a system of n = {n} unknowns"
+    else:
+        B = shape[batch]
+        elem = shape[:batch] + shape[batch + 1:]
+        n = math.prod(elem)
+        allowed = ((B, n, n), (B,) + elem + elem)
+        want = (f"({B}, {n}, {n}) for a batch of {B} systems of n = {n} unknowns each (the batch axis "
+                f"first, whatever batch_axis)")
+
+    def call(u, p):
+        J = jac(u, p)
+        if sparse.sparse_library(J) is not None or (
+                isinstance(J, (list, tuple)) and J and all(sparse.sparse_library(M) is not None for M in J)):
+            return J  # a sparse matrix (or a NumPy batch's list of them): the sparse module checks it
+        if not backend.is_array(J) or backend.library_name(J) != lib:
+            got = f"a {backend.library_name(J)} array" if backend.is_array(J) else f"a {type(J).__name__}"
+            raise TypeError(f"jac(u, p) must return the Jacobian as a {lib} array like u0, got {got}")
+        if tuple(J.shape) not in allowed:
+            raise ValueError(f"jac(u, p) returned shape {tuple(J.shape)}; expected {want}")
+        if J.dtype != dtype:
+            raise TypeError(f"jac(u, p) returned dtype {J.dtype} but u0 has dtype {dtype}; the Jacobian must "
+                            "have u0's dtype")
+        return J
 
     return call
 

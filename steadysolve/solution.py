@@ -20,12 +20,35 @@ __all__ = ["ReturnCode", "ConvergenceError", "ConvergenceWarning", "Result", "St
 class Stats:
     """Work counters of one solve.
 
-    ``nf``: evaluations of the problem's function (a batched call counts once);
-    ``njvp`` / ``nvjp``: Jacobian-vector / vector-Jacobian products; ``niter``:
-    iterations of the driver; ``niter_per_element``: per batch element (batched
-    solves only); algorithm-specific counters (``naccept``, ``nreject``, ``t``,
-    ``nlinear`` ...) are in ``extra`` and readable as attributes (``stats.naccept``) or
-    items (``stats["naccept"]``). Under ``jax.jit`` the counters are traced integer arrays.
+    ``nf``: calls of the problem's function; ``njvp`` / ``nvjp``: Jacobian-vector /
+    vector-Jacobian products; ``niter``: iterations of the driver; ``niter_per_element``:
+    per batch element (batched solves only); algorithm-specific counters (``naccept``,
+    ``nreject``, ``t``, ``nlinear``, ``njac`` ...) are in ``extra`` and readable as attributes
+    (``stats.naccept``) or items (``stats["naccept"]``). Under ``jax.jit`` the counters are
+    traced integer arrays.
+
+    The counts are exact (a counter wrapped around the user's functions agrees with them):
+
+    * ``nf`` counts every call of ``f`` (``g`` for a FixedPointProblem) made for its value, a
+      batched call once: the check ``solve`` makes at ``u0`` (the algorithm starts from that
+      value; the later attempts of ``Auto`` start from a value they already have), every
+      iterate and trial point, every finite-difference product (a forward-difference JVP or
+      Jacobian column is one call of ``f``: counted in ``nf`` *and* ``njvp``), DynamicSS's stages
+      and its first-step estimate, and the call a batched solve makes to check that ``f``
+      accepts a smaller batch. A step that the driver rejects (non-finite, or the one that
+      stops an element) is counted too.
+    * ``njvp`` counts Jacobian-vector products however they are computed: the problem's ``jvp``
+      (one call each), automatic differentiation (PyTorch forward mode, ``jax.jvp``: the pass
+      through ``f`` on dual numbers or tracers is the product, not in ``nf``) or finite
+      differences. A dense Jacobian counts its ``n`` columns as ``n`` products (also when
+      PyTorch builds it in reverse mode); one from the problem's ``jac`` is no product (the
+      dense methods' ``njac`` counts Jacobians, one call of ``jac`` each).
+    * ``nvjp`` counts vector-Jacobian products (the solvers of :func:`solve` use none; the
+      adapters' backward solves do).
+    * Under ``jax.jit`` the counters count the evaluations that run, not the traces.
+
+    So the work of a solve in evaluations of ``f`` is ``nf`` with finite differences, and about
+    ``nf + njvp + nvjp`` with AD or the problem's own products.
 
     Examples
     --------

@@ -17,7 +17,7 @@ from ._backend.layout import Layout
 from .interval import IntervalNonlinearProblem
 from ._engine.bracket import solve_interval
 from ._engine.driver import run
-from .problems import AbstractProblem, as_output, check_output
+from .problems import AbstractProblem, as_output, check_output, with_user_errstate
 from .registry import resolve
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
 from .termination import default_tolerance, get_norm, resolve_tolerances
@@ -176,6 +176,9 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     if backend.is_jax(xp):
         register_jax_pytrees()
 
+    user_prob = prob
+    if not use_jax:  # the user's functions keep the caller's NumPy error handling inside ``quiet_host``
+        prob, callback = with_user_errstate(prob), backend.keep_errstate(callback)
     abstol, reltol = resolve_tolerances(abstol, reltol, default_tolerance(xp, u0.dtype))
     ctx = build_context(prob, u0, layout, xp, fu0, abstol, reltol, norm, traced=use_jax)
     batched = batch_axis is not None
@@ -199,20 +202,23 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
                      niter=_num(r.niter), niter_per_element=r.niter_el if batched else None,
                      extra={k: _num(v) for k, v in a.extra_stats(st).items()})
 
-    if isinstance(alg, Polyalgorithm):
-        ran = run_chain(alg, ctx, layout.to_rows(u0), drive, traced=use_jax, maxiters=maxiters)
-        res = ran.result
-        stats, alg, trace = summary(ran, stats_of, batched=batched, traced=use_jax, xp=xp)
-    else:
-        res = drive(alg, ctx, layout.to_rows(u0))
-        stats, trace = stats_of(alg, res), res.trace
+    # a runaway iterate may overflow the solver's own NumPy arithmetic (host norms, dense steps): the
+    # return code reports it, no RuntimeWarning
+    with backend.quiet_host():
+        if isinstance(alg, Polyalgorithm):
+            ran = run_chain(alg, ctx, layout.to_rows(u0), drive, traced=use_jax, maxiters=maxiters)
+            res = ran.result
+            stats, alg, trace = summary(ran, stats_of, batched=batched, traced=use_jax, xp=xp)
+        else:
+            res = drive(alg, ctx, layout.to_rows(u0))
+            stats, trace = stats_of(alg, res), res.trace
     codes = res.codes
     if not batched:
         if trace is not None:
             trace = trace[:, 0]
         if not isinstance(codes, list):
             codes = xp.reshape(codes, ())
-    sol = Solution(layout.from_rows(res.u), layout.from_rows(res.fu), codes, stats, prob, alg,
+    sol = Solution(layout.from_rows(res.u), layout.from_rows(res.fu), codes, stats, user_prob, alg,
                    trace=trace, batched=batched)
     if not use_jax and not sol.successful and getattr(alg, "sign_sensitive", False) and prob.kind != "fixed_point":
         sol.hint = _SIGN_HINT

@@ -18,8 +18,7 @@ from steadysolve import _backend as backend
 from steadysolve._backend import fused
 from helpers import get_backend, xp_of
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
-import _aps as aps  # noqa: E402
+from benchmarks.problems import aps
 
 METHODS = ("itp", "brent", "bisection", "ridder")
 RC = ss.ReturnCode
@@ -601,10 +600,10 @@ def test_the_benchmark_script_runs_and_its_roots_agree_with_brentq(tmp_path):
     import json
     import subprocess
 
-    script = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "bracketing.py")
     out = tmp_path / "b.json"
-    proc = subprocess.run([sys.executable, script, "--n", "3000", "--families", "kepler,aps11", "--backends", "numpy",
-                           "--repeats", "1", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bracketing", "--n", "3000", "--families", "kepler,aps11", "--backends", "numpy",
+                           "--repeats", "1", "--json", str(out)], capture_output=True, text=True, timeout=600,
+                          cwd=os.path.join(os.path.dirname(__file__), os.pardir))
     assert proc.returncode == 0, proc.stderr
     assert "agree" in proc.stdout and "brentq loop" in proc.stdout
     rows = json.loads(out.read_text())["benchmarks"]["bracketing"]["rows"]

@@ -7,6 +7,7 @@ checks, host transfers, tracer detection).
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -35,6 +36,9 @@ __all__ = [
     "is_half",
     "working_dtype",
     "solve_small",
+    "is_singular_error",
+    "quiet_host",
+    "keep_errstate",
     "no_grad",
     "requires_grad",
     "cast",
@@ -256,15 +260,65 @@ def cast(xp, x, dtype):
     return x if x.dtype == dtype else xp.astype(x, dtype)
 
 
-def solve_small(xp, A, b):
+def quiet_host():
+    """NumPy's floating-point warnings off for the solver's own host arithmetic: a runaway iterate
+    legitimately overflows a norm or a dense step, and the return code reports it (see
+    ``problems.with_user_errstate`` for the user's functions, which keep the caller's settings)."""
+    import numpy
+
+    return numpy.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
+
+def keep_errstate(fn):
+    """``fn`` run under the NumPy floating-point error handling in force now (the caller's), also
+    when called inside :func:`quiet_host`; None stays None."""
+    if fn is None:
+        return None
+    import numpy
+
+    return numpy.errstate(**numpy.geterr())(fn)
+
+
+def solve_small(xp, A, b, singular=None):
     """``linalg.solve`` of small batched systems, promoted to float32 for half-precision inputs
-    (LAPACK has no half-precision solve on NumPy / PyTorch CPU / JAX) and cast back."""
+    (LAPACK has no half-precision solve on NumPy / PyTorch CPU / JAX) and cast back.
+
+    Never raises for a singular matrix (NumPy and PyTorch do; JAX returns NaN/Inf): the batch is
+    then solved by ``singular(A, b)`` when given, else element by element with NaN for the elements
+    whose matrix is singular (the callers turn a non-finite solution into an honest return code)."""
+    try:
+        return _solve_small(xp, A, b)
+    except Exception as e:
+        if not is_singular_error(e):
+            raise
+    if singular is not None:
+        return singular(A, b)
+    if A.ndim == 2:
+        return xp.full(b.shape, math.nan, dtype=b.dtype, device=device_of(b))
+    parts = []
+    for i in range(A.shape[0]):
+        try:
+            parts.append(_solve_small(xp, A[i:i + 1, ...], b[i:i + 1, ...]))
+        except Exception as e:
+            if not is_singular_error(e):
+                raise
+            parts.append(xp.full(b[i:i + 1, ...].shape, math.nan, dtype=b.dtype, device=device_of(b)))
+    return xp.concat(parts, axis=0)
+
+
+def _solve_small(xp, A, b):
     dt = A.dtype
     if is_half(xp, dt):
         return xp.astype(xp.linalg.solve(xp.astype(A, xp.float32), xp.astype(b, xp.float32)), dt)
     if xp is _FAST_NUMPY and A.shape[0] == 1 and A.ndim == 3:  # one system: NumPy's 2-D solve is ~1/3 cheaper
         return xp.linalg.solve(A[0], b[0])[None, ...]
     return torch_ops.solve(A, b) if is_torch(xp) else xp.linalg.solve(A, b)
+
+
+def is_singular_error(e: BaseException) -> bool:
+    """Whether ``e`` is a library's report of an exactly singular matrix (``numpy.linalg.LinAlgError``,
+    ``torch.linalg.LinAlgError``), as opposed to a bad call."""
+    return "LinAlgError" in type(e).__name__ or (isinstance(e, RuntimeError) and "singular" in str(e).lower())
 
 
 class _NullContext:

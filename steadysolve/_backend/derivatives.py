@@ -4,10 +4,11 @@ One place for every way the package differentiates a user function:
 
 * the problem's own ``jvp`` / ``vjp`` / ``jac`` when given;
 * automatic differentiation where the array library has it: PyTorch forward-mode AD
-  (``torch.autograd.forward_ad``; ``torch.func`` for whole Jacobians) and ``jax.jvp`` /
-  ``jax.vjp``. If the user's function cannot be differentiated (an op without a
-  forward-mode formula, a NumPy call inside a torch function, ...), the first failure
-  switches that solve to finite differences with one ``RuntimeWarning``;
+  (``torch.autograd.forward_ad``; reverse mode or ``torch.func`` for whole Jacobians) and
+  ``jax.jvp`` / ``jax.vjp``. If PyTorch cannot differentiate the user's function (an op
+  without a forward-mode formula, a NumPy call inside a torch function, a ``detach``: see
+  ``torch_ops.ad_unsupported``), the first failure switches that solve to finite differences
+  with one ``RuntimeWarning``; any other exception from the function propagates;
 * finite differences otherwise (NumPy, CuPy, ``array_api_strict``): a directional
   difference ``(F(u + h v) - F(u)) / h`` with ``h = sqrt(eps) max(||u||, 1) / ||v||`` for
   JVPs, and per-component steps ``h_j = sqrt(eps) max(|u_j|, typical_j)`` for Jacobian
@@ -23,7 +24,7 @@ import warnings
 from typing import Any, Callable, Optional
 
 from .. import _backend as backend
-from .torch_ops import REVERSE_MAX_N, NotRowwise
+from .torch_ops import REVERSE_MAX_N, NoDerivative, NotRowwise, ad_unsupported
 from .torch_ops import torch_jacobian as _torch_jacobian, torch_jvp as _torch_jvp, torch_vjp as _torch_vjp
 
 __all__ = ["Products", "fd_jvp", "fd_linearize", "l2_rows"]
@@ -155,21 +156,38 @@ class Products:
             self._vjp = None
 
     def _guard(self, ad_jvp):
-        """Fall back to finite differences (once, with a warning) when AD of ``F`` fails."""
+        """Fall back to finite differences (once, with a warning) when PyTorch cannot differentiate ``F``;
+        an exception of ``F`` itself propagates."""
 
         def jvp(u, v, fu):
             if self.jvp_kind == "fd":
                 return self._fd(u, v, fu)
             try:
                 return ad_jvp(u, v, fu)
-            except (RuntimeError, NotImplementedError, TypeError) as e:
-                self.jvp_kind = "fd"
-                warnings.warn(f"steadysolve: forward-mode AD of the residual failed ({type(e).__name__}: {e}); "
-                              "using finite-difference Jacobian-vector products for this solve",
-                              RuntimeWarning, stacklevel=3)
-                return self._fd(u, v, fu)
+            except Exception as e:
+                if not self._fall_back(e):
+                    raise
+                return self._warned(e, "Jacobian-vector products", self._fd(u, v, fu))
 
         return jvp
+
+    def _fall_back(self, e: BaseException) -> bool:
+        """Switch this solve to finite differences after ``e`` from AD when ``e`` says that PyTorch cannot
+        differentiate ``F``; False otherwise (the caller re-raises: an error of the user's function is
+        never swallowed)."""
+        if self._lib != "torch" or not ad_unsupported(e):
+            return False
+        self.jvp_kind = "fd"
+        return True
+
+    def _warned(self, e: BaseException, what: str, first):
+        """``first`` (the first finite-difference result), after the one warning of the fallback. When
+        autograd only saw no dependence on ``u`` (``NoDerivative``) and finite differences agree (a zero
+        product: a residual constant along it), there is nothing to warn about."""
+        if not isinstance(e, NoDerivative) or backend.host_bool(self.xp.any(first != 0)):
+            warnings.warn(f"steadysolve: PyTorch cannot differentiate the residual ({type(e).__name__}: {e}); "
+                          f"using finite-difference {what} for this solve", RuntimeWarning, stacklevel=4)
+        return first
 
     @property
     def jvp_costs_f(self) -> bool:
@@ -202,19 +220,18 @@ class Products:
         if self._user_jac is not None:
             return self._user_jac(u), 0
         if self.jvp_kind == "ad":
+            if self._lib == "jax":
+                return _jax_jacobian(self.F)(u, fu), n
             try:
-                if self._lib == "jax":
-                    return _jax_jacobian(self.F)(u, fu), n
-                return _torch_jacobian(self.F, self._wide_F(u))(u, fu), n
-            except NotRowwise:  # F on stacked rows is not F on each row: per-row products from now on
-                self.widen = None
-                return _torch_jacobian(self.F)(u, fu), n
-            except (RuntimeError, NotImplementedError, TypeError) as e:
-                if self._lib == "jax":
+                try:
+                    return _torch_jacobian(self.F, self._wide_F(u))(u, fu), n
+                except NotRowwise:  # F on stacked rows is not F on each row: per-row products from now on
+                    self.widen = None
+                    return _torch_jacobian(self.F)(u, fu), n
+            except Exception as e:
+                if not self._fall_back(e):
                     raise
-                self.jvp_kind = "fd"
-                warnings.warn(f"steadysolve: forward-mode AD of the residual failed ({type(e).__name__}: {e}); "
-                              "using finite-difference Jacobians for this solve", RuntimeWarning, stacklevel=3)
+                return self._warned(e, "Jacobians", self._fd_jacobian(u, fu)), n
         if self.jvp_kind == "user":
             return self._columns(lambda e: self._jvp(u, e, fu), u), n
         return self._fd_jacobian(u, fu), n

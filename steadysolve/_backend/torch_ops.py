@@ -11,7 +11,8 @@ against 6.6 us for a subtraction and a copy. Nothing here imports torch at modul
 from __future__ import annotations
 
 __all__ = ["rows_dot", "rows_dot2", "combine_rows", "minus_combined", "solve", "sub_into", "norms_to_host", "l2",
-           "from_host", "all_finite", "int_of_size", "torch_jvp", "torch_vjp", "torch_jacobian", "NotRowwise", "REVERSE_MAX_N"]
+           "from_host", "all_finite", "int_of_size", "torch_jvp", "torch_vjp", "torch_jacobian", "NotRowwise",
+           "REVERSE_MAX_N", "ad_unsupported", "NoDerivative"]
 
 
 def _torch():
@@ -85,6 +86,38 @@ def norms_to_host(kind, a, b, flag):
 # Automatic differentiation of a residual on (B, n) rows (``derivatives.Products``)
 # ---------------------------------------------------------------------------------------
 
+class NoDerivative(NotImplementedError):
+    """The residual came out of a differentiated evaluation without a derivative (no tangent, no
+    ``grad_fn``): autograd lost track of ``u`` (a ``detach``, a NumPy round trip, an operation
+    without a derivative formula). A zero Jacobian would be a silent wrong answer."""
+
+    def __init__(self):
+        super().__init__("the residual does not depend on u through autograd (a detach(), a NumPy round trip "
+                         "or an operation without a derivative formula in f)")
+
+
+#: fragments of the messages PyTorch raises when it cannot differentiate an operation (lower case)
+_AD_MESSAGES = (
+    "forward ad", "forward-mode ad", "derivative for", "not differentiable", "does not require grad",
+    "can't call numpy()", "cannot access data pointer", "use tensor.detach()", "in-place operation",
+    "vmap", "batching rule", "functorch", "torch.func", "is not implemented for", "does not have a grad_fn",
+)
+
+
+def ad_unsupported(e: BaseException) -> bool:
+    """Whether ``e``, raised while PyTorch differentiated the user's function, is PyTorch refusing to
+    differentiate it (an operation without a forward-mode formula, a NumPy call on a tracked tensor,
+    vmap limits ...), which finite differences can replace, rather than an error of the function
+    itself (which must reach the user). Narrow on purpose: the exception types PyTorch uses, with one
+    of its own message fragments."""
+    if isinstance(e, NoDerivative):
+        return True
+    if not isinstance(e, (RuntimeError, NotImplementedError)):
+        return False
+    text = str(e).lower()
+    return any(m in text for m in _AD_MESSAGES)
+
+
 def torch_jvp(F):
     import torch.autograd.forward_ad as fwad
 
@@ -92,7 +125,9 @@ def torch_jvp(F):
         with fwad.dual_level():
             out = F(fwad.make_dual(u, v))
             tangent = fwad.unpack_dual(out).tangent
-        return tangent if tangent is not None else u * 0
+        if tangent is None:
+            raise NoDerivative()
+        return tangent
 
     return jvp
 
@@ -140,14 +175,16 @@ def _reverse_jacobian(F, u, fu, wide):
             gap = (out.detach() - ref).abs().max() - tol * (1.0 + ref.abs().max())
             if not bool(gap <= 0):  # NaN included
                 raise NotRowwise
+            if not out.requires_grad:
+                raise NoDerivative()
             w = eye.repeat_interleave(B, dim=0)  # block i: e_i on every row
-            g = torch.autograd.grad(out, uu, w, allow_unused=True)[0] if out.requires_grad else None
+            g = torch.autograd.grad(out, uu, w, allow_unused=True)[0]
             return torch.zeros((B, n, n), dtype=u.dtype, device=u.device) if g is None else \
                 g.reshape(n, B, n).transpose(0, 1)
         uu = u.detach().requires_grad_(True)
         out = F(uu)
-        if not out.requires_grad:  # F does not depend on u
-            return torch.zeros((B, n, n), dtype=u.dtype, device=u.device)
+        if not out.requires_grad:
+            raise NoDerivative()
         rows = [torch.autograd.grad(out, uu, eye[i].expand(B, n), retain_graph=i < n - 1, allow_unused=True)[0]
                 for i in range(n)]
     return torch.stack([torch.zeros_like(u) if r is None else r for r in rows], dim=1)
@@ -163,8 +200,9 @@ def torch_jacobian(F, wide=None):
         if n <= REVERSE_MAX_N:
             try:
                 return _reverse_jacobian(F, u, fu, wide)
-            except (RuntimeError, NotImplementedError):  # not differentiable backwards: forward mode below
-                pass
+            except (RuntimeError, NotImplementedError) as e:  # not differentiable backwards: forward mode below
+                if isinstance(e, NoDerivative) or not ad_unsupported(e):
+                    raise
         eye = torch.eye(n, dtype=u.dtype, device=u.device)
         cols = torch.func.vmap(lambda e: torch.func.jvp(F, (u,), (e.expand(B, n),))[1])(eye)  # (n, B, n)
         return cols.permute(1, 2, 0)

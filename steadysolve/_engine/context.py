@@ -10,7 +10,7 @@ from ..algorithms.base import Context
 from .._backend.derivatives import Products
 from .._backend.fused import row_squares
 from .._backend.layout import Layout
-from ..problems import checked
+from ..problems import checked, checked_jac
 from ..termination import HOST_NORMS, l2_norm, max_norm, rms_norm
 
 __all__ = ["build_context", "narrower", "fname_of"]
@@ -27,6 +27,8 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     prob, original = object.__new__(type(prob)), prob  # a shallow copy (copy.copy costs ~4 us more)
     prob.__dict__.update(original.__dict__)
     prob.f = checked(prob.f, fname_of(prob), u0)
+    if prob.jac is not None:
+        prob.jac = checked_jac(prob.jac, u0, layout.axis)
     to_s, to_u = layout.to_rows, layout.from_rows
     host = backend.is_numpy(xp)
     G = None  # the fixed-point map in solver layout (FixedPointProblem only)

@@ -267,6 +267,8 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user,
             state = new
             if v.improved:
                 best_u, best_fu = new.u, new.fu
+        else:  # the element has stopped on this step: its state stays, the step's work counts
+            state = _counters_from(new, state)
         if store_trace:
             _trace_row(trace, fn if v.ok else trace[-1], store_trace)
         if callback is not None:
@@ -275,6 +277,18 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user,
     tr = np.asarray(trace, dtype=np.float64).reshape(len(trace), 1) if store_trace else None
     return DriverResult(best_u, best_fu, [code], it, np.asarray([book.niter_el], dtype=np.int64), state, tr,
                         (book.fnorm0, book.uscale0), *spent)
+
+
+def _counters_from(new, old):
+    """``old`` with its counters (integer leaves: Python ints, 0-d integer arrays) from ``new``: the
+    work of a step that the driver does not take still counts (its ``t``, radius ... stay old)."""
+    if hasattr(new, "_fields"):
+        return type(new)(*(_counters_from(a, b) for a, b in zip(new, old)))
+    if isinstance(new, (tuple, list)):
+        return type(new)(_counters_from(a, b) for a, b in zip(new, old))
+    if isinstance(new, int) or (getattr(new, "ndim", None) == 0 and "int" in str(new.dtype)):
+        return new
+    return old
 
 
 def _widen(ctx, narrow):

@@ -51,7 +51,8 @@ def stiff_tolerances(controller, ctx):
 
 
 def stiff_attempt(alg, prob, state, ctx, reltol: float, abstol: float):
-    """``(attempted, work, njvp)``: one Rosenbrock attempt of ``DynamicSS`` ``alg`` from ``state``."""
+    """``(attempted, work, njvp, nf)``: one Rosenbrock attempt of ``DynamicSS`` ``alg`` from ``state``
+    (``njvp``, ``nf``: the products of its Jacobian and the calls of ``f`` they made, by finite differences)."""
     xp, method, work = ctx.xp, alg.integrator, state.lin
     field = alg._field(ctx)
     timed = ctx.kind == "steady_state"
@@ -63,7 +64,7 @@ def stiff_attempt(alg, prob, state, ctx, reltol: float, abstol: float):
     a = rosenbrock_attempt(xp, method, alg.controller, field, J, state.t, state.h, state.u, state.fu,
                            state.err_prev, state.rejected, reltol, abstol, alg._tmax(ctx), time_dependent=timed)
     work = StiffWork(J, work.njac + njac, work.nfact + a.rk.nfact, work.nsolve + a.rk.nsolve)
-    return a, work, njvp
+    return a, work, njvp, jctx.f_calls(njvp)
 
 
 def stiff_stats(work) -> dict:

@@ -15,6 +15,13 @@ from .base import Algorithm, residual_scale
 
 
 _TINY: dict = {}
+
+
+def _dropping(A, b):
+    """The Gram system of the eager step when the library finds it singular (nearly dependent pairs in
+    low precision): the unrolled ``LDL^T`` solve, which drops the directions it does not determine."""
+    xp = backend.namespace(("A", A))
+    return spd_solve_unrolled(xp, A, b[:, :, 0])[:, :, None]
 #: under ``jit`` the Gram system is solved by the unrolled ``LDL^T`` up to this memory
 UNROLL_MAX = 8
 
@@ -153,7 +160,7 @@ class Anderson(Algorithm):
             else:
                 A = gram if used == m else gram[:, :used, :used]
                 rhs = state.rhs if used == m else state.rhs[:, :used]
-                gamma = solve_small(xp, A, rhs[:, :, None])  # (B, used, 1)
+                gamma = solve_small(xp, A, rhs[:, :, None], singular=_dropping)  # (B, used, 1)
                 u = minus_combined(xp, x, xp.reshape(gamma, (B, used)), dX if used == m else dX[:, :used, :])
             return self._push(xp, ctx, state, u, k % m)
         return self._step_traced(state, ctx, x)  # traced: the full fixed-size system

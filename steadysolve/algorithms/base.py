@@ -153,8 +153,14 @@ class Context:
         """True when a JVP costs one evaluation of ``F`` (finite differences)."""
         return self.products.jvp_costs_f
 
+    def f_calls(self, nprod):
+        """The calls of ``F`` that ``nprod`` Jacobian-vector products just spent: one each by finite
+        differences (counted in ``nf`` as well as in ``njvp``), none by AD or the problem's ``jvp``."""
+        return nprod if self.products.jvp_costs_f else 0
+
     def jacobian(self, u, fu):
-        """Dense per-row Jacobian of ``F`` ``(batch, n, n)`` and the evaluations of ``F`` it cost."""
+        """Dense per-row Jacobian of ``F`` ``(batch, n, n)`` and the Jacobian-vector products it cost
+        (:meth:`f_calls` of them are calls of ``F``)."""
         return self.products.jacobian(u, fu)
 
     def zeros(self, shape, dtype=None):

@@ -146,7 +146,8 @@ def host_jacobian(ctx, state):
     cn = xp.sum(J * J, axis=1)
     if not (math.isfinite(float(xp.sum(cn))) or bool(xp.all(xp.isfinite(J)))):  # (a finite sum: all finite)
         flag = xp.full((1,), ReturnCode.LinearSolveFailed.code, dtype=xp.int32)
-        return None, state.D, nj, 1, state._replace(flag=flag, njvp=state.njvp + nj, njac=state.njac + 1)
+        return None, state.D, nj, 1, state._replace(flag=flag, nf=state.nf + ctx.f_calls(nj), njvp=state.njvp + nj,
+                                                    njac=state.njac + 1)
     D = xp.maximum(state.D, xp.sqrt(cn))
     if not float(xp.min(D)) > 0:
         D = xp.where(D > 0, D, xp.ones_like(D))

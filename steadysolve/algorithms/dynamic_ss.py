@@ -261,17 +261,17 @@ class DynamicSS(Algorithm):
             return self._step_host_batch(state)
         xp = ctx.xp
         reltol, abstol = self._tolerances(ctx)
-        a, lin, njvp = stiff_attempt(self, prob, state, ctx, reltol, abstol) if state.lin is not None else (
+        a, lin, njvp, nfj = stiff_attempt(self, prob, state, ctx, reltol, abstol) if state.lin is not None else (
             attempt(xp, self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h, state.u,
                     state.fu, state.err_prev, state.rejected, reltol, abstol, self._tmax(ctx),
-                    time_dependent=ctx.kind == "steady_state", K=None if state.ws is None else state.ws.K), None, 0)
+                    time_dependent=ctx.kind == "steady_state", K=None if state.ws is None else state.ws.K), None, 0, 0)
         flag = xp.where(a.reached, xp.full_like(state.flag, _TIMELIMIT), state.flag)
         flag = xp.where(a.underflow, xp.full_like(state.flag, _STALLED), flag)
         acc = xp.astype(a.accept, state.naccept.dtype)
         return DynamicSSState(
             u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
             naccept=state.naccept + acc, nreject=state.nreject + (1 - acc),
-            flag=flag, nf=state.nf + a.rk.nf, njvp=state.njvp + njvp, nvjp=state.nvjp, ws=state.ws, lin=lin,
+            flag=flag, nf=state.nf + a.rk.nf + nfj, njvp=state.njvp + njvp, nvjp=state.nvjp, ws=state.ws, lin=lin,
         )
 
     def _step_host(self, state):

@@ -149,7 +149,7 @@ class LevenbergMarquardt(Algorithm):
         flag = xp.where(stationary | stuck | (nslow >= PROGRESS_ITERS), xp.full_like(state.flag, _STALLED), state.flag)
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, fu, state.fn2)
-        return LMState(u, fu, fn2, J, ~accept, D, lam_new, nu, flag, state.nf + 1, state.njvp + dj,
+        return LMState(u, fu, fn2, J, ~accept, D, lam_new, nu, flag, state.nf + 1 + ctx.f_calls(dj), state.njvp + dj,
                        state.nvjp, state.njac + dl, state.nreject + nrej, None, state.fn20, nslow, ref2)
 
     def _step_host(self, prob, state, ctx):
@@ -183,7 +183,7 @@ class LevenbergMarquardt(Algorithm):
             flag = xp.full((1,), _STALLED, dtype=xp.int32)
         if accept:
             u, fu, fn2 = trial, ft, ftn2
-        return LMState(u, fu, fn2, J, not accept, D, lam_new, nu, flag, nf, state.njvp + dj,
+        return LMState(u, fu, fn2, J, not accept, D, lam_new, nu, flag, nf + ctx.f_calls(dj), state.njvp + dj,
                        state.nvjp, state.njac + dl, state.nreject + (0 if accept else 1), state.eye, state.fn20,
                        nslow, ref2)
 

@@ -25,8 +25,8 @@ class NewtonRaphson(NewtonBase):
 
     The Jacobian comes from the problem's ``jac`` when given, otherwise it is
     assembled column by column from ``n`` JVPs (finite differences unless the
-    problem has a ``jvp``; each finite-difference column costs one ``F`` and is
-    counted in ``njvp``). The solve is a batched ``linalg.solve`` on
+    problem has a ``jvp``; each finite-difference column costs one ``F``, counted in
+    ``nf`` and ``njvp``). The solve is a batched ``linalg.solve`` on
     ``(batch, n, n)`` with a tiny diagonal shift (``eps`` times the largest entry of
     each row and column, ``steadysolve.algorithms.dense.regularised``) so that an
     exactly singular Jacobian gives a huge step (which the line search rejects)

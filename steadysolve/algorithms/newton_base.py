@@ -211,7 +211,7 @@ class NewtonBase(Algorithm):
         nslow, ref2 = no_progress(xp, accept, ftn2, state.nslow, state.ref2)
         flag = xp.where(nslow >= self._slow_iters(), xp.full_like(flag, _STALLED), flag)
         return NewtonState(u, fu, fn2_new, d, lam_next, nback, eta, flag,
-                           state.nf + 1, state.njvp + dj, state.nvjp, state.nlinsolve + nnewton,
+                           state.nf + 1 + ctx.f_calls(dj), state.njvp + dj, state.nvjp, state.nlinsolve + nnewton,
                            state.nlinear + dl, state.nbacktrack + nrej, aux, trial, ft, ftn2, probe, watch,
                            state.true, nslow, ref2)
 
@@ -227,6 +227,7 @@ class NewtonBase(Algorithm):
             bad = unusable if isinstance(unusable, bool) else bool(unusable[0])
             if bad and not probe:  # no direction at u: stop (the driver keeps u)
                 return state._replace(flag=xp.full((1,), _LSF, dtype=xp.int32), njvp=state.njvp + dj,
+                                      nf=state.nf + ctx.f_calls(dj),
                                       nlinsolve=state.nlinsolve + 1, nlinear=state.nlinear + dl, aux=aux)
             trial, step, d = base.u + d_new, 1.0, (state.d if probe else d_new)
         else:
@@ -271,7 +272,7 @@ class NewtonBase(Algorithm):
         if nslow >= self._slow_iters():
             flag = xp.full((1,), _STALLED, dtype=xp.int32)
         return NewtonState(u, fu, fn2a, d, lam_next, nback, eta, flag,
-                           state.nf + 1, state.njvp + dj, state.nvjp, state.nlinsolve + int(newton),
+                           state.nf + 1 + ctx.f_calls(dj), state.njvp + dj, state.nvjp, state.nlinsolve + int(newton),
                            state.nlinear + dl, state.nbacktrack + nrej, aux, trial, ft, ftn2, go, watch,
                            state.true, nslow, ref2)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Union
 
+from .. import _backend as backend
 from ..linear.gmres import GMRES, gmres_2d
 from ..registry import register
 from ..retcodes import ReturnCode
@@ -53,7 +54,7 @@ class NewtonKrylov(NewtonBase):
         no ``jvp``: ``J v ~ (F(u + h v) - F(u)) / h`` with
         ``h = jvp_step * max(||u||_2, 1) / ||v||_2``; ``None`` uses ``sqrt(eps)``
         (the same rule as the solve context). Each such JVP costs one evaluation of
-        ``F`` and is counted in ``njvp``, not ``nf``.
+        ``F``, counted in ``nf`` (a call of ``F``) and in ``njvp`` (a product).
     recycle
         Number of previous Newton directions (unit vectors, per element) tried
         first as search directions of the next linear solve (flexible GMRES with
@@ -136,7 +137,8 @@ class NewtonKrylov(NewtonBase):
         eta = xp.maximum(eta, xp.where(prev > 0.1, prev, 0.0))
         tol = ctx.abstol if rt == 0 else xp.maximum(rt * ctx.norm(u_new), ctx.abstol)
         floor = (0.5 * tol) / xp.sqrt(xp.where(fn2_new > 0, fn2_new, 1.0))
-        return xp.clip(xp.maximum(eta, floor), max=emax)
+        # (the norms of a half-precision state are float32: the carry keeps the state's dtype)
+        return backend.cast(xp, xp.clip(xp.maximum(eta, floor), max=emax), state.eta.dtype)
 
     def _direction(self, prob, state, ctx, newton):
         xp, B = ctx.xp, ctx.batch

@@ -63,15 +63,10 @@ def _safe(xp, x):
 
 
 def _newton_point(xp, A, b):
-    """Batched solve; an eager backend that raises on an exactly singular matrix (NumPy,
-    PyTorch) gets the least-squares point of the pseudo-inverse instead (JAX returns NaN,
-    which the dogleg replaces by the Cauchy step)."""
-    try:
-        return backend.solve_small(xp, A, b)
-    except Exception as e:  # numpy.linalg.LinAlgError, torch.linalg.LinAlgError (a RuntimeError)
-        if "singular" not in str(e).lower() and "LinAlgError" not in type(e).__name__:
-            raise
-        return xp.matmul(xp.linalg.pinv(A), b)
+    """Batched solve; an exactly singular ``A`` (despite the shift) gives the pseudo-inverse's
+    least-squares point where the library reports it (NumPy, PyTorch: ``solve_small`` then raises
+    nothing), NaN where it does not (JAX: the dogleg replaces it by the Cauchy step)."""
+    return backend.solve_small(xp, A, b, singular=lambda A, b: xp.matmul(xp.linalg.pinv(A), b))
 
 
 def dogleg(xp, J, fu, D, radius, shift=None, A=None):
@@ -161,7 +156,8 @@ class TrustRegion(Algorithm):
     Jacobian's column norms (zero columns count as 1), so the method is invariant
     to a rescaling of the unknowns. The first radius is
     ``factor * ||D u0||`` (``factor`` when that is 0). The Jacobian comes from the
-    problem's ``jac``, else AD or finite differences (``n`` JVPs, counted in ``njvp``).
+    problem's ``jac``, else AD or finite differences (``n`` JVPs, counted in ``njvp``; by finite
+    differences also ``n`` calls of ``F`` in ``nf``).
     The Newton point solves ``(J + S) p = -F`` with the diagonal shift ``S`` relative to
     each row and column (as ``NewtonRaphson``), so that a singular ``J`` gives a huge
     point that the dogleg cuts back. A non-finite Jacobian stops the
@@ -244,7 +240,8 @@ class TrustRegion(Algorithm):
         flag = xp.where(collapsed | (nslow >= PROGRESS_ITERS), xp.full_like(state.flag, _STALLED), state.flag)
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, state.fu, state.fn2)
-        return TrustRegionState(u, fu, fn2, J, ~accept, D, radius, nsuc, flag, state.nf + 1, state.njvp + dj,
+        return TrustRegionState(u, fu, fn2, J, ~accept, D, radius, nsuc, flag, state.nf + 1 + ctx.f_calls(dj),
+                                state.njvp + dj,
                                 state.nvjp, state.njac + dl, state.nreject + nrej, state.eye, nslow, ref2)
 
     def _step_host(self, prob, state, ctx):
@@ -284,7 +281,7 @@ class TrustRegion(Algorithm):
             flag = xp.full((1,), _STALLED, dtype=xp.int32)
         if accept:
             u, fu, fn2 = trial, ft, ftn2
-        return TrustRegionState(u, fu, fn2, J, not accept, D, radius, nsuc, flag, nf, state.njvp + dj,
+        return TrustRegionState(u, fu, fn2, J, not accept, D, radius, nsuc, flag, nf + ctx.f_calls(dj), state.njvp + dj,
                                 state.nvjp, state.njac + dl, state.nreject + (0 if accept else 1), state.eye, nslow,
                                 ref2)
 

@@ -31,7 +31,7 @@ from ..retcodes import ReturnCode
 
 __all__ = ["REORTH_KEEP", "CHUNK", "MIN_SIZE", "GMRESResult", "Rotated", "FLOATS", "givens", "rotate", "rotated",
            "add_column", "solve_rotated", "gram_schmidt", "blocked", "padded_rows", "blocked_cgs2",
-           "search_direction", "start", "result_codes"]
+           "search_direction", "start", "restarted", "result_codes"]
 
 #: The eager drivers orthogonalise a second time only when the first classical Gram-Schmidt pass
 #: kept less than this fraction of the vector's norm. One pass loses orthogonality in proportion
@@ -178,6 +178,13 @@ def start(ns, bnorm, rnorm, reltol, abstol, active):
     rnorm = ns.where(active, rnorm, 0.0)
     failed = active & ~ns.isfinite(rnorm)
     return tol, ns.where(failed, math.inf, rnorm), failed
+
+
+def restarted(ns, rnorm, resid, failed, running):
+    """``(resid, failed)`` after a restart measured the true residual norms ``rnorm`` of the
+    ``running`` elements: a non-finite one has failed (and keeps its last estimate)."""
+    bad = running & ~ns.isfinite(rnorm)
+    return ns.where(running & ~bad, rnorm, resid), failed | bad
 
 
 def result_codes(ns, resid, tol, failed, active):

@@ -34,7 +34,7 @@ from .._small.gmres import gmres_one
 from ..registry import register, resolve
 from ..solution import LinearSolution, Stats, register_jax_pytrees
 from ._arnoldi import (REORTH_KEEP, GMRESResult, Rotated, add_column, blocked, blocked_cgs2, gram_schmidt,
-                       padded_rows, result_codes, rotated, search_direction, solve_rotated, start)
+                       padded_rows, restarted, result_codes, rotated, search_direction, solve_rotated, start)
 
 __all__ = ["GMRES", "linear_solve", "gmres_2d", "GMRESResult"]
 
@@ -229,9 +229,7 @@ def _eager_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0,
             r = b - matvec(x)
             nmv += 1
             rn = np.asarray(backend.to_numpy(xp, l2(xp, r)), dtype=np.float64)
-            bad = running & ~np.isfinite(rn)
-            failed_h = failed_h | bad
-            resid = np.where(running & ~bad, rn, resid)
+            resid, failed_h = restarted(np, rn, resid, failed_h, running)
             running = act0 & ~failed_h & ~(resid <= tol_h)
     codes = fused.from_host(xp, result_codes(np, resid, tol_h, failed_h, act0), xp.int32, device)
     return GMRESResult(x, codes, fused.from_host(xp, resid, dtype, device), nmv, k, ncycle)
@@ -321,9 +319,8 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
         def restart(args):
             x, r, resid, failed, nmv = args
             r = b - matvec(x)
-            rn = l2(xp, r)
-            bad = running & ~xp.isfinite(rn)
-            return x, r, xp.where(running & ~bad, rn, resid), failed | bad, nmv + 1
+            resid, failed = restarted(xp, l2(xp, r), resid, failed, running)
+            return x, r, resid, failed, nmv + 1
 
         need = xp.any(running) & (k < maxiters)
         x, r, resid, failed, nmv = jax.lax.cond(need, restart, lambda a: a, (x, r, resid, failed, nmv))

@@ -39,6 +39,8 @@ __all__ = [
     "requires_grad",
     "cast",
     "set_at",
+    "take_block",
+    "put_block",
     "l2",
 ]
 
@@ -260,6 +262,33 @@ def set_at(xp, x, index, value):
     if is_jax(xp):
         return x.at[index].set(value)
     x[index] = value
+    return x
+
+
+def _offsets(xp, starts):
+    """Offsets of one integer type (XLA's dynamic slices refuse a mix of int32 and int64)."""
+    return tuple(xp.asarray(s, dtype=xp.int32) for s in starts)
+
+
+def take_block(xp, x, starts, sizes):
+    """The block of ``x`` of shape ``sizes`` at the offsets ``starts`` (Python ints, or traced ints
+    under JAX: ``lax.dynamic_slice``, which XLA compiles to a plain read, not a gather)."""
+    if is_jax(xp):
+        import jax
+
+        return jax.lax.dynamic_slice(x, _offsets(xp, starts), sizes)
+    return x[tuple(slice(s, s + k) for s, k in zip(starts, sizes))]
+
+
+def put_block(xp, x, starts, value):
+    """Write ``value`` into the workspace ``x`` at the offsets ``starts`` and return it (in place as
+    :func:`set_at`; under JAX ``lax.dynamic_update_slice``, which takes traced offsets and compiles
+    to an in-place write inside ``lax.while_loop``, not a scatter)."""
+    if is_jax(xp):
+        import jax
+
+        return jax.lax.dynamic_update_slice(x, value, _offsets(xp, starts))
+    x[tuple(slice(s, s + k) for s, k in zip(starts, value.shape))] = value
     return x
 
 

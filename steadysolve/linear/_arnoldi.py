@@ -11,9 +11,13 @@ The scalar arithmetic is written against a small namespace ``ns``, as the verdic
 * NumPy on the host: the eager driver's batch, after the one device-to-host transfer of each
   Krylov step (the Hessenberg column in float64);
 * ``jax.numpy`` inside ``lax.while_loop``: the traced driver, where the step index ``j`` is a
-  traced integer (every index below is a plain ``[j]``, which both namespaces read and write);
+  traced integer;
 * Python floats (:data:`FLOATS`): the one-system engine of :mod:`steadysolve._small.gmres`, which
   shares :func:`givens` and :func:`rotate` but keeps its rotations in lists.
+
+Entries are read and written as contiguous blocks at offset ``j`` (``take_block`` / ``put_block``:
+NumPy slices on the host, ``lax.dynamic_slice`` / ``dynamic_update_slice`` when ``j`` is traced,
+which XLA performs in place and compiles faster than the scatters of ``x.at[:, j].set``).
 
 With arrays the rotations are accumulated into an orthogonal ``(m + 1, m + 1)`` factor ``Q`` per
 element (:class:`Rotated`), so that applying all earlier rotations to a new column is one batched
@@ -26,7 +30,7 @@ import math
 from typing import Any, NamedTuple
 
 from .. import _backend as backend
-from .._backend import combine_rows, l2, rows_dot
+from .._backend import combine_rows, l2, put_block, rows_dot, take_block
 from ..retcodes import ReturnCode
 
 __all__ = ["REORTH_KEEP", "CHUNK", "MIN_SIZE", "GMRESResult", "Rotated", "FLOATS", "givens", "rotate", "rotated",
@@ -114,7 +118,7 @@ def rotated(ns, resid, running, failed, m, dtype):
     """The least-squares problem of a new cycle: ``g = ||r0|| e1`` for the ``running`` elements."""
     B = resid.shape[0]
     g = ns.zeros((B, m + 1), dtype=dtype)
-    g = backend.set_at(ns, g, (slice(None), 0), ns.where(running, resid, 0.0))
+    g = put_block(ns, g, (0, 0), ns.where(running, resid, 0.0)[:, None])
     Q = ns.zeros((B, m + 1, m + 1), dtype=dtype) + ns.eye(m + 1, dtype=dtype)
     return Rotated(Q, ns.zeros((B, m, m), dtype=dtype), g, ns.zeros((B, m), dtype=bool), running, failed, resid)
 
@@ -133,20 +137,18 @@ def add_column(ns, s: Rotated, hcol, j, live: int, eps, tol, soft=None):
     """
     B = hcol.shape[0]
     t = ns.matmul(s.Q[:, :live, :live], ns.reshape(hcol, (B, live, 1)))[:, :, 0]  # the earlier rotations
-    r, c, sn, gj, gj1, resid_new, kept = givens(ns, t[:, j], t[:, j + 1], s.g[:, j], l2(ns, hcol), eps)
+    pair = take_block(ns, t, (0, j), (B, 2))
+    g_j = take_block(ns, s.g, (0, j), (B, 1))[:, 0]
+    r, c, sn, gj, gj1, resid_new, kept = givens(ns, pair[:, 0], pair[:, 1], g_j, l2(ns, hcol), eps)
     finite = ns.isfinite(r) & ns.all(ns.isfinite(t), axis=1)
     ok = s.active & finite & kept
-    m = s.R.shape[1]
-    rows = min(live, m)  # row m of a column is the subdiagonal of the last one: zeroed, not stored
-    t = backend.set_at(ns, t, (slice(None), j), r)
-    t = backend.set_at(ns, t, (slice(None), j + 1), 0.0)
-    R = backend.set_at(ns, s.R, (slice(None), slice(0, rows), j), t[:, :rows])
-    g = backend.set_at(ns, s.g, (slice(None), j), gj)
-    g = backend.set_at(ns, g, (slice(None), j + 1), gj1)
-    qj, qj1 = rotate(c[:, None], sn[:, None], s.Q[:, j, :], s.Q[:, j + 1, :])
-    Q = backend.set_at(ns, s.Q, (slice(None), j, slice(None)), qj)
-    Q = backend.set_at(ns, Q, (slice(None), j + 1, slice(None)), qj1)
-    valid = backend.set_at(ns, s.valid, (slice(None), j), ok)
+    rows = min(live, s.R.shape[1])  # row m of a column is the subdiagonal of the last one: zeroed, not stored
+    t = put_block(ns, t, (0, j), ns.stack([r, ns.zeros_like(r)], axis=1))
+    R = put_block(ns, s.R, (0, 0, j), t[:, :rows, None])
+    g = put_block(ns, s.g, (0, j), ns.stack([gj, gj1], axis=1))
+    Qj = take_block(ns, s.Q, (0, j, 0), (B, 2, s.Q.shape[2]))
+    Q = put_block(ns, s.Q, (0, j, 0), ns.stack(rotate(c[:, None], sn[:, None], Qj[:, 0, :], Qj[:, 1, :]), axis=1))
+    valid = put_block(ns, s.valid, (0, j), ok[:, None])
     resid = ns.where(ok, resid_new, s.resid)
     stopped = s.active & ~ok
     if soft is not None:

@@ -27,7 +27,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from .. import _backend as backend
 from .. import _small as small
-from .._backend import combine_rows, fused, l2
+from .._backend import combine_rows, fused, l2, put_block, take_block
 from .._backend.layout import Layout
 from .._checks import check_batch_axis, check_callable, check_int, check_tol, renamed_options
 from .._small.gmres import gmres_one
@@ -278,18 +278,19 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
         if aug_c is None:
             z = c.v
         else:
-            a = xp.where(j < kaug, aug_c[:, xp.minimum(j, kaug - 1), :], 0.0)  # zero (skipped) past the last one
+            a = take_block(xp, aug_c, (0, xp.minimum(j, kaug - 1), 0), (B, 1, n))[:, 0, :]
+            a = xp.where(j < kaug, a, 0.0)  # zero (skipped) past the last one
             z, soft, p = search_direction(xp, a, c.V[:, 0, :], c.v, p, Z)
-            Z = backend.set_at(xp, Z, (slice(None), j, slice(None)), z)
+            Z = put_block(xp, Z, (0, j, 0), z[:, None, :])
         w = matvec(z)
         h, w = project(c.V, w, j)
         beta = l2(xp, w)
-        hcol = backend.set_at(xp, h[:, :m + 1], (slice(None), j + 1), beta)
+        hcol = put_block(xp, h[:, :m + 1], (0, j + 1), beta[:, None])
         s, ok = add_column(xp, c.s, hcol, j, m + 1, eps, tol, soft)
         # the next basis vector: zero for elements that stop here, so that no NaN enters x
         okb = xp.reshape(ok & (beta > 0), (B, 1))
         v = xp.where(okb, w / xp.reshape(xp.where(beta > 0, beta, xp.ones_like(beta)), (B, 1)), xp.zeros_like(w))
-        V = backend.set_at(xp, c.V, (slice(None), j + 1, slice(None)), v)
+        V = put_block(xp, c.V, (0, j + 1, 0), v[:, None, :])
         return _Cycle(s, V, v, Z, p, j + 1, c.k + 1, c.nmv + 1)
 
     def inner_cond(c):
@@ -305,7 +306,7 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
         aug_c = None if aug is None else xp.where(ncycle == 0, aug, 0.0)  # first cycle only
         v0 = r / xp.reshape(xp.where(resid > 0, resid, xp.ones_like(resid)), (B, 1))
         v0 = xp.where(xp.reshape(running, (B, 1)), v0, xp.zeros_like(v0))
-        V = backend.set_at(xp, xp.zeros((B, rows, n), dtype=dtype), (slice(None), 0, slice(None)), v0)
+        V = put_block(xp, xp.zeros((B, rows, n), dtype=dtype), (0, 0, 0), v0[:, None, :])
         Z = p = None
         if aug_c is not None:
             Z, p = xp.zeros((B, m, n), dtype=dtype), xp.zeros((B,), dtype=i32)

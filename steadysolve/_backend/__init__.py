@@ -39,6 +39,7 @@ __all__ = [
     "requires_grad",
     "cast",
     "set_at",
+    "host_namespace",
     "take_block",
     "put_block",
     "l2",
@@ -273,22 +274,22 @@ def _offsets(xp, starts):
 def take_block(xp, x, starts, sizes):
     """The block of ``x`` of shape ``sizes`` at the offsets ``starts`` (Python ints, or traced ints
     under JAX: ``lax.dynamic_slice``, which XLA compiles to a plain read, not a gather)."""
-    if is_jax(xp):
+    if type(x) is not _NDARRAY and is_jax(xp):
         import jax
 
         return jax.lax.dynamic_slice(x, _offsets(xp, starts), sizes)
-    return x[tuple(slice(s, s + k) for s, k in zip(starts, sizes))]
+    return x[tuple([slice(s, s + k) for s, k in zip(starts, sizes)])]
 
 
 def put_block(xp, x, starts, value):
     """Write ``value`` into the workspace ``x`` at the offsets ``starts`` and return it (in place as
     :func:`set_at`; under JAX ``lax.dynamic_update_slice``, which takes traced offsets and compiles
     to an in-place write inside ``lax.while_loop``, not a scatter)."""
-    if is_jax(xp):
+    if type(x) is not _NDARRAY and is_jax(xp):
         import jax
 
         return jax.lax.dynamic_update_slice(x, value, _offsets(xp, starts))
-    x[tuple(slice(s, s + k) for s, k in zip(starts, value.shape))] = value
+    x[tuple([slice(s, s + k) for s, k in zip(starts, value.shape)])] = value
     return x
 
 
@@ -333,6 +334,12 @@ def requires_grad(tree) -> bool:
 # Host arrays: the eager paths' small host-side arrays (driver flags and statistics, GMRES's
 # least-squares problem, the unbatched NumPy Runge-Kutta step) are NumPy whatever the user's
 # library; algorithm code reaches NumPy only through here, never for the solve's own arrays.
+def host_namespace():
+    """The array namespace of host-side arithmetic on small NumPy arrays (the package's NumPy
+    namespace: the hot functions as methods, and the backend's checks recognise it at once)."""
+    return _FAST_NUMPY if _FAST_NUMPY is not None else array_api_compat.array_namespace(host_numpy().zeros(0))
+
+
 def host_numpy():
     """The host array library (NumPy), for host-side arithmetic on small arrays."""
     import numpy

@@ -106,7 +106,7 @@ class Rotated(NamedTuple):
     """One cycle's least-squares problem per element, reduced by Givens rotations (array namespaces)."""
 
     Q: Any  # (B, m+1, m+1) the rotations so far, accumulated (the identity below the rows reached)
-    R: Any  # (B, m, m) the rotated Hessenberg matrix (upper triangular)
+    R: Any  # (B, m, m) the rotated Hessenberg matrix: its upper triangle (below it: stale entries)
     g: Any  # (B, m+1) the rotated right-hand side, beta Q e1
     valid: Any  # (B, m) column j holds a valid Krylov step
     active: Any  # (B,) still iterating in this cycle
@@ -119,7 +119,7 @@ def rotated(ns, resid, running, failed, m, dtype):
     B = resid.shape[0]
     g = ns.zeros((B, m + 1), dtype=dtype)
     g = put_block(ns, g, (0, 0), ns.where(running, resid, 0.0)[:, None])
-    Q = ns.zeros((B, m + 1, m + 1), dtype=dtype) + ns.eye(m + 1, dtype=dtype)
+    Q = ns.eye(m + 1, dtype=dtype) * ns.ones((B, 1, 1), dtype=dtype)
     return Rotated(Q, ns.zeros((B, m, m), dtype=dtype), g, ns.zeros((B, m), dtype=bool), running, failed, resid)
 
 
@@ -142,12 +142,15 @@ def add_column(ns, s: Rotated, hcol, j, live: int, eps, tol, soft=None):
     r, c, sn, gj, gj1, resid_new, kept = givens(ns, pair[:, 0], pair[:, 1], g_j, l2(ns, hcol), eps)
     finite = ns.isfinite(r) & ns.all(ns.isfinite(t), axis=1)
     ok = s.active & finite & kept
-    rows = min(live, s.R.shape[1])  # row m of a column is the subdiagonal of the last one: zeroed, not stored
-    t = put_block(ns, t, (0, j), ns.stack([r, ns.zeros_like(r)], axis=1))
-    R = put_block(ns, s.R, (0, 0, j), t[:, :rows, None])
-    g = put_block(ns, s.g, (0, j), ns.stack([gj, gj1], axis=1))
+    rows = min(live, s.R.shape[1])  # row m of a column is the subdiagonal of the last one: not stored
+    R = put_block(ns, s.R, (0, 0, j), t[:, :rows, None])  # the subdiagonal entry stays: solve_rotated skips it
+    R = put_block(ns, R, (0, j, j), r[:, None, None])
+    g = put_block(ns, s.g, (0, j), gj[:, None])
+    g = put_block(ns, g, (0, j + 1), gj1[:, None])
     Qj = take_block(ns, s.Q, (0, j, 0), (B, 2, s.Q.shape[2]))
-    Q = put_block(ns, s.Q, (0, j, 0), ns.stack(rotate(c[:, None], sn[:, None], Qj[:, 0, :], Qj[:, 1, :]), axis=1))
+    qj, qj1 = rotate(c[:, None, None], sn[:, None, None], Qj[:, :1, :], Qj[:, 1:, :])
+    Q = put_block(ns, s.Q, (0, j, 0), qj)
+    Q = put_block(ns, Q, (0, j + 1, 0), qj1)
     valid = put_block(ns, s.valid, (0, j), ok[:, None])
     resid = ns.where(ok, resid_new, s.resid)
     stopped = s.active & ~ok
@@ -161,13 +164,13 @@ def solve_rotated(ns, s: Rotated, ncols: int):
     """``y`` (``(B, ncols)``) from the valid columns of the triangular system (zero for the others).
 
     The valid columns of an element are a prefix (it stops at its first invalid step), so the
-    system with identity columns in place of the others is block diagonal and regular.
+    upper-triangular system with identity columns in place of the others is regular.
     """
     dtype = s.R.dtype
-    Rm = s.R[:, :ncols, :ncols]
-    vm = s.valid[:, :ncols]
-    R_eff = ns.where(vm[:, None, :], Rm, ns.eye(ncols, dtype=dtype)[None, :, :])
-    rhs = ns.where(vm, s.g[:, :ncols], 0.0)
+    idx = ns.arange(ncols)
+    Rm = ns.where(idx[:, None] <= idx[None, :], s.R[:, :ncols, :ncols], 0.0)  # the upper triangle
+    R_eff = ns.where(s.valid[:, None, :ncols], Rm, ns.eye(ncols, dtype=dtype)[None, :, :])
+    rhs = ns.where(s.valid[:, :ncols], s.g[:, :ncols], 0.0)
     y = backend.solve_small(ns, R_eff, rhs[:, :, None])[:, :, 0]
     return ns.where(ns.isfinite(y), y, 0.0)
 

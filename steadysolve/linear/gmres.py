@@ -38,7 +38,8 @@ from ._arnoldi import (REORTH_KEEP, GMRESResult, Rotated, add_column, blocked, b
 
 __all__ = ["GMRES", "linear_solve", "gmres_2d", "GMRESResult"]
 
-np = backend.host_numpy()  # the eager driver's least-squares problem (float64), never a user array
+np = backend.host_numpy()  # the eager driver's host arrays (float64), never a user array
+HOST = backend.host_namespace()  # the namespace the kernel runs on for them
 
 
 @register("gmres", kind="linear")
@@ -164,7 +165,7 @@ def _eager_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0,
     host = np.asarray(backend.to_numpy(xp, xp.stack(rows)), dtype=np.float64)
     rtol = host[2] if backend.is_array(reltol) else float(reltol)
     act0 = host[-1] != 0 if active is not None else np.ones((B,), dtype=bool)
-    tol_h, resid, failed_h = start(np, host[0], host[1], rtol, abstol, act0)
+    tol_h, resid, failed_h = start(HOST, host[0], host[1], rtol, abstol, act0)
     if failed_h.any():  # a non-finite residual at x0: those elements keep x = 0
         x = xp.where(fused.from_host(xp, failed_h[:, None], xp.bool, device), xp.zeros_like(x), x)
     running = act0 & ~failed_h & ~(resid <= tol_h)
@@ -178,7 +179,7 @@ def _eager_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0,
     Z = xp.empty((B, m, n), dtype=dtype, device=device) if aug is not None else None
     while k < maxiters and running.any():
         ncycle += 1
-        s = rotated(np, resid, running, failed_h, m, np.float64)
+        s = rotated(HOST, resid, running, failed_h, m, np.float64)
         scale = np.where(running, 1.0 / np.where(running, resid, 1.0), 0.0)
         V = backend.set_at(xp, V, (slice(None), 0, slice(None)), _scale_rows(xp, r, scale, dtype, device))
         ncols = 0
@@ -211,7 +212,7 @@ def _eager_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0,
             if soft is not None:
                 soft, col = col[:, -1] != 0, col[:, :-1]
             with np.errstate(invalid="ignore", over="ignore"):
-                s, ok = add_column(np, s, col, j, j + 2, eps, tol_h, soft)
+                s, ok = add_column(HOST, s, col, j, j + 2, eps, tol_h, soft)
             ncols = j + 1
             bj = col[:, j + 1]
             vscale = np.where(ok & (bj > 0), 1.0 / np.where(bj > 0, bj, 1.0), 0.0)
@@ -221,7 +222,7 @@ def _eager_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0,
         resid, failed_h = s.resid, s.failed
         if ncols:
             with np.errstate(all="ignore"):
-                y = solve_rotated(np, s, ncols)
+                y = solve_rotated(HOST, s, ncols)
             basis = (Z if aug_c is not None else V)[:, :ncols, :]
             x = x + combine_rows(xp, fused.from_host(xp, y, dtype, device), basis)
         running = act0 & ~failed_h & ~(resid <= tol_h)
@@ -229,9 +230,9 @@ def _eager_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0,
             r = b - matvec(x)
             nmv += 1
             rn = np.asarray(backend.to_numpy(xp, l2(xp, r)), dtype=np.float64)
-            resid, failed_h = restarted(np, rn, resid, failed_h, running)
+            resid, failed_h = restarted(HOST, rn, resid, failed_h, running)
             running = act0 & ~failed_h & ~(resid <= tol_h)
-    codes = fused.from_host(xp, result_codes(np, resid, tol_h, failed_h, act0), xp.int32, device)
+    codes = fused.from_host(xp, result_codes(HOST, resid, tol_h, failed_h, act0), xp.int32, device)
     return GMRESResult(x, codes, fused.from_host(xp, resid, dtype, device), nmv, k, ncycle)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
+from . import _backend as backend
 from ._checks import suggest
 
 __all__ = ["get_norm", "NORMS", "HOST_NORMS", "default_tolerance", "resolve_tolerances", "max_norm", "l2_norm",
@@ -21,7 +22,7 @@ def max_norm(xp, x):
 
 
 def l2_norm(xp, x):
-    return xp.sqrt(xp.sum(x * x, axis=1))
+    return backend.l2(xp, x)
 
 
 def rms_norm(xp, x):

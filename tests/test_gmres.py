@@ -136,12 +136,12 @@ def test_jit_and_vmap():
 
 
 def test_jit_blocked_basis_matches_eager():
-    # under jit the Gram-Schmidt products read only the basis blocks in use (linear.chunked): a cycle
+    # under jit the Gram-Schmidt products read only the basis blocks in use (blocked_cgs2): a cycle
     # that fills several blocks, and a restart, give the eager solver's iterates and counts
     import jax
     import jax.numpy as jnp
 
-    from steadysolve.linear.chunked import MIN_SIZE
+    from steadysolve.linear._arnoldi import MIN_SIZE
 
     n = MIN_SIZE + 4  # long enough rows for the blocked products
     rng = np.random.default_rng(7)

@@ -124,7 +124,7 @@ def test_batched_jit(alg, c):
 
 def test_jit_long_rows_match_eager():
     # rows of 5,000 numbers: under jit the inner GMRES (restart 30 + 10 recycled directions) takes its
-    # Gram-Schmidt products over the basis blocks in use (linear.chunked); the solve equals the eager one
+    # Gram-Schmidt products over the basis blocks in use (blocked_cgs2); the solve equals the eager one
     import jax
     import jax.numpy as jnp
 

@@ -43,6 +43,10 @@ __all__ = [
     "requires_grad",
     "cast",
     "set_at",
+    "host_namespace",
+    "take_block",
+    "put_block",
+    "l2",
 ]
 
 
@@ -227,6 +231,17 @@ def combine_rows(xp, c, X):
     return xp.reshape(xp.matmul(xp.reshape(c, (B, 1, m)), X), (B, X.shape[2]))
 
 
+def l2(xp, x, axis=-1):
+    """The 2-norm along ``axis`` (by default per row of a ``(B, n)`` array), written once for the package.
+
+    Generic spelling ``sqrt(sum(x * x))``; on PyTorch ``linalg.vector_norm``, one kernel instead of
+    three (see the benchmarks page). The rounding differs from the generic spelling in the last bit.
+    """
+    if is_torch(xp):
+        return torch_ops.l2(x, axis)
+    return xp.sqrt(xp.sum(x * x, axis=axis))
+
+
 def _plain_matmul(xp) -> bool:
     return xp is _FAST_NUMPY or is_torch(xp)
 
@@ -252,6 +267,33 @@ def set_at(xp, x, index, value):
     if is_jax(xp):
         return x.at[index].set(value)
     x[index] = value
+    return x
+
+
+def _offsets(xp, starts):
+    """Offsets of one integer type (XLA's dynamic slices refuse a mix of int32 and int64)."""
+    return tuple(xp.asarray(s, dtype=xp.int32) for s in starts)
+
+
+def take_block(xp, x, starts, sizes):
+    """The block of ``x`` of shape ``sizes`` at the offsets ``starts`` (Python ints, or traced ints
+    under JAX: ``lax.dynamic_slice``, which XLA compiles to a plain read, not a gather)."""
+    if type(x) is not _NDARRAY and is_jax(xp):
+        import jax
+
+        return jax.lax.dynamic_slice(x, _offsets(xp, starts), sizes)
+    return x[tuple([slice(s, s + k) for s, k in zip(starts, sizes)])]
+
+
+def put_block(xp, x, starts, value):
+    """Write ``value`` into the workspace ``x`` at the offsets ``starts`` and return it (in place as
+    :func:`set_at`; under JAX ``lax.dynamic_update_slice``, which takes traced offsets and compiles
+    to an in-place write inside ``lax.while_loop``, not a scatter)."""
+    if type(x) is not _NDARRAY and is_jax(xp):
+        import jax
+
+        return jax.lax.dynamic_update_slice(x, value, _offsets(xp, starts))
+    x[tuple([slice(s, s + k) for s, k in zip(starts, value.shape)])] = value
     return x
 
 
@@ -346,6 +388,12 @@ def requires_grad(tree) -> bool:
 # Host arrays: the eager paths' small host-side arrays (driver flags and statistics, GMRES's
 # least-squares problem, the unbatched NumPy Runge-Kutta step) are NumPy whatever the user's
 # library; algorithm code reaches NumPy only through here, never for the solve's own arrays.
+def host_namespace():
+    """The array namespace of host-side arithmetic on small NumPy arrays (the package's NumPy
+    namespace: the hot functions as methods, and the backend's checks recognise it at once)."""
+    return _FAST_NUMPY if _FAST_NUMPY is not None else array_api_compat.array_namespace(host_numpy().zeros(0))
+
+
 def host_numpy():
     """The host array library (NumPy), for host-side arithmetic on small arrays."""
     import numpy

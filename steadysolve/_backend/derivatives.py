@@ -27,12 +27,7 @@ from .. import _backend as backend
 from .torch_ops import REVERSE_MAX_N, NoDerivative, NotRowwise, ad_unsupported
 from .torch_ops import torch_jacobian as _torch_jacobian, torch_jvp as _torch_jvp, torch_vjp as _torch_vjp
 
-__all__ = ["Products", "fd_jvp", "fd_linearize", "l2_rows"]
-
-
-def l2_rows(xp, x):
-    """Per-row 2-norm of a ``(batch, n)`` array."""
-    return xp.sqrt(xp.sum(x * x, axis=1))
+__all__ = ["Products", "fd_jvp", "fd_linearize"]
 
 
 def fd_jvp(xp, F: Callable, rel_step: Optional[float] = None) -> Callable:
@@ -67,12 +62,12 @@ def fd_linearize(xp, F: Callable, u, fu, rel_step: Optional[float] = None) -> Ca
             return (F(u + h * v) - fu) / h
 
         return jvp1
-    un = l2_rows(xp, u)
+    un = backend.l2(xp, u)
     one = xp.ones_like(un)
     c = xp.reshape(rel * xp.maximum(un, one), (B, 1))
 
     def jvp(v):
-        vn = l2_rows(xp, v)
+        vn = backend.l2(xp, v)
         h = c / xp.reshape(xp.where(vn > 0, vn, one), (B, 1))
         return (F(u + h * v) - fu) / h
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .. import _backend as backend
 from . import torch_ops
 
-__all__ = ["minus_combined", "rows_dot2", "set_row_diff", "set_row_step", "host_norms", "l2", "from_host", "host_resident",
+__all__ = ["minus_combined", "rows_dot2", "set_row_diff", "set_row_step", "host_norms", "from_host", "host_resident",
            "all_true", "all_finite", "row_squares", "select"]
 
 _NP = backend.host_numpy()
@@ -67,13 +67,6 @@ def host_norms(xp, norm, a, b, flag):
     if kind is None or not backend.is_torch(xp):
         return None
     return torch_ops.norms_to_host(kind, a, b, flag)
-
-
-def l2(xp, x):
-    """The 2-norm over the last axis (one kernel on PyTorch)."""
-    if backend.is_torch(xp):
-        return torch_ops.l2(x)
-    return xp.sqrt(xp.sum(x * x, axis=-1))
 
 
 def from_host(xp, arr, dtype, device):

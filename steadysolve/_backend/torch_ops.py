@@ -52,8 +52,8 @@ def sub_into(out, a, b):
     return _torch().sub(a, b, out=out)
 
 
-def l2(x):
-    return _torch().linalg.vector_norm(x, dim=-1)
+def l2(x, axis=-1):
+    return _torch().linalg.vector_norm(x, dim=axis)
 
 
 def from_host(arr, dtype, device):

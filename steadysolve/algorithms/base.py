@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
+from .._backend import l2
 from .._backend.derivatives import Products
 
 __all__ = ["Algorithm", "Polyalgorithm", "Context", "residual_scale", "PROGRESS_DROP", "PROGRESS_ITERS", "no_progress"]
@@ -195,8 +196,8 @@ def residual_scale(ctx: Context, u0, fu0, alpha):
         unorm, fnorm = math.sqrt((u0 * u0).sum()), math.sqrt((fu0 * fu0).sum())
         a = 0.5 * max(unorm, 1.0) / fnorm if fnorm > 0 else 1.0
         return xp.full((1, 1), a, dtype=ctx.dtype)
-    unorm = xp.sqrt(xp.sum(u0 * u0, axis=1))
-    fnorm = xp.sqrt(xp.sum(fu0 * fu0, axis=1))
+    unorm = l2(xp, u0)
+    fnorm = l2(xp, fu0)
     one = xp.ones_like(unorm)
     safe = xp.where(fnorm > 0, fnorm, one)
     a = xp.where(fnorm > 0, 0.5 * xp.maximum(unorm, one) / safe, one)

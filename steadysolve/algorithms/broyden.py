@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
 from .. import _backend as backend
-from .._backend import combine_rows, rows_dot
+from .._backend import combine_rows, l2, rows_dot
 from ..registry import register
 from .._checks import check_int, check_positive
 from .base import Algorithm, residual_scale
@@ -104,7 +104,7 @@ class Broyden(Algorithm):
         if h0 is None:
             h0 = xp.ones((B, 1), dtype=ctx.dtype, device=ctx.device)
         fu = ctx.fu0
-        return BroydenState(u0, fu, xp.sqrt(xp.sum(fu * fu, axis=1)), h0, ctx.zeros((B, m, n)),
+        return BroydenState(u0, fu, l2(xp, fu), h0, ctx.zeros((B, m, n)),
                             ctx.zeros((B, m, n)), ctx.zeros((B, m)),
                             xp.zeros((B,), dtype=xp.int32, device=ctx.device), ctx.counter(0),
                             ctx.counter(1), ctx.counter(0), ctx.counter(0), ctx.counter(0), ctx.counter(0))
@@ -126,7 +126,7 @@ class Broyden(Algorithm):
         s = -self.apply_inverse(xp, state, state.fu)
         trial = state.u + s
         ft = ctx.F(trial)
-        ftn = xp.sqrt(xp.sum(ft * ft, axis=1))
+        ftn = l2(xp, ft)
         y = ft - state.fu
         # a fresh history takes the scale (and sign) of H_0 from the first secant pair (s.y / y.y)
         sy, yy = xp.sum(s * y, axis=1), xp.sum(y * y, axis=1)
@@ -136,7 +136,7 @@ class Broyden(Algorithm):
         Hy = self.apply_inverse(xp, state, y)
         bvec = self.apply_inverse_t(xp, state, s)
         den = xp.sum(s * Hy, axis=1)
-        snhn = xp.sqrt(xp.sum(s * s, axis=1)) * xp.sqrt(xp.sum(Hy * Hy, axis=1))
+        snhn = l2(xp, s) * l2(xp, Hy)
         finite = xp.isfinite(den) & xp.all(xp.isfinite(bvec), axis=1) & xp.all(xp.isfinite(Hy), axis=1)
         bad = ~finite | (xp.abs(den) <= self.reset_tol * snhn) | (den == 0)
         accept = xp.isfinite(ftn) & (ftn <= self.growth * state.fn)

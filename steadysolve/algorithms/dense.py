@@ -65,7 +65,7 @@ def column_scale(xp, J, D_old, need):
     """MINPACK's scaling: the running maximum of the Jacobian's column norms (zero columns count
     as 1), updated where ``need`` (a new Jacobian), else ``D_old``."""
     B = J.shape[0]
-    D = xp.maximum(D_old, xp.sqrt(xp.sum(J * J, axis=1)))
+    D = xp.maximum(D_old, backend.l2(xp, J, axis=1))
     D = xp.where(D > 0, D, xp.ones_like(D))
     return xp.where(xp.reshape(need, (B, 1)), D, D_old)
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from .. import _backend as backend
+from .._backend import l2
+from .._small.gmres import gmres_one
 from ..linear.gmres import GMRES, gmres_2d
 from ..registry import register
 from ..retcodes import ReturnCode
@@ -158,8 +160,12 @@ class NewtonKrylov(NewtonBase):
             return state.d, False, 0, 0, aug
         # the Jacobian at u, applied by every Krylov step (finite differences: u's part of the step once)
         jvp_u = ctx.products.linearize(u, fu, self.jvp_step)
-        res = gmres_2d(xp, jvp_u, -fu, None, restart=restart, reltol=eta, abstol=ls.abstol,
-                       maxiters=maxiters, active=None if host else newton, aug=aug)
+        if host:  # one NumPy system: the small-system engine's GMRES
+            res = gmres_one(xp, jvp_u, -fu, None, restart=restart, reltol=eta, abstol=ls.abstol, maxiters=maxiters,
+                            aug=aug)
+        else:
+            res = gmres_2d(xp, jvp_u, -fu, None, restart=restart, reltol=eta, abstol=ls.abstol, maxiters=maxiters,
+                           active=newton, aug=aug)
         x = res.x
         if host:  # one system on NumPy: the checks on host floats
             resid = float(res.resid[0])
@@ -174,7 +180,7 @@ class NewtonKrylov(NewtonBase):
         unusable = ((res.codes == _LSF) & ~(res.resid * res.resid < state.fn2)) | ~xp.all(xp.isfinite(x), axis=1)
         d = xp.where(xp.reshape(unusable, (B, 1)), 0.0, x)
         if aug is not None:
-            dn = xp.sqrt(xp.sum(d * d, axis=1))
+            dn = l2(xp, d)
             push = newton & (dn > 0)
             unit = d / xp.reshape(xp.where(dn > 0, dn, 1.0), (B, 1))
             # the elements that push shift their directions by one slot (newest first). A new array, not

@@ -1,32 +1,45 @@
-"""Restarted, matrix-free GMRES: the options object, the drivers and the public ``linear_solve``.
+"""Restarted, matrix-free GMRES: the options, the two drivers of the kernel, and ``linear_solve``.
 
-The numerics of one Arnoldi step live in ``krylov.py``. Two drivers run them:
+The arithmetic of a Krylov step (Gram-Schmidt, Givens rotations, the least-squares update) is
+the kernel of ``_arnoldi.py``. Two drivers run it on the solver layout ``(batch, n)``; which one
+is decided once, by :func:`_traced`:
 
-* eagerly (NumPy, array_api_strict, PyTorch, CuPy and concrete JAX arrays;
-  ``gmres_eager.py``) a Python loop over Krylov steps that stops as soon as every element
-  has converged (one host sync per step, so no ``matvec`` is wasted); that sync also
-  carries the new Hessenberg column, so the rotations run on the host in float64; a single
-  system (``gmres_one.py``) keeps every scalar of the process as a Python float;
-* under JAX tracing the fixed-buffer step runs in ``lax.while_loop`` (inner: Krylov steps
-  of one cycle, outer: restarts), so ``jax.jit`` and ``jax.vmap`` work.
+* the eager driver (NumPy, array_api_strict, PyTorch, CuPy and concrete JAX arrays): a Python
+  loop over Krylov steps that stops as soon as every element has converged. It syncs with the
+  host once per step anyway, so that sync carries the new Hessenberg column, and the rotations
+  run on the host in float64 NumPy; the device does only the products with the basis;
+* the traced driver: the same kernel in ``lax.while_loop`` (inner: the Krylov steps of a cycle,
+  outer: restarts) on fixed-size buffers, so that ``jax.jit`` and ``jax.vmap`` work.
+
+One eager NumPy system (a batch of one) is cheaper still with its scalars as Python floats: that
+is the small-system engine's GMRES (:mod:`steadysolve._small.gmres`), which :func:`linear_solve`
+chooses at its boundary.
+
+Every element may start with search directions of its own (``aug``: flexible GMRES with
+augmentation, as LGMRES; Newton-Krylov recycles its previous directions): the basis the update
+combines is then the directions ``Z``, not the Krylov basis ``V``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from .. import _backend as backend
-from .._checks import check_batch_axis, check_callable, check_int, check_tol, renamed_options
+from .. import _small as small
+from .._backend import combine_rows, fused, l2, put_block, take_block
 from .._backend.layout import Layout
+from .._checks import check_batch_axis, check_callable, check_int, check_tol, renamed_options
+from .._small.gmres import gmres_one
 from ..registry import register, resolve
 from ..solution import LinearSolution, Stats, register_jax_pytrees
-from .gmres_eager import gmres_eager
-from .gmres_one import gmres_one
-from .chunked import blocked, chunked_cgs2, padded_rows
-from .krylov import GMRESResult, arnoldi_step, finish_cycle, l2, result_codes, start_cycle
+from ._arnoldi import (REORTH_KEEP, GMRESResult, Rotated, add_column, blocked, blocked_cgs2, gram_schmidt,
+                       padded_rows, restarted, result_codes, rotated, search_direction, solve_rotated, start)
 
 __all__ = ["GMRES", "linear_solve", "gmres_2d", "GMRESResult"]
+
+np = backend.host_numpy()  # the eager driver's host arrays (float64), never a user array
+HOST = backend.host_namespace()  # the namespace the kernel runs on for them
 
 
 @register("gmres", kind="linear")
@@ -88,7 +101,7 @@ class GMRES:
 
 
 def _traced(xp, *arrays) -> bool:
-    """Run the JAX driver: some input is a tracer, or ``matvec`` closes over tracers."""
+    """Run the traced driver: some input is a tracer, or ``matvec`` closes over tracers."""
     if not backend.is_jax(xp):
         return False
     if any(backend.is_traced(a) for a in arrays if a is not None):
@@ -102,13 +115,12 @@ def _traced(xp, *arrays) -> bool:
 
 
 def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5, abstol: float = 0.0,
-             maxiters: Optional[int] = None, active=None, use_jax: Optional[bool] = None,
-             aug=None) -> GMRESResult:
+             maxiters: Optional[int] = None, active=None, aug=None) -> GMRESResult:
     """GMRES on the solver layout: ``matvec`` maps ``(B, n) -> (B, n)``, row by row.
 
     ``reltol`` may be a float or a ``(B,)`` array (per-element forcing terms);
     ``active`` (``(B,)`` bool) excludes elements: they keep ``x0`` (or 0), do not
-    count as work and report ``Success``. The eager path makes one host sync per
+    count as work and report ``Success``. The eager driver makes one host sync per
     Krylov step and stops the moment every element has converged.
     ``aug`` (``(B, k, n)``, unit or zero rows): vectors tried first as search
     directions in the first cycle (flexible GMRES, LGMRES-style augmentation); the
@@ -117,85 +129,214 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5
     B, n = b.shape
     m = restart if aug is None else restart + aug.shape[1]
     maxiters = maxiters if maxiters is not None else max(10 * n, m)
-    if use_jax is None:
-        use_jax = _traced(xp, b, x0, reltol, active)
-    eps = float(xp.finfo(b.dtype).eps)
-    if B == 1 and not use_jax:  # one system: the scalar work on host floats
-        return gmres_one(xp, matvec, b, x0, m=m, reltol=reltol, abstol=abstol, maxiters=maxiters, active=active,
-                         eps=eps, aug=aug)
-    device = backend.device_of(b)
-    bnorm = l2(xp, b)
-    tol = xp.maximum(reltol * bnorm, xp.full_like(bnorm, abstol))
-    if active is None:
-        active = xp.ones((B,), dtype=xp.bool, device=device)
+    driver = _traced_gmres if _traced(xp, b, x0, reltol, active) else _eager_gmres
     if x0 is None:
-        x = xp.zeros_like(b)
-        r = b
-        nmv0 = 0
+        x, r, nmv0 = xp.zeros_like(b), b, 0
     else:
-        x = x0
-        r = b - matvec(x0)
-        nmv0 = 1
-    rnorm = l2(xp, r)
-    rnorm = xp.where(active, rnorm, xp.zeros_like(rnorm))
-    failed = active & ~xp.isfinite(rnorm)
-    rnorm = xp.where(failed, xp.full_like(rnorm, float("inf")), rnorm)
-    x = xp.where(xp.reshape(failed, (B, 1)), xp.zeros_like(x), x)
-    if use_jax:
-        return _gmres_jax(xp, matvec, b, x, rnorm, r, active, failed, tol, m, maxiters, nmv0, eps, aug)
-    return gmres_eager(xp, matvec, b, x, r, rnorm, active, failed, tol, m, maxiters, nmv0, eps, aug)
+        x, r, nmv0 = x0, b - matvec(x0), 1
+    eps = float(xp.finfo(b.dtype).eps)
+    return driver(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug)
 
 
-def _gmres_jax(xp, matvec, b, x, rnorm, r, active, failed, tol, m, maxiters, nmv0, eps, aug=None):
+# ---------------------------------------------------------------------------------------------
+# The eager driver
+# ---------------------------------------------------------------------------------------------
+
+def _scale_rows(xp, w, scale, dtype, device):
+    """``w[b] * scale[b]`` with ``scale`` a host array; a zero scale gives a zero row even where
+    ``w`` holds NaN/Inf (a failed element must not leak into the basis products)."""
+    if scale.shape[0] == 1:  # one element: a host scalar, no transfer
+        c = float(scale[0])
+        return w * c if c != 0 else xp.zeros_like(w)
+    s = fused.from_host(xp, scale[:, None], dtype, device)
+    if np.all(scale != 0):
+        return w * s
+    return xp.where(s != 0, w * s, xp.zeros_like(w))
+
+
+def _eager_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug):
+    """The kernel in a Python loop; the products with the basis on the device, the least-squares
+    problem and the per-element bookkeeping on the host (float64 NumPy, fed by one transfer per
+    Krylov step). No NumPy call ever touches a user array."""
+    B, n = b.shape
+    dtype, device = b.dtype, backend.device_of(b)
+    per_element = [x for x in (reltol, active) if backend.is_array(x)]
+    rows = [l2(xp, b), l2(xp, r)] + [xp.astype(xp.broadcast_to(x, (B,)), dtype) for x in per_element]
+    host = np.asarray(backend.to_numpy(xp, xp.stack(rows)), dtype=np.float64)
+    rtol = host[2] if backend.is_array(reltol) else float(reltol)
+    act0 = host[-1] != 0 if active is not None else np.ones((B,), dtype=bool)
+    tol_h, resid, failed_h = start(HOST, host[0], host[1], rtol, abstol, act0)
+    if failed_h.any():  # a non-finite residual at x0: those elements keep x = 0
+        x = xp.where(fused.from_host(xp, failed_h[:, None], xp.bool, device), xp.zeros_like(x), x)
+    running = act0 & ~failed_h & ~(resid <= tol_h)
+    k, nmv, ncycle = 0, nmv0, 0
+    resident = fused.host_resident(xp, b)  # reading a value back is a plain memory read
+    # Workspaces for the whole solve, written in place (DESIGN section 3): the Krylov basis and,
+    # with augmentation, the search directions; step j reads the leading j + 1 rows (a view), all
+    # written before (so ``empty``: zeroing a basis of restart + 1 rows most solves never reach
+    # costs more than the whole Arnoldi work of a short DEQ adjoint).
+    V = xp.empty((B, m + 1, n), dtype=dtype, device=device)
+    Z = xp.empty((B, m, n), dtype=dtype, device=device) if aug is not None else None
+    while k < maxiters and running.any():
+        ncycle += 1
+        s = rotated(HOST, resid, running, failed_h, m, np.float64)
+        scale = np.where(running, 1.0 / np.where(running, resid, 1.0), 0.0)
+        V = backend.set_at(xp, V, (slice(None), 0, slice(None)), _scale_rows(xp, r, scale, dtype, device))
+        ncols = 0
+        aug_c = aug if ncycle == 1 else None
+        p = xp.zeros((B,), dtype=xp.int32, device=device) if aug_c is not None else None
+        for j in range(m):
+            if k >= maxiters:
+                break
+            soft = None
+            if aug_c is None:
+                z = V[:, j, :]
+            else:
+                a = aug_c[:, j, :] if j < aug_c.shape[1] else None
+                z, soft, p = search_direction(xp, a, V[:, 0, :], V[:, j, :], p, Z[:, :j, :] if j else None)
+                Z = backend.set_at(xp, Z, (slice(None), j, slice(None)), z)
+            w = matvec(z)
+            k += 1
+            nmv += 1
+            Vs = V[:, :j + 1, :]
+            h, w1 = gram_schmidt(xp, Vs, w)
+            beta = l2(xp, w1)
+            # On the host (NumPy, CPU tensors) the second pass is skipped when the first one kept enough
+            # of the norm (REORTH_KEEP); on a device deciding that would cost a second sync per step.
+            if not (resident and fused.all_true(xp, beta > REORTH_KEEP * l2(xp, w))):
+                h2, w1 = gram_schmidt(xp, Vs, w1)
+                h = h + h2
+                beta = l2(xp, w1)
+            parts = [h, beta[:, None]] + ([] if soft is None else [xp.astype(soft, beta.dtype)[:, None]])
+            col = np.asarray(backend.to_numpy(xp, xp.concat(parts, axis=1)), dtype=np.float64)
+            if soft is not None:
+                soft, col = col[:, -1] != 0, col[:, :-1]
+            with np.errstate(invalid="ignore", over="ignore"):
+                s, ok = add_column(HOST, s, col, j, j + 2, eps, tol_h, soft)
+            ncols = j + 1
+            bj = col[:, j + 1]
+            vscale = np.where(ok & (bj > 0), 1.0 / np.where(bj > 0, bj, 1.0), 0.0)
+            V = backend.set_at(xp, V, (slice(None), j + 1, slice(None)), _scale_rows(xp, w1, vscale, dtype, device))
+            if not s.active.any():
+                break
+        resid, failed_h = s.resid, s.failed
+        if ncols:
+            with np.errstate(all="ignore"):
+                y = solve_rotated(HOST, s, ncols)
+            basis = (Z if aug_c is not None else V)[:, :ncols, :]
+            x = x + combine_rows(xp, fused.from_host(xp, y, dtype, device), basis)
+        running = act0 & ~failed_h & ~(resid <= tol_h)
+        if k < maxiters and running.any():
+            r = b - matvec(x)
+            nmv += 1
+            rn = np.asarray(backend.to_numpy(xp, l2(xp, r)), dtype=np.float64)
+            resid, failed_h = restarted(HOST, rn, resid, failed_h, running)
+            running = act0 & ~failed_h & ~(resid <= tol_h)
+    codes = fused.from_host(xp, result_codes(HOST, resid, tol_h, failed_h, act0), xp.int32, device)
+    return GMRESResult(x, codes, fused.from_host(xp, resid, dtype, device), nmv, k, ncycle)
+
+
+# ---------------------------------------------------------------------------------------------
+# The traced driver
+# ---------------------------------------------------------------------------------------------
+
+class _Cycle(NamedTuple):
+    s: Rotated  # the least-squares problem
+    V: Any  # (B, rows, n) the Krylov basis; the rows not reached yet are zero
+    v: Any  # (B, n) the newest basis vector
+    Z: Any  # (B, m, n) the search directions (with augmentation), else None
+    p: Any  # (B,) Krylov (non-augmentation) steps so far (with augmentation), else None
+    j: Any  # the step within the cycle
+    k: Any  # Krylov steps in all
+    nmv: Any  # matvec calls
+
+
+def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug):
+    """The kernel in ``lax.while_loop`` on fixed-size buffers (``xp`` is ``jax.numpy``)."""
     import jax
-    import jax.numpy as jnp
 
     B, n = b.shape
     dtype = b.dtype
-    i32 = jnp.int32
-    # a long basis of long vectors: Gram-Schmidt over the blocks in use only (``chunked``)
-    rows, project = (padded_rows(m), chunked_cgs2(xp)) if blocked(m, B * n) else (None, None)
+    if active is None:
+        active = xp.ones((B,), dtype=xp.bool)
+    tol, rnorm, failed = start(xp, l2(xp, b), l2(xp, r), reltol, abstol, active)
+    x = xp.where(xp.reshape(failed, (B, 1)), xp.zeros_like(x), x)
+    i32 = xp.int32
+    if blocked(m, B * n):  # a long basis of long vectors: Gram-Schmidt over the blocks in use only
+        rows, project = padded_rows(m), blocked_cgs2(xp)
+    else:
+        rows = m + 1
+
+        def project(V, w, j):  # CGS2 against the whole buffer (the rows not reached are zero)
+            h1, w = gram_schmidt(xp, V, w)
+            h2, w = gram_schmidt(xp, V, w)
+            return h1 + h2, w
+
+    kaug = 0 if aug is None else aug.shape[1]
+
+    def step(c: _Cycle, aug_c) -> _Cycle:
+        j, Z, p, soft = c.j, c.Z, c.p, None
+        if aug_c is None:
+            z = c.v
+        else:
+            a = take_block(xp, aug_c, (0, xp.minimum(j, kaug - 1), 0), (B, 1, n))[:, 0, :]
+            a = xp.where(j < kaug, a, 0.0)  # zero (skipped) past the last one
+            z, soft, p = search_direction(xp, a, c.V[:, 0, :], c.v, p, Z)
+            Z = put_block(xp, Z, (0, j, 0), z[:, None, :])
+        w = matvec(z)
+        h, w = project(c.V, w, j)
+        beta = l2(xp, w)
+        hcol = put_block(xp, h[:, :m + 1], (0, j + 1), beta[:, None])
+        s, ok = add_column(xp, c.s, hcol, j, m + 1, eps, tol, soft)
+        # the next basis vector: zero for elements that stop here, so that no NaN enters x
+        okb = xp.reshape(ok & (beta > 0), (B, 1))
+        v = xp.where(okb, w / xp.reshape(xp.where(beta > 0, beta, xp.ones_like(beta)), (B, 1)), xp.zeros_like(w))
+        V = put_block(xp, c.V, (0, j + 1, 0), v[:, None, :])
+        return _Cycle(s, V, v, Z, p, j + 1, c.k + 1, c.nmv + 1)
 
     def inner_cond(c):
-        return (c.j < m) & jnp.any(c.active) & (c.k < maxiters)
+        return (c.j < m) & xp.any(c.s.active) & (c.k < maxiters)
 
-    def outer_cond(s):
-        x, r, resid, failed, k, nmv, ncycle = s
-        running = ~failed & ~(resid <= tol)
-        return jnp.any(running) & (k < maxiters)
+    def outer_cond(st):
+        x, r, resid, failed, k, nmv, ncycle = st
+        return xp.any(~failed & ~(resid <= tol)) & (k < maxiters)
 
-    def outer_body(s):
-        x, r, resid, failed, k, nmv, ncycle = s
+    def outer_body(st):
+        x, r, resid, failed, k, nmv, ncycle = st
         running = ~failed & ~(resid <= tol)
-        aug_c = None if aug is None else jnp.where(ncycle == 0, aug, jnp.zeros_like(aug))  # first cycle only
-        c = start_cycle(xp, r, resid, running, failed, k, nmv, m, dtype, None, aug_c, rows)
-        c = c._replace(j=jnp.asarray(0, i32))
-        c = jax.lax.while_loop(inner_cond, lambda c: arnoldi_step(xp, matvec, c, tol, m, eps, aug_c, project), c)
-        x = finish_cycle(xp, x, c, m, dtype, None)
-        k, nmv, failed, resid = c.k, c.nmv, c.failed, c.resid
+        aug_c = None if aug is None else xp.where(ncycle == 0, aug, 0.0)  # first cycle only
+        v0 = r / xp.reshape(xp.where(resid > 0, resid, xp.ones_like(resid)), (B, 1))
+        v0 = xp.where(xp.reshape(running, (B, 1)), v0, xp.zeros_like(v0))
+        V = put_block(xp, xp.zeros((B, rows, n), dtype=dtype), (0, 0, 0), v0[:, None, :])
+        Z = p = None
+        if aug_c is not None:
+            Z, p = xp.zeros((B, m, n), dtype=dtype), xp.zeros((B,), dtype=i32)
+        c = _Cycle(rotated(xp, resid, running, failed, m, dtype), V, v0, Z, p, xp.asarray(0, dtype=i32), k, nmv)
+        c = jax.lax.while_loop(inner_cond, lambda c: step(c, aug_c), c)
+        y = solve_rotated(xp, c.s, m)
+        x = x + combine_rows(xp, y, c.V[:, :m, :] if c.Z is None else c.Z)
+        k, nmv, failed, resid = c.k, c.nmv, c.s.failed, c.s.resid
         running = ~failed & ~(resid <= tol)
-        need = jnp.any(running) & (k < maxiters)
 
         def restart(args):
             x, r, resid, failed, nmv = args
             r = b - matvec(x)
-            rn = l2(xp, r)
-            bad = running & ~jnp.isfinite(rn)
-            return x, r, jnp.where(running & ~bad, rn, resid), failed | bad, nmv + 1
+            resid, failed = restarted(xp, l2(xp, r), resid, failed, running)
+            return x, r, resid, failed, nmv + 1
 
+        need = xp.any(running) & (k < maxiters)
         x, r, resid, failed, nmv = jax.lax.cond(need, restart, lambda a: a, (x, r, resid, failed, nmv))
         return x, r, resid, failed, k, nmv, ncycle + 1
 
-    z = jnp.asarray(0, i32)
-    s = (x, r, rnorm, failed, z, jnp.asarray(nmv0, i32), z)
-    x, r, resid, failed, k, nmv, ncycle = jax.lax.while_loop(outer_cond, outer_body, s)
-    codes = result_codes(xp, resid, tol, failed, active)
-    return GMRESResult(x, codes, resid, nmv, k, ncycle)
+    z = xp.asarray(0, dtype=i32)
+    st = (x, r, rnorm, failed, z, xp.asarray(nmv0, dtype=i32), z)
+    x, r, resid, failed, k, nmv, ncycle = jax.lax.while_loop(outer_cond, outer_body, st)
+    return GMRESResult(x, result_codes(xp, resid, tol, failed, active), resid, nmv, k, ncycle)
 
 
-# ---------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
 # Public entry
-# ---------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
 
 def linear_solve(matvec: Callable, b, alg: Any = "gmres", *, x0=None, batch_axis: Optional[int] = None
                  ) -> LinearSolution:
@@ -270,7 +411,8 @@ def linear_solve(matvec: Callable, b, alg: Any = "gmres", *, x0=None, batch_axis
     x02 = None if x0 is None else layout.to_rows(x0)
     restart = min(alg.restart, layout.n)
     maxiters = alg.maxiters if alg.maxiters is not None else max(10 * layout.n, restart)
-    res = gmres_2d(xp, mv, b2, x02, restart=restart, reltol=alg.reltol, abstol=alg.abstol, maxiters=maxiters)
+    solver = gmres_one if small.applies(xp, layout.batch) else gmres_2d
+    res = solver(xp, mv, b2, x02, restart=restart, reltol=alg.reltol, abstol=alg.abstol, maxiters=maxiters)
     batched = batch_axis is not None
     resid = res.resid
     codes = res.codes

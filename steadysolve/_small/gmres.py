@@ -1,22 +1,27 @@
-"""Eager GMRES for a single system (a batch of one): the Hessenberg work on Python floats.
+"""GMRES for one NumPy system: the Hessenberg work on Python floats.
 
-With one element every scalar of the Arnoldi process (the Gram-Schmidt coefficients, the
-norms, the Givens rotations, the residual estimate) reaches the host anyway at the one sync
-of each Krylov step, so it is cheaper to keep them there as Python floats than to issue small
-array operations for them. The device does only what scales with ``n``: the products with
-the preallocated basis (one mat-vec per Gram-Schmidt pass), the new basis vector written in
-place, and the final combination. Same algorithm and return codes as ``gmres_eager`` (which
-handles batches): classical Gram-Schmidt with a second pass only when needed (see
-``krylov.REORTH_KEEP``), flexible GMRES with augmentation vectors in the first cycle.
+With one element every scalar of the Arnoldi process (the Gram-Schmidt coefficients, the norms,
+the Givens rotations, the residual estimate) reaches the host anyway, so it is cheaper to keep
+them there as Python floats than to issue small array operations for them. The arrays do only
+what scales with ``n``: the products with the preallocated basis (one matrix-vector product per
+Gram-Schmidt pass), the new basis vector written in place, and the final combination.
+
+The algorithm, its return codes and its counts are those of the generic GMRES
+(:func:`steadysolve.linear.gmres.gmres_2d`): classical Gram-Schmidt with a second pass only when
+needed (``REORTH_KEEP``), flexible GMRES with augmentation vectors in the first cycle, and the
+same Givens update (:func:`~steadysolve.linear._arnoldi.givens`, :func:`~steadysolve.linear._arnoldi.rotate`,
+on :data:`~steadysolve.linear._arnoldi.FLOATS`). The rotations are applied one after the other
+instead of as an accumulated factor, which costs fewer Python operations.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable, Optional
 
 from .. import _backend as backend
+from ..linear._arnoldi import FLOATS, REORTH_KEEP, GMRESResult, givens, rotate
 from ..retcodes import ReturnCode
-from .krylov import REORTH_KEEP, GMRESResult
 
 __all__ = ["gmres_one"]
 
@@ -25,10 +30,12 @@ np = backend.host_numpy()  # the small triangular solve (float64), never a user 
 _FAILED = ReturnCode.LinearSolveFailed.code
 _MAXITERS = ReturnCode.MaxIters.code
 _KEEP2 = REORTH_KEEP * REORTH_KEEP
+#: beyond this many columns a compiled triangular solve is cheaper than Python arithmetic
+_PY_SOLVE_MAX = 24
 
 
 def _host_float(xp, v) -> float:
-    """A Python float from a float or a one-element array (one host sync)."""
+    """A Python float from a float or a one-element array."""
     if isinstance(v, (int, float)):
         return float(v)
     return float(xp.reshape(v, (-1,))[0])
@@ -36,9 +43,9 @@ def _host_float(xp, v) -> float:
 
 def _back_substitute(R, g):
     """``y`` with ``R y = g`` for the upper-triangular ``R`` given by its columns (the diagonal
-    is positive by construction); a non-finite entry of ``y`` becomes 0 (as in ``gmres_eager``)."""
+    is positive by construction); a non-finite entry of ``y`` becomes 0, as in the generic solve."""
     k = len(g)
-    if k > 24:  # beyond a few dozen columns a compiled solve is cheaper than Python arithmetic
+    if k > _PY_SOLVE_MAX:
         Rm = np.zeros((k, k))
         for j, c in enumerate(R):
             Rm[:j + 1, j] = c
@@ -54,29 +61,22 @@ def _back_substitute(R, g):
     return [v if math.isfinite(v) else 0.0 for v in y]
 
 
-def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, aug=None) -> GMRESResult:
-    """GMRES on ``b`` of shape ``(1, n)``; the arguments are those of ``gmres_2d``."""
+def gmres_one(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5, abstol: float = 0.0,
+              maxiters: Optional[int] = None, aug=None) -> GMRESResult:
+    """GMRES on ``b`` of shape ``(1, n)`` (NumPy); the arguments are those of ``gmres_2d``."""
     n = b.shape[1]
-    fast = backend.is_numpy(xp)
-    dtype, device = b.dtype, (None if fast else backend.device_of(b))
+    m = restart if aug is None else restart + aug.shape[1]
+    maxiters = maxiters if maxiters is not None else max(10 * n, m)
+    eps = float(xp.finfo(b.dtype).eps)
+    dtype = b.dtype
 
     def dot(a, c):
         return float(xp.vecdot(a, c))
 
-    def floats(a):
-        return a.tolist() if fast else backend.to_numpy(xp, a).tolist()
-
     def apply(v):  # the operator on 1-D vectors
         return xp.reshape(matvec(xp.reshape(v, (1, n))), (n,))
 
-    def result(x, code, resid, nmv, k, ncycle):
-        x = xp.zeros_like(b) if x is None else xp.reshape(x, (1, n))
-        codes = xp.asarray([code], dtype=xp.int32, device=device)
-        return GMRESResult(x, codes, xp.asarray([resid], dtype=dtype, device=device), nmv, k, ncycle)
-
     x = None if x0 is None else xp.reshape(x0, (n,))
-    if active is not None and not bool(xp.any(active)):
-        return result(x, 0, 0.0, 0, 0, 0)
     b1 = xp.reshape(b, (n,))
     resid = bn = math.sqrt(dot(b1, b1))
     tol = max(_host_float(xp, reltol) * bn, abstol)
@@ -94,7 +94,7 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
     while k < maxiters and not failed and not resid <= tol:
         ncycle += 1
         if V is None:  # workspaces for the whole solve, written in place (DESIGN section 3)
-            V = xp.zeros((m + 1, n), dtype=dtype, device=device)
+            V = xp.zeros((m + 1, n), dtype=dtype)
         V = backend.set_at(xp, V, (0, slice(None)), r / resid)
         g = [resid]  # rotated right-hand side
         cs, sn = [], []  # the Givens rotations so far
@@ -103,8 +103,8 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
         if aug_c is not None:
             kaug = aug_c.shape[1]
             A = xp.reshape(aug_c, (kaug, n))
-            anorm = [math.sqrt(a) for a in floats(xp.vecdot(A, A))]
-            Z = xp.zeros((kaug, n), dtype=dtype, device=device)
+            anorm = [math.sqrt(a) for a in xp.vecdot(A, A).tolist()]
+            Z = xp.zeros((kaug, n), dtype=dtype)
             zrows = []  # the basis row used as the direction of each step past the augmentation ones
         p = ncols = 0
         for j in range(m):
@@ -136,31 +136,21 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
             Vs = V[:j + 1, :]
             h = Vs @ w
             w1 = w - h @ Vs
-            if fast:  # on the host: a second pass only when the first lost too much of the norm
-                b2 = dot(w1, w1)
-                if not b2 > _KEEP2 * dot(w, w):
-                    h2 = Vs @ w1
-                    w1 = w1 - h2 @ Vs
-                    h = h + h2
-                    b2 = dot(w1, w1)
-                col = h.tolist()
-            else:  # on a device that decision would cost another sync: always two passes, one transfer
+            b2 = dot(w1, w1)
+            if not b2 > _KEEP2 * dot(w, w):  # a second pass only when the first lost too much of the norm
                 h2 = Vs @ w1
                 w1 = w1 - h2 @ Vs
-                col = floats(xp.concat([h + h2, xp.reshape(xp.vecdot(w1, w1), (1,))]))
-                b2 = col.pop()
+                h = h + h2
+                b2 = dot(w1, w1)
+            col = h.tolist()
             beta = math.sqrt(b2) if b2 >= 0 else math.nan
             col.append(beta)
             hn = math.hypot(*col)
             for i in range(j):  # the earlier rotations, then a new one for rows (j, j + 1)
-                c_, s_ = cs[i], sn[i]
-                a_, b_ = col[i], col[i + 1]
-                col[i], col[i + 1] = c_ * a_ + s_ * b_, c_ * b_ - s_ * a_
-            a_ = col[j]
-            rr = math.hypot(a_, beta)
-            c_, s_ = (a_ / rr, beta / rr) if rr > 0 else (1.0, 0.0)
+                col[i], col[i + 1] = rotate(cs[i], sn[i], col[i], col[i + 1])
+            rr, c_, s_, gj, gj1, resid_new, kept = givens(FLOATS, col[j], beta, g[j], hn, eps)
             finite = math.isfinite(rr) and all(map(math.isfinite, col))
-            if not (finite and not rr <= (100.0 * eps) * hn):
+            if not (finite and kept):
                 # breakdown or NaN/Inf; a dependent augmentation vector is no failure: the next
                 # cycle restarts plainly from the true residual
                 failed = failed or not (soft and finite)
@@ -169,10 +159,9 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
             sn.append(s_)
             col[j] = rr
             R.append(col[:j + 1])
-            gj = g[j]
-            g[j] = c_ * gj
-            g.append(-s_ * gj)
-            resid = abs(s_ * gj)
+            g[j] = gj
+            g.append(gj1)
+            resid = resid_new
             ncols = j + 1
             if resid <= tol or j + 1 == m:
                 break
@@ -180,15 +169,15 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
         if ncols:  # y from the triangular system of the valid columns
             y = _back_substitute(R, g[:ncols])
             if aug_c is None:
-                dx = xp.asarray(y, dtype=dtype, device=device) @ V[:ncols, :]
+                dx = xp.asarray(y, dtype=dtype) @ V[:ncols, :]
             else:  # x = Z y with Z = [augmentation-phase directions, basis rows]
                 kz = min(ncols, kaug)
-                dx = xp.asarray(y[:kz], dtype=dtype, device=device) @ Z[:kz, :]
+                dx = xp.asarray(y[:kz], dtype=dtype) @ Z[:kz, :]
                 if ncols > kz:
                     c = [0.0] * ncols
                     for yj, row in zip(y[kz:], zrows):
                         c[row] += yj
-                    dx = dx + xp.asarray(c, dtype=dtype, device=device) @ V[:ncols, :]
+                    dx = dx + xp.asarray(c, dtype=dtype) @ V[:ncols, :]
             x = dx if x is None else x + dx
         if k < maxiters and not failed and not resid <= tol and x is not None:  # (x = 0: r = b as it was)
             r = b1 - apply(x)
@@ -199,4 +188,5 @@ def gmres_one(xp, matvec, b, x0, *, m, reltol, abstol, maxiters, active, eps, au
             else:
                 failed = True
     code = _FAILED if failed else 0 if resid <= tol else _MAXITERS
-    return result(x, code, resid, nmv, k, ncycle)
+    x = xp.zeros_like(b) if x is None else xp.reshape(x, (1, n))
+    return GMRESResult(x, xp.asarray([code], dtype=xp.int32), xp.asarray([resid], dtype=dtype), nmv, k, ncycle)

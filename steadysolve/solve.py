@@ -15,6 +15,7 @@ from ._backend.layout import Layout
 from .interval import IntervalNonlinearProblem
 from ._engine.bracket import solve_interval
 from ._engine.driver import run
+from ._small.choose import small_twin
 from .problems import AbstractProblem, as_output, check_output
 from .registry import resolve
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
@@ -185,7 +186,7 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
         cb = callback if callback is None or not done[0] else (lambda it, u, fn: callback(done[0] + it, u, fn))
         if printer is not None:  # verbose=True: the table's lines, then the user's callback
             cb = printer.attempt_callback(a, None if use_jax else layout.from_rows(rows), use_jax, done[0], cb)
-        r = run(a, prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
+        r = run(small_twin(a, c), prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
                 to_user=layout.from_rows, narrow=narrow, scales=scales, limit=left if use_jax else None)
         if not use_jax:
             done[0] += r.niter
@@ -195,7 +196,7 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
         st = r.state
         return Stats(nf=_num(st.nf + r.nf), njvp=_num(getattr(st, "njvp", 0) + r.njvp), nvjp=_num(getattr(st, "nvjp", 0)),
                      niter=_num(r.niter), niter_per_element=r.niter_el if batched else None,
-                     extra={k: _num(v) for k, v in a.extra_stats(st).items()})
+                     extra={k: _num(v) for k, v in small_twin(a, ctx).extra_stats(st).items()})
 
     if isinstance(alg, Auto):
         chain = alg.run_chain(prob, ctx, layout.to_rows(u0), drive, traced=use_jax, maxiters=maxiters)

@@ -217,14 +217,13 @@ def test_registered_and_zero_tolerances_rejected():
 
 
 @pytest.mark.parametrize("per_element_time", [False, True])
-def test_batched_numpy_path_equals_the_generic_step(per_element_time):
-    # Batched NumPy solves take the host attempt (``ode.host_batch``: scaled stages, host-side checks
-    # whether every element accepts); array_api_strict takes the generic array-API attempt. Per element
-    # the same verdicts and counts, and the same states up to rounding, through rejections (dt0 too
-    # large), a time limit, a time-dependent field (per-element times; with the batch's one time an
-    # element that stops early would hold the others' clock), an element that blows up in finite
-    # time (u' = u^2) and one that drifts into u > 5 where f is NaN: non-finite stages mid-solve are
-    # rejected, never accepted.
+def test_batched_numpy_and_strict_take_the_same_steps(per_element_time):
+    # The one attempt on NumPy (stages multiplied into views of the workspace, ``dot`` products) and on
+    # array_api_strict (``set_at`` writes, ``matmul``): per element the same verdicts and counts, and the
+    # same states up to rounding, through rejections (dt0 too large), a time limit, a time-dependent
+    # field (per-element times; with the batch's one time an element that stops early would hold the
+    # others' clock), an element that blows up in finite time (u' = u^2) and one that drifts into
+    # u > 5 where f is NaN: non-finite stages mid-solve are rejected, never accepted.
     import array_api_strict as xps
 
     a = np.array([1.0, 3.0, 0.02, 0.0, 0.0])  # relaxation rates; element 3 blows up, element 4 drifts

@@ -11,6 +11,7 @@ from helpers import assert_honest
 
 import steadysolve as ss
 from steadysolve.ode import rosenbrock as rb
+from steadysolve.ode._elements import elements
 from steadysolve.ode._rosenbrock_step import rosenbrock_attempt, rosenbrock_step
 from steadysolve.ode._trees import trees
 
@@ -191,7 +192,7 @@ def test_rejections_then_acceptance():
     h, err_prev, rejected = np.full(1, 50.0), np.full(1, 1e-4), np.zeros(1, dtype=bool)
     seen = []
     for _ in range(20):
-        a = rosenbrock_attempt(np, ss.Rodas5P(), ss.PIController(), f, J, t, h, u, f(t, u), err_prev, rejected,
+        a = rosenbrock_attempt(elements(np), ss.Rodas5P(), ss.PIController(), f, J, t, h, u, f(t, u), err_prev, rejected,
                                1e-8, 1e-10, math.inf)
         seen.append(bool(a.accept[0]))
         if a.accept[0]:

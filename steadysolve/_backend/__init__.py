@@ -227,9 +227,19 @@ def _plain_matmul(xp) -> bool:
     return xp is _FAST_NUMPY or is_torch(xp)
 
 
+_HALF: dict = {}
+
+
 def is_half(xp, dtype) -> bool:
     """True for floating dtypes narrower than 32 bits (float16, bfloat16)."""
-    return xp.finfo(dtype).bits < 32
+    key = (id(xp), dtype)  # the namespace first: dtypes of two libraries are never compared
+    try:
+        return _HALF[key]
+    except KeyError:
+        half = _HALF[key] = xp.finfo(dtype).bits < 32
+        return half
+    except TypeError:  # an unhashable dtype
+        return xp.finfo(dtype).bits < 32
 
 
 def working_dtype(xp, dtype):

@@ -11,7 +11,8 @@ against 6.6 us for a subtraction and a copy. Nothing here imports torch at modul
 from __future__ import annotations
 
 __all__ = ["rows_dot", "rows_dot2", "combine_rows", "minus_combined", "solve", "sub_into", "norms_to_host", "l2",
-           "from_host", "all_finite", "int_of_size", "torch_jvp", "torch_vjp", "torch_jacobian", "NotRowwise", "REVERSE_MAX_N"]
+           "row_sumsq", "mul_into", "where", "maximum", "minimum", "from_host", "all_finite", "int_of_size", "torch_jvp", "torch_vjp",
+           "torch_jacobian", "NotRowwise", "REVERSE_MAX_N"]
 
 
 def _torch():
@@ -49,6 +50,30 @@ def solve(A, b):
 def sub_into(out, a, b):
     """``out[...] = a - b`` (``out`` a view into a workspace); returns ``out``."""
     return _torch().sub(a, b, out=out)
+
+
+def where(c, a, b):
+    return _torch().where(c, a, b)  # Python scalars natively (the compat wrapper converts them: 3 more calls)
+
+
+def maximum(a, b):
+    if isinstance(b, (int, float)):
+        return _torch().clamp(a, min=b)  # NaN propagates, as in maximum
+    return _torch().maximum(a, b)
+
+
+def minimum(a, b):
+    if isinstance(b, (int, float)):
+        return _torch().clamp(a, max=b)
+    return _torch().minimum(a, b)
+
+
+def row_sumsq(x):
+    return _torch().linalg.vecdot(x, x, dim=-1)
+
+
+def mul_into(out, a, b):
+    return _torch().mul(a, b, out=out)
 
 
 def l2(x):

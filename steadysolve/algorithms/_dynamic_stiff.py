@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from .._backend.derivatives import Products
+from ..ode._elements import elements
 from ..ode._rosenbrock_step import rosenbrock_attempt
 from ..ode.rosenbrock import Rosenbrock
 from .dense import refresh_jacobian
@@ -60,8 +61,8 @@ def stiff_attempt(alg, prob, state, ctx, reltol: float, abstol: float):
         tb = ctx.batched(state.t)
         jctx = replace(ctx, products=Products(xp, lambda v: field(tb, v)))
     J, njvp, njac = refresh_jacobian(jctx, state.u, state.fu, work.J, ~state.rejected)
-    a = rosenbrock_attempt(xp, method, alg.controller, field, J, state.t, state.h, state.u, state.fu,
-                           state.err_prev, state.rejected, reltol, abstol, alg._tmax(ctx), time_dependent=timed)
+    a = rosenbrock_attempt(elements(xp), method, alg.controller, field, J, state.t, state.h, state.u, state.fu,
+                           state.err_prev, state.rejected, reltol, abstol, alg.time_limit(ctx), time_dependent=timed)
     work = StiffWork(J, work.njac + njac, work.nfact + a.rk.nfact, work.nsolve + a.rk.nsolve)
     return a, work, njvp
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Optional, Tuple
 
 __all__ = ["ButcherTableau", "ExplicitRK", "Tsit5", "TSIT5_TABLEAU"]
@@ -84,7 +85,7 @@ class ButcherTableau:
     def stages(self) -> int:
         return len(self.c)
 
-    @property
+    @cached_property
     def fsal(self) -> bool:
         """First Same As Last: the last stage is evaluated at the new solution."""
         return (self.c[-1] == 1.0 and self.b[-1] == 0.0

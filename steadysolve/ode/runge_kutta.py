@@ -150,32 +150,36 @@ def rk_step(tab: ButcherTableau, f: Callable, t, u, h, k1, work=None, xp=None) -
 def _rk_step_jax(xp, tab, f, t, u, h, k1, C, c):
     """The stages as a ``lax.fori_loop``. The loop carries the next stage's input, so the user's ``f``
     always receives a loop-carried array: XLA cannot fuse the stage combination into ``f``'s first
-    product (which it would recompute per output element)."""
+    product (which it would recompute per output element). XLA fuses ``u + h (a_i @ K)`` into one
+    pass, so the loop keeps the stages unscaled (a product over one row fewer than the eager
+    workspace's, and no scaled write); the scaled stages for dense output are formed only if used."""
     import jax
 
     B, n = u.shape
     s = tab.stages
-    Y = xp.zeros((s + 1, B * n), dtype=u.dtype)
-    Y = Y.at[0].set(xp.reshape(u, (B * n,))).at[1].set(xp.reshape(h * k1, (B * n,)))
+    A = C[:, 1:]  # the weights on the stages alone
+    K = xp.zeros((s, B * n), dtype=u.dtype)
+    K = K.at[0].set(xp.reshape(k1, (B * n,)))
     cs = xp.asarray(c, dtype=t.dtype) if t is not None else None
 
     def stage(i, carry):
-        Y, u_stage, _ = carry
+        K, u_stage = carry
         k = f(None if t is None else t + cs[i] * h, u_stage)
-        # i + 1 is in bounds: a plain dynamic-update-slice (``.at[i].set`` adds an index test and a select)
-        Y = jax.lax.dynamic_update_index_in_dim(Y, xp.reshape(h * k, (B * n,)), i + 1, 0)
-        # the next stage's input; after the last stage, row s of C (the weights b): u_new
-        return Y, xp.reshape(C[i + 1] @ Y, (B, n)), k
+        # i is in bounds: a plain dynamic-update-slice (``.at[i].set`` adds an index test and a select)
+        K = jax.lax.dynamic_update_index_in_dim(K, xp.reshape(k, (B * n,)), i, 0)
+        # the next stage's input; after the last stage, row s of A (the weights b): u_new
+        return K, u + h * xp.reshape(A[i + 1] @ K, (B, n))
 
-    Y, u_new, k = jax.lax.fori_loop(1, s, stage, (Y, xp.reshape(C[1] @ Y, (B, n)), k1))
+    K, u_new = jax.lax.fori_loop(1, s, stage, (K, u + h * xp.reshape(A[1] @ K, (B, n))))
     nf = s - 1
     if tab.fsal:
-        f_new = k
+        f_new = xp.reshape(K[s - 1], (B, n))
     else:
         f_new = f(None if t is None else t + h, u_new)
         nf += 1
-    err = xp.reshape(C[s + 1, 1:] @ Y[1:], (B, n))
-    return RKStep(u_new, f_new, err, Y[1:], nf)
+    err = h * xp.reshape(A[s + 1] @ K, (B, n))
+    hks = xp.reshape(xp.reshape(K, (s, B, n)) * h, (s, B * n))
+    return RKStep(u_new, f_new, err, hks, nf)
 
 
 def _rk_step_terms(tab, f, t, u, h, k1) -> RKStep:

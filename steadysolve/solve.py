@@ -201,10 +201,11 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     if isinstance(alg, Auto):
         chain = alg.run_chain(prob, ctx, layout.to_rows(u0), drive, traced=use_jax, maxiters=maxiters)
         res = chain.result
+        last = chain.attempts[-1]
         stats, alg, trace = alg.summary(chain, stats_of, batched=batched, traced=use_jax, xp=xp)
     else:
         res = drive(alg, ctx, layout.to_rows(u0))
-        stats, trace = stats_of(alg, res), res.trace
+        stats, trace, last = stats_of(alg, res), res.trace, (alg, res)
     codes = res.codes
     if not batched:
         if trace is not None:
@@ -213,8 +214,10 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
             codes = xp.reshape(codes, ())
     sol = Solution(layout.from_rows(res.u), layout.from_rows(res.fu), codes, stats, prob, alg,
                    trace=trace, batched=batched)
-    if not use_jax and not sol.successful and getattr(alg, "sign_sensitive", False) and prob.kind != "fixed_point":
-        sol.hint = _SIGN_HINT
+    if not use_jax and not sol.successful:
+        sol.hint = small_twin(last[0], ctx).failure_hint(last[1].state, last[1].codes)
+        if sol.hint is None and getattr(alg, "sign_sensitive", False) and prob.kind != "fixed_point":
+            sol.hint = _SIGN_HINT
     if not use_jax:
         if printer is not None:
             printer.result(sol)

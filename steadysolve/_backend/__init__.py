@@ -39,6 +39,7 @@ __all__ = [
     "requires_grad",
     "cast",
     "set_at",
+    "max_real_eigenvalue",
 ]
 
 
@@ -275,6 +276,24 @@ def solve_small(xp, A, b):
     if xp is _FAST_NUMPY and A.shape[0] == 1 and A.ndim == 3:  # one system: NumPy's 2-D solve is ~1/3 cheaper
         return xp.linalg.solve(A[0], b[0])[None, ...]
     return torch_ops.solve(A, b) if is_torch(xp) else xp.linalg.solve(A, b)
+
+
+def max_real_eigenvalue(xp, A):
+    """The largest real part of the eigenvalues of each matrix of a ``(B, n, n)`` stack, ``(B,)`` in its
+    dtype. The array API has no general eigensolver: PyTorch's and JAX's own (JAX: CPU), LAPACK through
+    NumPy for the other libraries (a host round trip)."""
+    if is_jax(xp):
+        import jax.numpy as jnp
+
+        return jnp.max(jnp.real(jnp.linalg.eigvals(A)), axis=-1).astype(A.dtype)
+    if is_torch(xp):
+        return torch_ops.max_real_eigenvalue(A)
+    import numpy as np
+
+    host = to_numpy(xp, A)
+    wide = host.astype(np.float64) if host.dtype.itemsize < 4 else host
+    out = np.linalg.eigvals(wide).real.max(axis=-1).astype(host.dtype)
+    return out if xp is _FAST_NUMPY else from_numpy(xp, out, A.dtype, device_of(A))
 
 
 class _NullContext:

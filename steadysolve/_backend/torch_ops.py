@@ -11,7 +11,7 @@ against 6.6 us for a subtraction and a copy. Nothing here imports torch at modul
 from __future__ import annotations
 
 __all__ = ["rows_dot", "rows_dot2", "combine_rows", "minus_combined", "solve", "sub_into", "norms_to_host", "l2",
-           "row_sumsq", "mul_into", "where", "maximum", "minimum", "from_host", "all_finite", "int_of_size", "torch_jvp", "torch_vjp",
+           "row_sumsq", "mul_into", "where", "maximum", "minimum", "max_real_eigenvalue", "from_host", "all_finite", "int_of_size", "torch_jvp", "torch_vjp",
            "torch_jacobian", "NotRowwise", "REVERSE_MAX_N"]
 
 
@@ -66,6 +66,11 @@ def minimum(a, b):
     if isinstance(b, (int, float)):
         return _torch().clamp(a, max=b)
     return _torch().minimum(a, b)
+
+
+def max_real_eigenvalue(A):
+    wide = A.float() if A.dtype in (_torch().float16, _torch().bfloat16) else A
+    return _torch().linalg.eigvals(wide).real.amax(dim=-1).to(A.dtype)
 
 
 def row_sumsq(x):

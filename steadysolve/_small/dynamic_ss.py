@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from .. import _backend as backend
 from .._backend.derivatives import fd_jvp
 from ..algorithms.base import Algorithm
-from ..algorithms.dynamic_ss import DynamicSS
+from ..algorithms.dynamic_ss import DynamicSS, Watch, field_rms, watch, watch_hint
 from ..ode.adaptive import attempt, first_step
 from ..ode.runge_kutta import stage_buffer
 from ..retcodes import ReturnCode
@@ -63,6 +63,7 @@ class SmallDynamicSSState(NamedTuple):
     nf: int
     njvp: int
     nvjp: int
+    watch: Watch  # of Python ints and floats
     setup: _Setup
 
 
@@ -87,17 +88,19 @@ class SmallDynamicSS(Algorithm):
                             alg.dt0, tmax)
         setup = _Setup(field, stage_buffer(ctx.xp, alg.integrator.tableau, u0), reltol, abstol, tmax, timed)
         return SmallDynamicSSState(u=u0, fu=fu, t=t0, h=h, err_prev=1e-4, rejected=False, naccept=0, nreject=0,
-                                   flag=_RUNNING, nf=1 + timed + nf0, njvp=0, nvjp=0, setup=setup)
+                                   flag=_RUNNING, nf=1 + timed + nf0, njvp=0, nvjp=0,
+                                   watch=Watch(0, h, 0, field_rms(FLOATS, fu)), setup=setup)
 
     def step(self, prob, state, ctx):
         s, alg = state.setup, self.alg
         a = attempt(FLOATS, alg.integrator.tableau, alg.controller, s.field, state.t, state.h, state.u, state.fu,
                     state.err_prev, state.rejected, s.reltol, s.abstol, s.tmax, time_dependent=s.timed, work=s.work)
-        flag = _STALLED if a.underflow else (_TIMELIMIT if a.reached else state.flag)
+        w, stop = watch(FLOATS, state.watch, a.accept, a.h_used, field_rms(FLOATS, a.fu), alg.patience)
+        flag = _STALLED if a.underflow or stop else (_TIMELIMIT if a.reached else state.flag)
         return SmallDynamicSSState(
             u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
             naccept=state.naccept + a.accept, nreject=state.nreject + (not a.accept), flag=flag,
-            nf=state.nf + a.rk.nf, njvp=state.njvp, nvjp=state.nvjp, setup=s,
+            nf=state.nf + a.rk.nf, njvp=state.njvp, nvjp=state.nvjp, watch=w, setup=s,
         )
 
     def residual_jvp(self, ctx, state, v):
@@ -106,6 +109,9 @@ class SmallDynamicSS(Algorithm):
             return super().residual_jvp(ctx, state, v)
         field = state.setup.field
         return fd_jvp(ctx.xp, lambda u: field(state.t, u))(state.u, v, state.fu), 1
+
+    def failure_hint(self, state, codes):
+        return watch_hint(state.watch, codes, self.alg.patience)
 
     def extra_stats(self, state) -> dict:
         return {"naccept": state.naccept, "nreject": state.nreject, "t": _np.float64(state.t)}

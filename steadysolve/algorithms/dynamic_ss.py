@@ -22,15 +22,59 @@ from ..ode.runge_kutta import stage_buffer
 from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
 from ..retcodes import ReturnCode
-from .._checks import check_positive
+from .._checks import check_int, check_positive
 from ._dynamic_stiff import Rosenbrock, stiff_attempt, stiff_stats, stiff_tolerances, stiff_work
+from ._stability import DIVERGED
 from .base import Algorithm
 
-__all__ = ["DynamicSS", "DynamicSSState"]
+__all__ = ["DynamicSS", "DynamicSSState", "Watch", "watch", "watch_hint", "field_rms"]
 
 LOCAL_TOL_FACTOR = 0.1
 _TIMELIMIT = ReturnCode.TimeLimit.code
 _STALLED = ReturnCode.Stalled.code
+#: accepted steps in a row whose step size stayed within a factor of two, without the residual
+#: halving, that stop an element (a stiff problem held at an explicit method's stability limit, or a
+#: flow that does not settle)
+HELD_STEPS = 50
+HELD_HINT = ("DynamicSS stopped: for {} accepted steps the step size stayed within a factor of two while the "
+             "residual did not halve. Either the problem is stiff and the step is held at the explicit method's "
+             "stability limit (~3.5 / |lambda_max| for Tsit5): use a stiff integrator, DynamicSS(ss.Rodas5P()), "
+             "or ss.PseudoTransient(); or the flow does not settle (a limit cycle, an unstable equilibrium)"
+             ).format(HELD_STEPS)
+SETTLE_HINT = ("DynamicSS stopped: the residual did not halve in `patience` accepted steps; the flow does not "
+               "settle (a limit cycle, or an equilibrium that is not stable), or settles too slowly for "
+               "this patience")
+
+
+class Watch(NamedTuple):
+    """What ``DynamicSS`` watches besides the verdict, per element: whether the flow still settles."""
+
+    nheld: Any  # accepted steps in a row whose size stayed within a factor of two of href
+    href: Any  # the step size when that run began
+    since: Any  # accepted steps since the residual last halved
+    ref: Any  # the residual's RMS when it last halved
+
+
+def watch(el, w: Watch, accept, h, fnorm, patience):
+    """``(watch, stop)``: the watch after an attempt of size ``h`` (``fnorm`` the RMS of the state's field)
+    and the elements to stop with ``Stalled``: ``HELD_STEPS`` accepted steps in a row with the step
+    size held within a factor of two while the residual did not halve (nor grow past twice its
+    reference: that is a divergence, for the verdict), or ``patience`` accepted steps without the
+    residual halving. On the way to a steady state the local error falls with
+    the residual and the step grows; it stays put when stability, not accuracy, limits it (an
+    explicit method on a stiff problem), and on a flow that does not settle. Written against the
+    per-element namespace ``el`` (arrays, or one system's floats)."""
+    halved = accept & (fnorm <= 0.5 * w.ref)
+    since = el.where(accept, el.where(halved, 0, w.since + 1), w.since)
+    ref = el.where(halved, fnorm, w.ref)
+    held = accept & (h <= 2.0 * w.href) & (h >= 0.5 * w.href)
+    nheld = el.where(accept, el.where(held, w.nheld + 1, 0), w.nheld)
+    href = el.where(accept & el.logical_not(held), h, w.href)
+    # a residual that grew past twice its reference is a divergence in progress: the verdict's to judge
+    stop = (nheld >= HELD_STEPS) & (since >= HELD_STEPS) & (fnorm <= 2.0 * ref)
+    if patience is not None:
+        stop = stop | (since >= patience)
+    return Watch(nheld, href, since, ref), stop
 
 
 class DynamicSSState(NamedTuple):
@@ -46,6 +90,7 @@ class DynamicSSState(NamedTuple):
     nf: Any
     njvp: Any
     nvjp: Any
+    watch: Any = None  # Watch: does the flow still settle
     ws: Any = None  # the stage workspace (``ode.runge_kutta.Stages``; None under JAX and for a Rosenbrock method)
     lin: Any = None  # a Rosenbrock integrator's Jacobian and linear-algebra counts (_dynamic_stiff.StiffWork)
 
@@ -115,6 +160,7 @@ class DynamicSS(Algorithm):
     dt0: Optional[float] = None
     per_element_time: bool = False
     compile_jax: bool = True
+    patience: Optional[int] = 300
 
     stall_patience = None  # transients need not decrease the residual monotonically
     sign_sensitive = True
@@ -136,6 +182,8 @@ class DynamicSS(Algorithm):
             raise TypeError("DynamicSS: per_element_time must be a bool")
         if not isinstance(self.compile_jax, bool):
             raise TypeError("DynamicSS: compile_jax must be a bool")
+        if self.patience is not None:
+            check_int("DynamicSS", "patience", self.patience, 1)
 
     # -- helpers -------------------------------------------------------------------------
     def _field(self, ctx):
@@ -195,32 +243,60 @@ class DynamicSS(Algorithm):
         return DynamicSSState(
             u=u0, fu=fu, t=t, h=h, err_prev=xp.full_like(t, 1e-4), rejected=zi != 0,
             naccept=zi, nreject=zi, flag=zi,
-            nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0), ws=ws,
-            lin=stiff_work(ctx) if stiff else None,
+            nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0),
+            watch=Watch(zi, h, zi, field_rms(elements(xp), fu)), ws=ws, lin=stiff_work(ctx) if stiff else None,
         )
 
     def step(self, prob, state, ctx):
         xp = ctx.xp
         reltol, abstol = self.local_tolerances(ctx)
+        el = elements(xp)
         a, lin, njvp = stiff_attempt(self, prob, state, ctx, reltol, abstol) if state.lin is not None else (
-            attempt(elements(xp), self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h,
+            attempt(el, self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h,
                     state.u, state.fu, state.err_prev, state.rejected, reltol, abstol, self.time_limit(ctx),
                     time_dependent=ctx.kind == "steady_state", work=state.ws), None, 0)
+        w, stop = watch(el, state.watch, a.accept, a.h_used, field_rms(el, a.fu), self.patience)
         flag = xp.where(a.reached, xp.full_like(state.flag, _TIMELIMIT), state.flag)
-        flag = xp.where(a.underflow, xp.full_like(state.flag, _STALLED), flag)
+        flag = xp.where(a.underflow | stop, xp.full_like(state.flag, _STALLED), flag)
+        if lin is not None and lin.unstable is not None:  # a long step onto an equilibrium the flow leaves
+            flag = xp.where(lin.unstable, xp.full_like(flag, DIVERGED), flag)
         acc = xp.astype(a.accept, state.naccept.dtype)
         return DynamicSSState(
             u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
             naccept=state.naccept + acc, nreject=state.nreject + (1 - acc),
-            flag=flag, nf=state.nf + a.rk.nf, njvp=state.njvp + njvp, nvjp=state.nvjp, ws=state.ws, lin=lin,
+            flag=flag, nf=state.nf + a.rk.nf, njvp=state.njvp + njvp, nvjp=state.nvjp, watch=w, ws=state.ws, lin=lin,
         )
+
+    def failure_hint(self, state, codes):
+        return watch_hint(state.watch, codes, self.patience)
 
     def extra_stats(self, state) -> dict:
         return {**self._time_stats(state), **stiff_stats(state.lin)}
 
     def _time_stats(self, state) -> dict:
+        per = {"naccept": state.naccept, "nreject": state.nreject, "t": state.t}
         if state.t.shape[0] == 1:
             xp = backend.namespace(("t", state.t))
-            return {"naccept": xp.reshape(state.naccept, ()), "nreject": xp.reshape(state.nreject, ()),
-                    "t": xp.reshape(state.t, ())}
-        return {"naccept": state.naccept, "nreject": state.nreject, "t": state.t}
+            return {k: xp.reshape(v, ()) for k, v in per.items()}
+        return per
+
+
+def watch_hint(w: Watch, codes, patience):
+    """Why the watch stopped an element that ended ``Stalled`` (``codes``: the per-element codes), or None.
+    The driver keeps the state before a stopping step: there the counts were one step short."""
+    np = backend.host_numpy()
+    stalled = np.asarray([int(c) == _STALLED for c in codes])
+    if not stalled.any():
+        return None
+    nheld, since = (np.asarray(backend.to_numpy(backend.namespace(("w", x)), x) if backend.is_array(x) else x)
+                    .reshape(-1) for x in (w.nheld, w.since))
+    if patience is not None and (stalled & (since >= patience - 1)).any():
+        return SETTLE_HINT
+    if (stalled & (nheld >= HELD_STEPS - 1) & (since >= HELD_STEPS - 1)).any():
+        return HELD_HINT
+    return None
+
+
+def field_rms(el, fu):
+    """The RMS of the field per element (what :func:`watch` follows)."""
+    return el.sqrt(el.row_sumsq(fu) / fu.shape[1])

@@ -44,10 +44,11 @@ class _Setup:
     """What one solve fixes: the field on float times, the workspace, the local tolerances, the time limit.
     Not an array leaf: the driver passes it through untouched."""
 
-    __slots__ = ("field", "work", "reltol", "abstol", "tmax", "timed")
+    __slots__ = ("field", "work", "reltol", "abstol", "tmax", "timed", "limit")
 
-    def __init__(self, field, work, reltol, abstol, tmax, timed):
+    def __init__(self, field, work, reltol, abstol, tmax, timed, limit):
         self.field, self.work, self.reltol, self.abstol, self.tmax, self.timed = field, work, reltol, abstol, tmax, timed
+        self.limit = limit
 
 
 class SmallDynamicSSState(NamedTuple):
@@ -86,16 +87,18 @@ class SmallDynamicSS(Algorithm):
         fu = field(t0, u0) if timed else ctx.fu0  # solve() evaluated f(u0, p, inf)
         h, nf0 = first_step(FLOATS, alg.integrator.tableau, alg.controller, field, t0, u0, fu, reltol, abstol,
                             alg.dt0, tmax)
-        setup = _Setup(field, stage_buffer(ctx.xp, alg.integrator.tableau, u0), reltol, abstol, tmax, timed)
+        setup = _Setup(field, stage_buffer(ctx.xp, alg.integrator.tableau, u0), reltol, abstol, tmax, timed,
+                       alg.stability_limit())
         return SmallDynamicSSState(u=u0, fu=fu, t=t0, h=h, err_prev=1e-4, rejected=False, naccept=0, nreject=0,
                                    flag=_RUNNING, nf=1 + timed + nf0, njvp=0, nvjp=0,
-                                   watch=Watch(0, h, 0, field_rms(FLOATS, fu)), setup=setup)
+                                   watch=Watch(0, 0, field_rms(FLOATS, fu)), setup=setup)
 
     def step(self, prob, state, ctx):
         s, alg = state.setup, self.alg
         a = attempt(FLOATS, alg.integrator.tableau, alg.controller, s.field, state.t, state.h, state.u, state.fu,
-                    state.err_prev, state.rejected, s.reltol, s.abstol, s.tmax, time_dependent=s.timed, work=s.work)
-        w, stop = watch(FLOATS, state.watch, a.accept, a.h_used, field_rms(FLOATS, a.fu), alg.patience)
+                    state.err_prev, state.rejected, s.reltol, s.abstol, s.tmax, time_dependent=s.timed, work=s.work,
+                    stiffness=True)
+        w, stop = watch(FLOATS, state.watch, a.accept, field_rms(FLOATS, a.fu), a.hrho, s.limit, alg.patience)
         flag = _STALLED if a.underflow or stop else (_TIMELIMIT if a.reached else state.flag)
         return SmallDynamicSSState(
             u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
@@ -111,7 +114,7 @@ class SmallDynamicSS(Algorithm):
         return fd_jvp(ctx.xp, lambda u: field(state.t, u))(state.u, v, state.fu), 1
 
     def failure_hint(self, state, codes):
-        return watch_hint(state.watch, codes, self.alg.patience)
+        return watch_hint(state.watch, codes, self.alg.patience, self.alg.stability_limit())
 
     def extra_stats(self, state) -> dict:
         return {"naccept": state.naccept, "nreject": state.nreject, "t": _np.float64(state.t)}

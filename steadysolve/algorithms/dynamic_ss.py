@@ -32,49 +32,45 @@ __all__ = ["DynamicSS", "DynamicSSState", "Watch", "watch", "watch_hint", "field
 LOCAL_TOL_FACTOR = 0.1
 _TIMELIMIT = ReturnCode.TimeLimit.code
 _STALLED = ReturnCode.Stalled.code
-#: accepted steps in a row whose step size stayed within a factor of two, without the residual
-#: halving, that stop an element (a stiff problem held at an explicit method's stability limit, or a
-#: flow that does not settle)
-HELD_STEPS = 50
-HELD_HINT = ("DynamicSS stopped: for {} accepted steps the step size stayed within a factor of two while the "
-             "residual did not halve. Either the problem is stiff and the step is held at the explicit method's "
-             "stability limit (~3.5 / |lambda_max| for Tsit5): use a stiff integrator, DynamicSS(ss.Rodas5P()), "
-             "or ss.PseudoTransient(); or the flow does not settle (a limit cycle, an unstable equilibrium)"
-             ).format(HELD_STEPS)
+#: accepted steps in a row at an explicit method's stability limit, without the residual halving,
+#: that stop it (a stiff problem)
+STIFF_STEPS = 25
+#: ``h |lambda|`` above this fraction of the method's stability limit counts as a step at the limit
+STIFF_FRACTION = 0.8
+STIFF_HINT = ("DynamicSS stopped at its explicit method's stability limit: the problem is stiff (the step is held "
+              "at ~{:.1f} / |lambda_max| while the residual hardly falls). Use a stiff integrator, "
+              "DynamicSS(ss.Rodas5P()), or ss.PseudoTransient()")
 SETTLE_HINT = ("DynamicSS stopped: the residual did not halve in `patience` accepted steps; the flow does not "
                "settle (a limit cycle, or an equilibrium that is not stable), or settles too slowly for "
-               "this patience")
+               "this patience (DynamicSS(patience=...))")
 
 
 class Watch(NamedTuple):
     """What ``DynamicSS`` watches besides the verdict, per element: whether the flow still settles."""
 
-    nheld: Any  # accepted steps in a row whose size stayed within a factor of two of href
-    href: Any  # the step size when that run began
+    nstiff: Any  # accepted steps in a row at the stability limit (explicit methods)
     since: Any  # accepted steps since the residual last halved
     ref: Any  # the residual's RMS when it last halved
 
 
-def watch(el, w: Watch, accept, h, fnorm, patience):
-    """``(watch, stop)``: the watch after an attempt of size ``h`` (``fnorm`` the RMS of the state's field)
-    and the elements to stop with ``Stalled``: ``HELD_STEPS`` accepted steps in a row with the step
-    size held within a factor of two while the residual did not halve (nor grow past twice its
-    reference: that is a divergence, for the verdict), or ``patience`` accepted steps without the
-    residual halving. On the way to a steady state the local error falls with
-    the residual and the step grows; it stays put when stability, not accuracy, limits it (an
-    explicit method on a stiff problem), and on a flow that does not settle. Written against the
-    per-element namespace ``el`` (arrays, or one system's floats)."""
+def watch(el, w: Watch, accept, fnorm, hrho, limit: float, patience):
+    """``(watch, stop)``: the watch after an attempt (``fnorm`` the RMS of the state's field, ``hrho`` the
+    step's ``h |lambda|`` estimate, None for a Rosenbrock method) and the elements to stop with
+    ``Stalled``: at an explicit method's stability ``limit`` for ``STIFF_STEPS`` accepted steps in a row
+    without the residual halving (a stiff problem; a non-stiff flow reaches the limit too, as its steps
+    grow, but its residual then halves every few steps), or ``patience`` accepted steps without the
+    residual halving (a flow that does not settle). Written against the per-element namespace ``el``
+    (arrays, or one system's floats)."""
     halved = accept & (fnorm <= 0.5 * w.ref)
     since = el.where(accept, el.where(halved, 0, w.since + 1), w.since)
     ref = el.where(halved, fnorm, w.ref)
-    held = accept & (h <= 2.0 * w.href) & (h >= 0.5 * w.href)
-    nheld = el.where(accept, el.where(held, w.nheld + 1, 0), w.nheld)
-    href = el.where(accept & el.logical_not(held), h, w.href)
-    # a residual that grew past twice its reference is a divergence in progress: the verdict's to judge
-    stop = (nheld >= HELD_STEPS) & (since >= HELD_STEPS) & (fnorm <= 2.0 * ref)
+    nstiff = w.nstiff
+    if hrho is not None:
+        nstiff = el.where(accept, el.where(hrho >= STIFF_FRACTION * limit, nstiff + 1, 0), nstiff)
+    stop = (nstiff >= STIFF_STEPS) & (since >= STIFF_STEPS)
     if patience is not None:
         stop = stop | (since >= patience)
-    return Watch(nheld, href, since, ref), stop
+    return Watch(nstiff, since, ref), stop
 
 
 class DynamicSSState(NamedTuple):
@@ -244,7 +240,7 @@ class DynamicSS(Algorithm):
             u=u0, fu=fu, t=t, h=h, err_prev=xp.full_like(t, 1e-4), rejected=zi != 0,
             naccept=zi, nreject=zi, flag=zi,
             nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0),
-            watch=Watch(zi, h, zi, field_rms(elements(xp), fu)), ws=ws, lin=stiff_work(ctx) if stiff else None,
+            watch=Watch(zi, zi, field_rms(elements(xp), fu)), ws=ws, lin=stiff_work(ctx) if stiff else None,
         )
 
     def step(self, prob, state, ctx):
@@ -254,8 +250,8 @@ class DynamicSS(Algorithm):
         a, lin, njvp = stiff_attempt(self, prob, state, ctx, reltol, abstol) if state.lin is not None else (
             attempt(el, self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h,
                     state.u, state.fu, state.err_prev, state.rejected, reltol, abstol, self.time_limit(ctx),
-                    time_dependent=ctx.kind == "steady_state", work=state.ws), None, 0)
-        w, stop = watch(el, state.watch, a.accept, a.h_used, field_rms(el, a.fu), self.patience)
+                    time_dependent=ctx.kind == "steady_state", work=state.ws, stiffness=True), None, 0)
+        w, stop = watch(el, state.watch, a.accept, field_rms(el, a.fu), a.hrho, self.stability_limit(), self.patience)
         flag = xp.where(a.reached, xp.full_like(state.flag, _TIMELIMIT), state.flag)
         flag = xp.where(a.underflow | stop, xp.full_like(state.flag, _STALLED), flag)
         if lin is not None and lin.unstable is not None:  # a long step onto an equilibrium the flow leaves
@@ -267,8 +263,12 @@ class DynamicSS(Algorithm):
             flag=flag, nf=state.nf + a.rk.nf, njvp=state.njvp + njvp, nvjp=state.nvjp, watch=w, ws=state.ws, lin=lin,
         )
 
+    def stability_limit(self) -> float:
+        """The explicit method's stability limit on the negative real axis (0 for a Rosenbrock method)."""
+        return 0.0 if isinstance(self.integrator, Rosenbrock) else self.integrator.tableau.stability_limit
+
     def failure_hint(self, state, codes):
-        return watch_hint(state.watch, codes, self.patience)
+        return watch_hint(state.watch, codes, self.patience, self.stability_limit())
 
     def extra_stats(self, state) -> dict:
         return {**self._time_stats(state), **stiff_stats(state.lin)}
@@ -281,19 +281,19 @@ class DynamicSS(Algorithm):
         return per
 
 
-def watch_hint(w: Watch, codes, patience):
+def watch_hint(w: Watch, codes, patience, limit: float):
     """Why the watch stopped an element that ended ``Stalled`` (``codes``: the per-element codes), or None.
     The driver keeps the state before a stopping step: there the counts were one step short."""
     np = backend.host_numpy()
     stalled = np.asarray([int(c) == _STALLED for c in codes])
     if not stalled.any():
         return None
-    nheld, since = (np.asarray(backend.to_numpy(backend.namespace(("w", x)), x) if backend.is_array(x) else x)
-                    .reshape(-1) for x in (w.nheld, w.since))
+    nstiff, since = (np.asarray(backend.to_numpy(backend.namespace(("w", x)), x) if backend.is_array(x) else x)
+                     .reshape(-1) for x in (w.nstiff, w.since))
+    if (stalled & (nstiff >= STIFF_STEPS - 1) & (since >= STIFF_STEPS - 1)).any():
+        return STIFF_HINT.format(limit)
     if patience is not None and (stalled & (since >= patience - 1)).any():
         return SETTLE_HINT
-    if (stalled & (nheld >= HELD_STEPS - 1) & (since >= HELD_STEPS - 1)).any():
-        return HELD_HINT
     return None
 
 

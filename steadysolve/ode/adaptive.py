@@ -35,6 +35,7 @@ class Attempted(NamedTuple):
     underflow: Any  # bool: not reached and the next step no longer changes t
     h_used: Any  # the step size actually attempted
     rk: RKStep  # the step: its stages (for dense output) and counts (a RosenbrockStep for a Rosenbrock method)
+    hrho: Any = None  # h |lambda| of the mode the error estimate follows (attempt(stiffness=True))
 
 
 def first_step(el, tab: ButcherTableau, ctrl: PIController, field: Callable, t, u, fu, reltol: float,
@@ -56,16 +57,28 @@ def time_dtype(xp, dtype):
 
 
 def attempt(el, tab: ButcherTableau, ctrl: PIController, field: Callable, t, h, u, fu, err_prev, rejected,
-            reltol: float, abstol: float, tend: float, time_dependent: bool = True, work=None) -> Attempted:
+            reltol: float, abstol: float, tend: float, time_dependent: bool = True, work=None,
+            stiffness: bool = False) -> Attempted:
     """Attempt one step from ``(t, u)`` with ``fu = field(t, u)``; ``field(t | None, u)`` takes row times
-    (``el.rows``); ``work`` the workspace (:func:`~steadysolve.ode.runge_kutta.stage_buffer`)."""
+    (``el.rows``); ``work`` the workspace (:func:`~steadysolve.ode.runge_kutta.stage_buffer`).
+
+    ``stiffness=True`` also estimates ``h |lambda|`` of the mode that drives the error estimate,
+    ``||err|| / ||sum_l (b_err^T A)_l h k_l||`` (``ButcherTableau.error_inputs``; one more product and
+    two reductions): small for a smooth solution, the method's stability limit when stability, not
+    accuracy, holds the step (a stiff problem)."""
     h = el.minimum(h, tend - t)  # land exactly on tend
     hb = el.rows(h, u.dtype)  # the state's arithmetic stays in its dtype
-    r = rk_step(tab, field, el.rows(t) if time_dependent else None, u, hb, fu, work, el.xp)
+    r = rk_step(tab, field, el.rows(t) if time_dependent else None, u, hb, fu, work, el.xp, stiffness=stiffness)
     # an FSAL pair whose last error weight is nonzero carries a non-finite new field into err
     f_in_err = tab.fsal and tab.b_err[-1] != 0.0
-    return conclude(el, ctrl, tab.order, tab.error_order, t, h, u, fu, r, err_prev, rejected, reltol, abstol, tend,
-                    f_in_err=f_in_err)
+    a = conclude(el, ctrl, tab.order, tab.error_order, t, h, u, fu, r, err_prev, rejected, reltol, abstol, tend,
+                 f_in_err=f_in_err)
+    if r.ey is None:
+        return a
+    xp = el.xp
+    wd = backend.working_dtype(xp, u.dtype)
+    e2, y2 = el.row_sumsq(backend.cast(xp, r.err, wd)), el.row_sumsq(backend.cast(xp, r.ey, wd))
+    return a._replace(hrho=el.sqrt(e2 / el.maximum(y2, float(xp.finfo(wd).smallest_normal))))
 
 
 def conclude(el, ctrl: PIController, order: int, error_order: int, t, h, u, fu, r, err_prev, rejected,

@@ -34,6 +34,7 @@ class RKStep(NamedTuple):
     err: Any  # (B, n) local error estimate sum_j b_err[j] h k_j
     ks: Any  # the scaled stages h k_j, (stages, B * n) (for dense output; valid until the next step)
     nf: int  # vector-field evaluations made by this step (a Python int)
+    ey: Any = None  # (B, n) sum_l (b_err^T A)_l h k_l, when asked for (``ButcherTableau.error_inputs``)
 
 
 class Stages:
@@ -49,8 +50,8 @@ class Stages:
         device = backend.device_of(u)
         self.Y = Y = xp.zeros((s + 1, B * n), dtype=u.dtype, device=device)
         C, self.c = coefficients(xp, tab, u.dtype, device)
-        # stage inputs 1 .. s - 1, then the solution and the local error
-        self.weights = [C[i, :i + 1] for i in range(1, s)] + [C[s, :], C[s + 1, 1:]]
+        # stage inputs 1 .. s - 1, then the solution, the local error and its inputs
+        self.weights = [C[i, :i + 1] for i in range(1, s)] + [C[s, :], C[s + 1, 1:], C[s + 2, 1:]]
         self.rows = fused.row_views(xp, Y, (B, n))
         self.reads = None if self.rows is None else [Y[:i + 1, :] for i in range(1, s)] + [Y, Y[1:, :]]
 
@@ -64,15 +65,16 @@ _COEFFS: dict = {}
 
 
 def _host_coefficients(tab: ButcherTableau):
-    """``(C, c)``: ``C`` is ``(stages + 2, stages + 1)``, the weights on the workspace rows ``[u, h k_1,
+    """``(C, c)``: ``C`` is ``(stages + 3, stages + 1)``, the weights on the workspace rows ``[u, h k_1,
     ...]``: row ``i < stages`` gives stage ``i``'s input (``[1, a_i]``, zero padded), row ``stages`` the
-    solution (``[1, b]``), row ``stages + 1`` the local error (``[0, b_err]``); ``c`` the stage times;
-    nested lists of Python floats."""
+    solution (``[1, b]``), row ``stages + 1`` the local error (``[0, b_err]``), row ``stages + 2`` the
+    error estimate's inputs (``[0, b_err^T A]``); ``c`` the stage times; nested lists of Python floats."""
     key = id(tab)
     if key not in _COEFFS or _COEFFS[key][0] is not tab:
         s = tab.stages
         C = [[1.0] + [float(v) for v in row] + [0.0] * (s - len(row)) for row in tab.a]
         C += [[1.0] + [float(v) for v in tab.b], [0.0] + [float(v) for v in tab.b_err]]
+        C.append([0.0] + list(tab.error_inputs))
         _COEFFS[key] = (tab, C, [float(v) for v in tab.c])
     return _COEFFS[key][1:]
 
@@ -107,7 +109,7 @@ def _combo(coeffs, ks):
     return acc
 
 
-def rk_step(tab: ButcherTableau, f: Callable, t, u, h, k1, work=None, xp=None) -> RKStep:
+def rk_step(tab: ButcherTableau, f: Callable, t, u, h, k1, work=None, xp=None, stiffness: bool = False) -> RKStep:
     """Advance ``u`` from ``t`` by ``h`` with the pair ``tab``, in the workspace ``work``.
 
     ``f(t, u)`` returns du/dt; ``k1 = f(t, u)`` is the first stage, supplied by the
@@ -117,13 +119,14 @@ def rk_step(tab: ButcherTableau, f: Callable, t, u, h, k1, work=None, xp=None) -
     (ignored under JAX tracing, where the loop carries its own; None allocates one; a library that
     cannot write in place gets the new ``Y`` back in it).
     Half-precision states combine the stages term by term (weights rounded to half
-    precision in a matrix product would cost accuracy).
+    precision in a matrix product would cost accuracy). ``stiffness=True`` also returns
+    :attr:`RKStep.ey` (one more product).
     """
     xp = backend.namespace(("u", u)) if xp is None else xp
     if backend.is_half(xp, u.dtype):
-        return _rk_step_terms(tab, f, t, u, h, k1)
+        return _rk_step_terms(tab, f, t, u, h, k1, stiffness)
     if backend.is_jax(xp) and backend.is_traced(u):
-        return _rk_step_jax(xp, tab, f, t, u, h, k1, *coefficients(xp, tab, u.dtype, None))
+        return _rk_step_jax(xp, tab, f, t, u, h, k1, *coefficients(xp, tab, u.dtype, None), stiffness=stiffness)
     B, n = u.shape
     s = tab.stages
     work = work if work is not None else stage_buffer(xp, tab, u)
@@ -143,11 +146,12 @@ def rk_step(tab: ButcherTableau, f: Callable, t, u, h, k1, work=None, xp=None) -
         u_new = fused.weighted_rows(xp, W[s - 1], Y, (B, n))
         f_new = f(None if t is None else t + h, u_new)
         nf += 1
-    err = fused.weighted_rows(xp, W[s], Y[1:, :] if R is None else R[s], (B, n))
-    return RKStep(u_new, f_new, err, Y[1:, :] if R is None else R[s], nf)
+    ks = Y[1:, :] if R is None else R[s]
+    err = fused.weighted_rows(xp, W[s], ks, (B, n))
+    return RKStep(u_new, f_new, err, ks, nf, fused.weighted_rows(xp, W[s + 1], ks, (B, n)) if stiffness else None)
 
 
-def _rk_step_jax(xp, tab, f, t, u, h, k1, C, c):
+def _rk_step_jax(xp, tab, f, t, u, h, k1, C, c, stiffness=False):
     """The stages as a ``lax.fori_loop``. The loop carries the next stage's input, so the user's ``f``
     always receives a loop-carried array: XLA cannot fuse the stage combination into ``f``'s first
     product (which it would recompute per output element). XLA fuses ``u + h (a_i @ K)`` into one
@@ -179,10 +183,10 @@ def _rk_step_jax(xp, tab, f, t, u, h, k1, C, c):
         nf += 1
     err = h * xp.reshape(A[s + 1] @ K, (B, n))
     hks = xp.reshape(xp.reshape(K, (s, B, n)) * h, (s, B * n))
-    return RKStep(u_new, f_new, err, hks, nf)
+    return RKStep(u_new, f_new, err, hks, nf, h * xp.reshape(A[s + 2] @ K, (B, n)) if stiffness else None)
 
 
-def _rk_step_terms(tab, f, t, u, h, k1) -> RKStep:
+def _rk_step_terms(tab, f, t, u, h, k1, stiffness=False) -> RKStep:
     hks = [h * k1]
     u_stage, k = u, k1
     for i in range(1, tab.stages):
@@ -197,7 +201,8 @@ def _rk_step_terms(tab, f, t, u, h, k1) -> RKStep:
         u_new = u + _combo(tab.b, hks)
         f_new = f(None if t is None else t + h, u_new)
         nf += 1
-    return RKStep(u_new, f_new, _combo(tab.b_err, hks), tuple(hks), nf)
+    ey = _combo(tab.error_inputs, hks) if stiffness else None
+    return RKStep(u_new, f_new, _combo(tab.b_err, hks), tuple(hks), nf, ey)
 
 
 def dense_eval(tab: ButcherTableau, u, ks, theta, xp=None):

@@ -71,18 +71,30 @@ def attempt(el, tab: ButcherTableau, ctrl: PIController, field: Callable, t, h, 
     r = rk_step(tab, field, el.rows(t) if time_dependent else None, u, hb, fu, work, el.xp, stiffness=stiffness)
     # an FSAL pair whose last error weight is nonzero carries a non-finite new field into err
     f_in_err = tab.fsal and tab.b_err[-1] != 0.0
-    a = conclude(el, ctrl, tab.order, tab.error_order, t, h, u, fu, r, err_prev, rejected, reltol, abstol, tend,
-                 f_in_err=f_in_err)
-    if r.ey is None:
-        return a
-    xp = el.xp
-    wd = backend.working_dtype(xp, u.dtype)
-    e2, y2 = el.row_sumsq(backend.cast(xp, r.err, wd)), el.row_sumsq(backend.cast(xp, r.ey, wd))
-    return a._replace(hrho=el.sqrt(e2 / el.maximum(y2, float(xp.finfo(wd).smallest_normal))))
+    hrho = None
+    if r.ey is not None:
+        xp, err, ey = el.xp, r.err, r.ey
+        wd = backend.working_dtype(xp, u.dtype)
+        if wd != u.dtype:
+            err, ey = xp.astype(err, wd), xp.astype(ey, wd)
+        hrho = el.sqrt(el.row_sumsq(err) / el.maximum(el.row_sumsq(ey), _tiny(xp, wd)))
+    return conclude(el, ctrl, tab.order, tab.error_order, t, h, u, fu, r, err_prev, rejected, reltol, abstol, tend,
+                    f_in_err=f_in_err, hrho=hrho)
+
+
+_TINY: dict = {}
+
+
+def _tiny(xp, dtype) -> float:
+    """The smallest normal number of ``dtype`` (cached per namespace and dtype)."""
+    key = (id(xp), dtype)
+    if key not in _TINY:
+        _TINY[key] = float(xp.finfo(dtype).smallest_normal)
+    return _TINY[key]
 
 
 def conclude(el, ctrl: PIController, order: int, error_order: int, t, h, u, fu, r, err_prev, rejected,
-             reltol: float, abstol: float, tend: float, f_in_err: bool = False) -> Attempted:
+             reltol: float, abstol: float, tend: float, f_in_err: bool = False, hrho=None) -> Attempted:
     """Judge the step ``r`` (``u``, ``f``, ``err`` at ``t + h``; ``h`` already clipped to ``tend``): the
     error norm, the controller's decision and the next step, per element (any integrator's step)."""
     enorm, finite = error_norm(el, r.err, u, r.u, reltol, abstol, f_new=None if f_in_err else r.f)
@@ -96,4 +108,5 @@ def conclude(el, ctrl: PIController, order: int, error_order: int, t, h, u, fu, 
     return Attempted(
         u=el.pick(acc, r.u, u), fu=el.pick(acc, r.f, fu), t=t_out, h=h_next, err_prev=a.err_prev,
         rejected=a.rejected, accept=acc, finite=finite, reached=reached, underflow=underflow, h_used=h, rk=r,
+        hrho=hrho,
     )

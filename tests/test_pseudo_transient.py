@@ -188,3 +188,46 @@ def test_non_finite_trials_are_rejected_then_the_element_stops():
 
     sol = ss.solve(ss.SteadyStateProblem(f, np.zeros(2)), ss.PseudoTransient(dt0=10.0), abstol=1e-8, maxiters=200)
     assert sol.retcode is not RC.Success and np.all(np.isfinite(sol.u)) and sol.stats.nreject >= 1
+
+
+def test_both_adapters_resolve_it_by_name_with_gradients_and_budgets():
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    from steadysolve.adapters._budget import nfe_per_iteration
+    from steadysolve.adapters.jax import fixed_point as jax_fixed_point
+    from steadysolve.adapters.torch import fixed_point as torch_fixed_point
+
+    rng = np.random.default_rng(0)
+    W = 0.1 * rng.normal(size=(8, 8))
+    x = rng.normal(size=(4, 8))
+    xt = torch.tensor(x, requires_grad=True)
+    z = torch_fixed_point(lambda z, x: torch.tanh(z @ torch.tensor(W).T + x), xt, torch.zeros_like(xt),
+                          solver="pseudo_transient", abstol=1e-10)
+    z.sum().backward()
+    ref = ss.solve(ss.FixedPointProblem(lambda z, p: np.tanh(z @ W.T + x), np.zeros((4, 8))), ss.NewtonRaphson(),
+                   abstol=1e-12, batch_axis=0)
+    np.testing.assert_allclose(z.detach().numpy(), ref.u, atol=1e-6)
+    gt = xt.grad.numpy()
+
+    def loss(x):
+        z, _ = jax_fixed_point(lambda z, x: jnp.tanh(z @ jnp.asarray(W).T + x), jnp.zeros_like(x), x,
+                               solver=ss.PseudoTransient(linsolve=ss.GMRES(restart=4)), abstol=1e-10)
+        return z.sum()
+
+    gj = jax.jit(jax.grad(loss))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(gj), gt, rtol=1e-5)
+    # a DEQ budget counts one evaluation and the dense Jacobian (or one GMRES cycle) per iteration
+    assert nfe_per_iteration(ss.PseudoTransient(), 8) == 9
+    assert nfe_per_iteration(ss.PseudoTransient(linsolve=ss.GMRES(restart=4)), 8) == 5
+    assert nfe_per_iteration(ss.DynamicSS(ss.Rodas5P()), 8) == 8 + 1 + 8
+    calls = []
+
+    def g(z, x):
+        calls.append(1)
+        return torch.tanh(z @ torch.tensor(W).T + x)
+
+    zb = torch_fixed_point(g, xt.detach(), torch.zeros_like(xt), solver="pseudo_transient", max_nfe=60)
+    resid = np.abs(np.tanh(zb.detach().numpy() @ W.T + x) - zb.detach().numpy()).max()
+    assert len(calls) <= 60 + 2 and resid < 1e-2  # within the budget (and the attached call), near the layer's tol

@@ -89,7 +89,8 @@ class PseudoTransient(Algorithm):
         ``GMRES()``).
     dt0
         First pseudo-time step; ``None``: a tenth of the start's time scale, ``0.1 ||u0|| / ||F(u0)||``
-        (2-norms; ``||u0||`` taken as 1 when ``u0 = 0``; ``dt0 = 1`` when ``F(u0) = 0``).
+        (2-norms; ``||u0||`` taken as 1 when ``u0 = 0``; ``dt0 = 1`` when ``F(u0) = 0``); 1 for a
+        ``FixedPointProblem``, whose ``g(u) - u`` relaxes on a time scale of 1 where ``g`` contracts.
     growth
         Extra factor on the SER update (``1``: Kelley & Keyes' rule; above 1 the step also grows
         while the residual stagnates, as PETSc's ``-ts_pseudo_increment``).
@@ -156,8 +157,8 @@ class PseudoTransient(Algorithm):
             refuse_large("PseudoTransient", ctx.n, self.max_size)
         fu = ctx.fu0
         fnorm = fused.l2(xp, fu)
-        if self.dt0 is not None:
-            dt = xp.full_like(fnorm, float(self.dt0))
+        if self.dt0 is not None or ctx.kind == "fixed_point":  # g(u) - u relaxes on a time scale of 1
+            dt = xp.full_like(fnorm, 1.0 if self.dt0 is None else float(self.dt0))
         else:
             unorm = fused.l2(xp, u0)
             unorm = xp.where(unorm > 0, unorm, 1.0)

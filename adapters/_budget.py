@@ -21,8 +21,16 @@ def nfe_per_iteration(alg, n: int = 1) -> int:
     from steadysolve.algorithms.levenberg_marquardt import LevenbergMarquardt
     from steadysolve.algorithms.newton import NewtonRaphson
     from steadysolve.algorithms.newton_krylov import NewtonKrylov
+    from steadysolve.algorithms.pseudo_transient import PseudoTransient
     from steadysolve.algorithms.trust_region import TrustRegion
+    from steadysolve.linear.gmres import GMRES
+    from steadysolve.ode.rosenbrock import Rosenbrock
 
+    if isinstance(alg, PseudoTransient):  # one evaluation, and a dense Jacobian or one GMRES cycle
+        if alg.dense(n):
+            return 1 + n
+        ls = alg.linsolve if isinstance(alg.linsolve, GMRES) else GMRES()
+        return 1 + (ls.maxiters if ls.maxiters is not None else min(ls.restart, n))
     if isinstance(alg, NewtonKrylov):
         ls = alg.linsolve
         inner = ls.maxiters if ls.maxiters is not None else ls.restart + alg.recycle
@@ -30,6 +38,8 @@ def nfe_per_iteration(alg, n: int = 1) -> int:
     if isinstance(alg, (NewtonRaphson, TrustRegion, LevenbergMarquardt)):
         return 1 + n  # one evaluation + a dense Jacobian of n JVPs (backtracks are driver iterations)
     if isinstance(alg, DynamicSS):
+        if isinstance(alg.integrator, Rosenbrock):  # the stages, df/dt, and a dense Jacobian per step
+            return alg.integrator.tableau.stages + 1 + n
         return alg.integrator.tableau.new_evaluations
     return 1
 
@@ -75,7 +85,8 @@ def budgeted(owner: str, alg, max_nfe: int, n: int = 1, reltol: float = 0.0):
     anderson / broyden / fixed_point: one evaluation per iteration; newton_krylov: a Newton
     iteration of ``1 + BUDGET_KRYLOV`` (one evaluation and the GMRES steps); newton: ``1 + n``;
     dynamic_ss: the integrator's new evaluations per step (Tsit5: 6); trust_region and
-    levenberg_marquardt: ``1 + n`` as newton (a dense Jacobian after each accepted step).
+    levenberg_marquardt: ``1 + n`` as newton (a dense Jacobian after each accepted step);
+    pseudo_transient: ``1 + n`` with its dense Jacobian, else one evaluation and one GMRES cycle.
     """
     from steadysolve.algorithms.auto import Auto
 

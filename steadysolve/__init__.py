@@ -9,6 +9,7 @@ from .algorithms.broyden import Broyden
 from .algorithms.newton import NewtonRaphson
 from .algorithms.trust_region import TrustRegion
 from .algorithms.levenberg_marquardt import LevenbergMarquardt
+from .algorithms.pseudo_transient import PseudoTransient
 from .algorithms.auto import Auto
 from .algorithms.bracketing import Bisection, Ridder
 from .algorithms.brent import Brent
@@ -58,6 +59,7 @@ __all__ = [
     "NewtonRaphson",
     "TrustRegion",
     "LevenbergMarquardt",
+    "PseudoTransient",
     "Auto",
     "ITP",
     "Brent",

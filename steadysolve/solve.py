@@ -17,6 +17,7 @@ from ._backend.layout import Layout
 from .interval import IntervalNonlinearProblem
 from ._engine.bracket import solve_interval
 from ._engine.driver import run
+from ._small.choose import small_twin
 from .problems import AbstractProblem, as_output, check_output, with_user_errstate
 from .registry import resolve
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
@@ -190,7 +191,7 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
         cb = callback if callback is None or not done[0] else (lambda it, u, fn: callback(done[0] + it, u, fn))
         if printer is not None:  # verbose=True: the table's lines, then the user's callback
             cb = printer.attempt_callback(a, None if use_jax else layout.from_rows(rows), use_jax, done[0], cb)
-        r = run(a, prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
+        r = run(small_twin(a, c), prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
                 to_user=layout.from_rows, narrow=narrow, scales=scales, limit=left if use_jax else None)
         if not use_jax:
             done[0] += r.niter
@@ -200,18 +201,18 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
         st = r.state
         return Stats(nf=_num(st.nf + r.nf), njvp=_num(getattr(st, "njvp", 0) + r.njvp), nvjp=_num(getattr(st, "nvjp", 0)),
                      niter=_num(r.niter), niter_per_element=r.niter_el if batched else None,
-                     extra={k: _num(v) for k, v in a.extra_stats(st).items()})
+                     extra={k: _num(v) for k, v in small_twin(a, ctx).extra_stats(st).items()})
 
     # a runaway iterate may overflow the solver's own NumPy arithmetic (host norms, dense steps): the
     # return code reports it, no RuntimeWarning
     with backend.quiet_host():
         if isinstance(alg, Polyalgorithm):
             ran = run_chain(alg, ctx, layout.to_rows(u0), drive, traced=use_jax, maxiters=maxiters)
-            res = ran.result
+            res, last = ran.result, ran.attempts[-1]
             stats, alg, trace = summary(ran, stats_of, batched=batched, traced=use_jax, xp=xp)
         else:
             res = drive(alg, ctx, layout.to_rows(u0))
-            stats, trace = stats_of(alg, res), res.trace
+            stats, trace, last = stats_of(alg, res), res.trace, (alg, res)
     codes = res.codes
     if not batched:
         if trace is not None:
@@ -220,8 +221,10 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
             codes = xp.reshape(codes, ())
     sol = Solution(layout.from_rows(res.u), layout.from_rows(res.fu), codes, stats, user_prob, alg,
                    trace=trace, batched=batched)
-    if not use_jax and not sol.successful and getattr(alg, "sign_sensitive", False) and prob.kind != "fixed_point":
-        sol.hint = _SIGN_HINT
+    if not use_jax and not sol.successful:
+        sol.hint = small_twin(last[0], ctx).failure_hint(last[1].state, last[1].codes)
+        if sol.hint is None and getattr(alg, "sign_sensitive", False) and prob.kind != "fixed_point":
+            sol.hint = _SIGN_HINT
     if not use_jax:
         if printer is not None:
             printer.result(sol)

@@ -30,7 +30,7 @@ def test_default_is_auto_and_registered():
 
 
 @pytest.mark.parametrize("kind,n,first", [("nonlinear", 2, "newton"), ("nonlinear", 50, "newton_krylov"),
-                                          ("steady_state", 500, "newton_krylov"), ("fixed_point", 2, "anderson"),
+                                          ("fixed_point", 2, "anderson"),
                                           ("fixed_point", 500, "anderson")])
 def test_chain_by_kind_and_size(kind, n, first):
     chain = ss.Auto().chain(kind, n)
@@ -40,6 +40,20 @@ def test_chain_by_kind_and_size(kind, n, first):
     assert (n > 100) == (not dense & set(names))  # large: matrix-free only
     assert names.index("levenberg_marquardt" if n <= 100 else "broyden") > 0
     assert any(from_start for _, from_start in chain)  # the last fallbacks restart from u0
+
+
+@pytest.mark.parametrize("n", [2, 500])
+def test_a_steady_state_chain_only_follows_the_flow(n):
+    """A SteadyStateProblem asks for the state the flow reaches: time stepping only (Tsit5, then
+    pseudo-transient continuation from its best iterate, then a stiff integrator from u0 where a dense
+    Jacobian fits), never a root finder that may land on another equilibrium."""
+    chain = ss.Auto().chain("steady_state", n)
+    kinds = [(type(a).__name__, getattr(getattr(a, "integrator", None), "name", None), s) for a, s in chain]
+    assert [k[0] for k in kinds[:2]] == ["DynamicSS", "PseudoTransient"] and not kinds[0][2] and not kinds[1][2]
+    if n <= ss.Auto().dense_max:
+        assert kinds[2][0] == "DynamicSS" and isinstance(chain[2][0].integrator, ss.Rodas5P) and kinds[2][2]
+    else:
+        assert len(chain) == 2
 
 
 def test_fallback_restarts_from_the_best_iterate_and_names_the_producer():

@@ -47,6 +47,7 @@ __all__ = [
     "take_block",
     "put_block",
     "l2",
+    "max_real_eigenvalue",
 ]
 
 
@@ -246,9 +247,19 @@ def _plain_matmul(xp) -> bool:
     return xp is _FAST_NUMPY or is_torch(xp)
 
 
+_HALF: dict = {}
+
+
 def is_half(xp, dtype) -> bool:
     """True for floating dtypes narrower than 32 bits (float16, bfloat16)."""
-    return xp.finfo(dtype).bits < 32
+    key = (id(xp), dtype)  # the namespace first: dtypes of two libraries are never compared
+    try:
+        return _HALF[key]
+    except KeyError:
+        half = _HALF[key] = xp.finfo(dtype).bits < 32
+        return half
+    except TypeError:  # an unhashable dtype
+        return xp.finfo(dtype).bits < 32
 
 
 def working_dtype(xp, dtype):
@@ -361,6 +372,22 @@ def is_singular_error(e: BaseException) -> bool:
     """Whether ``e`` is a library's report of an exactly singular matrix (``numpy.linalg.LinAlgError``,
     ``torch.linalg.LinAlgError``), as opposed to a bad call."""
     return "LinAlgError" in type(e).__name__ or (isinstance(e, RuntimeError) and "singular" in str(e).lower())
+def max_real_eigenvalue(xp, A):
+    """The largest real part of the eigenvalues of each matrix of a ``(B, n, n)`` stack, ``(B,)`` in its
+    dtype. The array API has no general eigensolver: PyTorch's and JAX's own (JAX: CPU), LAPACK through
+    NumPy for the other libraries (a host round trip)."""
+    if is_jax(xp):
+        import jax.numpy as jnp
+
+        return jnp.max(jnp.real(jnp.linalg.eigvals(A)), axis=-1).astype(A.dtype)
+    if is_torch(xp):
+        return torch_ops.max_real_eigenvalue(A)
+    import numpy as np
+
+    host = to_numpy(xp, A)
+    wide = host.astype(np.float64) if host.dtype.itemsize < 4 else host
+    out = np.linalg.eigvals(wide).real.max(axis=-1).astype(host.dtype)
+    return out if xp is _FAST_NUMPY else from_numpy(xp, out, A.dtype, device_of(A))
 
 
 class _NullContext:

@@ -12,7 +12,7 @@ from .. import _backend as backend
 from . import torch_ops
 
 __all__ = ["minus_combined", "rows_dot2", "set_row_diff", "set_row_step", "host_norms", "from_host", "host_resident",
-           "all_true", "all_finite", "row_squares", "select"]
+           "all_true", "all_finite", "row_squares", "row_sumsq", "row_views", "set_row_scaled", "weighted_rows", "select"]
 
 _NP = backend.host_numpy()
 _vecdot = getattr(_NP, "vecdot", None)
@@ -21,6 +21,51 @@ _vecdot = getattr(_NP, "vecdot", None)
 def row_squares(x):
     """Per-row ``sum(x * x)`` of a ``(B, n)`` NumPy array: one ``vecdot`` (NumPy >= 2), else ``einsum``."""
     return _vecdot(x, x) if _vecdot is not None else _NP.einsum("ij,ij->i", x, x)
+
+
+def row_sumsq(xp, x):
+    """Per-row ``sum(x * x)`` of a ``(B, n)`` array: one ``vecdot`` on NumPy and PyTorch."""
+    if type(x) is _NP.ndarray:
+        return row_squares(x)
+    if backend.is_torch(xp):
+        return torch_ops.row_sumsq(x)
+    return xp.sum(x * x, axis=1)
+
+
+def weighted_rows(xp, w, R, shape):
+    """``w @ R`` for weights ``w`` ``(m,)`` and rows ``R`` ``(m, N)``, reshaped to ``shape``: NumPy's ``dot``
+    (a third of ``matmul``'s dispatch for a vector times a matrix)."""
+    if type(R) is _NP.ndarray:
+        return w.dot(R).reshape(shape)
+    return xp.reshape(w @ R, shape)
+
+
+def row_views(xp, Y, shape):
+    """``shape`` views of the rows of the workspace ``Y`` where :func:`set_row_scaled` writes into them
+    directly (NumPy, PyTorch); None elsewhere."""
+    if type(Y) is _NP.ndarray:
+        return [Y[i].reshape(shape) for i in range(Y.shape[0])]
+    if backend.is_torch(xp):
+        return [Y[i].view(shape) for i in range(Y.shape[0])]
+    return None
+
+
+def set_row_scaled(xp, Y, i: int, x, h, views=None):
+    """``Y[i] = h * x`` (``h`` None: ``Y[i] = x``) in the workspace ``Y`` ``(m, B * n)``, for ``x`` ``(B, n)``
+    and ``h`` a Python float or a ``(B, 1)`` column; returns ``Y``. With ``views`` (:func:`row_views`) the
+    product is written into the row itself (one operation, no temporary)."""
+    if views is not None:
+        if type(Y) is _NP.ndarray:
+            if h is None:
+                _NP.copyto(views[i], x)
+            else:
+                _NP.multiply(x, h, out=views[i])
+        elif h is None:
+            views[i].copy_(x)
+        else:
+            torch_ops.mul_into(views[i], x, h)
+        return Y
+    return backend.set_at(xp, Y, (i, slice(None)), xp.reshape(x if h is None else h * x, (Y.shape[1],)))
 
 
 def _torch_batch(xp, x) -> bool:

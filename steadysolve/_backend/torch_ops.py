@@ -11,8 +11,9 @@ against 6.6 us for a subtraction and a copy. Nothing here imports torch at modul
 from __future__ import annotations
 
 __all__ = ["rows_dot", "rows_dot2", "combine_rows", "minus_combined", "solve", "sub_into", "norms_to_host", "l2",
-           "from_host", "all_finite", "int_of_size", "torch_jvp", "torch_vjp", "torch_jacobian", "NotRowwise",
-           "REVERSE_MAX_N", "ad_unsupported", "NoDerivative"]
+           "row_sumsq", "mul_into", "where", "maximum", "minimum", "max_real_eigenvalue", "from_host", "all_finite",
+           "int_of_size", "torch_jvp", "torch_vjp", "torch_jacobian", "NotRowwise", "REVERSE_MAX_N", "ad_unsupported",
+           "NoDerivative"]
 
 
 def _torch():
@@ -54,6 +55,35 @@ def sub_into(out, a, b):
 
 def l2(x, axis=-1):
     return _torch().linalg.vector_norm(x, dim=axis)
+
+
+def where(c, a, b):
+    return _torch().where(c, a, b)  # Python scalars natively (the compat wrapper converts them: 3 more calls)
+
+
+def maximum(a, b):
+    if isinstance(b, (int, float)):
+        return _torch().clamp(a, min=b)  # NaN propagates, as in maximum
+    return _torch().maximum(a, b)
+
+
+def minimum(a, b):
+    if isinstance(b, (int, float)):
+        return _torch().clamp(a, max=b)
+    return _torch().minimum(a, b)
+
+
+def max_real_eigenvalue(A):
+    wide = A.float() if A.dtype in (_torch().float16, _torch().bfloat16) else A
+    return _torch().linalg.eigvals(wide).real.amax(dim=-1).to(A.dtype)
+
+
+def row_sumsq(x):
+    return _torch().linalg.vecdot(x, x, dim=-1)
+
+
+def mul_into(out, a, b):
+    return _torch().mul(a, b, out=out)
 
 
 def from_host(arr, dtype, device):

@@ -280,13 +280,14 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user,
 
 
 def _counters_from(new, old):
-    """``old`` with its counters (integer leaves: Python ints, 0-d integer arrays) from ``new``: the
-    work of a step that the driver does not take still counts (its ``t``, radius ... stay old)."""
+    """``old`` with its counters (integer leaves: Python ints, integer arrays) from ``new``: the work of
+    a step that the driver does not take still counts (its ``t``, radius ... stay old). For one system
+    only (``_run_scalar``), where a per-element ``(1,)`` counter and a Python int are the same count."""
     if hasattr(new, "_fields"):
         return type(new)(*(_counters_from(a, b) for a, b in zip(new, old)))
     if isinstance(new, (tuple, list)):
         return type(new)(_counters_from(a, b) for a, b in zip(new, old))
-    if isinstance(new, int) or (getattr(new, "ndim", None) == 0 and "int" in str(new.dtype)):
+    if isinstance(new, int) or (hasattr(new, "ndim") and "int" in str(new.dtype)):
         return new
     return old
 

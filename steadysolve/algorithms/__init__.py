@@ -9,10 +9,11 @@ from .broyden import Broyden
 from .newton import NewtonRaphson
 from .trust_region import TrustRegion
 from .levenberg_marquardt import LevenbergMarquardt
+from .pseudo_transient import PseudoTransient
 from .auto import Auto
 from .bracketing import Bisection, Ridder
 from .brent import Brent
 from .itp import ITP
 
 __all__ = ["Algorithm", "Polyalgorithm", "Context", "Anderson", "FixedPointIteration", "DynamicSS", "NewtonKrylov", "Broyden", "NewtonRaphson",
-           "TrustRegion", "LevenbergMarquardt", "Auto", "ITP", "Brent", "Bisection", "Ridder"]
+           "TrustRegion", "LevenbergMarquardt", "PseudoTransient", "Auto", "ITP", "Brent", "Bisection", "Ridder"]

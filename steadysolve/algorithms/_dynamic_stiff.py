@@ -25,8 +25,10 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from .._backend.derivatives import Products
+from ..ode._elements import elements
 from ..ode._rosenbrock_step import rosenbrock_attempt
 from ..ode.rosenbrock import Rosenbrock
+from ._stability import unstable_equilibrium
 from .dense import refresh_jacobian
 
 __all__ = ["Rosenbrock", "StiffWork", "stiff_work", "stiff_attempt", "stiff_stats", "stiff_tolerances"]
@@ -37,12 +39,15 @@ class StiffWork(NamedTuple):
     njac: Any  # Jacobians built (counters: ints eagerly, 0-d arrays under the JAX driver)
     nfact: Any  # factorisations of W
     nsolve: Any  # linear solves with W
+    unstable: Any = None  # (B,) bool: the step landed near an unstable equilibrium (SteadyStateProblem)
 
 
 def stiff_work(ctx) -> StiffWork:
     """The initial :class:`StiffWork` (the first attempt builds the Jacobian)."""
-    J = ctx.xp.zeros((ctx.batch, ctx.n, ctx.n), dtype=ctx.dtype, device=ctx.device)
-    return StiffWork(J, ctx.counter(0), ctx.counter(0), ctx.counter(0))
+    xp = ctx.xp
+    J = xp.zeros((ctx.batch, ctx.n, ctx.n), dtype=ctx.dtype, device=ctx.device)
+    bad = xp.zeros((ctx.batch,), dtype=xp.bool, device=ctx.device) if ctx.kind == "steady_state" else None
+    return StiffWork(J, ctx.counter(0), ctx.counter(0), ctx.counter(0), bad)
 
 
 def stiff_tolerances(controller, ctx):
@@ -61,9 +66,15 @@ def stiff_attempt(alg, prob, state, ctx, reltol: float, abstol: float):
         tb = ctx.batched(state.t)
         jctx = replace(ctx, products=Products(xp, lambda v: field(tb, v)))
     J, njvp, njac = refresh_jacobian(jctx, state.u, state.fu, work.J, ~state.rejected)
-    a = rosenbrock_attempt(xp, method, alg.controller, field, J, state.t, state.h, state.u, state.fu,
-                           state.err_prev, state.rejected, reltol, abstol, alg._tmax(ctx), time_dependent=timed)
-    work = StiffWork(J, work.njac + njac, work.nfact + a.rk.nfact, work.nsolve + a.rk.nsolve)
+    a = rosenbrock_attempt(elements(xp), method, alg.controller, field, J, state.t, state.h, state.u, state.fu,
+                           state.err_prev, state.rejected, reltol, abstol, alg.time_limit(ctx), time_dependent=timed)
+    # long L-stable steps converge like Newton's method, onto unstable equilibria too (_stability)
+    bad = unstable_equilibrium(ctx, a.u, a.fu, J)
+    if bad is not None:
+        bad = bad & a.accept
+        keep = xp.reshape(bad, (ctx.batch, 1))
+        a = a._replace(u=xp.where(keep, state.u, a.u), fu=xp.where(keep, state.fu, a.fu))
+    work = StiffWork(J, work.njac + njac, work.nfact + a.rk.nfact, work.nsolve + a.rk.nsolve, bad)
     return a, work, njvp, jctx.f_calls(njvp)
 
 

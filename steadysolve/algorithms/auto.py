@@ -22,6 +22,7 @@ from ..registry import register, resolve
 from .anderson import Anderson
 from .base import Algorithm, Polyalgorithm
 from .broyden import Broyden
+from .dynamic_ss import DynamicSS
 from .levenberg_marquardt import LevenbergMarquardt
 from .newton import NewtonRaphson
 from .newton_krylov import NewtonKrylov
@@ -115,6 +116,8 @@ class Auto(Polyalgorithm):
         best iterate)."""
         if self.algs:
             return tuple((a, False) for a in self.algs)
+        if kind == "steady_state":
+            return self._steady_chain(n)
         if n <= self.tiny_max:
             first, fallbacks = NewtonRaphson(), (TrustRegion(), NewtonKrylov())
         elif n <= self.dense_max:
@@ -125,6 +128,22 @@ class Auto(Polyalgorithm):
         again = fallbacks[:1] + lm + fallbacks[1:]  # from u0: the best iterate may sit at a non-root minimum
         steps = ((first, False),) + tuple((a, False) for a in fallbacks + lm) + tuple((a, True) for a in again)
         return (((Anderson(), False),) + steps) if kind == "fixed_point" else steps
+
+    def _steady_chain(self, n: int) -> tuple:
+        """A ``SteadyStateProblem`` asks for the steady state the flow reaches from ``u0``: only methods
+        that follow the flow. Tsit5 first (cheap steps, no Jacobian); where it is held at its stability
+        limit (a stiff problem: ``DynamicSS``'s watch stops it within ``HELD_STEPS`` steps) or does not
+        settle in its share, pseudo-transient continuation goes on from its best iterate (implicit Euler
+        steps growing into Newton's); the last resort is the stiff integrator from ``u0`` (dense LU:
+        up to ``dense_max`` unknowns). Root finders may land on another equilibrium with the same
+        residual (a conservation law's line of equilibria, an unstable one): never in this chain."""
+        from ..ode.rosenbrock import Rodas5P
+        from .pseudo_transient import PseudoTransient
+
+        chain = ((DynamicSS(), False), (PseudoTransient(), False))
+        if n <= self.dense_max:
+            chain += ((DynamicSS(Rodas5P()), True),)
+        return chain
 
     def attempt_cap(self, maxiters: int, last: bool) -> int:
         """The iterations one attempt may use at most: all of ``maxiters`` for the last, else

@@ -91,6 +91,11 @@ class Algorithm:
         """Algorithm-specific counters for ``Solution.stats`` (arrays or ints)."""
         return {}
 
+    def failure_hint(self, state, codes) -> Optional[str]:
+        """What to tell the user about a failed solve that ended in ``state`` with the per-element
+        ``codes`` (``Solution.message``), or None."""
+        return None
+
     def residual_jvp(self, ctx: "Context", state, v):
         """``(J v, evaluations of F)``: the Jacobian of the residual ``state.fu`` at ``state.u`` times ``v``
         (the verdict measures the size of the residual's terms with it)."""

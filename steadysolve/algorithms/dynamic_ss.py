@@ -15,23 +15,62 @@ from typing import Any, NamedTuple, Optional
 
 from .. import _backend as backend
 from .._backend.derivatives import fd_jvp
+from ..ode._elements import elements
 from ..ode.adaptive import attempt, first_step, time_dtype
 from ..ode.controller import PIController
-from ..ode.host import attempt_host, host_buffer, host_path_ok, initial_step_host
-from ..ode.host_batch import attempt_batch
 from ..ode.runge_kutta import stage_buffer
 from ..ode.tsit5 import ExplicitRK, Tsit5
 from ..registry import register
 from ..retcodes import ReturnCode
-from .._checks import check_positive
+from .._checks import check_int, check_positive
 from ._dynamic_stiff import Rosenbrock, stiff_attempt, stiff_stats, stiff_tolerances, stiff_work
+from ._stability import DIVERGED
 from .base import Algorithm
 
-__all__ = ["DynamicSS", "DynamicSSState"]
+__all__ = ["DynamicSS", "DynamicSSState", "Watch", "watch", "watch_hint", "field_rms"]
 
 LOCAL_TOL_FACTOR = 0.1
 _TIMELIMIT = ReturnCode.TimeLimit.code
 _STALLED = ReturnCode.Stalled.code
+#: accepted steps in a row at an explicit method's stability limit, without the residual halving,
+#: that stop it (a stiff problem)
+STIFF_STEPS = 25
+#: ``h |lambda|`` above this fraction of the method's stability limit counts as a step at the limit
+STIFF_FRACTION = 0.8
+STIFF_HINT = ("DynamicSS stopped at its explicit method's stability limit: the problem is stiff (the step is held "
+              "at ~{:.1f} / |lambda_max| while the residual hardly falls). Use a stiff integrator, "
+              "DynamicSS(ss.Rodas5P()), or ss.PseudoTransient()")
+SETTLE_HINT = ("DynamicSS stopped: the residual did not halve in `patience` accepted steps; the flow does not "
+               "settle (a limit cycle, or an equilibrium that is not stable), or settles too slowly for "
+               "this patience (DynamicSS(patience=...))")
+
+
+class Watch(NamedTuple):
+    """What ``DynamicSS`` watches besides the verdict, per element: whether the flow still settles."""
+
+    nstiff: Any  # accepted steps in a row at the stability limit (explicit methods)
+    since: Any  # accepted steps since the residual last halved
+    ref: Any  # the residual's RMS when it last halved
+
+
+def watch(el, w: Watch, accept, fnorm, hrho, limit: float, patience):
+    """``(watch, stop)``: the watch after an attempt (``fnorm`` the RMS of the state's field, ``hrho`` the
+    step's ``h |lambda|`` estimate, None for a Rosenbrock method) and the elements to stop with
+    ``Stalled``: at an explicit method's stability ``limit`` for ``STIFF_STEPS`` accepted steps in a row
+    without the residual halving (a stiff problem; a non-stiff flow reaches the limit too, as its steps
+    grow, but its residual then halves every few steps), or ``patience`` accepted steps without the
+    residual halving (a flow that does not settle). Written against the per-element namespace ``el``
+    (arrays, or one system's floats)."""
+    halved = accept & (fnorm <= 0.5 * w.ref)
+    since = el.where(accept, el.where(halved, 0, w.since + 1), w.since)
+    ref = el.where(halved, fnorm, w.ref)
+    nstiff = w.nstiff
+    if hrho is not None:
+        nstiff = el.where(accept, el.where(hrho >= STIFF_FRACTION * limit, nstiff + 1, 0), nstiff)
+    stop = (nstiff >= STIFF_STEPS) & (since >= STIFF_STEPS)
+    if patience is not None:
+        stop = stop | (since >= patience)
+    return Watch(nstiff, since, ref), stop
 
 
 class DynamicSSState(NamedTuple):
@@ -47,33 +86,9 @@ class DynamicSSState(NamedTuple):
     nf: Any
     njvp: Any
     nvjp: Any
-    ws: Any = None  # the stage workspace (a _Workspace on eager backends, None under JAX)
+    watch: Any = None  # Watch: does the flow still settle
+    ws: Any = None  # the stage workspace (``ode.runge_kutta.Stages``; None under JAX and for a Rosenbrock method)
     lin: Any = None  # a Rosenbrock integrator's Jacobian and linear-algebra counts (_dynamic_stiff.StiffWork)
-
-
-class _Workspace:
-    """Holds the ``(stages, B * n)`` stage buffer, written in place by every step. Not an array
-    leaf, so the driver's per-element ``where`` passes it through untouched (no step reads
-    stages written by an earlier one)."""
-
-    __slots__ = ("K", "host")
-
-    def __init__(self, K, host=None):
-        self.K = K
-        self.host = host  # unbatched NumPy: (field, reltol, abstol, tmax, time eps), fixed per solve
-
-
-_HOST_NP = backend.host_numpy()  # the unbatched NumPy path's host scalars and the driver's flags
-_FLAGS: dict = {}
-
-
-def _host_flag(code: int):
-    """A shared read-only ``(1,)`` int32 flag array (the driver reads ``flag[0]``)."""
-    if code not in _FLAGS:
-        a = _HOST_NP.full((1,), code, dtype=_HOST_NP.int32)
-        a.flags.writeable = False
-        _FLAGS[code] = a
-    return _FLAGS[code]
 
 
 @register("dynamic_ss")
@@ -141,6 +156,7 @@ class DynamicSS(Algorithm):
     dt0: Optional[float] = None
     per_element_time: bool = False
     compile_jax: bool = True
+    patience: Optional[int] = 300
 
     stall_patience = None  # transients need not decrease the residual monotonically
     sign_sensitive = True
@@ -162,6 +178,8 @@ class DynamicSS(Algorithm):
             raise TypeError("DynamicSS: per_element_time must be a bool")
         if not isinstance(self.compile_jax, bool):
             raise TypeError("DynamicSS: compile_jax must be a bool")
+        if self.patience is not None:
+            check_int("DynamicSS", "patience", self.patience, 1)
 
     # -- helpers -------------------------------------------------------------------------
     def _field(self, ctx):
@@ -180,25 +198,12 @@ class DynamicSS(Algorithm):
         a forward difference of the field at that time (one evaluation)."""
         if ctx.kind != "steady_state":
             return super().residual_jvp(ctx, state, v)
-        field = self._host_field(ctx) if isinstance(state.t, float) else self._field(ctx)
-        return fd_jvp(ctx.xp, lambda u: field(state.t, u))(state.u, v, state.fu), 1
+        field = self._field(ctx)
+        tb = ctx.batched(state.t)
+        return fd_jvp(ctx.xp, lambda u: field(tb, u))(state.u, v, state.fu), 1
 
-    def _host_mode(self, ctx, abstol: float) -> bool:
-        """NumPy: unbatched, the controller runs on Python floats (``ode.host``); batched, the step takes
-        its per-element decisions on the host where they are uniform (``ode.host_batch``)."""
-        return (ctx.host_arrays and isinstance(self.integrator, ExplicitRK)
-                and host_path_ok(self.integrator.tableau, abstol) and not backend.is_half(ctx.xp, ctx.dtype))
-
-    def _time_mode(self, ctx):
-        return None if ctx.kind != "steady_state" else ("each" if self.per_element_time else "min")
-
-    def _host_field(self, ctx):
-        if ctx.kind != "steady_state":
-            return lambda t, u: ctx.vector_field(u, None)
-        dt = ctx.dtype
-        return lambda t, u: ctx.vector_field(u, _HOST_NP.asarray(t, dtype=dt))
-
-    def _tolerances(self, ctx):
+    def local_tolerances(self, ctx):
+        """The controller's local-error ``(reltol, abstol)`` in this solve."""
         # Local-error tolerances a tenth of the steady-state ones unless the controller sets
         # them: an explicit method can settle at its stability boundary with a residual of the
         # order of its local tolerance, which must stay below the steady-state tolerance.
@@ -209,18 +214,16 @@ class DynamicSS(Algorithm):
         floor = 4 * float(ctx.xp.finfo(ctx.dtype).eps) if backend.is_half(ctx.xp, ctx.dtype) else 0.0
         return self.controller.tolerances(max(LOCAL_TOL_FACTOR * ctx.reltol, floor), LOCAL_TOL_FACTOR * ctx.abstol)
 
-    def _tmax(self, ctx) -> float:
-        # Never let t run into overflow (runs that drift to t ~ 1e307 end in NaN).
+    def time_limit(self, ctx) -> float:
+        """``tmax``, capped far below overflow of the clock (runs that drift to t ~ 1e307 end in NaN)."""
         return min(float(self.tmax), 1e-3 * float(ctx.xp.finfo(time_dtype(ctx.xp, ctx.dtype)).max))
 
     # -- contract ------------------------------------------------------------------------
     def init(self, prob, u0, ctx):
         xp, B = ctx.xp, ctx.batch
         tab = self.integrator.tableau
-        reltol, abstol = self._tolerances(ctx)
-        host, stiff = self._host_mode(ctx, abstol), isinstance(self.integrator, Rosenbrock)
-        if host and B == 1:  # the controller on floats, the first step too
-            return self._init_host(u0, ctx, tab, reltol, abstol)
+        reltol, abstol = self.local_tolerances(ctx)
+        stiff = isinstance(self.integrator, Rosenbrock)
         f = self._field(ctx)
         t = xp.full((B,), float(self.t0), dtype=time_dtype(xp, ctx.dtype), device=ctx.device)
         nf = 1  # F(u0), evaluated by solve()
@@ -229,88 +232,71 @@ class DynamicSS(Algorithm):
             nf += 1
         else:
             fu = ctx.fu0
-        h, nf0 = first_step(xp, tab, self.controller, f, t, u0, fu, reltol, abstol, self.dt0, self._tmax(ctx))
-        if host:  # batched NumPy
-            ws = _Workspace(host_buffer(tab, u0), (self._host_field(ctx), reltol, abstol, self._tmax(ctx),
-                                                   float(xp.finfo(t.dtype).eps), self._time_mode(ctx)))
-        else:
-            ws = None if backend.is_jax(xp) or stiff else _Workspace(stage_buffer(xp, tab, u0))
+        h, nf0 = first_step(elements(xp), tab, self.controller, f, t, u0, fu, reltol, abstol, self.dt0,
+                            self.time_limit(ctx))
+        ws = None if backend.is_jax(xp) or stiff else stage_buffer(xp, tab, u0)
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
         return DynamicSSState(
             u=u0, fu=fu, t=t, h=h, err_prev=xp.full_like(t, 1e-4), rejected=zi != 0,
             naccept=zi, nreject=zi, flag=zi,
-            nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0), ws=ws,
-            lin=stiff_work(ctx) if stiff else None,
+            nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0),
+            watch=Watch(zi, zi, field_rms(elements(xp), fu)), ws=ws, lin=stiff_work(ctx) if stiff else None,
         )
 
-    def _init_host(self, u0, ctx, tab, reltol, abstol):
-        field, t0, tmax = self._host_field(ctx), float(self.t0), self._tmax(ctx)
-        fu = field(t0, u0) if ctx.kind == "steady_state" else ctx.fu0  # solve() evaluated f(u0, p, inf)
-        nf = 1 + (ctx.kind == "steady_state") + (self.dt0 is None)
-        h = self.dt0 if self.dt0 is not None else initial_step_host(field, t0, u0, fu, tab.order, reltol, abstol)
-        if self.controller.dtmax is not None:
-            h = min(h, self.controller.dtmax)
-        ws = _Workspace(host_buffer(tab, u0), (field, reltol, abstol, tmax, float(_HOST_NP.finfo(ctx.dtype).eps)))
-        return DynamicSSState(u=u0, fu=fu, t=t0, h=min(float(h), tmax - t0), err_prev=1e-4, rejected=False,
-                              naccept=0, nreject=0, flag=_host_flag(0), nf=nf, njvp=0, nvjp=0, ws=ws)
-
     def step(self, prob, state, ctx):
-        if isinstance(state.t, float):
-            return self._step_host(state)
-        if state.ws is not None and state.ws.host is not None:
-            return self._step_host_batch(state)
         xp = ctx.xp
-        reltol, abstol = self._tolerances(ctx)
+        reltol, abstol = self.local_tolerances(ctx)
+        el = elements(xp)
         a, lin, njvp, nfj = stiff_attempt(self, prob, state, ctx, reltol, abstol) if state.lin is not None else (
-            attempt(xp, self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h, state.u,
-                    state.fu, state.err_prev, state.rejected, reltol, abstol, self._tmax(ctx),
-                    time_dependent=ctx.kind == "steady_state", K=None if state.ws is None else state.ws.K), None, 0, 0)
+            attempt(el, self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h,
+                    state.u, state.fu, state.err_prev, state.rejected, reltol, abstol, self.time_limit(ctx),
+                    time_dependent=ctx.kind == "steady_state", work=state.ws, stiffness=True), None, 0, 0)
+        w, stop = watch(el, state.watch, a.accept, field_rms(el, a.fu), a.hrho, self.stability_limit(), self.patience)
         flag = xp.where(a.reached, xp.full_like(state.flag, _TIMELIMIT), state.flag)
-        flag = xp.where(a.underflow, xp.full_like(state.flag, _STALLED), flag)
+        flag = xp.where(a.underflow | stop, xp.full_like(state.flag, _STALLED), flag)
+        if lin is not None and lin.unstable is not None:  # a long step onto an equilibrium the flow leaves
+            flag = xp.where(lin.unstable, xp.full_like(flag, DIVERGED), flag)
         acc = xp.astype(a.accept, state.naccept.dtype)
         return DynamicSSState(
             u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
             naccept=state.naccept + acc, nreject=state.nreject + (1 - acc),
-            flag=flag, nf=state.nf + a.rk.nf + nfj, njvp=state.njvp + njvp, nvjp=state.nvjp, ws=state.ws, lin=lin,
+            flag=flag, nf=state.nf + a.rk.nf + nfj, njvp=state.njvp + njvp, nvjp=state.nvjp, watch=w, ws=state.ws, lin=lin,
         )
 
-    def _step_host(self, state):
-        field, reltol, abstol, tmax, eps = state.ws.host
-        a = attempt_host(self.integrator.tableau, self.controller, field, state.t, state.h, state.u, state.fu,
-                         state.err_prev, state.rejected, reltol, abstol, tmax, state.ws.K, eps)
-        flag = state.flag
-        if a.underflow:
-            flag = _host_flag(_STALLED)
-        elif a.reached:
-            flag = _host_flag(_TIMELIMIT)
-        return DynamicSSState(
-            u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
-            naccept=state.naccept + int(a.accept), nreject=state.nreject + int(not a.accept), flag=flag,
-            nf=state.nf + a.nf, njvp=state.njvp, nvjp=state.nvjp, ws=state.ws,
-        )
+    def stability_limit(self) -> float:
+        """The explicit method's stability limit on the negative real axis (0 for a Rosenbrock method)."""
+        return 0.0 if isinstance(self.integrator, Rosenbrock) else self.integrator.tableau.stability_limit
 
-    def _step_host_batch(self, state):
-        field, reltol, abstol, tmax, eps, time_mode = state.ws.host
-        a = attempt_batch(self.integrator.tableau, self.controller, field, state.t, state.h, state.u, state.fu,
-                          state.err_prev, state.rejected, reltol, abstol, tmax, state.ws.K, eps, time_mode)
-        flag = _HOST_NP.where(a.reached, _TIMELIMIT, state.flag) if a.reached.any() else state.flag
-        if a.underflow.any():
-            flag = _HOST_NP.where(a.underflow, _STALLED, flag).astype(state.flag.dtype)
-        acc = a.accept.astype(state.naccept.dtype)
-        return DynamicSSState(
-            u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected, naccept=state.naccept + acc,
-            nreject=state.nreject + (1 - acc), flag=flag, nf=state.nf + a.nf, njvp=state.njvp, nvjp=state.nvjp,
-            ws=state.ws,
-        )
+    def failure_hint(self, state, codes):
+        return watch_hint(state.watch, codes, self.patience, self.stability_limit())
 
     def extra_stats(self, state) -> dict:
         return {**self._time_stats(state), **stiff_stats(state.lin)}
 
     def _time_stats(self, state) -> dict:
-        if isinstance(state.t, float):
-            return {"naccept": state.naccept, "nreject": state.nreject, "t": _HOST_NP.float64(state.t)}
+        per = {"naccept": state.naccept, "nreject": state.nreject, "t": state.t}
         if state.t.shape[0] == 1:
             xp = backend.namespace(("t", state.t))
-            return {"naccept": xp.reshape(state.naccept, ()), "nreject": xp.reshape(state.nreject, ()),
-                    "t": xp.reshape(state.t, ())}
-        return {"naccept": state.naccept, "nreject": state.nreject, "t": state.t}
+            return {k: xp.reshape(v, ()) for k, v in per.items()}
+        return per
+
+
+def watch_hint(w: Watch, codes, patience, limit: float):
+    """Why the watch stopped an element that ended ``Stalled`` (``codes``: the per-element codes), or None.
+    The driver keeps the state before a stopping step: there the counts were one step short."""
+    np = backend.host_numpy()
+    stalled = np.asarray([int(c) == _STALLED for c in codes])
+    if not stalled.any():
+        return None
+    nstiff, since = (np.asarray(backend.to_numpy(backend.namespace(("w", x)), x) if backend.is_array(x) else x)
+                     .reshape(-1) for x in (w.nstiff, w.since))
+    if (stalled & (nstiff >= STIFF_STEPS - 1) & (since >= STIFF_STEPS - 1)).any():
+        return STIFF_HINT.format(limit)
+    if patience is not None and (stalled & (since >= patience - 1)).any():
+        return SETTLE_HINT
+    return None
+
+
+def field_rms(el, fu):
+    """The RMS of the field per element (what :func:`watch` follows)."""
+    return el.sqrt(el.row_sumsq(fu) / fu.shape[1])

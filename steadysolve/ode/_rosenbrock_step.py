@@ -84,14 +84,13 @@ def rosenbrock_step(method: Rosenbrock, field: Callable, J, t, u, h, fu, xp, tde
     return RosenbrockStep(u_new, f_new, _combo(tab.m_err, Us), tuple(Us), nf, s, ws.factorizations)
 
 
-def rosenbrock_attempt(xp, method: Rosenbrock, ctrl: PIController, field: Callable, J, t, h, u, fu, err_prev,
+def rosenbrock_attempt(el, method: Rosenbrock, ctrl: PIController, field: Callable, J, t, h, u, fu, err_prev,
                        rejected, reltol: float, abstol: float, tend: float, time_dependent: bool = True) -> Attempted:
     """:func:`~steadysolve.ode.adaptive.attempt` with a Rosenbrock step: ``J`` the field's Jacobian at
     ``(t, u)``; ``attempted.rk`` is the :class:`RosenbrockStep` (its counts and stages)."""
-    B = u.shape[0]
-    h = xp.minimum(h, tend - t)  # land exactly on tend
-    hb = backend.cast(xp, xp.reshape(h, (B, 1)), u.dtype)
-    tb = xp.reshape(t, (B, 1)) if time_dependent else None
-    r = rosenbrock_step(method, field, J, tb, u, hb, fu, xp, tderiv=time_dependent and not method.autonomous)
+    h = el.minimum(h, tend - t)  # land exactly on tend
+    tb = el.rows(t) if time_dependent else None
+    r = rosenbrock_step(method, field, J, tb, u, el.rows(h, u.dtype), fu, el.xp,
+                        tderiv=time_dependent and not method.autonomous)
     order, error_order = method.tableau.control_orders
-    return conclude(xp, ctrl, order, error_order, t, h, u, fu, r, err_prev, rejected, reltol, abstol, tend)
+    return conclude(el, ctrl, order, error_order, t, h, u, fu, r, err_prev, rejected, reltol, abstol, tend)

@@ -2,9 +2,9 @@
 initial step of Hairer, Norsett & Wanner (Solving ODEs I, II.4).
 
 Everything is per batch element: error norms, step sizes and the accept/reject
-decision are ``(B,)`` arrays, and a rejected step is expressed with ``where``
-(the caller keeps the old state and retries with the smaller step), so one
-attempt is jit-able straight-line code.
+decision are written once against a per-element namespace (``(B,)`` arrays, every choice
+a ``where``, so one attempt is jit-able straight-line code; or Python floats for one
+NumPy system), and a rejected step keeps the old state and retries with the smaller step.
 """
 
 from __future__ import annotations
@@ -115,36 +115,40 @@ class PIController:
         return b1, b2
 
 
-def error_norm(xp, err, u, u_new, reltol: float, abstol: float, f_new=None):
-    """Per-element RMS of the error scaled by ``abstol + reltol * max(|u|, |u_new|)``; inf when not finite
-    (computed in float32 at least: half-precision states would overflow the squares).
+def error_norm(el, err, u, u_new, reltol: float, abstol: float, f_new=None):
+    """``(enorm, finite)`` per element: the RMS of ``err / (abstol + reltol * max(|u|, |u_new|))`` (inf where
+    not finite) and whether ``u_new`` (and ``f_new``, when given) are finite; in float32 at least (the
+    squares of a half-precision state would overflow).
 
-    With ``f_new`` returns ``(enorm, finite)``, ``finite`` telling whether ``u_new`` and ``f_new`` are
-    finite, from the same reduction: ``0 * x`` is NaN exactly when ``x`` is not finite, so adding
-    ``0 * (u_new + f_new)`` to the squares makes the sum non-finite then (one reduction instead of three).
-    """
-    err, u, u_new = (_wide(xp, a) for a in (err, u, u_new))
-    scale = abstol + reltol * xp.maximum(xp.abs(u), xp.abs(u_new))
-    sq = _scaled(xp, err, scale, abstol) ** 2
-    if f_new is None:
-        e = xp.sqrt(xp.mean(sq, axis=1))
-        return xp.where(xp.isfinite(e), e, xp.full_like(e, math.inf))
-    e = xp.sqrt(xp.mean(sq + 0.0 * (u_new + _wide(xp, f_new)), axis=1))
-    finite = xp.isfinite(e)
-    return xp.where(finite, e, xp.full_like(e, math.inf)), finite
+    ``el`` is the per-element namespace (:mod:`~steadysolve.ode._elements`). ``u_new`` enters the scale,
+    so a non-finite ``u_new`` could leave a finite (zero) ratio: its rows are checked through the same
+    ``max(|u|, |u_new|)``. Pass ``f_new`` unless the error estimate depends on it (an FSAL pair whose
+    last error weight is nonzero: a non-finite field then makes ``err`` non-finite)."""
+    xp = el.xp
+    wd = working_dtype(xp, err.dtype)
+    if wd != err.dtype:
+        err, u, u_new = (xp.astype(a, wd) for a in (err, u, u_new))
+        f_new = None if f_new is None else xp.astype(f_new, wd)
+    m = xp.maximum(xp.abs(u), xp.abs(u_new))
+    finite = el.row_finite(m)
+    if f_new is not None:
+        finite = finite & el.row_finite(xp.abs(f_new))
+    n = u.shape[1]
+    if reltol > 0 and abstol > 0:  # err / (abstol + reltol m) = (err / (abstol / reltol + m)) / reltol
+        e = el.sqrt(el.row_sumsq(err / (m + abstol / reltol)) / n) / reltol
+    elif reltol == 0:
+        e = el.sqrt(el.row_sumsq(err) / n) / abstol
+    else:  # a purely relative tolerance: floor the scale of a zero component and cap the ratio (1e10
+        # means "reject" as surely as inf, without overflow)
+        floor = float(xp.finfo(err.dtype).smallest_normal) ** 0.5
+        ratio = xp.minimum(xp.abs(err) / xp.maximum(reltol * m, floor), 1e10)
+        e = el.sqrt(el.row_sumsq(ratio) / n)
+    finite = finite & el.isfinite(e)
+    return el.where(finite, e, math.inf), finite
 
 
 def _wide(xp, x):
     return cast(xp, x, working_dtype(xp, x.dtype))
-
-
-def _scaled(xp, x, scale, abstol: float):
-    """``x / scale``; with ``abstol = 0`` (a purely relative tolerance) a zero component of ``u`` has
-    scale 0: floor it and cap the ratio (1e10 means "reject" as surely as inf, without overflow)."""
-    if abstol > 0:
-        return x / scale
-    floor = float(xp.finfo(x.dtype).smallest_normal) ** 0.5
-    return xp.minimum(xp.abs(x) / xp.maximum(scale, xp.full_like(scale, floor)), xp.full_like(x, 1e10))
 
 
 class Attempt(NamedTuple):
@@ -155,46 +159,46 @@ class Attempt(NamedTuple):
     enorm: Any  # (B,) scaled error of this attempt
 
 
-def attempt_step(ctrl: PIController, xp, order: int, error_order: int, h, enorm, err_prev, rejected,
+def attempt_step(ctrl: PIController, el, order: int, error_order: int, h, enorm, err_prev, rejected,
                  finite) -> Attempt:
-    """Accept or reject an attempted step of size ``h`` (all ``(B,)``) and propose the next one."""
+    """Accept or reject an attempted step of size ``h`` and propose the next one, per element (``el``: the
+    per-element namespace, :mod:`~steadysolve.ode._elements`)."""
     b1, b2 = ctrl.exponents(order)
-    one = xp.ones_like(enorm)
-    accept = (enorm <= one) & finite
-    e_safe = xp.maximum(enorm, xp.full_like(enorm, 1e-10))  # E = 0 (exact step) -> maximal growth
-    grow = ctrl.safety * e_safe ** (-b1) * err_prev ** b2
-    grow = xp.minimum(xp.maximum(grow, xp.full_like(grow, ctrl.factormin)), xp.full_like(grow, ctrl.factormax))
-    grow = xp.where(rejected, xp.minimum(grow, one), grow)  # no growth right after a rejection
-    shrink = xp.maximum(ctrl.safety * e_safe ** (-1.0 / (error_order + 1)), xp.full_like(enorm, ctrl.factormin))
-    shrink = xp.where(finite, xp.minimum(shrink, one), xp.full_like(enorm, ctrl.factormin))
-    h_next = h * xp.where(accept, grow, shrink)
+    accept = (enorm <= 1.0) & finite
+    e_safe = el.maximum(enorm, 1e-10)  # E = 0 (exact step) -> maximal growth
+    grow = el.clip(ctrl.safety * e_safe ** (-b1) * err_prev ** b2, ctrl.factormin, ctrl.factormax)
+    grow = el.where(rejected, el.minimum(grow, 1.0), grow)  # no growth right after a rejection
+    shrink = el.clip(ctrl.safety * e_safe ** (-1.0 / (error_order + 1)), ctrl.factormin, 1.0)
+    shrink = el.where(finite, shrink, ctrl.factormin)
+    h_next = h * el.where(accept, grow, shrink)
     if ctrl.dtmax is not None:
-        h_next = xp.minimum(h_next, xp.full_like(h_next, ctrl.dtmax))
-    err_prev = xp.where(accept, xp.maximum(enorm, xp.full_like(enorm, 1e-4)), err_prev)
-    return Attempt(accept, h_next, err_prev, ~accept, enorm)
+        h_next = el.minimum(h_next, ctrl.dtmax)
+    err_prev = el.where(accept, el.maximum(enorm, 1e-4), err_prev)
+    return Attempt(accept, h_next, err_prev, el.logical_not(accept), enorm)
 
 
-def initial_step(xp, f, t0, u0, f0, order: int, reltol: float, abstol: float):
-    """Hairer-Wanner's starting step (one extra evaluation of ``f``), per element ``(B,)``.
+def initial_step(el, f, t0, u0, f0, order: int, reltol: float, abstol: float):
+    """Hairer-Wanner's starting step per element (one extra evaluation of ``f``).
 
-    ``f(t, u)`` with ``t`` of shape ``(B, 1)``; ``t0`` is ``(B, 1)``. Norms and step sizes are in
+    ``f(t, u)`` with ``t`` a row time (``el.rows``); ``t0`` per element. Norms and step sizes are in
     float32 at least; the trial state stays in the dtype of ``u0``.
     """
+    xp = el.xp
+    n = u0.shape[1]
     scale = abstol + reltol * xp.abs(_wide(xp, u0))
+    floor = float(xp.finfo(scale.dtype).smallest_normal) ** 0.5
 
     def rms(x):
-        return xp.sqrt(xp.mean(_scaled(xp, _wide(xp, x), scale, abstol) ** 2, axis=1))
+        x = _wide(xp, x)
+        r = x / scale if abstol > 0 else xp.minimum(xp.abs(x) / xp.maximum(scale, floor), 1e10)
+        return el.sqrt(el.row_sumsq(r) / n)
 
     d0, d1 = rms(u0), rms(f0)
-    small = xp.full_like(d0, 1e-5)
-    h0 = xp.where((d0 < small) | (d1 < small), xp.full_like(d0, 1e-6),
-                  0.01 * d0 / xp.where(d1 > 0, d1, xp.ones_like(d1)))
-    h0c = xp.reshape(h0, (h0.shape[0], 1))
-    f1 = f(t0 + h0c, u0 + cast(xp, h0c, u0.dtype) * f0)
+    h0 = el.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / el.where(d1 > 0, d1, 1.0))
+    f1 = f(el.rows(t0 + h0), u0 + el.rows(h0, u0.dtype) * f0)
     d2 = rms(f1 - f0) / h0
-    dmax = xp.maximum(d1, d2)
-    tiny = xp.full_like(dmax, 1e-15)
-    h1 = xp.where(dmax <= tiny, xp.maximum(xp.full_like(h0, 1e-6), h0 * 1e-3),
-                  (0.01 / xp.where(dmax > tiny, dmax, xp.ones_like(dmax))) ** (1.0 / (order + 1)))
-    h = xp.minimum(100 * h0, h1)
-    return xp.where(xp.isfinite(h), h, xp.full_like(h, 1e-6))
+    dmax = el.maximum(d1, d2)
+    h1 = el.where(dmax <= 1e-15, el.maximum(h0 * 1e-3, 1e-6),
+                  (0.01 / el.where(dmax > 1e-15, dmax, 1.0)) ** (1.0 / (order + 1)))
+    h = el.minimum(100 * h0, h1)
+    return el.where(el.isfinite(h), h, 1e-6)

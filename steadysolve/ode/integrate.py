@@ -18,10 +18,11 @@ from .._checks import check_int, check_real, check_tol, reject_unknown
 from ..problems import check_output, validate_u0
 from ..solution import ODESolution, ReturnCode, Stats, register_jax_pytrees
 from ._rosenbrock_step import rosenbrock_attempt
+from ._elements import elements
 from .adaptive import attempt, first_step, time_dtype
 from .controller import PIController
 from .rosenbrock import Rosenbrock
-from .runge_kutta import dense_eval
+from .runge_kutta import dense_eval, stage_buffer
 from .tsit5 import ExplicitRK, Tsit5
 
 if TYPE_CHECKING:
@@ -152,22 +153,25 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
     fu = xp.reshape(f_t0, (1, n))
     tdt = time_dtype(xp, dtype)
     t = xp.full((1,), t0, dtype=tdt, device=device)
-    h, nf0 = first_step(xp, tab, controller, F, t, u, fu, reltol, abstol, dt0, t1)
+    el = elements(xp)
+    h, nf0 = first_step(el, tab, controller, F, t, u, fu, reltol, abstol, dt0, t1)
     nf = 1 + nf0
 
+    traced = any(backend.is_traced(x) for x in backend.tree_leaves((u0, p, f_t0)))
     stiff = isinstance(solver, Rosenbrock)
     if stiff:
         def step(t, h, u, fu, err_prev, rejected):
             J = _jacobian(xp, F, jac, p, shape, dtype, t, u, fu)
-            return rosenbrock_attempt(xp, solver, controller, F, J, t, h, u, fu, err_prev, rejected, reltol, abstol, t1)
+            return rosenbrock_attempt(el, solver, controller, F, J, t, h, u, fu, err_prev, rejected, reltol, abstol, t1)
     else:
+        work = None if traced else stage_buffer(xp, tab, u)
+
         def step(t, h, u, fu, err_prev, rejected):
-            return attempt(xp, tab, controller, F, t, h, u, fu, err_prev, rejected, reltol, abstol, t1)
+            return attempt(el, tab, controller, F, t, h, u, fu, err_prev, rejected, reltol, abstol, t1, work=work)
 
-    def interp(u, h, ks, theta):  # a Rosenbrock step's stages U_i carry their step
-        return dense_eval(tab, u, 1.0 if stiff else h, ks, theta)
+    def interp(u, h, ks, theta):  # the stages carry their step (h k_i; a Rosenbrock step's U_i)
+        return dense_eval(tab, u, ks, theta)
 
-    traced = any(backend.is_traced(x) for x in backend.tree_leaves((u0, p, f_t0)))
     if traced:
         if save is None:
             raise ValueError("integrate: inside jax.jit / vmap pass saveat (the number of accepted steps "

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
+from functools import cached_property
 from typing import Optional, Tuple
 
 __all__ = ["ButcherTableau", "ExplicitRK", "Tsit5", "TSIT5_TABLEAU"]
@@ -84,11 +86,39 @@ class ButcherTableau:
     def stages(self) -> int:
         return len(self.c)
 
-    @property
+    @cached_property
     def fsal(self) -> bool:
         """First Same As Last: the last stage is evaluated at the new solution."""
         return (self.c[-1] == 1.0 and self.b[-1] == 0.0
                 and all(abs(x - y) <= _TOL for x, y in zip(self.a[-1], self.b[:-1])))
+
+    @cached_property
+    def stability_limit(self) -> float:
+        """Where the stability region meets the negative real axis: the largest ``x`` with
+        ``|R(-y)| <= 1`` for all ``0 < y <= x`` (``R`` the stability function of the propagated solution)."""
+        def amplification(z):  # R(z) = 1 + z b^T (I - z A)^-1 1, by forward substitution
+            g = []
+            for i in range(self.stages):
+                g.append(1.0 + z * math.fsum(a * gj for a, gj in zip(self.a[i], g)))
+            return abs(1.0 + z * math.fsum(b * gi for b, gi in zip(self.b, g)))
+
+        x = 0.0
+        while x < 100.0 and amplification(-(x + 0.01)) <= 1.0:
+            x += 0.01
+        lo, hi = x, x + 0.01
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if amplification(-mid) <= 1.0 else (lo, mid)
+        return lo
+
+    @cached_property
+    def error_inputs(self) -> tuple:
+        """``w = b_err^T A``: ``sum_j b_err_j y_j = u + sum_l w_l h k_l`` is the stage inputs' combination
+        that the error estimate ``sum_j b_err_j h f(y_j)`` is ``h J`` times, to first order (the weights
+        ``b_err`` sum to 0). Their ratio estimates ``h |lambda|`` of the mode the error estimate follows:
+        at an explicit method's stability limit the stiffest one (``Attempted.hrho``)."""
+        return tuple(math.fsum(self.b_err[j] * (self.a[j][l] if l < j else 0.0) for j in range(self.stages))
+                     for l in range(self.stages))
 
     @property
     def new_evaluations(self) -> int:

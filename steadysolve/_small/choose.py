@@ -1,0 +1,29 @@
+"""The one predicate that picks the small-system engine, and the algorithms that have a twin there."""
+
+from __future__ import annotations
+
+from .. import _backend as backend
+from . import applies as _one_numpy_system
+from ..algorithms.dynamic_ss import DynamicSS
+from ..ode.tsit5 import ExplicitRK
+from .dynamic_ss import SmallDynamicSS
+
+__all__ = ["small_twin", "applies"]
+
+_FLOAT64 = backend.host_numpy().float64
+
+
+def applies(ctx) -> bool:
+    """One eager float64 NumPy system: the engine's domain (its scalars are Python floats, whose arithmetic
+    is float64: a float32 solve keeps a float32 clock, as the generic algorithms do)."""
+    return _one_numpy_system(ctx.xp, ctx.batch) and not ctx.traced and ctx.dtype == _FLOAT64
+
+
+def small_twin(alg, ctx):
+    """The algorithm that runs ``alg``'s solve in context ``ctx``: its small-system twin where the engine
+    applies and has one, else ``alg`` itself."""
+    if not applies(ctx):
+        return alg
+    if isinstance(alg, DynamicSS) and isinstance(alg.integrator, ExplicitRK):
+        return SmallDynamicSS(alg)
+    return alg

@@ -1,0 +1,129 @@
+"""``DynamicSS`` with an explicit Runge-Kutta pair on ONE NumPy system: the same attempt on Python floats.
+
+The generic :class:`~steadysolve.DynamicSS` keeps its time, step size, controller memory and
+decisions in ``(B,)`` arrays; for one NumPy system they are Python floats here, and the attempt
+(:func:`steadysolve.ode.adaptive.attempt`, the same function) runs its controller on them through
+:data:`~steadysolve._small.floats.FLOATS`. The rows ``(1, n)`` stay NumPy arrays; the stages are
+written into one workspace per solve. What is fixed per solve (the field, the local tolerances,
+the time limit) is computed once, in ``init``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from .. import _backend as backend
+from .._backend.derivatives import fd_jvp
+from ..algorithms.base import Algorithm
+from ..algorithms.dynamic_ss import DynamicSS, Watch, field_rms, watch, watch_hint
+from ..ode.adaptive import attempt, first_step
+from ..ode.runge_kutta import stage_buffer
+from ..retcodes import ReturnCode
+from .floats import FLOATS
+
+__all__ = ["SmallDynamicSS", "SmallDynamicSSState"]
+
+_np = backend.host_numpy()
+_FLAGS: dict = {}
+
+
+def _flag(code: int):
+    """A shared read-only ``(1,)`` int32 flag (the driver reads ``flag[0]``)."""
+    if code not in _FLAGS:
+        a = _np.full((1,), code, dtype=_np.int32)
+        a.flags.writeable = False
+        _FLAGS[code] = a
+    return _FLAGS[code]
+
+
+_RUNNING, _TIMELIMIT, _STALLED = _flag(0), _flag(ReturnCode.TimeLimit.code), _flag(ReturnCode.Stalled.code)
+
+
+class _Setup:
+    """What one solve fixes: the field on float times, the workspace, the local tolerances, the time limit.
+    Not an array leaf: the driver passes it through untouched."""
+
+    __slots__ = ("field", "work", "reltol", "abstol", "tmax", "timed", "limit")
+
+    def __init__(self, field, work, reltol, abstol, tmax, timed, limit):
+        self.field, self.work, self.reltol, self.abstol, self.tmax, self.timed = field, work, reltol, abstol, tmax, timed
+        self.limit = limit
+
+
+class SmallDynamicSSState(NamedTuple):
+    u: Any  # (1, n)
+    fu: Any  # (1, n) du/dt at (t, u)
+    t: float
+    h: float  # next step size to try
+    err_prev: float  # PI controller memory
+    rejected: bool
+    naccept: int
+    nreject: int
+    flag: Any  # (1,) int32: TimeLimit when t reached tmax, Stalled on step-size underflow
+    nf: int
+    njvp: int
+    nvjp: int
+    watch: Watch  # of Python ints and floats
+    setup: _Setup
+
+
+@dataclass(frozen=True)
+class SmallDynamicSS(Algorithm):
+    """The one-system twin of ``alg`` (an explicit Runge-Kutta ``DynamicSS``)."""
+
+    alg: DynamicSS
+
+    stall_patience = DynamicSS.stall_patience
+    sign_sensitive = DynamicSS.sign_sensitive
+    freeze_converged = DynamicSS.freeze_converged
+
+    def init(self, prob, u0, ctx):
+        alg = self.alg
+        timed = ctx.kind == "steady_state"
+        reltol, abstol = alg.local_tolerances(ctx)
+        tmax, t0 = alg.time_limit(ctx), float(alg.t0)
+        field = _field(ctx)
+        fu = field(t0, u0) if timed else ctx.fu0  # solve() evaluated f(u0, p, inf)
+        h, nf0 = first_step(FLOATS, alg.integrator.tableau, alg.controller, field, t0, u0, fu, reltol, abstol,
+                            alg.dt0, tmax)
+        setup = _Setup(field, stage_buffer(ctx.xp, alg.integrator.tableau, u0), reltol, abstol, tmax, timed,
+                       alg.stability_limit())
+        return SmallDynamicSSState(u=u0, fu=fu, t=t0, h=h, err_prev=1e-4, rejected=False, naccept=0, nreject=0,
+                                   flag=_RUNNING, nf=1 + timed + nf0, njvp=0, nvjp=0,
+                                   watch=Watch(0, 0, field_rms(FLOATS, fu)), setup=setup)
+
+    def step(self, prob, state, ctx):
+        s, alg = state.setup, self.alg
+        a = attempt(FLOATS, alg.integrator.tableau, alg.controller, s.field, state.t, state.h, state.u, state.fu,
+                    state.err_prev, state.rejected, s.reltol, s.abstol, s.tmax, time_dependent=s.timed, work=s.work,
+                    stiffness=True)
+        w, stop = watch(FLOATS, state.watch, a.accept, field_rms(FLOATS, a.fu), a.hrho, s.limit, alg.patience)
+        flag = _STALLED if a.underflow or stop else (_TIMELIMIT if a.reached else state.flag)
+        return SmallDynamicSSState(
+            u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
+            naccept=state.naccept + a.accept, nreject=state.nreject + (not a.accept), flag=flag,
+            nf=state.nf + a.rk.nf, njvp=state.njvp, nvjp=state.nvjp, watch=w, setup=s,
+        )
+
+    def residual_jvp(self, ctx, state, v):
+        """As :meth:`DynamicSS.residual_jvp`: a forward difference of the field at the state's time."""
+        if ctx.kind != "steady_state":
+            return super().residual_jvp(ctx, state, v)
+        field = state.setup.field
+        return fd_jvp(ctx.xp, lambda u: field(state.t, u))(state.u, v, state.fu), 1
+
+    def failure_hint(self, state, codes):
+        return watch_hint(state.watch, codes, self.alg.patience, self.alg.stability_limit())
+
+    def extra_stats(self, state) -> dict:
+        return {"naccept": state.naccept, "nreject": state.nreject, "t": _np.float64(state.t)}
+
+
+def _field(ctx):
+    """The vector field ``field(t: float | None, u (1, n))``; the user's ``f`` sees ``t`` as a 0-d array of
+    the state's dtype."""
+    if ctx.kind != "steady_state":
+        return lambda t, u: ctx.vector_field(u, None)
+    vf, dt = ctx.vector_field, ctx.dtype
+    return lambda t, u: vf(u, _np.asarray(t, dtype=dt))

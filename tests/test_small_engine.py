@@ -1,0 +1,113 @@
+"""The small-system engine (``steadysolve._small``) against the generic algorithms it stands in for.
+
+``solve()`` runs one NumPy system through the engine's twin of an algorithm where it has one. Each
+twin must be the same algorithm: on the same problems the same return codes and the same counts
+(iterations, evaluations, accepted and rejected steps), and the same states up to rounding. The
+generic algorithm is run on NumPy by switching the engine off (``small_twin`` -> identity).
+"""
+
+import importlib
+
+import numpy as np
+import pytest
+
+import steadysolve as ss
+from steadysolve._small.dynamic_ss import SmallDynamicSS
+
+RC = ss.ReturnCode
+_solve_module = importlib.import_module("steadysolve.solve")
+
+# An explicit pair that is not FSAL (Heun-Euler 2(1)): the new field is checked on its own.
+HEUN_EULER = ss.ode.ExplicitRK(ss.ode.ButcherTableau(
+    name="heun_euler", c=(0.0, 1.0), a=((), (1.0,)), b=(0.5, 0.5), b_err=(-0.5, 0.5), order=2, error_order=1))
+
+
+def _calls(f, counter):
+    def g(*a):
+        counter[0] += 1
+        return f(*a)
+    return g
+
+
+def _nan_above_5(u, p, t):
+    with np.errstate(invalid="ignore"):
+        return 0.3 * (1.0 - 0.0 * np.sqrt(5.0 - u))  # drifts up until f is NaN at u > 5
+
+
+CASES = {
+    "linear": (lambda: ss.SteadyStateProblem(lambda u, p, t: p @ u + 1.0, np.zeros(4),
+                                             -np.eye(4) - 0.1 * np.ones((4, 4))), ss.DynamicSS(),
+               dict(abstol=1e-10, reltol=0.0), RC.Success),
+    "rejections": (lambda: ss.SteadyStateProblem(lambda u, p, t: -(u ** 3) + 1.0, np.full(2, 3.0)),
+                   ss.DynamicSS(dt0=5.0), dict(abstol=1e-10, reltol=0.0), RC.Success),
+    "time_limit": (lambda: ss.NonlinearProblem(lambda u, p: -0.05 * u, np.array([1.0, 2.0])),
+                   ss.DynamicSS(tmax=10.0), dict(abstol=1e-10, reltol=0.0), RC.TimeLimit),
+    "time_dependent": (lambda: ss.SteadyStateProblem(lambda u, p, t: -(u - np.cos(t) * np.exp(-t)), np.full(2, 3.0)),
+                       ss.DynamicSS(), dict(abstol=1e-9, reltol=0.0), RC.Success),
+    "relative_only": (lambda: ss.NonlinearProblem(lambda u, p: -(u - np.array([0.0, 2.0, -3.0])), np.ones(3)),
+                      ss.DynamicSS(controller=ss.PIController(reltol=1e-8)), dict(reltol=1e-7), RC.Success),
+    "fixed_point": (lambda: ss.FixedPointProblem(lambda z, p: np.tanh(p @ z + 1.0), np.zeros(3),
+                                                 0.5 * np.eye(3)[::-1]), ss.DynamicSS(),
+                    dict(abstol=1e-10), RC.Success),
+    "nan_drift": (lambda: ss.SteadyStateProblem(_nan_above_5, np.zeros(2)), ss.DynamicSS(),
+                  dict(abstol=1e-9, maxiters=400), None),
+    "blow_up": (lambda: ss.SteadyStateProblem(lambda u, p, t: u * u, np.ones(2)), ss.DynamicSS(),
+                dict(abstol=1e-9, maxiters=400), None),
+    "dtmax": (lambda: ss.NonlinearProblem(lambda u, p: -(u - 1.0), np.zeros(2)),
+              ss.DynamicSS(controller=ss.PIController(dtmax=0.5)), dict(abstol=1e-10), RC.Success),
+    "not_fsal": (lambda: ss.NonlinearProblem(lambda u, p: -(u - 1.0) - 0.1 * u ** 3, np.zeros(2)),
+                 ss.DynamicSS(HEUN_EULER, controller=ss.PIController(abstol=1e-5)), dict(abstol=1e-4, maxiters=3000),
+                 RC.Success),
+}
+
+
+def _run(case, generic, monkeypatch):
+    make, alg, kw, _ = CASES[case]
+    prob = make()
+    counter = [0]
+    prob.f = _calls(prob.f, counter)
+    with monkeypatch.context() as m:
+        if generic:
+            m.setattr(_solve_module, "small_twin", lambda a, ctx: a)
+        sol = ss.solve(prob, alg, **kw)
+    return sol, counter[0]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_dynamic_ss_twin_equals_the_generic_algorithm(case, monkeypatch):
+    twin, calls_twin = _run(case, False, monkeypatch)
+    generic, calls_generic = _run(case, True, monkeypatch)
+    expected = CASES[case][3]
+    if expected is not None:
+        assert twin.retcode is expected, twin
+    assert twin.retcode is generic.retcode
+    for key in ("niter", "nf", "njvp"):
+        assert getattr(twin.stats, key) == getattr(generic.stats, key), key
+    for key in ("naccept", "nreject"):
+        assert int(twin.stats[key]) == int(generic.stats[key]), key
+    assert calls_twin == calls_generic
+    if twin.retcode in (RC.Success, RC.MaxIters):  # nf counts every call of f (solve()'s check of f(u0) too)
+        assert calls_twin == twin.stats.nf
+    # The controller's powers round differently on floats and arrays (an ulp of the step size), and
+    # the local error estimate is a cancellation that magnifies such differences: times and step
+    # sizes agree to about 1e-5 after tens of steps, states to rounding.
+    assert float(twin.stats.t) == pytest.approx(float(generic.stats.t), rel=1e-4)
+    np.testing.assert_allclose(twin.u, generic.u, rtol=1e-9, atol=1e-11)
+    assert twin.u.dtype == generic.u.dtype and isinstance(twin.alg, ss.DynamicSS)
+
+
+def test_the_engine_runs_one_numpy_system_only(monkeypatch):
+    """The predicate: one float64 NumPy system with an explicit method."""
+    ran = []
+    step = SmallDynamicSS.step
+    monkeypatch.setattr(SmallDynamicSS, "step", lambda self, *a: ran.append(1) or step(self, *a))
+    prob = ss.NonlinearProblem(lambda u, p: -(u - 1.0), np.zeros(3))
+    ss.solve(prob, ss.DynamicSS(), abstol=1e-8)
+    assert ran
+    for other in (dict(prob=ss.NonlinearProblem(lambda u, p: -(u - 1.0), np.zeros((2, 3))), batch_axis=0),
+                  dict(prob=ss.NonlinearProblem(lambda u, p: -(u - 1.0), np.zeros(3, dtype=np.float32))),
+                  dict(prob=prob, alg=ss.DynamicSS(ss.Rodas5P()))):
+        ran.clear()
+        p, alg = other.pop("prob"), other.pop("alg", ss.DynamicSS())
+        assert ss.solve(p, alg, abstol=1e-5 if p.u0.dtype == np.float32 else 1e-8, **other).successful
+        assert not ran

@@ -201,19 +201,24 @@ def test_ctrl_c_stops_an_eager_solve():
     # documented in docs/concepts.md: an eager solve raises KeyboardInterrupt at Ctrl-C (a jitted
     # lax.while_loop cannot be interrupted; maxiters bounds it)
     import _thread
+    import signal
     import threading
     import time
 
     def slow(u, p):
         time.sleep(0.01)
-        return (1.0 - 1e-9) * u + 1e-9  # converges to 1 at a rate of 1e-9 per iteration: runs for hours
+        return (1.0 - 1e-9) * u + 1e-9  # converges to 1 at a rate of 1e-9 per iteration: never within the cap
 
+    # Python's own SIGINT handler, as in an interactive session (an earlier test or library may have
+    # left SIG_IGN / SIG_DFL, under which interrupt_main does nothing); maxiters bounds the test anyway
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     t0 = time.perf_counter()
     try:
         with pytest.raises(KeyboardInterrupt):
-            ss.solve(ss.FixedPointProblem(slow, np.zeros(2)), "fixed_point", maxiters=10 ** 6, abstol=1e-12)
+            ss.solve(ss.FixedPointProblem(slow, np.zeros(2)), "fixed_point", maxiters=2000, abstol=1e-12)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - t0 < 5.0

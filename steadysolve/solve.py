@@ -222,9 +222,11 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     sol = Solution(layout.from_rows(res.u), layout.from_rows(res.fu), codes, stats, user_prob, alg,
                    trace=trace, batched=batched)
     if not use_jax and not sol.successful:
-        sol.hint = small_twin(last[0], ctx).failure_hint(last[1].state, last[1].codes)
-        if sol.hint is None and getattr(alg, "sign_sensitive", False) and prob.kind != "fixed_point":
-            sol.hint = _SIGN_HINT
+        hint = small_twin(last[0], ctx).failure_hint(last[1].state, last[1].codes)
+        # a root of a NonlinearProblem that a flow does not reach: the sign is the first thing to check
+        if getattr(alg, "sign_sensitive", False) and prob.kind == "nonlinear":
+            hint = _SIGN_HINT if hint is None else f"{hint}. {_SIGN_HINT}"
+        sol.hint = hint
     if not use_jax:
         if printer is not None:
             printer.result(sol)

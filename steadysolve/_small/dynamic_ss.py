@@ -38,6 +38,7 @@ def _flag(code: int):
 
 
 _RUNNING, _TIMELIMIT, _STALLED = _flag(0), _flag(ReturnCode.TimeLimit.code), _flag(ReturnCode.Stalled.code)
+_DIVERGED = _flag(ReturnCode.Diverged.code)
 
 
 class _Setup:
@@ -98,8 +99,9 @@ class SmallDynamicSS(Algorithm):
         a = attempt(FLOATS, alg.integrator.tableau, alg.controller, s.field, state.t, state.h, state.u, state.fu,
                     state.err_prev, state.rejected, s.reltol, s.abstol, s.tmax, time_dependent=s.timed, work=s.work,
                     stiffness=True)
-        w, stop = watch(FLOATS, state.watch, a.accept, field_rms(FLOATS, a.fu), a.hrho, s.limit, alg.patience)
-        flag = _STALLED if a.underflow or stop else (_TIMELIMIT if a.reached else state.flag)
+        w, stop, away = watch(FLOATS, state.watch, a.accept, field_rms(FLOATS, a.fu), a.hrho, s.limit, alg.patience,
+                              state.naccept + a.accept)
+        flag = _DIVERGED if away else _STALLED if a.underflow or stop else (_TIMELIMIT if a.reached else state.flag)
         return SmallDynamicSSState(
             u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
             naccept=state.naccept + a.accept, nreject=state.nreject + (not a.accept), flag=flag,

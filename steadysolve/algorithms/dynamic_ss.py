@@ -37,6 +37,9 @@ _STALLED = ReturnCode.Stalled.code
 STIFF_STEPS = 25
 #: ``h |lambda|`` above this fraction of the method's stability limit counts as a step at the limit
 STIFF_FRACTION = 0.8
+#: a watched element stopped with its residual this many times the value at its last halving has left
+#: its start (Diverged)
+AWAY = 4.0
 STIFF_HINT = ("DynamicSS stopped at its explicit method's stability limit: the problem is stiff (the step is held "
               "at ~{:.1f} / |lambda_max| while the residual hardly falls). Use a stiff integrator, "
               "DynamicSS(ss.Rodas5P()), or ss.PseudoTransient()")
@@ -53,14 +56,17 @@ class Watch(NamedTuple):
     ref: Any  # the residual's RMS when it last halved
 
 
-def watch(el, w: Watch, accept, fnorm, hrho, limit: float, patience):
-    """``(watch, stop)``: the watch after an attempt (``fnorm`` the RMS of the state's field, ``hrho`` the
+def watch(el, w: Watch, accept, fnorm, hrho, limit: float, patience, naccept):
+    """``(watch, stop, away)``: the watch after an attempt (``fnorm`` the RMS of the state's field, ``hrho`` the
     step's ``h |lambda|`` estimate, None for a Rosenbrock method) and the elements to stop with
     ``Stalled``: at an explicit method's stability ``limit`` for ``STIFF_STEPS`` accepted steps in a row
     without the residual halving (a stiff problem; a non-stiff flow reaches the limit too, as its steps
     grow, but its residual then halves every few steps), or ``patience`` accepted steps without the
-    residual halving (a flow that does not settle). Written against the per-element namespace ``el``
-    (arrays, or one system's floats)."""
+    residual halving (a flow that does not settle). ``away``: the stopped elements whose residual never
+    halved in their ``naccept`` accepted steps and has grown ``AWAY`` times, a flow that leaves its start
+    (an unstable equilibrium, a blow-up): ``Diverged``, not ``Stalled`` (a limit cycle's field, which
+    rises and falls, has halved on the way to the cycle). Written against the per-element namespace ``el`` (arrays,
+    or one system's floats)."""
     halved = accept & (fnorm <= 0.5 * w.ref)
     since = el.where(accept, el.where(halved, 0, w.since + 1), w.since)
     ref = el.where(halved, fnorm, w.ref)
@@ -70,7 +76,7 @@ def watch(el, w: Watch, accept, fnorm, hrho, limit: float, patience):
     stop = (nstiff >= STIFF_STEPS) & (since >= STIFF_STEPS)
     if patience is not None:
         stop = stop | (since >= patience)
-    return Watch(nstiff, since, ref), stop
+    return Watch(nstiff, since, ref), stop, stop & (since >= naccept) & (fnorm > AWAY * ref)
 
 
 class DynamicSSState(NamedTuple):
@@ -251,12 +257,14 @@ class DynamicSS(Algorithm):
             attempt(el, self.integrator.tableau, self.controller, self._field(ctx), state.t, state.h,
                     state.u, state.fu, state.err_prev, state.rejected, reltol, abstol, self.time_limit(ctx),
                     time_dependent=ctx.kind == "steady_state", work=state.ws, stiffness=True), None, 0, 0)
-        w, stop = watch(el, state.watch, a.accept, field_rms(el, a.fu), a.hrho, self.stability_limit(), self.patience)
+        acc = xp.astype(a.accept, state.naccept.dtype)
+        w, stop, away = watch(el, state.watch, a.accept, field_rms(el, a.fu), a.hrho, self.stability_limit(),
+                              self.patience, state.naccept + acc)
         flag = xp.where(a.reached, xp.full_like(state.flag, _TIMELIMIT), state.flag)
         flag = xp.where(a.underflow | stop, xp.full_like(state.flag, _STALLED), flag)
+        flag = xp.where(away, xp.full_like(flag, DIVERGED), flag)
         if lin is not None and lin.unstable is not None:  # a long step onto an equilibrium the flow leaves
             flag = xp.where(lin.unstable, xp.full_like(flag, DIVERGED), flag)
-        acc = xp.astype(a.accept, state.naccept.dtype)
         return DynamicSSState(
             u=a.u, fu=a.fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected,
             naccept=state.naccept + acc, nreject=state.nreject + (1 - acc),

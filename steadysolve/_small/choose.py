@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from .. import _backend as backend
 from . import applies as _one_numpy_system
+from ..algorithms.broyden import Broyden
 from ..algorithms.dynamic_ss import DynamicSS
+from ..algorithms.levenberg_marquardt import LevenbergMarquardt
+from ..algorithms.newton import NewtonRaphson
+from ..algorithms.newton_krylov import NewtonKrylov
+from ..algorithms.trust_region import TrustRegion
 from ..ode.tsit5 import ExplicitRK
+from .broyden import SmallBroyden
 from .dynamic_ss import SmallDynamicSS
+from .levenberg_marquardt import SmallLevenbergMarquardt
+from .newton import SmallNewtonKrylov, SmallNewtonRaphson
+from .trust_region import SmallTrustRegion
 
 __all__ = ["small_twin", "applies"]
 
 _FLOAT64 = backend.host_numpy().float64
+
+#: the twins by the exact class of the generic algorithm (a subclass may change ``step``: it keeps its own)
+_TWINS = {NewtonRaphson: SmallNewtonRaphson, NewtonKrylov: SmallNewtonKrylov, TrustRegion: SmallTrustRegion,
+          LevenbergMarquardt: SmallLevenbergMarquardt, Broyden: SmallBroyden}
 
 
 def applies(ctx) -> bool:
@@ -24,6 +37,9 @@ def small_twin(alg, ctx):
     applies and has one, else ``alg`` itself."""
     if not applies(ctx):
         return alg
+    twin = _TWINS.get(type(alg))
+    if twin is not None:
+        return twin(alg)
     if isinstance(alg, DynamicSS) and isinstance(alg.integrator, ExplicitRK):
         return SmallDynamicSS(alg)
     return alg

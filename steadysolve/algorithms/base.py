@@ -21,8 +21,6 @@ indexing or pull Python scalars out of arrays: choices use ``xp.where``.
 
 from __future__ import annotations
 
-import math
-
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
@@ -197,10 +195,6 @@ def residual_scale(ctx: Context, u0, fu0, alpha):
         return xp.full((ctx.batch, 1), float(alpha), dtype=ctx.dtype, device=ctx.device)
     if ctx.kind == "fixed_point":
         return None
-    if ctx.host_arrays and ctx.batch == 1:  # one NumPy system: the same arithmetic on host floats
-        unorm, fnorm = math.sqrt((u0 * u0).sum()), math.sqrt((fu0 * fu0).sum())
-        a = 0.5 * max(unorm, 1.0) / fnorm if fnorm > 0 else 1.0
-        return xp.full((1, 1), a, dtype=ctx.dtype)
     unorm = l2(xp, u0)
     fnorm = l2(xp, fu0)
     one = xp.ones_like(unorm)

@@ -3,7 +3,6 @@ nonmonotone acceptance test and restarts (its globalisation)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
@@ -120,8 +119,6 @@ class Broyden(Algorithm):
         return -state.h0 * v + combine_rows(xp, rows_dot(xp, state.A, v) * state.w, state.Bv)
 
     def step(self, prob, state, ctx):
-        if ctx.host_arrays and ctx.batch == 1:
-            return self._step_one(state, ctx)
         xp, B, m = ctx.xp, ctx.batch, self.memory
         s = -self.apply_inverse(xp, state, state.fu)
         trial = state.u + s
@@ -160,46 +157,6 @@ class Broyden(Algorithm):
         nreject = state.nreject + xp.astype(xp.sum(xp.astype(~accept, xp.int32)), xp.int32)
         return BroydenState(u, fu, fn, h0, A, Bv, w, nrej, (pos + 1) % m, state.nf + 1, state.njvp, state.nvjp,
                             nreset, nreject)
-
-    def _step_one(self, state, ctx):
-        """``step`` for one system on NumPy: the same update with every scalar a host float, the
-        history products over the whole ring weighted by ``w`` (as in the batched step), inner
-        products summed as the batched step sums them (Broyden's outcomes on hard problems move with
-        the last bits), the ring written by plain indexing."""
-        xp, A0, B0, w0 = ctx.xp, state.A[0], state.Bv[0], state.w[0]
-        h0 = float(state.h0[0, 0])
-        fu = state.fu[0]
-        s = h0 * fu - ((B0 @ fu) * w0) @ A0  # -H F(u)
-        trial = state.u[0] + s
-        n = trial.shape[0]
-        ft = ctx.F(trial.reshape(1, n))[0]
-        ftn = math.sqrt((ft * ft).sum())
-        y = ft - fu
-        sy, yy = float((s * y).sum()), float((y * y).sum())
-        if math.isfinite(sy) and math.isfinite(yy) and sy != 0 and yy > 0 and not w0.any():
-            h0 = -sy / yy  # a fresh history: H_0's scale and sign from the first secant pair
-        Hy = ((B0 @ y) * w0) @ A0 - h0 * y
-        bvec = ((A0 @ s) * w0) @ B0 - h0 * s
-        den, hh = float((s * Hy).sum()), float((Hy * Hy).sum())
-        # a non-finite Hy makes hh non-finite; a finite Hy whose hh overflows is a bad update either way
-        bad = (not (math.isfinite(den) and math.isfinite(hh)) or den == 0 or not xp.all(xp.isfinite(bvec))
-               or abs(den) <= self.reset_tol * math.sqrt(float((s * s).sum())) * math.sqrt(hh))
-        accept = math.isfinite(ftn) and ftn <= self.growth * float(state.fn[0])
-        nrej = 0 if accept else int(state.nrej[0]) + 1
-        restart = nrej >= self.max_reject
-        pos = state.pos
-        if bad or restart:  # a new history (the ring position moves on, as in the batched step)
-            A0[pos], B0[pos], w0[:] = (0.0, 0.0, 0.0) if bad else ((s - Hy) / den, bvec, 0.0)
-        else:
-            A0[pos], B0[pos], w0[pos] = (s - Hy) / den, bvec, 1.0
-        if restart:
-            h0, nrej = 0.25 * h0, 0
-        dt = ctx.dtype
-        u, fu, fn = ((trial.reshape(1, n), ft.reshape(1, n), xp.asarray([ftn], dtype=dt)) if accept
-                     else (state.u, state.fu, state.fn))
-        return BroydenState(u, fu, fn, xp.asarray([[h0]], dtype=dt), state.A, state.Bv, state.w,
-                            xp.asarray([nrej], dtype=xp.int32), (pos + 1) % self.memory, state.nf + 1, state.njvp,
-                            state.nvjp, state.nreset + int(bad or restart), state.nreject + int(not accept))
 
     def extra_stats(self, state) -> dict:
         return {"nreset": state.nreset, "nreject": state.nreject}

@@ -6,19 +6,15 @@
 * :func:`finite_jacobian`: zero a non-finite Jacobian (and say where);
 * :func:`column_scale`: MINPACK's running maximum of the column norms;
 * :func:`regularised`: ``J`` plus a diagonal shift relative to each row and column;
-* :func:`host_path` and the ``host_*`` helpers: the eager unbatched NumPy solve (the arrays are on
-  the host), where a step decides on Python floats with the same arithmetic and fewer operations.
+* :func:`rated_trial`, :func:`take_accepted`: the trial step of TrustRegion and LevenbergMarquardt.
 """
 
 from __future__ import annotations
 
-import math
-
 from .. import _backend as backend
-from ..retcodes import ReturnCode
 
 __all__ = ["refuse_large", "refresh_jacobian", "finite_jacobian", "column_scale", "regularised", "scaled_jacobian",
-           "host_path", "host_finite", "host_jacobian", "host_regularised", "host_rated"]
+           "rated_trial", "take_accepted"]
 
 
 def refuse_large(owner: str, n: int, max_size: int) -> None:
@@ -122,57 +118,3 @@ def take_accepted(xp, accept, trial, ft, ftn2, u, fu, fn2):
     ab = xp.reshape(accept, (-1, 1))
     nrej = xp.astype(xp.sum(xp.astype(~accept, xp.int32)), xp.int32)
     return xp.where(ab, trial, u), xp.where(ab, ft, fu), xp.where(accept, ftn2, fn2), nrej
-
-
-def host_path(ctx) -> bool:
-    """True for the eager unbatched NumPy solve: a step may decide on Python floats there (the
-    arrays are host arrays already, so reading one costs no transfer)."""
-    return ctx.host_arrays and ctx.batch == 1 and not ctx.traced
-
-
-def host_finite(xp, x) -> bool:
-    """All entries of a host array finite (one sum in the common case)."""
-    return math.isfinite(float(xp.sum(x))) or bool(xp.all(xp.isfinite(x)))
-
-
-def host_jacobian(ctx, state):
-    """The Jacobian of a host step of TrustRegion / LevenbergMarquardt (one element): the state's
-    when it is fresh, else :func:`scaled_jacobian` on the host. Returns ``(J (1, n, n), D, jvps,
-    jacobians, failed)``; ``failed`` is the state to return when the new Jacobian is not finite."""
-    if state.fresh:
-        return state.J, state.D, 0, 0, None
-    xp = ctx.xp
-    J, nj = ctx.jacobian(state.u, state.fu)
-    cn = xp.sum(J * J, axis=1)
-    if not (math.isfinite(float(xp.sum(cn))) or bool(xp.all(xp.isfinite(J)))):  # (a finite sum: all finite)
-        flag = xp.full((1,), ReturnCode.LinearSolveFailed.code, dtype=xp.int32)
-        return None, state.D, nj, 1, state._replace(flag=flag, nf=state.nf + ctx.f_calls(nj), njvp=state.njvp + nj,
-                                                    njac=state.njac + 1)
-    D = xp.maximum(state.D, xp.sqrt(cn))
-    if not float(xp.min(D)) > 0:
-        D = xp.where(D > 0, D, xp.ones_like(D))
-    return J, D, nj, 1, None
-
-
-def host_regularised(xp, J1, eye):
-    """:func:`regularised` of one ``(n, n)`` matrix, given ``eye`` (``(n, n)`` identity)."""
-    absJ = xp.abs(J1)
-    local = xp.maximum(xp.max(absJ, axis=1), xp.max(absJ, axis=0))
-    if not float(xp.min(local)) > 0:
-        local = xp.where(local > 0, local, xp.max(local) * xp.ones_like(local))
-    eps, tiny = float(xp.finfo(J1.dtype).eps), float(xp.finfo(J1.dtype).smallest_normal)
-    return J1 + (eps * local + tiny) * eye
-
-
-def host_rated(ctx, u, f1, fn2, J1, delta1):
-    """:func:`rated_trial` for one element on the host (``delta1`` usable, 1-D): ``(trial, ft, ||ft||^2
-    (float), rho (float), ok)``."""
-    xp = ctx.xp
-    trial = u + delta1
-    ft = ctx.F(trial)
-    ft1 = ft[0]
-    t2 = float(ft1 @ ft1)
-    Jd = J1 @ delta1
-    pred = -(2.0 * float(f1 @ Jd) + float(Jd @ Jd))
-    ok = math.isfinite(t2) and pred > 0
-    return trial, ft, t2, ((fn2 - t2) / pred if ok else -1.0), ok

@@ -7,15 +7,15 @@ a root with a nonsingular Jacobian the steps become Newton steps and converge
 quadratically, where a damping bounded below would leave linear convergence. The gain
 ratio ``rho`` (actual over predicted reduction of ``||F||^2``) accepts the step when
 ``rho > 1e-4``; ``lam`` then shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (and ``nu = 2``), a
-rejection multiplies it by ``nu`` and doubles ``nu``. The Jacobian is rebuilt only after accepted steps. The eager
-unbatched NumPy solve runs the same step on Python floats (``fn2``, ``lam``, ``nu``, ``fresh``).
+rejection multiplies it by ``nu`` and doubles ``nu``. The Jacobian is rebuilt only after accepted steps. One
+eager NumPy system runs the twin of the small-system engine (``steadysolve._small.levenberg_marquardt``),
+the same step with ``||F||^2``, ``lam``, ``nu`` and ``fresh`` as Python numbers.
 An element stops with ``Stalled`` at a stationary point of ``||F||`` that is not a root (``gtol``),
 when the damping passes 1e16, or after 20 iterations without progress (``base.no_progress``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -25,7 +25,6 @@ from ..registry import register
 from ..retcodes import ReturnCode
 from .base import PROGRESS_ITERS, Algorithm, no_progress
 from .dense import ACCEPT_RHO, rated_trial, refuse_large, scaled_jacobian, take_accepted
-from .dense import host_finite, host_jacobian, host_path, host_rated
 
 __all__ = ["LevenbergMarquardt", "LMState"]
 
@@ -48,10 +47,9 @@ class LMState(NamedTuple):
     nvjp: Any
     njac: Any
     nreject: Any
-    eye: Any = None  # host path: the (n, n) identity
     fn20: Any = None  # (B,) ||F(u0)||_2^2: the damping is lam * ||F|| / ||F(u0)||
-    nslow: Any = 0  # (B,) int32 (host path: int): iterations without progress (``base.no_progress``)
-    ref2: Any = None  # (B,) (host path: float): ||F||^2 at the last progress
+    nslow: Any = 0  # (B,) int32: iterations without progress (``base.no_progress``)
+    ref2: Any = None  # (B,) ||F||^2 at the last progress
 
 
 @register("levenberg_marquardt")
@@ -101,12 +99,6 @@ class LevenbergMarquardt(Algorithm):
         refuse_large("LevenbergMarquardt", ctx.n, self.max_size)
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         fu = ctx.fu0
-        if host_path(ctx):
-            return LMState(
-                u=u0, fu=fu, fn2=float(fu[0] @ fu[0]), J=ctx.zeros((B, n, n)), fresh=False, D=ctx.zeros((B, n)),
-                lam=float(self.damping), nu=2.0, flag=xp.zeros((B,), dtype=xp.int32), nf=1, njvp=0, nvjp=0,
-                njac=0, nreject=0, eye=xp.eye(n, dtype=ctx.dtype), fn20=float(fu[0] @ fu[0]), nslow=0,
-                ref2=float(fu[0] @ fu[0]))
         ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
         fn2 = xp.sum(fu * fu, axis=1)
         return LMState(
@@ -118,8 +110,6 @@ class LevenbergMarquardt(Algorithm):
             nslow=xp.zeros((B,), dtype=xp.int32, device=ctx.device), ref2=fn2)
 
     def step(self, prob, state, ctx):
-        if host_path(ctx):
-            return self._step_host(prob, state, ctx)
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         need = ~state.fresh
         J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
@@ -150,42 +140,7 @@ class LevenbergMarquardt(Algorithm):
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, fu, state.fn2)
         return LMState(u, fu, fn2, J, ~accept, D, lam_new, nu, flag, state.nf + 1 + ctx.f_calls(dj), state.njvp + dj,
-                       state.nvjp, state.njac + dl, state.nreject + nrej, None, state.fn20, nslow, ref2)
-
-    def _step_host(self, prob, state, ctx):
-        """``step`` for one element on the host: the same decisions on Python floats."""
-        xp, u, fu = ctx.xp, state.u, state.fu
-        J, D, dj, dl, failed = host_jacobian(ctx, state)
-        if failed is not None:
-            return failed
-        J1, D1, f1, fn2, lam = J[0], D[0], fu[0], state.fn2, state.lam
-        g = f1 @ J1  # J^T F
-        scale = max(math.sqrt(fn2 / state.fn20), float(xp.finfo(ctx.dtype).eps)) if state.fn20 > 0 else 1.0
-        A = J1.T @ J1 + (lam * scale * D1 * D1) * state.eye
-        delta = -backend.solve_small(xp, A, g)
-        nf, accept, rho = state.nf, False, -1.0
-        if host_finite(xp, delta):
-            trial, ft, ftn2, rho, ok = host_rated(ctx, u, f1, fn2, J1, delta)
-            nf, accept = nf + 1, ok and rho > ACCEPT_RHO
-        if accept:
-            lam_new, nu = lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 2.0
-        else:
-            lam_new, nu = lam * state.nu, 2.0 * state.nu
-        # Non-root stationary point of ||F||: the scaled gradient vanishes while F does not (g and F
-        # only change with a new Jacobian: a rejected step's iteration would find the same).
-        fnorm = math.sqrt(fn2)
-        stationary = False
-        if dl:
-            stationary = fnorm > 0 and float(xp.max(xp.abs(g) / D1)) <= self.gtol * fnorm
-        flag = state.flag
-        nslow, ref2 = no_progress(None, accept, ftn2 if accept else fn2, state.nslow, state.ref2)
-        if stationary or (not accept and lam_new > 1e16) or nslow >= PROGRESS_ITERS:
-            flag = xp.full((1,), _STALLED, dtype=xp.int32)
-        if accept:
-            u, fu, fn2 = trial, ft, ftn2
-        return LMState(u, fu, fn2, J, not accept, D, lam_new, nu, flag, nf + ctx.f_calls(dj), state.njvp + dj,
-                       state.nvjp, state.njac + dl, state.nreject + (0 if accept else 1), state.eye, state.fn20,
-                       nslow, ref2)
+                       state.nvjp, state.njac + dl, state.nreject + nrej, state.fn20, nslow, ref2)
 
     def extra_stats(self, state) -> dict:
         return {"njac": state.njac, "nreject": state.nreject}

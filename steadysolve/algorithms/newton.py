@@ -8,14 +8,10 @@ from typing import Optional
 from .. import _backend as backend
 from ..registry import register
 from .._checks import check_int
-from .dense import finite_jacobian, host_finite, host_path, host_regularised, refuse_large, regularised
+from .dense import finite_jacobian, refuse_large, regularised
 from .newton_base import NewtonBase
 
 __all__ = ["NewtonRaphson"]
-
-
-def _eye(ctx):
-    return ctx.xp.eye(ctx.n, dtype=ctx.dtype)
 
 
 @register("newton")
@@ -102,26 +98,10 @@ class NewtonRaphson(NewtonBase):
 
             d, bad, nj = jax.lax.cond(jnp.any(newton), yes, no, (u, fu))
             return d, bad, nj, xp.astype(xp.any(newton), xp.int32), None
-        if state.true is not None:  # the host path (one NumPy element) asks only when it needs one
-            return self._host_direction(ctx, u, fu, state.aux)
         if not backend.host_bool(xp.any(newton)):
             return xp.zeros_like(u), xp.zeros(newton.shape, dtype=xp.bool, device=ctx.device), 0, 0, None
         d, bad, nj = self._dense_direction(ctx, u, fu)
         return d, bad, nj, 1, None
-
-    def _aux0(self, ctx, u0):
-        return _eye(ctx) if host_path(ctx) else None
-
-    def _host_direction(self, ctx, u, fu, eye):
-        """``_dense_direction`` of one NumPy element: ``unusable`` as a Python bool."""
-        xp = ctx.xp
-        J, nj = ctx.jacobian(u, fu)
-        if not host_finite(xp, J):
-            return xp.zeros_like(u), True, nj, 1, eye
-        d = backend.solve_small(xp, host_regularised(xp, J[0], eye), -fu[0])
-        if not host_finite(xp, d):
-            return xp.zeros_like(u), True, nj, 1, eye
-        return xp.reshape(d, (1, ctx.n)), False, nj, 1, eye
 
     def extra_stats(self, state) -> dict:
         return {"nlinsolve": state.nlinsolve, "njac": state.nlinear, "nbacktrack": state.nbacktrack}

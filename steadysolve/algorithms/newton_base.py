@@ -42,20 +42,18 @@ only fails the probe). ``linesearch="armijo"`` is the monotone search without pr
 ``None`` takes full steps. Probe and backtracking iterations count as driver iterations
 (``maxiters``); rejected trials count in ``stats.nbacktrack``.
 
-Batched, PyTorch, JAX and traced solves decide per element with ``where``; the eager
-unbatched NumPy solve (the arrays are on the host) decides on Python floats, with the
-same arithmetic, and skips the direction in backtracking iterations.
+Every element decides with ``where``; one eager NumPy system runs the twin of the small-system
+engine (``steadysolve._small.newton``), which decides on Python floats and skips the direction in
+backtracking iterations.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 from .._checks import check_int
 from ..retcodes import ReturnCode
 from .base import PROGRESS_ITERS, Algorithm, no_progress
-from .dense import host_path
 
 __all__ = ["NewtonBase", "NewtonState", "ARMIJO_C", "WATCH_GROWTH", "WATCH_DECREASE"]
 
@@ -90,9 +88,8 @@ class NewtonState(NamedTuple):
     fp2: Any = None  # (B,) ||F(p)||_2^2
     probe: Any = None  # (B,) bool: this iteration probes from p
     watch: Any = None  # (B,) bool: a rejected full step may be probed
-    true: Any = None  # host path: a constant (1,) True array (the "Newton phase" mask)
-    nslow: Any = 0  # (B,) int32 (host path: int): iterations since the last progress (``base.no_progress``)
-    ref2: Any = None  # (B,) (host path: float): ||F||^2 at the last progress
+    nslow: Any = 0  # (B,) int32: iterations since the last progress (``base.no_progress``)
+    ref2: Any = None  # (B,) ||F||^2 at the last progress
 
 
 class NewtonBase(Algorithm):
@@ -121,20 +118,14 @@ class NewtonBase(Algorithm):
         fn2 = xp.sum(fu * fu, axis=1)
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
         ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
-        watchdog = self.linesearch == "watchdog"
-        if host_path(ctx):
-            lam, nback, probe, watch, true = 1.0, 0, False, watchdog, xp.ones((1,), dtype=xp.bool)
-        else:
-            lam, nback, true = ones, zi, None
-            probe = xp.zeros((B,), dtype=xp.bool, device=ctx.device)
-            watch = xp.full((B,), watchdog, dtype=xp.bool, device=ctx.device)
+        probe = xp.zeros((B,), dtype=xp.bool, device=ctx.device)
+        watch = xp.full((B,), self.linesearch == "watchdog", dtype=xp.bool, device=ctx.device)
         return NewtonState(
-            u=u0, fu=fu, fn2=fn2, d=xp.zeros_like(u0), lam=lam, nback=nback,
+            u=u0, fu=fu, fn2=fn2, d=xp.zeros_like(u0), lam=ones, nback=zi,
             eta=self._eta0(ctx) * ones, flag=zi,
             nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
             nlinsolve=ctx.counter(0), nlinear=ctx.counter(0), nbacktrack=ctx.counter(0),
-            aux=self._aux0(ctx, u0), p=u0, fp=fu, fp2=fn2, probe=probe, watch=watch, true=true,
-            nslow=0 if host_path(ctx) else zi, ref2=float(fn2[0]) if host_path(ctx) else fn2,
+            aux=self._aux0(ctx, u0), p=u0, fp=fu, fp2=fn2, probe=probe, watch=watch, nslow=zi, ref2=fn2,
         )
 
     def _direction(self, prob, state, ctx, newton):  # pragma: no cover - interface
@@ -146,11 +137,6 @@ class NewtonBase(Algorithm):
         return state.eta
 
     def step(self, prob, state, ctx):
-        if host_path(ctx):
-            return self._step_host(prob, state, ctx)
-        return self._step_arrays(prob, state, ctx)
-
-    def _step_arrays(self, prob, state, ctx):
         xp, B = ctx.xp, ctx.batch
         watchdog = self.linesearch == "watchdog"
         newton = state.nback == 0
@@ -213,68 +199,7 @@ class NewtonBase(Algorithm):
         return NewtonState(u, fu, fn2_new, d, lam_next, nback, eta, flag,
                            state.nf + 1 + ctx.f_calls(dj), state.njvp + dj, state.nvjp, state.nlinsolve + nnewton,
                            state.nlinear + dl, state.nbacktrack + nrej, aux, trial, ft, ftn2, probe, watch,
-                           state.true, nslow, ref2)
-
-    def _step_host(self, prob, state, ctx):
-        """:meth:`_step_arrays` for one element on the host: the same decisions on Python floats."""
-        xp = ctx.xp
-        newton, probe = state.nback == 0, state.probe
-        lam, nback, watch, aux = state.lam, state.nback, state.watch, state.aux
-        dj = dl = 0
-        if newton:
-            base = state._replace(u=state.p, fu=state.fp, fn2=state.fp2) if probe else state
-            d_new, unusable, dj, dl, aux = self._direction(prob, base, ctx, state.true)
-            bad = unusable if isinstance(unusable, bool) else bool(unusable[0])
-            if bad and not probe:  # no direction at u: stop (the driver keeps u)
-                return state._replace(flag=xp.full((1,), _LSF, dtype=xp.int32), njvp=state.njvp + dj,
-                                      nf=state.nf + ctx.f_calls(dj),
-                                      nlinsolve=state.nlinsolve + 1, nlinear=state.nlinear + dl, aux=aux)
-            trial, step, d = base.u + d_new, 1.0, (state.d if probe else d_new)
-        else:
-            bad, d, step = False, state.d, lam
-            trial = state.u + lam * d
-        ft = ctx.F(trial)
-        ftn2 = xp.sum(ft * ft, axis=1)
-        t2, fn2 = float(ftn2[0]), float(state.fn2[0])
-        flag, go = state.flag, False
-        if self.linesearch is None:
-            accept, lam_next = True, 1.0
-        else:
-            finite = math.isfinite(t2)
-            nback += 1
-            give_up = nback > self.max_backtracks
-            shrink = WATCH_DECREASE if probe else 1.0 - ARMIJO_C * step
-            accept = finite and not (probe and bad) and (t2 <= shrink * shrink * fn2 or give_up)
-            if accept:
-                lam_next = 1.0
-            elif probe:  # failed probe: back to u, backtrack along d with the stored lam (and the old carry)
-                lam_next, watch, aux = lam, False, state.aux
-            elif not finite:
-                lam_next = 0.25 * step
-                if give_up:
-                    flag = xp.full((1,), _STALLED, dtype=xp.int32)
-            else:
-                den = t2 - fn2 + 2.0 * step * fn2
-                lam_q = step * step * fn2 / den if den > 0 else 0.5 * step
-                lam_next = min(max(lam_q, 0.1 * step), 0.5 * step)
-                go = newton and watch and t2 <= WATCH_GROWTH ** 2 * fn2
-            if accept:
-                nback, watch = 0, watch or (newton and self.linesearch == "watchdog")
-            elif go:
-                nback = 0
-        nrej = 0 if accept else 1
-        if accept:
-            eta = self._next_eta(state, ctx, ftn2, trial, ft)
-            u, fu, fn2a = trial, ft, ftn2
-        else:
-            eta, u, fu, fn2a = state.eta, state.u, state.fu, state.fn2
-        nslow, ref2 = no_progress(None, accept, t2, state.nslow, state.ref2)
-        if nslow >= self._slow_iters():
-            flag = xp.full((1,), _STALLED, dtype=xp.int32)
-        return NewtonState(u, fu, fn2a, d, lam_next, nback, eta, flag,
-                           state.nf + 1 + ctx.f_calls(dj), state.njvp + dj, state.nvjp, state.nlinsolve + int(newton),
-                           state.nlinear + dl, state.nbacktrack + nrej, aux, trial, ft, ftn2, go, watch,
-                           state.true, nslow, ref2)
+                           nslow, ref2)
 
     def extra_stats(self, state) -> dict:
         return {"nlinsolve": state.nlinsolve, "nlinear": state.nlinear, "nbacktrack": state.nbacktrack}

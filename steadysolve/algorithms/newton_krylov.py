@@ -13,8 +13,8 @@ from typing import Optional, Union
 
 from .. import _backend as backend
 from .._backend import l2
-from .._small.gmres import gmres_one
 from ..linear.gmres import GMRES, gmres_2d
+from ..ode._elements import elements
 from ..registry import register
 from ..retcodes import ReturnCode
 from .._checks import check_int, check_positive
@@ -122,61 +122,45 @@ class NewtonKrylov(NewtonBase):
     def _next_eta(self, state, ctx, fn2_new, u_new, fu_new):
         if not isinstance(self.forcing, str):
             return state.eta
-        xp = ctx.xp
-        emax, rt = self.eta_max, ctx.reltol
-        if ctx.host_arrays and ctx.batch == 1:  # one system on NumPy: host floats, one array out
-            f2, f2_old, e_old = float(fn2_new[0]), float(state.fn2[0]), float(state.eta[0])
-            eta = 0.9 * f2 / f2_old if f2_old > 0 else 0.9 * f2
-            prev = 0.9 * e_old * e_old
-            eta = max(eta, prev) if prev > 0.1 else eta
-            tol = max(ctx.abstol, rt * float(ctx.norm(u_new)[0])) if rt > 0 else ctx.abstol
-            floor = 0.5 * tol / (f2 ** 0.5 if f2 > 0 else 1.0)
-            return xp.asarray([min(max(eta, floor), emax)], dtype=ctx.dtype)
-        # Eisenstat-Walker choice 2, safeguarded; never solve far below the nonlinear tolerance:
-        # eta = min(max(0.9 r^2, [0.9 eta_old^2 if > 0.1], 0.5 tol / ||F||), eta_max)
-        eta = 0.9 * fn2_new / xp.where(state.fn2 > 0, state.fn2, 1.0)
-        prev = 0.9 * state.eta * state.eta
-        eta = xp.maximum(eta, xp.where(prev > 0.1, prev, 0.0))
+        xp, rt = ctx.xp, ctx.reltol
         tol = ctx.abstol if rt == 0 else xp.maximum(rt * ctx.norm(u_new), ctx.abstol)
-        floor = (0.5 * tol) / xp.sqrt(xp.where(fn2_new > 0, fn2_new, 1.0))
+        eta = self.forcing_term(elements(xp), fn2_new, state.fn2, state.eta, tol)
         # (the norms of a half-precision state are float32: the carry keeps the state's dtype)
-        return backend.cast(xp, xp.clip(xp.maximum(eta, floor), max=emax), state.eta.dtype)
+        return backend.cast(xp, eta, state.eta.dtype)
+
+    def forcing_term(self, el, f2, f2_old, eta_old, tol):
+        """The next forcing term per element (on the namespace ``el`` of per-element scalars), from
+        ``||F||^2`` after and before the step, the last term and the nonlinear tolerance: Eisenstat and
+        Walker's choice 2, safeguarded, and never far below the tolerance (no oversolving):
+        ``min(max(0.9 r^2, [0.9 eta_old^2 if > 0.1], 0.5 tol / ||F||), eta_max)``."""
+        eta = 0.9 * f2 / el.where(f2_old > 0, f2_old, 1.0)
+        prev = 0.9 * eta_old * eta_old
+        eta = el.maximum(eta, el.where(prev > 0.1, prev, 0.0))
+        floor = (0.5 * tol) / el.sqrt(el.where(f2 > 0, f2, 1.0))
+        return el.minimum(el.maximum(eta, floor), self.eta_max)
+
+    def inner_solve(self, ctx, eta, aug):
+        """``(restart, reltol, maxiters)`` of the GMRES solve of a Newton step with forcing term ``eta`` and
+        recycled directions ``aug``."""
+        ls = self.linsolve
+        restart = min(ls.restart, ctx.n)
+        cap = restart + (0 if aug is None else aug.shape[1])
+        maxiters = ls.maxiters if ls.maxiters is not None else cap
+        if ctx.n <= _EXACT_N and isinstance(self.forcing, str) and ls.maxiters is None:
+            # GMRES is exact in n steps (n JVPs): on a tiny system a loose inner solve saves almost
+            # nothing and costs Newton steps. A float tolerance: no per-step array.
+            eta, maxiters = min(100.0 * float(ctx.xp.finfo(ctx.dtype).eps), 0.01), ctx.n
+        return restart, eta, maxiters
 
     def _direction(self, prob, state, ctx, newton):
         xp, B = ctx.xp, ctx.batch
-        u, fu = state.u, state.fu
-        ls = self.linsolve
-        aug = state.aux
-        restart = min(ls.restart, ctx.n)
-        cap = restart + (0 if aug is None else aug.shape[1])
-        eta, maxiters = state.eta, (ls.maxiters if ls.maxiters is not None else cap)
-        if ctx.n <= _EXACT_N and isinstance(self.forcing, str) and ls.maxiters is None:
-            # GMRES is exact in n steps (n JVPs): on a tiny system a loose inner solve saves almost
-            # nothing and costs Newton steps (n = 2 Rosenbrock: 37 -> 27 iterations). A float
-            # tolerance: no per-step array.
-            eta, maxiters = min(100.0 * float(xp.finfo(ctx.dtype).eps), 0.01), ctx.n
-        host = ctx.host_arrays and B == 1
-        if host and not bool(newton[0]):  # backtracking along the current direction: nothing to solve
-            return state.d, False, 0, 0, aug
+        u, fu, aug = state.u, state.fu, state.aux
+        restart, eta, maxiters = self.inner_solve(ctx, state.eta, aug)
         # the Jacobian at u, applied by every Krylov step (finite differences: u's part of the step once)
         jvp_u = ctx.products.linearize(u, fu, self.jvp_step)
-        if host:  # one NumPy system: the small-system engine's GMRES
-            res = gmres_one(xp, jvp_u, -fu, None, restart=restart, reltol=eta, abstol=ls.abstol, maxiters=maxiters,
-                            aug=aug)
-        else:
-            res = gmres_2d(xp, jvp_u, -fu, None, restart=restart, reltol=eta, abstol=ls.abstol, maxiters=maxiters,
-                           active=newton, aug=aug)
+        res = gmres_2d(xp, jvp_u, -fu, None, restart=restart, reltol=eta, abstol=self.linsolve.abstol,
+                       maxiters=maxiters, active=newton, aug=aug)
         x = res.x
-        if host:  # one system on NumPy: the checks on host floats
-            resid = float(res.resid[0])
-            unusable = (int(res.codes[0]) == _LSF and not resid * resid < float(state.fn2[0])) \
-                or not bool(xp.all(xp.isfinite(x)))
-            d = xp.zeros_like(x) if unusable else x
-            if aug is not None and not unusable:
-                dn = float(xp.vecdot(d[0, :], d[0, :])) ** 0.5
-                if dn > 0:  # push the unit direction into the recycled set (newest first)
-                    aug = xp.concat([xp.reshape(d / dn, (1, 1, ctx.n)), aug[:, :-1, :]], axis=1)
-            return d, unusable, res.nmatvec, res.niter, aug
         unusable = ((res.codes == _LSF) & ~(res.resid * res.resid < state.fn2)) | ~xp.all(xp.isfinite(x), axis=1)
         d = xp.where(xp.reshape(unusable, (B, 1)), 0.0, x)
         if aug is not None:

@@ -8,16 +8,15 @@ to predicted reduction of ``||F||^2`` exceeds ``1e-4``; ``Delta`` follows MINPAC
 step after a good ratio (``rho >= 0.5``) or a second success in a row, and set to twice
 the step when the model is very good (``|rho - 1| <= 0.1``). The Jacobian is rebuilt only after an accepted step (a
 rejected trial keeps ``u``, so the old ``J`` is still current): a host-side branch
-eagerly, ``lax.cond`` under JAX tracing, as in ``NewtonRaphson``. The eager unbatched
-NumPy solve runs the same step on Python floats (``fn2``, ``radius``, ``nsuc``, ``fresh`` are
-host numbers there) and computes the Cauchy point only when the Newton point is outside.
+eagerly, ``lax.cond`` under JAX tracing, as in ``NewtonRaphson``. One eager NumPy system runs the
+twin of the small-system engine (``steadysolve._small.trust_region``), with the decisions on
+Python floats and the Cauchy point computed only when the Newton point is outside.
 An element stops with ``Stalled`` when its radius collapses or after 20 iterations without
 progress (``base.no_progress``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -27,11 +26,10 @@ from ..registry import register
 from ..retcodes import ReturnCode
 from .base import PROGRESS_ITERS, Algorithm, no_progress
 from .dense import ACCEPT_RHO, rated_trial, regularised, scaled_jacobian, take_accepted
-from .dense import host_jacobian, host_path, host_rated, host_regularised
 from .dense import refresh_jacobian, refuse_large  # noqa: F401 - refresh_jacobian re-exported
 from .dense import rows_dot as _rows
 
-__all__ = ["TrustRegion", "TrustRegionState", "dogleg", "refresh_jacobian"]
+__all__ = ["TrustRegion", "TrustRegionState", "dogleg", "newton_point", "refresh_jacobian"]
 
 _LSF = ReturnCode.LinearSolveFailed.code
 _STALLED = ReturnCode.Stalled.code
@@ -52,9 +50,8 @@ class TrustRegionState(NamedTuple):
     nvjp: Any
     njac: Any  # 0-d: dense Jacobians built
     nreject: Any  # 0-d: rejected trial points
-    eye: Any = None  # host path: the (n, n) identity
-    nslow: Any = 0  # (B,) int32 (host path: int): iterations without progress (``base.no_progress``)
-    ref2: Any = None  # (B,) (host path: float): ||F||^2 at the last progress
+    nslow: Any = 0  # (B,) int32: iterations without progress (``base.no_progress``)
+    ref2: Any = None  # (B,) ||F||^2 at the last progress
 
 
 
@@ -62,7 +59,7 @@ def _safe(xp, x):
     return xp.where(x > 0, x, xp.ones_like(x))
 
 
-def _newton_point(xp, A, b):
+def newton_point(xp, A, b):
     """Batched solve; an exactly singular ``A`` (despite the shift) gives the pseudo-inverse's
     least-squares point where the library reports it (NumPy, PyTorch: ``solve_small`` then raises
     nothing), NaN where it does not (JAX: the dogleg replaces it by the Cauchy step)."""
@@ -83,7 +80,7 @@ def dogleg(xp, J, fu, D, radius, shift=None, A=None):
     if A is None:  # the matrix of the Newton point: J, J + shift I, or the caller's (regularised) one
         A = J if shift is None else J + xp.reshape(shift, (B, 1, 1)) * xp.reshape(
             xp.eye(n, dtype=fu.dtype, device=backend.device_of(fu)), (1, n, n))
-    pN = xp.reshape(_newton_point(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
+    pN = xp.reshape(newton_point(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
     yN = D * pN
     nN = xp.sqrt(_rows(xp, yN, yN))
     newton_ok = xp.all(xp.isfinite(pN), axis=1) & xp.isfinite(nN)
@@ -113,38 +110,6 @@ def dogleg(xp, J, fu, D, radius, shift=None, A=None):
     usable = xp.all(xp.isfinite(y), axis=1)
     y = xp.where(xp.reshape(usable, (B, 1)), y, xp.zeros_like(y))
     return y / D, xp.sqrt(_rows(xp, y, y)), usable
-
-
-def _dogleg_host(xp, J1, f1, D1, radius, A1):
-    """``dogleg`` for one element on the host (1-D ``f1``, ``D1``; ``radius`` a float): ``(y, ||y||)``
-    in the scaled variables, ``y`` None when not usable. The Cauchy point only when needed."""
-    pN = _newton_point(xp, A1, -f1)
-    yN = D1 * pN
-    n2 = float(yN @ yN)
-    newton_ok = math.isfinite(n2)
-    nN = math.sqrt(n2) if newton_ok else math.inf
-    if newton_ok and nN <= radius:
-        return yN, nN
-    g = (f1 @ J1) / D1  # scaled gradient D^-1 J^T F
-    Jg = J1 @ (g / D1)
-    jg2 = float(Jg @ Jg)
-    yC = (-float(g @ g) / (jg2 if jg2 > 0 else 1.0)) * g
-    nC = math.sqrt(float(yC @ yC))
-    if not newton_ok or nC >= radius:
-        y = min(1.0, radius / (nC if nC > 0 else 1.0)) * yC
-    else:
-        s = yN - yC
-        a, b, c = float(s @ s), 2.0 * float(yC @ s), nC * nC - radius * radius
-        sq = math.sqrt(max(b * b - 4.0 * a * c, 0.0))
-        if b >= 0:
-            tau = -2.0 * c / (b + sq if b + sq > 0 else 1.0)
-        else:
-            tau = (sq - b) / (2.0 * a if a > 0 else 1.0)
-        y = yC + min(max(tau, 0.0), 1.0) * s
-    yn2 = float(y @ y)
-    if not math.isfinite(yn2):
-        return None, 0.0
-    return y, math.sqrt(yn2)
 
 
 @register("trust_region")
@@ -197,11 +162,6 @@ class TrustRegion(Algorithm):
         refuse_large("TrustRegion", ctx.n, self.max_size)
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         fu = ctx.fu0
-        if host_path(ctx):
-            return TrustRegionState(
-                u=u0, fu=fu, fn2=float(fu[0] @ fu[0]), J=ctx.zeros((B, n, n)), fresh=False, D=ctx.zeros((B, n)),
-                radius=-1.0, nsuc=0, flag=xp.zeros((B,), dtype=xp.int32), nf=1, njvp=0, nvjp=0, njac=0, nreject=0,
-                eye=xp.eye(n, dtype=ctx.dtype), nslow=0, ref2=float(fu[0] @ fu[0]))
         return TrustRegionState(
             u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), J=ctx.zeros((B, n, n)),
             fresh=xp.zeros((B,), dtype=xp.bool, device=ctx.device), D=ctx.zeros((B, n)),
@@ -212,8 +172,6 @@ class TrustRegion(Algorithm):
             ref2=xp.sum(fu * fu, axis=1))
 
     def step(self, prob, state, ctx):
-        if host_path(ctx):
-            return self._step_host(prob, state, ctx)
         xp = ctx.xp
         need = ~state.fresh
         J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
@@ -242,48 +200,7 @@ class TrustRegion(Algorithm):
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, state.fu, state.fn2)
         return TrustRegionState(u, fu, fn2, J, ~accept, D, radius, nsuc, flag, state.nf + 1 + ctx.f_calls(dj),
                                 state.njvp + dj,
-                                state.nvjp, state.njac + dl, state.nreject + nrej, state.eye, nslow, ref2)
-
-    def _step_host(self, prob, state, ctx):
-        """``step`` for one element on the host: the same decisions on Python floats."""
-        xp, u, fu = ctx.xp, state.u, state.fu
-        J, D, dj, dl, failed = host_jacobian(ctx, state)
-        if failed is not None:
-            return failed
-        J1, D1, f1, fn2 = J[0], D[0], fu[0], state.fn2
-        du = D1 * u[0]
-        dun = math.sqrt(float(du @ du))
-        radius = state.radius
-        if radius < 0:
-            radius = dun * self.factor if dun * self.factor > 0 else self.factor
-        y, ynorm = _dogleg_host(xp, J1, f1, D1, radius, host_regularised(xp, J1, state.eye))
-        if y is None:
-            trial, ft, ftn2, rho, ok = u, fu, fn2, -1.0, False
-            nf = state.nf
-        else:
-            trial, ft, ftn2, rho, ok = host_rated(ctx, u, f1, fn2, J1, y / D1)
-            nf = state.nf + 1
-        accept = ok and rho > ACCEPT_RHO
-        if state.radius < 0:
-            radius = min(radius, ynorm)
-        poor = rho < 0.1
-        nsuc = 0 if poor else state.nsuc + 1
-        if poor:
-            radius = 0.5 * radius
-        elif rho >= 0.5 or nsuc > 1:
-            radius = max(radius, 2.0 * ynorm)
-        if not poor and abs(rho - 1.0) <= 0.1:
-            radius = 2.0 * ynorm
-        flag = state.flag
-        nslow, ref2 = no_progress(None, accept, ftn2, state.nslow, state.ref2)
-        if nslow >= PROGRESS_ITERS or (not accept and radius <= 10.0 * float(xp.finfo(ctx.dtype).eps) * dun
-                                       + float(xp.finfo(ctx.dtype).smallest_normal)):
-            flag = xp.full((1,), _STALLED, dtype=xp.int32)
-        if accept:
-            u, fu, fn2 = trial, ft, ftn2
-        return TrustRegionState(u, fu, fn2, J, not accept, D, radius, nsuc, flag, nf + ctx.f_calls(dj), state.njvp + dj,
-                                state.nvjp, state.njac + dl, state.nreject + (0 if accept else 1), state.eye, nslow,
-                                ref2)
+                                state.nvjp, state.njac + dl, state.nreject + nrej, nslow, ref2)
 
     def extra_stats(self, state) -> dict:
         return {"njac": state.njac, "nreject": state.nreject}

@@ -18,10 +18,9 @@ from steadysolve._checks import (check_batch_axis, check_choice, check_int, chec
 from steadysolve.registry import LINEAR, resolve
 from steadysolve.termination import get_norm
 
-from ._budget import _check_budget, budgeted, nfe_per_iteration  # noqa: F401  (re-exported)
+from ._budget import _check_budget, budgeted
 
-__all__ = ["Implicit", "Phantom", "LayerOptions", "layer_options", "check_layer_batch_axis", "budgeted",
-           "nfe_per_iteration"]
+__all__ = ["Implicit", "Phantom", "LayerOptions", "layer_options", "check_layer_batch_axis"]
 
 
 # ---------------------------------------------------------------------------------------

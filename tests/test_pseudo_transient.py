@@ -195,7 +195,6 @@ def test_both_adapters_resolve_it_by_name_with_gradients_and_budgets():
     import jax.numpy as jnp
     import torch
 
-    from steadysolve.adapters._budget import nfe_per_iteration
     from steadysolve.adapters.jax import fixed_point as jax_fixed_point
     from steadysolve.adapters.torch import fixed_point as torch_fixed_point
 
@@ -219,9 +218,9 @@ def test_both_adapters_resolve_it_by_name_with_gradients_and_budgets():
     gj = jax.jit(jax.grad(loss))(jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(gj), gt, rtol=1e-5)
     # a DEQ budget counts one evaluation and the dense Jacobian (or one GMRES cycle) per iteration
-    assert nfe_per_iteration(ss.PseudoTransient(), 8) == 9
-    assert nfe_per_iteration(ss.PseudoTransient(linsolve=ss.GMRES(restart=4)), 8) == 5
-    assert nfe_per_iteration(ss.DynamicSS(ss.Rodas5P()), 8) == 8 + 1 + 8
+    assert ss.PseudoTransient().cost(8) == 9
+    assert ss.PseudoTransient(linsolve=ss.GMRES(restart=4)).cost(8) == 5
+    assert ss.DynamicSS(ss.Rodas5P()).cost(8) == 8 + 1 + 8
     calls = []
 
     def g(z, x):

@@ -32,7 +32,7 @@ from steadysolve.registry import resolve
 
 from ._implicit import SolveStats, explained
 from ._jax_solve import OPTIONS, LayerOptions, implicit
-from ._options import Implicit, Phantom
+from .backward import Implicit, Phantom
 from ._structure import is_structured, tree_map
 
 __all__ = ["fixed_point", "root", "steady_state", "SolveStats", "DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ",

@@ -20,7 +20,8 @@ from steadysolve import Algorithm, Polyalgorithm
 from steadysolve._checks import check_callable, check_choice, check_positive
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
-from ._options import Implicit, Phantom, layer_options
+from ._options import layer_options
+from .backward import Implicit, Phantom
 from ._structure import is_structured, tree_leaves, tree_map
 from ._torch_solve import jacobian_estimate, run
 from ._multiscale import check_shapes

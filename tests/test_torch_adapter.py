@@ -286,17 +286,15 @@ def test_bad_options():
         DEQ(cell, backward="unrolled")
     with pytest.raises(ValueError, match="backward solver.*gmres"):
         DEQ(cell, backward=Implicit(solver="cg"))
-    with pytest.raises(TypeError, match=r"backward=Implicit\(solver=\.\.\.\)"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'backward_solver'"):
         DEQ(cell, backward_solver="gmres")
-    with pytest.raises(TypeError, match=r"backward=Phantom\(steps=\.\.\.\)"):
-        DEQ(cell, phantom_steps=3)
     with pytest.raises(TypeError, match="backward must be"):
         DEQ(cell, backward=3)
     with pytest.raises(ValueError, match="abstol"):
         DEQ(cell, abstol=-1.0)
     with pytest.raises(ValueError, match="damping must be"):
         DEQ(cell, backward=Phantom(damping=0.0))
-    with pytest.raises(TypeError, match="'rtol' was renamed to 'reltol'"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'rtol'"):
         Implicit(rtol=1e-3)
     with pytest.raises(ValueError, match="maxiters"):
         DEQ(cell, maxiters=0)

@@ -155,8 +155,7 @@ class NewtonKrylov(NewtonBase):
         eta, maxiters = state.eta, (ls.maxiters if ls.maxiters is not None else cap)
         if ctx.n <= _EXACT_N and isinstance(self.forcing, str) and ls.maxiters is None:
             # GMRES is exact in n steps (n JVPs): on a tiny system a loose inner solve saves almost
-            # nothing and costs Newton steps (n = 2 Rosenbrock: 37 -> 27 iterations). A float
-            # tolerance: no per-step array.
+            # nothing and costs extra Newton steps. A float tolerance: no per-step array.
             eta, maxiters = min(100.0 * float(xp.finfo(ctx.dtype).eps), 0.01), ctx.n
         host = ctx.host_arrays and B == 1
         if host and not bool(newton[0]):  # backtracking along the current direction: nothing to solve

@@ -224,7 +224,7 @@ class DEQStats:
     --------
     >>> import torch
     >>> from steadysolve.adapters.torch import fixed_point
-    >>> z, stats = fixed_point(lambda z, x: 0.5 * z + x, torch.ones(2, 3), torch.zeros(2, 3), return_stats=True)
+    >>> z, stats = fixed_point(lambda z, x: 0.5 * z + x, torch.zeros(2, 3), torch.ones(2, 3))
     >>> stats.forward.successful, stats.backward is None, stats.failures["forward"]
     (True, True, 0)
     """

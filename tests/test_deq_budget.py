@@ -135,6 +135,6 @@ def test_small_deq_trains_with_each_solver(solver):
 
 def test_fixed_point_takes_a_budget():
     W = (0.5 * torch.eye(2, dtype=torch.float64)).requires_grad_(True)
-    z, st = fixed_point(lambda z, x, W: z @ W.T + x, torch.ones(1, 2, dtype=torch.float64),
-                        torch.zeros(1, 2, dtype=torch.float64), W, max_nfe=20, return_stats=True)
+    z, st = fixed_point(lambda z, x, W: z @ W.T + x, torch.zeros(1, 2, dtype=torch.float64),
+                        torch.ones(1, 2, dtype=torch.float64), W, max_nfe=20)
     assert st.forward.nf <= 20 and torch.allclose(z, torch.full((1, 2), 2.0, dtype=torch.float64), atol=1e-2)

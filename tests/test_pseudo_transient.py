@@ -202,8 +202,8 @@ def test_both_adapters_resolve_it_by_name_with_gradients_and_budgets():
     W = 0.1 * rng.normal(size=(8, 8))
     x = rng.normal(size=(4, 8))
     xt = torch.tensor(x, requires_grad=True)
-    z = torch_fixed_point(lambda z, x: torch.tanh(z @ torch.tensor(W).T + x), xt, torch.zeros_like(xt),
-                          solver="pseudo_transient", abstol=1e-10)
+    z, _ = torch_fixed_point(lambda z, x: torch.tanh(z @ torch.tensor(W).T + x), torch.zeros_like(xt), xt,
+                             solver="pseudo_transient", abstol=1e-10)
     z.sum().backward()
     ref = ss.solve(ss.FixedPointProblem(lambda z, p: np.tanh(z @ W.T + x), np.zeros((4, 8))), ss.NewtonRaphson(),
                    abstol=1e-12, batch_axis=0)
@@ -227,6 +227,6 @@ def test_both_adapters_resolve_it_by_name_with_gradients_and_budgets():
         calls.append(1)
         return torch.tanh(z @ torch.tensor(W).T + x)
 
-    zb = torch_fixed_point(g, xt.detach(), torch.zeros_like(xt), solver="pseudo_transient", max_nfe=60)
+    zb, _ = torch_fixed_point(g, torch.zeros_like(xt), xt.detach(), solver="pseudo_transient", max_nfe=60, batch_axis=0)
     resid = np.abs(np.tanh(zb.detach().numpy() @ W.T + x) - zb.detach().numpy()).max()
     assert len(calls) <= 60 + 2 and resid < 1e-2  # within the budget (and the attached call), near the layer's tol

@@ -27,7 +27,8 @@ from steadysolve._backend.layout import Layout
 from steadysolve.retcodes import ConvergenceError, Result
 from steadysolve.termination import get_norm
 
-from ._options import LayerOptions, _Backward
+from ._options import LayerOptions
+from .backward import ResolvedBackward
 
 __all__ = ["adjoint_solve", "AdjointResult", "SolveStats", "failure_message", "solver_name", "forward_stats",
            "DEQStats", "DEQConvergenceError", "Reporter", "explained"]
@@ -124,7 +125,7 @@ class AdjointResult(NamedTuple):
     stats: SolveStats
 
 
-def adjoint_solve(op: Callable, b, bwd: _Backward, *, fixed_point_form: bool, batch_axis: Optional[int],
+def adjoint_solve(op: Callable, b, bwd: ResolvedBackward, *, fixed_point_form: bool, batch_axis: Optional[int],
                   norm="max") -> AdjointResult:
     """Solve the linear system of an implicit derivative, with GMRES or any registered algorithm.
 
@@ -223,7 +224,7 @@ class DEQStats:
     --------
     >>> import torch
     >>> from steadysolve.adapters.torch import fixed_point
-    >>> z, stats = fixed_point(lambda z, x: 0.5 * z + x, torch.ones(2, 3), torch.zeros(2, 3), return_stats=True)
+    >>> z, stats = fixed_point(lambda z, x: 0.5 * z + x, torch.zeros(2, 3), torch.ones(2, 3))
     >>> stats.forward.successful, stats.backward is None, stats.failures["forward"]
     (True, True, 0)
     """

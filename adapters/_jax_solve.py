@@ -34,7 +34,7 @@ class LayerOptions(TypedDict, total=False):
     backward: Any
 
 
-OPTIONS = ("solver", "abstol", "reltol", "maxiters", "norm", "batch_axis", "throw", "backward", "max_nfe")
+OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "max_nfe", "norm", "batch_axis", "throw")
 _DEFAULTS = dict(abstol=None, reltol=None, maxiters=None, norm="max", batch_axis=None, throw=False,
                  backward="implicit")
 

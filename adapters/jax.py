@@ -32,7 +32,7 @@ from steadysolve.registry import resolve
 
 from ._implicit import SolveStats, explained
 from ._jax_solve import OPTIONS, LayerOptions, implicit
-from ._options import Implicit, Phantom
+from .backward import Implicit, Phantom
 from ._structure import is_structured, tree_map
 
 __all__ = ["fixed_point", "root", "steady_state", "SolveStats", "DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ",
@@ -53,11 +53,14 @@ if TYPE_CHECKING:
     from typing_extensions import Never, Unpack  # typing's own from Python 3.11
 
 
-def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", abstol: Optional[float] = None,
-                reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "max",
-                batch_axis: Optional[int] = None, throw: bool = False, backward: Any = "implicit",
-                max_nfe: Optional[int] = None, **unknown: Never) -> Any:
+def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", backward: Any = "implicit",
+                abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
+                max_nfe: Optional[int] = None, norm: Union[str, Callable] = "max", batch_axis: Optional[int] = None,
+                throw: bool = False, **unknown: Never) -> Any:
     """Differentiable fixed point ``z* = f(z*, *args)`` (the Deep Equilibrium form).
+
+    The same arguments, defaults and return value as :func:`steadysolve.adapters.torch.fixed_point`,
+    except the failure option (``throw``, the last one: a runtime error under ``jit``).
 
     Parameters
     ----------
@@ -73,6 +76,9 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", a
     solver : str or Algorithm
         Any registered algorithm name (``steadysolve.available()``) or instance; default
         ``"anderson"``.
+    backward : str or Implicit or Phantom
+        ``"implicit"`` / ``Implicit(solver="gmres" | any algorithm, abstol=, reltol=, maxiters=)``
+        (default) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).
     abstol : float, optional
         Success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)`` (per element with
         ``batch_axis``); default ``eps ** 0.8`` of the dtype.
@@ -80,6 +86,9 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", a
         The relative part of the test above; default ``eps ** 0.8`` of the dtype.
     maxiters : int, optional
         Iteration cap of the forward solve (default 1000).
+    max_nfe : int, optional
+        Instead of ``maxiters``, a work budget in evaluations of ``f`` counting JVPs, the same for
+        every solver (as in the torch ``DEQ``); also caps the adjoint solve.
     norm : str or callable
         ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable((B, n)) -> (B,)``.
     batch_axis : int, optional
@@ -89,12 +98,6 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", a
     throw : bool
         Raise on failure instead of only reporting it in the stats (eagerly
         ``steadysolve.ConvergenceError``; under ``jit`` an ``equinox.error_if`` runtime error).
-    backward : str or Implicit or Phantom
-        ``"implicit"`` / ``Implicit(solver="gmres" | any algorithm, abstol=, reltol=, maxiters=)``
-        (default) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).
-    max_nfe : int, optional
-        Instead of ``maxiters``, a work budget in evaluations of ``f`` counting JVPs, the same for
-        every solver (as in the torch ``DEQ``); also caps the adjoint solve.
 
     Returns
     -------
@@ -116,10 +119,10 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", a
                      unknown=dict(unknown, max_nfe=max_nfe))
 
 
-def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, abstol: Optional[float] = None,
-         reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "max",
-         batch_axis: Optional[int] = None, throw: bool = False, backward: Any = "implicit",
-         max_nfe: Optional[int] = None, **unknown: Never) -> Any:
+def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, backward: Any = "implicit",
+         abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
+         max_nfe: Optional[int] = None, norm: Union[str, Callable] = "max", batch_axis: Optional[int] = None,
+         throw: bool = False, **unknown: Never) -> Any:
     """Differentiable root ``f(u*, *args) = 0``; ``solver=None`` picks ``"newton_krylov"``.
 
     Parameters
@@ -155,10 +158,10 @@ def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, abst
                      throw=throw, backward=backward, unknown=dict(unknown, max_nfe=max_nfe))
 
 
-def steady_state(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, abstol: Optional[float] = None,
-                 reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "max",
-                 batch_axis: Optional[int] = None, throw: bool = False, backward: Any = "implicit",
-                 max_nfe: Optional[int] = None, **unknown: Never) -> Any:
+def steady_state(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, backward: Any = "implicit",
+                 abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
+                 max_nfe: Optional[int] = None, norm: Union[str, Callable] = "max", batch_axis: Optional[int] = None,
+                 throw: bool = False, **unknown: Never) -> Any:
     """Differentiable steady state of ``du/dt = f(u, *args)``; ``solver=None`` picks ``"dynamic_ss"``
     (time stepping). Any root-finding algorithm works too (it solves ``f(u) = 0``).
 

@@ -18,9 +18,11 @@ from torch import nn
 
 from steadysolve import Algorithm, Polyalgorithm
 from steadysolve._checks import check_callable, check_choice, check_positive
+from steadysolve.termination import default_tolerance
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
-from ._options import Implicit, Phantom, layer_options
+from ._options import layer_options
+from .backward import Implicit, Phantom
 from ._structure import is_structured, tree_leaves, tree_map
 from ._torch_solve import jacobian_estimate, run
 from ._multiscale import check_shapes
@@ -37,8 +39,8 @@ OnFailure = Literal["warn", "warn_always", "raise", "ignore"]
 FailedGrad = Literal["jfb", "implicit"]
 Solver = Union[str, Algorithm, Polyalgorithm]
 Backward = Union[Literal["implicit", "phantom"], Implicit, Phantom]
-_OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "norm", "batch_axis", "on_failure", "failed_grad",
-            "max_nfe")
+_OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "max_nfe", "norm", "batch_axis", "on_failure",
+            "failed_grad")
 
 
 #: the forward test's tolerances when neither is given: torchdeq's nominal relative residual
@@ -67,11 +69,12 @@ class _LayerOptions(TypedDict, total=False):
     failed_grad: FailedGrad
 
 
-def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure, failed_grad, unknown):
+def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure, failed_grad, unknown,
+           defaults=DEFAULT_TOLERANCES, default_maxiters=50):
     max_nfe = unknown.pop("max_nfe", None)
     opts = layer_options(owner, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
                          batch_axis=batch_axis, backward=backward, unknown=unknown, valid=_OPTIONS,
-                         max_nfe=max_nfe, defaults=DEFAULT_TOLERANCES)
+                         max_nfe=max_nfe, defaults=defaults, default_maxiters=default_maxiters)
     check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
@@ -309,36 +312,39 @@ class MultiScaleSkipDEQ(MultiScaleDEQ):
 
 
 @_not_compiled
-def fixed_point(f: Callable, x: Any, z0: Any, *params: Any, solver: Solver = "anderson",
-                backward: Backward = "implicit", return_stats: bool = False, abstol: Optional[float] = None,
-                reltol: Optional[float] = None, maxiters: Optional[int] = None, norm: Union[str, Callable] = "l2",
-                batch_axis: Optional[int] = 0, on_failure: OnFailure = "warn", failed_grad: FailedGrad = "jfb",
-                max_nfe: Optional[int] = None, **unknown: Never) -> Any:
-    """Functional DEQ: ``z* = f(z*, x, *params)``, differentiable in ``x``, ``params`` and any
-    tensor ``f`` closes over.
+def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", backward: Backward = "implicit",
+                abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
+                max_nfe: Optional[int] = None, norm: Union[str, Callable] = "max", batch_axis: Optional[int] = None,
+                on_failure: OnFailure = "warn", failed_grad: FailedGrad = "jfb", **unknown: Never) -> Any:
+    """Functional DEQ: ``z* = f(z*, *args)`` from ``z0`` (a tensor or a tuple / list / dict of them),
+    differentiable in every tensor of ``args`` and any tensor ``f`` closes over; returns
+    ``(z, DEQStats)`` (``stats.backward`` is filled by the backward pass).
 
-    Same options and gradients as ``DEQ`` (``on_failure="warn"`` warns once per call).
-    With ``return_stats=True`` returns ``(z, DEQStats)``; ``stats.backward`` is filled by the
-    backward pass.
+    The same arguments, defaults and return value as :func:`steadysolve.adapters.jax.fixed_point`
+    (see it for each option), except the failure options, the last two: ``on_failure`` and
+    ``failed_grad`` as for ``DEQ`` (``"warn"`` warns once per call). The defaults are the core's:
+    tolerances ``eps ** 0.8`` of the dtype, ``norm="max"``, ``maxiters=1000``, ``batch_axis=None``
+    (the whole state is one system; ``batch_axis=0`` gives each sample its own test and return code).
 
     Examples
     --------
     >>> import torch
     >>> from steadysolve.adapters.torch import fixed_point
     >>> W = (0.5 * torch.eye(2)).requires_grad_(True)
-    >>> z = fixed_point(lambda z, x, W: z @ W.T + x, torch.ones(1, 2), torch.zeros(1, 2), W)
-    >>> z.sum().backward(); W.grad.round(decimals=2)       # z* = x / (1 - 0.5) = 2
-    tensor([[4., 4.],
-            [4., 4.]])
+    >>> z, stats = fixed_point(lambda z, x, W: z @ W.T + x, torch.zeros(1, 2), torch.ones(1, 2), W)
+    >>> z.sum().backward(); round(W.grad.sum().item(), 4)      # z* = x / (1 - 0.5) = 2; each dz*/dW_ij = 4
+    16.0
     """
-    check_callable("fixed_point", "f", f, what="callable f(z, x, *params)")
+    check_callable("fixed_point", "f", f, what="callable f(z, *args)")
     for bad in ("init", "jacobian_reg"):
         if bad in unknown:
             raise TypeError(f"fixed_point() does not take {bad}=; use the DEQ module for Skip DEQ and Jacobian "
                             "regularisation")
+    leaves = tree_leaves(z0)[0] if is_structured(z0) else [z0]
+    dtype = leaves[0].dtype if leaves and isinstance(leaves[0], torch.Tensor) else torch.get_default_dtype()
     opts = _layer("fixed_point", solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure,
-                  failed_grad, dict(unknown, max_nfe=max_nfe))
+                  failed_grad, dict(unknown, max_nfe=max_nfe), defaults=(default_tolerance(torch, dtype),) * 2,
+                  default_maxiters=1000)
     report = Reporter(on_failure, {"forward": 0, "backward": 0}, set())
-    z, stats, *_ = run(lambda z: f(z, x, *params), z0, opts, "fixed_point: f(z, x, *params)", report,
-                        failed_grad)
-    return (z, stats) if return_stats else z
+    z, stats, *_ = run(lambda z: f(z, *args), z0, opts, "fixed_point: f(z, *args)", report, failed_grad)
+    return z, stats

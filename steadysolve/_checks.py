@@ -9,7 +9,6 @@ numbers are any real Python/NumPy scalar (``numbers.Real``, never ``bool``), int
 from __future__ import annotations
 
 import difflib
-import functools
 import math
 import numbers
 from typing import Any, Iterable, Mapping, Optional
@@ -25,7 +24,6 @@ __all__ = [
     "check_batch_axis",
     "suggest",
     "reject_unknown",
-    "renamed_options",
 ]
 
 
@@ -141,28 +139,3 @@ def check_batch_axis(owner: str, batch_axis, shape, what: str = "u0") -> Optiona
     if shape[axis] == 0:
         raise ValueError(f"{owner}: the batch axis of {what} is empty (shape {tuple(shape)})")
     return axis
-
-
-def renamed_options(**renames: str):
-    """Class decorator: keyword spellings that were renamed raise a ``TypeError`` naming the new one.
-
-    ``@renamed_options(rtol="reltol", atol="abstol")`` on ``GMRES`` makes ``GMRES(rtol=1e-6)``
-    fail with "GMRES: 'rtol' was renamed to 'reltol'" instead of the generic dataclass error.
-    """
-
-    def deco(cls):
-        init = cls.__init__
-
-        @functools.wraps(init)
-        def __init__(self, *args, **kwargs):
-            for old, new in renames.items():
-                if old in kwargs:
-                    raise TypeError(f"{cls.__name__}: the option {old!r} was renamed to {new!r} "
-                                    f"(one vocabulary everywhere: abstol, reltol, maxiters); "
-                                    f"write {cls.__name__}({new}=...)")
-            init(self, *args, **kwargs)
-
-        cls.__init__ = __init__
-        return cls
-
-    return deco

@@ -164,8 +164,8 @@ def test_torch_gradcheck_dense_forward_solvers(solver):
     z0 = torch.zeros(2, 3, dtype=torch.float64)
 
     def fun(x, W):
-        return fixed_point(lambda z, x, W: torch.tanh(z @ W.T + x), x, z0, W, solver=solver,
-                           backward=Implicit(reltol=1e-12), abstol=1e-12, reltol=0.0, maxiters=500)
+        return fixed_point(lambda z, x, W: torch.tanh(z @ W.T + x), z0, x, W, solver=solver,
+                           backward=Implicit(reltol=1e-12), abstol=1e-12, reltol=0.0, maxiters=500)[0]
 
     assert torch.autograd.gradcheck(fun, (x, W), fast_mode=True)
 

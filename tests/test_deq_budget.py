@@ -5,7 +5,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import steadysolve as ss  # noqa: E402
-from steadysolve.adapters._budget import budgeted, nfe_per_iteration  # noqa: E402
+from steadysolve.adapters._budget import budgeted  # noqa: E402
+from steadysolve.registry import resolve  # noqa: E402
 from steadysolve.adapters.torch import DEQ, fixed_point  # noqa: E402
 
 SOLVERS = ss.available()
@@ -42,18 +43,31 @@ def test_each_solver_stops_within_budget(solver, budget):
 
 def test_budget_mapping_per_solver():
     alg, it = budgeted("t", ss.Anderson(), 50)
-    assert it == 49 and nfe_per_iteration(alg) == 1
+    assert it == 49 and alg.cost(1) == 1
     alg, it = budgeted("t", ss.NewtonKrylov(), 50)
     assert alg.linsolve.maxiters == alg.linsolve.restart == 4 and alg.recycle == 0
-    assert it == 49 // 5 and 1 + it * nfe_per_iteration(alg) <= 50
+    assert it == 49 // 5 and 1 + it * alg.cost(1) <= 50
     alg, it = budgeted("t", ss.DynamicSS(), 50)
-    assert nfe_per_iteration(alg) == 6 and it == 48 // 6  # f(z0) and the automatic first step
+    assert alg.cost(1) == 6 and it == 48 // 6  # f(z0) and the automatic first step
     alg, it = budgeted("t", ss.DynamicSS(), 50, reltol=1e-3)  # a DEQ: loose local error, unit first step
     assert alg.dt0 == 1.0 and alg.controller.reltol == 1e-2 and it == 49 // 6
     alg, it = budgeted("t", ss.NewtonRaphson(), 50, n=6)
     assert it == 49 // 7
     for dense in (ss.TrustRegion(), ss.LevenbergMarquardt()):  # a Jacobian (n JVPs) + one F per iteration
         assert budgeted("t", dense, 50, n=6)[1] == 49 // 7
+
+
+def test_each_algorithm_states_its_cost_per_iteration():
+    """The budget divides by ``Algorithm.cost(n)``: one evaluation for the quasi-Newton and
+    fixed-point methods, plus a dense Jacobian (n JVPs) or a Krylov cycle for the Newton family."""
+    n = 6
+    expected = {"anderson": 1, "broyden": 1, "fixed_point": 1, "newton": 1 + n, "trust_region": 1 + n,
+                "levenberg_marquardt": 1 + n, "newton_krylov": 1 + 30 + 10, "dynamic_ss": 6,
+                "pseudo_transient": 1 + n, "auto": 1}
+    assert {name: resolve(name).cost(n) for name in ss.available()} == expected
+    assert ss.NewtonKrylov(linsolve=ss.GMRES(maxiters=3)).cost(n) == 4
+    assert ss.PseudoTransient(linsolve=ss.GMRES(restart=4)).cost(200) == 5
+    assert ss.DynamicSS(ss.Rodas5P()).cost(n) == ss.Rodas5P().tableau.stages + 1 + n
 
 
 def test_bad_budgets():
@@ -121,6 +135,6 @@ def test_small_deq_trains_with_each_solver(solver):
 
 def test_fixed_point_takes_a_budget():
     W = (0.5 * torch.eye(2, dtype=torch.float64)).requires_grad_(True)
-    z, st = fixed_point(lambda z, x, W: z @ W.T + x, torch.ones(1, 2, dtype=torch.float64),
-                        torch.zeros(1, 2, dtype=torch.float64), W, max_nfe=20, return_stats=True)
+    z, st = fixed_point(lambda z, x, W: z @ W.T + x, torch.zeros(1, 2, dtype=torch.float64),
+                        torch.ones(1, 2, dtype=torch.float64), W, max_nfe=20)
     assert st.forward.nf <= 20 and torch.allclose(z, torch.full((1, 2), 2.0, dtype=torch.float64), atol=1e-2)

@@ -152,7 +152,8 @@ def test_api_reference_covers_every_public_name():
     text = "".join(Path(DOCS, "api", f).read_text(encoding="utf-8") for f in ("core.md", "adapters.md"))
     directives = set(re.findall(r"^::: ([\w.]+)", text, re.M))
     missing = []
-    for modname in ("steadysolve", "steadysolve.adapters", "steadysolve.adapters.torch", "steadysolve.adapters.jax"):
+    for modname in ("steadysolve", "steadysolve.adapters", "steadysolve.adapters.backward", "steadysolve.adapters.torch",
+                    "steadysolve.adapters.jax"):
         mod = importlib.import_module(modname)
         for name in mod.__all__:
             obj = getattr(mod, name)

@@ -129,9 +129,9 @@ def test_dict_state_round_trip_torch():
     fz = cell(z, x)
     assert all(torch.allclose(fz[k], z[k], atol=1e-10) for k in z)
     # the functional form, with a list state
-    zl = fixed_point(lambda z, x: [0.5 * z[0] + x, 0.25 * z[1] + 1.0], x["a"],
-                     [torch.zeros(4, 3, dtype=torch.float64), torch.zeros(4, 5, dtype=torch.float64)], abstol=1e-12,
-                     reltol=0.0)
+    zl, _ = fixed_point(lambda z, x: [0.5 * z[0] + x, 0.25 * z[1] + 1.0],
+                        [torch.zeros(4, 3, dtype=torch.float64), torch.zeros(4, 5, dtype=torch.float64)], x["a"],
+                        abstol=1e-12, reltol=0.0)
     assert isinstance(zl, list) and torch.allclose(zl[0], 2 * x["a"]) and torch.allclose(zl[1], torch.full((4, 5), 4 / 3,
                                                                                                          dtype=torch.float64))
 

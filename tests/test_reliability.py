@@ -113,8 +113,7 @@ def test_core_solve_with_requires_grad_warns_and_detaches():
     # the differentiable path gives the implicit gradient: u* = p cos(u*) -> du/dp = cos u / (1 + p sin u)
     from steadysolve.adapters.torch import fixed_point
 
-    u = fixed_point(lambda u, x, p: p * torch.cos(u), None, torch.zeros(3, dtype=torch.float64), p,
-                    batch_axis=None, abstol=1e-12, reltol=0.0)
+    u, _ = fixed_point(lambda u, p: p * torch.cos(u), torch.zeros(3, dtype=torch.float64), p, abstol=1e-12, reltol=0.0)
     u.sum().backward()
     ud = u.detach()
     torch.testing.assert_close(p.grad, torch.cos(ud) / (1 + p.detach() * torch.sin(ud)))

@@ -64,7 +64,7 @@ def test_gradcheck_implicit_every_algorithm(alg):
     z0 = torch.zeros(2, 3, dtype=torch.float64)
 
     def fun(x, W):
-        return fixed_point(cell_fn, x, z0, W, U, b, solver=alg, backward=Implicit(reltol=1e-12), **TIGHT)
+        return fixed_point(cell_fn, z0, x, W, U, b, solver=alg, backward=Implicit(reltol=1e-12), **TIGHT)[0]
 
     assert torch.autograd.gradcheck(fun, (x, W), fast_mode=True)
 
@@ -133,7 +133,7 @@ def test_functional_matches_module():
     deq = DEQ(cell, **TIGHT)
     deq(x).pow(2).sum().backward()
     W, U, b = (p.detach().clone().requires_grad_(True) for p in (cell.W, cell.U, cell.b))
-    z, st = fixed_point(cell_fn, x, torch.zeros(3, 3, dtype=x.dtype), W, U, b, return_stats=True, **TIGHT)
+    z, st = fixed_point(cell_fn, torch.zeros(3, 3, dtype=x.dtype), x, W, U, b, **TIGHT)
     assert st.backward is None
     z.pow(2).sum().backward()
     assert st.backward is not None and st.backward.successful
@@ -286,17 +286,15 @@ def test_bad_options():
         DEQ(cell, backward="unrolled")
     with pytest.raises(ValueError, match="backward solver.*gmres"):
         DEQ(cell, backward=Implicit(solver="cg"))
-    with pytest.raises(TypeError, match=r"backward=Implicit\(solver=\.\.\.\)"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'backward_solver'"):
         DEQ(cell, backward_solver="gmres")
-    with pytest.raises(TypeError, match=r"backward=Phantom\(steps=\.\.\.\)"):
-        DEQ(cell, phantom_steps=3)
     with pytest.raises(TypeError, match="backward must be"):
         DEQ(cell, backward=3)
     with pytest.raises(ValueError, match="abstol"):
         DEQ(cell, abstol=-1.0)
     with pytest.raises(ValueError, match="damping must be"):
         DEQ(cell, backward=Phantom(damping=0.0))
-    with pytest.raises(TypeError, match="'rtol' was renamed to 'reltol'"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'rtol'"):
         Implicit(rtol=1e-3)
     with pytest.raises(ValueError, match="maxiters"):
         DEQ(cell, maxiters=0)
@@ -305,7 +303,7 @@ def test_bad_options():
     with pytest.raises(TypeError, match="f must be"):
         DEQ(3)
     with pytest.raises(TypeError, match="unexpected keyword"):
-        fixed_point(cell_fn, make_x(), torch.zeros(2, 3, dtype=torch.float64), abstl=1e-3)
+        fixed_point(cell_fn, torch.zeros(2, 3, dtype=torch.float64), make_x(), abstl=1e-3)
     with pytest.raises(ValueError, match="batch_axis"):
         DEQ(cell, batch_axis=5)(make_x())
 
@@ -463,6 +461,6 @@ def test_convergence_warning_points_at_the_users_call():
         warnings.simplefilter("always")
         line = inspect.currentframe().f_lineno + 1
         deq(torch.randn(2, 3))
-        fixed_point(lambda z, x: torch.tanh(lin(z) + x), torch.randn(2, 3), torch.zeros(2, 3), maxiters=3)
+        fixed_point(lambda z, x: torch.tanh(lin(z) + x), torch.zeros(2, 3), torch.randn(2, 3), maxiters=3)
     got = [(w.filename, w.lineno) for w in caught if "did not converge" in str(w.message)]
     assert got == [(__file__, line), (__file__, line + 1)]

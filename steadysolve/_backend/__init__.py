@@ -104,7 +104,7 @@ def namespace(*named: tuple[str, Any]):
     array libraries (or devices) raises a ``TypeError`` that names the culprits.
     """
     if _FAST_NUMPY is not None and all(v is None or type(v) is _NDARRAY for _, v in named):
-        return _FAST_NUMPY  # plain NumPy arrays (the common case, checked in ~0.3 us)
+        return _FAST_NUMPY  # plain NumPy arrays: the common case, decided by one type check
     leaves = [(name, leaf) for name, value in named for leaf in tree_leaves(value)]
     if not leaves:
         raise TypeError("no array found among the inputs: u0 must be an array (NumPy, CuPy, PyTorch, JAX, ...)")
@@ -207,15 +207,15 @@ def host_ints(xp, x) -> list[int]:
 def rows_dot(xp, X, v):
     """Per element ``X[b] @ v[b]``: ``X`` is ``(B, m, n)``, ``v`` is ``(B, n)``; returns ``(B, m)``.
 
-    The fastest spelling differs by library (measured at DEQ and Krylov sizes): XLA on CPU
-    runs ``vecdot`` up to 10x faster than a skinny batched ``matmul``; PyTorch's CPU
-    ``vecdot`` is 3-6x slower than ``v[b] @ X[b]^T``, and its matrix-times-column ``matmul``
-    is slower still. NumPy is indifferent.
+    The fastest spelling differs by library at DEQ and Krylov sizes: XLA on CPU runs ``vecdot``
+    far faster than a skinny batched ``matmul``; PyTorch's CPU ``vecdot`` is slower than
+    ``v[b] @ X[b]^T``, and its matrix-times-column ``matmul`` slower still; NumPy is indifferent
+    (numbers in docs/benchmarks.md).
     """
     if is_jax(xp):
         return xp.vecdot(X, v[:, None, :])
     B, n = v.shape
-    if B == 1 and _plain_matmul(xp):  # one element: a 2-D product (NumPy's batched matmul costs 5x more)
+    if B == 1 and _plain_matmul(xp):  # one element: a 2-D product (NumPy's batched matmul costs more)
         return xp.reshape(X[0, ...] @ v[0, ...], (1, X.shape[1]))
     if is_torch(xp):
         return torch_ops.rows_dot(X, v)
@@ -273,7 +273,7 @@ def set_at(xp, x, index, value):
 
     In place (``x[index] = value``) on NumPy, CuPy, PyTorch and array_api_strict; ``x.at[index].set``
     on JAX, which XLA performs in place inside ``lax.while_loop``. (array-api-extra's ``at`` does
-    the same but costs ~5 us per call against 0.4 us here: too much on a hot path.)
+    the same with a per-call cost that matters on this hot path: see docs/benchmarks.md.)
     """
     if is_jax(xp):
         return x.at[index].set(value)

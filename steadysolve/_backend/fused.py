@@ -136,7 +136,7 @@ def all_true(xp, x) -> bool:
 def all_finite(xp, x):
     """Whether every entry of the floating-point ``x`` is finite, as a 0-d array. On PyTorch through
     ``max(|x|)`` (NaN propagates, Inf is its own maximum): two vectorised kernels, where ``isfinite``
-    on CPU costs ~3 ns per entry (30 us on a 128 x 100 batch)."""
+    on CPU is not vectorised (docs/benchmarks.md)."""
     if backend.is_torch(xp):
         return torch_ops.all_finite(x)
     return xp.all(xp.isfinite(x))

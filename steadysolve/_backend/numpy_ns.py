@@ -5,9 +5,9 @@ __all__ = ["NumPyNamespace", "fast_numpy"]
 
 class NumPyNamespace:
     """NumPy >= 2's own namespace (array-API conformant for everything the core uses), with the
-    hottest functions spelled as ndarray methods: ``x.reshape(s)`` costs 0.1 us where
-    ``np.reshape(x, s)`` costs 0.7 us and the compat wrapper's 1 us, and reductions via methods
-    are ~2x cheaper than through ``fromnumeric``. Every small eager step issues dozens of these."""
+    hottest functions spelled as ndarray methods, which skip the dispatch of ``np.reshape`` /
+    ``fromnumeric`` and of the compat wrapper. Every small eager step issues dozens of these
+    (timings in docs/benchmarks.md)."""
 
     def __init__(self, np):
         self._np = np

@@ -1,11 +1,11 @@
 """PyTorch spellings of the backend's hot helpers (eager solves): direct ``torch`` calls, no wrapper layer.
 
-Measured on CPU at DEQ sizes (B = 128, m = 6, n = 100), one thread: the array-api-compat
-``matmul`` adds ~8 us of promotion checks to a 12 us ``bmm``; ``baddbmm`` computes
-``x - c X`` in one kernel (14 us against 16 us for ``bmm`` then a subtraction, and no
-temporary); both Anderson products ``X a`` and ``X b`` in one ``bmm`` of a stacked pair cost
-17 us against 26 us; a difference written straight into a history slot (``out=``) costs 4.4 us
-against 6.6 us for a subtraction and a copy. Nothing here imports torch at module level.
+At DEQ sizes the per-call overhead decides: the array-api-compat ``matmul`` adds promotion checks to
+a ``bmm``; ``baddbmm`` computes ``x - c X`` in one kernel without a temporary; both Anderson
+products ``X a`` and ``X b`` go in one ``bmm`` of a stacked pair; a difference is written straight
+into its history slot (``out=``) instead of a subtraction and a copy. The timings are in
+docs/benchmarks.md ("Measurements behind implementation choices"). Nothing here imports torch at
+module level.
 """
 
 from __future__ import annotations
@@ -186,9 +186,9 @@ def _reverse_jacobian(F, u, fu, wide):
     """``(B, n, n)`` by reverse mode: row ``i`` of every element's Jacobian is the VJP with ``e_i``.
     With ``wide`` (``F`` on ``n * B`` rows: a row-wise problem) one tracked evaluation on ``n`` stacked
     copies of ``u`` and ONE backward pass; else one evaluation and ``n`` backward passes. Either is
-    exact; for small ``n`` on CPU 1.5-10x cheaper than ``vmap`` over forward-mode JVPs, whose
-    functorch dispatch sends many elementwise ops through Python decompositions (measured on the
-    systems of ``benchmarks/many_small.py``). Raises :class:`NotRowwise` when ``wide`` does not
+    exact, and for small ``n`` on CPU cheaper than ``vmap`` over forward-mode JVPs, whose functorch
+    dispatch sends many elementwise ops through Python decompositions (the systems of
+    ``benchmarks/many_small.py``; numbers in docs/benchmarks.md). Raises :class:`NotRowwise` when ``wide`` does not
     reproduce ``fu`` on every copy (the caller then drops it)."""
     torch = _torch()
     B, n = u.shape

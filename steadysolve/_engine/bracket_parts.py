@@ -149,8 +149,8 @@ def same_values(xp, f, x, fx) -> bool:
 
 #: NumPy: a batch of more than 2 BLOCK elements is solved in blocks of at most BLOCK elements, one
 #: after the other, by the same loop: the arrays of a step then stay in cache and the allocator reuses
-#: its memory (25-40% less CPU time at 100,000 elements than one loop over the whole batch; flat
-#: between 15,000 and 35,000)
+#: its memory (less CPU time on large batches than one loop over the whole batch, and insensitive to
+#: the block size around this value: docs/benchmarks.md)
 BLOCK = 25000
 
 

@@ -17,12 +17,11 @@ boolean) only gates the loops: failing it, the first loop runs to the end and th
 not at all, in the same compiled function (no second copy of the whole-batch loop). That
 evaluation counts in ``nf`` (a call of ``f``, whatever its batch size, counts once).
 
-The price is compile time: XLA compiles the step once per batch size (on CPU, Newton on 2-10
-unknowns: 1.0-1.7 s for the whole-batch loop, about +1.5-2.5 s for each compacted size); hence
-the floor ``MIN_BATCH`` and the second level only for batches of ``MIN_BATCH * SHRINK`` rows.
-Measured on ``benchmarks/many_small.py`` (3,000 systems, Newton, Broyden tridiagonal, where 7
-elements run to ``maxiters = 100`` and 99 % stop within 8 iterations): 480 ms whole batch; one
-level at 1/8, 1/16, 1/32: 89, 61, 56 ms; two levels at 1/8: 42 ms.
+The price is compile time: XLA compiles the step once per batch size (each compacted size costs
+about as much again as the whole-batch loop); hence the floor ``MIN_BATCH`` and the second level
+only for batches of ``MIN_BATCH * SHRINK`` rows. The levels were chosen on
+``benchmarks/many_small.py`` (a batch where a few elements run to ``maxiters`` and nearly all stop
+early); the timings are in docs/benchmarks.md.
 """
 
 from __future__ import annotations

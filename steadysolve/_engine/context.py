@@ -24,7 +24,7 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     """The :class:`Context` of one solve: the problem's functions on ``(batch, n)`` rows (each call
     of the user's function checked against ``u0``'s shape and dtype)."""
     p = prob.p
-    prob, original = object.__new__(type(prob)), prob  # a shallow copy (copy.copy costs ~4 us more)
+    prob, original = object.__new__(type(prob)), prob  # a shallow copy (cheaper than copy.copy)
     prob.__dict__.update(original.__dict__)
     prob.f = checked(prob.f, fname_of(prob), u0)
     if prob.jac is not None:

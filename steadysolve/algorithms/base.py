@@ -79,6 +79,12 @@ class Algorithm:
     def step(self, prob, state, ctx: "Context"):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def cost(self, n: int) -> int:
+        """Worst-case evaluations of ``f`` (Jacobian-vector products counted) one iteration spends on a
+        system of ``n`` unknowns per element; a DEQ's ``max_nfe`` budget is divided by it. The default:
+        one evaluation (Anderson, Broyden, fixed-point iteration)."""
+        return 1
+
     def host_step_scale(self, state) -> Optional[float]:
         """``c`` with ``norm(u_next - u) <= c * norm(F(u))`` for every step from here on, or None. The
         unbatched NumPy driver then bounds ``norm(u)`` by the triangle inequality and computes it
@@ -123,6 +129,11 @@ class Polyalgorithm:
 
     def attempt_cap(self, maxiters: int, last: bool) -> int:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def cost(self, n: int) -> int:
+        """The cost per iteration (:meth:`Algorithm.cost`) of the first attempt on a fixed-point problem
+        (the DEQ form, where a budget holds for that one attempt)."""
+        return self.chain("fixed_point", n)[0][0].cost(n)
 
 
 @dataclass

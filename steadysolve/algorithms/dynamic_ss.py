@@ -271,6 +271,9 @@ class DynamicSS(Algorithm):
             flag=flag, nf=state.nf + a.rk.nf + nfj, njvp=state.njvp + njvp, nvjp=state.nvjp, watch=w, ws=state.ws, lin=lin,
         )
 
+    def cost(self, n: int) -> int:  # a Rosenbrock step: its stages, df/dt and a dense Jacobian
+        return self.integrator.tableau.stages + 1 + n if isinstance(self.integrator, Rosenbrock) else self.integrator.tableau.new_evaluations
+
     def stability_limit(self) -> float:
         """The explicit method's stability limit on the negative real axis (0 for a Rosenbrock method)."""
         return 0.0 if isinstance(self.integrator, Rosenbrock) else self.integrator.tableau.stability_limit

@@ -95,6 +95,9 @@ class LevenbergMarquardt(Algorithm):
         check_positive("LevenbergMarquardt", "gtol", self.gtol)
         check_int("LevenbergMarquardt", "max_size", self.max_size, 1)
 
+    def cost(self, n: int) -> int:  # one evaluation and a dense Jacobian after an accepted step
+        return 1 + n
+
     def init(self, prob, u0, ctx):
         refuse_large("LevenbergMarquardt", ctx.n, self.max_size)
         xp, B, n = ctx.xp, ctx.batch, ctx.n

@@ -67,6 +67,9 @@ class NewtonRaphson(NewtonBase):
         check_int("NewtonRaphson", "max_size", self.max_size, 1)
         self._check_linesearch("NewtonRaphson")
 
+    def cost(self, n: int) -> int:  # one evaluation and a dense Jacobian of n JVPs (backtracks are iterations)
+        return 1 + n
+
     def init(self, prob, u0, ctx):
         refuse_large("NewtonRaphson", ctx.n, self.max_size)
         return super().init(prob, u0, ctx)

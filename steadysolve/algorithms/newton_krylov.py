@@ -111,6 +111,9 @@ class NewtonKrylov(NewtonBase):
             raise ValueError("NewtonKrylov: eta0 and eta_max must be < 1")
         self._check_linesearch("NewtonKrylov")
 
+    def cost(self, n: int) -> int:  # one evaluation and the Krylov steps of one inexact Newton step
+        return 1 + (self.linsolve.maxiters if self.linsolve.maxiters is not None else self.linsolve.restart + self.recycle)
+
     def _aux0(self, ctx, u0):
         if self.recycle == 0:
             return None

@@ -46,6 +46,13 @@ MAX_REJECTS = 20
 MAX_RATIO = 1e3
 #: systems up to this size use the dense Jacobian by default (``linsolve=None``)
 DENSE_N = 100
+
+
+def _krylov_steps(ls: GMRES, n: int) -> int:
+    """Krylov steps of one GMRES cycle on ``n`` unknowns (``maxiters`` caps it when set)."""
+    return ls.maxiters if ls.maxiters is not None else min(ls.restart, n)
+
+
 UNSTABLE_HINT = ("PseudoTransient: Diverged means the iterate ran away, or (a SteadyStateProblem) the long steps "
                  "converged to an unstable equilibrium, which the flow from u0 does not reach (the dense "
                  "Jacobian there has an eigenvalue with positive real part); DynamicSS(ss.Rodas5P()) follows "
@@ -150,6 +157,9 @@ class PseudoTransient(Algorithm):
     def dense(self, n: int) -> bool:
         """Whether a system of ``n`` unknowns per element takes the dense Jacobian."""
         return self.linsolve == "dense" or (self.linsolve is None and n <= DENSE_N)
+
+    def cost(self, n: int) -> int:  # one evaluation, and a dense Jacobian or one GMRES cycle
+        return 1 + (n if self.dense(n) else _krylov_steps(self.linsolve if isinstance(self.linsolve, GMRES) else GMRES(), n))
 
     def init(self, prob, u0, ctx):
         xp, B = ctx.xp, ctx.batch

@@ -158,6 +158,9 @@ class TrustRegion(Algorithm):
         check_positive("TrustRegion", "factor", self.factor)
         check_int("TrustRegion", "max_size", self.max_size, 1)
 
+    def cost(self, n: int) -> int:  # one evaluation and a dense Jacobian after an accepted step
+        return 1 + n
+
     def init(self, prob, u0, ctx):
         refuse_large("TrustRegion", ctx.n, self.max_size)
         xp, B, n = ctx.xp, ctx.batch, ctx.n

@@ -85,7 +85,7 @@ def add_mnist_arguments(ap: argparse.ArgumentParser, solver_help="forward solver
                     help="trained model file: loaded when it exists, otherwise written after training")
     ap.add_argument("--threads", type=int_at_least(1), default=1,
                     help="torch threads (default 1: this model is too small to gain from more, and on a "
-                         "shared machine 2 threads were 7x slower)")
+                         "shared machine more threads are much slower)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar (the bar goes to stderr)")
 
 

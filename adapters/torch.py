@@ -71,7 +71,7 @@ def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, 
     max_nfe = unknown.pop("max_nfe", None)
     opts = layer_options(owner, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
                          batch_axis=batch_axis, backward=backward, unknown=unknown, valid=_OPTIONS,
-                         max_nfe=max_nfe, defaults=DEFAULT_TOLERANCES)
+                         max_nfe=max_nfe, defaults=DEFAULT_TOLERANCES, deq=True)
     check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
@@ -89,7 +89,9 @@ class DEQ(nn.Module):
     f
         An ``nn.Module`` (or callable) ``f(z, x) -> z`` (same shape and dtype as ``z``).
     solver
-        Forward algorithm: any name in ``steadysolve.available()`` or an instance.
+        Forward algorithm: any name in ``steadysolve.available()`` or an instance; ``"auto"`` is
+        Anderson, then Broyden from its best iterate (one evaluation of ``f`` per iteration each,
+        sharing the one budget).
     backward
         ``"implicit"`` / ``Implicit`` (exact gradient through ``w = J_f^T w + g``; its
         solver and tolerances are options of the object) or ``"phantom"`` / ``Phantom``

@@ -204,7 +204,7 @@ def evaluations_per_solver(x, W1, W2, tol, names, budget, cap):
         def fwd(x, W1, W2, name=name):
             _, st = fixed_point(cell, jnp.zeros_like(x), x, W1, W2, solver=name, abstol=tol, reltol=0.0,
                                 batch_axis=0, **{budget: cap})
-            return st.nf + st.njvp, st.nfailed
+            return st.nf + st.njvp, jnp.sum(st.retcode_array != 0)
 
         ev, nfailed = jax.jit(fwd)(x, W1, W2)
         out[name] = (int(ev), int(nfailed))

@@ -147,9 +147,10 @@ def time_f(cell, batch=128, reps=3):
     return best
 
 
-def run(named_nets, data, epochs, seed):
+def run(named_nets, data, epochs, seed, autocast=False):
     """Train the nets in lockstep (same batches; one step of each in turn) so that a busy
-    machine slows them alike; returns one result dict per net."""
+    machine slows them alike; returns one result dict per net. ``autocast``: the forward pass and
+    the loss under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (testing too)."""
     Xtr, ytr, Xte, yte = data
     lossf = nn.CrossEntropyLoss()
     recs = []
@@ -169,7 +170,8 @@ def run(named_nets, data, epochs, seed):
                 t = time.perf_counter()
                 c0 = cell.calls
                 opt.zero_grad(set_to_none=True)
-                loss = lossf(net(Xtr[b]), ytr[b])
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                    loss = lossf(net(Xtr[b]), ytr[b])
                 r["nfe"].append(cell.calls - c0)
                 r["evals"].append(net.layer.evaluations())
                 loss.backward()
@@ -182,7 +184,7 @@ def run(named_nets, data, epochs, seed):
         net = r["net"]
         t_fwd = net.t_layer / len(r["steps"])  # the training steps only (not the test pass below)
         net.eval()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             acc = float((net(Xte).argmax(1) == yte).float().mean())
         t_f = float(np.median(r["t_fs"]))
         nfe = float(np.mean(r["nfe"]))
@@ -205,6 +207,7 @@ def main():
                     "('all': every registered solver; 'none': only the matched-settings row)")
     ap.add_argument("--budget", choices=["max_nfe", "maxiters"], default="max_nfe",
                     help="how the per-solver rows state the cap --maxiters: evaluations of f or iterations")
+    ap.add_argument("--autocast", action="store_true", help="train and test under torch.autocast bfloat16")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backward-solver", default=None, help="steadysolve backward solver (default: the DEQ default)")
@@ -247,11 +250,12 @@ def main():
             net = copy.deepcopy(base)
             net.layer = TorchdeqLayer(copy.deepcopy(cell0), args.ftol, args.btol, args.maxiters, mode="rel")
             nets.append(("torchdeq-rel", net))
-    runs = run(nets, data, args.epochs, args.seed)
+    runs = run(nets, data, args.epochs, args.seed, args.autocast)
 
     print(f"MNIST DEQ, {args.epochs} epochs x {-(-len(data[0]) // 128)} steps, batch 128, Anderson(m=6), "
           f"ftol={args.ftol:g} (l2, abs), btol={args.btol:g} (rel), maxiters={args.maxiters}, "
-          f"threads={args.threads}; per-solver rows: {args.budget}={args.maxiters}")
+          f"threads={args.threads}; per-solver rows: {args.budget}={args.maxiters}"
+          f"{'; autocast bfloat16' if args.autocast else ''}")
     print(f"{'':22s} {'ms/step':>8s} {'(mean)':>8s} {'fwd NFE':>8s} {'evals':>8s} {'fwd ms':>7s} {'t_f us':>7s} "
           f"{'overhead':>8s} {'bwd it':>7s} {'test acc':>8s}")
     for r in runs:

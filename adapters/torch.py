@@ -25,12 +25,13 @@ from ._structure import is_structured, tree_leaves, tree_map
 from ._torch_solve import jacobian_estimate, run
 from ._multiscale import check_shapes
 from ._torch_multiscale import MultiScaleCell, per_scale_or_callable
+from ._torch_dropout import VariationalDropout, reset_dropout
 
 if TYPE_CHECKING:
     from typing_extensions import Never, Unpack  # typing's own from Python 3.11
 
-__all__ = ["DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ", "fixed_point", "DEQStats", "SolveStats", "DEQConvergenceError",
-           "Implicit", "Phantom"]
+__all__ = ["DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ", "fixed_point", "VariationalDropout", "DEQStats", "SolveStats",
+           "DEQConvergenceError", "Implicit", "Phantom"]
 
 _ON_FAILURE = ("warn", "warn_always", "raise", "ignore")
 OnFailure = Literal["warn", "warn_always", "raise", "ignore"]
@@ -192,6 +193,7 @@ class DEQ(nn.Module):
         # torch.compile: the solve loop (host syncs, data-dependent iteration count) is not
         # traceable; the layer runs eagerly (a graph break) and the rest of the model compiles.
         f = self.f
+        reset_dropout(f)
         z0_tracked = None
         cell = lambda z: f(z, x)  # noqa: E731
         if z0 is None:

@@ -117,19 +117,13 @@ def test_structured_state_under_autocast():
 
     from steadysolve.adapters.torch import MultiScaleDEQ
 
-    class Block(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.lin = nn.Linear(c, c)
-
-        def forward(self, z, inj):
-            return torch.tanh(0.5 * self.lin(z) + inj)
-
     torch.manual_seed(0)
-    deq = MultiScaleDEQ([Block(4), Block(2)], [[None, nn.Linear(2, 4)], [nn.Linear(4, 2), None]],
+    lins = [nn.Linear(4, 4), nn.Linear(2, 2)]  # each scale's block: its linear layer runs in bfloat16
+    blocks = [lambda z, inj, lin=lin: torch.tanh(0.5 * lin(z) + inj) for lin in lins]
+    deq = MultiScaleDEQ(blocks, [[None, nn.Linear(2, 4)], [nn.Linear(4, 2), None]],
                         injection=[nn.Linear(3, 4), nn.Linear(3, 2)], reltol=1e-2)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         z = deq(torch.randn(5, 3))
     sum(v.sum() for v in z).backward()
     assert [v.dtype for v in z] == [torch.float32, torch.float32] and deq.forward_stats.successful
-    assert all(torch.isfinite(p.grad).all() for p in deq.parameters())
+    assert all(torch.isfinite(p.grad).all() for p in [*deq.parameters(), *lins[0].parameters()])

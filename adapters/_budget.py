@@ -61,8 +61,13 @@ def budgeted(owner: str, alg, max_nfe: int, n: int = 1, reltol: float = 0.0):
     """
     from steadysolve.algorithms.auto import Auto
 
-    if isinstance(alg, Auto):  # a budget holds for one solver: the first of the DEQ chain (Anderson)
-        alg = alg.chain("fixed_point", n)[0][0]
+    if isinstance(alg, Auto):
+        algs = [a for a, _ in alg.chain("fixed_point", n)]
+        if all(_setup_nfe(a) == 1 and a.cost(n) == 1 for a in algs):
+            # one evaluation per iteration throughout (the DEQ chain): the chain's shared iteration
+            # budget is the evaluation budget, the restarts re-use f at their start (no evaluation)
+            return alg, max(1, max_nfe - 1)
+        alg = algs[0]  # iterations of different costs: the budget holds for one solver, the chain's first
     _check_budget(owner, alg, max_nfe, n)
     alg = _budget_alg(alg, reltol)
     setup = _setup_nfe(alg)

@@ -80,7 +80,8 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
     opts = layer_options(where, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
                          batch_axis=batch_axis, backward=backward,
                          defaults=(default_tolerance(jnp, z0.dtype),) * 2,
-                         unknown=unknown, valid=OPTIONS, max_nfe=max_nfe, default_maxiters=1000)
+                         unknown=unknown, valid=OPTIONS, max_nfe=max_nfe, default_maxiters=1000,
+                         deq=kind == "fixed_point")
     opts = check_layer_batch_axis(where, opts, tuple(z0.shape))
     opts = opts.budgeted(Layout(jnp, tuple(z0.shape), opts.batch_axis).n)  # max_nfe: the work budget
     check_bool(where, "throw", throw)

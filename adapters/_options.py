@@ -17,7 +17,7 @@ from steadysolve.termination import get_norm
 from ._budget import _check_budget, budgeted
 from .backward import ResolvedBackward, resolve_backward
 
-__all__ = ["LayerOptions", "layer_options", "check_layer_batch_axis"]
+__all__ = ["LayerOptions", "layer_options", "deq_chain", "check_layer_batch_axis"]
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,24 @@ class LayerOptions:
         return dataclasses.replace(self, batch_axis=axis)
 
 
+def deq_chain(alg):
+    """``"auto"`` in a DEQ (a fixed-point layer): Anderson, then Broyden from its best iterate, both one
+    evaluation of ``f`` per iteration, so that the chain's shared ``maxiters`` is also a budget of
+    ``maxiters + 1`` evaluations. The solve's own fixed-point chain falls back to Newton-type methods
+    whose iterations cost a Jacobian or a Krylov solve each (hundreds of evaluations of a wide cell)."""
+    from steadysolve.algorithms.auto import Auto
+
+    if type(alg) is Auto and not alg.algs:
+        return dataclasses.replace(alg, algs=(ss.Anderson(), ss.Broyden()))
+    return alg
+
+
 def layer_options(owner: str, *, solver, abstol, reltol, maxiters, norm, batch_axis, backward,
                   defaults: tuple = (None, None), unknown: Optional[dict] = None, valid=(),
-                  max_nfe: Optional[int] = None, default_maxiters: int = 50) -> LayerOptions:
+                  max_nfe: Optional[int] = None, default_maxiters: int = 50, deq: bool = False) -> LayerOptions:
     """Validate a layer's options before any work. Tolerances: ``defaults = (abstol, reltol)`` when
-    neither is given; when exactly one is, the other is 0 (a tolerance set binds)."""
+    neither is given; when exactly one is, the other is 0 (a tolerance set binds). ``deq``: a fixed-point
+    layer, where ``"auto"`` is :func:`deq_chain`."""
     if unknown:
         reject_unknown(owner, unknown, valid, {"tol": "abstol' or 'reltol", "max_iter": "maxiters",
                                                "f_tol": "abstol", "rtol": "reltol", "atol": "abstol"})
@@ -62,6 +75,8 @@ def layer_options(owner: str, *, solver, abstol, reltol, maxiters, norm, batch_a
         raise TypeError(f"{owner}: solver must be an algorithm name ({', '.join(ss.available())}) or an "
                         f"algorithm instance such as steadysolve.Anderson(memory=5), got "
                         f"{type(solver).__name__}") from e
+    if deq:
+        alg = deq_chain(alg)
     abstol = check_tol(owner, "abstol", abstol)
     reltol = check_tol(owner, "reltol", reltol)
     if abstol is None and reltol is None:

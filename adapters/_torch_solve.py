@@ -3,6 +3,7 @@ the Jacobian estimate, on tensor or structured (tuple / list / dict) states (use
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, NamedTuple, Optional
 
 import torch
@@ -13,7 +14,7 @@ from steadysolve._backend.layout import Layout
 
 from ._implicit import BACKWARD_HINT, FORWARD_HINT, DEQStats, Reporter, adjoint_solve, forward_stats
 from ._options import check_layer_batch_axis
-from ._structure import Structure, is_structured, tree_leaves
+from ._structure import Structure, is_structured, tree_leaves, tree_map
 
 __all__ = ["run", "jacobian_estimate"]
 
@@ -37,6 +38,62 @@ def _checked(fn: Callable, what: str) -> Callable:
     return g
 
 
+class _Autocast(NamedTuple):
+    """The caller's ``torch.autocast`` for the state's device, and the dtype the solver works in.
+
+    The precision policy: the solver's own arithmetic (the iterate, Anderson / Broyden histories and
+    their small solves, norms, the convergence test, the adjoint's GMRES) runs with autocast off in
+    ``work`` = float32 (or the state's dtype when wider); every call of ``f`` runs under the caller's
+    autocast (its matmuls and convolutions in bfloat16 / float16) and its output is cast to ``work``.
+    A bfloat16 iterate could not pass the default test (its eps, 7.8e-3, exceeds ``reltol=1e-3``), and
+    autocast would otherwise also run the solver's Gram products and Krylov dot products in 8 bits."""
+
+    device: str
+    dtype: torch.dtype
+    cache: bool
+    work: torch.dtype
+
+    def off(self):
+        return torch.autocast(self.device, enabled=False)
+
+    def wrap(self, fn: Callable) -> Callable:
+        def f(z):
+            with torch.autocast(self.device, dtype=self.dtype, enabled=True, cache_enabled=self.cache):
+                out = fn(z)
+            return tree_map(lambda v: v.to(self.work) if isinstance(v, torch.Tensor) and v.is_floating_point()
+                            else v, out)
+        return f
+
+    def cast(self, z):
+        return tree_map(lambda v: v.to(self.work) if isinstance(v, torch.Tensor) and v.is_floating_point() else v, z)
+
+
+def _autocast(z0) -> Optional[_Autocast]:
+    """The caller's autocast state for ``z0``'s device (``None`` when autocast is off there)."""
+    leaves = [v for v in tree_leaves(z0)[0] if isinstance(v, torch.Tensor)] if is_structured(z0) else [z0]
+    if not leaves or not isinstance(leaves[0], torch.Tensor) or not leaves[0].is_floating_point():
+        return None
+    dev = leaves[0].device.type
+    if not torch.is_autocast_enabled(dev):
+        return None
+    work = torch.promote_types(leaves[0].dtype, torch.float32)
+    return _Autocast(dev, torch.get_autocast_dtype(dev), torch.is_autocast_cache_enabled(), work)
+
+
+def _refuse_func_transforms(owner: str) -> None:
+    """A clear error inside ``torch.func.grad`` / ``vjp`` / ``jacrev`` / ``vmap``, before any work: their
+    tensors have no storage, and the solve reads each iteration's residual norms on the host."""
+    peek = getattr(getattr(torch._C, "_functorch", None), "peek_interpreter_stack", None)
+    if peek is not None and peek() is not None:
+        raise RuntimeError(
+            f"{owner}: cannot run inside a torch.func transform (grad, vjp, jacrev, jacfwd, vmap): the solve "
+            "loop reads the residual on the host every iteration, which functorch's tensors do not allow. "
+            "Differentiate with torch.autograd instead: out = torch.func.functional_call(model, params, args) "
+            "with params that require grad, then torch.autograd.grad(loss, list(params.values())) (or "
+            "loss.backward()); for per-sample gradients, loop over the samples or use the JAX adapter "
+            "(jax.vmap(jax.grad(...))).")
+
+
 class _Call(NamedTuple):
     """What the backward of one DEQ call needs."""
 
@@ -46,6 +103,7 @@ class _Call(NamedTuple):
     batch: int
     failed: Optional[torch.Tensor]
     report: "Reporter"
+    amp: Optional[_Autocast] = None
 
 
 class _ImplicitGrad(torch.autograd.Function):
@@ -74,15 +132,17 @@ class _ImplicitGrad(torch.autograd.Function):
 
         g = g.contiguous()
         g_solve = g if failed is None else torch.where(failed, torch.zeros_like(g), g)
-        res = adjoint_solve(vjp, g_solve, opts.backward, fixed_point_form=True, batch_axis=opts.batch_axis,
-                            norm=opts.norm)
+        with call.amp.off() if call.amp is not None else contextlib.nullcontext():
+            res = adjoint_solve(vjp, g_solve, opts.backward, fixed_point_form=True, batch_axis=opts.batch_axis,
+                                norm=opts.norm)
         call.stats.backward = res.stats
         call.report(res.stats, call.batch, BACKWARD_HINT)
         w = res.w if failed is None else torch.where(failed, g, res.w)
         return w, None, None
 
 
-def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, failed_grad: str):
+def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, failed_grad: str,
+           amp: Optional[_Autocast] = None):
     """Solve ``z = fn(z)`` from ``z0``; returns ``(z*, stats, tracked)`` with the gradient attached
     (``tracked = (f_out, z_req)`` is the application the Jacobian regulariser reuses, or None)."""
     if not isinstance(z0, torch.Tensor):
@@ -94,7 +154,7 @@ def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, fa
         opts = opts.budgeted(z0.numel() // max(1, z0.shape[opts.batch_axis] if opts.batch_axis is not None else 1))
     stats = DEQStats(report.failures)
     prob = ss.FixedPointProblem(_checked(fn, what), z0.detach(), None, rowwise=False)  # f closes over x
-    with torch.no_grad():
+    with torch.no_grad(), amp.off() if amp is not None else contextlib.nullcontext():
         sol = ss.solve(prob, opts.solver, **opts.solve_kwargs())
     layout = Layout(backend.namespace(("z", z0)), tuple(z0.shape), opts.batch_axis)
     stats.forward = fwd = forward_stats(sol, opts, layout, layout.xp)
@@ -120,15 +180,21 @@ def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, fa
     if failed_grad == "jfb" and fwd.nfailed:
         bad = fwd.retcode_array != 0
         failed = bad if opts.batch_axis is None else layout.per_element(bad)
-    call = _Call(opts, z_req, stats, batch, failed, report)
+    call = _Call(opts, z_req, stats, batch, failed, report, amp)
     return _ImplicitGrad.apply(f_out, z_star, call), stats, (f_out, z_req)
 
 
 def run(cell: Callable, z0, opts, what: str, report: Reporter, failed_grad: str):
     """:func:`_apply` on a tensor or a structured (tuple / list / dict) state; the core sees rows
-    ``(batch, n)``. Returns ``(z*, stats, tracked, rows_fn, rows_of)`` (``rows_of`` flattens a tree)."""
+    ``(batch, n)``. Returns ``(z*, stats, tracked, rows_fn, rows_of)`` (``rows_of`` flattens a tree).
+    Under ``torch.autocast`` the state is cast to the solver's working dtype and ``f`` wrapped
+    (:class:`_Autocast`)."""
+    _refuse_func_transforms(what.split(":")[0])
+    amp = _autocast(z0)
+    if amp is not None:
+        cell, z0 = amp.wrap(cell), amp.cast(z0)
     if not is_structured(z0):
-        z, stats, tracked = _apply(cell, z0, opts, what, report, failed_grad)
+        z, stats, tracked = _apply(cell, z0, opts, what, report, failed_grad, amp)
         return z, stats, tracked, cell, (lambda t: t), z
     owner = what.split(":")[0]
     leaves, paths, _ = tree_leaves(z0)
@@ -139,7 +205,7 @@ def run(cell: Callable, z0, opts, what: str, report: Reporter, failed_grad: str)
     st = Structure(z0, opts.batch_axis, owner)
     rows_fn = st.wrap(cell, what)
     opts = opts.with_batch_axis(None if opts.batch_axis is None else 0)
-    rows, stats, tracked = _apply(rows_fn, st.flatten(z0), opts, what, report, failed_grad)
+    rows, stats, tracked = _apply(rows_fn, st.flatten(z0), opts, what, report, failed_grad, amp)
     return st.unflatten(rows), stats, tracked, rows_fn, st.flatten, rows
 
 

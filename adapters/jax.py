@@ -75,7 +75,8 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", b
         modules) and to arrays ``f`` closes over; integer arrays and other leaves are constants.
     solver : str or Algorithm
         Any registered algorithm name (``steadysolve.available()``) or instance; default
-        ``"anderson"``.
+        ``"anderson"``; ``"auto"`` is Anderson, then Broyden from its best iterate (one evaluation
+        of ``f`` per iteration each, sharing the one budget).
     backward : str or Implicit or Phantom
         ``"implicit"`` / ``Implicit(solver="gmres" | any algorithm, abstol=, reltol=, maxiters=)``
         (default) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).

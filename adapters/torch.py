@@ -1,14 +1,10 @@
 """PyTorch adapter: any steadysolve algorithm as a differentiable Deep Equilibrium (DEQ) layer.
 
-``DEQ(cell, solver="anderson", backward=Implicit(...))``; ``z = deq(x)`` solves ``z = cell(z, x)``.
-The forward solve runs under ``torch.no_grad()`` on the tensors themselves (CPU and CUDA
-alike) through the core's eager driver. One tracked application ``f(z*, x)`` (with ``z*`` a
-fresh leaf) re-attaches the parameters and ``x``; a ``torch.autograd.Function`` outputs
-``z*`` and, in the backward pass, replaces the incoming gradient ``g`` by the solution ``w``
-of ``w = J_f(z*)^T w + g`` (``adapters/_implicit.adjoint_solve``, on ``torch.autograd.grad``
-products), which it sends into that application. This module is glue only.
+``DEQ(cell, solver="anderson", backward=Implicit(...))``; ``z = deq(x)`` solves ``z = cell(z, x)``
+under ``torch.no_grad()`` through the core's eager driver; one tracked application ``f(z*, x)``
+re-attaches the parameters and ``x``, and its backward replaces the incoming gradient ``g`` by the
+solution ``w`` of ``w = J_f(z*)^T w + g`` (``adapters/_implicit.adjoint_solve``). Glue only.
 """
-
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, TypedDict, TypeVar, Union
@@ -27,12 +23,13 @@ from ._structure import is_structured, tree_leaves, tree_map
 from ._torch_solve import jacobian_estimate, run
 from ._multiscale import check_shapes
 from ._torch_multiscale import MultiScaleCell, per_scale_or_callable
+from ._torch_dropout import VariationalDropout, reset_dropout
 
 if TYPE_CHECKING:
     from typing_extensions import Never, Unpack  # typing's own from Python 3.11
 
-__all__ = ["DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ", "fixed_point", "DEQStats", "SolveStats", "DEQConvergenceError",
-           "Implicit", "Phantom"]
+__all__ = ["DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ", "fixed_point", "VariationalDropout", "DEQStats", "SolveStats",
+           "DEQConvergenceError", "Implicit", "Phantom"]
 
 _ON_FAILURE = ("warn", "warn_always", "raise", "ignore")
 OnFailure = Literal["warn", "warn_always", "raise", "ignore"]
@@ -74,7 +71,7 @@ def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, 
     max_nfe = unknown.pop("max_nfe", None)
     opts = layer_options(owner, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
                          batch_axis=batch_axis, backward=backward, unknown=unknown, valid=_OPTIONS,
-                         max_nfe=max_nfe, defaults=defaults, default_maxiters=default_maxiters)
+                         max_nfe=max_nfe, defaults=defaults, default_maxiters=default_maxiters, deq=True)
     check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
@@ -92,7 +89,8 @@ class DEQ(nn.Module):
     f
         An ``nn.Module`` (or callable) ``f(z, x) -> z`` (same shape and dtype as ``z``).
     solver
-        Forward algorithm: any name in ``steadysolve.available()`` or an instance.
+        Forward algorithm: any name in ``steadysolve.available()`` or an instance; ``"auto"``:
+        Anderson, then Broyden from its best iterate (one evaluation of ``f`` per iteration each).
     backward
         ``"implicit"`` / ``Implicit`` (exact gradient through ``w = J_f^T w + g``; its
         solver and tolerances are options of the object) or ``"phantom"`` / ``Phantom``
@@ -193,6 +191,7 @@ class DEQ(nn.Module):
         # torch.compile: the solve loop (host syncs, data-dependent iteration count) is not
         # traceable; the layer runs eagerly (a graph break) and the rest of the model compiles.
         f = self.f
+        reset_dropout(f)
         z0_tracked = None
         cell = lambda z: f(z, x)  # noqa: E731
         if z0 is None:

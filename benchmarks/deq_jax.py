@@ -14,7 +14,10 @@ Tolerance: max-norm of ``f(z) - z`` below ``--tol`` for steadysolve and optimist
 (atol=tol, rtol=0); jaxopt's test is on the 2-norm of the whole residual, so it is given
 ``tol`` too (stricter). The table reports the residual each one reached.
 
-    python -m benchmarks.deq_jax [--repeats 5] [--tol 1e-4] [--skip-dense]
+Then, for every registered solver name, the evaluations of f (JVPs counted) of one forward per
+sample under the same budget of 50 (``--budget max_nfe`` or ``maxiters``).
+
+    python -m benchmarks.deq_jax [--repeats 5] [--tol 1e-4] [--skip-dense] [--solvers all] [--budget max_nfe]
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", False)
 
-from steadysolve.adapters import Implicit
+import steadysolve as ss  # noqa: E402
+from steadysolve.adapters import Implicit  # noqa: E402
 from steadysolve.adapters.jax import fixed_point  # noqa: E402
 
 B, D, H = 128, 100, 500
@@ -181,13 +185,45 @@ def optimistix_fp(x, W1, W2, tol, skip_dense):
     return jax.jit(fwd), grad, lambda out: int(out[1]) + 1
 
 
+def evaluations_per_solver(x, W1, W2, tol, names, budget, cap):
+    """Evaluations of f (JVPs counted) of one jitted forward per sample (``batch_axis=0``) for each
+    solver name under ``{budget: cap}``, from the solve's own counters; ``None`` for a solver the budget
+    refuses (one iteration of a dense method costs a Jacobian of 100 JVPs)."""
+    from steadysolve.adapters._budget import budgeted
+    from steadysolve.registry import resolve
+
+    out = {}
+    for name in names:
+        if budget == "max_nfe":
+            try:
+                budgeted("fixed_point", resolve(name), cap, D)
+            except ValueError:
+                out[name] = None
+                continue
+
+        def fwd(x, W1, W2, name=name):
+            _, st = fixed_point(cell, jnp.zeros_like(x), x, W1, W2, solver=name, abstol=tol, reltol=0.0,
+                                batch_axis=0, **{budget: cap})
+            return st.nf + st.njvp, jnp.sum(st.retcode_array != 0)
+
+        ev, nfailed = jax.jit(fwd)(x, W1, W2)
+        out[name] = (int(ev), int(nfailed))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--solvers", default="all", help="comma-separated names for the evaluations-per-forward "
+                    "rows ('all': every registered solver; 'none': skip them)")
+    ap.add_argument("--budget", choices=["max_nfe", "maxiters"], default="max_nfe",
+                    help="the per-solver rows' cap of 50: evaluations of f or iterations")
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--skip-dense", action="store_true", help="skip optimistix forward+grad (dense Jacobian)")
     a = ap.parse_args()
     W1, W2, x = make_data()
+    names = ss.available() if a.solvers == "all" else [n for n in a.solvers.split(",") if n and n != "none"]
+    evals = evaluations_per_solver(x, W1, W2, a.tol, names, a.budget, 50)
     tf = time_f(x, W1, W2, a.repeats)
     per_it = per_iteration(x, W1, W2, tf, a.repeats)
     methods = [
@@ -228,6 +264,11 @@ def main():
         label = "bare f loop" if name == "f" else name
         print(f"  {label:12s} {slope * 1e3:7.3f} ms per iteration = t_f + {beyond:5.2f} t_f "
               f"(iterations {i_lo} -> {i_hi})")
+    if evals:
+        print(f"\nevaluations of f per forward (JVPs counted), batch_axis=0, {a.budget}=50, tol {a.tol:g}:")
+        for name, v in evals.items():
+            print(f"  {name:20s} " + ("refused: one iteration exceeds the budget" if v is None else
+                                      f"{v[0]:6d}   ({v[1]} of {B} samples not converged)"))
 
 
 if __name__ == "__main__":

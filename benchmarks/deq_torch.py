@@ -12,10 +12,11 @@ Both use Anderson (memory 6) with the same stopping rule: forward
 
 Printed per framework: ms per training step (forward + backward + Adam), mean forward
 NFE (every call of f in the forward pass, counted by the cell itself, including the
-tracked application), ``overhead = forward time of the DEQ layer / (NFE x t_f)`` with
+tracked application), mean evaluations of f per forward solve with JVPs counted (a vmapped
+Jacobian is one call of the cell but ``n`` evaluations), ``overhead = forward time of the DEQ layer / (NFE x t_f)`` with
 ``t_f`` the median time of one call of f on a batch of 128 (no grad, timed between steps),
 backward iterations, and
-test accuracy. Run: ``python -m benchmarks.deq_torch [--epochs 3] [--threads 1]``.
+test accuracy. Run: ``python -m benchmarks.deq_torch [--epochs 3] [--threads 1] [--budget maxiters]``.
 """
 
 from __future__ import annotations
@@ -66,9 +67,10 @@ class Net(nn.Module):
 class SteadysolveLayer(nn.Module):
     """``solver=None``: the layer exactly as torchdeq is configured (Anderson m=6, ``abs`` test);
     a name: ``DEQ(cell, solver=name, max_nfe=maxiters)`` with the adapter's nominal defaults
-    (relative 2-norm residual 1e-3, the same budget in evaluations of f for every solver)."""
+    (relative 2-norm residual 1e-3, the same budget in evaluations of f for every solver), or
+    ``maxiters=maxiters`` with ``budget="maxiters"``."""
 
-    def __init__(self, cell, ftol, btol, maxiters, backward_solver, solver=None):
+    def __init__(self, cell, ftol, btol, maxiters, backward_solver, solver=None, budget="max_nfe"):
         super().__init__()
         self.cell = cell
         if solver is None:
@@ -76,10 +78,16 @@ class SteadysolveLayer(nn.Module):
                            maxiters=maxiters, backward=Implicit(solver=backward_solver or "gmres", reltol=btol,
                                                                 maxiters=maxiters), on_failure="ignore")
         else:
-            self.deq = DEQ(cell, solver=solver, reltol=ftol, max_nfe=maxiters, on_failure="ignore")
+            self.deq = DEQ(cell, solver=solver, reltol=ftol, on_failure="ignore", **{budget: maxiters})
 
     def forward(self, x):
         return self.deq(x)
+
+    def evaluations(self):
+        """Evaluations of f in the last forward solve, JVPs counted (a vmapped Jacobian is one call of
+        the cell but n evaluations)."""
+        st = self.deq.forward_stats
+        return st.nf + st.njvp
 
     def backward_iters(self):
         bs = self.deq.backward_stats
@@ -107,6 +115,9 @@ class TorchdeqLayer(nn.Module):
 
     def backward_iters(self):
         return self._biters[0]
+
+    def evaluations(self):
+        return None  # its calls of the cell are all its evaluations (the "fwd NFE" column)
 
 
 def load_mnist(seed=0, ntrain=4000):
@@ -138,14 +149,15 @@ def time_f(cell, batch=128, reps=3):
 
 def run(named_nets, data, epochs, seed):
     """Train the nets in lockstep (same batches; one step of each in turn) so that a busy
-    machine slows them alike; returns one result dict per net."""
+    machine slows them alike; returns one result dict per net. A net whose name ends in ``+bf16``
+    runs its forward pass and loss under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (testing too)."""
     Xtr, ytr, Xte, yte = data
     lossf = nn.CrossEntropyLoss()
     recs = []
     for name, net in named_nets:
         torch.manual_seed(seed)
         recs.append(dict(name=name, net=net, opt=torch.optim.Adam(net.parameters(), lr=1e-3), steps=[], nfe=[],
-                         biters=[], t_fs=[]))
+                         biters=[], t_fs=[], evals=[]))
         net.t_layer = 0.0
     n = len(Xtr)
     g = torch.Generator().manual_seed(seed)
@@ -158,8 +170,10 @@ def run(named_nets, data, epochs, seed):
                 t = time.perf_counter()
                 c0 = cell.calls
                 opt.zero_grad(set_to_none=True)
-                loss = lossf(net(Xtr[b]), ytr[b])
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=r["name"].endswith("+bf16")):
+                    loss = lossf(net(Xtr[b]), ytr[b])
                 r["nfe"].append(cell.calls - c0)
+                r["evals"].append(net.layer.evaluations())
                 loss.backward()
                 opt.step()
                 r["steps"].append(time.perf_counter() - t)
@@ -170,13 +184,15 @@ def run(named_nets, data, epochs, seed):
         net = r["net"]
         t_fwd = net.t_layer / len(r["steps"])  # the training steps only (not the test pass below)
         net.eval()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=r["name"].endswith("+bf16")):
             acc = float((net(Xte).argmax(1) == yte).float().mean())
         t_f = float(np.median(r["t_fs"]))
         nfe = float(np.mean(r["nfe"]))
+        evals = nfe if r["evals"][0] is None else float(np.mean(r["evals"]))
         out.append(dict(name=r["name"], ms_step=1e3 * float(np.median(r["steps"])),
                         ms_mean=1e3 * float(np.mean(r["steps"])), nfe=nfe, t_fwd=t_fwd,
-                        overhead=t_fwd / (nfe * t_f), t_f=t_f, biters=float(np.mean(r["biters"])), acc=acc))
+                        overhead=t_fwd / (nfe * t_f), t_f=t_f, biters=float(np.mean(r["biters"])), acc=acc,
+                        evals=evals))
     return out
 
 
@@ -189,6 +205,10 @@ def main():
     ap.add_argument("--quick", action="store_true", help="1 epoch on 1,000 digits (a smoke run)")
     ap.add_argument("--solvers", default="all", help="comma-separated registered names for the per-solver rows "
                     "('all': every registered solver; 'none': only the matched-settings row)")
+    ap.add_argument("--budget", choices=["max_nfe", "maxiters"], default="max_nfe",
+                    help="how the per-solver rows state the cap --maxiters: evaluations of f or iterations")
+    ap.add_argument("--autocast", action="store_true", help="add two twins of every steadysolve row at reltol 1e-2 "
+                    "(bfloat16's f cannot reach 1e-3), trained and tested in float32 and under autocast bfloat16")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backward-solver", default=None, help="steadysolve backward solver (default: the DEQ default)")
@@ -213,13 +233,15 @@ def main():
 
         for name in list(names):  # one row per registered solver, nominal defaults, the same budget
             try:
-                budgeted("DEQ", resolve(name), args.maxiters, 100)
+                if args.budget == "max_nfe":
+                    budgeted("DEQ", resolve(name), args.maxiters, 100)
             except ValueError as e:  # e.g. the dense newton: one Jacobian of z (100 entries) exceeds the budget
                 print(f"skipped {name}: {e}")
                 names.remove(name)
                 continue
             net = copy.deepcopy(base)
-            net.layer = SteadysolveLayer(copy.deepcopy(cell0), args.ftol, args.btol, args.maxiters, None, name)
+            net.layer = SteadysolveLayer(copy.deepcopy(cell0), args.ftol, args.btol, args.maxiters, None, name,
+                                         args.budget)
             nets.append((f"ss:{name}", net))
     if args.only in (None, "torchdeq"):
         net = copy.deepcopy(base)
@@ -229,21 +251,41 @@ def main():
             net = copy.deepcopy(base)
             net.layer = TorchdeqLayer(copy.deepcopy(cell0), args.ftol, args.btol, args.maxiters, mode="rel")
             nets.append(("torchdeq-rel", net))
+    if args.autocast:  # torchdeq's solver fails under autocast (a bfloat16 iterate against float32 weights)
+        twins = []
+        for name, net in nets:
+            if name.startswith("s"):  # the same layer at reltol 1e-2 (bfloat16's f cannot reach 1e-3): float32, bf16
+                old = net.layer.deq
+                budget = {"max_nfe": args.maxiters} if old._opts.max_nfe else {"maxiters": args.maxiters}
+                for suffix in ("@1e-2", "@1e-2+bf16"):
+                    twin = copy.deepcopy(net)
+                    twin.layer.deq = DEQ(twin.layer.cell, solver=old.solver, reltol=1e-2, on_failure="ignore", **budget)
+                    twins.append((name + suffix, twin))
+        nets += twins
     runs = run(nets, data, args.epochs, args.seed)
 
-    print(f"MNIST DEQ, {args.epochs} epochs x {4000 // 128 + 1} steps, batch 128, Anderson(m=6), "
+    print(f"MNIST DEQ, {args.epochs} epochs x {-(-len(data[0]) // 128)} steps, batch 128, Anderson(m=6), "
           f"ftol={args.ftol:g} (l2, abs), btol={args.btol:g} (rel), maxiters={args.maxiters}, "
-          f"threads={args.threads}")
-    print(f"{'':12s} {'ms/step':>8s} {'(mean)':>8s} {'fwd NFE':>8s} {'fwd ms':>7s} {'t_f us':>7s} "
+          f"threads={args.threads}; per-solver rows: {args.budget}={args.maxiters}"
+          f"{'; +bf16: under autocast bfloat16' if args.autocast else ''}")
+    print(f"{'':22s} {'ms/step':>8s} {'(mean)':>8s} {'fwd NFE':>8s} {'evals':>8s} {'fwd ms':>7s} {'t_f us':>7s} "
           f"{'overhead':>8s} {'bwd it':>7s} {'test acc':>8s}")
     for r in runs:
-        print(f"{r['name']:12s} {r['ms_step']:8.2f} {r['ms_mean']:8.2f} {r['nfe']:8.2f} {1e3 * r['t_fwd']:7.2f} "
-              f"{1e6 * r['t_f']:7.1f} {r['overhead']:8.2f} {r['biters']:7.2f} {r['acc']:8.3f}")
+        print(f"{r['name']:22s} {r['ms_step']:8.2f} {r['ms_mean']:8.2f} {r['nfe']:8.2f} {r['evals']:8.2f} "
+              f"{1e3 * r['t_fwd']:7.2f} {1e6 * r['t_f']:7.1f} {r['overhead']:8.2f} {r['biters']:7.2f} {r['acc']:8.3f}")
+    print("fwd NFE: calls of the cell per forward (the tracked application included); evals: evaluations of f "
+          "per forward solve, JVPs counted (steadysolve's stats)")
     peer = {r["name"]: r for r in runs}
     if "steadysolve" in peer and "torchdeq" in peer:
         a, b = peer["steadysolve"], peer["torchdeq"]
         print(f"matched settings: time per step ratio steadysolve / torchdeq = {a['ms_step'] / b['ms_step']:.2f} "
               f"(target <= 0.5); overhead {a['overhead']:.2f} (target <= 1.5)")
+    for name, r in peer.items():
+        if name.endswith("+bf16") and name[:-5] in peer:
+            base = peer[name[:-5]]
+            print(f"autocast bfloat16 vs float32, {name[:-5]}: time per step {r['ms_step'] / base['ms_step']:.2f}x, "
+                  f"accuracy {r['acc'] - base['acc']:+.3f}, evaluations per forward {r['evals']:.1f} vs "
+                  f"{base['evals']:.1f}")
     ref = peer.get("torchdeq-rel")
     if ref is not None:
         print("per solver vs torchdeq (rel 1e-3): time ratio (target <= 2; default anderson <= 0.5), "

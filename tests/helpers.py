@@ -11,10 +11,19 @@ from dataclasses import dataclass
 
 import array_api_compat
 import numpy as np
+import pytest
 
 import steadysolve as ss
 
 BACKENDS = ("numpy", "array_api_strict", "torch", "jax")
+
+
+def slow_on(*names, argname="bk"):
+    """Run a test on every backend (the ``bk`` fixture, or a parameter ``argname`` taking backend names),
+    with its cases on ``names`` marked ``slow``: they still run in the whole suite, not in the fast loop
+    (``-m "not slow"``), where they would spend seconds compiling or stepping through the same code."""
+    cases = [pytest.param(n, marks=pytest.mark.slow) if n in names else n for n in BACKENDS]
+    return pytest.mark.parametrize(argname, cases, indirect=argname == "bk")
 
 
 @dataclass(frozen=True)

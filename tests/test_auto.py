@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import get_backend
+from helpers import get_backend, slow_on
 
 import steadysolve as ss
 
@@ -80,6 +80,7 @@ def test_failure_is_honest_and_keeps_the_best_iterate():
         ss.solve(prob, maxiters=50, throw=True)
 
 
+@slow_on("jax")
 def test_batch_elements_solved_by_one_attempt_are_not_resolved(bk):
     # element 0: x^2 = 4 (Newton solves it); element 1: x^2 = -1 (no root, every attempt runs)
     xp = bk.xp
@@ -110,6 +111,7 @@ def test_trace_and_callback_continue_over_attempts():
     assert sol.trace[-1] <= 1e-12
 
 
+@pytest.mark.slow
 def test_jit_and_vmap_match_eager():
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
@@ -135,6 +137,7 @@ def test_jit_and_vmap_match_eager():
     assert np.all(np.asarray(codes) == 0)
 
 
+@slow_on("jax")
 def test_fixed_point_problem_uses_anderson_first(bk):
     xp = bk.xp
     prob = ss.FixedPointProblem(lambda z, p: xp.cos(z), bk.asarray(np.zeros(4)))

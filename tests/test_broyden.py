@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import get_backend
+from helpers import get_backend, slow_on
 from benchmarks.problems.honesty import h_equation, h_reference
 
 import steadysolve as ss
@@ -18,6 +18,7 @@ def _ctx(prob, bk):
     return build_context(prob, prob.u0, layout, xp, fu0, 1e-12, 0.0, get_norm("max")), layout
 
 
+@slow_on("jax")
 def test_secant_condition_after_each_update(bk):
     rng = np.random.default_rng(3)
     n = 6

@@ -84,6 +84,7 @@ def test_bad_paths_are_refused_before_training(tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # nothing was written: every check runs before the work
 
 
+@pytest.mark.slow
 def test_the_console_script_reports_without_a_traceback(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x80\x04not a pickle")

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import assert_honest, get_backend
+from helpers import assert_honest, get_backend, slow_on
 from benchmarks.problems.honesty import (H_MAX, h_equation, h_matrix, h_reference, laplace, laplace_reference,
                                          linear_contraction, linear_reference, mlp_reference, tanh_mlp)
 
@@ -160,6 +160,7 @@ def test_success_uses_reltol(bk):
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("alg", CORE_ALGS)
+@slow_on("jax")
 def test_batched_per_element_counts(bk, alg):
     prob, kw = tanh_mlp(bk.xp)
     sol = ss.solve(prob, alg, **kw)
@@ -173,6 +174,7 @@ def test_batched_per_element_counts(bk, alg):
     assert_honest(bk, prob, sol, kw["abstol"], kw["reltol"], batch_axis=0)
 
 
+@slow_on("jax")
 def test_batched_equals_one_by_one(bk):
     prob, kw = tanh_mlp(bk.xp, batch=4, width=8)
     sol = ss.solve(prob, "anderson", **kw)
@@ -466,6 +468,7 @@ def test_jax_traced_retcode_message():
         jax.jit(bad)(jnp.ones(2))
 
 
+@slow_on("jax")
 def test_float32_default_tolerance(bk):
     u0 = bk.asarray(np.zeros(4), dtype=np.float32)
     xp = bk.xp
@@ -477,6 +480,7 @@ def test_float32_default_tolerance(bk):
 
 
 @pytest.mark.parametrize("alg", ["fixed_point", "anderson"])
+@slow_on("jax")
 def test_batched_converged_element_never_feeds_nan_back(bk, alg):
     # Element 0 (affine) converges first; from then on its map returns NaN (as a map evaluated
     # past its valid range might) while element 1 (nonlinear) keeps iterating. The converged

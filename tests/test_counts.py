@@ -19,6 +19,9 @@ ALGS = ss.available()
 #: an explicit Auto chain: a later attempt's setup (DynamicSS's f at t0, its first-step estimate) counts
 CHAIN = pytest.param(ss.Auto(algs=("fixed_point", "dynamic_ss", "broyden", "newton")), id="auto_chain")
 DENSE = ("newton", "trust_region", "levenberg_marquardt")
+# The batched sweeps run the same counting code as the single system at twice the cost: the fast loop
+# counts the single system.
+ONE_AND_BATCH = [pytest.param(False, id="one"), pytest.param(True, id="batch", marks=pytest.mark.slow)]
 MAXITERS = 200
 
 
@@ -100,7 +103,7 @@ def _sweep(alg, kind, batched, bk, scales, problems=mgh.PROBLEMS):
     return wrong
 
 
-@pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
+@pytest.mark.parametrize("batched", ONE_AND_BATCH)
 @pytest.mark.parametrize("alg", ALGS)
 def test_nf_is_every_call_of_f_on_the_mgh_set(alg, batched):
     """All 69 MGH starts (23 batches of three starts): finite-difference products included."""
@@ -111,7 +114,7 @@ def test_nf_is_every_call_of_f_on_the_mgh_set(alg, batched):
 
 
 @pytest.mark.parametrize("kind", ["nonlinear", "steady_state", "fixed_point"])
-@pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
+@pytest.mark.parametrize("batched", ONE_AND_BATCH)
 @pytest.mark.parametrize("alg", [CHAIN])
 def test_nf_of_an_explicit_auto_chain(alg, kind, batched):
     from helpers import get_backend
@@ -121,7 +124,7 @@ def test_nf_of_an_explicit_auto_chain(alg, kind, batched):
 
 
 @pytest.mark.parametrize("kind", ["steady_state", "fixed_point"])
-@pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
+@pytest.mark.parametrize("batched", ONE_AND_BATCH)
 @pytest.mark.parametrize("alg", ALGS)
 def test_nf_for_every_problem_kind(alg, kind, batched):
     from helpers import get_backend
@@ -130,7 +133,9 @@ def test_nf_for_every_problem_kind(alg, kind, batched):
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.parametrize("alg", ALGS)
+# array_api_strict runs the MGH sweep slowly (seconds per algorithm): the fast loop counts two algorithms
+@pytest.mark.parametrize("alg", [a if a in ("anderson", "newton") else pytest.param(a, marks=pytest.mark.slow)
+                                 for a in ALGS])
 def test_nf_on_array_api_strict(alg):
     from helpers import get_backend
 
@@ -144,7 +149,7 @@ def test_nf_on_array_api_strict(alg):
 
 
 @pytest.mark.parametrize("kind", ["nonlinear", "steady_state"])
-@pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
+@pytest.mark.parametrize("batched", ONE_AND_BATCH)
 @pytest.mark.parametrize("integrator", ["Rosenbrock23", "Rodas5P"])
 def test_nf_of_stiff_dynamic_ss(integrator, kind, batched):
     """DynamicSS with a Rosenbrock method: its Jacobians by finite differences are calls of ``f``."""
@@ -182,7 +187,7 @@ def _njac(st):
     return st.extra.get("njac", 0)
 
 
-@pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
+@pytest.mark.parametrize("batched", ONE_AND_BATCH)
 @pytest.mark.parametrize("alg", ALGS)
 def test_njvp_is_every_call_of_the_problems_jvp(alg, batched):
     wrong = []
@@ -199,7 +204,7 @@ def test_njvp_is_every_call_of_the_problems_jvp(alg, batched):
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
+@pytest.mark.parametrize("batched", ONE_AND_BATCH)
 @pytest.mark.parametrize("alg", DENSE + ("auto", pytest.param(ss.DynamicSS(ss.Rodas5P()), id="dynamic_ss_rodas5p")))
 def test_njac_is_every_call_of_the_problems_jac(alg, batched):
     wrong = []
@@ -270,7 +275,7 @@ def _ad_njvp(fn, n):
     return fn.jvp + n * fn.jac
 
 
-@pytest.mark.parametrize("lib", ["torch", "jax"])
+@pytest.mark.parametrize("lib", ["torch", pytest.param("jax", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("alg", ["newton", "newton_krylov", "trust_region", "levenberg_marquardt", "auto", "broyden"])
 def test_ad_products_count_in_njvp(lib, alg):
     from helpers import get_backend
@@ -286,7 +291,8 @@ def test_ad_products_count_in_njvp(lib, alg):
             assert (fn.value, _ad_njvp(fn, 2), 0) == (st.nf, st.njvp, st.nvjp), (F.__name__, batched)
 
 
-@pytest.mark.parametrize("alg", ["anderson", "broyden", "fixed_point", "dynamic_ss", "newton_krylov", "newton", "auto"])
+@pytest.mark.parametrize("alg", ["anderson", "newton"] + [pytest.param(a, marks=pytest.mark.slow) for a in
+                                                         ("broyden", "fixed_point", "dynamic_ss", "newton_krylov", "auto")])
 def test_counts_under_jax_jit(alg):
     """Under ``jax.jit`` the counters are traced: a host callback inside ``f`` (and the problem's ``jvp``)
     counts the evaluations that actually run (``f``'s passes under AD, products, apart)."""

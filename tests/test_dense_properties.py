@@ -170,7 +170,8 @@ def test_torch_gradcheck_dense_forward_solvers(solver):
     assert torch.autograd.gradcheck(fun, (x, W), fast_mode=True)
 
 
-@pytest.mark.parametrize("solver", ["trust_region", "levenberg_marquardt", "auto"])
+@pytest.mark.parametrize("solver", ["levenberg_marquardt"] + [pytest.param(a, marks=pytest.mark.slow)
+                                                             for a in ("trust_region", "auto")])
 def test_jax_root_gradient_vs_finite_differences(solver):
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp

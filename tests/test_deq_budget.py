@@ -101,9 +101,10 @@ def test_defaults_are_torchdeq_nominal():
     x = torch.randn(4, 6, dtype=torch.float64)
     z = deq(x)
     r = torch.linalg.vector_norm(deq.f(z, x) - z, dim=1) / torch.linalg.vector_norm(z, dim=1)
-    assert deq.forward_stats.successful and float(r.max()) <= 1.1e-3
+    assert deq.forward_stats.successful and float(r.max().detach()) <= 1.1e-3
 
 
+@pytest.mark.slow  # training
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_small_deq_trains_with_each_solver(solver):
     """A toy regression: every solver name, at the nominal budget, cuts the loss by 3x."""
@@ -114,14 +115,16 @@ def test_small_deq_trains_with_each_solver(solver):
     enc = torch.nn.Linear(d, 8).double()
     cell = Cell(8, scale=0.5)
     head = torch.nn.Linear(8, 1).double()
-    deq = DEQ(cell, solver=solver, max_nfe=50)
+    # at the nominal budget a few elements stop short of the tolerance (their gradient is the
+    # Jacobian-free one): expected here, not a warning
+    deq = DEQ(cell, solver=solver, max_nfe=50, on_failure="ignore")
     params = [*enc.parameters(), *cell.parameters(), *head.parameters()]
     opt = torch.optim.Adam(params, lr=0.03)
 
     def loss():
         return ((head(deq(enc(X))) - y) ** 2).mean()
 
-    first = float(loss())
+    first = float(loss().detach())
     for _ in range(60):
         opt.zero_grad()
         val = loss()
@@ -129,7 +132,7 @@ def test_small_deq_trains_with_each_solver(solver):
         opt.step()
     # levenberg_marquardt damps its first steps, so its 5 iterations of 9 evaluations converge the
     # forward less far than newton's within the budget: measured 2.99x, asked 2.5x
-    assert float(loss()) < first / (2.5 if solver == "levenberg_marquardt" else 3), solver
+    assert float(loss().detach()) < first / (2.5 if solver == "levenberg_marquardt" else 3), solver
     assert deq.forward_stats.nf + deq.forward_stats.njvp <= 50
 
 

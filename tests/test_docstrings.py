@@ -59,7 +59,10 @@ def _unique_objects():
     return out
 
 
-@pytest.mark.parametrize("modname, name", _unique_objects(), ids=lambda v: v)
+# the JAX adapter's examples each jit-compile a solve and its derivatives: seconds each
+@pytest.mark.parametrize("modname, name", [
+    pytest.param(m, n, marks=pytest.mark.slow) if m == "steadysolve.adapters.jax" else (m, n) for m, n in _unique_objects()
+], ids=lambda v: v)
 def test_docstring_examples_run(modname, name):
     obj = getattr(importlib.import_module(modname), name)
     parser = doctest.DocTestParser()

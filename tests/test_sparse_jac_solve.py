@@ -66,6 +66,7 @@ def test_newton_with_a_sparse_jac_takes_the_dense_jacs_steps(name):
     np.testing.assert_allclose(bk.to_numpy(b.u), bk.to_numpy(a.u), rtol=1e-14, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_jax_sparse_jac_with_newton():
     import jax.numpy as jnp
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import assert_honest
+from helpers import assert_honest, slow_on
 
 import steadysolve as ss
 from steadysolve.ode import rosenbrock as rb
@@ -158,6 +158,7 @@ def _diag_problem(bk, rates=(1.0, 1e4)):
 
 
 @pytest.mark.parametrize("method", [ss.Rosenbrock23, ss.Rodas5P], ids=lambda m: m.__name__)
+@slow_on("jax")
 def test_very_stiff_linear_system(bk, method):
     """The issue's du/dt = diag(-1, -1e4)(u - 1): the stiff DynamicSS succeeds in a few steps where
     Tsit5, held at its stability limit, stops early with Stalled and a hint towards the stiff integrator."""
@@ -211,6 +212,7 @@ def test_rejections_then_acceptance():
 
 # -- batches, jit, the problem set -------------------------------------------------------------------
 
+@slow_on("jax")
 def test_batched_per_element_steps(bk):
     """Each element keeps its own step: the batch gives every element the steps it takes alone."""
     rates = np.array([[1.0, 1e4], [0.5, 1e5]])
@@ -233,6 +235,7 @@ def test_batched_per_element_steps(bk):
     np.testing.assert_allclose(_np(bk, sol.stats.t), t_alone, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_under_jax_jit():
     import jax
     import jax.numpy as jnp
@@ -266,6 +269,7 @@ def _prothero_robinson(xp):
 
 
 @pytest.mark.parametrize("method", [ss.Rosenbrock23, ss.Rodas5P], ids=lambda m: m.__name__)
+@slow_on("jax")
 def test_integrate_dense_output(bk, method):
     """Prothero-Robinson (stiff, non-autonomous): cos(t) at the saved times, from the dense output."""
     ts = [0.3, 0.7, 1.0]

@@ -171,6 +171,7 @@ class LinearCell(nn.Module):
         return self.W(z) + self.U(x)
 
 
+@pytest.mark.slow  # training
 def test_regression_y_equals_2x():
     torch.manual_seed(0)
     deq = DEQ(LinearCell(), abstol=1e-6, reltol=1e-6, maxiters=100)

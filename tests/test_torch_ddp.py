@@ -85,6 +85,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ddp_gloo_matches_single_process(tmp_path):
     out = str(tmp_path / "ddp_state.pt")
     port = _free_port()

@@ -4,9 +4,10 @@ import math
 
 import numpy as np
 import pytest
-from helpers import get_backend
+from helpers import get_backend, slow_on
 
 import steadysolve as ss
+from steadysolve._backend import quiet_host
 from steadysolve.algorithms.trust_region import dogleg
 
 
@@ -55,7 +56,8 @@ def test_dogleg_step_never_leaves_region():
         D = np.maximum(np.sqrt((J * J).sum(axis=1)), 10.0 ** rng.uniform(-2, 2, size=(B, n)))
         radius = 10.0 ** rng.uniform(-6, 4, size=B)
         shift = 2.2e-16 * np.abs(J).max(axis=(1, 2)) + 1e-300  # as the algorithm does
-        delta, ynorm, usable = dogleg(xp, J, fu, D, radius, shift=shift)
+        with quiet_host():  # as inside solve(): a singular J's Newton point overflows, and is set aside
+            delta, ynorm, usable = dogleg(xp, J, fu, D, radius, shift=shift)
         assert np.all(usable)
         dn = np.linalg.norm(D * delta, axis=1)
         np.testing.assert_allclose(dn, ynorm, rtol=1e-12, atol=1e-300)
@@ -112,6 +114,7 @@ def test_hard_problems(bk, name, make, u0, root):
     np.testing.assert_allclose(u, root, rtol=1e-8, atol=1e-8)
 
 
+@slow_on("jax")
 def test_batched_rosenbrock(bk):
     starts = np.array([[-1.2, 1.0], [-12.0, 10.0], [2.0, 2.0], [1.0, 1.0]])
     prob = ss.NonlinearProblem(rosenbrock(bk.xp), bk.asarray(starts))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import steadysolve as ss
-from helpers import np_norm
+from helpers import np_norm, slow_on
 
 ALGS = ["newton", "newton_krylov", "broyden", "trust_region", "levenberg_marquardt", "auto"]
 # five easy starts near the root of u**3 = 2 and one far away (many more iterations)
@@ -22,6 +22,7 @@ def _cubic(calls):
 
 
 @pytest.mark.parametrize("alg", ALGS)
+@slow_on("jax")
 def test_narrowed_batch_matches_each_element_alone(bk, alg):
     calls = []
     sol = ss.solve(ss.NonlinearProblem(_cubic(calls), bk.asarray(STARTS)), alg, abstol=1e-10, batch_axis=0)

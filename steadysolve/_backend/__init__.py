@@ -18,6 +18,7 @@ from .numpy_ns import fast_numpy
 
 __all__ = [
     "namespace",
+    "when_any",
     "is_array",
     "is_jax",
     "is_torch",
@@ -197,6 +198,28 @@ def from_numpy(xp, arr, dtype, device):
 
 def host_bool(x) -> bool:
     return bool(x)
+
+
+def when_any(xp, mask, build, skip, operand):
+    """``(build(operand), 1)`` if any entry of ``mask`` is true, else ``(skip(operand), 0)``: work that
+    no element needs is not done. Eagerly a host branch; under JAX tracing ``lax.cond`` (the count is
+    then an int32 array, and integer results of either branch become int32 arrays so both agree)."""
+    if is_jax(xp) and is_traced(mask):
+        import jax
+        import jax.numpy as jnp
+
+        def typed(fn):
+            def run(args):
+                out = fn(args)
+                return tuple(jnp.asarray(x, dtype=jnp.int32) if isinstance(x, int) or (
+                    getattr(x, "ndim", None) == 0 and jnp.issubdtype(x.dtype, jnp.integer)) else x for x in out)
+            return run
+
+        hit = jnp.any(mask)
+        return jax.lax.cond(hit, typed(build), typed(skip), operand), hit.astype(jnp.int32)
+    if host_bool(xp.any(mask)):
+        return build(operand), 1
+    return skip(operand), 0
 
 
 def host_ints(xp, x) -> list[int]:

@@ -30,7 +30,7 @@ def unstable_equilibrium(ctx, u, fu, J):
     """``(B,)`` bool: elements of a ``SteadyStateProblem`` near the tolerance at ``u`` (``fu`` the field
     there) whose Jacobian ``J`` ``(B, n, n)`` has an eigenvalue with positive real part; None for
     other problems. The eigenvalues are computed only when some element is near (a host branch
-    eagerly, ``lax.cond`` under JAX tracing)."""
+    eagerly, ``lax.cond`` under JAX tracing: ``backend.when_any``)."""
     if ctx.kind != "steady_state":
         return None
     xp, B, n = ctx.xp, ctx.batch, ctx.n
@@ -43,12 +43,5 @@ def unstable_equilibrium(ctx, u, fu, J):
     def check(J):
         return backend.max_real_eigenvalue(xp, J) > thr
 
-    if backend.is_jax(xp) and backend.is_traced(u):
-        import jax
-
-        bad = jax.lax.cond(xp.any(near), check, lambda J: xp.zeros((B,), dtype=xp.bool), J)
-    elif backend.host_bool(xp.any(near)):
-        bad = check(J)
-    else:
-        return near & False
+    (bad,), _ = backend.when_any(xp, near, lambda J: (check(J),), lambda J: (xp.zeros((B,), dtype=xp.bool),), J)
     return near & bad

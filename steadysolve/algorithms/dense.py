@@ -31,23 +31,8 @@ def refresh_jacobian(ctx, u, fu, J_old, need):
     Nothing is built when no element needs it (a host branch eagerly, ``lax.cond`` under JAX)."""
     xp, B = ctx.xp, ctx.batch
     nb = xp.reshape(need, (B, 1, 1))
-    if backend.is_jax(xp) and backend.is_traced(u):
-        import jax
-        import jax.numpy as jnp
-
-        def yes(args):
-            J, nj = ctx.jacobian(*args)
-            return J, jnp.asarray(nj, dtype=jnp.int32)
-
-        def no(args):
-            return J_old, jnp.asarray(0, dtype=jnp.int32)
-
-        J, nj = jax.lax.cond(jnp.any(need), yes, no, (u, fu))
-        return xp.where(nb, J, J_old), nj, xp.astype(xp.any(need), xp.int32)
-    if not backend.host_bool(xp.any(need)):
-        return J_old, 0, 0
-    J, nj = ctx.jacobian(u, fu)
-    return xp.where(nb, J, J_old), nj, 1
+    (J, nj), ran = backend.when_any(xp, need, lambda args: ctx.jacobian(*args), lambda args: (J_old, 0), (u, fu))
+    return xp.where(nb, J, J_old), nj, ran
 
 
 def finite_jacobian(xp, J):

@@ -31,7 +31,7 @@ class NewtonRaphson(NewtonBase):
     with a watchdog, see ``steadysolve.algorithms.newton_base``).
 
     The Jacobian is only built in the Newton phase: backtracking iterations skip
-    it (a host-side branch eagerly, ``lax.cond`` under JAX tracing).
+    it (``backend.when_any``: a host branch eagerly, ``lax.cond`` under JAX tracing).
 
     Parameters
     ----------
@@ -87,24 +87,10 @@ class NewtonRaphson(NewtonBase):
     def _direction(self, prob, state, ctx, newton):
         xp = ctx.xp
         u, fu = state.u, state.fu
-        if backend.is_jax(xp) and backend.is_traced(u):
-            import jax
-            import jax.numpy as jnp
-
-            def yes(args):
-                d, bad, nj = self._dense_direction(ctx, *args)
-                return d, bad, jnp.asarray(nj, dtype=jnp.int32)
-
-            def no(args):
-                return (xp.zeros_like(u), xp.zeros(newton.shape, dtype=xp.bool),
-                        jnp.asarray(0, dtype=jnp.int32))
-
-            d, bad, nj = jax.lax.cond(jnp.any(newton), yes, no, (u, fu))
-            return d, bad, nj, xp.astype(xp.any(newton), xp.int32), None
-        if not backend.host_bool(xp.any(newton)):
-            return xp.zeros_like(u), xp.zeros(newton.shape, dtype=xp.bool, device=ctx.device), 0, 0, None
-        d, bad, nj = self._dense_direction(ctx, u, fu)
-        return d, bad, nj, 1, None
+        (d, bad, nj), ran = backend.when_any(
+            xp, newton, lambda args: self._dense_direction(ctx, *args),
+            lambda args: (xp.zeros_like(u), xp.zeros(newton.shape, dtype=xp.bool, device=ctx.device), 0), (u, fu))
+        return d, bad, nj, ran, None
 
     def extra_stats(self, state) -> dict:
         return {"nlinsolve": state.nlinsolve, "njac": state.nlinear, "nbacktrack": state.nbacktrack}

@@ -31,8 +31,12 @@ def refresh_jacobian(ctx, u, fu, J_old, need):
     Nothing is built when no element needs it (a host branch eagerly, ``lax.cond`` under JAX)."""
     xp, B = ctx.xp, ctx.batch
     nb = xp.reshape(need, (B, 1, 1))
-    (J, nj), ran = backend.when_any(xp, need, lambda args: ctx.jacobian(*args), lambda args: (J_old, 0), (u, fu))
-    return xp.where(nb, J, J_old), nj, ran
+    def build(args):
+        J, nj = ctx.jacobian(*args)
+        return xp.where(nb, J, J_old), nj
+
+    (J, nj), ran = backend.when_any(xp, need, build, lambda args: (J_old, 0), (u, fu))
+    return J, nj, ran
 
 
 def finite_jacobian(xp, J):

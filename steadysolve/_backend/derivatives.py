@@ -189,6 +189,11 @@ class Products:
         return self.jvp_kind == "fd"
 
     @property
+    def typical(self) -> float:
+        """Typical magnitude of ``u``'s components (finite-difference steps)."""
+        return self._typical
+
+    @property
     def has_vjp(self) -> bool:
         return self._vjp is not None
 

@@ -62,7 +62,7 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
             def G(u):
                 return to_s(prob.f(to_u(u), p))
 
-    jvp = vjp = jac = None
+    jvp = vjp = jac = raw_jac = None
     if prob.jvp is not None:
         def jvp(u, v, fu):
             return to_s(prob.residual_jvp(to_u(u), to_u(v), p))
@@ -70,6 +70,10 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
         def vjp(u, w):
             return to_s(prob.residual_vjp(to_u(u), to_u(w), p))
     if prob.jac is not None:
+        def raw_jac(u):  # what the problem's jac returns (sparse matrices stay sparse), on rows
+            J = prob.residual_jac(to_u(u), p)
+            return J if sparse.is_sparse_jacobian(J) else xp.reshape(J, (layout.batch, layout.n, layout.n))
+
         def jac(u):
             J = prob.residual_jac(to_u(u), p)
             if sparse.is_sparse_jacobian(J):  # checked, then dense for the dense methods (n <= their max_size)
@@ -92,12 +96,18 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
 
         norm_fn.kind = FUSED_NORMS.get(norm)  # the driver's fused host norms know these (``fused``)
 
-    return Context(
+    ctx = Context(
         xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,
         F=F, G=G, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac), vector_field=vector_field,
         norm=norm_fn, abstol=abstol, reltol=reltol, fu0=to_s(fu0_user), p=p, kind=prob.kind, traced=traced,
         host_arrays=host, host_norm=HOST_NORMS.get(norm) if host and layout.batch == 1 and not half else None,
     )
+    if prob.sparsity is not None or raw_jac is not None:
+        def source(u):
+            return sparse.sparse_jacobians(ctx, prob.residual_sparsity(layout.n), raw_jac, u, fname_of(prob) + " jac")
+
+        ctx.sparse_source = source
+    return ctx
 
 
 def narrower(prob, xp, layout, norm):

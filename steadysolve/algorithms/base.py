@@ -158,6 +158,8 @@ class Context:
     traced: bool = False  # the JAX lax.while_loop driver runs this solve
     host_arrays: bool = False  # the arrays are NumPy arrays on the host (no transfer needed)
     host_norm: Optional[Callable] = None  # unbatched host arrays, built-in norm: (1, n) row -> Python float
+    #: ``u -> SparseJacobians or None`` (see :meth:`sparse_jacobians`), set by the engine
+    sparse_source: Optional[Callable] = None
 
     def jvp(self, u, v, fu):
         """``J_F(u) v`` per row (``fu = F(u)`` lets finite differences skip one evaluation)."""
@@ -177,6 +179,16 @@ class Context:
         """Dense per-row Jacobian of ``F`` ``(batch, n, n)`` and the Jacobian-vector products it cost
         (:meth:`f_calls` of them are calls of ``F``)."""
         return self.products.jacobian(u, fu)
+
+    def sparse_jacobians(self, u):
+        """The residual's sparse Jacobians (:class:`steadysolve.sparse.SparseJacobians`: values on one
+        pattern, by the problem's sparse ``jac`` or by colouring), or ``None`` when the problem gives
+        neither ``sparsity=`` nor a sparse ``jac``. Decided at the first call (at rows ``u``, where a
+        ``jac`` without ``sparsity=`` is called once to see whether it is sparse) and kept for the solve."""
+        if self.sparse_source is not None:
+            self._sparse = self.sparse_source(u)
+            self.sparse_source = None
+        return self.__dict__.get("_sparse")
 
     def zeros(self, shape, dtype=None):
         return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype, device=self.device)

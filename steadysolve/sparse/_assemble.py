@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import _backend as backend
 
-__all__ = ["ColumnGroups"]
+__all__ = ["ColumnGroups", "library_matrices"]
 
 
 class ColumnGroups:
@@ -90,26 +90,30 @@ class ColumnGroups:
         return self.decompress(products)
 
     def to_library(self, values):
-        """``values`` (``(batch, nnz)``) as the library's sparse matrices: a list of ``scipy.sparse`` CSR
-        matrices (NumPy), a batched sparse CSR tensor ``(batch, n, n)`` (PyTorch), a ``BCOO``
-        ``(batch, n, n)`` with one batch dimension (JAX)."""
-        xp, p = self.xp, self.pattern
-        B = values.shape[0]
-        if backend.is_torch(xp):
-            import torch
+        """``values`` as the library's sparse matrices (:func:`library_matrices`)."""
+        return library_matrices(self.xp, self.pattern, values)
 
-            dev = values.device
-            crow = torch.as_tensor(np.broadcast_to(p.indptr, (B, p.n + 1)).copy(), device=dev)
-            col = torch.as_tensor(np.broadcast_to(p.indices, (B, p.nnz)).copy(), device=dev)
-            return torch.sparse_csr_tensor(crow, col, values, size=(B, p.n, p.n), check_invariants=False)
-        if backend.is_jax(xp):
-            import jax.numpy as jnp
-            from jax.experimental import sparse as jsparse
 
-            idx = np.stack([p.rows, p.indices], axis=1).astype(np.int32)
-            indices = jnp.broadcast_to(jnp.asarray(idx), (B, p.nnz, 2))
-            return jsparse.BCOO((values, indices), shape=(B, p.n, p.n), indices_sorted=True, unique_indices=True)
-        from ._formats import scipy_matrix
+def library_matrices(xp, p, values):
+    """``values`` (``(batch, nnz)`` on pattern ``p``) as the library's sparse matrices: a list of
+    ``scipy.sparse`` CSR matrices (NumPy), a batched sparse CSR tensor ``(batch, n, n)`` (PyTorch), a
+    ``BCOO`` ``(batch, n, n)`` with one batch dimension (JAX)."""
+    B = values.shape[0]
+    if backend.is_torch(xp):
+        import torch
 
-        host = backend.to_numpy(xp, values)
-        return [scipy_matrix(p, host[b]) for b in range(B)]
+        dev = values.device
+        crow = torch.as_tensor(np.broadcast_to(p.indptr, (B, p.n + 1)).copy(), device=dev)
+        col = torch.as_tensor(np.broadcast_to(p.indices, (B, p.nnz)).copy(), device=dev)
+        return torch.sparse_csr_tensor(crow, col, values, size=(B, p.n, p.n), check_invariants=False)
+    if backend.is_jax(xp):
+        import jax.numpy as jnp
+        from jax.experimental import sparse as jsparse
+
+        idx = np.stack([p.rows, p.indices], axis=1).astype(np.int32)
+        indices = jnp.broadcast_to(jnp.asarray(idx), (B, p.nnz, 2))
+        return jsparse.BCOO((values, indices), shape=(B, p.n, p.n), indices_sorted=True, unique_indices=True)
+    from ._formats import scipy_matrix
+
+    host = backend.to_numpy(xp, values)
+    return [scipy_matrix(p, host[b]) for b in range(B)]

@@ -196,7 +196,7 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, 
             mask = _device_mask(xp, ctx, take)
             state = tree_where(xp, mask, new, state, workspaces)
             if workspaces:
-                state = alg.reject(xp, mask, state)
+                state = alg.reject(ctx, mask, state)
         if v.improved.all():
             best_u, best_fu = new.u, new.fu
         elif v.improved.any():

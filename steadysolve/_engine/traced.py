@@ -70,7 +70,7 @@ class _Loop:
             else:  # (a flagged step's per-element statistics, e.g. DynamicSS's t, must stay those of its start)
                 state = tree_where(xp, v.ok, new, state, workspaces)
                 if workspaces:
-                    state = alg.reject(xp, v.ok, state)
+                    state = alg.reject(ctx, v.ok, state)
             best_u = tree_where(xp, v.improved, new.u, best_u)
             best_fu = tree_where(xp, v.improved, new.fu, best_fu)
             if trace is not None:

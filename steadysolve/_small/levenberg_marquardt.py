@@ -18,6 +18,7 @@ from ..algorithms.dense import ACCEPT_RHO
 from ..algorithms.levenberg_marquardt import LevenbergMarquardt
 from ..retcodes import ReturnCode
 from .dense import finite, jacobian, rated, start
+from .floats import FLOATS
 from .twin import Twin
 
 __all__ = ["SmallLevenbergMarquardt", "SmallLMState"]
@@ -84,7 +85,7 @@ class SmallLevenbergMarquardt(Twin):
         if dl:
             stationary = fnorm > 0 and float(xp.max(xp.abs(g) / D1)) <= self.alg.gtol * fnorm
         flag = state.flag
-        nslow, ref2 = no_progress(None, accept, ftn2 if accept else fn2, state.nslow, state.ref2)
+        nslow, ref2 = no_progress(FLOATS, accept, ftn2 if accept else fn2, state.nslow, state.ref2)
         if stationary or (not accept and lam_new > 1e16) or nslow >= PROGRESS_ITERS:
             flag = xp.full((1,), _STALLED, dtype=xp.int32)
         if accept:

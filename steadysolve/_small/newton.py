@@ -136,7 +136,7 @@ class SmallNewton(Twin):
             u, fu, fn2 = trial, ft, t2
         else:
             eta, u, fu = state.eta, state.u, state.fu
-        nslow, ref2 = no_progress(None, accept, t2, state.nslow, state.ref2)
+        nslow, ref2 = no_progress(FLOATS, accept, t2, state.nslow, state.ref2)
         if nslow >= alg._slow_iters():
             flag = _flag(xp, _STALLED)
         return SmallNewtonState(u, fu, fn2, d, lam_next, nback, eta, flag,

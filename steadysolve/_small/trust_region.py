@@ -18,6 +18,7 @@ from ..algorithms.dense import ACCEPT_RHO
 from ..algorithms.trust_region import TrustRegion, newton_point
 from ..retcodes import ReturnCode
 from .dense import jacobian, rated, regularised, start
+from .floats import FLOATS
 from .twin import Twin
 
 __all__ = ["SmallTrustRegion", "SmallTrustRegionState", "dogleg"]
@@ -121,7 +122,7 @@ class SmallTrustRegion(Twin):
         if not poor and abs(rho - 1.0) <= 0.1:
             radius = 2.0 * ynorm
         flag = state.flag
-        nslow, ref2 = no_progress(None, accept, ftn2, state.nslow, state.ref2)
+        nslow, ref2 = no_progress(FLOATS, accept, ftn2, state.nslow, state.ref2)
         finfo = xp.finfo(ctx.dtype)
         if nslow >= PROGRESS_ITERS or (not accept and radius <= 10.0 * float(finfo.eps) * dun
                                        + float(finfo.smallest_normal)):

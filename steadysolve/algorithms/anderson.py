@@ -112,13 +112,13 @@ class Anderson(Algorithm):
     #: state leaves written in place: the driver does not mask them, it calls ``reject`` instead
     workspaces = ("dX", "dR", "gram")
 
-    def reject(self, xp, ok, state):
+    def reject(self, ctx, ok, state):
         """Drop the pair just pushed for the elements the driver rejected (``ok`` false, ``(B,)``).
 
         The driver has restored their ``u``, ``r`` and ``rhs``; clearing the one slot of the
         in-place histories (an O(n) write, not a copy of the histories) keeps every element's
         next extrapolation finite, so NaN/Inf never reaches ``F``."""
-        m, B = self.memory, ok.shape[0]
+        xp, m, B = ctx.xp, self.memory, ok.shape[0]
         slot = (state.k - 1) % m
         okc = xp.reshape(ok, (B, 1))
         e = xp.astype(xp.reshape(xp.arange(m, device=backend.device_of(ok)) == slot, (1, m)), state.gram.dtype)
@@ -126,7 +126,7 @@ class Anderson(Algorithm):
         ws, ws3 = (slice(None), slot), (slice(None), slot, slice(None))
         dX = set_at(xp, state.dX, ws3, xp.where(okc, state.dX[ws3], zero))
         dR = set_at(xp, state.dR, ws3, xp.where(okc, state.dR[ws3], zero))
-        if not isinstance(state.k, int):  # traced: the next step rebuilds the slot's Gram row from dR (zero)
+        if ctx.traced:  # the next step rebuilds the slot's Gram row from dR (zero)
             return state._replace(dX=dX, dR=dR)
         gram = set_at(xp, state.gram, ws3, xp.where(okc, state.gram[ws3], e))
         gram = set_at(xp, gram, (slice(None), slice(None), slot), xp.where(okc, gram[:, :, slot], e))
@@ -153,7 +153,7 @@ class Anderson(Algorithm):
         # gamma solving the regularised normal equations (gram is stored regularised, and its
         # unused slots are identity rows with a zero right-hand side: gamma is zero there).
         x = state.u + (state.r if self.mixing == 1.0 else self.mixing * state.r)
-        if isinstance(k, int):  # eager: only the leading block of pairs pushed so far
+        if not ctx.traced:  # eager: only the leading block of pairs pushed so far (k is a Python int)
             used = min(k, m)
             if used == 0:
                 u = x

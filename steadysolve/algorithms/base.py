@@ -40,10 +40,8 @@ _KEEP2 = (1.0 - PROGRESS_DROP) ** 2
 
 def no_progress(xp, accept, ftn2, count, ref2):
     """``(count, ref2)`` after an iteration: the iterations without progress and ``||F||^2`` at the
-    last progress, per element, from ``accept`` and ``ftn2 = ||F(trial)||^2`` (arrays; Python values
-    when ``xp`` is None)."""
-    if xp is None:
-        return (0, ftn2) if accept and ftn2 <= _KEEP2 * ref2 else (count + 1, ref2)
+    last progress, per element, from ``accept`` and ``ftn2 = ||F(trial)||^2``. ``xp`` is an array
+    namespace, or the one-system engine's namespace of Python floats (``_small.floats.FLOATS``)."""
     go = accept & (ftn2 <= _KEEP2 * ref2)
     return xp.where(go, 0, count + 1), xp.where(go, ftn2, ref2)
 

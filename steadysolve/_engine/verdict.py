@@ -42,6 +42,7 @@ after the iteration's one device-to-host transfer) and in ``jax.numpy`` inside `
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, NamedTuple, Optional
 
 from ..retcodes import RUNNING, ReturnCode
@@ -100,7 +101,7 @@ class _Scalars:
     isfinite = staticmethod(math.isfinite)
     maximum = staticmethod(max)
     minimum = staticmethod(min)
-    logical_not = staticmethod(lambda x: not x)
+    logical_not = staticmethod(operator.not_)
 
     @staticmethod
     def where(c, a, b):
@@ -147,13 +148,14 @@ def _runaway(ns, fn, un, book: Book, tol: Tolerances):
     return grown & ns.logical_not(dropped)
 
 
-def _converged(ns, fn, un, book: Book, tol: Tolerances, terms):
-    """The success test (finiteness and the runaway screen aside): see the module notes."""
+def _converged(ns, fn, un, book: Book, tol: Tolerances, terms, unresolved):
+    """The success test (finiteness and the runaway screen aside; ``unresolved``: :func:`_unresolved`):
+    see the module notes."""
     if tol.fixed_point:
         relative = fn <= tol.reltol * ns.minimum(un, RUNAWAY_GROWTH * book.uscale0)
     else:
         relative = fn <= tol.reltol * terms  # terms: 0 where the driver did not measure them
-    return ((fn <= tol.abstol) | relative) & ns.logical_not(_unresolved(fn, un, book, tol))
+    return ((fn <= tol.abstol) | relative) & ns.logical_not(unresolved)
 
 
 def _unresolved(fn, un, book: Book, tol: Tolerances):
@@ -164,16 +166,17 @@ def _unresolved(fn, un, book: Book, tol: Tolerances):
     return (fn < level) & (level > book.best_norm)
 
 
-def wants_terms(ns, fn, un, book: Book, tol: Tolerances):
+def wants_terms(ns, fn, un, book: Book, tol: Tolerances, runaway=None):
     """The elements whose relative test needs ``terms = norm(J_F(u) u)`` (see the module notes):
     running, finite, not within ``abstol``, not a runaway, and within the cheap screen
-    ``reltol * max(norm(u), norm(F(u0)))``. Always false for a fixed-point map."""
+    ``reltol * max(norm(u), norm(F(u0)))``. Always false for a fixed-point map. ``runaway``:
+    :func:`_runaway` when the caller has it."""
     if tol.fixed_point or tol.reltol <= 0:
         return None
     # measured again only once the residual has halved since the last refusal
     screen = (fn > tol.abstol) & (fn <= tol.reltol * ns.maximum(un, book.fnorm0)) & (fn < RECHECK * book.checked)
     return ((book.codes == RUNNING) & ns.isfinite(fn) & ns.isfinite(un) & (un <= tol.huge) & screen
-            & ns.logical_not(_runaway(ns, fn, un, book, tol)))
+            & ns.logical_not(_runaway(ns, fn, un, book, tol) if runaway is None else runaway))
 
 
 def start(ns, fn, un, tol: Tolerances, *, gn=None, scales=None) -> Book:
@@ -198,7 +201,7 @@ def settle(ns, fn, un, book: Book, tol: Tolerances, terms=0.0) -> Book:
     """The start's book with the elements that already meet the test stopped with ``Success``."""
     fresh = book._replace(best_norm=math.inf)  # nothing was measured before the start
     conv = ((book.codes == RUNNING) & (un <= tol.huge) & ns.logical_not(_runaway(ns, fn, un, book, tol))
-            & _converged(ns, fn, un, fresh, tol, terms))
+            & _converged(ns, fn, un, fresh, tol, terms, _unresolved(fn, un, fresh, tol)))
     return book._replace(codes=ns.as_codes(ns.where(conv, _SUCCESS, book.codes)))
 
 
@@ -210,15 +213,16 @@ def judge(ns, fn, un, flag, book: Book, tol: Tolerances, terms=0.0) -> tuple:
     finite = ns.isfinite(fn) & ns.isfinite(un)
     runaway = _runaway(ns, fn, un, book, tol)
     sane = un <= tol.huge
-    conv = active & finite & sane & ns.logical_not(runaway) & _converged(ns, fn, un, book, tol, terms)
-    want = wants_terms(ns, fn, un, book, tol)
+    unresolved = _unresolved(fn, un, book, tol)
+    conv = active & finite & sane & ns.logical_not(runaway) & _converged(ns, fn, un, book, tol, terms, unresolved)
+    want = wants_terms(ns, fn, un, book, tol, runaway)
     refused = None if want is None else want & ns.logical_not(conv)
     if flag is None:
         ok = active & finite
     else:
         flagged = flag != 0
         ok = active & finite & (conv | ns.logical_not(flagged))
-    improved = ok & (((fn < book.best_norm) & ns.logical_not(_unresolved(fn, un, book, tol))) | conv)
+    improved = ok & (((fn < book.best_norm) & ns.logical_not(unresolved)) | conv)
     since_best = ns.where(improved, 0, book.since_best + 1)
     new = ns.where(finite, RUNNING, _NONFINITE)
     if flag is not None:

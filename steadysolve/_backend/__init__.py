@@ -23,6 +23,7 @@ __all__ = [
     "is_jax",
     "is_torch",
     "is_traced",
+    "one_host_system",
     "device_of",
     "library_name",
     "is_floating",
@@ -334,6 +335,13 @@ def put_block(xp, x, starts, value):
 def cast(xp, x, dtype):
     """``x`` in ``dtype`` (no copy, no operation when it already is)."""
     return x if x.dtype == dtype else xp.astype(x, dtype)
+
+
+def one_host_system(xp, batch: int) -> bool:
+    """ONE system (a batch of one) of NumPy arrays, so eager and on the host: where Python floats beat
+    array calls. The small-system engine's predicate (``_small.applies``) and the derivative helpers'
+    one-row paths ask this one function."""
+    return batch == 1 and is_numpy(xp)
 
 
 def quiet_host():

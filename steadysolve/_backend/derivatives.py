@@ -51,7 +51,7 @@ def fd_linearize(xp, F: Callable, u, fu, rel_step: Optional[float] = None) -> Ca
     """
     rel = float(xp.finfo(u.dtype).eps) ** 0.5 if rel_step is None else float(rel_step)
     B, n = u.shape
-    if B == 1 and backend.is_numpy(xp):
+    if backend.one_host_system(xp, B):
         ur = xp.reshape(u, (n,))
         c = rel * max(float(xp.vecdot(ur, ur)) ** 0.5, 1.0)
 
@@ -260,7 +260,7 @@ class Products:
         xp = self.xp
         B, n = u.shape
         rel = float(xp.finfo(u.dtype).eps) ** 0.5
-        if B == 1 and backend.is_numpy(xp):  # one host element: the steps on Python floats
+        if backend.one_host_system(xp, B):  # the steps on Python floats
             return self._fd_jacobian_host(u, fu, rel)
         h = rel * xp.maximum(xp.abs(u), xp.full_like(u, self._typical))
         h = xp.where(u < 0, -h, h)

@@ -20,5 +20,6 @@ __all__ = ["applies"]
 
 
 def applies(xp, batch: int) -> bool:
-    """The one predicate: ONE system (a batch of one) of NumPy arrays, so eager and on the host."""
-    return batch == 1 and backend.is_numpy(xp)
+    """The one predicate: ONE system (a batch of one) of NumPy arrays, so eager and on the host
+    (:func:`steadysolve._backend.one_host_system`)."""
+    return backend.one_host_system(xp, batch)

@@ -24,7 +24,8 @@ arrays; ``reference()`` is the steady state the flow reaches from ``u0`` (NumPy)
   ``v_t = alpha v_xx + kappa (B u - u^2 v)`` on ``(0, 1)`` with Dirichlet values ``u = A``, ``v = B / A``,
   ``A(x) = 1 + sin(pi x) / 2``, ``B = 1.5 < 1 + A^2`` (below the Hopf threshold: a stable steady state),
   ``alpha = 0.02``, fast kinetics ``kappa = 100``: eigenvalues from ~ -0.3 to ~ -4 alpha (N + 1)^2.
-  State ``[u; v]``; the reference is Newton's with SciPy's sparse LU.
+  State ``[u; v]``; the reference is Newton's with SciPy's sparse LU. It also has ``sparse_jac``, the
+  same Jacobian as a SciPy CSR matrix (5 nonzeros per row at most).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class StiffProblem:
     jac: Callable  # jac(xp) -> jac(u, p)
     u0: np.ndarray
     p: object = None
+    sparse_jac: Optional[Callable] = None  # jac(u, p) -> scipy.sparse CSR (NumPy, 1-D u), where the problem is sparse
     stable: bool = True  # the flow from u0 reaches a steady state
     notes: str = ""
     _ref: Optional[Callable] = field(default=None, repr=False)
@@ -204,6 +206,22 @@ def _bruss_jac(xp, N):
     return jac
 
 
+def _bruss_jac_sparse(N):
+    c = _ALPHA * (N + 1) ** 2
+
+    def jac(u, A):  # (2N, 2N) CSR: the same entries as _bruss_jac
+        from scipy import sparse
+
+        U, V = u[:N], u[N:]
+        off = np.full(N - 1, c)
+        T = sparse.diags([off, np.full(N, -2.0 * c), off], [-1, 0, 1])
+        uv, uu = 2.0 * U * V, U * U
+        juu = T + sparse.diags(_KAPPA * (uv - (_B + 1.0)))
+        jvv = T - sparse.diags(_KAPPA * uu)
+        return sparse.bmat([[juu, sparse.diags(_KAPPA * uu)], [sparse.diags(_KAPPA * (_B - uv)), jvv]], format="csr")
+    return jac
+
+
 def _bruss_ref(N, A):
     def ref():
         from scipy import sparse
@@ -220,7 +238,8 @@ def brusselator(N: int = 1000) -> StiffProblem:
     A = 1.0 + 0.5 * np.sin(math.pi * x)
     u0 = np.concatenate([1.0 + 0.5 * np.sin(2 * math.pi * x), np.full(N, _B)])
     return StiffProblem(f"brusselator_1d N={N}", 2 * N, lambda xp: _bruss_f(xp, N), lambda xp: _bruss_jac(xp, N),
-                        u0, A, notes="diffusion eigenvalues to -4 alpha (N+1)^2", _ref=_bruss_ref(N, A))
+                        u0, A, sparse_jac=_bruss_jac_sparse(N), notes="diffusion eigenvalues to -4 alpha (N+1)^2",
+                        _ref=_bruss_ref(N, A))
 
 
 hires = StiffProblem("hires", 8, _hires_f, _hires_jac, np.array([1.0, 0, 0, 0, 0, 0, 0, 0.0057]),

@@ -77,7 +77,7 @@ def test_declared_orders_are_the_tableaus():
 
 
 def test_bad_options():
-    with pytest.raises(TypeError, match="linsolve must be a W-solver"):
+    with pytest.raises(TypeError, match="linsolve must be None or a W-solver"):
         ss.Rodas5P(linsolve="lu")
     with pytest.raises(TypeError, match="autonomous must be a bool"):
         ss.Rodas5P(autonomous=1)

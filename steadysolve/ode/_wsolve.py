@@ -223,8 +223,8 @@ class SparseLU:
     --------
     >>> import numpy as np
     >>> from steadysolve.ode import SparseLU, SparseRows
-    >>> from steadysolve.sparse import as_pattern
-    >>> J = SparseRows(np.array([[-2.0, 1.0, -3.0]]), as_pattern(np.array([[1, 1], [0, 1]], dtype=bool)))
+    >>> from steadysolve.sparse import Pattern
+    >>> J = SparseRows(np.array([[-2.0, 1.0, -3.0]]), Pattern.from_coo(2, [0, 0, 1], [0, 1, 1]))
     >>> fact = SparseLU().factor(np, J, np.array([[0.5]]))
     >>> np.round(SparseLU().solve(np, fact, np.array([[4.0, 5.0]])), 6)    # (2 I - J) x = rhs
     array([[1.25, 1.  ]])

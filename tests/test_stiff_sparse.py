@@ -21,7 +21,7 @@ RC = ss.ReturnCode
 
 def _bruss(N):
     P = stiff_set.brusselator(N)
-    pattern = P.jac(np)(P.u0, P.p) != 0
+    pattern = stiff_set.brusselator_pattern(N)
     return P, pattern
 
 

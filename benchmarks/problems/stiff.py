@@ -36,7 +36,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-__all__ = ["StiffProblem", "PROBLEMS", "hires", "robertson", "orego", "stiff_linear", "brusselator", "by_name"]
+__all__ = ["StiffProblem", "PROBLEMS", "hires", "robertson", "orego", "stiff_linear", "brusselator",
+           "brusselator_pattern", "by_name"]
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,18 @@ def _bruss_jac_sparse(N):
         jvv = T - sparse.diags(_KAPPA * uu)
         return sparse.bmat([[juu, sparse.diags(_KAPPA * uu)], [sparse.diags(_KAPPA * (_B - uv)), jvv]], format="csr")
     return jac
+
+
+def brusselator_pattern(N: int):
+    """The structure of the Brusselator's Jacobian, ``(2N, 2N)`` booleans: tridiagonal blocks on the
+    diagonal, diagonal coupling blocks (values at a point can vanish: ``B - 2 U V = 0`` where ``U = B / 2V``)."""
+    d = np.arange(N)
+    M = np.zeros((2 * N, 2 * N), dtype=bool)
+    for r0, c0 in ((0, 0), (N, N), (0, N), (N, 0)):
+        M[r0 + d, c0 + d] = True
+    for r0 in (0, N):
+        M[r0 + d[1:], r0 + d[:-1]] = M[r0 + d[:-1], r0 + d[1:]] = True
+    return M
 
 
 def _bruss_ref(N, A):

@@ -24,6 +24,8 @@ from .runge_kutta import _combo
 
 __all__ = ["RosenbrockStep", "rosenbrock_step", "rosenbrock_attempt", "time_derivative"]
 
+_SQRT_EPS = 2.0 ** -26  # of a Python-float clock
+
 
 class RosenbrockStep(NamedTuple):
     u: Any  # (B, n) the propagated solution at t + h
@@ -36,7 +38,11 @@ class RosenbrockStep(NamedTuple):
 
 
 def time_derivative(xp, field: Callable, t, u, fu):
-    """``df/dt`` at ``(t, u)`` ``(B, n)`` by a forward difference (one evaluation); ``t`` is ``(B, 1)``."""
+    """``df/dt`` at ``(t, u)`` ``(B, n)`` by a forward difference (one evaluation); ``t`` is ``(B, 1)``, or a
+    Python float for one NumPy system."""
+    if isinstance(t, float):
+        dt = (t + _SQRT_EPS * max(abs(t), 1.0)) - t
+        return (field(t + dt, u) - fu) / dt
     eps = float(xp.finfo(t.dtype).eps)
     dt = (t + eps ** 0.5 * xp.maximum(xp.abs(t), xp.ones_like(t))) - t
     return (field(t + dt, u) - fu) / backend.cast(xp, dt, u.dtype)

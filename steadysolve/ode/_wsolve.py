@@ -66,6 +66,13 @@ class DenseLU:
     def factor(self, xp, J, hgamma):
         B, n = J.shape[0], J.shape[1]
         dtype = J.dtype
+        if isinstance(hgamma, float):  # one NumPy system with a Python-float step (steadysolve._small)
+            W = -J[0]
+            W.flat[::n + 1] += 1.0 / hgamma
+            lu = _scipy_lu(W[None])
+            if lu is not None:
+                return ("scipy",) + lu + (dtype,)
+            hgamma = xp.full((1, 1), hgamma, dtype=dtype)
         work = backend.working_dtype(xp, dtype)
         eye = xp.reshape(xp.eye(n, dtype=work, device=backend.device_of(J)), (1, n, n))
         W = eye / xp.reshape(backend.cast(xp, hgamma, work), (B, 1, 1)) - backend.cast(xp, J, work)

@@ -105,6 +105,9 @@ RODAS5P_TABLEAU = RosenbrockTableau(
 )
 
 
+_DENSE, _SPARSE = DenseLU(), SparseLU()
+
+
 @dataclass(frozen=True)
 class Rosenbrock:
     """A Rosenbrock integrator defined by its tableau, with the solver of its linear systems.
@@ -145,7 +148,7 @@ class Rosenbrock:
         Jacobian (``sparse``), else the dense one."""
         if self.linsolve is not None:
             return self.linsolve
-        return SparseLU() if sparse else DenseLU()
+        return _SPARSE if sparse else _DENSE
 
     @property
     def order(self) -> int:

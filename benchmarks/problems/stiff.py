@@ -209,17 +209,23 @@ def _bruss_jac(xp, N):
 
 def _bruss_jac_sparse(N):
     c = _ALPHA * (N + 1) ** 2
+    d, e = np.arange(N), np.arange(N - 1)
+    # entries: U-U diagonal, sub, super; U-V and V-U diagonals; V-V diagonal, sub, super
+    rows = np.concatenate([d, e + 1, e, d, N + d, N + d, N + e + 1, N + e])
+    cols = np.concatenate([d, e, e + 1, N + d, d, N + d, N + e, N + e + 1])
+    order = np.lexsort((cols, rows))  # CSR order, built once: each call only fills the values
+    indices = cols[order]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=2 * N))])
+    off = np.full(N - 1, c)
 
     def jac(u, A):  # (2N, 2N) CSR: the same entries as _bruss_jac
         from scipy import sparse
 
         U, V = u[:N], u[N:]
-        off = np.full(N - 1, c)
-        T = sparse.diags([off, np.full(N, -2.0 * c), off], [-1, 0, 1])
-        uv, uu = 2.0 * U * V, U * U
-        juu = T + sparse.diags(_KAPPA * (uv - (_B + 1.0)))
-        jvv = T - sparse.diags(_KAPPA * uu)
-        return sparse.bmat([[juu, sparse.diags(_KAPPA * uu)], [sparse.diags(_KAPPA * (_B - uv)), jvv]], format="csr")
+        uv, uu = 2.0 * U * V, _KAPPA * U * U
+        data = np.concatenate([-2.0 * c + _KAPPA * (uv - (_B + 1.0)), off, off, uu, _KAPPA * (_B - uv),
+                               -2.0 * c - uu, off, off])
+        return sparse.csr_matrix((data[order], indices, indptr), shape=(2 * N, 2 * N))
     return jac
 
 

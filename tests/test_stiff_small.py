@@ -64,14 +64,10 @@ def _run(case, generic, monkeypatch):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_stiff_twin_equals_the_generic_algorithm(case, monkeypatch):
-    prob, twin = _run(case, False, monkeypatch)
-    _, generic = _run(case, True, monkeypatch)
+    (prob, twin), (_, generic) = (_run(case, generic, monkeypatch) for generic in (False, True))
     expected = CASES[case][3]
-    if expected is not None:
-        assert twin.retcode is expected, twin
-    else:
-        assert twin.retcode is not RC.Success
-    assert twin.retcode is generic.retcode
+    assert twin.retcode is (expected or twin.retcode) and twin.retcode is generic.retcode, (twin, generic)
+    assert expected is not None or twin.retcode is not RC.Success
     for key in ("niter", "nf", "njvp"):
         assert getattr(twin.stats, key) == getattr(generic.stats, key), key
     for key in ("naccept", "nreject", "njac", "nfact", "nsolve"):

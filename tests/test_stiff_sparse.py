@@ -169,3 +169,22 @@ def test_unstable_equilibrium_still_refused_with_a_sparse_jacobian():
     for alg in (ss.DynamicSS(ss.Rodas5P(autonomous=True)), ss.PseudoTransient()):
         sol = ss.solve(ss.SteadyStateProblem(f, u0, sparsity=(rows, cols)), alg, abstol=1e-10, maxiters=2000)
         assert sol.retcode is not RC.Success, (alg, sol)
+
+
+@pytest.mark.slow
+def test_under_jax_jit():
+    """The whole solve under jax.jit: the colouring's products by jax.jvp, the values made dense for W."""
+    import jax
+    import jax.numpy as jnp
+
+    P, pattern = _bruss(10)
+    f = P.f(jnp)
+
+    def run(u0, alg):
+        sol = ss.solve(ss.SteadyStateProblem(f, u0, jnp.asarray(P.p), sparsity=pattern), alg, abstol=1e-9, reltol=0.0)
+        return sol.u, sol.retcode_array
+
+    for alg in (ss.DynamicSS(ss.Rodas5P(autonomous=True)), ss.PseudoTransient(linsolve="sparse")):
+        u, code = jax.jit(lambda u0: run(u0, alg))(jnp.asarray(P.u0))
+        assert int(np.asarray(code).reshape(-1)[0]) == RC.Success.code
+        np.testing.assert_allclose(np.asarray(u), P.reference(), atol=1e-8)

@@ -99,10 +99,15 @@ def unstable_sparse(ctx, u, fu, J: SparseRows):
 
 
 def _nnz(sj: SparseJacobians, u, fu) -> int:
+    """The entries per element, with the colouring plan built now: not inside the ``lax.cond`` of a refresh,
+    whose trace its arrays would leak from."""
     try:
-        return sj.pattern.nnz
+        nnz = sj.pattern.nnz
     except RuntimeError:  # a sparse jac's structure is read at its first call (no products)
         return int(sj.at(u, fu)[0].shape[1])
+    if not sj.from_jac:
+        sj.groups
+    return nnz
 
 
 def stiff_work(ctx, method: Rosenbrock, u, fu) -> StiffWork:

@@ -179,7 +179,10 @@ class PseudoTransient(Algorithm):
 
     def init(self, prob, u0, ctx):
         xp, B = ctx.xp, ctx.batch
-        sparse = self._sparse(ctx, u0) is not None
+        sj = self._sparse(ctx, u0)
+        sparse = sj is not None
+        if sparse and not sj.from_jac:
+            sj.groups  # the colouring plan's arrays, built outside any traced branch
         if (self.dense(ctx.n) and not sparse) or (sparse and not backend.is_numpy(xp)):  # dense matrices
             refuse_large("PseudoTransient", ctx.n, self.max_size)
         fu = ctx.fu0

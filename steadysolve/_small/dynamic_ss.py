@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from .. import _backend as backend
 from .._backend.derivatives import Products, fd_jvp
-from ..algorithms._dynamic_stiff import sparse_source, stiff_stats, unstable_sparse, w_solver
+from ..algorithms._dynamic_stiff import sparse_probe, sparse_source, stiff_stats, unstable_sparse, w_solver
 from ..algorithms._stability import near_host, unstable_equilibrium
 from ..algorithms.base import Algorithm
 from ..algorithms.dynamic_ss import DynamicSS, Watch, field_rms, watch, watch_hint
@@ -171,13 +171,15 @@ class SmallStiffDynamicSS(SmallDynamicSS):
         field = _field(ctx)
         fu = field(t0, u0) if timed else ctx.fu0
         h, nf0 = first_step(FLOATS, method.tableau, alg.controller, field, t0, u0, fu, reltol, abstol, alg.dt0, tmax)
+        ls = method.linsolve
+        probes = sparse_probe(ctx, prob, u0, fu)[1] if ls is None or ls.jacobian == "sparse" else 0
         ws, sj = w_solver(method, ctx, u0)
         setup = _StiffSetup(field, None, reltol, abstol, tmax, timed, 0.0)
         setup.ws, setup.sj = ws, sj
         setup.jac = _jacobian_source(ctx, prob, method, sj, field, timed)
         return SmallStiffState(u=u0, fu=fu, t=t0, h=h, err_prev=1e-4, rejected=False, naccept=0, nreject=0,
                                flag=_RUNNING, nf=1 + timed + nf0, njvp=0, nvjp=0,
-                               watch=Watch(0, 0, field_rms(FLOATS, fu)), setup=setup, J=None, njac=0, nfact=0,
+                               watch=Watch(0, 0, field_rms(FLOATS, fu)), setup=setup, J=None, njac=probes, nfact=0,
                                nsolve=0)
 
     def step(self, prob, state, ctx):

@@ -41,7 +41,7 @@ from ._stability import unstable_equilibrium
 from .dense import refresh_jacobian
 
 __all__ = ["Rosenbrock", "StiffWork", "stiff_work", "stiff_attempt", "stiff_stats", "stiff_tolerances",
-           "w_solver", "sparse_source", "refresh_sparse", "unstable_sparse", "STABILITY_MAX_N"]
+           "w_solver", "sparse_probe", "sparse_source", "refresh_sparse", "unstable_sparse", "STABILITY_MAX_N"]
 
 #: a sparse Jacobian is made dense for the stability guard up to this many unknowns per element
 STABILITY_MAX_N = 500
@@ -55,10 +55,23 @@ class StiffWork(NamedTuple):
     unstable: Any = None  # (B,) bool: the step landed near an unstable equilibrium (SteadyStateProblem)
 
 
+def sparse_probe(ctx, prob, u, fu):
+    """``(ctx.sparse_jacobians(u), probes)``: the first ask calls the problem's ``jac`` at ``u`` to see whether
+    it is sparse; ``probes`` (0 or 1) is that call, which no Jacobian count of the algorithm sees. A sparse
+    answer is read here (``at(u, fu)`` takes the held one: no second call), so it is not counted twice."""
+    probing = ctx.sparse_source is not None and prob.jac is not None
+    sj = ctx.sparse_jacobians(u)
+    if probing and sj is not None and sj.from_jac:
+        sj.at(u, fu)
+    return sj, int(probing)
+
+
 def w_solver(method: Rosenbrock, ctx, u):
     """``(W-solver, SparseJacobians or None)`` of ``method`` in this solve (rows ``u``: where a ``jac``
-    without ``sparsity=`` is first called to see whether it is sparse)."""
-    sj = ctx.sparse_jacobians(u)
+    without ``sparsity=`` is first called to see whether it is sparse, unless the method's W-solver is
+    dense)."""
+    ls = method.linsolve
+    sj = ctx.sparse_jacobians(u) if ls is None or ls.jacobian == "sparse" else None
     ws = method.w_solver(sj is not None)
     if ws.jacobian == "sparse" and sj is None:
         raise ValueError(f"{type(method).__name__}(linsolve={type(ws).__name__}()) needs a sparse Jacobian: give the "
@@ -110,14 +123,17 @@ def _nnz(sj: SparseJacobians, u, fu) -> int:
     return nnz
 
 
-def stiff_work(ctx, method: Rosenbrock, u, fu) -> StiffWork:
-    """The initial :class:`StiffWork` (the first attempt builds the Jacobian)."""
+def stiff_work(ctx, prob, method: Rosenbrock, u, fu) -> StiffWork:
+    """The initial :class:`StiffWork` (the first attempt builds the Jacobian; ``njac`` counts the problem's
+    ``jac`` called to see whether it is sparse)."""
     xp = ctx.xp
+    ls = method.linsolve
+    probes = sparse_probe(ctx, prob, u, fu)[1] if ls is None or ls.jacobian == "sparse" else 0
     _, sj = w_solver(method, ctx, u)
     shape = (ctx.batch, ctx.n, ctx.n) if sj is None else (ctx.batch, _nnz(sj, u, fu))
     J = xp.zeros(shape, dtype=ctx.dtype, device=ctx.device)
     bad = xp.zeros((ctx.batch,), dtype=xp.bool, device=ctx.device) if ctx.kind == "steady_state" else None
-    return StiffWork(J, ctx.counter(0), ctx.counter(0), ctx.counter(0), bad)
+    return StiffWork(J, ctx.counter(probes), ctx.counter(0), ctx.counter(0), bad)
 
 
 def stiff_tolerances(controller, ctx):

@@ -32,7 +32,7 @@ from ..linear.gmres import GMRES, gmres_2d
 from ..ode._wsolve import SparseLU, SparseRows
 from ..registry import register
 from ..retcodes import ReturnCode
-from ._dynamic_stiff import unstable_sparse
+from ._dynamic_stiff import sparse_probe, unstable_sparse
 from ._stability import DIVERGED, unstable_equilibrium
 from .base import Algorithm
 from .dense import finite_jacobian, refuse_large
@@ -116,8 +116,8 @@ class PseudoTransient(Algorithm):
     -----
     ``stats`` add ``njac`` (Jacobians), ``nlinsolve``, ``nkrylov`` (Krylov steps) and ``nreject``
     (rejected trials). One iteration costs one evaluation of ``F`` plus the Jacobian (``n`` JVPs by
-    finite differences or AD, counted in ``njvp``; none with the problem's ``jac``) or the Krylov
-    steps (one JVP each).
+    finite differences or AD, counted in ``njvp``; one per colour of the pattern for a sparse one;
+    none with the problem's ``jac``) or the Krylov steps (one JVP each).
 
     Raises
     ------
@@ -179,6 +179,8 @@ class PseudoTransient(Algorithm):
 
     def init(self, prob, u0, ctx):
         xp, B = ctx.xp, ctx.batch
+        # the first ask calls a jac to see whether it is sparse: counted in njac
+        probes = sparse_probe(ctx, prob, u0, ctx.fu0)[1] if self.linsolve in (None, "sparse") else 0
         sj = self._sparse(ctx, u0)
         sparse = sj is not None
         if sparse and not sj.from_jac:
@@ -197,7 +199,7 @@ class PseudoTransient(Algorithm):
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
         c0 = ctx.counter(0)
         return PTCState(u=u0, fu=fu, dt=dt, fnorm=fnorm, nrej=zi, flag=zi, nf=ctx.counter(1), njvp=c0, nvjp=c0,
-                        njac=c0, nlinsolve=c0, nkrylov=c0, nreject=c0)
+                        njac=ctx.counter(probes), nlinsolve=c0, nkrylov=c0, nreject=c0)
 
     def step(self, prob, state, ctx):
         xp, B, n = ctx.xp, ctx.batch, ctx.n

@@ -174,7 +174,7 @@ def test_registered_options_and_errors():
     assert "pseudo_transient" in ss.available()
     prob = _diag(_NP)
     assert isinstance(ss.solve(prob, "pseudo_transient", abstol=1e-10).alg, ss.PseudoTransient)
-    for kw, err, msg in [(dict(linsolve="lu"), TypeError, "linsolve must be None, 'dense' or a GMRES"),
+    for kw, err, msg in [(dict(linsolve="lu"), TypeError, "linsolve must be None, 'dense', 'sparse' or a GMRES"),
                          (dict(dt0=0.0), ValueError, "dt0 must be > 0"),
                          (dict(growth=0.5), ValueError, "growth must be >= 1"),
                          (dict(forcing=1.5), ValueError, "forcing must be < 1"),

@@ -77,7 +77,7 @@ def test_declared_orders_are_the_tableaus():
 
 
 def test_bad_options():
-    with pytest.raises(TypeError, match="linsolve must be a W-solver"):
+    with pytest.raises(TypeError, match="linsolve must be None or a W-solver"):
         ss.Rodas5P(linsolve="lu")
     with pytest.raises(TypeError, match="autonomous must be a bool"):
         ss.Rodas5P(autonomous=1)
@@ -232,7 +232,9 @@ def test_batched_per_element_steps(bk):
     t_alone = [float(_np(bk, s.stats.t)) for s in alone]
     assert abs(t_alone[0] - t_alone[1]) > 1.0  # the elements do take different steps
     assert list(_np(bk, sol.stats.naccept)) == [int(_np(bk, s.stats.naccept)) for s in alone]
-    np.testing.assert_allclose(_np(bk, sol.stats.t), t_alone, rtol=1e-10)
+    # one NumPy system runs the small-system twin, whose controller rounds its powers on floats (an ulp
+    # of the step size, magnified by the error estimate's cancellation): times agree to ~1e-6 there
+    np.testing.assert_allclose(_np(bk, sol.stats.t), t_alone, rtol=1e-5 if bk.name == "numpy" else 1e-10)
 
 
 @pytest.mark.slow

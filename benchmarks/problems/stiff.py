@@ -24,7 +24,8 @@ arrays; ``reference()`` is the steady state the flow reaches from ``u0`` (NumPy)
   ``v_t = alpha v_xx + kappa (B u - u^2 v)`` on ``(0, 1)`` with Dirichlet values ``u = A``, ``v = B / A``,
   ``A(x) = 1 + sin(pi x) / 2``, ``B = 1.5 < 1 + A^2`` (below the Hopf threshold: a stable steady state),
   ``alpha = 0.02``, fast kinetics ``kappa = 100``: eigenvalues from ~ -0.3 to ~ -4 alpha (N + 1)^2.
-  State ``[u; v]``; the reference is Newton's with SciPy's sparse LU.
+  State ``[u; v]``; the reference is Newton's with SciPy's sparse LU. It also has ``sparse_jac``, the
+  same Jacobian as a SciPy CSR matrix (5 nonzeros per row at most).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-__all__ = ["StiffProblem", "PROBLEMS", "hires", "robertson", "orego", "stiff_linear", "brusselator", "by_name"]
+__all__ = ["StiffProblem", "PROBLEMS", "hires", "robertson", "orego", "stiff_linear", "brusselator",
+           "brusselator_pattern", "by_name"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class StiffProblem:
     jac: Callable  # jac(xp) -> jac(u, p)
     u0: np.ndarray
     p: object = None
+    sparse_jac: Optional[Callable] = None  # jac(u, p) -> scipy.sparse CSR (NumPy, 1-D u), where the problem is sparse
     stable: bool = True  # the flow from u0 reaches a steady state
     notes: str = ""
     _ref: Optional[Callable] = field(default=None, repr=False)
@@ -204,6 +207,40 @@ def _bruss_jac(xp, N):
     return jac
 
 
+def _bruss_jac_sparse(N):
+    c = _ALPHA * (N + 1) ** 2
+    d, e = np.arange(N), np.arange(N - 1)
+    # entries: U-U diagonal, sub, super; U-V and V-U diagonals; V-V diagonal, sub, super
+    rows = np.concatenate([d, e + 1, e, d, N + d, N + d, N + e + 1, N + e])
+    cols = np.concatenate([d, e, e + 1, N + d, d, N + d, N + e, N + e + 1])
+    order = np.lexsort((cols, rows))  # CSR order, built once: each call only fills the values
+    indices = cols[order]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=2 * N))])
+    off = np.full(N - 1, c)
+
+    def jac(u, A):  # (2N, 2N) CSR: the same entries as _bruss_jac
+        from scipy import sparse
+
+        U, V = u[:N], u[N:]
+        uv, uu = 2.0 * U * V, _KAPPA * U * U
+        data = np.concatenate([-2.0 * c + _KAPPA * (uv - (_B + 1.0)), off, off, uu, _KAPPA * (_B - uv),
+                               -2.0 * c - uu, off, off])
+        return sparse.csr_matrix((data[order], indices, indptr), shape=(2 * N, 2 * N))
+    return jac
+
+
+def brusselator_pattern(N: int):
+    """The structure of the Brusselator's Jacobian, ``(2N, 2N)`` booleans: tridiagonal blocks on the
+    diagonal, diagonal coupling blocks (values at a point can vanish: ``B - 2 U V = 0`` where ``U = B / 2V``)."""
+    d = np.arange(N)
+    M = np.zeros((2 * N, 2 * N), dtype=bool)
+    for r0, c0 in ((0, 0), (N, N), (0, N), (N, 0)):
+        M[r0 + d, c0 + d] = True
+    for r0 in (0, N):
+        M[r0 + d[1:], r0 + d[:-1]] = M[r0 + d[:-1], r0 + d[1:]] = True
+    return M
+
+
 def _bruss_ref(N, A):
     def ref():
         from scipy import sparse
@@ -220,7 +257,8 @@ def brusselator(N: int = 1000) -> StiffProblem:
     A = 1.0 + 0.5 * np.sin(math.pi * x)
     u0 = np.concatenate([1.0 + 0.5 * np.sin(2 * math.pi * x), np.full(N, _B)])
     return StiffProblem(f"brusselator_1d N={N}", 2 * N, lambda xp: _bruss_f(xp, N), lambda xp: _bruss_jac(xp, N),
-                        u0, A, notes="diffusion eigenvalues to -4 alpha (N+1)^2", _ref=_bruss_ref(N, A))
+                        u0, A, sparse_jac=_bruss_jac_sparse(N), notes="diffusion eigenvalues to -4 alpha (N+1)^2",
+                        _ref=_bruss_ref(N, A))
 
 
 hires = StiffProblem("hires", 8, _hires_f, _hires_jac, np.array([1.0, 0, 0, 0, 0, 0, 0, 0.0057]),

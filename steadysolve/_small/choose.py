@@ -10,9 +10,10 @@ from ..algorithms.levenberg_marquardt import LevenbergMarquardt
 from ..algorithms.newton import NewtonRaphson
 from ..algorithms.newton_krylov import NewtonKrylov
 from ..algorithms.trust_region import TrustRegion
+from ..ode.rosenbrock import Rosenbrock
 from ..ode.tsit5 import ExplicitRK
 from .broyden import SmallBroyden
-from .dynamic_ss import SmallDynamicSS
+from .dynamic_ss import SmallDynamicSS, SmallStiffDynamicSS
 from .levenberg_marquardt import SmallLevenbergMarquardt
 from .newton import SmallNewtonKrylov, SmallNewtonRaphson
 from .trust_region import SmallTrustRegion
@@ -42,4 +43,6 @@ def small_twin(alg, ctx):
         return twin(alg)
     if isinstance(alg, DynamicSS) and isinstance(alg.integrator, ExplicitRK):
         return SmallDynamicSS(alg)
+    if isinstance(alg, DynamicSS) and isinstance(alg.integrator, Rosenbrock):
+        return SmallStiffDynamicSS(alg)
     return alg

@@ -6,6 +6,11 @@ decisions in ``(B,)`` arrays; for one NumPy system they are Python floats here, 
 :data:`~steadysolve._small.floats.FLOATS`. The rows ``(1, n)`` stay NumPy arrays; the stages are
 written into one workspace per solve. What is fixed per solve (the field, the local tolerances,
 the time limit) is computed once, in ``init``.
+
+:class:`SmallStiffDynamicSS` is the twin of a Rosenbrock ``DynamicSS``: the same
+:func:`~steadysolve.ode._rosenbrock_step.rosenbrock_attempt` on Python floats, the Jacobian rebuilt
+after an accepted step only (a host branch), the W-solver of the generic solve (the dense LU through
+LAPACK directly, or the sparse LU), and the same stability guard.
 """
 
 from __future__ import annotations
@@ -14,15 +19,19 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .. import _backend as backend
-from .._backend.derivatives import fd_jvp
+from .._backend.derivatives import Products, fd_jvp
+from ..algorithms._dynamic_stiff import sparse_probe, sparse_source, stiff_stats, unstable_sparse, w_solver
+from ..algorithms._stability import near_host, unstable_equilibrium
 from ..algorithms.base import Algorithm
 from ..algorithms.dynamic_ss import DynamicSS, Watch, field_rms, watch, watch_hint
+from ..ode._rosenbrock_step import rosenbrock_attempt
+from ..ode._wsolve import SparseRows
 from ..ode.adaptive import attempt, first_step
 from ..ode.runge_kutta import stage_buffer
 from ..retcodes import ReturnCode
 from .floats import FLOATS
 
-__all__ = ["SmallDynamicSS", "SmallDynamicSSState"]
+__all__ = ["SmallDynamicSS", "SmallDynamicSSState", "SmallStiffDynamicSS", "SmallStiffState"]
 
 _np = backend.host_numpy()
 _FLAGS: dict = {}
@@ -120,6 +129,104 @@ class SmallDynamicSS(Algorithm):
 
     def extra_stats(self, state) -> dict:
         return {"naccept": state.naccept, "nreject": state.nreject, "t": _np.float64(state.t)}
+
+
+class _StiffSetup(_Setup):
+    """:class:`_Setup` and the W-solver, the sparse Jacobians (or None) and the Jacobian's source."""
+
+    __slots__ = ("ws", "sj", "jac")
+
+
+class SmallStiffState(NamedTuple):
+    u: Any
+    fu: Any
+    t: float
+    h: float
+    err_prev: float
+    rejected: bool
+    naccept: int
+    nreject: int
+    flag: Any
+    nf: int
+    njvp: int
+    nvjp: int
+    watch: Watch
+    setup: _StiffSetup
+    J: Any  # the field's Jacobian at u: (1, n, n), or (1, nnz) values on the sparse pattern
+    njac: int
+    nfact: int
+    nsolve: int
+
+
+@dataclass(frozen=True)
+class SmallStiffDynamicSS(SmallDynamicSS):
+    """The one-system twin of ``alg`` (a Rosenbrock ``DynamicSS``)."""
+
+    def init(self, prob, u0, ctx):
+        alg = self.alg
+        method = alg.integrator
+        timed = ctx.kind == "steady_state"
+        reltol, abstol = alg.local_tolerances(ctx)
+        tmax, t0 = alg.time_limit(ctx), float(alg.t0)
+        field = _field(ctx)
+        fu = field(t0, u0) if timed else ctx.fu0
+        h, nf0 = first_step(FLOATS, method.tableau, alg.controller, field, t0, u0, fu, reltol, abstol, alg.dt0, tmax)
+        ls = method.linsolve
+        probes = sparse_probe(ctx, prob, u0, fu)[1] if ls is None or ls.jacobian == "sparse" else 0
+        ws, sj = w_solver(method, ctx, u0)
+        setup = _StiffSetup(field, None, reltol, abstol, tmax, timed, 0.0)
+        setup.ws, setup.sj = ws, sj
+        setup.jac = _jacobian_source(ctx, prob, method, sj, field, timed)
+        return SmallStiffState(u=u0, fu=fu, t=t0, h=h, err_prev=1e-4, rejected=False, naccept=0, nreject=0,
+                               flag=_RUNNING, nf=1 + timed + nf0, njvp=0, nvjp=0,
+                               watch=Watch(0, 0, field_rms(FLOATS, fu)), setup=setup, J=None, njac=probes, nfact=0,
+                               nsolve=0)
+
+    def step(self, prob, state, ctx):
+        s, alg = state.setup, self.alg
+        J, njac, nprod = state.J, state.njac, 0
+        if not state.rejected or J is None:  # a rejected attempt leaves u: its retry reuses J
+            J, nprod = s.jac(state.t, state.u, state.fu)
+            njac += 1
+        Jw = J if s.sj is None else SparseRows(J, s.sj.pattern)
+        a = rosenbrock_attempt(FLOATS, alg.integrator, alg.controller, s.field, Jw, state.t, state.h, state.u,
+                               state.fu, state.err_prev, state.rejected, s.reltol, s.abstol, s.tmax,
+                               time_dependent=s.timed, ws=s.ws)
+        u, fu, flag = a.u, a.fu, state.flag
+        if a.accept:  # long L-stable steps converge like Newton's method, onto unstable equilibria too
+            if s.sj is None:
+                bad = unstable_equilibrium(ctx, u, fu, J) if near_host(ctx, u, fu, J) else None
+            else:
+                bad = unstable_sparse(ctx, u, fu, Jw)
+            if bad is not None and bool(bad[0]):
+                u, fu, flag = state.u, state.fu, _DIVERGED
+        w, stop, away = watch(FLOATS, state.watch, a.accept, field_rms(FLOATS, fu), None, 0.0, alg.patience,
+                              state.naccept + a.accept)
+        if flag is not _DIVERGED:
+            flag = _DIVERGED if away else _STALLED if a.underflow or stop else (_TIMELIMIT if a.reached else flag)
+        r = a.rk
+        return SmallStiffState(
+            u=u, fu=fu, t=a.t, h=a.h, err_prev=a.err_prev, rejected=a.rejected, naccept=state.naccept + a.accept,
+            nreject=state.nreject + (not a.accept), flag=flag, nf=state.nf + r.nf + ctx.f_calls(nprod),
+            njvp=state.njvp + nprod, nvjp=state.nvjp, watch=w, setup=s, J=J, njac=njac,
+            nfact=state.nfact + r.nfact, nsolve=state.nsolve + r.nsolve,
+        )
+
+    def extra_stats(self, state) -> dict:
+        return {**super().extra_stats(state), **stiff_stats(state)}
+
+
+def _jacobian_source(ctx, prob, method, sj, field, timed):
+    """``(t, u, fu) -> (J, products)``: the dense Jacobian (of ``f(., p, t)`` at the state's time for a
+    non-autonomous method without the problem's ``jac`` / ``jvp``), or the sparse values."""
+    at_time = timed and not method.autonomous and prob.jac is None and prob.jvp is None
+    if sj is not None:
+        if not at_time:
+            return lambda t, u, fu: sj.at(u, fu)
+        return lambda t, u, fu: sparse_source(sj, Products(ctx.xp, lambda v: field(t, v))).at(u, fu)
+    if not at_time:
+        return lambda t, u, fu: ctx.jacobian(u, fu)
+    return lambda t, u, fu: Products(ctx.xp, lambda v: field(t, v)).jacobian(u, fu)
 
 
 def _field(ctx):

@@ -246,7 +246,7 @@ class DynamicSS(Algorithm):
             u=u0, fu=fu, t=t, h=h, err_prev=xp.full_like(t, 1e-4), rejected=zi != 0,
             naccept=zi, nreject=zi, flag=zi,
             nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0),
-            watch=Watch(zi, zi, field_rms(elements(xp), fu)), ws=ws, lin=stiff_work(ctx) if stiff else None,
+            watch=Watch(zi, zi, field_rms(elements(xp), fu)), ws=ws, lin=stiff_work(ctx, prob, self.integrator, u0, fu) if stiff else None,
         )
 
     def step(self, prob, state, ctx):

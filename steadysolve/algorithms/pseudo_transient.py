@@ -29,8 +29,10 @@ from .. import _backend as backend
 from .._backend import fused
 from .._checks import check_int, check_positive
 from ..linear.gmres import GMRES, gmres_2d
+from ..ode._wsolve import SparseLU, SparseRows
 from ..registry import register
 from ..retcodes import ReturnCode
+from ._dynamic_stiff import sparse_probe, unstable_sparse
 from ._stability import DIVERGED, unstable_equilibrium
 from .base import Algorithm
 from .dense import finite_jacobian, refuse_large
@@ -90,10 +92,12 @@ class PseudoTransient(Algorithm):
     ----------
     linsolve
         ``"dense"`` (the Jacobian from the problem's ``jac``, automatic differentiation or ``n``
-        finite differences, and a batched dense solve), a ``GMRES`` (matrix-free: Jacobian-vector
-        products only; its ``restart``, ``abstol`` and ``maxiters`` are used, the relative
-        tolerance is ``forcing``), or ``None`` (the default: dense up to 100 unknowns, else
-        ``GMRES()``).
+        finite differences, and a batched dense solve), ``"sparse"`` (the problem's sparse
+        Jacobian, from ``sparsity=`` or a sparse ``jac``, factorised by SuperLU on NumPy; other
+        libraries make it dense), a ``GMRES`` (matrix-free: Jacobian-vector products only; its
+        ``restart``, ``abstol`` and ``maxiters`` are used, the relative tolerance is ``forcing``),
+        or ``None`` (the default: sparse on NumPy when the problem has a sparse Jacobian, else
+        dense up to 100 unknowns, else ``GMRES()``).
     dt0
         First pseudo-time step; ``None``: a tenth of the start's time scale, ``0.1 ||u0|| / ||F(u0)||``
         (2-norms; ``||u0||`` taken as 1 when ``u0 = 0``; ``dt0 = 1`` when ``F(u0) = 0``); 1 for a
@@ -110,10 +114,10 @@ class PseudoTransient(Algorithm):
 
     Notes
     -----
-    ``stats`` add ``njac`` (dense Jacobians), ``nlinsolve``, ``nkrylov`` (Krylov steps) and ``nreject``
+    ``stats`` add ``njac`` (Jacobians), ``nlinsolve``, ``nkrylov`` (Krylov steps) and ``nreject``
     (rejected trials). One iteration costs one evaluation of ``F`` plus the Jacobian (``n`` JVPs by
-    finite differences or AD, counted in ``njvp``; none with the problem's ``jac``) or the Krylov
-    steps (one JVP each).
+    finite differences or AD, counted in ``njvp``; one per colour of the pattern for a sparse one;
+    none with the problem's ``jac``) or the Krylov steps (one JVP each).
 
     Raises
     ------
@@ -142,8 +146,8 @@ class PseudoTransient(Algorithm):
 
     def __post_init__(self):
         own = "PseudoTransient"
-        if not (self.linsolve is None or self.linsolve == "dense" or isinstance(self.linsolve, GMRES)):
-            raise TypeError(f"{own}: linsolve must be None, 'dense' or a GMRES instance, got {self.linsolve!r}")
+        if not (self.linsolve is None or self.linsolve in ("dense", "sparse") or isinstance(self.linsolve, GMRES)):
+            raise TypeError(f"{own}: linsolve must be None, 'dense', 'sparse' or a GMRES instance, got {self.linsolve!r}")
         check_positive(own, "dt0", self.dt0, allow_none=True)
         check_positive(own, "growth", self.growth)
         if self.growth < 1:
@@ -155,15 +159,33 @@ class PseudoTransient(Algorithm):
         check_int(own, "max_size", self.max_size, 1)
 
     def dense(self, n: int) -> bool:
-        """Whether a system of ``n`` unknowns per element takes the dense Jacobian."""
+        """Whether a system of ``n`` unknowns per element takes the dense Jacobian (without a sparse one)."""
         return self.linsolve == "dense" or (self.linsolve is None and n <= DENSE_N)
+
+    def _sparse(self, ctx, u):
+        """The problem's :class:`~steadysolve.sparse.SparseJacobians` when the linear solves are sparse, else None."""
+        if self.linsolve not in (None, "sparse"):
+            return None
+        sj = ctx.sparse_jacobians(u)
+        if self.linsolve == "sparse":
+            if sj is None:
+                raise ValueError("PseudoTransient(linsolve='sparse') needs a sparse Jacobian: give the problem "
+                                 "sparsity= or a jac returning a sparse matrix")
+            return sj
+        return sj if backend.is_numpy(ctx.xp) else None
 
     def cost(self, n: int) -> int:  # one evaluation, and a dense Jacobian or one GMRES cycle
         return 1 + (n if self.dense(n) else _krylov_steps(self.linsolve if isinstance(self.linsolve, GMRES) else GMRES(), n))
 
     def init(self, prob, u0, ctx):
         xp, B = ctx.xp, ctx.batch
-        if self.dense(ctx.n):
+        # the first ask calls a jac to see whether it is sparse: counted in njac
+        probes = sparse_probe(ctx, prob, u0, ctx.fu0)[1] if self.linsolve in (None, "sparse") else 0
+        sj = self._sparse(ctx, u0)
+        sparse = sj is not None
+        if sparse and not sj.from_jac:
+            sj.groups  # the colouring plan's arrays, built outside any traced branch
+        if (self.dense(ctx.n) and not sparse) or (sparse and not backend.is_numpy(xp)):  # dense matrices
             refuse_large("PseudoTransient", ctx.n, self.max_size)
         fu = ctx.fu0
         fnorm = backend.l2(xp, fu)
@@ -177,12 +199,15 @@ class PseudoTransient(Algorithm):
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
         c0 = ctx.counter(0)
         return PTCState(u=u0, fu=fu, dt=dt, fnorm=fnorm, nrej=zi, flag=zi, nf=ctx.counter(1), njvp=c0, nvjp=c0,
-                        njac=c0, nlinsolve=c0, nkrylov=c0, nreject=c0)
+                        njac=ctx.counter(probes), nlinsolve=c0, nkrylov=c0, nreject=c0)
 
     def step(self, prob, state, ctx):
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         u, fu, dt = state.u, state.fu, state.dt
-        if self.dense(n):
+        sj = self._sparse(ctx, u)
+        if sj is not None:
+            du, solved, njvp, nkrylov, J = self._sparse_step(ctx, sj, u, fu, dt)
+        elif self.dense(n):
             du, solved, njvp, nkrylov, J = self._dense_step(ctx, u, fu, dt)
         else:
             du, solved, njvp, nkrylov, J = self._krylov_step(ctx, u, fu, dt)
@@ -197,7 +222,7 @@ class PseudoTransient(Algorithm):
         stop = xp.where(solved, xp.full_like(state.flag, _NONFINITE), xp.full_like(state.flag, _LSF))
         flag = xp.where(nrej >= MAX_REJECTS, stop, state.flag)
         if J is not None:  # a SteadyStateProblem's long step onto an equilibrium the flow leaves
-            bad = unstable_equilibrium(ctx, trial, ft, J)
+            bad = unstable_sparse(ctx, trial, ft, J) if sj is not None else unstable_equilibrium(ctx, trial, ft, J)
             if bad is not None:
                 bad = bad & ok
                 flag, ok = xp.where(bad, xp.full_like(flag, DIVERGED), flag), ok & ~bad
@@ -218,6 +243,16 @@ class PseudoTransient(Algorithm):
         A = eye / xp.reshape(backend.cast(xp, dt, J.dtype), (B, 1, 1)) - J
         du = xp.reshape(backend.solve_small(xp, A, xp.reshape(fu, (B, n, 1))), (B, n))
         solved = finite & xp.all(xp.isfinite(du), axis=1)
+        return xp.where(xp.reshape(solved, (B, 1)), du, 0.0), solved, nj, 0, J
+
+    def _sparse_step(self, ctx, sj, u, fu, dt):
+        """``(du, solved (B,), JVPs, 0, J)`` by a sparse LU of ``I / dt - J`` (``J`` a :class:`SparseRows`)."""
+        xp, B = ctx.xp, ctx.batch
+        values, nj = sj.at(u, fu)
+        J = SparseRows(values, sj.pattern)
+        ws = SparseLU()
+        du = ws.solve(xp, ws.factor(xp, J, xp.reshape(backend.cast(xp, dt, u.dtype), (B, 1))), fu)
+        solved = xp.all(xp.isfinite(du), axis=1)
         return xp.where(xp.reshape(solved, (B, 1)), du, 0.0), solved, nj, 0, J
 
     def _krylov_step(self, ctx, u, fu, dt):

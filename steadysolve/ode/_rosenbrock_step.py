@@ -24,6 +24,8 @@ from .runge_kutta import _combo
 
 __all__ = ["RosenbrockStep", "rosenbrock_step", "rosenbrock_attempt", "time_derivative"]
 
+_SQRT_EPS = 2.0 ** -26  # of a Python-float clock
+
 
 class RosenbrockStep(NamedTuple):
     u: Any  # (B, n) the propagated solution at t + h
@@ -36,18 +38,23 @@ class RosenbrockStep(NamedTuple):
 
 
 def time_derivative(xp, field: Callable, t, u, fu):
-    """``df/dt`` at ``(t, u)`` ``(B, n)`` by a forward difference (one evaluation); ``t`` is ``(B, 1)``."""
+    """``df/dt`` at ``(t, u)`` ``(B, n)`` by a forward difference (one evaluation); ``t`` is ``(B, 1)``, or a
+    Python float for one NumPy system."""
+    if isinstance(t, float):
+        dt = (t + _SQRT_EPS * max(abs(t), 1.0)) - t
+        return (field(t + dt, u) - fu) / dt
     eps = float(xp.finfo(t.dtype).eps)
     dt = (t + eps ** 0.5 * xp.maximum(xp.abs(t), xp.ones_like(t))) - t
     return (field(t + dt, u) - fu) / backend.cast(xp, dt, u.dtype)
 
 
-def rosenbrock_step(method: Rosenbrock, field: Callable, J, t, u, h, fu, xp, tderiv: bool = False) -> RosenbrockStep:
+def rosenbrock_step(method: Rosenbrock, field: Callable, J, t, u, h, fu, xp, tderiv: bool = False,
+                    ws=None) -> RosenbrockStep:
     """Advance ``u`` from ``t`` by ``h`` (``(B, 1)``, the state's dtype) with ``J`` the Jacobian of the field
-    at ``(t, u)`` in the W-solver's form and ``fu = field(t, u)``. ``t=None``: an autonomous field
-    (``field(None, u)``)."""
+    at ``(t, u)`` in the form of the W-solver ``ws`` (default: the method's dense one) and
+    ``fu = field(t, u)``. ``t=None``: an autonomous field (``field(None, u)``)."""
     tab: RosenbrockTableau = method.tableau
-    ws = method.linsolve
+    ws = method.w_solver(False) if ws is None else ws
     s = tab.stages
     fact = ws.factor(xp, J, h * tab.gamma)
     hinv = 1.0 / h
@@ -85,12 +92,14 @@ def rosenbrock_step(method: Rosenbrock, field: Callable, J, t, u, h, fu, xp, tde
 
 
 def rosenbrock_attempt(el, method: Rosenbrock, ctrl: PIController, field: Callable, J, t, h, u, fu, err_prev,
-                       rejected, reltol: float, abstol: float, tend: float, time_dependent: bool = True) -> Attempted:
+                       rejected, reltol: float, abstol: float, tend: float, time_dependent: bool = True,
+                       ws=None) -> Attempted:
     """:func:`~steadysolve.ode.adaptive.attempt` with a Rosenbrock step: ``J`` the field's Jacobian at
-    ``(t, u)``; ``attempted.rk`` is the :class:`RosenbrockStep` (its counts and stages)."""
+    ``(t, u)`` in the form of the W-solver ``ws``; ``attempted.rk`` is the :class:`RosenbrockStep`
+    (its counts and stages)."""
     h = el.minimum(h, tend - t)  # land exactly on tend
     tb = el.rows(t) if time_dependent else None
     r = rosenbrock_step(method, field, J, tb, u, el.rows(h, u.dtype), fu, el.xp,
-                        tderiv=time_dependent and not method.autonomous)
+                        tderiv=time_dependent and not method.autonomous, ws=ws)
     order, error_order = method.tableau.control_orders
     return conclude(el, ctrl, order, error_order, t, h, u, fu, r, err_prev, rejected, reltol, abstol, tend)

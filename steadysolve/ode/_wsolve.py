@@ -2,9 +2,9 @@
 
 A *W-solver* is a small frozen object with one class attribute and two methods:
 
-* ``jacobian``: the form of ``J`` the caller builds for it -- ``"dense"``, a ``(B, n, n)`` array
-  (a sparse matrix and a matrix-free ``v -> J v`` are the forms a sparse LU and a Krylov W-method
-  will ask for);
+* ``jacobian``: the form of ``J`` the caller builds for it -- ``"dense"``, a ``(B, n, n)`` array, or
+  ``"sparse"``, a :class:`SparseRows` (``(B, nnz)`` values on one element's pattern, CSR order: what
+  ``ctx.sparse_jacobians`` gives);
 * ``factor(xp, J, hgamma) -> fact``: prepare ``W`` for the step (``hgamma`` is ``(B, 1)``, one step
   size per element), once per step: a step of an ``s``-stage method then makes ``s`` solves with it;
 * ``solve(xp, fact, rhs) -> x``: ``x = W^-1 rhs`` for a ``(B, n)`` right-hand side.
@@ -18,6 +18,12 @@ the inverse from the standard ``linalg.inv``). A singular ``W`` (``1 / (h gamma)
 ``J``) gives non-finite stages for that element only, so the step is rejected and retried with a
 smaller ``h`` (a different ``W``) instead of raising; on the ``inv`` fallback a singular matrix
 anywhere in the batch rejects the whole batch's step.
+
+:class:`SparseLU` factorises ``W`` on the pattern of ``J`` plus its diagonal with SuperLU
+(:class:`steadysolve.linear.sparse.SparseLU`, one matrix per element) for NumPy states. SuperLU
+is a host library: on the other libraries (PyTorch, JAX, also under ``jax.jit``) the values are
+made dense and :class:`DenseLU` factorises them, so the sparse Jacobian still saves its columns
+(a colouring's few products instead of ``n``) but not the dense ``2 n^3 / 3`` factorisation.
 """
 
 from __future__ import annotations
@@ -25,11 +31,16 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from functools import lru_cache
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
 
 from .. import _backend as backend
+from ..linear import sparse as _sparse_solve
+from ..sparse import Pattern, library_matrices
 
-__all__ = ["DenseLU"]
+__all__ = ["DenseLU", "SparseLU", "SparseRows", "dense_from_rows"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,13 @@ class DenseLU:
     def factor(self, xp, J, hgamma):
         B, n = J.shape[0], J.shape[1]
         dtype = J.dtype
+        if isinstance(hgamma, float):  # one NumPy system with a Python-float step (steadysolve._small)
+            W = -J[0]
+            W.flat[::n + 1] += 1.0 / hgamma
+            lu = _scipy_lu(W[None])
+            if lu is not None:
+                return ("scipy",) + lu + (dtype,)
+            hgamma = xp.full((1, 1), hgamma, dtype=dtype)
         work = backend.working_dtype(xp, dtype)
         eye = xp.reshape(xp.eye(n, dtype=work, device=backend.device_of(J)), (1, n, n))
         W = eye / xp.reshape(backend.cast(xp, hgamma, work), (B, 1, 1)) - backend.cast(xp, J, work)
@@ -133,3 +151,101 @@ def _scipy_solve(lu, piv, r):
         x, _ = getrs(lu, piv, r[0])
         return x[None]
     return _linalg().lu_solve((lu, piv), r[..., None], check_finite=False)[..., 0]
+
+
+class SparseRows(NamedTuple):
+    """A batch of sparse Jacobians: ``values`` ``(B, nnz)`` on one element's ``pattern`` (CSR order)."""
+
+    values: Any
+    pattern: Pattern
+
+
+def dense_from_rows(xp, J: SparseRows):
+    """The ``(B, n, n)`` dense Jacobians of a :class:`SparseRows` in the values' library."""
+    B, n = J.values.shape[0], J.pattern.n
+    M = library_matrices(xp, J.pattern, J.values)
+    if backend.is_torch(xp):
+        return M.to_dense()
+    if backend.is_jax(xp):
+        return M.todense()
+    dense = np.stack([m.toarray() for m in M]).reshape(B, n, n)
+    return dense if backend.is_numpy(xp) else backend.from_numpy(xp, dense, J.values.dtype, backend.device_of(J.values))
+
+
+class _WPlan(NamedTuple):
+    """Where ``W = s I - J`` sits on the pattern of ``J`` plus the diagonal."""
+
+    wide: Pattern  # J's pattern with the diagonal
+    at_j: np.ndarray  # (nnz_J,) position of each entry of J in ``wide``
+    at_diag: np.ndarray  # (n,) position of each diagonal entry in ``wide``
+    permc_spec: str  # SuperLU's column ordering for this structure
+
+
+@lru_cache(maxsize=8)
+def _plan(pattern: Pattern) -> _WPlan:
+    wide = pattern.with_diagonal()
+    diag = np.arange(pattern.n, dtype=np.int64)
+    spec = "MMD_AT_PLUS_A" if _sparse_solve.structurally_symmetric(wide.to_scipy()) else "COLAMD"
+    return _WPlan(wide, wide.position(pattern.rows, pattern.indices), wide.position(diag, diag), spec)
+
+
+def w_values(J: SparseRows, shift):
+    """Host ``(B, nnz_W)`` values of ``W = shift I - J`` on :func:`_plan`'s widened pattern (``shift``
+    ``(B, 1)`` host floats) and the plan."""
+    plan = _plan(J.pattern)
+    vals = np.asarray(J.values)
+    W = np.zeros((vals.shape[0], plan.wide.nnz), dtype=vals.dtype)
+    W[:, plan.at_diag] = shift
+    W[:, plan.at_j] -= vals
+    return W, plan
+
+
+def superlu_factor(J: SparseRows, shift):
+    """SuperLU factorisations of ``shift I - J`` per element (NumPy values; ``shift`` ``(B, 1)``)."""
+    W, plan = w_values(J, np.asarray(shift, dtype=np.asarray(J.values).dtype))
+    with np.errstate(all="ignore"):
+        return _sparse_solve.SparseLU([plan.wide.to_scipy(W[b]) for b in range(W.shape[0])],
+                                      permc_spec=plan.permc_spec)
+
+
+def superlu_solve(lu, rhs):
+    """``W^-1 rhs`` per element, NaN rows where SuperLU failed (a singular or non-finite ``W``)."""
+    x = lu.solve(np.asarray(rhs))
+    if lu.failed.any():
+        x[lu.failed] = np.nan
+    return x
+
+
+@dataclass(frozen=True)
+class SparseLU:
+    """Sparse LU factorisation of ``W = I / (h gamma) - J`` with SuperLU, for large systems whose
+    Jacobian is sparse (the problem's ``sparsity=`` or a sparse ``jac``): one factorisation per element
+    and step on the pattern of ``J`` plus the diagonal (a banded ``J``: ``O(n)`` work per step).
+
+    NumPy states only factorise sparsely; PyTorch and JAX states (``jax.jit`` included) make the
+    values dense and use :class:`DenseLU` (see the module notes). A problem with neither
+    ``sparsity=`` nor a sparse ``jac`` has no sparse Jacobian: the solve refuses this W-solver.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from steadysolve.ode import SparseLU, SparseRows
+    >>> from steadysolve.sparse import Pattern
+    >>> J = SparseRows(np.array([[-2.0, 1.0, -3.0]]), Pattern.from_coo(2, [0, 0, 1], [0, 1, 1]))
+    >>> fact = SparseLU().factor(np, J, np.array([[0.5]]))
+    >>> np.round(SparseLU().solve(np, fact, np.array([[4.0, 5.0]])), 6)    # (2 I - J) x = rhs
+    array([[1.25, 1.  ]])
+    """
+
+    jacobian: ClassVar[str] = "sparse"
+    factorizations: ClassVar[int] = 1
+
+    def factor(self, xp, J: SparseRows, hgamma):
+        if backend.is_numpy(xp):
+            return ("superlu", superlu_factor(J, 1.0 / hgamma))
+        return ("dense", DenseLU().factor(xp, dense_from_rows(xp, J), hgamma))
+
+    def solve(self, xp, fact, rhs):
+        if fact[0] == "superlu":
+            return superlu_solve(fact[1], rhs)
+        return DenseLU().solve(xp, fact[1], rhs)

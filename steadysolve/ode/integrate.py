@@ -102,6 +102,9 @@ def integrate(f: Callable, u0, tspan, solver: Optional[ExplicitRK] = None, *, p=
                         f"method such as Rodas5P(), got {type(solver).__name__}")
     if jac is not None and not (callable(jac) and isinstance(solver, Rosenbrock)):
         raise TypeError("integrate: jac must be a callable jac(u, p, t), used by a Rosenbrock solver only")
+    if isinstance(solver, Rosenbrock) and solver.w_solver(False).jacobian != "dense":
+        raise ValueError(f"integrate: a Rosenbrock solver here takes a dense Jacobian (DenseLU); "
+                         f"{type(solver.linsolve).__name__} needs a problem's sparse Jacobian (DynamicSS)")
     controller = PIController() if controller is None else controller
     if not isinstance(controller, PIController):
         raise TypeError(f"integrate: controller must be a PIController, got {type(controller).__name__}")
@@ -249,7 +252,7 @@ def _stiff_counts(sol, solver, n, jac):
     one factorisation and one solve per stage at every attempt."""
     it = sol.stats.niter
     sol.stats.njvp = 0 if jac is not None else n * it
-    sol.stats.extra.update(njac=it, nfact=solver.linsolve.factorizations * it, nsolve=solver.tableau.stages * it)
+    sol.stats.extra.update(njac=it, nfact=solver.w_solver(False).factorizations * it, nsolve=solver.tableau.stages * it)
     return sol
 
 

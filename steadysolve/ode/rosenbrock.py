@@ -28,10 +28,11 @@ here by the order conditions, not trusted.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, Optional
 
 from ._rosenbrock_tableau import RosenbrockTableau, hermite_dense as _hermite_dense
-from ._wsolve import DenseLU
+from ._wsolve import DenseLU, SparseLU
 
 __all__ = ["RosenbrockTableau", "Rosenbrock", "Rosenbrock23", "Rodas4", "Rodas5P", "ROSENBROCK23_TABLEAU",
            "RODAS4_TABLEAU", "RODAS5P_TABLEAU"]
@@ -104,6 +105,9 @@ RODAS5P_TABLEAU = RosenbrockTableau(
 )
 
 
+_DENSE, _SPARSE = DenseLU(), SparseLU()
+
+
 @dataclass(frozen=True)
 class Rosenbrock:
     """A Rosenbrock integrator defined by its tableau, with the solver of its linear systems.
@@ -111,9 +115,10 @@ class Rosenbrock:
     Parameters
     ----------
     tableau : the :class:`RosenbrockTableau`.
-    linsolve : the W-solver (:class:`~steadysolve.ode.DenseLU`, the only one so far: a dense ``J``
-        from the problem's ``jac``, automatic differentiation on PyTorch/JAX, or ``n`` finite
-        differences on NumPy).
+    linsolve : the W-solver. ``None`` (the default): :class:`~steadysolve.ode.SparseLU` when the problem
+        has a sparse Jacobian (``sparsity=`` or a ``jac`` returning a sparse matrix), else
+        :class:`~steadysolve.ode.DenseLU` (a dense ``J`` from the problem's ``jac``, automatic
+        differentiation on PyTorch/JAX, or ``n`` finite differences on NumPy). Either may be given.
     autonomous : ``f(u, p, t)`` does not depend on ``t``: skip the ``df/dt`` term (one evaluation of
         ``f`` per step, a finite difference in ``t``) and build ``J`` from the problem's residual
         ``f(u, p, inf)``. Problems without ``t`` (``NonlinearProblem``, ``FixedPointProblem``) are
@@ -121,20 +126,29 @@ class Rosenbrock:
     """
 
     tableau: RosenbrockTableau
-    linsolve: DenseLU = field(default_factory=DenseLU)
+    linsolve: Optional[Any] = None
     autonomous: bool = False
 
     def __post_init__(self):
         own = type(self).__name__
         if not isinstance(self.tableau, RosenbrockTableau):
             raise TypeError(f"{own}: tableau must be a RosenbrockTableau, got {type(self.tableau).__name__}")
-        if not (hasattr(self.linsolve, "factor") and hasattr(self.linsolve, "solve")):
-            raise TypeError(f"{own}: linsolve must be a W-solver such as DenseLU(), got {type(self.linsolve).__name__}")
-        if self.linsolve.jacobian != "dense":
-            raise ValueError(f"{own}: linsolve wants a {self.linsolve.jacobian!r} Jacobian; only dense Jacobians "
-                             "are built so far")
+        ls = self.linsolve
+        if ls is not None and not (hasattr(ls, "factor") and hasattr(ls, "solve")):
+            raise TypeError(f"{own}: linsolve must be None or a W-solver such as DenseLU() or SparseLU(), "
+                            f"got {type(ls).__name__}")
+        if ls is not None and getattr(ls, "jacobian", None) not in ("dense", "sparse"):
+            raise ValueError(f"{own}: linsolve wants a {getattr(ls, 'jacobian', None)!r} Jacobian; dense and sparse "
+                             "Jacobians are built")
         if not isinstance(self.autonomous, bool):
             raise TypeError(f"{own}: autonomous must be a bool, got {self.autonomous!r}")
+
+    def w_solver(self, sparse: bool):
+        """The W-solver of a solve: ``linsolve``, or by default the sparse LU when the problem has a sparse
+        Jacobian (``sparse``), else the dense one."""
+        if self.linsolve is not None:
+            return self.linsolve
+        return _SPARSE if sparse else _DENSE
 
     @property
     def order(self) -> int:

@@ -13,9 +13,11 @@ The stopping test (as MINPACK's ``lmder``, per element): the scaled gradient is 
 ``max_j |(J^T F)_j| / (D_j ||F||) <= gtol`` (the cosine of the angle between ``F`` and the columns of
 ``J``; ``D`` the running maximum of the column norms), or both the actual and the predicted
 reduction of ``||F||^2`` by the step are at most ``4 eps`` times ``||F||^2`` (the linear model and
-the function agree that no step can improve the fit beyond rounding: with a finite-difference
-Jacobian, whose columns carry errors of order ``sqrt(eps)``, the gradient ``J^T F`` at the minimum
-is only that small, so the first test alone would never stop). Both tests look at the current
+the function agree that no step can improve the fit beyond rounding), or the method can make no
+progress (its trust region collapsed, its line search failed, ``||F||^2`` has not dropped by 0.1 % in
+20 iterations) and the cosine is below ``sqrt(eps)``:
+with a finite-difference Jacobian, whose columns carry errors of order ``sqrt(eps)``, the gradient
+``J^T F`` at the minimum is only that small, so the first test alone would never stop. Both tests look at the current
 iterate ``u``, the step's trial only through the change of ``||F||^2``.
 """
 
@@ -69,14 +71,19 @@ def predicted_reduction(xp, J, fu, delta):
     return -(2.0 * xp.sum(fu * Jd, axis=1) + xp.sum(Jd * Jd, axis=1))
 
 
-def minimum_flag(xp, flag, g, D, fn2, ftn2, pred, gtol=GTOL):
+def minimum_flag(xp, flag, g, D, fn2, ftn2, pred, gtol=GTOL, stuck=None):
     """``flag`` set to ``LeastSquaresMinimum`` where the element is at a least-squares minimum (see the
     module docstring): ``g = J^T F`` at ``u``, ``D`` the column scaling, ``fn2 = ||F(u)||^2``, ``ftn2`` the
-    trial's ``||F||^2`` and ``pred`` the model's predicted reduction (NaN where not computed)."""
+    trial's ``||F||^2`` and ``pred`` the model's predicted reduction (negative where not computed);
+    ``stuck``: where the method makes no progress (a collapsed trust region, an exhausted line search,
+    a damping beyond bounds, or ``base.no_progress``), which is a minimum when the cosine is below ``sqrt(eps)`` (the accuracy of a
+    finite-difference Jacobian's gradient) and a stall otherwise."""
     one = xp.ones_like(fn2)
     ftol = FTOL * float(xp.finfo(fn2.dtype).eps)
     fnorm = xp.sqrt(fn2)
     cosine = xp.max(xp.abs(g) / D, axis=1) / xp.where(fnorm > 0, fnorm, one)
     stationary = (fnorm > 0) & (cosine <= gtol)
+    if stuck is not None:
+        stationary = stationary | (stuck & (fnorm > 0) & (cosine <= float(xp.finfo(fn2.dtype).eps) ** 0.5))
     flat = (fn2 > 0) & xp.isfinite(ftn2) & (xp.abs(fn2 - ftn2) <= ftol * fn2) & (pred >= 0) & (pred <= ftol * fn2)
     return xp.where(stationary | flat, xp.full_like(flag, _MINIMUM), flag)

@@ -206,10 +206,10 @@ class TrustRegion(Algorithm):
         collapsed = ~accept & (radius <= 10.0 * eps * dun + tiny)
         flag = xp.where(collapsed | (nslow >= PROGRESS_ITERS), xp.full_like(state.flag, _STALLED), state.flag)
         if is_rectangular(ctx):  # least squares: a minimum with a nonzero residual is the answer, not a stall;
-            # slow progress near a flat minimum is no stall either (the tests below or maxiters end it)
+            # slow progress is no stall either (at a flat minimum it is expected; maxiters bounds the rest)
             flag = xp.where(collapsed, xp.full_like(state.flag, _STALLED), state.flag)
             pred = xp.where(usable, predicted_reduction(xp, J, state.fu, delta), -xp.ones_like(rho))
-            flag = minimum_flag(xp, flag, gradient(xp, J, state.fu), D, state.fn2, ftn2, pred)
+            flag = minimum_flag(xp, flag, gradient(xp, J, state.fu), D, state.fn2, ftn2, pred, stuck=collapsed | (nslow >= PROGRESS_ITERS))
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, state.fu, state.fn2)
         return TrustRegionState(u, fu, fn2, J, ~accept, D, radius, nsuc, flag, state.nf + 1 + ctx.f_calls(dj),

@@ -196,3 +196,71 @@ def test_square_problem_codes_unchanged():
     # on a NonlinearProblem a non-root minimum stays Stalled: LeastSquaresMinimum is for least squares only
     sol = ss.solve(ss.NonlinearProblem(lambda u, p: u ** 2 + 1.0, np.ones(1)), ss.GaussNewton(), maxiters=200)
     assert sol.retcode is ss.ReturnCode.Stalled and not sol.successful
+
+
+def _fd_gradient(t, y, weights, h=1e-4):
+    """d(weights . u*(y))/dy by central differences of tightly converged NumPy solves."""
+    def uopt(yy):
+        sol = ss.solve(ss.NonlinearLeastSquaresProblem(exp_model(np, t, yy), np.array([1.0, 1.0, 0.0]),
+                                                       jac=_exp_jac(t)), ss.LevenbergMarquardt(gtol=1e-14),
+                       maxiters=500)
+        assert sol.retcode is MIN
+        return weights @ sol.u
+    g = np.zeros_like(y)
+    for i in range(y.size):
+        e = np.zeros_like(y)
+        e[i] = h
+        g[i] = (uopt(y + e) - uopt(y - e)) / (2 * h)
+    return g
+
+
+def _exp_jac(t):
+    return lambda u, p: np.stack([np.exp(-u[1] * t), -u[0] * t * np.exp(-u[1] * t), np.ones_like(t)], axis=1)
+
+
+WEIGHTS = np.array([1.0, -2.0, 0.5])
+
+
+def test_torch_implicit_gradient_matches_finite_differences():
+    import torch
+    from steadysolve.adapters.torch import least_squares
+
+    t, y = exp_data()
+    T = torch.as_tensor(t)
+    Y = torch.as_tensor(y).requires_grad_(True)
+    u, sol = least_squares(lambda u, yy: u[0] * torch.exp(-u[1] * T) + u[2] - yy, torch.tensor([1.0, 1.0, 0.0],
+                           dtype=torch.float64), Y)
+    assert sol.retcode is MIN
+    (torch.as_tensor(WEIGHTS) @ u).backward()
+    np.testing.assert_allclose(Y.grad.numpy(), _fd_gradient(t, y, WEIGHTS), rtol=1e-5, atol=1e-7)
+
+
+def test_jax_implicit_gradient_matches_finite_differences_under_jit():
+    import jax
+    import jax.numpy as jnp
+    from steadysolve.adapters.jax import least_squares
+
+    jax.config.update("jax_enable_x64", True)
+    t, y = exp_data()
+    T = jnp.asarray(t)
+
+    @jax.jit
+    def loss(yy):
+        u, sol = least_squares(lambda u, d: u[0] * jnp.exp(-u[1] * T) + u[2] - d, jnp.asarray([1.0, 1.0, 0.0]), yy)
+        return jnp.asarray(WEIGHTS) @ u, sol.retcode_array
+
+    (val, code), g = jax.value_and_grad(loss, has_aux=True)(jnp.asarray(y))
+    assert int(code) == MIN.code
+    np.testing.assert_allclose(np.asarray(g), _fd_gradient(t, y, WEIGHTS), rtol=1e-5, atol=1e-7)
+
+
+def test_gauss_newton_hessian_would_be_wrong_here():
+    # the exact Hessian matters: with J^T J alone the gradient of this nonzero-residual fit is off
+    t, y = exp_data()
+    fd = _fd_gradient(t, y, WEIGHTS)
+    sol = ss.solve(ss.NonlinearLeastSquaresProblem(exp_model(np, t, y), np.array([1.0, 1.0, 0.0]),
+                                                   jac=_exp_jac(t)), maxiters=500)
+    J = _exp_jac(t)(sol.u, None)
+    w = np.linalg.solve(J.T @ J, WEIGHTS)
+    approx = J @ w  # -(dG/dy)^T w with G = J^T (F) and dF/dy = -I, Hessian J^T J
+    assert np.max(np.abs(approx - fd)) > 1e-3 * np.max(np.abs(fd))

@@ -36,7 +36,23 @@ def torch_least_squares(f: Callable, u0: Any, *args: Any, solver: Any = None, ab
                         reltol: Optional[float] = None, maxiters: int = 1000, batch_axis: Optional[int] = None):
     """``(u*, sol)``: the least-squares minimiser of ``f(u, *args)`` from ``u0``, differentiable with
     respect to the tensors in ``args`` (implicit function theorem, exact Hessian), and the core's
-    ``Solution`` (codes, ``resid``, ``stats.objective``)."""
+    ``Solution`` (codes, ``resid``, ``stats.objective``).
+
+    ``f(u, *args)`` returns ``m >= n`` residuals; ``solver`` is ``None`` (Levenberg-Marquardt) or a
+    least-squares algorithm (``"gauss_newton"``, ``"trust_region"``, an instance); the other keywords
+    are ``solve``'s. See the guide "Nonlinear least squares".
+
+    Examples
+    --------
+    >>> import torch
+    >>> from steadysolve.adapters.torch import least_squares
+    >>> t = torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64)
+    >>> y = torch.tensor([1.0, 3.0, 2.0, 4.0], dtype=torch.float64, requires_grad=True)
+    >>> u, sol = least_squares(lambda u, y: u[0] + u[1] * t - y, torch.zeros(2, dtype=torch.float64), y)
+    >>> u[1].backward()               # the fitted slope's sensitivity to each data point
+    >>> sol.retcode.name, [round(v, 6) for v in u.tolist()], [round(v, 6) for v in y.grad.tolist()]
+    ('LeastSquaresMinimum', [1.3, 0.8], [-0.3, -0.1, 0.1, 0.3])
+    """
     import torch
 
     if not all(isinstance(a, torch.Tensor) for a in args):
@@ -74,7 +90,20 @@ def jax_least_squares(f: Callable, u0: Any, *args: Any, solver: Any = None, abst
                       reltol: Optional[float] = None, maxiters: int = 1000, batch_axis: Optional[int] = None):
     """``(u*, sol)``: the least-squares minimiser of ``f(u, *args)`` from ``u0``, differentiable with
     respect to ``args`` (pytrees of arrays; ``jax.custom_vjp`` with the implicit function theorem and the
-    exact Hessian), under ``jit`` and ``grad``; and the core's ``Solution``."""
+    exact Hessian), under ``jit`` and ``grad``; and the core's ``Solution``.
+
+    Arguments as :func:`steadysolve.adapters.torch.least_squares`.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> from steadysolve.adapters.jax import least_squares
+    >>> jax.config.update("jax_enable_x64", True)
+    >>> t = jnp.array([0.0, 1.0, 2.0, 3.0])
+    >>> slope = lambda y: least_squares(lambda u, y: u[0] + u[1] * t - y, jnp.zeros(2), y)[0][1]
+    >>> [round(float(v), 6) for v in jax.grad(slope)(jnp.array([1.0, 3.0, 2.0, 4.0]))]
+    [-0.3, -0.1, 0.1, 0.3]
+    """
     import jax
     import jax.numpy as jnp
 

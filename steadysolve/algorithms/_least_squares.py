@@ -59,9 +59,13 @@ def gauss_newton_point(xp, J, fu):
     ``J`` gives a huge step that the globalisation cuts back instead of an exception."""
     B, m = fu.shape
     n = J.shape[2]
+    dtype = J.dtype
+    if backend.is_half(xp, dtype):  # no half-precision QR (PyTorch): factorise in float32
+        J, fu = xp.astype(J, xp.float32), xp.astype(fu, xp.float32)
     Q, R = xp.linalg.qr(J)
     c = xp.sum(Q * xp.reshape(fu, (B, m, 1)), axis=1)  # Q^T F (B, n)
-    return -xp.reshape(backend.solve_small(xp, regularised(xp, R), xp.reshape(c, (B, n, 1))), (B, n))
+    p = -xp.reshape(backend.solve_small(xp, regularised(xp, R), xp.reshape(c, (B, n, 1))), (B, n))
+    return xp.astype(p, dtype) if p.dtype != dtype else p
 
 
 def predicted_reduction(xp, J, fu, delta):

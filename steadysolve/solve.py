@@ -65,11 +65,14 @@ def solve(prob: Union[AbstractProblem, IntervalNonlinearProblem], alg: Any = Non
 
     Parameters
     ----------
-    prob : NonlinearProblem, SteadyStateProblem, FixedPointProblem or IntervalNonlinearProblem
+    prob : NonlinearProblem, SteadyStateProblem, FixedPointProblem, IntervalNonlinearProblem or NonlinearLeastSquaresProblem
         What to solve: ``f(u, p) = 0``, ``du/dt = f(u, p, t) = 0`` or ``g(u, p) = u``, from ``u0``;
         or scalar roots on arrays of brackets ``[lo, hi]`` (an IntervalNonlinearProblem: ``alg`` is a
         bracketing method, ``"itp"`` by default, and ``abstol`` / ``reltol`` bound the bracket's width;
-        see ``docs/bracketing.md``).
+        see ``docs/bracketing.md``); or the minimiser of ``0.5 ||f(u, p)||^2`` with ``m >= n`` residuals
+        (a NonlinearLeastSquaresProblem: ``LevenbergMarquardt`` by default, also ``GaussNewton`` and
+        ``TrustRegion``; ``Success`` at a zero residual, ``LeastSquaresMinimum`` at a nonzero minimum;
+        measured in the 2-norm; see ``docs/least_squares.md``).
     alg
         An algorithm instance (``Anderson(memory=5)``) or a registered name
         (``"anderson"``, ``"fixed_point"``, ...). ``None`` (or ``"auto"``) means the default

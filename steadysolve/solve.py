@@ -231,7 +231,8 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
             codes = xp.reshape(codes, ())
     if prob.kind == "least_squares":  # the objective 0.5 ||F||^2 per element (0-d when unbatched)
         half = 0.5 * xp.sum(res.fu * res.fu, axis=1)
-        stats.extra["objective"] = half if batched else (xp.reshape(half, ()) if use_jax else float(half[0]))
+        stats.extra["objective"] = (half if batched else xp.reshape(half, ()) if use_jax
+                                    else float(half[0]))
     sol = Solution(layout.from_rows(res.u), res_layout.from_rows(res.fu), codes, stats, user_prob, alg,
                    trace=trace, batched=batched)
     if not use_jax and not sol.successful:

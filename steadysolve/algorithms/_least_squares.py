@@ -27,7 +27,8 @@ from .. import _backend as backend
 from ..retcodes import ReturnCode
 from .dense import regularised
 
-__all__ = ["gradient", "gauss_newton_point", "minimum_flag", "GTOL", "FTOL", "is_rectangular"]
+__all__ = ["gradient", "gauss_newton_point", "minimum_flag", "predicted_reduction", "residual_size", "is_rectangular",
+           "GTOL", "FTOL"]
 
 _MINIMUM = ReturnCode.LeastSquaresMinimum.code
 #: default cosine between ``F`` and the Jacobian's columns below which a minimum is declared
@@ -80,8 +81,8 @@ def minimum_flag(xp, flag, g, D, fn2, ftn2, pred, gtol=GTOL, stuck=None):
     module docstring): ``g = J^T F`` at ``u``, ``D`` the column scaling, ``fn2 = ||F(u)||^2``, ``ftn2`` the
     trial's ``||F||^2`` and ``pred`` the model's predicted reduction (negative where not computed);
     ``stuck``: where the method makes no progress (a collapsed trust region, an exhausted line search,
-    a damping beyond bounds, or ``base.no_progress``), which is a minimum when the cosine is below ``sqrt(eps)`` (the accuracy of a
-    finite-difference Jacobian's gradient) and a stall otherwise."""
+    a damping beyond bounds, or ``base.no_progress``), which is a minimum when the cosine is below
+    ``sqrt(eps)`` (the accuracy of a finite-difference Jacobian's gradient) and a stall otherwise."""
     one = xp.ones_like(fn2)
     ftol = FTOL * float(xp.finfo(fn2.dtype).eps)
     fnorm = xp.sqrt(fn2)
@@ -89,5 +90,6 @@ def minimum_flag(xp, flag, g, D, fn2, ftn2, pred, gtol=GTOL, stuck=None):
     stationary = (fnorm > 0) & (cosine <= gtol)
     if stuck is not None:
         stationary = stationary | (stuck & (fnorm > 0) & (cosine <= float(xp.finfo(fn2.dtype).eps) ** 0.5))
-    flat = (fn2 > 0) & xp.isfinite(ftn2) & (xp.abs(fn2 - ftn2) <= ftol * fn2) & (pred >= 0) & (pred <= ftol * fn2)
+    flat = ((fn2 > 0) & xp.isfinite(ftn2) & (xp.abs(fn2 - ftn2) <= ftol * fn2)
+            & (pred >= 0) & (pred <= ftol * fn2))
     return xp.where(stationary | flat, xp.full_like(flag, _MINIMUM), flag)

@@ -264,3 +264,16 @@ def test_gauss_newton_hessian_would_be_wrong_here():
     w = np.linalg.solve(J.T @ J, WEIGHTS)
     approx = J @ w  # -(dG/dy)^T w with G = J^T (F) and dF/dy = -I, Hessian J^T J
     assert np.max(np.abs(approx - fd)) > 1e-3 * np.max(np.abs(fd))
+
+
+def test_throw_accepts_a_least_squares_minimum_and_rejects_a_stall():
+    import jax
+    import jax.numpy as jnp
+
+    prob = ss.NonlinearLeastSquaresProblem(freudenstein_roth(np), np.array([0.5, -2.0]))
+    assert ss.solve(prob, throw=True).retcode is MIN  # a success of its own kind: no exception
+    with pytest.raises(ss.ConvergenceError):
+        ss.solve(prob, maxiters=2, throw=True)
+    jax.config.update("jax_enable_x64", True)
+    run = jax.jit(lambda u0: ss.solve(ss.NonlinearLeastSquaresProblem(freudenstein_roth(jnp), u0), throw=True).u)
+    np.testing.assert_allclose(np.asarray(run(jnp.asarray([0.5, -2.0]))), FR_MIN, rtol=1e-6)

@@ -189,6 +189,11 @@ class Products:
         return self.jvp_kind == "fd"
 
     @property
+    def jacobian_by_differences(self) -> bool:
+        """Whether :meth:`jacobian` is by finite differences (entries accurate to about ``sqrt(eps)``)."""
+        return self._user_jac is None and self.jvp_kind == "fd"
+
+    @property
     def typical(self) -> float:
         """Typical magnitude of ``u``'s components (finite-difference steps)."""
         return self._typical

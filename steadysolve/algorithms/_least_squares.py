@@ -17,8 +17,9 @@ the function agree that no step can improve the fit beyond rounding), or the met
 progress (its trust region collapsed, its line search failed, ``||F||^2`` has not dropped by 0.1 % in
 20 iterations) and the cosine is below ``sqrt(eps)``:
 with a finite-difference Jacobian, whose columns carry errors of order ``sqrt(eps)``, the gradient
-``J^T F`` at the minimum is only that small, so the first test alone would never stop. Both tests look at the current
-iterate ``u``, the step's trial only through the change of ``||F||^2``.
+``J^T F`` at the minimum is only that small (for such a Jacobian ``gtol`` is raised to ``sqrt(eps)``
+at once). The tests look at the current iterate ``u``, the step's trial only through the change of
+``||F||^2``.
 """
 
 from __future__ import annotations
@@ -76,20 +77,25 @@ def predicted_reduction(xp, J, fu, delta):
     return -(2.0 * xp.sum(fu * Jd, axis=1) + xp.sum(Jd * Jd, axis=1))
 
 
-def minimum_flag(xp, flag, g, D, fn2, ftn2, pred, gtol=GTOL, stuck=None):
+def minimum_flag(ctx, flag, g, D, fn2, ftn2, pred, gtol=GTOL, stuck=None):
     """``flag`` set to ``LeastSquaresMinimum`` where the element is at a least-squares minimum (see the
     module docstring): ``g = J^T F`` at ``u``, ``D`` the column scaling, ``fn2 = ||F(u)||^2``, ``ftn2`` the
     trial's ``||F||^2`` and ``pred`` the model's predicted reduction (negative where not computed);
     ``stuck``: where the method makes no progress (a collapsed trust region, an exhausted line search,
     a damping beyond bounds, or ``base.no_progress``), which is a minimum when the cosine is below
-    ``sqrt(eps)`` (the accuracy of a finite-difference Jacobian's gradient) and a stall otherwise."""
+    ``sqrt(eps)`` (the accuracy of a finite-difference Jacobian's gradient) and a stall otherwise. With a
+    finite-difference Jacobian the cosine cannot go below about ``sqrt(eps)``: ``gtol`` is raised to that."""
+    xp = ctx.xp
     one = xp.ones_like(fn2)
+    coarse = float(xp.finfo(fn2.dtype).eps) ** 0.5
+    if ctx.products.jacobian_by_differences:
+        gtol = max(gtol, coarse)
     ftol = FTOL * float(xp.finfo(fn2.dtype).eps)
     fnorm = xp.sqrt(fn2)
     cosine = xp.max(xp.abs(g) / D, axis=1) / xp.where(fnorm > 0, fnorm, one)
     stationary = (fnorm > 0) & (cosine <= gtol)
     if stuck is not None:
-        stationary = stationary | (stuck & (fnorm > 0) & (cosine <= float(xp.finfo(fn2.dtype).eps) ** 0.5))
+        stationary = stationary | (stuck & (fnorm > 0) & (cosine <= coarse))
     flat = ((fn2 > 0) & xp.isfinite(ftn2) & (xp.abs(fn2 - ftn2) <= ftol * fn2)
             & (pred >= 0) & (pred <= ftol * fn2))
     return xp.where(stationary | flat, xp.full_like(flag, _MINIMUM), flag)

@@ -143,7 +143,7 @@ class GaussNewton(Algorithm):
         flag = xp.where(stop, xp.full_like(state.flag, _STALLED), state.flag)
         if ctx.kind == "least_squares":  # the full step's prediction: at a minimum it and the change are ~0
             pred = xp.where(newton & finite, predicted_reduction(xp, J, state.fu, d_new), -one)
-            flag = minimum_flag(xp, flag, g, D, state.fn2, ftn2, pred, self.gtol,
+            flag = minimum_flag(ctx, flag, g, D, state.fn2, ftn2, pred, self.gtol,
                                 stuck=stop | (nslow >= PROGRESS_ITERS))
         flag = xp.where(bad_dir, xp.full_like(flag, _LSF), flag)
         ab = xp.reshape(accept, (B, 1))

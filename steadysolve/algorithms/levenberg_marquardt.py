@@ -147,7 +147,7 @@ class LevenbergMarquardt(Algorithm):
             # slow progress is no stall either (at a flat minimum it is expected; maxiters bounds the rest)
             flag = xp.where(stationary | stuck, xp.full_like(state.flag, _STALLED), state.flag)
             pred = xp.where(usable, predicted_reduction(xp, J, fu, delta), -one)
-            flag = minimum_flag(xp, flag, g, D, state.fn2, ftn2, pred, self.gtol,
+            flag = minimum_flag(ctx, flag, g, D, state.fn2, ftn2, pred, self.gtol,
                                 stuck=stuck | (nslow >= PROGRESS_ITERS))
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, fu, state.fn2)

@@ -209,7 +209,7 @@ class TrustRegion(Algorithm):
             # slow progress is no stall either (at a flat minimum it is expected; maxiters bounds the rest)
             flag = xp.where(collapsed, xp.full_like(state.flag, _STALLED), state.flag)
             pred = xp.where(usable, predicted_reduction(xp, J, state.fu, delta), -xp.ones_like(rho))
-            flag = minimum_flag(xp, flag, gradient(xp, J, state.fu), D, state.fn2, ftn2, pred,
+            flag = minimum_flag(ctx, flag, gradient(xp, J, state.fu), D, state.fn2, ftn2, pred,
                                 stuck=collapsed | (nslow >= PROGRESS_ITERS))
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, state.fu, state.fn2)

@@ -32,11 +32,12 @@ from steadysolve.registry import resolve
 
 from ._implicit import SolveStats, explained
 from ._jax_solve import OPTIONS, LayerOptions, implicit
+from ._least_squares import jax_least_squares as least_squares
 from .backward import Implicit, Phantom
 from ._structure import is_structured, tree_map
 
 __all__ = ["fixed_point", "root", "steady_state", "SolveStats", "DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ",
-           "Implicit", "Phantom"]
+           "Implicit", "Phantom", "least_squares"]
 
 try:  # pragma: no cover - equinox is part of the jax extra
     import equinox as eqx

@@ -21,6 +21,7 @@ from ._options import layer_options
 from .backward import Implicit, Phantom
 from ._structure import is_structured, tree_leaves, tree_map
 from ._torch_solve import jacobian_estimate, run
+from ._least_squares import torch_least_squares as least_squares
 from ._multiscale import check_shapes
 from ._torch_multiscale import MultiScaleCell, per_scale_or_callable
 from ._torch_dropout import VariationalDropout, reset_dropout
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from typing_extensions import Never, Unpack  # typing's own from Python 3.11
 
 __all__ = ["DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ", "fixed_point", "VariationalDropout", "DEQStats", "SolveStats",
-           "DEQConvergenceError", "Implicit", "Phantom"]
+           "DEQConvergenceError", "Implicit", "Phantom", "least_squares"]
 
 _ON_FAILURE = ("warn", "warn_always", "raise", "ignore")
 OnFailure = Literal["warn", "warn_always", "raise", "ignore"]

@@ -9,6 +9,7 @@ from .algorithms.broyden import Broyden
 from .algorithms.newton import NewtonRaphson
 from .algorithms.trust_region import TrustRegion
 from .algorithms.levenberg_marquardt import LevenbergMarquardt
+from .algorithms.gauss_newton import GaussNewton
 from .algorithms.pseudo_transient import PseudoTransient
 from .algorithms.auto import Auto
 from .algorithms.bracketing import Bisection, Ridder
@@ -18,7 +19,7 @@ from .linear import GMRES, linear_solve
 from .ode import PIController, Rodas4, Rodas5P, Rosenbrock23, Tsit5
 from .ode.integrate import integrate
 from .interval import IntervalNonlinearProblem
-from .problems import FixedPointProblem, NonlinearProblem, SteadyStateProblem
+from .problems import FixedPointProblem, NonlinearLeastSquaresProblem, NonlinearProblem, SteadyStateProblem
 from .registry import available
 from .solution import (ConvergenceError, ConvergenceWarning, LinearSolution, ODESolution, Result, ReturnCode, Solution,
                        Stats)
@@ -35,6 +36,7 @@ __all__ = [
     "SteadyStateProblem",
     "FixedPointProblem",
     "IntervalNonlinearProblem",
+    "NonlinearLeastSquaresProblem",
     "solve",
     "Solution",
     "Stats",
@@ -59,6 +61,7 @@ __all__ = [
     "NewtonRaphson",
     "TrustRegion",
     "LevenbergMarquardt",
+    "GaussNewton",
     "PseudoTransient",
     "Auto",
     "ITP",

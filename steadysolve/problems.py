@@ -9,6 +9,8 @@ whose root is sought:
   integrates ``f`` in real time instead.
 * ``FixedPointProblem(g, u0, p)``: ``F(u) = g(u, p) - u``; fixed-point algorithms
   iterate ``g`` itself.
+* ``NonlinearLeastSquaresProblem(f, u0, p)``: minimise ``0.5 ||F(u)||^2`` with ``F(u) = f(u, p)``
+  of ``m >= n`` components (a root when there is one).
 
 Optional derivative callables, all taking ``p`` last like ``f``:
 ``jvp(u, v, p)`` (Jacobian of ``f`` -- or ``g`` -- times ``v``), ``vjp(u, w, p)``
@@ -25,7 +27,8 @@ from . import _backend as backend
 from ._backend import fused
 from . import sparse
 
-__all__ = ["NonlinearProblem", "SteadyStateProblem", "FixedPointProblem", "AbstractProblem"]
+__all__ = ["NonlinearProblem", "SteadyStateProblem", "FixedPointProblem", "NonlinearLeastSquaresProblem",
+           "AbstractProblem", "check_least_squares_output"]
 
 
 class AbstractProblem:
@@ -208,6 +211,96 @@ class FixedPointProblem(AbstractProblem):
         return J - xp.eye(J.shape[-1], dtype=J.dtype, device=backend.device_of(J))
 
 
+class NonlinearLeastSquaresProblem(AbstractProblem):
+    """Minimise ``0.5 ||f(u, p)||_2^2`` over ``u``, with ``f`` returning ``m >= n`` residuals.
+
+    A zero residual is a root and ends with ``Success``; a minimum whose residual is not zero
+    ends with ``ReturnCode.LeastSquaresMinimum`` (``sol.successful`` is True for both, but only
+    ``Success`` means ``f(u) = 0``). Solved by ``GaussNewton``, ``LevenbergMarquardt`` (the default)
+    and ``TrustRegion``; ``sol.stats.extra["objective"]`` holds ``0.5 ||F||^2`` at the answer.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(u, p) -> residuals``: an array of ``u``'s dtype and library with ``m >= n`` elements
+        (``n`` the size of ``u``), of any shape; batched (``solve(..., batch_axis=k)``), the residual
+        has the batch on the same axis ``k``. Checked on the first call, before iterating.
+    u0 : array
+        Initial guess: floating point, finite.
+    p : any, optional
+        Parameters, passed to ``f`` untouched.
+    jvp, vjp, jac : callable, optional
+        ``jvp(u, v, p)`` (``J v``, residual-shaped), ``vjp(u, w, p)`` (``w J``, ``u``-shaped) and
+        ``jac(u, p)``: the dense Jacobian ``(m, n)`` (``(B, m, n)`` for a batch, batch first).
+        Default: AD (PyTorch, JAX) or forward differences.
+
+    Raises
+    ------
+    TypeError, ValueError
+        ``f`` not callable; ``u0`` not a finite floating-point array. At ``solve``: ``f`` returning
+        fewer residuals than unknowns, another dtype or library, or a batch of another size.
+
+    Examples
+    --------
+    >>> import numpy as np, steadysolve as ss
+    >>> t = np.array([0.0, 1.0, 2.0, 3.0]); y = np.array([1.0, 3.0, 2.0, 4.0])
+    >>> line = lambda u, p: u[0] + u[1] * t - y           # 4 residuals, 2 unknowns
+    >>> sol = ss.solve(ss.NonlinearLeastSquaresProblem(line, np.zeros(2)))
+    >>> sol.retcode.name, sol.successful, np.round(sol.u, 6)
+    ('LeastSquaresMinimum', True, array([1.3, 0.8]))
+    """
+
+    kind = "least_squares"
+
+    def __init__(self, f: Callable, u0: Any, p: Any = None, *, jvp: Optional[Callable] = None,
+                 vjp: Optional[Callable] = None, jac: Optional[Callable] = None, rowwise: Optional[bool] = None,
+                 **unknown):
+        if unknown.get("sparsity") is not None:
+            raise ValueError("NonlinearLeastSquaresProblem: sparsity= is not supported (the least-squares "
+                             "methods use a dense m x n Jacobian)")
+        unknown.pop("sparsity", None)
+        if unknown:
+            raise TypeError(f"NonlinearLeastSquaresProblem: unknown keyword(s) {sorted(unknown)}")
+        super().__init__(f, u0, p, jvp=jvp, vjp=vjp, jac=jac, rowwise=rowwise)
+
+    def residual(self, u, p):
+        return self.f(u, p)
+
+    def residual_sparsity(self, n: int):
+        return None
+
+    def remake(self, *, u0=None, p=None, **kw):
+        args = dict(jvp=self.jvp, vjp=self.vjp, jac=self.jac, rowwise=self.rowwise)
+        args.update(kw)
+        return type(self)(self.f, self.u0 if u0 is None else u0, self.p if p is None else p, **args)
+
+
+def check_least_squares_output(name: str, out, u0, batch_axis) -> tuple:
+    """Validate ``f(u0, p)`` of a least-squares problem: an array of ``u0``'s library and dtype with
+    ``m >= n`` residuals per element (the batch on ``batch_axis``). Returns its shape."""
+    if not backend.is_array(out):
+        raise TypeError(f"{name} must return an array of residuals like u0, got {type(out).__name__}")
+    lib_u, lib_o = backend.library_name(u0), backend.library_name(out)
+    if lib_o != lib_u:
+        raise TypeError(f"{name} returned a {lib_o} array for a {lib_u} u0: mixed array libraries")
+    if out.dtype != u0.dtype:
+        raise TypeError(f"{name} returned dtype {out.dtype} but u0 has dtype {u0.dtype}; the residuals must have "
+                        "u0's dtype (check for float64/float32 promotion)")
+    shape, ushape = tuple(out.shape), tuple(u0.shape)
+    if batch_axis is None:
+        n, m, per = math.prod(ushape), math.prod(shape), ""
+    else:
+        B = ushape[batch_axis]
+        if len(shape) <= batch_axis or shape[batch_axis] != B:
+            raise ValueError(f"{name} returned shape {shape} for a batch of {B} on axis {batch_axis} (u0 has shape "
+                             f"{ushape}); the residuals must have the batch on the same axis")
+        n, m, per = math.prod(ushape) // B, math.prod(shape) // B, " per element"
+    if m < n:
+        raise ValueError(f"{name} returned {m} residuals{per} (shape {shape}) for n = {n} unknowns; a least-squares "
+                         f"problem needs m >= n residuals (fewer leave the minimiser undetermined)")
+    return shape
+
+
 def validate_u0(u0, p, where: str) -> None:
     """Checks that need no call of ``f``: an array, floating point, finite, one library."""
     if not backend.is_array(u0):
@@ -245,10 +338,11 @@ def as_output(out, u):
     return out
 
 
-def checked(fn, name: str, u0):
-    """``fn`` with every output checked against ``u0``'s shape and dtype (a cheap comparison per
-    call, so a change of shape on the k-th call is reported as such, naming ``fn``)."""
-    shape, dtype = tuple(u0.shape), u0.dtype
+def checked(fn, name: str, u0, out_shape=None):
+    """``fn`` with every output checked against ``u0``'s shape (or ``out_shape``) and dtype (a cheap
+    comparison per call, so a change of shape on the k-th call is reported as such, naming ``fn``)."""
+    shape, dtype = tuple(u0.shape) if out_shape is None else tuple(out_shape), u0.dtype
+    ref = "u0 has shape" if out_shape is None else "it returned"
     zero_d_numpy = getattr(u0, "ndim", None) == 0 and type(u0).__module__ == "numpy"
 
     def call(*args):
@@ -260,7 +354,7 @@ def checked(fn, name: str, u0):
                 raise TypeError(f"{name} returned a {type(out).__name__} during the solve; it must return an "
                                 "array like u0")
             if tuple(out.shape) != shape:
-                raise ValueError(f"{name} returned shape {tuple(out.shape)} during the solve but u0 has shape "
+                raise ValueError(f"{name} returned shape {tuple(out.shape)} during the solve but {ref} "
                                  f"{shape} (its output shape changed after the first call)")
             if out.dtype != dtype:
                 raise TypeError(f"{name} returned dtype {out.dtype} during the solve but u0 has dtype {dtype}")
@@ -269,7 +363,7 @@ def checked(fn, name: str, u0):
     return call
 
 
-def checked_jac(jac, u0, batch=None):
+def checked_jac(jac, u0, batch=None, m=None):
     """The problem's ``jac`` with every output checked: an array of ``u0``'s library and dtype, of
     shape ``(n, n)`` (or ``u0.shape * 2``) for one system of ``n`` unknowns, ``(B, n, n)`` (or
     ``(B,) + element shape * 2``, batch first) for a batch of ``B`` (``batch`` the batch axis of
@@ -279,6 +373,8 @@ def checked_jac(jac, u0, batch=None):
     if batch is None:
         n = math.prod(shape)
         allowed, want = ((n, n), shape + shape), f"({n}, {n}) for a system of n = {n} unknowns"
+        if m is not None:  # a least-squares problem: m residuals
+            allowed, want = ((m, n),), f"({m}, {n}) for m = {m} residuals and n = {n} unknowns"
     else:
         B = shape[batch]
         elem = shape[:batch] + shape[batch + 1:]
@@ -286,6 +382,8 @@ def checked_jac(jac, u0, batch=None):
         allowed = ((B, n, n), (B,) + elem + elem)
         want = (f"({B}, {n}, {n}) for a batch of {B} systems of n = {n} unknowns each (the batch axis "
                 f"first, whatever batch_axis)")
+        if m is not None:
+            allowed, want = ((B, m, n),), f"({B}, {m}, {n}) for a batch of {B} problems (the batch axis first)"
 
     def call(u, p):
         J = jac(u, p)

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from . import _backend as backend
 
-__all__ = ["ReturnCode", "ConvergenceError", "ConvergenceWarning", "Result", "RUNNING"]
+__all__ = ["ReturnCode", "ConvergenceError", "ConvergenceWarning", "Result", "RUNNING", "SUCCESS_CODES"]
 
 
 class ReturnCode(enum.Enum):
@@ -44,6 +44,14 @@ class ReturnCode(enum.Enum):
         The inner linear solve broke down or produced non-finite values.
     TimeLimit
         ``DynamicSS``: the integration time passed ``tmax`` before a steady state was reached.
+    NoBracket
+        ``IntervalNonlinearProblem``: ``f`` has the same sign at both ends of the bracket.
+    LeastSquaresMinimum
+        ``NonlinearLeastSquaresProblem`` only: a least-squares solution whose residual is not
+        zero (the gradient ``J^T F`` of ``0.5 ||F||^2`` vanishes to the tolerance, or the model and
+        the actual reduction of ``||F||^2`` fall below it, while ``||F||`` does not meet the tolerance
+        of a root). ``successful`` is True for it (the solve found what a least-squares problem asks),
+        but it is never ``Success``: that code means a zero residual.
 
     Examples
     --------
@@ -63,6 +71,8 @@ class ReturnCode(enum.Enum):
     TimeLimit = "the integration time passed tmax before a steady state was reached"
     NoBracket = ("f has the same sign at both ends of the bracket (no sign change), so the bracket is not known "
                  "to hold a root; widen or move it")
+    LeastSquaresMinimum = ("a least-squares minimum with a nonzero residual: the gradient J^T F of 0.5 ||F||^2 "
+                           "vanishes (to the tolerance) but F does not, so this is not a root")
 
     @property
     def code(self) -> int:
@@ -76,8 +86,9 @@ class ReturnCode(enum.Enum):
 
     @property
     def successful(self) -> bool:
-        """Whether this code is ``Success`` (the only code that means a root was found)."""
-        return self is ReturnCode.Success
+        """Whether this code ends a solve successfully: ``Success`` (a root, a zero residual) or, for a
+        ``NonlinearLeastSquaresProblem``, ``LeastSquaresMinimum`` (a minimum of ``||F||`` that is not zero)."""
+        return self is ReturnCode.Success or self is ReturnCode.LeastSquaresMinimum
 
     def __str__(self) -> str:
         return f"ReturnCode.{self.name}"
@@ -91,12 +102,15 @@ _ORDER = [
     ReturnCode.Stalled,
     ReturnCode.LinearSolveFailed,
     ReturnCode.TimeLimit,
-    ReturnCode.NoBracket,  # codes are decoded by number (JAX adapter, Solution): append, never renumber
+    ReturnCode.NoBracket,
+    ReturnCode.LeastSquaresMinimum,  # codes are decoded by number (JAX adapter, Solution): append, never renumber
 ]
 _CODES = {rc: i for i, rc in enumerate(_ORDER)}
 _FROM_CODE = {i: rc for rc, i in _CODES.items()}
 #: marks a still-running element inside the drivers
 RUNNING = -1
+#: the integer codes that end a solve successfully (``ReturnCode.successful``)
+SUCCESS_CODES = (_CODES[ReturnCode.Success], _CODES[ReturnCode.LeastSquaresMinimum])
 
 
 class ConvergenceError(RuntimeError):
@@ -234,16 +248,18 @@ class Result:
 
     @property
     def retcode(self) -> ReturnCode:
-        """The worst element's code: the first failure, ``Success`` when every element succeeded."""
-        for v in _as_host_codes(self._codes):
-            if v != 0:
+        """The worst element's code: the first failure, ``Success`` when every element succeeded (found a
+        root), ``LeastSquaresMinimum`` when every element succeeded and some at a nonzero residual."""
+        codes = _as_host_codes(self._codes)
+        for v in codes:
+            if v not in SUCCESS_CODES:
                 return ReturnCode.from_code(v)
-        return ReturnCode.Success
+        return ReturnCode.from_code(max(codes, default=0))
 
     @property
     def nfailed(self) -> int:
         """Number of elements that did not succeed."""
-        return sum(1 for v in _as_host_codes(self._codes) if v != 0)
+        return sum(1 for v in _as_host_codes(self._codes) if v not in SUCCESS_CODES)
 
     @property
     def successful(self):
@@ -252,8 +268,8 @@ class Result:
         if not isinstance(c, (list, int)) and backend.is_traced(c):
             import jax.numpy as jnp
 
-            return jnp.all(c == 0)
-        return self.retcode is ReturnCode.Success
+            return jnp.all((c == SUCCESS_CODES[0]) | (c == SUCCESS_CODES[1]))
+        return self.retcode.successful
 
     def __bool__(self):
         # `if sol:` would read as "solved?" to some and "not None" to others, and a batch has no single

@@ -12,14 +12,15 @@ from .algorithms.auto import Auto
 from .algorithms.base import Polyalgorithm
 from ._engine.chain import run_chain, summary
 from ._checks import check_batch_axis, check_bool, check_callable, check_int, check_tol, reject_unknown
-from ._engine.context import build_context, fname_of, narrower
+from ._engine.context import build_context, fname_of, narrower, residual_layout
 from ._backend.layout import Layout
 from .interval import IntervalNonlinearProblem
 from ._engine.bracket import solve_interval
 from ._engine.driver import run
 from ._small.choose import small_twin
-from .problems import AbstractProblem, as_output, check_output, with_user_errstate
+from .problems import AbstractProblem, as_output, check_least_squares_output, check_output, with_user_errstate
 from .registry import resolve
+from .retcodes import SUCCESS_CODES
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
 from .termination import default_tolerance, get_norm, resolve_tolerances
 
@@ -64,11 +65,14 @@ def solve(prob: Union[AbstractProblem, IntervalNonlinearProblem], alg: Any = Non
 
     Parameters
     ----------
-    prob : NonlinearProblem, SteadyStateProblem, FixedPointProblem or IntervalNonlinearProblem
+    prob : NonlinearProblem, SteadyStateProblem, FixedPointProblem, IntervalNonlinearProblem or NonlinearLeastSquaresProblem
         What to solve: ``f(u, p) = 0``, ``du/dt = f(u, p, t) = 0`` or ``g(u, p) = u``, from ``u0``;
         or scalar roots on arrays of brackets ``[lo, hi]`` (an IntervalNonlinearProblem: ``alg`` is a
         bracketing method, ``"itp"`` by default, and ``abstol`` / ``reltol`` bound the bracket's width;
-        see ``docs/bracketing.md``).
+        see ``docs/bracketing.md``); or the minimiser of ``0.5 ||f(u, p)||^2`` with ``m >= n`` residuals
+        (a NonlinearLeastSquaresProblem: ``LevenbergMarquardt`` by default, also ``GaussNewton`` and
+        ``TrustRegion``; ``Success`` at a zero residual, ``LeastSquaresMinimum`` at a nonzero minimum;
+        measured in the 2-norm; see ``docs/least_squares.md``).
     alg
         An algorithm instance (``Anderson(memory=5)``) or a registered name
         (``"anderson"``, ``"fixed_point"``, ...). ``None`` (or ``"auto"``) means the default
@@ -136,6 +140,8 @@ def solve(prob: Union[AbstractProblem, IntervalNonlinearProblem], alg: Any = Non
     abstol = check_tol("solve", "abstol", abstol)
     reltol = check_tol("solve", "reltol", reltol)
     maxiters = check_int("solve", "maxiters", maxiters, 1)
+    if isinstance(prob, AbstractProblem) and prob.kind == "least_squares":
+        norm = _least_squares_norm(norm)
     norm = get_norm(norm)
     throw = check_bool("solve", "throw", throw)
     if not isinstance(store_trace, bool):
@@ -163,11 +169,15 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
         g0 = as_output(prob.fixed_point_map(u0, prob.p), u0)
         check_output(fname, g0, u0, xp)
         fu0 = g0 - u0
+    elif prob.kind == "least_squares":  # m >= n residuals per element, the batch on the same axis
+        fu0 = as_output(prob.residual(u0, prob.p), u0)
+        check_least_squares_output(fname, fu0, u0, batch_axis)
     else:
         fu0 = as_output(prob.residual(u0, prob.p), u0)
         check_output(fname, fu0, u0, xp)
+    res_layout = residual_layout(prob, xp, fu0, layout) or layout
     if getattr(norm, "user", False):
-        _check_norm(norm, xp, layout.to_rows(fu0), layout.batch)
+        _check_norm(norm, xp, res_layout.to_rows(fu0), layout.batch)
 
     use_jax = backend.is_jax(xp) and (
         any(backend.is_traced(x) for x in backend.tree_leaves((u0, prob.p))) or backend.is_traced(fu0))
@@ -219,7 +229,11 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
             trace = trace[:, 0]
         if not isinstance(codes, list):
             codes = xp.reshape(codes, ())
-    sol = Solution(layout.from_rows(res.u), layout.from_rows(res.fu), codes, stats, user_prob, alg,
+    if prob.kind == "least_squares":  # the objective 0.5 ||F||^2 per element (0-d when unbatched)
+        half = 0.5 * xp.sum(res.fu * res.fu, axis=1)
+        stats.extra["objective"] = (half if batched else xp.reshape(half, ()) if use_jax
+                                    else float(half[0]))
+    sol = Solution(layout.from_rows(res.u), res_layout.from_rows(res.fu), codes, stats, user_prob, alg,
                    trace=trace, batched=batched)
     if not use_jax and not sol.successful:
         hint = small_twin(last[0], ctx).failure_hint(last[1].state, last[1].codes)
@@ -242,6 +256,17 @@ _SIGN_HINT = ("This algorithm iterates u + a*f(u) (FixedPointIteration, Anderson
               "(DynamicSS): it needs f to point towards the root (du/dt = f stable there). If your f is u - G(u), "
               "solve -f (or the FixedPointProblem of G) instead, or use a Newton-type method (newton_krylov, "
               "newton), which does not care about the sign.")
+
+
+def _least_squares_norm(norm):
+    """A least-squares problem is judged (and its best iterate chosen) in the 2-norm of its objective:
+    the default ``"max"`` becomes ``"l2"``; ``"l2"`` and ``"rms"`` (the same order) are kept."""
+    if norm == "max":
+        return "l2"
+    if norm in ("l2", "rms"):
+        return norm
+    raise ValueError(f"solve: a NonlinearLeastSquaresProblem is measured in the 2-norm of its residuals (the "
+                     f"objective 0.5 ||F||^2): norm must be 'l2' or 'rms' (the default 'max' means 'l2'), got {norm!r}")
 
 
 def _num(x: Any):
@@ -273,6 +298,7 @@ def _jax_throw(sol):
         raise ValueError("solve(throw=True) inside jax.jit needs equinox (pip install equinox)") from e
     import jax.numpy as jnp
 
-    sol.u = eqx.error_if(sol.u, jnp.any(sol.retcode_array != 0),
+    codes = sol.retcode_array
+    sol.u = eqx.error_if(sol.u, jnp.any((codes != SUCCESS_CODES[0]) & (codes != SUCCESS_CODES[1])),
                          "steadysolve: the solve did not converge (see the return code)")
     return sol

@@ -189,6 +189,11 @@ class Products:
         return self.jvp_kind == "fd"
 
     @property
+    def jacobian_by_differences(self) -> bool:
+        """Whether :meth:`jacobian` is by finite differences (entries accurate to about ``sqrt(eps)``)."""
+        return self._user_jac is None and self.jvp_kind == "fd"
+
+    @property
     def typical(self) -> float:
         """Typical magnitude of ``u``'s components (finite-difference steps)."""
         return self._typical
@@ -269,7 +274,7 @@ class Products:
         eye = xp.reshape(xp.eye(n, dtype=u.dtype, device=backend.device_of(u)), (1, n, n))
         points = xp.reshape(u, (B, 1, n)) + xp.reshape(h, (B, 1, n)) * eye
         cols = xp.stack([self.F(points[:, j, :]) for j in range(n)], axis=2)
-        return (cols - xp.reshape(fu, (B, n, 1))) / xp.reshape(h, (B, 1, n))
+        return (cols - xp.reshape(fu, (B, fu.shape[1], 1))) / xp.reshape(h, (B, 1, n))  # (B, m, n)
 
     def _fd_jacobian_host(self, u, fu, rel):
         """:meth:`_fd_jacobian` of one NumPy element: the same steps and points, built on Python floats."""
@@ -280,4 +285,4 @@ class Products:
         h = [((v - s) - v) if v < 0 else ((v + s) - v) for v, s in zip(x, h)]
         points = xp.asarray([[v + h[j] if k == j else v for k, v in enumerate(x)] for j in range(n)], dtype=u.dtype)
         rows = xp.concat([self.F(points[j:j + 1, :]) for j in range(n)], axis=0)  # row j: F(u + h_j e_j)
-        return xp.reshape((rows - fu).T / xp.asarray(h, dtype=u.dtype), (1, n, n))
+        return xp.reshape((rows - fu).T / xp.asarray(h, dtype=u.dtype), (1, fu.shape[1], n))

@@ -227,7 +227,7 @@ def torch_jacobian(F, wide=None):
 
     def jac(u, fu):
         B, n = u.shape
-        if n <= REVERSE_MAX_N:
+        if n <= REVERSE_MAX_N and fu.shape[1] == n:  # (a least-squares residual of m != n rows: forward mode)
             try:
                 return _reverse_jacobian(F, u, fu, wide)
             except (RuntimeError, NotImplementedError) as e:  # not differentiable backwards: forward mode below

@@ -13,7 +13,7 @@ from .._backend.layout import Layout
 from ..problems import checked, checked_jac
 from ..termination import HOST_NORMS, l2_norm, max_norm, rms_norm
 
-__all__ = ["build_context", "narrower", "fname_of"]
+__all__ = ["build_context", "narrower", "fname_of", "residual_layout"]
 
 FUSED_NORMS = {l2_norm: "l2", max_norm: "max"}
 _NP = backend.host_numpy()
@@ -22,15 +22,19 @@ _ROW_SQUARES = {l2_norm: row_squares, rms_norm: row_squares}
 
 def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, traced=False) -> Context:
     """The :class:`Context` of one solve: the problem's functions on ``(batch, n)`` rows (each call
-    of the user's function checked against ``u0``'s shape and dtype)."""
+    of the user's function checked against ``u0``'s shape and dtype; a least-squares problem's
+    residuals against ``fu0_user``'s, as ``(batch, m)`` rows)."""
     p = prob.p
     prob, original = object.__new__(type(prob)), prob  # a shallow copy (cheaper than copy.copy)
     prob.__dict__.update(original.__dict__)
-    prob.f = checked(prob.f, fname_of(prob), u0)
+    lsq = residual_layout(prob, xp, fu0_user, layout)
+    prob.f = checked(prob.f, fname_of(prob), u0, None if lsq is None else fu0_user.shape)
     if prob.jac is not None:
-        prob.jac = checked_jac(prob.jac, u0, layout.axis)
+        prob.jac = checked_jac(prob.jac, u0, layout.axis, None if lsq is None else lsq.n)
     to_s, to_u = layout.to_rows, layout.from_rows
     host = backend.is_numpy(xp)
+    if lsq is not None:
+        return _least_squares_context(prob, u0, layout, lsq, xp, fu0_user, abstol, reltol, norm, traced)
     G = None  # the fixed-point map in solver layout (FixedPointProblem only)
     if host and layout.axis in (None, 0):  # NumPy, batch first (or none): the layout is two reshapes, as methods
         shape, rows, residual, f = layout.shape, (layout.batch, layout.n), prob.residual, prob.f
@@ -110,12 +114,50 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     return ctx
 
 
+def residual_layout(prob, xp, fu0_user, layout):
+    """The row layout of a least-squares problem's residuals (``(batch, m)``), else None."""
+    if prob.kind != "least_squares":
+        return None
+    return Layout(xp, fu0_user.shape, layout.axis)
+
+
+def _least_squares_context(prob, u0, layout, lsq, xp, fu0_user, abstol, reltol, norm, traced):
+    """The context of a least-squares problem: ``F`` maps ``(batch, n)`` rows to ``(batch, m)`` rows; its
+    Jacobian is ``(batch, m, n)`` (dense: the least-squares methods are dense methods)."""
+    p, to_s, to_u, to_r, res_rows = prob.p, layout.to_rows, layout.from_rows, lsq.to_rows, lsq.from_rows
+
+    def F(u):
+        return to_r(prob.residual(to_u(u), p))
+
+    jvp = vjp = jac = None
+    if prob.jvp is not None:
+        def jvp(u, v, fu):
+            return to_r(prob.residual_jvp(to_u(u), to_u(v), p))
+    if prob.vjp is not None:
+        def vjp(u, w):
+            return to_s(prob.residual_vjp(to_u(u), res_rows(w), p))
+    if prob.jac is not None:
+        def jac(u):
+            return xp.reshape(prob.residual_jac(to_u(u), p), (layout.batch, lsq.n, layout.n))
+
+    def norm_fn(x):
+        return norm(xp, x)
+
+    return Context(
+        xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,
+        F=F, G=None, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac), vector_field=lambda u, t: F(u),
+        norm=norm_fn, abstol=abstol, reltol=reltol, fu0=to_r(fu0_user), p=p, kind=prob.kind, traced=traced,
+        host_arrays=backend.is_numpy(xp))
+
+
 def narrower(prob, xp, layout, norm):
     """``narrow(ctx, idx)``: the context of rows ``idx`` of a batched solve, for the eager driver's
     working set (see ``_engine.rows``) and the JAX driver's compaction (``_engine.compaction``). Only for
     row-wise problems: ``p`` holds no array with an axis of the batch size (per-element parameters
     could not follow a smaller batch), unless the problem says otherwise (``rowwise``)."""
     B = layout.batch
+    if prob.kind == "least_squares":  # the residual rows have their own layout: the whole batch is stepped
+        return None
     if prob.rowwise is False or (prob.rowwise is None and any(
             backend.is_array(x) and B in tuple(x.shape) for x in backend.tree_leaves(prob.p))):
         return None

@@ -30,7 +30,8 @@ _TWINS = {NewtonRaphson: SmallNewtonRaphson, NewtonKrylov: SmallNewtonKrylov, Tr
 def applies(ctx) -> bool:
     """One eager float64 NumPy system: the engine's domain (its scalars are Python floats, whose arithmetic
     is float64: a float32 solve keeps a float32 clock, as the generic algorithms do)."""
-    return _one_numpy_system(ctx.xp, ctx.batch) and not ctx.traced and ctx.dtype == _FLOAT64
+    return (_one_numpy_system(ctx.xp, ctx.batch) and not ctx.traced and ctx.dtype == _FLOAT64
+            and ctx.kind != "least_squares")  # the twins are square-Jacobian root finders
 
 
 def small_twin(alg, ctx):

@@ -9,6 +9,7 @@ from .broyden import Broyden
 from .newton import NewtonRaphson
 from .trust_region import TrustRegion
 from .levenberg_marquardt import LevenbergMarquardt
+from .gauss_newton import GaussNewton
 from .pseudo_transient import PseudoTransient
 from .auto import Auto
 from .bracketing import Bisection, Ridder
@@ -16,4 +17,4 @@ from .brent import Brent
 from .itp import ITP
 
 __all__ = ["Algorithm", "Polyalgorithm", "Context", "Anderson", "FixedPointIteration", "DynamicSS", "NewtonKrylov", "Broyden", "NewtonRaphson",
-           "TrustRegion", "LevenbergMarquardt", "PseudoTransient", "Auto", "ITP", "Brent", "Bisection", "Ridder"]
+           "TrustRegion", "LevenbergMarquardt", "GaussNewton", "PseudoTransient", "Auto", "ITP", "Brent", "Bisection", "Ridder"]

@@ -46,7 +46,8 @@ class Auto(Polyalgorithm):
     * ``n <= dense_max`` (default 100): ``NewtonKrylov`` -> ``TrustRegion`` ->
       ``NewtonRaphson`` -> ``LevenbergMarquardt``, then trust region,
       Levenberg-Marquardt and Newton again from ``u0``;
-    * larger: ``NewtonKrylov`` -> ``Broyden``, then Broyden from ``u0`` (matrix-free only).
+    * larger: ``NewtonKrylov`` -> ``Broyden``, then Broyden from ``u0`` (matrix-free only);
+    * ``NonlinearLeastSquaresProblem``: ``LevenbergMarquardt`` alone.
 
     An attempt that fails (any return code but ``Success``) hands its best iterate to the
     next one (the attempts "from ``u0``" restart the unsolved elements there: a best
@@ -118,6 +119,8 @@ class Auto(Polyalgorithm):
             return tuple((a, False) for a in self.algs)
         if kind == "steady_state":
             return self._steady_chain(n)
+        if kind == "least_squares":  # a NonlinearLeastSquaresProblem: its minimum, root or not
+            return ((LevenbergMarquardt(), False),)
         if n <= self.tiny_max:
             first, fallbacks = NewtonRaphson(), (TrustRegion(), NewtonKrylov())
         elif n <= self.dense_max:

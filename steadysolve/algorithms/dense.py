@@ -42,7 +42,7 @@ def refresh_jacobian(ctx, u, fu, J_old, need):
 def finite_jacobian(xp, J):
     """``(J with non-finite matrices zeroed, finite (B,) bool)``."""
     B, n = J.shape[0], J.shape[1]
-    finite = xp.all(xp.isfinite(xp.reshape(J, (B, n * n))), axis=1)
+    finite = xp.all(xp.isfinite(xp.reshape(J, (B, -1))), axis=1)  # (B, m, n) for least squares
     return xp.where(xp.reshape(finite, (B, 1, 1)), J, xp.zeros_like(J)), finite
 
 

@@ -25,6 +25,7 @@ from ..registry import register
 from ..retcodes import ReturnCode
 from .base import PROGRESS_ITERS, Algorithm, no_progress
 from .dense import ACCEPT_RHO, rated_trial, refuse_large, scaled_jacobian, take_accepted
+from ._least_squares import gradient, is_rectangular, minimum_flag, predicted_reduction, residual_size
 
 __all__ = ["LevenbergMarquardt", "LMState"]
 
@@ -60,7 +61,9 @@ class LevenbergMarquardt(Algorithm):
     A least-squares method: it converges to a minimum of ``||F||_2`` even when that is
     not a root, and then stops honestly with ``Stalled`` (the scaled gradient
     ``max_j |(J^T F)_j| / (||J e_j|| ||F||)`` below ``gtol``, or the damping above
-    ``1e16`` with no step accepted) instead of reporting success.
+    ``1e16`` with no step accepted) instead of reporting success. On a
+    :class:`~steadysolve.NonlinearLeastSquaresProblem` (``m >= n`` residuals, Jacobian ``m x n``)
+    such a minimum is the answer: ``LeastSquaresMinimum`` (see ``algorithms._least_squares``).
 
     Parameters
     ----------
@@ -105,7 +108,7 @@ class LevenbergMarquardt(Algorithm):
         ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
         fn2 = xp.sum(fu * fu, axis=1)
         return LMState(
-            u=u0, fu=fu, fn2=fn2, J=ctx.zeros((B, n, n)),
+            u=u0, fu=fu, fn2=fn2, J=ctx.zeros((B, residual_size(ctx), n)),
             fresh=xp.zeros((B,), dtype=xp.bool, device=ctx.device), D=ctx.zeros((B, n)),
             lam=self.damping * ones, nu=2.0 * ones, flag=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
             nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
@@ -117,7 +120,7 @@ class LevenbergMarquardt(Algorithm):
         need = ~state.fresh
         J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
         fu, lam = state.fu, state.lam
-        g = xp.sum(J * xp.reshape(fu, (B, n, 1)), axis=1)  # J^T F
+        g = gradient(xp, J, fu)  # J^T F
         JtJ = xp.matmul(xp.permute_dims(J, (0, 2, 1)), J)
         eye = xp.reshape(xp.eye(n, dtype=ctx.dtype, device=ctx.device), (1, n, n))
         pos = state.fn20 > 0
@@ -140,6 +143,12 @@ class LevenbergMarquardt(Algorithm):
         stuck = ~accept & (lam_new > 1e16)
         nslow, ref2 = no_progress(xp, accept, ftn2, state.nslow, state.ref2)
         flag = xp.where(stationary | stuck | (nslow >= PROGRESS_ITERS), xp.full_like(state.flag, _STALLED), state.flag)
+        if is_rectangular(ctx):  # least squares: a minimum with a nonzero residual is the answer, not a stall;
+            # slow progress is no stall either (at a flat minimum it is expected; maxiters bounds the rest)
+            flag = xp.where(stationary | stuck, xp.full_like(state.flag, _STALLED), state.flag)
+            pred = xp.where(usable, predicted_reduction(xp, J, fu, delta), -one)
+            flag = minimum_flag(ctx, flag, g, D, state.fn2, ftn2, pred, self.gtol,
+                                stuck=stuck | (nslow >= PROGRESS_ITERS))
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, fu, state.fn2)
         return LMState(u, fu, fn2, J, ~accept, D, lam_new, nu, flag, state.nf + 1 + ctx.f_calls(dj), state.njvp + dj,

@@ -28,6 +28,8 @@ from .base import PROGRESS_ITERS, Algorithm, no_progress
 from .dense import ACCEPT_RHO, rated_trial, regularised, scaled_jacobian, take_accepted
 from .dense import refresh_jacobian, refuse_large  # noqa: F401 - refresh_jacobian re-exported
 from .dense import rows_dot as _rows
+from ._least_squares import gauss_newton_point, gradient, is_rectangular, minimum_flag, predicted_reduction
+from ._least_squares import residual_size
 
 __all__ = ["TrustRegion", "TrustRegionState", "dogleg", "newton_point", "refresh_jacobian"]
 
@@ -66,7 +68,7 @@ def newton_point(xp, A, b):
     return backend.solve_small(xp, A, b, singular=lambda A, b: xp.matmul(xp.linalg.pinv(A), b))
 
 
-def dogleg(xp, J, fu, D, radius, shift=None, A=None):
+def dogleg(xp, J, fu, D, radius, shift=None, A=None, point=None):
     """Powell's dogleg step per row: ``(delta (B, n), ||D delta|| (B,), usable (B,) bool)``.
 
     ``J`` is ``(B, n, n)``, ``fu`` and ``D`` are ``(B, n)``, ``radius`` is ``(B,)``.
@@ -74,18 +76,19 @@ def dogleg(xp, J, fu, D, radius, shift=None, A=None):
     is taken when inside the region; otherwise the Cauchy point ``y_C`` of the
     scaled steepest descent direction (cut to the boundary when outside), or the point
     where the segment ``y_C -> y_N`` leaves the region. A non-finite Newton solve
-    (singular ``J``) leaves the Cauchy step alone.
+    (singular ``J``) leaves the Cauchy step alone. ``point``: the Gauss-Newton point when the caller
+    has it (a rectangular ``J``, ``(B, m, n)``: ``_least_squares.gauss_newton_point``).
     """
-    B, n = fu.shape
-    if A is None:  # the matrix of the Newton point: J, J + shift I, or the caller's (regularised) one
+    B, n = fu.shape[0], J.shape[2]
+    if point is None and A is None:  # the matrix of the Newton point: J, J + shift I, or the caller's one
         A = J if shift is None else J + xp.reshape(shift, (B, 1, 1)) * xp.reshape(
             xp.eye(n, dtype=fu.dtype, device=backend.device_of(fu)), (1, n, n))
-    pN = xp.reshape(newton_point(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
+    pN = point if point is not None else xp.reshape(newton_point(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
     yN = D * pN
     nN = xp.sqrt(_rows(xp, yN, yN))
     newton_ok = xp.all(xp.isfinite(pN), axis=1) & xp.isfinite(nN)
     yN = xp.where(xp.reshape(newton_ok, (B, 1)), yN, xp.zeros_like(yN))
-    g = xp.sum(J * xp.reshape(fu, (B, n, 1)), axis=1) / D  # scaled gradient D^-1 J^T F
+    g = gradient(xp, J, fu) / D  # scaled gradient D^-1 J^T F
     Jg = xp.sum(J * xp.reshape(g / D, (B, 1, n)), axis=2)
     gn2 = _rows(xp, g, g)
     t = gn2 / _safe(xp, _rows(xp, Jg, Jg))
@@ -166,7 +169,7 @@ class TrustRegion(Algorithm):
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         fu = ctx.fu0
         return TrustRegionState(
-            u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), J=ctx.zeros((B, n, n)),
+            u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), J=ctx.zeros((B, residual_size(ctx), n)),
             fresh=xp.zeros((B,), dtype=xp.bool, device=ctx.device), D=ctx.zeros((B, n)),
             radius=-xp.ones((B,), dtype=ctx.dtype, device=ctx.device), nsuc=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
             flag=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
@@ -184,7 +187,10 @@ class TrustRegion(Algorithm):
         radius = xp.where(state.radius < 0, first, state.radius)
         tiny = float(xp.finfo(ctx.dtype).smallest_normal)
         eps = float(xp.finfo(ctx.dtype).eps)
-        delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, A=regularised(xp, J))
+        if is_rectangular(ctx):
+            delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, point=gauss_newton_point(xp, J, state.fu))
+        else:
+            delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, A=regularised(xp, J))
         trial, ft, ftn2, rho, ok = rated_trial(ctx, state.u, state.fu, state.fn2, J, delta, finite_j & usable)
         accept = ok & (rho > ACCEPT_RHO)
         # MINPACK hybrd's radius update: the first step bounds the radius; a poor ratio halves it;
@@ -199,6 +205,12 @@ class TrustRegion(Algorithm):
         nslow, ref2 = no_progress(xp, accept, ftn2, state.nslow, state.ref2)
         collapsed = ~accept & (radius <= 10.0 * eps * dun + tiny)
         flag = xp.where(collapsed | (nslow >= PROGRESS_ITERS), xp.full_like(state.flag, _STALLED), state.flag)
+        if is_rectangular(ctx):  # least squares: a minimum with a nonzero residual is the answer, not a stall;
+            # slow progress is no stall either (at a flat minimum it is expected; maxiters bounds the rest)
+            flag = xp.where(collapsed, xp.full_like(state.flag, _STALLED), state.flag)
+            pred = xp.where(usable, predicted_reduction(xp, J, state.fu, delta), -xp.ones_like(rho))
+            flag = minimum_flag(ctx, flag, gradient(xp, J, state.fu), D, state.fn2, ftn2, pred,
+                                stuck=collapsed | (nslow >= PROGRESS_ITERS))
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, state.fu, state.fn2)
         return TrustRegionState(u, fu, fn2, J, ~accept, D, radius, nsuc, flag, state.nf + 1 + ctx.f_calls(dj),

@@ -175,6 +175,7 @@ class SmallNewtonKrylov(SmallNewton):
     def _direction(self, ctx, state, base):
         xp, alg = ctx.xp, self.alg
         aug, carry = alg._split(base.aux)
+        carry = alg.grown(ctx, carry, base.fn2, None)
         restart, eta, maxiters = alg.inner_solve(ctx, base.eta, aug, 1 if carry is None or carry.scale is None else carry.scale)
         M, carry, dpc = alg.preconditioner(ctx, base.u, base.fu, None, carry)
         jvp_u = ctx.products.linearize(base.u, base.fu, alg.jvp_step)

@@ -33,7 +33,8 @@ class KrylovCarry(NamedTuple):
     counters: Python ints eagerly)."""
 
     aug: Any  # (B, k, n) recycled directions, or None
-    scale: Any  # the Krylov budget of an inner solve is scale times the configured one
+    scale: Any  # the Krylov budget of an inner solve is scale times the configured one (None: fixed)
+    f2: Any  # ||F||^2 per element where the latest direction was computed (host floats; growth only)
     data: Any  # the preconditioner's setup
     since: Any  # Newton directions computed since the last setup
     ref: Any  # Krylov steps of the first inner solve after the last setup
@@ -46,6 +47,8 @@ class KrylovCarry(NamedTuple):
 #: a failed inner solve still gives a direction when it took the residual below this fraction of ||F||^2;
 #: one that failed at its first step reports ||F|| itself, which squares to ||F||^2 only up to rounding
 USEFUL = 1.0 - 1e-6
+#: the Krylov budget grows after a truncated inner solve whose Newton step kept more than this fraction of ||F||
+CRAWL = 0.5
 
 #: with the default (Eisenstat-Walker) forcing, systems this small get an exact Newton direction
 _EXACT_N = 8
@@ -165,12 +168,12 @@ class NewtonKrylov(NewtonBase):
         if not isinstance(pc, Preconditioner):
             if not self._grows(ctx):
                 return aug
-            return KrylovCarry(aug, 1, None, 0, 0, 0, 0, 0, 0)
+            return KrylovCarry(aug, 1, None, None, 0, 0, 0, 0, 0, 0)
         if ctx.traced and not pc.traceable:
             raise TypeError(f"NewtonKrylov: the preconditioner {type(pc).__name__} works on the host and does not "
                             "run under jax.jit; use Jacobi or BlockJacobi there")
         data, nprod = setup_operator(pc, ctx, u0, ctx.fu0)
-        return KrylovCarry(aug, 1 if self._grows(ctx) else None, data, c(0), c(0), c(0), c(0), c(1), c(nprod))
+        return KrylovCarry(aug, 1 if self._grows(ctx) else None, None, data, c(0), c(0), c(0), c(0), c(1), c(nprod))
 
     def _grows(self, ctx) -> bool:
         """Whether the Krylov budget may grow in this solve (eager, no cap set by the user)."""
@@ -210,6 +213,25 @@ class NewtonKrylov(NewtonBase):
 
         return M, carry, spent
 
+    def grown(self, ctx, carry, fn2, newton):
+        """The carry with the Krylov budget for the inner solve at a point of ``||F||^2 = fn2`` (per element;
+        ``newton`` as in :meth:`preconditioner`): doubled (up to ``krylov_growth``) when the latest inner
+        solve stopped at its cap and the Newton step it gave took ``||F||`` down by less than half
+        (``CRAWL``): truncated inner solves, Newton at a linear crawl."""
+        if carry is None or carry.scale is None:
+            return carry
+        f2 = [float(fn2)] if newton is None else backend.to_numpy(ctx.xp, fn2).tolist()
+        if newton is not None:  # the elements not computing a direction keep their reference
+            run = backend.to_numpy(ctx.xp, newton).tolist()
+            if not any(run):
+                return carry
+            if carry.f2 is not None:
+                f2 = [a if r else b for a, r, b in zip(f2, run, carry.f2)]
+        scale = carry.scale
+        if carry.short and carry.f2 is not None and any(a > CRAWL * CRAWL * b for a, b in zip(f2, carry.f2)):
+            scale = min(2 * scale, self.krylov_growth)
+        return carry._replace(scale=scale, f2=f2)
+
     def after_solve(self, ctx, carry, niter, codes, newton):
         """The schedule's counts after an inner solve of ``niter`` Krylov steps (``newton`` as above)."""
         if carry is None:
@@ -223,10 +245,7 @@ class NewtonKrylov(NewtonBase):
         else:
             ran = int(backend.host_bool(xp.any(newton)))
             short = int(ran > 0 and backend.host_bool(xp.any(newton & (codes == _MAXITERS))))
-        scale = carry.scale
-        if scale is not None and short:  # (None under jax.jit: the budget is fixed there)
-            scale = min(2 * scale, self.krylov_growth)
-        return carry._replace(scale=scale, ref=self._pick(ctx, (carry.since == 0) & (ran > 0), niter + 0 * carry.ref, carry.ref),
+        return carry._replace(ref=self._pick(ctx, (carry.since == 0) & (ran > 0), niter + 0 * carry.ref, carry.ref),
                               last=self._pick(ctx, ran > 0, niter + 0 * carry.last, carry.last),
                               short=self._pick(ctx, ran > 0, short + 0 * carry.short, carry.short),
                               since=carry.since + ran)
@@ -277,6 +296,7 @@ class NewtonKrylov(NewtonBase):
         xp, B = ctx.xp, ctx.batch
         u, fu = state.u, state.fu
         aug, carry = self._split(state.aux)
+        carry = self.grown(ctx, carry, state.fn2, newton)
         restart, eta, maxiters = self.inner_solve(ctx, state.eta, aug, 1 if carry is None or carry.scale is None else carry.scale)
         M, carry, dpc = self.preconditioner(ctx, u, fu, newton, carry)
         # the Jacobian at u, applied by every Krylov step (finite differences: u's part of the step once)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import steadysolve as ss
+from benchmarks.problems import bruss
 from steadysolve.linear.precond import AMG, ILU, BlockJacobi, Jacobi, Preconditioner
 
 from helpers import slow_on
@@ -240,11 +241,6 @@ def test_ilu_on_a_tridiagonal_jacobian_is_exact(bk):
 
 def test_amg_preconditioned_newton_krylov():
     pytest.importorskip("pyamg")
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from problems import bruss
 
     F, u0, p = bruss.problem(16)
     plain = ss.solve(ss.NonlinearProblem(F, u0, p), ss.NewtonKrylov(), abstol=1e-8)
@@ -281,3 +277,25 @@ def test_jacobi_under_jit_matches_eager():
     assert int(jitted.stats["nprecond"]) == int(eager.stats["nprecond"])
     assert int(jitted.stats["nlinear"]) == int(jitted.stats["nlinsolve"])
     del jnp
+
+
+# --- the Krylov budget grows when truncated inner solves make Newton crawl ------------------------
+
+
+def test_krylov_budget_grows_when_newton_crawls():
+    """Brusselator N = 16 with GMRES(8): with a fixed budget every inner solve is truncated and Newton
+    stalls after hundreds of iterations; growing the restart length (up to 4x) solves it."""
+    F, u0, p = bruss.problem(16)
+    prob = ss.NonlinearProblem(F, u0, p)
+    kw = dict(linsolve=ss.GMRES(restart=8), recycle=0)
+    fixed = ss.solve(prob, ss.NewtonKrylov(krylov_growth=1, **kw), abstol=1e-8, maxiters=200)
+    grown = ss.solve(prob, ss.NewtonKrylov(**kw), abstol=1e-8)
+    assert not fixed.successful
+    assert grown.successful and grown.stats["niter"] < 100
+    assert np.abs(F(grown.u, p)).max() <= 1e-8
+    # an explicit inner cap is the user's: no growth
+    capped = ss.solve(prob, ss.NewtonKrylov(linsolve=ss.GMRES(restart=8, maxiters=8), recycle=0), abstol=1e-8,
+                      maxiters=200)
+    assert not capped.successful
+    with pytest.raises(ValueError, match="krylov_growth"):
+        ss.NewtonKrylov(krylov_growth=0)

@@ -27,6 +27,15 @@ _LSF = ReturnCode.LinearSolveFailed.code
 _MAXITERS = ReturnCode.MaxIters.code
 
 
+class _HostFloats:
+    """Per-element Python floats in the carry, opaque to the driver's per-element selects."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values):
+        self.values = values
+
+
 class KrylovCarry(NamedTuple):
     """``NewtonKrylov``'s carry beyond the recycled directions: the growth of the Krylov budget (eager
     solves) and a :class:`~steadysolve.linear.precond.Preconditioner`'s data with its schedule (0-d
@@ -221,16 +230,17 @@ class NewtonKrylov(NewtonBase):
         if carry is None or carry.scale is None:
             return carry
         f2 = [float(fn2)] if newton is None else backend.to_numpy(ctx.xp, fn2).tolist()
+        old = None if carry.f2 is None else carry.f2.values
         if newton is not None:  # the elements not computing a direction keep their reference
             run = backend.to_numpy(ctx.xp, newton).tolist()
             if not any(run):
                 return carry
-            if carry.f2 is not None:
-                f2 = [a if r else b for a, r, b in zip(f2, run, carry.f2)]
+            if old is not None:
+                f2 = [a if r else b for a, r, b in zip(f2, run, old)]
         scale = carry.scale
-        if carry.short and carry.f2 is not None and any(a > CRAWL * CRAWL * b for a, b in zip(f2, carry.f2)):
+        if carry.short and old is not None and any(a > CRAWL * CRAWL * b for a, b in zip(f2, old)):
             scale = min(2 * scale, self.krylov_growth)
-        return carry._replace(scale=scale, f2=f2)
+        return carry._replace(scale=scale, f2=_HostFloats(f2))
 
     def after_solve(self, ctx, carry, niter, codes, newton):
         """The schedule's counts after an inner solve of ``niter`` Krylov steps (``newton`` as above)."""

@@ -263,11 +263,9 @@ NK_DEFAULT = "steadysolve NewtonKrylov()"
 # (name, function, peer the ratio is against, target ratio or None, sizes the target applies to)
 PRECOND_METHODS = [
     ("NK precond=ILU()", lambda N: steadysolve_precond(N, ss.ILU()), SCIPY_ILU, 0.5, (64, 128)),
-    ("NK precond=ILU(refresh='krylov')", lambda N: steadysolve_precond(N, ss.ILU(refresh="krylov")), SCIPY_ILU, 0.5,
-     (64, 128)),
+    ("NK precond=ILU(refresh=1)", lambda N: steadysolve_precond(N, ss.ILU(refresh=1)), SCIPY_ILU, 0.5, (64, 128)),
     ("NK precond=AMG()", lambda N: steadysolve_precond(N, ss.AMG()), REFERENCE, 1.0, (128,)),
-    ("NK precond=AMG(refresh='krylov')", lambda N: steadysolve_precond(N, ss.AMG(refresh="krylov")), REFERENCE, 1.0,
-     (128,)),
+    ("NK precond=AMG(refresh=1)", lambda N: steadysolve_precond(N, ss.AMG(refresh=1)), REFERENCE, 1.0, (128,)),
     ("NK GMRES(restart=100), fixed budget",
      lambda N: steadysolve_precond(N, None, linsolve=ss.GMRES(restart=100), krylov_growth=1), NK_DEFAULT, None, ()),
 ]

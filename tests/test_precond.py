@@ -299,3 +299,15 @@ def test_krylov_budget_grows_when_newton_crawls():
     assert not capped.successful
     with pytest.raises(ValueError, match="krylov_growth"):
         ss.NewtonKrylov(krylov_growth=0)
+
+
+def test_krylov_budget_grows_in_a_batch():
+    """The generic (batched) engine grows the budget as the one-system engine does."""
+    F, u0, p = bruss.problem(16)
+    prob = ss.NonlinearProblem(F, np.stack([u0, 1.01 * u0]), p)
+    kw = dict(linsolve=ss.GMRES(restart=8), recycle=0)
+    fixed = ss.solve(prob, ss.NewtonKrylov(krylov_growth=1, **kw), abstol=1e-8, batch_axis=0, maxiters=100)
+    grown = ss.solve(prob, ss.NewtonKrylov(**kw), abstol=1e-8, batch_axis=0, maxiters=100)
+    assert not fixed.successful
+    assert grown.successful
+    assert np.abs(F(grown.u, p)).max() <= 1e-8

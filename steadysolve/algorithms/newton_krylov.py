@@ -27,15 +27,6 @@ _LSF = ReturnCode.LinearSolveFailed.code
 _MAXITERS = ReturnCode.MaxIters.code
 
 
-class _HostFloats:
-    """Per-element Python floats in the carry, opaque to the driver's per-element selects."""
-
-    __slots__ = ("values",)
-
-    def __init__(self, values):
-        self.values = values
-
-
 class KrylovCarry(NamedTuple):
     """``NewtonKrylov``'s carry beyond the recycled directions: the growth of the Krylov budget (eager
     solves) and a :class:`~steadysolve.linear.precond.Preconditioner`'s data with its schedule (0-d
@@ -43,7 +34,7 @@ class KrylovCarry(NamedTuple):
 
     aug: Any  # (B, k, n) recycled directions, or None
     scale: Any  # the Krylov budget of an inner solve is scale times the configured one (None: fixed)
-    f2: Any  # ||F||^2 per element where the latest direction was computed (host floats; growth only)
+    f2: Any  # (B,) ||F||^2 where each element computed its latest direction (a float for one system; growth)
     data: Any  # the preconditioner's setup
     since: Any  # Newton directions computed since the last setup
     ref: Any  # Krylov steps of the first inner solve after the last setup
@@ -177,12 +168,15 @@ class NewtonKrylov(NewtonBase):
         if not isinstance(pc, Preconditioner):
             if not self._grows(ctx):
                 return aug
-            return KrylovCarry(aug, 1, None, None, 0, 0, 0, 0, 0, 0)
+            fu0 = ctx.fu0
+            return KrylovCarry(aug, 1, ctx.xp.sum(fu0 * fu0, axis=1), None, 0, 0, 0, 0, 0, 0)
         if ctx.traced and not pc.traceable:
             raise TypeError(f"NewtonKrylov: the preconditioner {type(pc).__name__} works on the host and does not "
                             "run under jax.jit; use Jacobi or BlockJacobi there")
         data, nprod = setup_operator(pc, ctx, u0, ctx.fu0)
-        return KrylovCarry(aug, 1 if self._grows(ctx) else None, None, data, c(0), c(0), c(0), c(0), c(1), c(nprod))
+        grows, fu0 = self._grows(ctx), ctx.fu0
+        return KrylovCarry(aug, 1 if grows else None, ctx.xp.sum(fu0 * fu0, axis=1) if grows else None, data,
+                           c(0), c(0), c(0), c(0), c(1), c(nprod))
 
     def _grows(self, ctx) -> bool:
         """Whether the Krylov budget may grow in this solve (eager, no cap set by the user)."""
@@ -229,18 +223,17 @@ class NewtonKrylov(NewtonBase):
         (``CRAWL``): truncated inner solves, Newton at a linear crawl."""
         if carry is None or carry.scale is None:
             return carry
-        f2 = [float(fn2)] if newton is None else backend.to_numpy(ctx.xp, fn2).tolist()
-        old = None if carry.f2 is None else carry.f2.values
-        if newton is not None:  # the elements not computing a direction keep their reference
-            run = backend.to_numpy(ctx.xp, newton).tolist()
-            if not any(run):
-                return carry
-            if old is not None:
-                f2 = [a if r else b for a, r, b in zip(f2, run, old)]
+        xp = ctx.xp
+        if newton is None:  # one system: Python floats
+            old = carry.f2 if isinstance(carry.f2, float) else float(backend.to_numpy(xp, carry.f2).reshape(-1)[0])
+            crawl, f2 = fn2 > CRAWL * CRAWL * old, float(fn2)
+        else:  # the elements not computing a direction keep their reference
+            f2 = xp.where(newton, fn2, carry.f2)
+            crawl = backend.host_bool(xp.any(newton & (fn2 > CRAWL * CRAWL * carry.f2)))
         scale = carry.scale
-        if carry.short and old is not None and any(a > CRAWL * CRAWL * b for a, b in zip(f2, old)):
+        if carry.short and crawl:
             scale = min(2 * scale, self.krylov_growth)
-        return carry._replace(scale=scale, f2=_HostFloats(f2))
+        return carry._replace(scale=scale, f2=f2)
 
     def after_solve(self, ctx, carry, niter, codes, newton):
         """The schedule's counts after an inner solve of ``niter`` Krylov steps (``newton`` as above)."""

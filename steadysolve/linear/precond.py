@@ -292,7 +292,8 @@ class ILU(_HostApply, Preconditioner):
 
     Examples
     --------
-    A tridiagonal Jacobian: its incomplete LU has no fill, so it is exact (one Krylov step per direction).
+    A tridiagonal Jacobian: its incomplete LU has no fill, so it is exact; set up at every Newton step, it
+    makes every inner solve one Krylov step.
 
     >>> import numpy as np, steadysolve as ss
     >>> def f(u, p):
@@ -300,7 +301,7 @@ class ILU(_HostApply, Preconditioner):
     >>> rows = np.r_[np.arange(30), np.arange(1, 30), np.arange(29)]
     >>> cols = np.r_[np.arange(30), np.arange(29), np.arange(1, 30)]
     >>> prob = ss.NonlinearProblem(f, np.zeros(30), sparsity=(rows, cols))
-    >>> sol = ss.solve(prob, ss.NewtonKrylov(precond=ss.ILU(), recycle=0), abstol=1e-10)
+    >>> sol = ss.solve(prob, ss.NewtonKrylov(precond=ss.ILU(refresh=1), recycle=0), abstol=1e-10)
     >>> sol.retcode.name, sol.stats["nlinear"] == sol.stats["nlinsolve"]
     ('Success', True)
     """

@@ -22,6 +22,11 @@ Rows, measured in one process (median of ``--repeats``, after one warm-up up to 
   excluded) up to N = 16 (beyond, the dense ``n x n`` Jacobian and its LU dominate: N = 32 needs
   2,048 JVPs and a 2,048^3 LU per step);
 * steadysolve today: ``solve(prob)`` (the default chain) and ``NewtonKrylov()``;
+* preconditioned ``NewtonKrylov`` (issue 28, a table of its own): ``precond=ILU()`` / ``AMG()`` set
+  up from the pattern's finite-difference colouring (matrix-free ``F``), refreshed at every Newton
+  step or on Krylov growth, against SciPy's ``newton_krylov`` with the ILU of ``J(u0)`` (ILU rows)
+  and the reference (AMG rows); the default ``NewtonKrylov()`` against SciPy's plain
+  ``newton_krylov``; ``GMRES(restart=100)`` for the Newton iterations of an ample Krylov budget;
 * phase 2 of issue 27 (sparse Newton with ``sparsity=`` / an analytic sparse ``jac``): placeholder
   rows, marked ``PHASE 2`` below, with the issue's targets.
 
@@ -234,6 +239,102 @@ def growth(rows, lo=32):
     return out
 
 
+# --- issue 28: preconditioned Newton-Krylov (its own rows and table) ------------------------------------
+
+
+def steadysolve_precond(N, precond=None, **kw):
+    """``NewtonKrylov(precond=...)`` on the matrix-free residual with ``sparsity=`` (the preconditioner's
+    Jacobian comes from the pattern's colouring by finite differences, counted in F evals)."""
+    F, u0, p = bruss.problem(N)
+    Fc = Counted(F)
+    prob = ss.NonlinearProblem(Fc, u0, p, sparsity=bruss.sparsity(N) if precond is not None else None)
+    sol = ss.solve(prob, ss.NewtonKrylov(precond=precond, **kw), abstol=ABSTOL)
+    st = {k: sol.stats[k] for k in sol.stats.keys()}
+    note = f"{sol.retcode.name}, {st['nlinear']} Krylov steps"
+    if "nprecond" in st:
+        note += f", {st['nprecond']} setups"
+    return Run(np.asarray(sol.u), st.get("niter"), Fc.n, st.get("nprecond"), st.get("nprecond"), note)
+
+
+SCIPY_ILU = "scipy newton_krylov + ILU(J(u0))"
+SCIPY_PLAIN = "scipy newton_krylov"
+NK_DEFAULT = "steadysolve NewtonKrylov()"
+
+# (name, function, peer the ratio is against, target ratio or None, sizes the target applies to)
+PRECOND_METHODS = [
+    ("NK precond=ILU()", lambda N: steadysolve_precond(N, ss.ILU()), SCIPY_ILU, 0.5, (64, 128)),
+    ("NK precond=ILU(refresh=1)", lambda N: steadysolve_precond(N, ss.ILU(refresh=1)), SCIPY_ILU, 0.5, (64, 128)),
+    ("NK precond=AMG()", lambda N: steadysolve_precond(N, ss.AMG()), REFERENCE, 1.0, (128,)),
+    ("NK precond=AMG(refresh=1)", lambda N: steadysolve_precond(N, ss.AMG(refresh=1)), REFERENCE, 1.0, (128,)),
+    ("NK GMRES(restart=100), fixed budget",
+     lambda N: steadysolve_precond(N, None, linsolve=ss.GMRES(restart=100), krylov_growth=1), NK_DEFAULT, None, ()),
+]
+
+
+def measure_precond(N, repeats, rows):
+    """The rows of ``PRECOND_METHODS`` at ``N``, with ratios against peers measured by :func:`measure` in the
+    same run (``rows``); plus the default ``NewtonKrylov()`` against SciPy's plain ``newton_krylov``."""
+    F, _, p = bruss.problem(N)
+    times = {r["method"]: r for r in rows if r["N"] == N and r.get("time") is not None}
+    out = []
+    for name, fn, peer, target, where in PRECOND_METHODS:
+        row = {"case": f"N={N} (n={2 * N * N}) | {name}", "N": N, "n": 2 * N * N, "method": name,
+               "target": target if N in where else None}
+        try:
+            t, run = timed(lambda: fn(N), repeats=repeats, warmup=1 if N <= 32 else 0)
+        except Exception as e:
+            row["note"] = f"{type(e).__name__}: {str(e)[:60]}"
+            out.append(row)
+            continue
+        resid = float(np.abs(F(run.u, p)).max())
+        row.update(time=t, ms=1e3 * t, niter=run.niter, nf=run.nf, njac=run.njac, resid=resid, solved=resid <= ABSTOL,
+                   note=run.note)
+        if peer in times:
+            row.update(peer=peer, peer_time=times[peer]["time"], ratio=t / times[peer]["time"])
+        out.append(row)
+    if NK_DEFAULT in times and SCIPY_PLAIN in times:  # the default, no preconditioner: <= 1.0x SciPy at every N
+        d = times[NK_DEFAULT]
+        out.append({"case": f"N={N} (n={2 * N * N}) | {NK_DEFAULT} vs SciPy", "N": N, "n": 2 * N * N,
+                    "method": f"{NK_DEFAULT} vs SciPy", "time": d["time"], "ms": d["ms"], "niter": d.get("niter"),
+                    "nf": d.get("nf"), "peer": SCIPY_PLAIN, "peer_time": times[SCIPY_PLAIN]["time"],
+                    "ratio": d["time"] / times[SCIPY_PLAIN]["time"], "target": 1.0, "note": d.get("note", "")})
+    return out
+
+
+def precond_growth(rows, lo=32):
+    """``time ~ n^k`` over N >= ``lo`` of the preconditioned rows (target: k <= 1.3)."""
+    out = []
+    for name, *_ in PRECOND_METHODS[:4]:
+        pts = [(r["n"], r["time"]) for r in rows if r["method"] == name and r.get("time") and r["N"] >= lo]
+        if len(pts) >= 2:
+            k = float(np.polyfit(np.log([q[0] for q in pts]), np.log([q[1] for q in pts]), 1)[0])
+            out.append({"case": f"growth N={lo}..{max(r['N'] for r in rows)} | {name}", "method": name,
+                        "exponent": k, "points": len(pts), "ratio": k, "metric": "exponent of time vs n",
+                        "target": 1.3})
+    return out
+
+
+PRECOND_COLUMNS = [("method", "method", "s"), ("N", "N", "d"), ("ms", "ms", ".1f"), ("peer", "ratio against", "s"),
+                   ("ratio", "ratio", ".2f"), ("target", "target", ""), ("niter", "iters", ""), ("nf", "F evals", ""),
+                   ("resid", "max|F|", ".1e"), ("note", "note", "s")]
+
+
+def precond_report(sizes, repeats, rows, json_path=None):
+    """The preconditioning table (issue 28) after the main one."""
+    prow = []
+    for N in sizes:
+        prow += measure_precond(N, repeats if N <= 32 else max(1, repeats - 2), rows)
+    print_table(prow, PRECOND_COLUMNS, title="Preconditioned Newton-Krylov (matrix-free F, sparsity= for the "
+                                             "preconditioner's Jacobian)")
+    grow = precond_growth(prow) if max(sizes) >= 64 else []
+    if grow:
+        print_table(grow, [("method", "method", "s"), ("exponent", "time ~ n^k, k =", ".2f"), ("points", "sizes", "d")],
+                    title="Growth with a preconditioner over N >= 32 (target k <= 1.3)")
+    if json_path:
+        write_results(json_path, "brusselator_precond", [r for r in prow if r.get("time") is not None] + grow)
+    return prow
+
+
 # --- the sparse building blocks on this problem ---------------------------------------------------------
 
 
@@ -288,6 +389,7 @@ def main(argv=None):
     ap.add_argument("--sizes", default=None, help="comma-separated N (default 8,16,32,64,128)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-blocks", action="store_true", help="skip the building-blocks table")
+    ap.add_argument("--no-precond", action="store_true", help="skip the preconditioned Newton-Krylov table")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [8, 16, 32] if args.quick else list(bruss.SIZES)
@@ -302,6 +404,8 @@ def main(argv=None):
     if grow:
         print_table(grow, [("method", "method", "s"), ("exponent", "time ~ n^k, k =", ".2f"), ("points", "sizes", "d")],
                     title="Growth of the time with n = 2 N^2 over N >= 32")
+    if not args.no_precond:
+        precond_report(sizes, args.repeats, rows, args.json)
     block_rows = [] if args.no_blocks else [blocks(N) for N in sizes]
     if block_rows:
         print_table(block_rows, BLOCK_COLUMNS, title="Sparse building blocks on the Brusselator")

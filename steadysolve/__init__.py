@@ -15,7 +15,7 @@ from .algorithms.auto import Auto
 from .algorithms.bracketing import Bisection, Ridder
 from .algorithms.brent import Brent
 from .algorithms.itp import ITP
-from .linear import GMRES, linear_solve
+from .linear import AMG, GMRES, ILU, BlockJacobi, Jacobi, Preconditioner, linear_solve
 from .ode import PIController, Rodas4, Rodas5P, Rosenbrock23, Tsit5
 from .ode.integrate import integrate
 from .interval import IntervalNonlinearProblem
@@ -70,6 +70,11 @@ __all__ = [
     "Ridder",
     "GMRES",
     "linear_solve",
+    "Preconditioner",
+    "Jacobi",
+    "BlockJacobi",
+    "ILU",
+    "AMG",
     "LinearSolution",
     "available",
     "__version__",

@@ -62,7 +62,7 @@ def _back_substitute(R, g):
 
 
 def gmres_one(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5, abstol: float = 0.0,
-              maxiters: Optional[int] = None, aug=None) -> GMRESResult:
+              maxiters: Optional[int] = None, aug=None, precond=None) -> GMRESResult:
     """GMRES on ``b`` of shape ``(1, n)`` (NumPy); the arguments are those of ``gmres_2d``."""
     n = b.shape[1]
     m = restart if aug is None else restart + aug.shape[1]
@@ -70,11 +70,14 @@ def gmres_one(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-
     eps = float(xp.finfo(b.dtype).eps)
     dtype = b.dtype
 
-    def dot(a, c):
-        return float(xp.vecdot(a, c))
+    def dot(a, c):  # ``@``: BLAS on NumPy, ~10x faster than ``vecdot``'s generic broadcast at n = 32,768
+        return float(a @ c)
 
     def apply(v):  # the operator on 1-D vectors
         return xp.reshape(matvec(xp.reshape(v, (1, n))), (n,))
+
+    def pre(v):  # the right preconditioner on 1-D vectors (the identity without one)
+        return v if precond is None else xp.reshape(precond(xp.reshape(v, (1, n))), (n,))
 
     x = None if x0 is None else xp.reshape(x0, (n,))
     b1 = xp.reshape(b, (n,))
@@ -112,7 +115,7 @@ def gmres_one(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-
                 break
             soft = False
             if aug_c is None:
-                z = V[j, :]
+                z = pre(V[j, :])
             else:
                 vrow = 0 if p == 0 else j
                 z = V[vrow, :]
@@ -125,6 +128,8 @@ def gmres_one(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-
                         ao = math.sqrt(dot(a, a))
                     if ao > 0.1 * an:
                         z, soft = (a / ao if j else a), True
+                if not soft:
+                    z = pre(z)
                 p += 0 if soft else 1
                 if j < kaug:  # later directions are basis vectors: no copy, their row is remembered
                     Z = backend.set_at(xp, Z, (j, slice(None)), z)
@@ -169,7 +174,7 @@ def gmres_one(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-
         if ncols:  # y from the triangular system of the valid columns
             y = _back_substitute(R, g[:ncols])
             if aug_c is None:
-                dx = xp.asarray(y, dtype=dtype) @ V[:ncols, :]
+                dx = pre(xp.asarray(y, dtype=dtype) @ V[:ncols, :])
             else:  # x = Z y with Z = [augmentation-phase directions, basis rows]
                 kz = min(ncols, kaug)
                 dx = xp.asarray(y[:kz], dtype=dtype) @ Z[:kz, :]
@@ -177,7 +182,9 @@ def gmres_one(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-
                     c = [0.0] * ncols
                     for yj, row in zip(y[kz:], zrows):
                         c[row] += yj
-                    dx = dx + xp.asarray(c, dtype=dtype) @ V[:ncols, :]
+                    dx = dx + pre(xp.asarray(c, dtype=dtype) @ V[:ncols, :])
+            if precond is not None and not bool(xp.all(xp.isfinite(dx))):
+                dx = xp.zeros_like(dx)  # no step from a non-finite M: the failure is reported, x stays finite
             x = dx if x is None else x + dx
         if k < maxiters and not failed and not resid <= tol and x is not None:  # (x = 0: r = b as it was)
             r = b1 - apply(x)

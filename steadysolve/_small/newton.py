@@ -20,6 +20,7 @@ from .. import _backend as backend
 from ..algorithms.base import no_progress
 from ..algorithms.dense import refuse_large
 from ..algorithms.newton_base import ARMIJO_C, WATCH_DECREASE, WATCH_GROWTH, NewtonBase
+from ..algorithms.newton_krylov import USEFUL
 from ..retcodes import ReturnCode
 from .dense import finite, regularised
 from .floats import FLOATS
@@ -172,19 +173,24 @@ class SmallNewtonKrylov(SmallNewton):
     """NewtonKrylov's twin: the one-system GMRES, and the forcing terms on floats."""
 
     def _direction(self, ctx, state, base):
-        xp, alg, aug = ctx.xp, self.alg, base.aux
-        restart, eta, maxiters = alg.inner_solve(ctx, base.eta, aug)
+        xp, alg = ctx.xp, self.alg
+        aug, carry = alg._split(base.aux)
+        carry = alg.grown(ctx, carry, base.fn2, None)
+        restart, eta, maxiters = alg.inner_solve(ctx, base.eta, aug, 1 if carry is None or carry.scale is None else carry.scale)
+        M, carry, dpc = alg.preconditioner(ctx, base.u, base.fu, None, carry)
         jvp_u = ctx.products.linearize(base.u, base.fu, alg.jvp_step)
         res = gmres_one(xp, jvp_u, -base.fu, None, restart=restart, reltol=eta, abstol=alg.linsolve.abstol,
-                        maxiters=maxiters, aug=aug)
+                        maxiters=maxiters, aug=aug, precond=M)
+        carry = alg.after_solve(ctx, carry, res.niter, res.codes[0], None)
         x, resid = res.x, float(res.resid[0])
-        unusable = (int(res.codes[0]) == _LSF and not resid * resid < base.fn2) or not finite(xp, x)
+        unusable = (int(res.codes[0]) == _LSF and not resid * resid < USEFUL * base.fn2) or not finite(xp, x)
         d = xp.zeros_like(x) if unusable else x
         if aug is not None and not unusable:
             dn = float(xp.vecdot(d[0, :], d[0, :])) ** 0.5
             if dn > 0:  # push the unit direction into the recycled set (newest first)
                 aug = xp.concat([xp.reshape(d / dn, (1, 1, ctx.n)), aug[:, :-1, :]], axis=1)
-        return d, unusable, res.nmatvec, res.niter, aug
+        aux = aug if carry is None else carry._replace(aug=aug)
+        return d, unusable, res.nmatvec + dpc, res.niter, aux
 
     def _next_eta(self, ctx, state, f2, u_new):
         alg = self.alg

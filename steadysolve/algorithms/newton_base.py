@@ -92,6 +92,16 @@ class NewtonState(NamedTuple):
     ref2: Any = None  # (B,) ||F||^2 at the last progress
 
 
+def _restored(xp, failed, old, new):
+    """The carry ``new`` with ``old``'s per-element arrays where ``failed`` (``(B,)``); 0-d counters and
+    host objects are kept from ``new``."""
+    if hasattr(new, "_fields"):
+        return type(new)(*(_restored(xp, failed, o, w) for o, w in zip(old, new)))
+    if new is None or old is None or not hasattr(new, "ndim") or new.ndim == 0:
+        return new
+    return xp.where(xp.reshape(failed, (failed.shape[0],) + (1,) * (new.ndim - 1)), old, new)
+
+
 class NewtonBase(Algorithm):
     """Shared Newton loop: subclasses provide ``_direction`` and the option fields
     ``linesearch``, ``max_backtracks``."""
@@ -183,7 +193,7 @@ class NewtonBase(Algorithm):
                 watch = (watch & ~failed) | (accept & newton)
                 probe = go
                 if aux is not None and state.aux is not None:  # a failed probe leaves no trace in the carry
-                    aux = xp.where(xp.reshape(failed, (B,) + (1,) * (aux.ndim - 1)), state.aux, aux)
+                    aux = _restored(xp, failed, state.aux, aux)
             nback = xp.where(restart, xp.zeros_like(nback), nback)
             lam_next = xp.where(accept, one, lam_q)
         ab = xp.reshape(accept, (B, 1))

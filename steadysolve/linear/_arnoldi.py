@@ -266,7 +266,7 @@ def blocked_cgs2(xp):
     return project
 
 
-def search_direction(xp, a, v0, v, p, Zs):
+def search_direction(xp, a, v0, v, p, Zs, precond=None):
     """Flexible GMRES with augmentation: the search direction of one step, per element.
 
     ``a`` (``(B, n)``, or None past the augmentation steps) is the step's augmentation vector,
@@ -275,10 +275,13 @@ def search_direction(xp, a, v0, v, p, Zs):
     them. Otherwise the Krylov sequence of ``r0`` continues: ``v0 = r0 / ||r0||`` first, then the
     newest basis vector ``v``. Returns ``(z, used, p)``, with ``p`` the Krylov
     (non-augmentation) steps taken so far and ``used`` None when no element could use an
-    augmentation vector.
+    augmentation vector. ``precond`` (right preconditioning): the Krylov direction is ``M vp``; an
+    augmentation vector is a direction of ``x`` already and is used as it is.
     """
     B = v.shape[0]
     vp = xp.where(xp.reshape(p == 0, (B, 1)), v0, v)
+    if precond is not None:
+        vp = precond(vp)
     if a is None:
         return vp, None, p + 1
     an = l2(xp, a)

@@ -61,6 +61,12 @@ class GMRES:
     maxiters
         Cap on the total number of Krylov steps (``matvec`` calls, restarts
         excluded); ``None`` means ``max(10 * n, restart)``.
+    precond
+        A right preconditioner ``M``: a linear callable applied like ``matvec`` (to arrays shaped
+        like ``b``); GMRES solves ``A M y = b`` and returns ``x = M y``, and the tolerance is on the
+        true residual ``b - A x``. The better ``M`` approximates ``A^-1``, the fewer Krylov steps
+        (the exact inverse: one). ``M`` returning NaN/Inf gives ``LinearSolveFailed``. For
+        ``NewtonKrylov`` give it as ``NewtonKrylov(precond=...)`` (see ``steadysolve.linear.precond``).
 
     Notes
     -----
@@ -87,9 +93,15 @@ class GMRES:
     reltol: Optional[float] = None
     abstol: Optional[float] = None
     maxiters: Optional[int] = None
+    precond: Optional[Callable] = None
 
     def __post_init__(self):
         check_int("GMRES", "restart", self.restart, 1)
+        if self.precond is not None and not _is_fixed(self.precond):
+            raise TypeError("GMRES: a Preconditioner set up from a Jacobian belongs to NewtonKrylov(precond=...); "
+                            "GMRES(precond=) takes a fixed callable M(v)")
+        if self.precond is not None and not callable(self.precond):
+            raise TypeError(f"GMRES: precond must be a callable M(v) or None, got {type(self.precond).__name__}")
         check_tol("GMRES", "reltol", self.reltol)
         check_tol("GMRES", "abstol", self.abstol)
         if self.reltol is None:  # the default relative test, unless an absolute one was asked for alone
@@ -97,6 +109,12 @@ class GMRES:
         if self.abstol is None:
             object.__setattr__(self, "abstol", 0.0)
         check_int("GMRES", "maxiters", self.maxiters, 1, allow_none=True)
+
+
+def _is_fixed(precond) -> bool:
+    from .precond import Preconditioner
+
+    return not isinstance(precond, Preconditioner)
 
 
 def _traced(xp, *arrays) -> bool:
@@ -114,7 +132,7 @@ def _traced(xp, *arrays) -> bool:
 
 
 def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5, abstol: float = 0.0,
-             maxiters: Optional[int] = None, active=None, aug=None) -> GMRESResult:
+             maxiters: Optional[int] = None, active=None, aug=None, precond=None) -> GMRESResult:
     """GMRES on the solver layout: ``matvec`` maps ``(B, n) -> (B, n)``, row by row.
 
     ``reltol`` may be a float or a ``(B,)`` array (per-element forcing terms);
@@ -124,6 +142,8 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5
     ``aug`` (``(B, k, n)``, unit or zero rows): vectors tried first as search
     directions in the first cycle (flexible GMRES, LGMRES-style augmentation); the
     cycle length becomes ``restart + k``.
+    ``precond`` (``(B, n) -> (B, n)``, row by row, linear): right preconditioning, ``A M y = b - A x0``
+    with ``x = x0 + M y``; the residual tested is the true one.
     """
     B, n = b.shape
     m = restart if aug is None else restart + aug.shape[1]
@@ -134,12 +154,21 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5
     else:
         x, r, nmv0 = x0, b - matvec(x0), 1
     eps = float(xp.finfo(b.dtype).eps)
-    return driver(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug)
+    return driver(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug, precond)
 
 
 # ---------------------------------------------------------------------------------------------
 # The eager driver
 # ---------------------------------------------------------------------------------------------
+
+def _update(xp, dy, precond):
+    """The step of ``x`` from the combination ``dy`` of the Krylov basis: ``M dy`` when preconditioned
+    (directions kept in ``Z`` are preconditioned already: ``precond`` is then None). A non-finite
+    ``M dy`` is no step: GMRES has reported the failure, ``x`` stays finite."""
+    if precond is None:
+        return dy
+    dx = precond(dy)
+    return xp.where(xp.isfinite(dx), dx, xp.zeros_like(dx))
 
 def _scale_rows(xp, w, scale, dtype, device):
     """``w[b] * scale[b]`` with ``scale`` a host array; a zero scale gives a zero row even where
@@ -153,7 +182,7 @@ def _scale_rows(xp, w, scale, dtype, device):
     return xp.where(s != 0, w * s, xp.zeros_like(w))
 
 
-def _eager_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug):
+def _eager_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug, precond=None):
     """The kernel in a Python loop; the products with the basis on the device, the least-squares
     problem and the per-element bookkeeping on the host (float64 NumPy, fed by one transfer per
     Krylov step). No NumPy call ever touches a user array."""
@@ -189,10 +218,10 @@ def _eager_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0,
                 break
             soft = None
             if aug_c is None:
-                z = V[:, j, :]
+                z = V[:, j, :] if precond is None else precond(V[:, j, :])
             else:
                 a = aug_c[:, j, :] if j < aug_c.shape[1] else None
-                z, soft, p = search_direction(xp, a, V[:, 0, :], V[:, j, :], p, Z[:, :j, :] if j else None)
+                z, soft, p = search_direction(xp, a, V[:, 0, :], V[:, j, :], p, Z[:, :j, :] if j else None, precond)
                 Z = backend.set_at(xp, Z, (slice(None), j, slice(None)), z)
             w = matvec(z)
             k += 1
@@ -223,7 +252,8 @@ def _eager_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0,
             with np.errstate(all="ignore"):
                 y = solve_rotated(HOST, s, ncols)
             basis = (Z if aug_c is not None else V)[:, :ncols, :]
-            x = x + combine_rows(xp, fused.from_host(xp, y, dtype, device), basis)
+            x = x + _update(xp, combine_rows(xp, fused.from_host(xp, y, dtype, device), basis),
+                            None if aug_c is not None else precond)
         running = act0 & ~failed_h & ~(resid <= tol_h)
         if k < maxiters and running.any():
             r = b - matvec(x)
@@ -250,7 +280,7 @@ class _Cycle(NamedTuple):
     nmv: Any  # matvec calls
 
 
-def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug):
+def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug, precond=None):
     """The kernel in ``lax.while_loop`` on fixed-size buffers (``xp`` is ``jax.numpy``)."""
     import jax
 
@@ -276,11 +306,11 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
     def step(c: _Cycle, aug_c) -> _Cycle:
         j, Z, p, soft = c.j, c.Z, c.p, None
         if aug_c is None:
-            z = c.v
+            z = c.v if precond is None else precond(c.v)
         else:
             a = take_block(xp, aug_c, (0, xp.minimum(j, kaug - 1), 0), (B, 1, n))[:, 0, :]
             a = xp.where(j < kaug, a, 0.0)  # zero (skipped) past the last one
-            z, soft, p = search_direction(xp, a, c.V[:, 0, :], c.v, p, Z)
+            z, soft, p = search_direction(xp, a, c.V[:, 0, :], c.v, p, Z, precond)
             Z = put_block(xp, Z, (0, j, 0), z[:, None, :])
         w = matvec(z)
         h, w = project(c.V, w, j)
@@ -313,7 +343,8 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
         c = _Cycle(rotated(xp, resid, running, failed, m, dtype), V, v0, Z, p, xp.asarray(0, dtype=i32), k, nmv)
         c = jax.lax.while_loop(inner_cond, lambda c: step(c, aug_c), c)
         y = solve_rotated(xp, c.s, m)
-        x = x + combine_rows(xp, y, c.V[:, :m, :] if c.Z is None else c.Z)
+        x = x + _update(xp, combine_rows(xp, y, c.V[:, :m, :] if c.Z is None else c.Z),
+                        precond if c.Z is None else None)
         k, nmv, failed, resid = c.k, c.nmv, c.s.failed, c.s.resid
         running = ~failed & ~(resid <= tol)
 
@@ -411,7 +442,12 @@ def linear_solve(matvec: Callable, b, alg: Any = "gmres", *, x0=None, batch_axis
     restart = min(alg.restart, layout.n)
     maxiters = alg.maxiters if alg.maxiters is not None else max(10 * layout.n, restart)
     solver = gmres_one if small.applies(xp, layout.batch) else gmres_2d
-    res = solver(xp, mv, b2, x02, restart=restart, reltol=alg.reltol, abstol=alg.abstol, maxiters=maxiters)
+    pre = None
+    if alg.precond is not None:
+        def pre(v):
+            return layout.to_rows(alg.precond(layout.from_rows(v)))
+    res = solver(xp, mv, b2, x02, restart=restart, reltol=alg.reltol, abstol=alg.abstol, maxiters=maxiters,
+                 precond=pre)
     batched = batch_axis is not None
     resid = res.resid
     codes = res.codes

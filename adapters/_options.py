@@ -15,7 +15,7 @@ from steadysolve.registry import resolve
 from steadysolve.termination import get_norm
 
 from ._budget import _check_budget, budgeted
-from .backward import ResolvedBackward, resolve_backward
+from .backward import DEFAULT_ADJOINT, ResolvedBackward, resolve_backward
 
 __all__ = ["LayerOptions", "layer_options", "deq_chain", "check_layer_batch_axis"]
 
@@ -41,7 +41,7 @@ class LayerOptions:
         """The options with ``max_nfe`` mapped onto the solver for a state of ``n`` entries per element."""
         if self.max_nfe is None:
             return self
-        alg, maxiters = budgeted("DEQ", self.solver, self.max_nfe, n, self.reltol or 0.0)
+        alg, maxiters = budgeted("DEQ", self.solver, self.max_nfe, n, self.reltol or self.abstol)
         return dataclasses.replace(self, solver=alg, maxiters=maxiters)
 
     def with_batch_axis(self, axis: Optional[int]) -> "LayerOptions":
@@ -62,10 +62,11 @@ def deq_chain(alg):
 
 def layer_options(owner: str, *, solver, abstol, reltol, maxiters, norm, batch_axis, backward,
                   defaults: tuple = (None, None), unknown: Optional[dict] = None, valid=(),
-                  max_nfe: Optional[int] = None, default_maxiters: int = 50, deq: bool = False) -> LayerOptions:
+                  max_nfe: Optional[int] = None, default_maxiters: int = 50, deq: bool = False,
+                  default_adjoint: str = DEFAULT_ADJOINT) -> LayerOptions:
     """Validate a layer's options before any work. Tolerances: ``defaults = (abstol, reltol)`` when
     neither is given; when exactly one is, the other is 0 (a tolerance set binds). ``deq``: a fixed-point
-    layer, where ``"auto"`` is :func:`deq_chain`."""
+    layer, where ``"auto"`` is :func:`deq_chain`. ``default_adjoint``: the solver of ``Implicit(solver=None)``."""
     if unknown:
         reject_unknown(owner, unknown, valid, {"tol": "abstol' or 'reltol", "max_iter": "maxiters",
                                                "f_tol": "abstol", "rtol": "reltol", "atol": "abstol"})
@@ -93,7 +94,7 @@ def layer_options(owner: str, *, solver, abstol, reltol, maxiters, norm, batch_a
     get_norm(norm)  # raises on an unknown norm
     if batch_axis is not None:
         check_int(owner, "batch_axis", batch_axis, minimum=None)
-    bwd = resolve_backward(owner, backward, abstol or 0.0, reltol or 0.0, maxiters)
+    bwd = resolve_backward(owner, backward, abstol or 0.0, reltol or 0.0, maxiters, default_adjoint)
     if max_nfe is not None:  # the backward's default cap: the same budget in products with J^T
         bwd = bwd._replace(maxiters=max_nfe) if bwd.maxiters == maxiters else bwd
     return LayerOptions(alg, abstol, reltol, maxiters, norm, batch_axis, bwd, max_nfe)

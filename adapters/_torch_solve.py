@@ -107,13 +107,14 @@ class _Call(NamedTuple):
 
 
 class _ImplicitGrad(torch.autograd.Function):
-    """Outputs ``z*``; its backward turns ``g`` into ``w = J^T w + g`` for the tracked ``f(z_req, x)``."""
+    """Outputs ``f(z*, x)`` (the tracked application's value; the derivative of ``f(z*(p), p)`` is that
+    of ``z*(p)``); its backward turns ``g`` into ``w = J^T w + g`` for the tracked ``f(z_req, x)``."""
 
     @staticmethod
     def forward(ctx, f_out, z_star, call):
         ctx.call = call
         ctx.save_for_backward(f_out)
-        return z_star.clone()
+        return f_out.detach().clone()
 
     @staticmethod
     def backward(ctx, g):
@@ -161,7 +162,9 @@ def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, fa
     batch = layout.batch
     grad = torch.is_grad_enabled()
     fallback = (" Their gradient falls back to the Jacobian-free one (failed_grad='jfb')."
-                if failed_grad == "jfb" and opts.backward.mode == "implicit" and grad else "")
+                if failed_grad == "jfb" and opts.backward.mode == "implicit" and grad else
+                " Their gradient is the implicit one at the returned iterate (failed_grad='implicit')."
+                if opts.backward.mode == "implicit" and grad else "")
     report(fwd, batch, FORWARD_HINT + fallback)
     z_star = sol.u
     if not grad:

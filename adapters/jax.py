@@ -31,7 +31,7 @@ from steadysolve._checks import check_callable, reject_unknown
 from steadysolve.registry import resolve
 
 from ._implicit import SolveStats, explained
-from ._jax_solve import OPTIONS, LayerOptions, implicit
+from ._jax_solve import OPTIONS, LayerOptions, implicit, run_fixed_point
 from .backward import Implicit, Phantom
 from ._structure import is_structured, tree_map
 
@@ -79,7 +79,8 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", b
         of ``f`` per iteration each, sharing the one budget).
     backward : str or Implicit or Phantom
         ``"implicit"`` / ``Implicit(solver="gmres" | any algorithm, abstol=, reltol=, maxiters=)``
-        (default) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).
+        (default; its solver is GMRES here, the Neumann series ``"fixed_point"`` in the ``DEQ``
+        modules, see ``Implicit``) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).
     abstol : float, optional
         Success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)`` (per element with
         ``batch_axis``); default ``eps ** 0.8`` of the dtype.
@@ -242,7 +243,7 @@ if eqx is not None:
                 z0 = jnp.zeros(shape, dtype=jnp.result_type(x))
                 if self.latent_shape is None:
                     cell = explained(_apply_cell, shape, "pass latent_shape= (or z0=)")
-            z, stats = fixed_point(cell, z0, self.cell, x, solver=self.solver, **dict(self.options))
+            z, stats = run_fixed_point("DEQ", cell, z0, self.cell, x, solver=self.solver, **dict(self.options))
             return (z, stats) if return_stats else z
 
 else:  # pragma: no cover

@@ -18,7 +18,7 @@ from steadysolve.termination import default_tolerance
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
 from ._options import layer_options
-from .backward import Implicit, Phantom
+from .backward import DEFAULT_ADJOINT, DEQ_ADJOINT, Implicit, Phantom
 from ._structure import is_structured, tree_leaves, tree_map
 from ._torch_solve import jacobian_estimate, run
 from ._multiscale import check_shapes
@@ -67,11 +67,12 @@ class _LayerOptions(TypedDict, total=False):
 
 
 def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure, failed_grad, unknown,
-           defaults=DEFAULT_TOLERANCES, default_maxiters=50):
+           defaults=DEFAULT_TOLERANCES, default_maxiters=50, default_adjoint=DEQ_ADJOINT):
     max_nfe = unknown.pop("max_nfe", None)
     opts = layer_options(owner, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
                          batch_axis=batch_axis, backward=backward, unknown=unknown, valid=_OPTIONS,
-                         max_nfe=max_nfe, defaults=defaults, default_maxiters=default_maxiters, deq=True)
+                         max_nfe=max_nfe, defaults=defaults, default_maxiters=default_maxiters, deq=True,
+                         default_adjoint=default_adjoint)
     check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
@@ -92,9 +93,15 @@ class DEQ(nn.Module):
         Forward algorithm: any name in ``steadysolve.available()`` or an instance; ``"auto"``:
         Anderson, then Broyden from its best iterate (one evaluation of ``f`` per iteration each).
     backward
-        ``"implicit"`` / ``Implicit`` (exact gradient through ``w = J_f^T w + g``; its
-        solver and tolerances are options of the object) or ``"phantom"`` / ``Phantom``
-        (``steps`` unrolled damped steps from ``z*``).
+        ``"implicit"`` / ``Implicit`` (the implicit-function-theorem gradient through
+        ``w = J_f^T w + g``; its solver and tolerances are options of the object; by default
+        ``w`` is the Neumann series ``w <- J_f^T w + g`` from ``w = g`` under the forward's cap,
+        best iterate: exact where the equilibrium attracts, on the incoming gradient's scale where
+        ``I - J_f`` is near-singular, see ``Implicit``) or ``"phantom"`` / ``Phantom``
+        (``steps`` unrolled damped steps from ``z*``). With the implicit backward and gradients
+        enabled the layer returns ``f(z*, x)``, the application it differentiates (one more step
+        of the map: within the tolerance of ``z*`` when the solve converged, nearer the fixed point
+        when it stopped at its cap; its derivative is that of ``z*``); otherwise ``z*``.
     abstol
         Forward convergence test (per batch element):
         ``norm(f(z, x) - z) <= max(abstol, reltol * norm(z))`` (``norm(z)`` capped at 100 times the
@@ -125,9 +132,10 @@ class DEQ(nn.Module):
         ``deq.stats.failures`` counts them all), ``"warn_always"``, ``"raise"``
         (``DEQConvergenceError``) or ``"ignore"``.
     failed_grad
-        Gradient of the samples whose *forward* solve failed: ``"jfb"`` (default) gives
-        them the Jacobian-free gradient ``w = g`` (where the solve fails ``I - J_f`` is often
-        near-singular and the exact adjoint explodes); ``"implicit"`` solves for them too.
+        Gradient of the samples whose *forward* solve failed (stopped at its cap):
+        ``"implicit"`` (default, as torchdeq) applies the implicit gradient at the returned
+        (best) iterate, whatever its residual; ``"jfb"`` gives them the Jacobian-free gradient
+        ``w = g``.
 
     Notes
     -----
@@ -149,7 +157,7 @@ class DEQ(nn.Module):
     def __init__(self, f: Callable, solver: Solver = "anderson", backward: Backward = "implicit", *,
                  abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
                  norm: Union[str, Callable] = "l2", batch_axis: Optional[int] = 0, init: Optional[Callable] = None,
-                 jacobian_reg: float = 0.0, on_failure: OnFailure = "warn", failed_grad: FailedGrad = "jfb",
+                 jacobian_reg: float = 0.0, on_failure: OnFailure = "warn", failed_grad: FailedGrad = "implicit",
                  max_nfe: Optional[int] = None, **unknown: Never):
         super().__init__()
         check_callable("DEQ", "f", f, what="an nn.Module or a callable f(z, x)")
@@ -314,7 +322,7 @@ class MultiScaleSkipDEQ(MultiScaleDEQ):
 def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", backward: Backward = "implicit",
                 abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
                 max_nfe: Optional[int] = None, norm: Union[str, Callable] = "max", batch_axis: Optional[int] = None,
-                on_failure: OnFailure = "warn", failed_grad: FailedGrad = "jfb", **unknown: Never) -> Any:
+                on_failure: OnFailure = "warn", failed_grad: FailedGrad = "implicit", **unknown: Never) -> Any:
     """Functional DEQ: ``z* = f(z*, *args)`` from ``z0`` (a tensor or a tuple / list / dict of them),
     differentiable in every tensor of ``args`` and any tensor ``f`` closes over; returns
     ``(z, DEQStats)`` (``stats.backward`` is filled by the backward pass).
@@ -343,7 +351,7 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", b
     dtype = leaves[0].dtype if leaves and isinstance(leaves[0], torch.Tensor) else torch.get_default_dtype()
     opts = _layer("fixed_point", solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure,
                   failed_grad, dict(unknown, max_nfe=max_nfe), defaults=(default_tolerance(torch, dtype),) * 2,
-                  default_maxiters=1000)
+                  default_maxiters=1000, default_adjoint=DEFAULT_ADJOINT)
     report = Reporter(on_failure, {"forward": 0, "backward": 0}, set())
     z, stats, *_ = run(lambda z: f(z, *args), z0, opts, "fixed_point: f(z, *args)", report, failed_grad)
     return z, stats

@@ -467,3 +467,36 @@ def test_regression_y_equals_2x():
         model, state, val = train_step(model, state)
     pred = float(model(jnp.array([-5.0]))[0])
     assert abs(pred - (-10.0)) <= 0.5, (pred, float(val))
+
+
+# -- the capped regime: the implicit gradient at the returned iterate -------------------
+
+@pytest.mark.parametrize("module", [False, True])
+def test_capped_forward_gets_the_implicit_gradient_at_its_returned_iterate(module):
+    """A forward solve stopped at its cap is differentiated by the implicit function theorem at the
+    returned (best) iterate z_r, whatever its residual: the gradient is that of the exact fixed point
+    of z = f(z, x) - r with r = f(z_r, x) - z_r held constant (z_r solves it), by central differences
+    (float64). The functional fixed_point (GMRES adjoint) and the DEQ module (Neumann adjoint) alike."""
+    W, x = _deq_data()
+    c = jnp.linspace(-1.0, 1.0, W.shape[0])
+    bwd = Implicit(reltol=1e-13, maxiters=500)
+    capped = dict(solver="fixed_point", abstol=1e-12, reltol=0.0, maxiters=3, backward=bwd)
+    if module:
+        deq = DEQ(lambda z, x: cell(z, W, x), **capped)
+        forward = lambda x: deq(x, return_stats=True)  # noqa: E731
+    else:
+        forward = lambda x: fixed_point(cell, jnp.zeros_like(x), W, x, **capped)  # noqa: E731
+    z_r, stats = forward(x)
+    assert stats.retcode is ss.ReturnCode.MaxIters
+    r = cell(z_r, W, x) - z_r
+    assert float(jnp.max(jnp.abs(r))) > 1e-4  # far from the fixed point
+    grad = jax.grad(lambda x: jnp.dot(c, forward(x)[0]))(x)
+
+    def shifted(x):
+        z, st = fixed_point(lambda z, W, x: cell(z, W, x) - r, z_r, W, x, **TOL)
+        assert bool(st.successful)
+        return float(jnp.dot(c, z))
+
+    eps = 1e-6
+    fd = np.array([(shifted(x.at[i].add(eps)) - shifted(x.at[i].add(-eps))) / (2 * eps) for i in range(x.shape[0])])
+    np.testing.assert_allclose(np.asarray(grad), fd, rtol=1e-6, atol=1e-8)

@@ -78,7 +78,7 @@ class SteadysolveLayer(nn.Module):
                            **{budget: maxiters})
         elif solver is None:
             self.deq = DEQ(cell, solver=ss.Anderson(memory=6), norm="l2", abstol=ftol, reltol=0.0,
-                           maxiters=maxiters, backward=Implicit(solver=backward_solver or "gmres", reltol=btol,
+                           maxiters=maxiters, backward=Implicit(solver=backward_solver, reltol=btol,
                                                                 maxiters=maxiters), on_failure="ignore")
         else:
             self.deq = DEQ(cell, solver=solver, reltol=ftol, on_failure="ignore", **{budget: maxiters})

@@ -7,10 +7,12 @@ solution ``w`` of ``w = J_f(z*)^T w + g`` (``adapters/_implicit.adjoint_solve``)
 """
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, TypedDict, TypeVar, Union
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from steadysolve import Algorithm, Polyalgorithm
 from steadysolve._checks import check_callable, check_choice, check_positive
@@ -76,6 +78,24 @@ def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, 
     check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
+
+
+@contextlib.contextmanager
+def _parametrizations_once(f):
+    """Every ``torch.nn.utils.parametrize`` tensor of the cell (``weight_norm``, ``spectral_norm``, ...)
+    computed once per forward, with gradients, and reused by every solver iteration and the tracked
+    application (torchdeq's ``reset_norm`` per forward): the solve runs under ``no_grad``, so a cache
+    filled by its first evaluation would cut the parameters off from the gradient, and without the
+    cache each iteration would recompute (and ``spectral_norm`` re-iterate) the weights."""
+    mods = [m for m in f.modules() if parametrize.is_parametrized(m)] if isinstance(f, nn.Module) else []
+    if not mods:
+        yield
+        return
+    with parametrize.cached():
+        for m in mods:
+            for name in m.parametrizations:
+                getattr(m, name)
+        yield
 
 
 def _all_tensors(x) -> bool:
@@ -198,6 +218,10 @@ class DEQ(nn.Module):
     def forward(self, x, z0=None):
         # torch.compile: the solve loop (host syncs, data-dependent iteration count) is not
         # traceable; the layer runs eagerly (a graph break) and the rest of the model compiles.
+        with _parametrizations_once(self.f):
+            return self._forward(x, z0)
+
+    def _forward(self, x, z0):
         f = self.f
         reset_dropout(f)
         z0_tracked = None

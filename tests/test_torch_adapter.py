@@ -491,3 +491,44 @@ def test_convergence_warning_points_at_the_users_call():
         fixed_point(lambda z, x: torch.tanh(lin(z) + x), torch.zeros(2, 3), torch.randn(2, 3), maxiters=3)
     got = [(w.filename, w.lineno) for w in caught if "did not converge" in str(w.message)]
     assert got == [(__file__, line), (__file__, line + 1)]
+
+
+@pytest.mark.parametrize("norm", ["weight_norm", "spectral_norm"])
+def test_parametrized_weights_are_computed_once_per_forward_with_gradients(norm):
+    """torchdeq's apply_norm / reset_norm: a cell normalised with torch.nn.utils.parametrizations gets
+    its weight computed once per forward (not once per solver iteration), and the gradient reaches
+    the parametrization's own parameters, equal to that of the same cell with the weight computed
+    by hand (float64)."""
+    from torch.nn.utils import parametrizations
+
+    torch.manual_seed(0)
+    lin = getattr(parametrizations, norm)(nn.Linear(3, 3).double())
+    calls = [0]
+    lin.parametrizations.weight[0].register_forward_hook(lambda *a: calls.__setitem__(0, calls[0] + 1))
+
+    class NormCell(nn.Module):  # the parametrized layers must be submodules of the cell
+        def __init__(self):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, z, x):
+            return torch.tanh(0.5 * self.lin(z) + x)
+
+    deq = DEQ(NormCell(), abstol=1e-12, reltol=0.0, maxiters=200)
+    x = make_x(batch=4)
+    lin.eval()  # spectral_norm: no power-iteration update, so the reference below sees the same weight
+    z = deq(x)
+    assert calls[0] == 1 and deq.forward_stats.nf > 5
+    z.pow(2).sum().backward()
+    grads = [p.grad.clone() for p in lin.parameters()]
+    assert all(g is not None and bool(g.abs().sum() > 0) for g in grads)
+    lin.zero_grad()
+    W = lin.weight  # the parametrized weight, with its graph
+    ref = DEQ(lambda z, x: torch.tanh(0.5 * (z @ W.T + lin.bias) + x), abstol=1e-12, reltol=0.0, maxiters=200)
+    ref(x).pow(2).sum().backward()
+    for g, p in zip(grads, lin.parameters()):
+        torch.testing.assert_close(g, p.grad, rtol=1e-8, atol=1e-10)
+    lin.train()
+    calls[0] = 0
+    deq(x)
+    assert calls[0] == 1  # in training too (spectral_norm's power iteration: once per forward)

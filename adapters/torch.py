@@ -8,14 +8,15 @@ solution ``w`` of ``w = J_f(z*)^T w + g`` (``adapters/_implicit.adjoint_solve``)
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, TypedDict, TypeVar, Union
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Sequence, TypedDict, TypeVar, Union
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from steadysolve import Algorithm, Polyalgorithm
-from steadysolve._checks import check_callable, check_choice, check_positive
+from steadysolve._checks import check_callable, check_choice, check_int, check_positive
 from steadysolve.termination import default_tolerance
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
@@ -151,6 +152,17 @@ class DEQ(nn.Module):
         ``"warn"`` (a ``steadysolve.ConvergenceWarning`` the first time a solve of this layer fails;
         ``deq.stats.failures`` counts them all), ``"warn_always"``, ``"raise"``
         (``DEQConvergenceError``) or ``"ignore"``.
+    n_states
+        Fixed-point correction (torchdeq's ``n_states``, Bai et al. 2022): with ``n_states = k > 1``
+        a training call (gradients enabled) returns a tuple of ``k`` states sampled along the
+        solve: the cap (``maxiters``, or ``max_nfe``) is cut into ``k`` even segments, each solved
+        from the previous state, and each state is differentiable with the layer's backward (its
+        own implicit gradient at its returned iterate); the last is the layer's usual output. For
+        a correction loss ``sum_j w_j loss(head(z_j))``. Without gradients the layer returns
+        ``(z*,)`` from one solve with the whole cap. ``deq.stats`` is the last segment's.
+    indexing
+        Instead of ``n_states``: where the sampled states end, in units of the cap (each below it);
+        the last state is at the cap (torchdeq's ``indexing``).
     failed_grad
         Gradient of the samples whose *forward* solve failed (stopped at its cap):
         ``"implicit"`` (default, as torchdeq) applies the implicit gradient at the returned
@@ -178,7 +190,8 @@ class DEQ(nn.Module):
                  abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
                  norm: Union[str, Callable] = "l2", batch_axis: Optional[int] = 0, init: Optional[Callable] = None,
                  jacobian_reg: float = 0.0, on_failure: OnFailure = "warn", failed_grad: FailedGrad = "implicit",
-                 max_nfe: Optional[int] = None, **unknown: Never):
+                 max_nfe: Optional[int] = None, n_states: int = 1, indexing: Optional[Sequence[int]] = None,
+                 **unknown: Never):
         super().__init__()
         check_callable("DEQ", "f", f, what="an nn.Module or a callable f(z, x)")
         check_callable("DEQ", "init", init, allow_none=True, what="an nn.Module or a callable init(x) -> z0")
@@ -188,6 +201,7 @@ class DEQ(nn.Module):
                             failed_grad, dict(unknown, max_nfe=max_nfe))
         self.jacobian_reg = check_positive("DEQ", "jacobian_reg", jacobian_reg, allow_zero=True)
         self.on_failure, self.failed_grad = on_failure, failed_grad
+        self._bounds = _sample_bounds(n_states, indexing, self._opts)
         self._failures = {"forward": 0, "backward": 0}
         self._warned: set = set()
         self.stats: Optional[DEQStats] = None
@@ -236,8 +250,15 @@ class DEQ(nn.Module):
             else:
                 raise TypeError("DEQ: x is not a tensor, so the shape of z is unknown: pass z0= or init=")
         report = Reporter(self.on_failure, self._failures, self._warned)
-        z, stats, tracked, rows_fn, rows_of, rows = run(cell, z0, self._opts, "DEQ: f(z, x)", report,
-                                                         self.failed_grad)
+        sampled = self._bounds is not None
+        bounds = self._bounds if sampled and self.training and torch.is_grad_enabled() else (None,)
+        states, start, done = [], z0, 0
+        for b in bounds:  # fixed-point correction: one solve per segment of the cap, each from the last state
+            opts = self._opts if b is None else _segment(self._opts, b - done)
+            z, stats, tracked, rows_fn, rows_of, rows = run(cell, start, opts, "DEQ: f(z, x)", report,
+                                                             self.failed_grad)
+            states.append(z)
+            start, done = (tree_map(torch.Tensor.detach, z) if is_structured(z) else z.detach()), b
         self.stats = stats
         self.jac_loss = None
         if self.jacobian_reg > 0 and self.training and torch.is_grad_enabled():
@@ -250,7 +271,39 @@ class DEQ(nn.Module):
         self.init_loss = None
         if z0_tracked is not None:
             self.init_loss = (rows_of(z0_tracked) - rows.detach()).pow(2).mean()
-        return z
+        return tuple(states) if sampled else z
+
+
+def _sample_bounds(n_states, indexing, opts) -> Optional[tuple]:
+    """Where the sampled states of fixed-point correction end, in units of the cap (``maxiters``, or
+    ``max_nfe``), the last at the cap: ``n_states`` evenly spaced (torchdeq's rule), or ``indexing``
+    and the cap. ``None``: one state, the layer returns a tensor."""
+    cap = opts.max_nfe if opts.max_nfe is not None else opts.maxiters
+    n_states = check_int("DEQ", "n_states", n_states, 1)
+    if indexing is not None:
+        if n_states > 1:
+            raise TypeError("DEQ: give either n_states= (evenly spaced states) or indexing= (where they end), "
+                            "not both")
+        if isinstance(indexing, (str, bytes)) or not hasattr(indexing, "__iter__"):
+            raise TypeError(f"DEQ: indexing must be a list of ints, got {type(indexing).__name__}")
+        idx = sorted({check_int("DEQ", "indexing entry", i, 1) for i in indexing})
+        if idx and idx[-1] >= cap:
+            raise ValueError(f"DEQ: indexing entries must lie below the cap ({cap}: the last state is at the "
+                             f"cap), got {idx[-1]}")
+        return tuple(idx) + (cap,)
+    if n_states == 1:
+        return None
+    if n_states > cap:
+        raise ValueError(f"DEQ: n_states={n_states} exceeds the cap ({cap}); each state needs its own iterations")
+    step = cap // n_states
+    return tuple(cap - (n_states - k - 1) * step for k in range(n_states))
+
+
+def _segment(opts, length: int):
+    """The layer's options for one segment of ``length`` units of its cap."""
+    if opts.max_nfe is not None:
+        return dataclasses.replace(opts, max_nfe=length)
+    return dataclasses.replace(opts, maxiters=length)
 
 
 class MultiScaleDEQ(DEQ):

@@ -532,3 +532,41 @@ def test_parametrized_weights_are_computed_once_per_forward_with_gradients(norm)
     calls[0] = 0
     deq(x)
     assert calls[0] == 1  # in training too (spectral_norm's power iteration: once per forward)
+
+
+def test_sampled_states_each_get_the_implicit_gradient_at_their_iterate():
+    """Fixed-point correction (n_states): a training call returns k states, the cap cut into k segments
+    each solved from the last state; each state is f of its segment's returned iterate and its gradient
+    is the implicit one there (finite differences of the shifted problem, float64)."""
+    cell = Cell()
+    x = make_x(batch=2)
+    c = torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
+    bwd = Implicit(reltol=1e-13, maxiters=500)
+    opts = dict(solver="fixed_point", abstol=1e-12, reltol=0.0, on_failure="ignore", backward=bwd)
+    deq = DEQ(cell, maxiters=6, n_states=3, **opts)
+    xg = x.clone().requires_grad_(True)
+    states = deq(xg)
+    assert isinstance(states, tuple) and len(states) == 3
+    seg = DEQ(cell, maxiters=2, **opts)  # one segment, to recompute each returned iterate
+    start = torch.zeros_like(x)
+    for z in states:
+        with torch.no_grad():
+            z_r = seg(x, z0=start)
+        torch.testing.assert_close(z, cell(z_r, x), rtol=0, atol=0)
+        (gx,) = torch.autograd.grad((z * c).sum(), xg, retain_graph=True)
+        torch.testing.assert_close(gx, _shifted_fd_grad(cell, x, z_r, c), rtol=1e-6, atol=1e-8)
+        start = z.detach()
+    r = [float((cell(z, x) - z).detach().norm()) for z in states]
+    assert r[0] > r[1] > r[2]  # each state nearer the fixed point
+    with torch.no_grad():
+        (z_eval,) = deq(x)
+    with torch.no_grad():
+        torch.testing.assert_close(z_eval, DEQ(cell, maxiters=6, **opts)(x))
+    assert DEQ(cell, maxiters=10, indexing=[3, 7], **opts)._bounds == (3, 7, 10)
+    assert DEQ(cell, max_nfe=50, n_states=4, **opts)._bounds == (14, 26, 38, 50)
+    with pytest.raises(TypeError, match="not both"):
+        DEQ(cell, n_states=2, indexing=[3])
+    with pytest.raises(ValueError, match="below the cap"):
+        DEQ(cell, maxiters=10, indexing=[10])
+    with pytest.raises(ValueError, match="n_states"):
+        DEQ(cell, maxiters=3, n_states=4)

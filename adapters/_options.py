@@ -17,7 +17,7 @@ from steadysolve.termination import get_norm
 from ._budget import _check_budget, budgeted
 from .backward import DEFAULT_ADJOINT, ResolvedBackward, resolve_backward
 
-__all__ = ["LayerOptions", "layer_options", "deq_chain", "check_layer_batch_axis"]
+__all__ = ["LayerOptions", "layer_options", "deq_chain", "check_layer_batch_axis", "sample_bounds", "segment"]
 
 
 @dataclass(frozen=True)
@@ -104,3 +104,34 @@ def check_layer_batch_axis(owner: str, opts: LayerOptions, shape) -> LayerOption
     """Normalise the batch axis against the state's shape (clear error when out of range)."""
     return opts.with_batch_axis(check_batch_axis(owner, opts.batch_axis, shape, "z"))
 
+
+def sample_bounds(owner: str, n_states, indexing, opts: LayerOptions) -> Optional[tuple]:
+    """Where the sampled states of fixed-point correction end, in units of the cap (``maxiters``, or
+    ``max_nfe``), the last at the cap: ``n_states`` evenly spaced (torchdeq's rule), or ``indexing``
+    and the cap. ``None``: one state, the layer returns a tensor."""
+    cap = opts.max_nfe if opts.max_nfe is not None else opts.maxiters
+    n_states = check_int(owner, "n_states", n_states, 1)
+    if indexing is not None:
+        if n_states > 1:
+            raise TypeError(f"{owner}: give either n_states= (evenly spaced states) or indexing= (where they end), "
+                            "not both")
+        if isinstance(indexing, (str, bytes)) or not hasattr(indexing, "__iter__"):
+            raise TypeError(f"{owner}: indexing must be a list of ints, got {type(indexing).__name__}")
+        idx = sorted({check_int(owner, "indexing entry", i, 1) for i in indexing})
+        if idx and idx[-1] >= cap:
+            raise ValueError(f"{owner}: indexing entries must lie below the cap ({cap}: the last state is at the "
+                             f"cap), got {idx[-1]}")
+        return tuple(idx) + (cap,)
+    if n_states == 1:
+        return None
+    if n_states > cap:
+        raise ValueError(f"{owner}: n_states={n_states} exceeds the cap ({cap}); each state needs its own iterations")
+    step = cap // n_states
+    return tuple(cap - (n_states - k - 1) * step for k in range(n_states))
+
+
+def segment(opts: LayerOptions, length: int) -> LayerOptions:
+    """The layer's options for one segment of ``length`` units of its cap."""
+    if opts.max_nfe is not None:
+        return dataclasses.replace(opts, max_nfe=length)
+    return dataclasses.replace(opts, maxiters=length)

@@ -8,22 +8,21 @@ solution ``w`` of ``w = J_f(z*)^T w + g`` (``adapters/_implicit.adjoint_solve``)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Sequence, TypedDict, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Sequence, TypeVar, Union
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from steadysolve import Algorithm, Polyalgorithm
-from steadysolve._checks import check_callable, check_choice, check_int, check_positive
+from steadysolve._checks import check_callable, check_choice, check_positive
 from steadysolve.termination import default_tolerance
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
-from ._options import layer_options
+from ._options import layer_options, sample_bounds
 from .backward import DEFAULT_ADJOINT, DEQ_ADJOINT, Implicit, Phantom
 from ._structure import is_structured, tree_leaves, tree_map
-from ._torch_solve import jacobian_estimate, run
+from ._torch_solve import (FailedGrad, OnFailure, _LayerOptions, jacobian_estimate, parametrizations_once, run,
+                           run_sampled)
 from ._multiscale import check_shapes
 from ._torch_multiscale import MultiScaleCell, per_scale_or_callable
 from ._torch_dropout import VariationalDropout, reset_dropout
@@ -35,13 +34,10 @@ __all__ = ["DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ", "fixed_point", "Variatio
            "DEQConvergenceError", "Implicit", "Phantom"]
 
 _ON_FAILURE = ("warn", "warn_always", "raise", "ignore")
-OnFailure = Literal["warn", "warn_always", "raise", "ignore"]
-FailedGrad = Literal["jfb", "implicit"]
 Solver = Union[str, Algorithm, Polyalgorithm]
 Backward = Union[Literal["implicit", "phantom"], Implicit, Phantom]
 _OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "max_nfe", "norm", "batch_axis", "on_failure",
             "failed_grad")
-
 
 #: the forward test's tolerances when neither is given: torchdeq's nominal relative residual
 DEFAULT_TOLERANCES = (1e-8, 1e-3)
@@ -55,20 +51,6 @@ def _not_compiled(fn: _Fn) -> _Fn:
     return torch.compiler.disable(fn)
 
 
-class _LayerOptions(TypedDict, total=False):
-    """The keyword options the multi-scale layers pass on to ``DEQ`` (for type checkers)."""
-
-    abstol: Optional[float]
-    reltol: Optional[float]
-    maxiters: Optional[int]
-    max_nfe: Optional[int]
-    norm: Union[str, Callable]
-    batch_axis: Optional[int]
-    jacobian_reg: float
-    on_failure: OnFailure
-    failed_grad: FailedGrad
-
-
 def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure, failed_grad, unknown,
            defaults=DEFAULT_TOLERANCES, default_maxiters=50, default_adjoint=DEQ_ADJOINT):
     max_nfe = unknown.pop("max_nfe", None)
@@ -79,24 +61,6 @@ def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, 
     check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
-
-
-@contextlib.contextmanager
-def _parametrizations_once(f):
-    """Every ``torch.nn.utils.parametrize`` tensor of the cell (``weight_norm``, ``spectral_norm``, ...)
-    computed once per forward, with gradients, and reused by every solver iteration and the tracked
-    application (torchdeq's ``reset_norm`` per forward): the solve runs under ``no_grad``, so a cache
-    filled by its first evaluation would cut the parameters off from the gradient, and without the
-    cache each iteration would recompute (and ``spectral_norm`` re-iterate) the weights."""
-    mods = [m for m in f.modules() if parametrize.is_parametrized(m)] if isinstance(f, nn.Module) else []
-    if not mods:
-        yield
-        return
-    with parametrize.cached():
-        for m in mods:
-            for name in m.parametrizations:
-                getattr(m, name)
-        yield
 
 
 def _all_tensors(x) -> bool:
@@ -114,15 +78,10 @@ class DEQ(nn.Module):
         Forward algorithm: any name in ``steadysolve.available()`` or an instance; ``"auto"``:
         Anderson, then Broyden from its best iterate (one evaluation of ``f`` per iteration each).
     backward
-        ``"implicit"`` / ``Implicit`` (the implicit-function-theorem gradient through
-        ``w = J_f^T w + g``; its solver and tolerances are options of the object; by default
-        ``w`` is the Neumann series ``w <- J_f^T w + g`` from ``w = g`` under the forward's cap,
-        best iterate: exact where the equilibrium attracts, on the incoming gradient's scale where
-        ``I - J_f`` is near-singular, see ``Implicit``) or ``"phantom"`` / ``Phantom``
-        (``steps`` unrolled damped steps from ``z*``). With the implicit backward and gradients
-        enabled the layer returns ``f(z*, x)``, the application it differentiates (one more step
-        of the map: within the tolerance of ``z*`` when the solve converged, nearer the fixed point
-        when it stopped at its cap; its derivative is that of ``z*``); otherwise ``z*``.
+        ``"implicit"`` / ``Implicit`` (the implicit gradient, ``w = J_f^T w + g``, by default the
+        capped Neumann series, see ``Implicit``) or ``"phantom"`` / ``Phantom`` (``steps``
+        unrolled damped steps from ``z*``). With the implicit backward and gradients enabled the
+        layer returns ``f(z*, x)``, the application it differentiates (derivative that of ``z*``).
     abstol
         Forward convergence test (per batch element):
         ``norm(f(z, x) - z) <= max(abstol, reltol * norm(z))`` (``norm(z)`` capped at 100 times the
@@ -153,16 +112,11 @@ class DEQ(nn.Module):
         ``deq.stats.failures`` counts them all), ``"warn_always"``, ``"raise"``
         (``DEQConvergenceError``) or ``"ignore"``.
     n_states
-        Fixed-point correction (torchdeq's ``n_states``, Bai et al. 2022): with ``n_states = k > 1``
-        a training call (gradients enabled) returns a tuple of ``k`` states sampled along the
-        solve: the cap (``maxiters``, or ``max_nfe``) is cut into ``k`` even segments, each solved
-        from the previous state, and each state is differentiable with the layer's backward (its
-        own implicit gradient at its returned iterate); the last is the layer's usual output. For
-        a correction loss ``sum_j w_j loss(head(z_j))``. Without gradients the layer returns
-        ``(z*,)`` from one solve with the whole cap. ``deq.stats`` is the last segment's.
+        Fixed-point correction (torchdeq's ``n_states``): ``k > 1`` makes a training call return
+        a tuple of ``k`` states, the cap cut into ``k`` segments each solved from the last state,
+        each with its own implicit gradient; without gradients ``(z*,)``. ``deq.stats``: the last.
     indexing
-        Instead of ``n_states``: where the sampled states end, in units of the cap (each below it);
-        the last state is at the cap (torchdeq's ``indexing``).
+        Instead of ``n_states``: where the states end, in units of the cap (torchdeq's ``indexing``).
     failed_grad
         Gradient of the samples whose *forward* solve failed (stopped at its cap):
         ``"implicit"`` (default, as torchdeq) applies the implicit gradient at the returned
@@ -201,7 +155,7 @@ class DEQ(nn.Module):
                             failed_grad, dict(unknown, max_nfe=max_nfe))
         self.jacobian_reg = check_positive("DEQ", "jacobian_reg", jacobian_reg, allow_zero=True)
         self.on_failure, self.failed_grad = on_failure, failed_grad
-        self._bounds = _sample_bounds(n_states, indexing, self._opts)
+        self._bounds = sample_bounds("DEQ", n_states, indexing, self._opts)
         self._failures = {"forward": 0, "backward": 0}
         self._warned: set = set()
         self.stats: Optional[DEQStats] = None
@@ -232,7 +186,7 @@ class DEQ(nn.Module):
     def forward(self, x, z0=None):
         # torch.compile: the solve loop (host syncs, data-dependent iteration count) is not
         # traceable; the layer runs eagerly (a graph break) and the rest of the model compiles.
-        with _parametrizations_once(self.f):
+        with parametrizations_once(self.f):
             return self._forward(x, z0)
 
     def _forward(self, x, z0):
@@ -250,15 +204,9 @@ class DEQ(nn.Module):
             else:
                 raise TypeError("DEQ: x is not a tensor, so the shape of z is unknown: pass z0= or init=")
         report = Reporter(self.on_failure, self._failures, self._warned)
-        sampled = self._bounds is not None
-        bounds = self._bounds if sampled and self.training and torch.is_grad_enabled() else (None,)
-        states, start, done = [], z0, 0
-        for b in bounds:  # fixed-point correction: one solve per segment of the cap, each from the last state
-            opts = self._opts if b is None else _segment(self._opts, b - done)
-            z, stats, tracked, rows_fn, rows_of, rows = run(cell, start, opts, "DEQ: f(z, x)", report,
-                                                             self.failed_grad)
-            states.append(z)
-            start, done = (tree_map(torch.Tensor.detach, z) if is_structured(z) else z.detach()), b
+        bounds = self._bounds if self.training and torch.is_grad_enabled() else None
+        states, (z, stats, tracked, rows_fn, rows_of, rows) = run_sampled(cell, z0, self._opts, bounds, report,
+                                                                          self.failed_grad)
         self.stats = stats
         self.jac_loss = None
         if self.jacobian_reg > 0 and self.training and torch.is_grad_enabled():
@@ -271,39 +219,7 @@ class DEQ(nn.Module):
         self.init_loss = None
         if z0_tracked is not None:
             self.init_loss = (rows_of(z0_tracked) - rows.detach()).pow(2).mean()
-        return tuple(states) if sampled else z
-
-
-def _sample_bounds(n_states, indexing, opts) -> Optional[tuple]:
-    """Where the sampled states of fixed-point correction end, in units of the cap (``maxiters``, or
-    ``max_nfe``), the last at the cap: ``n_states`` evenly spaced (torchdeq's rule), or ``indexing``
-    and the cap. ``None``: one state, the layer returns a tensor."""
-    cap = opts.max_nfe if opts.max_nfe is not None else opts.maxiters
-    n_states = check_int("DEQ", "n_states", n_states, 1)
-    if indexing is not None:
-        if n_states > 1:
-            raise TypeError("DEQ: give either n_states= (evenly spaced states) or indexing= (where they end), "
-                            "not both")
-        if isinstance(indexing, (str, bytes)) or not hasattr(indexing, "__iter__"):
-            raise TypeError(f"DEQ: indexing must be a list of ints, got {type(indexing).__name__}")
-        idx = sorted({check_int("DEQ", "indexing entry", i, 1) for i in indexing})
-        if idx and idx[-1] >= cap:
-            raise ValueError(f"DEQ: indexing entries must lie below the cap ({cap}: the last state is at the "
-                             f"cap), got {idx[-1]}")
-        return tuple(idx) + (cap,)
-    if n_states == 1:
-        return None
-    if n_states > cap:
-        raise ValueError(f"DEQ: n_states={n_states} exceeds the cap ({cap}); each state needs its own iterations")
-    step = cap // n_states
-    return tuple(cap - (n_states - k - 1) * step for k in range(n_states))
-
-
-def _segment(opts, length: int):
-    """The layer's options for one segment of ``length`` units of its cap."""
-    if opts.max_nfe is not None:
-        return dataclasses.replace(opts, max_nfe=length)
-    return dataclasses.replace(opts, maxiters=length)
+        return tuple(states) if self._bounds is not None else z
 
 
 class MultiScaleDEQ(DEQ):

@@ -217,28 +217,30 @@ def capped_training(names, epochs=8, seed=0, cap=50, ftol=1e-3):
     """The capped regime, trained: the digits DEQ of ``deq_torch --data digits`` (64-wide cell, batch 128,
     Adam 1e-3, the same initial weights and batches) as an Equinox ``DEQ`` with torchdeq's test
     (``abstol=ftol, reltol=0, norm="l2"``, per sample) and ``max_nfe=cap`` for every solver name, against
-    torchdeq (Anderson, ``f_max_iter=cap``, IFT) trained in the same process. Rows: test accuracy,
-    ms per step (jitted step, compile excluded), mean evaluations of f per forward."""
-    import copy
+    torchdeq (Anderson, ``f_max_iter=cap``, IFT), trained in the same run by ``deq_torch`` (a subprocess).
+    Rows: test accuracy, ms per step (jitted step, compile excluded), mean evaluations of f per forward."""
+    import subprocess
+    import sys
 
     import equinox as eqx
     import optax
     import torch
 
-    from benchmarks import deq_torch as T
+    from benchmarks.problems.digits import load_digits
     from steadysolve.adapters.jax import DEQ
 
-    Xtr, ytr, Xte, yte = T.load_digits(seed)
-    torch.manual_seed(seed)
-    base, cell0 = T.Net(torch.nn.Identity(), 64, 64), T.Cell(64)
-    w = lambda lin: (jnp.asarray(lin.weight.detach().numpy()).T, jnp.asarray(lin.bias.detach().numpy()))  # noqa: E731
-    params0 = dict(inp=w(base.inp), a=w(cell0.a), b=w(cell0.b), out=w(base.out))
+    Xtr, ytr, Xte, yte = load_digits(seed)
+    torch.manual_seed(seed)  # deq_torch's initial weights: its layers are created in this order
+    lins = dict(inp=torch.nn.Linear(64, 64), out=torch.nn.Linear(64, 10), a=torch.nn.Linear(64, 320),
+                b=torch.nn.Linear(320, 64))
+    params0 = {k: (jnp.asarray(v.weight.detach().numpy()).T, jnp.asarray(v.bias.detach().numpy()))
+               for k, v in lins.items()}
     batches = []
     g = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         perm = torch.randperm(len(Xtr), generator=g)
         batches += [perm[i:i + 128].numpy() for i in range(0, len(Xtr), 128)]
-    Xtr_j, ytr_j, Xte_j = (jnp.asarray(v.numpy()) for v in (Xtr, ytr, Xte))
+    Xtr_j, ytr_j, Xte_j = (jnp.asarray(v) for v in (Xtr, ytr, Xte))
     rows = {}
 
     def f(z, xin, p):
@@ -275,12 +277,14 @@ def capped_training(names, epochs=8, seed=0, cap=50, ftol=1e-3):
             jax.block_until_ready(p)
             times.append(time.perf_counter() - t)
             evals.append(int(ne))
-        acc = float(jnp.mean(jnp.argmax(eqx.filter_jit(logits)(p, Xte_j)[0], axis=1) == jnp.asarray(yte.numpy())))
+        acc = float(jnp.mean(jnp.argmax(eqx.filter_jit(logits)(p, Xte_j)[0], axis=1) == jnp.asarray(yte)))
         rows[f"steadysolve {name}"] = (acc, 1e3 * statistics.median(times), float(np.mean(evals)))
-    net = copy.deepcopy(base)
-    net.layer = T.TorchdeqLayer(copy.deepcopy(cell0), ftol, ftol, cap)
-    r = T.run([("torchdeq", net)], (Xtr, ytr, Xte, yte), epochs, seed)[0]
-    rows["torchdeq (torch)"] = (r["acc"], r["ms_step"], r["nfe"])
+    out = subprocess.run([sys.executable, "-m", "benchmarks.deq_torch", "--data", "digits", "--capped", "--only",
+                          "torchdeq", "--solvers", "none", "--epochs", str(epochs), "--seed", str(seed), "--ftol",
+                          str(ftol), "--btol", str(ftol), "--maxiters", str(cap)],
+                         capture_output=True, text=True, check=True).stdout
+    row = next(line.split() for line in out.splitlines() if line.startswith("torchdeq "))
+    rows["torchdeq (torch)"] = (float(row[-1]), float(row[1]), float(row[4]))
     print(f"\ncapped regime, digits DEQ (64-wide), {epochs} epochs, abstol={ftol:g} (l2, per sample), reltol=0, "
           f"max_nfe={cap} (torchdeq: f_max_iter={cap}):")
     print(f"  {'':28s} {'test acc':>8s} {'ms/step':>8s} {'evals/fwd':>9s}  acc vs torchdeq (target >= -0.01)")

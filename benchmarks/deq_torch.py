@@ -33,6 +33,8 @@ import steadysolve as ss
 from steadysolve.adapters import Implicit
 from steadysolve.adapters.torch import DEQ
 
+from benchmarks.problems import digits
+
 
 class Cell(nn.Module):
     """f(z, x) = Linear(5w, w)(tanh(Linear(w, 5w)(z + x))) (w = 100 on MNIST, 64 on digits), counting its calls."""
@@ -135,15 +137,8 @@ def load_mnist(seed=0, ntrain=4000):
 
 
 def load_digits(seed=0):
-    """scikit-learn's 1,797 8x8 digits: 1,400 to train, the rest to test."""
-    from sklearn.datasets import load_digits as digits
-
-    X, y = digits(return_X_y=True)
-    rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(X))
-    X = torch.tensor(X[idx] / 16.0, dtype=torch.float32)
-    y = torch.tensor(y[idx], dtype=torch.long)
-    return X[:1400], y[:1400], X[1400:], y[1400:]
+    """scikit-learn's 8x8 digits (``benchmarks.problems.digits``) as tensors."""
+    return tuple(torch.from_numpy(v) for v in digits.load_digits(seed))
 
 
 def time_f(cell, batch=128, reps=3):

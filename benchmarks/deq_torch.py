@@ -63,7 +63,7 @@ class Net(nn.Module):
         t = time.perf_counter()
         z = self.layer(x)
         self.t_layer += time.perf_counter() - t
-        return self.out(z)
+        return [self.out(v) for v in z] if isinstance(z, (tuple, list)) else self.out(z)
 
 
 class SteadysolveLayer(nn.Module):
@@ -72,12 +72,13 @@ class SteadysolveLayer(nn.Module):
     (relative 2-norm residual 1e-3, the same budget in evaluations of f for every solver), or
     ``maxiters=maxiters`` with ``budget="maxiters"``."""
 
-    def __init__(self, cell, ftol, btol, maxiters, backward_solver, solver=None, budget="max_nfe", capped=False):
+    def __init__(self, cell, ftol, btol, maxiters, backward_solver, solver=None, budget="max_nfe", capped=False,
+                 n_states=1):
         super().__init__()
         self.cell = cell
         if capped:  # torchdeq's test (2-norm residual per sample <= ftol), the layer's defaults otherwise
             self.deq = DEQ(cell, solver=solver, abstol=ftol, reltol=0.0, norm="l2", on_failure="ignore",
-                           **{budget: maxiters})
+                           n_states=n_states, **{budget: maxiters})
         elif solver is None:
             self.deq = DEQ(cell, solver=ss.Anderson(memory=6), norm="l2", abstol=ftol, reltol=0.0,
                            maxiters=maxiters, backward=Implicit(solver=backward_solver, reltol=btol,
@@ -86,7 +87,8 @@ class SteadysolveLayer(nn.Module):
             self.deq = DEQ(cell, solver=solver, reltol=ftol, on_failure="ignore", **{budget: maxiters})
 
     def forward(self, x):
-        return self.deq(x)
+        z = self.deq(x)
+        return z[0] if isinstance(z, tuple) and len(z) == 1 else z  # n_states: (z*,) in evaluation
 
     def evaluations(self):
         """Evaluations of f in the last forward solve, JVPs counted (a vmapped Jacobian is one call of
@@ -100,12 +102,13 @@ class SteadysolveLayer(nn.Module):
 
 
 class TorchdeqLayer(nn.Module):
-    def __init__(self, cell, ftol, btol, maxiters, mode="abs"):
+    def __init__(self, cell, ftol, btol, maxiters, mode="abs", n_states=1):
         super().__init__()
         from torchdeq import get_deq
 
         self.cell = cell
         self.deq = get_deq(f_solver="anderson", f_max_iter=maxiters, f_tol=ftol, f_stop_mode=mode,
+                           n_states=n_states,
                            ift=True, b_solver="anderson", b_max_iter=maxiters, b_tol=btol, b_stop_mode="rel")
         self._biters = [0]
 
@@ -116,7 +119,7 @@ class TorchdeqLayer(nn.Module):
             self._biters[0] = int(info["nstep"].max())
 
         zs, _ = self.deq(lambda z: self.cell(z, x), z0, backward_writer=writer)
-        return zs[-1]
+        return zs if self.training and len(zs) > 1 else zs[-1]
 
     def backward_iters(self):
         return self._biters[0]
@@ -181,7 +184,9 @@ def run(named_nets, data, epochs, seed):
                 c0 = cell.calls
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=r["name"].endswith("+bf16")):
-                    loss = lossf(net(Xtr[b]), ytr[b])
+                    out = net(Xtr[b])  # n_states: the fixed-point correction loss, the mean over the states
+                    loss = (sum(lossf(o, ytr[b]) for o in out) / len(out) if isinstance(out, list)
+                            else lossf(out, ytr[b]))
                 r["nfe"].append(cell.calls - c0)
                 r["evals"].append(net.layer.evaluations())
                 loss.backward()
@@ -223,6 +228,9 @@ def main():
                     help="mnist: 5,000 MNIST digits, a 100-wide cell; digits: scikit-learn's 8x8 digits, 64-wide")
     ap.add_argument("--capped", action="store_true", help="the capped regime: per-solver rows use torchdeq's test "
                     "(abstol=ftol, reltol=0, l2) under the same budget, where most forward solves stop at the cap")
+    ap.add_argument("--n-states", type=int, default=1, help="with --capped: fixed-point correction, the loss the "
+                    "mean over n states sampled along each solve (steadysolve: n_states=, each state's own implicit "
+                    "gradient; torchdeq: n_states=, IFT on the last, its 1-step phantom gradient on the others)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backward-solver", default=None, help="steadysolve backward solver (default: the DEQ default)")
@@ -258,11 +266,12 @@ def main():
                 continue
             net = copy.deepcopy(base)
             net.layer = SteadysolveLayer(copy.deepcopy(cell0), args.ftol, args.btol, args.maxiters, None, name,
-                                         args.budget, args.capped)
+                                         args.budget, args.capped, args.n_states)
             nets.append((f"ss:{name}", net))
     if args.only in (None, "torchdeq"):
         net = copy.deepcopy(base)
-        net.layer = TorchdeqLayer(copy.deepcopy(cell0), args.ftol, args.btol, args.maxiters)
+        net.layer = TorchdeqLayer(copy.deepcopy(cell0), args.ftol, args.btol, args.maxiters,
+                                  n_states=args.n_states)
         nets.append(("torchdeq", net))
         if names and not args.capped:
             net = copy.deepcopy(base)
@@ -281,7 +290,9 @@ def main():
         nets += twins
     runs = run(nets, data, args.epochs, args.seed)
 
-    print(f"{args.data} DEQ (width {width}){' capped regime' if args.capped else ''}, {args.epochs} epochs x {-(-len(data[0]) // 128)} steps, batch 128, Anderson(m=6), "
+    print(f"{args.data} DEQ (width {width}){' capped regime' if args.capped else ''}"
+          f"{f', fixed-point correction over {args.n_states} states' if args.n_states > 1 else ''}, "
+          f"{args.epochs} epochs x {-(-len(data[0]) // 128)} steps, batch 128, Anderson(m=6), "
           f"ftol={args.ftol:g} (l2, abs), btol={args.btol:g} (rel), maxiters={args.maxiters}, "
           f"threads={args.threads}; per-solver rows: {args.budget}={args.maxiters}"
           f"{'; +bf16: under autocast bfloat16' if args.autocast else ''}")

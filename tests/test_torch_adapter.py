@@ -210,7 +210,7 @@ def test_stats_per_element():
     assert deq.backward_stats is None
     z.sum().backward()
     bs = deq.backward_stats
-    assert bs.successful and bs.solver == "fixed_point" and bs.niter >= 1  # the DEQ module's adjoint: the Neumann series
+    assert bs.successful and bs.solver == "fixed_point" and bs.niter >= 1
     assert set(fs.as_dict()) >= {"niter", "nf", "retcode", "max_resid"}
     assert "Success" in repr(fs)
 

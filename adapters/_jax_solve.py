@@ -20,7 +20,7 @@ from ._jax_split import error_if, split_inputs, zero_tangent
 from ._options import check_layer_batch_axis, layer_options
 from ._structure import Structure, is_structured, tree_leaves, tree_map
 
-__all__ = ["implicit", "run_fixed_point", "OPTIONS", "LayerOptions"]
+__all__ = ["implicit", "run_fixed_point", "OPTIONS", "LayerOptions", "DEFAULT_MAXITERS"]
 
 class LayerOptions(TypedDict, total=False):
     """The keyword options the Equinox modules pass on to ``fixed_point`` (for type checkers)."""
@@ -36,6 +36,8 @@ class LayerOptions(TypedDict, total=False):
 
 
 OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "max_nfe", "norm", "batch_axis", "throw")
+#: the cap of ``fixed_point`` and the Equinox modules when neither ``maxiters`` nor ``max_nfe`` is given
+DEFAULT_MAXITERS = 1000
 _DEFAULTS = dict(abstol=None, reltol=None, maxiters=None, norm="max", batch_axis=None, throw=False,
                  backward="implicit")
 
@@ -81,7 +83,7 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
     opts = layer_options(where, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
                          batch_axis=batch_axis, backward=backward,
                          defaults=(default_tolerance(jnp, z0.dtype),) * 2,
-                         unknown=unknown, valid=OPTIONS, max_nfe=max_nfe, default_maxiters=1000,
+                         unknown=unknown, valid=OPTIONS, max_nfe=max_nfe, default_maxiters=DEFAULT_MAXITERS,
                          deq=kind == "fixed_point", default_adjoint=default_adjoint)
     opts = check_layer_batch_axis(where, opts, tuple(z0.shape))
     opts = opts.budgeted(Layout(jnp, tuple(z0.shape), opts.batch_axis).n)  # max_nfe: the work budget

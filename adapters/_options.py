@@ -17,7 +17,7 @@ from steadysolve.termination import get_norm
 from ._budget import _check_budget, budgeted
 from .backward import DEFAULT_ADJOINT, ResolvedBackward, resolve_backward
 
-__all__ = ["LayerOptions", "layer_options", "deq_chain", "check_layer_batch_axis", "sample_bounds", "segment"]
+__all__ = ["LayerOptions", "layer_options", "deq_chain", "check_layer_batch_axis", "sample_bounds", "segment", "cap_of"]
 
 
 @dataclass(frozen=True)
@@ -105,11 +105,10 @@ def check_layer_batch_axis(owner: str, opts: LayerOptions, shape) -> LayerOption
     return opts.with_batch_axis(check_batch_axis(owner, opts.batch_axis, shape, "z"))
 
 
-def sample_bounds(owner: str, n_states, indexing, opts: LayerOptions) -> Optional[tuple]:
+def sample_bounds(owner: str, n_states, indexing, cap: int) -> Optional[tuple]:
     """Where the sampled states of fixed-point correction end, in units of the cap (``maxiters``, or
     ``max_nfe``), the last at the cap: ``n_states`` evenly spaced (torchdeq's rule), or ``indexing``
     and the cap. ``None``: one state, the layer returns a tensor."""
-    cap = opts.max_nfe if opts.max_nfe is not None else opts.maxiters
     n_states = check_int(owner, "n_states", n_states, 1)
     if indexing is not None:
         if n_states > 1:
@@ -135,3 +134,8 @@ def segment(opts: LayerOptions, length: int) -> LayerOptions:
     if opts.max_nfe is not None:
         return dataclasses.replace(opts, max_nfe=length)
     return dataclasses.replace(opts, maxiters=length)
+
+
+def cap_of(opts: LayerOptions) -> int:
+    """The layer's cap: ``max_nfe`` when given, else ``maxiters``."""
+    return opts.max_nfe if opts.max_nfe is not None else opts.maxiters

@@ -18,7 +18,7 @@ from steadysolve._checks import check_callable, check_choice, check_positive
 from steadysolve.termination import default_tolerance
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
-from ._options import layer_options, sample_bounds
+from ._options import cap_of, layer_options, sample_bounds
 from .backward import DEFAULT_ADJOINT, DEQ_ADJOINT, Implicit, Phantom
 from ._structure import is_structured, tree_leaves, tree_map
 from ._torch_solve import (FailedGrad, OnFailure, _LayerOptions, jacobian_estimate, parametrizations_once, run,
@@ -155,7 +155,7 @@ class DEQ(nn.Module):
                             failed_grad, dict(unknown, max_nfe=max_nfe))
         self.jacobian_reg = check_positive("DEQ", "jacobian_reg", jacobian_reg, allow_zero=True)
         self.on_failure, self.failed_grad = on_failure, failed_grad
-        self._bounds = sample_bounds("DEQ", n_states, indexing, self._opts)
+        self._bounds = sample_bounds("DEQ", n_states, indexing, cap_of(self._opts))
         self._failures = {"forward": 0, "backward": 0}
         self._warned: set = set()
         self.stats: Optional[DEQStats] = None

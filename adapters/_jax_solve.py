@@ -15,11 +15,12 @@ from steadysolve._backend.layout import Layout
 from steadysolve.termination import default_tolerance
 
 from ._implicit import adjoint_solve, forward_stats
+from .backward import DEFAULT_ADJOINT, DEQ_ADJOINT
 from ._jax_split import error_if, split_inputs, zero_tangent
 from ._options import check_layer_batch_axis, layer_options
 from ._structure import Structure, is_structured, tree_leaves, tree_map
 
-__all__ = ["implicit", "run_fixed_point", "OPTIONS", "LayerOptions"]
+__all__ = ["implicit", "run_fixed_point", "OPTIONS", "LayerOptions", "DEFAULT_MAXITERS"]
 
 class LayerOptions(TypedDict, total=False):
     """The keyword options the Equinox modules pass on to ``fixed_point`` (for type checkers)."""
@@ -35,6 +36,8 @@ class LayerOptions(TypedDict, total=False):
 
 
 OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "max_nfe", "norm", "batch_axis", "throw")
+#: the cap of ``fixed_point`` and the Equinox modules when neither ``maxiters`` nor ``max_nfe`` is given
+DEFAULT_MAXITERS = 1000
 _DEFAULTS = dict(abstol=None, reltol=None, maxiters=None, norm="max", batch_axis=None, throw=False,
                  backward="implicit")
 
@@ -64,11 +67,11 @@ def _structured(kind, where, f, z0, args, batch_axis, kw):
 
 
 def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm, batch_axis, throw, backward,
-              unknown):
+              unknown, default_adjoint=DEFAULT_ADJOINT):
     check_callable(where, "f", f)
     if is_structured(z0):
         kw = dict(solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, throw=throw,
-                  backward=backward, unknown=unknown)
+                  backward=backward, unknown=unknown, default_adjoint=default_adjoint)
         return _structured(kind, where, f, z0, args, batch_axis, kw)
     if isinstance(z0, (np.ndarray, np.generic)):
         z0 = jnp.asarray(z0)
@@ -80,8 +83,8 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
     opts = layer_options(where, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
                          batch_axis=batch_axis, backward=backward,
                          defaults=(default_tolerance(jnp, z0.dtype),) * 2,
-                         unknown=unknown, valid=OPTIONS, max_nfe=max_nfe, default_maxiters=1000,
-                         deq=kind == "fixed_point")
+                         unknown=unknown, valid=OPTIONS, max_nfe=max_nfe, default_maxiters=DEFAULT_MAXITERS,
+                         deq=kind == "fixed_point", default_adjoint=default_adjoint)
     opts = check_layer_batch_axis(where, opts, tuple(z0.shape))
     opts = opts.budgeted(Layout(jnp, tuple(z0.shape), opts.batch_axis).n)  # max_nfe: the work budget
     check_bool(where, "throw", throw)
@@ -153,7 +156,9 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
 
 
 def run_fixed_point(where: str, f, z0, *args, solver="anderson", **options):
-    """``fixed_point`` with its defaults, for the modules (``where`` names the caller in errors)."""
+    """``fixed_point`` with its defaults, for the DEQ modules (``where`` names the caller in errors):
+    ``Implicit()``'s adjoint is the modules' (``backward.DEQ_ADJOINT``)."""
     kw = dict(_DEFAULTS)
     kw.update({k: options.pop(k) for k in list(options) if k in _DEFAULTS})
-    return implicit("fixed_point", where, f, z0, args, solver=solver, unknown=options, **kw)
+    return implicit("fixed_point", where, f, z0, args, solver=solver, unknown=options, default_adjoint=DEQ_ADJOINT,
+                    **kw)

@@ -15,9 +15,9 @@ from steadysolve.registry import resolve
 from steadysolve.termination import get_norm
 
 from ._budget import _check_budget, budgeted
-from .backward import ResolvedBackward, resolve_backward
+from .backward import DEFAULT_ADJOINT, ResolvedBackward, resolve_backward
 
-__all__ = ["LayerOptions", "layer_options", "deq_chain", "check_layer_batch_axis"]
+__all__ = ["LayerOptions", "layer_options", "deq_chain", "check_layer_batch_axis", "sample_bounds", "segment", "cap_of"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class LayerOptions:
         """The options with ``max_nfe`` mapped onto the solver for a state of ``n`` entries per element."""
         if self.max_nfe is None:
             return self
-        alg, maxiters = budgeted("DEQ", self.solver, self.max_nfe, n, self.reltol or 0.0)
+        alg, maxiters = budgeted("DEQ", self.solver, self.max_nfe, n, self.reltol or self.abstol)
         return dataclasses.replace(self, solver=alg, maxiters=maxiters)
 
     def with_batch_axis(self, axis: Optional[int]) -> "LayerOptions":
@@ -62,10 +62,11 @@ def deq_chain(alg):
 
 def layer_options(owner: str, *, solver, abstol, reltol, maxiters, norm, batch_axis, backward,
                   defaults: tuple = (None, None), unknown: Optional[dict] = None, valid=(),
-                  max_nfe: Optional[int] = None, default_maxiters: int = 50, deq: bool = False) -> LayerOptions:
+                  max_nfe: Optional[int] = None, default_maxiters: int = 50, deq: bool = False,
+                  default_adjoint: str = DEFAULT_ADJOINT) -> LayerOptions:
     """Validate a layer's options before any work. Tolerances: ``defaults = (abstol, reltol)`` when
     neither is given; when exactly one is, the other is 0 (a tolerance set binds). ``deq``: a fixed-point
-    layer, where ``"auto"`` is :func:`deq_chain`."""
+    layer, where ``"auto"`` is :func:`deq_chain`. ``default_adjoint``: the solver of ``Implicit(solver=None)``."""
     if unknown:
         reject_unknown(owner, unknown, valid, {"tol": "abstol' or 'reltol", "max_iter": "maxiters",
                                                "f_tol": "abstol", "rtol": "reltol", "atol": "abstol"})
@@ -93,7 +94,7 @@ def layer_options(owner: str, *, solver, abstol, reltol, maxiters, norm, batch_a
     get_norm(norm)  # raises on an unknown norm
     if batch_axis is not None:
         check_int(owner, "batch_axis", batch_axis, minimum=None)
-    bwd = resolve_backward(owner, backward, abstol or 0.0, reltol or 0.0, maxiters)
+    bwd = resolve_backward(owner, backward, abstol or 0.0, reltol or 0.0, maxiters, default_adjoint)
     if max_nfe is not None:  # the backward's default cap: the same budget in products with J^T
         bwd = bwd._replace(maxiters=max_nfe) if bwd.maxiters == maxiters else bwd
     return LayerOptions(alg, abstol, reltol, maxiters, norm, batch_axis, bwd, max_nfe)
@@ -103,3 +104,38 @@ def check_layer_batch_axis(owner: str, opts: LayerOptions, shape) -> LayerOption
     """Normalise the batch axis against the state's shape (clear error when out of range)."""
     return opts.with_batch_axis(check_batch_axis(owner, opts.batch_axis, shape, "z"))
 
+
+def sample_bounds(owner: str, n_states, indexing, cap: int) -> Optional[tuple]:
+    """Where the sampled states of fixed-point correction end, in units of the cap (``maxiters``, or
+    ``max_nfe``), the last at the cap: ``n_states`` evenly spaced (torchdeq's rule), or ``indexing``
+    and the cap. ``None``: one state, the layer returns a tensor."""
+    n_states = check_int(owner, "n_states", n_states, 1)
+    if indexing is not None:
+        if n_states > 1:
+            raise TypeError(f"{owner}: give either n_states= (evenly spaced states) or indexing= (where they end), "
+                            "not both")
+        if isinstance(indexing, (str, bytes)) or not hasattr(indexing, "__iter__"):
+            raise TypeError(f"{owner}: indexing must be a list of ints, got {type(indexing).__name__}")
+        idx = sorted({check_int(owner, "indexing entry", i, 1) for i in indexing})
+        if idx and idx[-1] >= cap:
+            raise ValueError(f"{owner}: indexing entries must lie below the cap ({cap}: the last state is at the "
+                             f"cap), got {idx[-1]}")
+        return tuple(idx) + (cap,)
+    if n_states == 1:
+        return None
+    if n_states > cap:
+        raise ValueError(f"{owner}: n_states={n_states} exceeds the cap ({cap}); each state needs its own iterations")
+    step = cap // n_states
+    return tuple(cap - (n_states - k - 1) * step for k in range(n_states))
+
+
+def segment(opts: LayerOptions, length: int) -> LayerOptions:
+    """The layer's options for one segment of ``length`` units of its cap."""
+    if opts.max_nfe is not None:
+        return dataclasses.replace(opts, max_nfe=length)
+    return dataclasses.replace(opts, maxiters=length)
+
+
+def cap_of(opts: LayerOptions) -> int:
+    """The layer's cap: ``max_nfe`` when given, else ``maxiters``."""
+    return opts.max_nfe if opts.max_nfe is not None else opts.maxiters

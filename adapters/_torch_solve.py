@@ -4,19 +4,41 @@ the Jacobian estimate, on tensor or structured (tuple / list / dict) states (use
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Literal, NamedTuple, Optional, Sequence, TypedDict, Union
 
 import torch
+from torch import nn
+from torch.nn.utils import parametrize
 
 import steadysolve as ss
 from steadysolve import _backend as backend
 from steadysolve._backend.layout import Layout
 
 from ._implicit import BACKWARD_HINT, FORWARD_HINT, DEQStats, Reporter, adjoint_solve, forward_stats
-from ._options import check_layer_batch_axis
+from ._options import check_layer_batch_axis, segment
 from ._structure import Structure, is_structured, tree_leaves, tree_map
 
-__all__ = ["run", "jacobian_estimate"]
+__all__ = ["run", "jacobian_estimate", "parametrizations_once"]
+
+
+OnFailure = Literal["warn", "warn_always", "raise", "ignore"]
+FailedGrad = Literal["jfb", "implicit"]
+
+
+class _LayerOptions(TypedDict, total=False):
+    """The keyword options the multi-scale layers pass on to ``DEQ`` (for type checkers)."""
+
+    abstol: Optional[float]
+    reltol: Optional[float]
+    maxiters: Optional[int]
+    max_nfe: Optional[int]
+    norm: Union[str, Callable]
+    batch_axis: Optional[int]
+    jacobian_reg: float
+    on_failure: OnFailure
+    failed_grad: FailedGrad
+    n_states: int
+    indexing: Optional[Sequence[int]]
 
 
 def _checked(fn: Callable, what: str) -> Callable:
@@ -107,13 +129,14 @@ class _Call(NamedTuple):
 
 
 class _ImplicitGrad(torch.autograd.Function):
-    """Outputs ``z*``; its backward turns ``g`` into ``w = J^T w + g`` for the tracked ``f(z_req, x)``."""
+    """Outputs ``f(z*, x)`` (the tracked application's value; the derivative of ``f(z*(p), p)`` is that
+    of ``z*(p)``); its backward turns ``g`` into ``w = J^T w + g`` for the tracked ``f(z_req, x)``."""
 
     @staticmethod
     def forward(ctx, f_out, z_star, call):
         ctx.call = call
         ctx.save_for_backward(f_out)
-        return z_star.clone()
+        return f_out.detach().clone()
 
     @staticmethod
     def backward(ctx, g):
@@ -161,7 +184,9 @@ def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, fa
     batch = layout.batch
     grad = torch.is_grad_enabled()
     fallback = (" Their gradient falls back to the Jacobian-free one (failed_grad='jfb')."
-                if failed_grad == "jfb" and opts.backward.mode == "implicit" and grad else "")
+                if failed_grad == "jfb" and opts.backward.mode == "implicit" and grad else
+                " Their gradient is the implicit one at the returned iterate (failed_grad='implicit')."
+                if opts.backward.mode == "implicit" and grad else "")
     report(fwd, batch, FORWARD_HINT + fallback)
     z_star = sol.u
     if not grad:
@@ -209,6 +234,19 @@ def run(cell: Callable, z0, opts, what: str, report: Reporter, failed_grad: str)
     return st.unflatten(rows), stats, tracked, rows_fn, st.flatten, rows
 
 
+def run_sampled(cell: Callable, z0, opts, bounds, report: Reporter, failed_grad: str, what: str = "DEQ: f(z, x)"):
+    """Fixed-point correction: one :func:`run` per segment of the cap ending at ``bounds`` (in units of
+    ``maxiters``, or ``max_nfe``), each from the last state (detached); ``bounds=None``: one run.
+    Returns ``(states, the last run's result)``."""
+    states, start, done, out = [], z0, 0, None
+    for b in bounds or (None,):
+        seg = opts if b is None else segment(opts, b - done)
+        out = run(cell, start, seg, what, report, failed_grad)
+        states.append(out[0])
+        start, done = tree_map(torch.Tensor.detach, out[0]) if is_structured(out[0]) else out[0].detach(), b
+    return states, out
+
+
 def jacobian_estimate(tracked, like: torch.Tensor) -> torch.Tensor:
     """Hutchinson estimate of ``||J_f(z*)||_F^2 / dim`` (one Gaussian probe, differentiable)."""
     f_out, z_req = tracked
@@ -217,3 +255,21 @@ def jacobian_estimate(tracked, like: torch.Tensor) -> torch.Tensor:
     if vj is None:
         return torch.zeros((), dtype=like.dtype, device=like.device)
     return vj.pow(2).sum() / vj.numel()
+
+
+@contextlib.contextmanager
+def parametrizations_once(f):
+    """Every ``torch.nn.utils.parametrize`` tensor of the cell (``weight_norm``, ``spectral_norm``, ...)
+    computed once per forward, with gradients, and reused by every solver iteration and the tracked
+    application (torchdeq's ``reset_norm`` per forward): the solve runs under ``no_grad``, so a cache
+    filled by its first evaluation would cut the parameters off from the gradient, and without the
+    cache each iteration would recompute (and ``spectral_norm`` re-iterate) the weights."""
+    mods = [m for m in f.modules() if parametrize.is_parametrized(m)] if isinstance(f, nn.Module) else []
+    if not mods:
+        yield
+        return
+    with parametrize.cached():
+        for m in mods:
+            for name in m.parametrizations:
+                getattr(m, name)
+        yield

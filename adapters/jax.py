@@ -22,8 +22,9 @@ Failures: ``stats.retcode_array`` holds the integer codes (valid under ``jit``/`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
+import jax
 import jax.numpy as jnp
 
 from steadysolve import Algorithm, Polyalgorithm
@@ -31,8 +32,9 @@ from steadysolve._checks import check_callable, reject_unknown
 from steadysolve.registry import resolve
 
 from ._implicit import SolveStats, explained
-from ._jax_solve import OPTIONS, LayerOptions, implicit
+from ._jax_solve import DEFAULT_MAXITERS, OPTIONS, LayerOptions, implicit, run_fixed_point
 from ._least_squares import jax_least_squares as least_squares
+from ._options import sample_bounds
 from .backward import Implicit, Phantom
 from ._structure import is_structured, tree_map
 
@@ -80,7 +82,8 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", b
         of ``f`` per iteration each, sharing the one budget).
     backward : str or Implicit or Phantom
         ``"implicit"`` / ``Implicit(solver="gmres" | any algorithm, abstol=, reltol=, maxiters=)``
-        (default) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).
+        (default; its solver is GMRES here, the Neumann series ``"fixed_point"`` in the ``DEQ``
+        modules, see ``Implicit``) or ``"phantom"`` / ``Phantom(steps=, damping=)`` (fixed points only).
     abstol : float, optional
         Success when ``norm(resid) <= abstol`` or ``<= reltol * norm(u)`` (per element with
         ``batch_axis``); default ``eps ** 0.8`` of the dtype.
@@ -206,7 +209,10 @@ if eqx is not None:
         ``cell`` is any callable pytree (typically an Equinox module) mapping ``(z, x)`` to the next
         ``z``; its floating-point arrays are the trainable parameters. Options are those of
         ``fixed_point``. ``latent_shape`` fixes the shape of ``z`` (default: the shape of ``x``);
-        the initial guess is zeros unless ``z0`` is given.
+        the initial guess is zeros unless ``z0`` is given. ``n_states = k > 1`` (or ``indexing``,
+        where the states end): fixed-point correction as in the torch ``DEQ`` -- the call returns a
+        tuple of ``k`` states, the cap (``max_nfe``, else ``maxiters``) cut into ``k`` segments each
+        solved from the last state, each state with its own implicit gradient (stats: the last).
 
         Examples
         --------
@@ -222,9 +228,10 @@ if eqx is not None:
         solver: Any = eqx.field(static=True)
         latent_shape: Optional[tuple] = eqx.field(static=True)
         options: tuple = eqx.field(static=True)
+        bounds: Optional[tuple] = eqx.field(static=True)
 
         def __init__(self, cell: Callable, solver: Solver = "anderson", *, latent_shape: Optional[tuple] = None,
-                     **options: Unpack[LayerOptions]):
+                     n_states: int = 1, indexing: Optional[Sequence[int]] = None, **options: Unpack[LayerOptions]):
             check_callable("DEQ", "cell", cell, what="callable as cell(z, x)")
             reject_unknown("DEQ", {k: v for k, v in options.items() if k not in _OPTIONS}, _OPTIONS)
             resolve(solver)  # fail early on an unknown name
@@ -232,6 +239,8 @@ if eqx is not None:
             self.solver = solver
             self.latent_shape = None if latent_shape is None else tuple(latent_shape)
             self.options = tuple(sorted(options.items()))
+            cap = options.get("max_nfe") or options.get("maxiters") or DEFAULT_MAXITERS
+            self.bounds = sample_bounds("DEQ", n_states, indexing, cap)
 
         def __call__(self, x, z0=None, *, return_stats: bool = False):
             cell = _apply_cell
@@ -243,7 +252,14 @@ if eqx is not None:
                 z0 = jnp.zeros(shape, dtype=jnp.result_type(x))
                 if self.latent_shape is None:
                     cell = explained(_apply_cell, shape, "pass latent_shape= (or z0=)")
-            z, stats = fixed_point(cell, z0, self.cell, x, solver=self.solver, **dict(self.options))
+            opts, states, done = dict(self.options), [], 0
+            key = "max_nfe" if "max_nfe" in opts else "maxiters"
+            for b in self.bounds or (None,):  # fixed-point correction: one solve per segment, from the last state
+                seg = opts if b is None else dict(opts, **{key: b - done})
+                z, stats = run_fixed_point("DEQ", cell, z0, self.cell, x, solver=self.solver, **seg)
+                states.append(z)
+                z0, done = jax.tree_util.tree_map(jax.lax.stop_gradient, z), b
+            z = z if self.bounds is None else tuple(states)
             return (z, stats) if return_stats else z
 
 else:  # pragma: no cover

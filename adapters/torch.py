@@ -7,7 +7,8 @@ solution ``w`` of ``w = J_f(z*)^T w + g`` (``adapters/_implicit.adjoint_solve``)
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, TypedDict, TypeVar, Union
+import contextlib
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Sequence, TypeVar, Union
 
 import torch
 from torch import nn
@@ -17,10 +18,11 @@ from steadysolve._checks import check_callable, check_choice, check_positive
 from steadysolve.termination import default_tolerance
 
 from ._implicit import DEQConvergenceError, DEQStats, Reporter, SolveStats, explained
-from ._options import layer_options
-from .backward import Implicit, Phantom
+from ._options import cap_of, layer_options, sample_bounds
+from .backward import DEFAULT_ADJOINT, DEQ_ADJOINT, Implicit, Phantom
 from ._structure import is_structured, tree_leaves, tree_map
-from ._torch_solve import jacobian_estimate, run
+from ._torch_solve import (FailedGrad, OnFailure, _LayerOptions, jacobian_estimate, parametrizations_once, run,
+                           run_sampled)
 from ._least_squares import torch_least_squares as least_squares
 from ._multiscale import check_shapes
 from ._torch_multiscale import MultiScaleCell, per_scale_or_callable
@@ -33,13 +35,10 @@ __all__ = ["DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ", "fixed_point", "Variatio
            "DEQConvergenceError", "Implicit", "Phantom", "least_squares"]
 
 _ON_FAILURE = ("warn", "warn_always", "raise", "ignore")
-OnFailure = Literal["warn", "warn_always", "raise", "ignore"]
-FailedGrad = Literal["jfb", "implicit"]
 Solver = Union[str, Algorithm, Polyalgorithm]
 Backward = Union[Literal["implicit", "phantom"], Implicit, Phantom]
 _OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "max_nfe", "norm", "batch_axis", "on_failure",
             "failed_grad")
-
 
 #: the forward test's tolerances when neither is given: torchdeq's nominal relative residual
 DEFAULT_TOLERANCES = (1e-8, 1e-3)
@@ -53,26 +52,13 @@ def _not_compiled(fn: _Fn) -> _Fn:
     return torch.compiler.disable(fn)
 
 
-class _LayerOptions(TypedDict, total=False):
-    """The keyword options the multi-scale layers pass on to ``DEQ`` (for type checkers)."""
-
-    abstol: Optional[float]
-    reltol: Optional[float]
-    maxiters: Optional[int]
-    max_nfe: Optional[int]
-    norm: Union[str, Callable]
-    batch_axis: Optional[int]
-    jacobian_reg: float
-    on_failure: OnFailure
-    failed_grad: FailedGrad
-
-
 def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure, failed_grad, unknown,
-           defaults=DEFAULT_TOLERANCES, default_maxiters=50):
+           defaults=DEFAULT_TOLERANCES, default_maxiters=50, default_adjoint=DEQ_ADJOINT):
     max_nfe = unknown.pop("max_nfe", None)
     opts = layer_options(owner, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
                          batch_axis=batch_axis, backward=backward, unknown=unknown, valid=_OPTIONS,
-                         max_nfe=max_nfe, defaults=defaults, default_maxiters=default_maxiters, deq=True)
+                         max_nfe=max_nfe, defaults=defaults, default_maxiters=default_maxiters, deq=True,
+                         default_adjoint=default_adjoint)
     check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
@@ -93,9 +79,10 @@ class DEQ(nn.Module):
         Forward algorithm: any name in ``steadysolve.available()`` or an instance; ``"auto"``:
         Anderson, then Broyden from its best iterate (one evaluation of ``f`` per iteration each).
     backward
-        ``"implicit"`` / ``Implicit`` (exact gradient through ``w = J_f^T w + g``; its
-        solver and tolerances are options of the object) or ``"phantom"`` / ``Phantom``
-        (``steps`` unrolled damped steps from ``z*``).
+        ``"implicit"`` / ``Implicit`` (the implicit gradient, ``w = J_f^T w + g``, by default the
+        capped Neumann series, see ``Implicit``) or ``"phantom"`` / ``Phantom`` (``steps``
+        unrolled damped steps from ``z*``). With the implicit backward and gradients enabled the
+        layer returns ``f(z*, x)``, the application it differentiates (derivative that of ``z*``).
     abstol
         Forward convergence test (per batch element):
         ``norm(f(z, x) - z) <= max(abstol, reltol * norm(z))`` (``norm(z)`` capped at 100 times the
@@ -125,10 +112,17 @@ class DEQ(nn.Module):
         ``"warn"`` (a ``steadysolve.ConvergenceWarning`` the first time a solve of this layer fails;
         ``deq.stats.failures`` counts them all), ``"warn_always"``, ``"raise"``
         (``DEQConvergenceError``) or ``"ignore"``.
+    n_states
+        Fixed-point correction (torchdeq's ``n_states``): ``k > 1`` makes a training call return
+        a tuple of ``k`` states, the cap cut into ``k`` segments each solved from the last state,
+        each with its own implicit gradient; without gradients ``(z*,)``. ``deq.stats``: the last.
+    indexing
+        Instead of ``n_states``: where the states end, in units of the cap (torchdeq's ``indexing``).
     failed_grad
-        Gradient of the samples whose *forward* solve failed: ``"jfb"`` (default) gives
-        them the Jacobian-free gradient ``w = g`` (where the solve fails ``I - J_f`` is often
-        near-singular and the exact adjoint explodes); ``"implicit"`` solves for them too.
+        Gradient of the samples whose *forward* solve failed (stopped at its cap):
+        ``"implicit"`` (default, as torchdeq) applies the implicit gradient at the returned
+        (best) iterate, whatever its residual; ``"jfb"`` gives them the Jacobian-free gradient
+        ``w = g``.
 
     Notes
     -----
@@ -150,8 +144,9 @@ class DEQ(nn.Module):
     def __init__(self, f: Callable, solver: Solver = "anderson", backward: Backward = "implicit", *,
                  abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
                  norm: Union[str, Callable] = "l2", batch_axis: Optional[int] = 0, init: Optional[Callable] = None,
-                 jacobian_reg: float = 0.0, on_failure: OnFailure = "warn", failed_grad: FailedGrad = "jfb",
-                 max_nfe: Optional[int] = None, **unknown: Never):
+                 jacobian_reg: float = 0.0, on_failure: OnFailure = "warn", failed_grad: FailedGrad = "implicit",
+                 max_nfe: Optional[int] = None, n_states: int = 1, indexing: Optional[Sequence[int]] = None,
+                 **unknown: Never):
         super().__init__()
         check_callable("DEQ", "f", f, what="an nn.Module or a callable f(z, x)")
         check_callable("DEQ", "init", init, allow_none=True, what="an nn.Module or a callable init(x) -> z0")
@@ -161,6 +156,7 @@ class DEQ(nn.Module):
                             failed_grad, dict(unknown, max_nfe=max_nfe))
         self.jacobian_reg = check_positive("DEQ", "jacobian_reg", jacobian_reg, allow_zero=True)
         self.on_failure, self.failed_grad = on_failure, failed_grad
+        self._bounds = sample_bounds("DEQ", n_states, indexing, cap_of(self._opts))
         self._failures = {"forward": 0, "backward": 0}
         self._warned: set = set()
         self.stats: Optional[DEQStats] = None
@@ -191,6 +187,10 @@ class DEQ(nn.Module):
     def forward(self, x, z0=None):
         # torch.compile: the solve loop (host syncs, data-dependent iteration count) is not
         # traceable; the layer runs eagerly (a graph break) and the rest of the model compiles.
+        with parametrizations_once(self.f):
+            return self._forward(x, z0)
+
+    def _forward(self, x, z0):
         f = self.f
         reset_dropout(f)
         z0_tracked = None
@@ -205,8 +205,9 @@ class DEQ(nn.Module):
             else:
                 raise TypeError("DEQ: x is not a tensor, so the shape of z is unknown: pass z0= or init=")
         report = Reporter(self.on_failure, self._failures, self._warned)
-        z, stats, tracked, rows_fn, rows_of, rows = run(cell, z0, self._opts, "DEQ: f(z, x)", report,
-                                                         self.failed_grad)
+        bounds = self._bounds if self.training and torch.is_grad_enabled() else None
+        states, (z, stats, tracked, rows_fn, rows_of, rows) = run_sampled(cell, z0, self._opts, bounds, report,
+                                                                          self.failed_grad)
         self.stats = stats
         self.jac_loss = None
         if self.jacobian_reg > 0 and self.training and torch.is_grad_enabled():
@@ -219,7 +220,7 @@ class DEQ(nn.Module):
         self.init_loss = None
         if z0_tracked is not None:
             self.init_loss = (rows_of(z0_tracked) - rows.detach()).pow(2).mean()
-        return z
+        return tuple(states) if self._bounds is not None else z
 
 
 class MultiScaleDEQ(DEQ):
@@ -315,7 +316,7 @@ class MultiScaleSkipDEQ(MultiScaleDEQ):
 def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", backward: Backward = "implicit",
                 abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
                 max_nfe: Optional[int] = None, norm: Union[str, Callable] = "max", batch_axis: Optional[int] = None,
-                on_failure: OnFailure = "warn", failed_grad: FailedGrad = "jfb", **unknown: Never) -> Any:
+                on_failure: OnFailure = "warn", failed_grad: FailedGrad = "implicit", **unknown: Never) -> Any:
     """Functional DEQ: ``z* = f(z*, *args)`` from ``z0`` (a tensor or a tuple / list / dict of them),
     differentiable in every tensor of ``args`` and any tensor ``f`` closes over; returns
     ``(z, DEQStats)`` (``stats.backward`` is filled by the backward pass).
@@ -344,7 +345,7 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", b
     dtype = leaves[0].dtype if leaves and isinstance(leaves[0], torch.Tensor) else torch.get_default_dtype()
     opts = _layer("fixed_point", solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure,
                   failed_grad, dict(unknown, max_nfe=max_nfe), defaults=(default_tolerance(torch, dtype),) * 2,
-                  default_maxiters=1000)
+                  default_maxiters=1000, default_adjoint=DEFAULT_ADJOINT)
     report = Reporter(on_failure, {"forward": 0, "backward": 0}, set())
     z, stats, *_ = run(lambda z: f(z, *args), z0, opts, "fixed_point: f(z, *args)", report, failed_grad)
     return z, stats

@@ -18,6 +18,8 @@ Then, for every registered solver name, the evaluations of f (JVPs counted) of o
 sample under the same budget of 50 (``--budget max_nfe`` or ``maxiters``).
 
     python -m benchmarks.deq_jax [--repeats 5] [--tol 1e-4] [--skip-dense] [--solvers all] [--budget max_nfe]
+
+``--capped`` runs only the capped-regime training rows instead (:func:`capped_training`).
 """
 
 from __future__ import annotations
@@ -211,6 +213,86 @@ def evaluations_per_solver(x, W1, W2, tol, names, budget, cap):
     return out
 
 
+def capped_training(names, epochs=8, seed=0, cap=50, ftol=1e-3):
+    """The capped regime, trained: the digits DEQ of ``deq_torch --data digits`` (64-wide cell, batch 128,
+    Adam 1e-3, the same initial weights and batches) as an Equinox ``DEQ`` with torchdeq's test
+    (``abstol=ftol, reltol=0, norm="l2"``, per sample) and ``max_nfe=cap`` for every solver name, against
+    torchdeq (Anderson, ``f_max_iter=cap``, IFT), trained in the same run by ``deq_torch`` (a subprocess).
+    Rows: test accuracy, ms per step (jitted step, compile excluded), mean evaluations of f per forward."""
+    import subprocess
+    import sys
+
+    import equinox as eqx
+    import optax
+    import torch
+
+    from benchmarks.problems.digits import load_digits
+    from steadysolve.adapters.jax import DEQ
+
+    Xtr, ytr, Xte, yte = load_digits(seed)
+    torch.manual_seed(seed)  # deq_torch's initial weights: its layers are created in this order
+    lins = dict(inp=torch.nn.Linear(64, 64), out=torch.nn.Linear(64, 10), a=torch.nn.Linear(64, 320),
+                b=torch.nn.Linear(320, 64))
+    params0 = {k: (jnp.asarray(v.weight.detach().numpy()).T, jnp.asarray(v.bias.detach().numpy()))
+               for k, v in lins.items()}
+    batches = []
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(Xtr), generator=g)
+        batches += [perm[i:i + 128].numpy() for i in range(0, len(Xtr), 128)]
+    Xtr_j, ytr_j, Xte_j = (jnp.asarray(v) for v in (Xtr, ytr, Xte))
+    rows = {}
+
+    def f(z, xin, p):
+        return jnp.tanh((z + xin) @ p["a"][0] + p["a"][1]) @ p["b"][0] + p["b"][1]
+
+    for name in names:
+        deq = DEQ(lambda z, xp: f(z, *xp), solver=name, abstol=ftol, reltol=0.0, norm="l2", batch_axis=0,
+                  max_nfe=cap)
+
+        def logits(p, X, deq=deq):
+            xin = X @ p["inp"][0] + p["inp"][1]
+            z, st = deq((xin, p), z0=jnp.zeros_like(xin), return_stats=True)
+            return z @ p["out"][0] + p["out"][1], st
+
+        def loss(p, X, y, logits=logits):
+            lg, st = logits(p, X)
+            return optax.softmax_cross_entropy_with_integer_labels(lg, y).mean(), st
+
+        opt = optax.adam(1e-3)
+
+        @eqx.filter_jit
+        def step(p, s, X, y, loss=loss, opt=opt):
+            (val, st), grads = jax.value_and_grad(loss, has_aux=True)(p, X, y)
+            upd, s = opt.update(grads, s, p)
+            return optax.apply_updates(p, upd), s, st.nf + st.njvp
+
+        p = params0
+        s = opt.init(p)
+        jax.block_until_ready(step(p, s, Xtr_j[batches[0]], ytr_j[batches[0]]))  # compile
+        times, evals = [], []
+        for b in batches:
+            t = time.perf_counter()
+            p, s, ne = step(p, s, Xtr_j[b], ytr_j[b])
+            jax.block_until_ready(p)
+            times.append(time.perf_counter() - t)
+            evals.append(int(ne))
+        acc = float(jnp.mean(jnp.argmax(eqx.filter_jit(logits)(p, Xte_j)[0], axis=1) == jnp.asarray(yte)))
+        rows[f"steadysolve {name}"] = (acc, 1e3 * statistics.median(times), float(np.mean(evals)))
+    out = subprocess.run([sys.executable, "-m", "benchmarks.deq_torch", "--data", "digits", "--capped", "--only",
+                          "torchdeq", "--solvers", "none", "--epochs", str(epochs), "--seed", str(seed), "--ftol",
+                          str(ftol), "--btol", str(ftol), "--maxiters", str(cap)],
+                         capture_output=True, text=True, check=True).stdout
+    row = next(line.split() for line in out.splitlines() if line.startswith("torchdeq "))
+    rows["torchdeq (torch)"] = (float(row[-1]), float(row[1]), float(row[4]))
+    print(f"\ncapped regime, digits DEQ (64-wide), {epochs} epochs, abstol={ftol:g} (l2, per sample), reltol=0, "
+          f"max_nfe={cap} (torchdeq: f_max_iter={cap}):")
+    print(f"  {'':28s} {'test acc':>8s} {'ms/step':>8s} {'evals/fwd':>9s}  acc vs torchdeq (target >= -0.01)")
+    ref = rows["torchdeq (torch)"][0]
+    for name, (acc, ms, ev) in rows.items():
+        print(f"  {name:28s} {acc:8.3f} {ms:8.2f} {ev:9.1f}  {acc - ref:+.3f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
@@ -220,7 +302,15 @@ def main():
                     help="the per-solver rows' cap of 50: evaluations of f or iterations")
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--skip-dense", action="store_true", help="skip optimistix forward+grad (dense Jacobian)")
+    ap.add_argument("--capped", action="store_true", help="only the capped-regime training rows (digits DEQ, "
+                    "torchdeq's test, max_nfe=50, every name in --solvers) against torchdeq")
+    ap.add_argument("--epochs", type=int, default=8, help="--capped: training epochs")
     a = ap.parse_args()
+    if a.capped:
+        names = (["anderson", "broyden", "fixed_point", "newton_krylov", "dynamic_ss"] if a.solvers == "all"
+                 else [n for n in a.solvers.split(",") if n and n != "none"])
+        capped_training(names, a.epochs)
+        return
     W1, W2, x = make_data()
     names = ss.available() if a.solvers == "all" else [n for n in a.solvers.split(",") if n and n != "none"]
     evals = evaluations_per_solver(x, W1, W2, a.tol, names, a.budget, 50)

@@ -467,3 +467,65 @@ def test_regression_y_equals_2x():
         model, state, val = train_step(model, state)
     pred = float(model(jnp.array([-5.0]))[0])
     assert abs(pred - (-10.0)) <= 0.5, (pred, float(val))
+
+
+# -- the capped regime: the implicit gradient at the returned iterate -------------------
+
+@pytest.mark.parametrize("module", [False, True])
+def test_capped_forward_gets_the_implicit_gradient_at_its_returned_iterate(module):
+    """A forward solve stopped at its cap is differentiated by the implicit function theorem at the
+    returned (best) iterate z_r, whatever its residual: the gradient is that of the exact fixed point
+    of z = f(z, x) - r with r = f(z_r, x) - z_r held constant (z_r solves it), by central differences
+    (float64). The functional fixed_point (GMRES adjoint) and the DEQ module (Neumann adjoint) alike."""
+    W, x = _deq_data()
+    c = jnp.linspace(-1.0, 1.0, W.shape[0])
+    bwd = Implicit(reltol=1e-13, maxiters=500)
+    capped = dict(solver="fixed_point", abstol=1e-12, reltol=0.0, maxiters=3, backward=bwd)
+    if module:
+        deq = DEQ(lambda z, x: cell(z, W, x), **capped)
+        forward = lambda x: deq(x, return_stats=True)  # noqa: E731
+    else:
+        forward = lambda x: fixed_point(cell, jnp.zeros_like(x), W, x, **capped)  # noqa: E731
+    z_r, stats = forward(x)
+    assert stats.retcode is ss.ReturnCode.MaxIters
+    r = cell(z_r, W, x) - z_r
+    assert float(jnp.max(jnp.abs(r))) > 1e-4  # far from the fixed point
+    grad = jax.grad(lambda x: jnp.dot(c, forward(x)[0]))(x)
+    np.testing.assert_allclose(np.asarray(grad), _shifted_fd(W, x, z_r, c), rtol=1e-6, atol=1e-8)
+
+
+def _shifted_fd(W, x, z_r, c, eps=1e-6):
+    """Central differences in x of ``c . z*(x)``, ``z*`` the fixed point of ``z = cell(z, W, x) - r`` with
+    ``r = cell(z_r, W, x) - z_r`` held constant (``z_r`` solves it): the implicit gradient at ``z_r``."""
+    r = cell(z_r, W, x) - z_r
+
+    def shifted(x):
+        z, st = fixed_point(lambda z, W, x: cell(z, W, x) - r, z_r, W, x, **TOL)
+        assert bool(st.successful)
+        return float(jnp.dot(c, z))
+
+    return np.array([(shifted(x.at[i].add(eps)) - shifted(x.at[i].add(-eps))) / (2 * eps) for i in range(x.shape[0])])
+
+
+def test_sampled_states_each_get_the_implicit_gradient_at_their_iterate():
+    """Fixed-point correction in the Equinox DEQ (n_states): k states, the cap cut into k segments each
+    solved from the last state, each differentiable with its own implicit gradient (finite differences of
+    the shifted problem, float64)."""
+    W, x = _deq_data()
+    c = jnp.linspace(-1.0, 1.0, W.shape[0])
+    opts = dict(solver="fixed_point", abstol=1e-12, reltol=0.0, backward=Implicit(reltol=1e-13, maxiters=500))
+    deq = DEQ(lambda z, x: cell(z, W, x), maxiters=6, n_states=3, **opts)
+    states = deq(x)
+    assert isinstance(states, tuple) and len(states) == 3
+    start = jnp.zeros_like(x)
+    for j, z in enumerate(states):
+        z_r, st = fixed_point(cell, start, W, x, maxiters=2, **opts)  # the segment, recomputed
+        np.testing.assert_allclose(np.asarray(z), np.asarray(z_r), rtol=0, atol=0)
+        grad = jax.grad(lambda x: jnp.dot(c, deq(x)[j]))(x)
+        np.testing.assert_allclose(np.asarray(grad), _shifted_fd(W, x, z_r, c), rtol=1e-6, atol=1e-8)
+        start = z
+    r = [float(jnp.linalg.norm(cell(z, W, x) - z)) for z in states]
+    assert r[0] > r[1] > r[2]
+    assert DEQ(lambda z, x: cell(z, W, x), max_nfe=50, n_states=4).bounds == (14, 26, 38, 50)
+    with pytest.raises(TypeError, match="not both"):
+        DEQ(lambda z, x: cell(z, W, x), n_states=2, indexing=[3])

@@ -8,7 +8,7 @@ solution ``w`` of ``w = J_f(z*)^T w + g`` (``adapters/_implicit.adjoint_solve``)
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Sequence, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Sequence, TypeVar, Union, get_args
 
 import torch
 from torch import nn
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["DEQ", "MultiScaleDEQ", "MultiScaleSkipDEQ", "fixed_point", "VariationalDropout", "DEQStats", "SolveStats",
            "DEQConvergenceError", "Implicit", "Phantom", "least_squares"]
 
-_ON_FAILURE = ("warn", "warn_always", "raise", "ignore")
 Solver = Union[str, Algorithm, Polyalgorithm]
 Backward = Union[Literal["implicit", "phantom"], Implicit, Phantom]
 _OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "max_nfe", "norm", "batch_axis", "on_failure",
@@ -59,7 +58,7 @@ def _layer(owner, solver, backward, abstol, reltol, maxiters, norm, batch_axis, 
                          batch_axis=batch_axis, backward=backward, unknown=unknown, valid=_OPTIONS,
                          max_nfe=max_nfe, defaults=defaults, default_maxiters=default_maxiters, deq=True,
                          default_adjoint=default_adjoint)
-    check_choice(owner, "on_failure", on_failure, _ON_FAILURE)
+    check_choice(owner, "on_failure", on_failure, get_args(OnFailure))
     check_choice(owner, "failed_grad", failed_grad, ("jfb", "implicit"))
     return opts
 

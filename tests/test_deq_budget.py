@@ -63,7 +63,7 @@ def test_each_algorithm_states_its_cost_per_iteration():
     n = 6
     expected = {"anderson": 1, "broyden": 1, "fixed_point": 1, "newton": 1 + n, "trust_region": 1 + n,
                 "levenberg_marquardt": 1 + n, "newton_krylov": 1 + 30 + 10, "dynamic_ss": 6,
-                "pseudo_transient": 1 + n, "auto": 1}
+                "pseudo_transient": 1 + n, "gauss_newton": 1 + n, "auto": 1}
     assert {name: resolve(name).cost(n) for name in ss.available()} == expected
     assert ss.NewtonKrylov(linsolve=ss.GMRES(maxiters=3)).cost(n) == 4
     assert ss.PseudoTransient(linsolve=ss.GMRES(restart=4)).cost(200) == 5

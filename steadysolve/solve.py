@@ -186,6 +186,9 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     done = [0]  # iterations of the attempts before (a chain's callback counts on)
 
     narrow = narrower(prob, xp, layout, norm) if batched else None
+    rows0 = layout.to_rows(u0)
+    if ctx.sparse_source is not None:  # decide at the start whether the Jacobian is sparse (a jac is called once)
+        ctx.sparse_jacobians(rows0)
 
     def drive(a, c, rows, cap=maxiters, left=None, scales=None):  # a chain's attempt: its cap, the budget left
         cb = callback if callback is None or not done[0] else (lambda it, u, fn: callback(done[0] + it, u, fn))
@@ -207,11 +210,11 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     # return code reports it, no RuntimeWarning
     with backend.quiet_host():
         if isinstance(alg, Polyalgorithm):
-            ran = run_chain(alg, ctx, layout.to_rows(u0), drive, traced=use_jax, maxiters=maxiters)
+            ran = run_chain(alg, ctx, rows0, drive, traced=use_jax, maxiters=maxiters)
             res, last = ran.result, ran.attempts[-1]
             stats, alg, trace = summary(ran, stats_of, batched=batched, traced=use_jax, xp=xp)
         else:
-            res = drive(alg, ctx, layout.to_rows(u0))
+            res = drive(alg, ctx, rows0)
             stats, trace, last = stats_of(alg, res), res.trace, (alg, res)
     codes = res.codes
     if not batched:

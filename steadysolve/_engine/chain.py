@@ -37,7 +37,9 @@ def run_chain(auto, ctx, u0, run: Callable, *, traced: bool, maxiters: int) -> C
     attempts = []
     fu0 = ctx.fu0
     best_u = best_fu = codes = best_n = producer = scales = None
-    chain = auto.chain(ctx.kind, ctx.n)
+    # a sparse Jacobian is factorised on the host: not under jax.jit, where the chain stays matrix-free
+    sparse = not traced and ctx.sparse_jacobians(u0) is not None
+    chain = auto.chain(ctx.kind, ctx.n, sparse=sparse) if sparse else auto.chain(ctx.kind, ctx.n)
     left = maxiters
     for k, (alg, restart) in enumerate(chain):
         if k == 0:

@@ -103,8 +103,13 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
         host_arrays=host, host_norm=HOST_NORMS.get(norm) if host and layout.batch == 1 and not half else None,
     )
     if prob.sparsity is not None or raw_jac is not None:
-        def source(u):
-            return sparse.sparse_jacobians(ctx, prob.residual_sparsity(layout.n), raw_jac, u, fname_of(prob) + " jac")
+        made = []
+
+        def source(u):  # decided once per context (a chain's attempts share it, and its colouring)
+            if not made:
+                made.append(sparse.sparse_jacobians(ctx, prob.residual_sparsity(layout.n), raw_jac, u,
+                                                    fname_of(prob) + " jac"))
+            return made[0]
 
         ctx.sparse_source = source
     return ctx

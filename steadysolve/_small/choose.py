@@ -17,7 +17,7 @@ from .levenberg_marquardt import SmallLevenbergMarquardt
 from .newton import SmallNewtonKrylov, SmallNewtonRaphson
 from .trust_region import SmallTrustRegion
 
-__all__ = ["small_twin", "applies"]
+__all__ = ["small_twin", "applies", "sparse_problem"]
 
 _FLOAT64 = backend.host_numpy().float64
 
@@ -32,10 +32,16 @@ def applies(ctx) -> bool:
     return _one_numpy_system(ctx.xp, ctx.batch) and not ctx.traced and ctx.dtype == _FLOAT64
 
 
+def sparse_problem(ctx) -> bool:
+    """Whether the solve has a sparse Jacobian (``sparsity=`` or a sparse ``jac``; ``solve()`` decides it
+    at ``u0`` before any attempt): the sparse methods are the generic algorithms', never a twin's."""
+    return ctx.sparse_source is not None and ctx.sparse_jacobians(None) is not None
+
+
 def small_twin(alg, ctx):
     """The algorithm that runs ``alg``'s solve in context ``ctx``: its small-system twin where the engine
-    applies and has one, else ``alg`` itself."""
-    if not applies(ctx):
+    applies, has one and the problem has no sparse Jacobian, else ``alg`` itself."""
+    if not applies(ctx) or sparse_problem(ctx):
         return alg
     twin = _TWINS.get(type(alg))
     if twin is not None:

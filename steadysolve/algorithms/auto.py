@@ -110,14 +110,16 @@ class Auto(Polyalgorithm):
             raise ValueError("Auto: algs may not contain another Auto")
         object.__setattr__(self, "algs", chain)
 
-    def chain(self, kind: str, n: int) -> tuple:
+    def chain(self, kind: str, n: int, sparse: bool = False) -> tuple:
         """``((algorithm, from_start), ...)``: the attempts, in order, for a problem of this kind with ``n``
         unknowns per element (``from_start``: restart the unsolved elements from ``u0``, not from the
-        best iterate)."""
+        best iterate); ``sparse``: the problem has a sparse Jacobian that the solve can factorise."""
         if self.algs:
             return tuple((a, False) for a in self.algs)
         if kind == "steady_state":
             return self._steady_chain(n)
+        if sparse:  # a sparse LU costs about what the Krylov solves of one Newton step do, and needs no tuning
+            return ((NewtonRaphson(), False), (TrustRegion(), False), (NewtonKrylov(), False))
         if n <= self.tiny_max:
             first, fallbacks = NewtonRaphson(), (TrustRegion(), NewtonKrylov())
         elif n <= self.dense_max:

@@ -8,6 +8,7 @@ from typing import Optional
 from .. import _backend as backend
 from ..registry import register
 from .._checks import check_int
+from ..linear._sparse_steps import sparse_steps
 from .dense import finite_jacobian, refuse_large, regularised
 from .newton_base import NewtonBase
 
@@ -71,7 +72,8 @@ class NewtonRaphson(NewtonBase):
         return 1 + n
 
     def init(self, prob, u0, ctx):
-        refuse_large("NewtonRaphson", ctx.n, self.max_size)
+        if sparse_steps(ctx, u0, "NewtonRaphson", self.max_size) is None:
+            refuse_large("NewtonRaphson", ctx.n, self.max_size)
         return super().init(prob, u0, ctx)
 
     def _dense_direction(self, ctx, u, fu):
@@ -82,15 +84,25 @@ class NewtonRaphson(NewtonBase):
         d = xp.reshape(backend.solve_small(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
         ok = finite_j & xp.all(xp.isfinite(d), axis=1)
         d = xp.where(xp.reshape(ok, (B, 1)), d, xp.zeros_like(d))
-        return d, ~ok, nj
+        return d, ~ok, nj, 1
 
     def _direction(self, prob, state, ctx, newton):
         xp = ctx.xp
         u, fu = state.u, state.fu
-        (d, bad, nj), ran = backend.when_any(
-            xp, newton, lambda args: self._dense_direction(ctx, *args),
-            lambda args: (xp.zeros_like(u), xp.zeros(newton.shape, dtype=xp.bool, device=ctx.device), 0), (u, fu))
-        return d, bad, nj, ran, None
+        steps = sparse_steps(ctx, u, "NewtonRaphson", self.max_size)
+        if steps is None:
+            def build(args):
+                return self._dense_direction(ctx, *args)
+        else:  # the sparse Jacobian of every element, factorised where a Newton direction is needed
+            def build(args):
+                values, nj = steps.jacobian(*args)
+                d, bad, nfact = steps.newton(values, args[1], need=newton)
+                return d, bad, nj, nfact
+        (d, bad, nj, nfact), ran = backend.when_any(
+            xp, newton, build,
+            lambda args: (xp.zeros_like(u), xp.zeros(newton.shape, dtype=xp.bool, device=ctx.device), 0, 0), (u, fu))
+        return d, bad, nj, ran, None, nfact
 
     def extra_stats(self, state) -> dict:
-        return {"nlinsolve": state.nlinsolve, "njac": state.nlinear, "nbacktrack": state.nbacktrack}
+        return {"nlinsolve": state.nlinsolve, "njac": state.nlinear, "nfact": getattr(state, "nfact", state.nlinear),  # (the twin: one LU a Jacobian)
+                "nbacktrack": state.nbacktrack}

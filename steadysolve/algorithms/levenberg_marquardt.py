@@ -164,4 +164,7 @@ class LevenbergMarquardt(Algorithm):
                        state.nvjp, state.njac + dl, state.nreject + nrej, state.fn20, nslow, ref2, state.nfact + nfact)
 
     def extra_stats(self, state) -> dict:
-        return {"njac": state.njac, "nfact": getattr(state, "nfact", state.njac), "nreject": state.nreject}
+        out = {"njac": state.njac, "nreject": state.nreject}
+        if getattr(state.J, "ndim", 3) == 2:  # a sparse Jacobian's values: its factorisations are counted
+            out["nfact"] = state.nfact
+        return out

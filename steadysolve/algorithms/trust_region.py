@@ -229,7 +229,10 @@ class TrustRegion(Algorithm):
                                 state.nvjp, state.njac + dl, state.nreject + nrej, nslow, ref2, state.nfact + nfact)
 
     def extra_stats(self, state) -> dict:
-        return {"njac": state.njac, "nfact": getattr(state, "nfact", state.njac), "nreject": state.nreject}
+        out = {"njac": state.njac, "nreject": state.nreject}
+        if getattr(state.J, "ndim", 3) == 2:  # a sparse Jacobian's values: its factorisations are counted
+            out["nfact"] = state.nfact
+        return out
 
 
 def first_jacobian(ctx, u0, fu0, owner: str, max_size: int):

@@ -135,7 +135,8 @@ class SparseSteps:
         mats = self._matrices(values)
         lam, Dh = self._host(damp), self._host(D)
         if method == "lsmr":
-            s, _, failed = _sp.lsmr_damped(mats, -self._host(g), lam, Dh)
+            n = self.source.pattern.n  # (in exact arithmetic n iterations; rounding may ask for more)
+            s, _, failed = _sp.lsmr_damped(mats, -self._host(g), lam, Dh, maxiter=4 * n + 100)
             return self._back(s), self._mask(failed), 0
         fac = _sp.DampedNormal(mats, lam, Dh)
         s = -fac.solve(self._host(g))
@@ -144,9 +145,10 @@ class SparseSteps:
     # --- host conversions -------------------------------------------------------------------------------
 
     def _ordering(self) -> str:
-        if self._spec is None:  # the pattern decides (one check per solve, not one per factorisation)
-            self._spec = "MMD_AT_PLUS_A" if _sp.structurally_symmetric(self.source.pattern.to_scipy()) else "COLAMD"
-        return self._spec
+        pattern = self.source.pattern  # (a jac's structure may still grow: an entry exactly zero at first)
+        if self._spec is None or self._spec[0] is not pattern:  # one check per pattern, not per factorisation
+            self._spec = (pattern, "MMD_AT_PLUS_A" if _sp.structurally_symmetric(pattern.to_scipy()) else "COLAMD")
+        return self._spec[1]
 
     def _matrices(self, values):
         if self._mats[0] is not values:

@@ -46,7 +46,10 @@ class Auto(Polyalgorithm):
     * ``n <= dense_max`` (default 100): ``NewtonKrylov`` -> ``TrustRegion`` ->
       ``NewtonRaphson`` -> ``LevenbergMarquardt``, then trust region,
       Levenberg-Marquardt and Newton again from ``u0``;
-    * larger: ``NewtonKrylov`` -> ``Broyden``, then Broyden from ``u0`` (matrix-free only).
+    * larger: ``NewtonKrylov`` -> ``Broyden``, then Broyden from ``u0`` (matrix-free only);
+    * a sparse Jacobian (``sparsity=`` or a sparse ``jac``; eager solves), whatever ``n`` and for
+      fixed-point problems too (a ``SteadyStateProblem`` keeps its chain, which follows the flow): sparse ``NewtonRaphson`` (line search) -> sparse ``TrustRegion`` ->
+      ``NewtonKrylov``. Under ``jax.jit`` the chains above (the sparse factorisation runs on the host).
 
     An attempt that fails (any return code but ``Success``) hands its best iterate to the
     next one (the attempts "from ``u0``" restart the unsolved elements there: a best

@@ -65,6 +65,12 @@ class LevenbergMarquardt(Algorithm):
     ``max_j |(J^T F)_j| / (||J e_j|| ||F||)`` below ``gtol``, or the damping above
     ``1e16`` with no step accepted) instead of reporting success.
 
+    With a sparse Jacobian (``sparsity=`` or a sparse ``jac``, as ``NewtonRaphson``) the damped step
+    solves the same equations without a dense matrix, per element: the normal equations factorised
+    (CHOLMOD through scikit-sparse when installed, else SuperLU on ``J^T J + mu D^2``; one
+    factorisation per step, ``stats.nfact``) or LSMR on ``J`` (``sparse_solver="lsmr"``, no
+    factorisation, an inexact step). ``max_size`` does not apply.
+
     Parameters
     ----------
     damping
@@ -73,7 +79,10 @@ class LevenbergMarquardt(Algorithm):
         Cosine between ``F`` and the Jacobian's columns under which a non-root
         stationary point is declared (default 1e-10).
     max_size
-        Largest ``n`` accepted (default 1000, as ``NewtonRaphson``).
+        Largest ``n`` accepted for a dense Jacobian (default 1000, as ``NewtonRaphson``).
+    sparse_solver
+        The damped step on a sparse Jacobian: ``"normal"`` (default; exact) or ``"lsmr"`` (cheaper
+        per step on large systems: ``J^T J`` fills in several times more than ``J``).
 
     Raises
     ------

@@ -34,6 +34,16 @@ class NewtonRaphson(NewtonBase):
     The Jacobian is only built in the Newton phase: backtracking iterations skip
     it (``backend.when_any``: a host branch eagerly, ``lax.cond`` under JAX tracing).
 
+    **Sparse Jacobians.** When the problem gives ``sparsity=`` or its ``jac`` returns a sparse
+    matrix, the Jacobian stays sparse: its values come from ``jac`` or from one product per colour
+    of the pattern's column colouring, and each Newton direction is a SuperLU solve
+    (``scipy.sparse.linalg.splu``; ``MMD_AT_PLUS_A`` ordering for a structurally symmetric pattern),
+    one factorisation per batch element on one shared colouring (``stats.nfact``). ``max_size`` then
+    does not apply. An exactly singular sparse Jacobian stops the element with ``LinearSolveFailed``.
+    The factorisation is host work: NumPy, array_api_strict, PyTorch and eager JAX arrays go through
+    host copies (no copy for NumPy and CPU tensors); under ``jax.jit`` the dense Jacobian is used up to
+    ``max_size`` and a larger sparse system is refused, naming ``NewtonKrylov`` with a preconditioner.
+
     Parameters
     ----------
     linesearch
@@ -41,9 +51,9 @@ class NewtonRaphson(NewtonBase):
     max_backtracks
         Rejected trials along one direction before the step is forced.
     max_size
-        Largest ``n`` (unknowns per element) accepted, default 1000: the
-        Jacobian takes ``n^2`` memory and ``O(n^3)`` per step. Larger systems raise
-        ``ValueError`` before iterating; use ``NewtonKrylov`` (matrix-free).
+        Largest ``n`` (unknowns per element) accepted for a dense Jacobian, default 1000: it
+        takes ``n^2`` memory and ``O(n^3)`` per step. Larger dense systems raise ``ValueError``
+        before iterating; give ``sparsity=`` or use ``NewtonKrylov`` (matrix-free).
 
     Raises
     ------

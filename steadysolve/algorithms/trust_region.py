@@ -140,12 +140,18 @@ class TrustRegion(Algorithm):
     ``||D u||`` stops it with ``Stalled`` (typical at a minimum of ``||F||`` that is
     not a root).
 
+    With a sparse Jacobian (``sparsity=`` or a sparse ``jac``, as ``NewtonRaphson``) the Newton point is
+    a SuperLU solve, factorised once per Jacobian (a rejected step keeps ``J`` and its factors), and the
+    Cauchy point comes from the products ``J^T F`` and ``J g``: the same dogleg step, inside the same
+    region, without a dense matrix (``stats.nfact`` counts the factorisations; ``max_size`` does not
+    apply). An exactly singular sparse ``J`` leaves the Cauchy step alone.
+
     Parameters
     ----------
     factor
         Scale of the first radius (MINPACK's ``factor``, default 100).
     max_size
-        Largest ``n`` accepted (default 1000, as ``NewtonRaphson``).
+        Largest ``n`` accepted for a dense Jacobian (default 1000, as ``NewtonRaphson``).
 
     Raises
     ------

@@ -17,7 +17,7 @@ from ._backend.layout import Layout
 from .interval import IntervalNonlinearProblem
 from ._engine.bracket import solve_interval
 from ._engine.driver import run
-from ._small.choose import small_twin
+from ._small.choose import decide_sparse, small_twin
 from .problems import AbstractProblem, as_output, check_output, with_user_errstate
 from .registry import resolve
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
@@ -187,13 +187,12 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
 
     narrow = narrower(prob, xp, layout, norm) if batched else None
     rows0 = layout.to_rows(u0)
-    if ctx.sparse_source is not None:  # decide at the start whether the Jacobian is sparse (a jac is called once)
-        ctx.sparse_jacobians(rows0)
 
     def drive(a, c, rows, cap=maxiters, left=None, scales=None):  # a chain's attempt: its cap, the budget left
         cb = callback if callback is None or not done[0] else (lambda it, u, fn: callback(done[0] + it, u, fn))
         if printer is not None:  # verbose=True: the table's lines, then the user's callback
             cb = printer.attempt_callback(a, None if use_jax else layout.from_rows(rows), use_jax, done[0], cb)
+        decide_sparse(a, c, rows)
         r = run(small_twin(a, c), prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
                 to_user=layout.from_rows, narrow=narrow, scales=scales, limit=left if use_jax else None)
         if not use_jax:

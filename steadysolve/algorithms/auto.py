@@ -47,8 +47,9 @@ class Auto(Polyalgorithm):
       ``NewtonRaphson`` -> ``LevenbergMarquardt``, then trust region,
       Levenberg-Marquardt and Newton again from ``u0``;
     * larger: ``NewtonKrylov`` -> ``Broyden``, then Broyden from ``u0`` (matrix-free only);
-    * a sparse Jacobian (``sparsity=`` or a sparse ``jac``; eager solves), whatever ``n`` and for
-      fixed-point problems too (a ``SteadyStateProblem`` keeps its chain, which follows the flow): sparse ``NewtonRaphson`` (line search) -> sparse ``TrustRegion`` ->
+    * a sparse Jacobian (eager solves; fixed-point problems too, a ``SteadyStateProblem`` keeps its
+      chain, which follows the flow): given ``sparsity=``, whatever ``n``; given only a ``jac`` that
+      returns sparse matrices, above ``dense_max`` (below, the chains above, ``jac`` densified): sparse ``NewtonRaphson`` (line search) -> sparse ``TrustRegion`` ->
       ``NewtonKrylov``. Under ``jax.jit`` the chains above (the sparse factorisation runs on the host).
 
     An attempt that fails (any return code but ``Success``) hands its best iterate to the

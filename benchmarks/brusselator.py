@@ -22,13 +22,15 @@ Rows, measured in one process (median of ``--repeats``, after one warm-up up to 
   excluded) up to N = 16 (beyond, the dense ``n x n`` Jacobian and its LU dominate: N = 32 needs
   2,048 JVPs and a 2,048^3 LU per step);
 * steadysolve today: ``solve(prob)`` (the default chain) and ``NewtonKrylov()``;
+* steadysolve's sparse Newton family: ``solve(prob)`` given only ``sparsity=`` (finite differences
+  over the colouring) or the analytic sparse ``jac`` (the issue's targets: <= 1.2x and <= 1.1x the
+  reference at N = 64, 128; time ~ n^k with k <= 1.3 over N = 32 .. 128), and ``NewtonRaphson``,
+  ``TrustRegion``, ``LevenbergMarquardt`` (normal equations or LSMR, up to N = 64) by name.
 * preconditioned ``NewtonKrylov`` (issue 28, a table of its own): ``precond=ILU()`` / ``AMG()`` set
   up from the pattern's finite-difference colouring (matrix-free ``F``), refreshed at every Newton
   step or on Krylov growth, against SciPy's ``newton_krylov`` with the ILU of ``J(u0)`` (ILU rows)
   and the reference (AMG rows); the default ``NewtonKrylov()`` against SciPy's plain
   ``newton_krylov``; ``GMRES(restart=100)`` for the Newton iterations of an ample Krylov budget;
-* phase 2 of issue 27 (sparse Newton with ``sparsity=`` / an analytic sparse ``jac``): placeholder
-  rows, marked ``PHASE 2`` below, with the issue's targets.
 
 Columns: time, Newton iterations, evaluations of F (finite-difference JVPs included: every call
 is counted by a wrapper), Jacobians, factorisations; then the fitted growth exponent
@@ -165,17 +167,50 @@ def steadysolve_run(N, alg=None):
     return Run(np.asarray(sol.u), st.get("niter"), Fc.n, st.get("njac"), st.get("nfact"), sol.retcode.name)
 
 
-# PHASE 2 (issue 27, items 3-4): sparse Newton in the Newton family. Replace the two functions below by
-# the real runs and list them in METHODS with their targets; until then they are printed as pending.
-def steadysolve_sparsity_pattern(N):  # PHASE 2: ss.NonlinearProblem(F, u0, p, sparsity=bruss.sparsity(N))
-    return None                       # solved by ss.solve(prob): target <= 1.2x the reference, N = 64, 128
+# --- steadysolve's sparse Newton family (issue 27, phase 2) ---------------------------------------------
+#
+# The problem states its structure and steadysolve factorises: ``sparsity=`` alone (Jacobians by
+# finite differences over the pattern's 12 colours) or the analytic sparse ``jac``; ``solve(prob)``
+# then runs sparse Newton first (Auto's sparse chain), and the Newton family can be asked by name.
+
+LM_MAX_N = 64  # Levenberg-Marquardt: J^T J fills in more than J and LSMR iterates more as cond(J) ~ N^2 grows
 
 
-def steadysolve_analytic_jac(N):  # PHASE 2: ss.NonlinearProblem(F, u0, p, jac=lambda u, p: bruss.jacobian(u, p))
-    return None                   # solved by ss.solve(prob): target <= 1.1x the reference, N = 64, 128
+def _sparse_count(stats, key):
+    """A counter of the run, summed over Auto's attempts."""
+    if key in stats.keys():
+        return stats[key]
+    attempts = stats.extra.get("attempts", {}) if hasattr(stats, "extra") else {}
+    vals = [s[key] for s in attempts.values() if key in s.keys()]
+    return sum(vals) if vals else None
 
 
-steadysolve_sparsity_pattern.pending = steadysolve_analytic_jac.pending = True  # PHASE 2: delete this line
+def steadysolve_sparse(N, alg=None, *, jac=False):
+    F, u0, p = bruss.problem(N)
+    Fc = Counted(F)
+    structure = {"jac": lambda u, p: bruss.jacobian(u, p)} if jac else {"sparsity": bruss.sparsity(N)}
+    prob = ss.NonlinearProblem(Fc, u0, p, **structure)
+    sol = ss.solve(prob, alg, abstol=ABSTOL) if alg is not None else ss.solve(prob, abstol=ABSTOL)
+    st = sol.stats
+    return Run(np.asarray(sol.u), st.niter, Fc.n, _sparse_count(st, "njac"), _sparse_count(st, "nfact"),
+               sol.retcode.name)
+
+
+#: (name, function, largest N or None, target ratio at N >= 64 or None); the growth target is GROWTH_TARGET
+SPARSE_METHODS = [
+    ("steadysolve solve(prob), sparsity=", lambda N: steadysolve_sparse(N), None, 1.2),
+    ("steadysolve solve(prob), analytic jac", lambda N: steadysolve_sparse(N, jac=True), None, 1.1),
+    ("steadysolve NewtonRaphson(), sparsity=", lambda N: steadysolve_sparse(N, ss.NewtonRaphson()), None, None),
+    ("steadysolve NewtonRaphson(), analytic jac", lambda N: steadysolve_sparse(N, ss.NewtonRaphson(), jac=True),
+     None, None),
+    ("steadysolve TrustRegion(), sparsity=", lambda N: steadysolve_sparse(N, ss.TrustRegion()), None, None),
+    ("steadysolve LevenbergMarquardt(), sparsity=", lambda N: steadysolve_sparse(N, ss.LevenbergMarquardt()),
+     LM_MAX_N, None),
+    ("steadysolve LevenbergMarquardt(sparse_solver='lsmr'), sparsity=",
+     lambda N: steadysolve_sparse(N, ss.LevenbergMarquardt(sparse_solver="lsmr")), LM_MAX_N, None),
+]
+#: time ~ n^k over N = 32 .. 128: the issue's target for solve(prob) with a sparse structure
+GROWTH_TARGET = {SPARSE_METHODS[0][0]: 1.3, SPARSE_METHODS[1][0]: 1.3}
 
 
 # (name, function, largest N or None, target ratio at N >= 64 or None)
@@ -188,8 +223,7 @@ METHODS = [
     ("optimistix Newton (dense, jit)", optimistix_newton, OPTIMISTIX_MAX_N, None),
     ("steadysolve solve(prob)", lambda N: steadysolve_run(N), None, None),
     ("steadysolve NewtonKrylov()", lambda N: steadysolve_run(N, ss.NewtonKrylov()), None, None),
-    ("steadysolve solve(prob), sparsity= [PHASE 2]", steadysolve_sparsity_pattern, None, 1.2),
-    ("steadysolve solve(prob), analytic jac [PHASE 2]", steadysolve_analytic_jac, None, 1.1),
+    *SPARSE_METHODS,
 ]
 
 
@@ -201,10 +235,6 @@ def measure(N, repeats):
                "target": target if N >= 64 else None}
         if max_n is not None and N > max_n:
             row["note"] = f"skipped above N={max_n}"
-            rows.append(row)
-            continue
-        if getattr(fn, "pending", False):  # a phase 2 placeholder
-            row["note"] = "PHASE 2: pending"
             rows.append(row)
             continue
         try:
@@ -235,7 +265,7 @@ def growth(rows, lo=32):
             k = float(np.polyfit(x, y, 1)[0])
             out.append({"case": f"growth N={lo}..{max(r['N'] for r in rows)} | {name}", "method": name,
                         "exponent": k, "points": len(pts), "ratio": k, "metric": "exponent of time vs n",
-                        "target": 1.3 if "PHASE 2" in name else None})
+                        "target": GROWTH_TARGET.get(name)})
     return out
 
 
@@ -410,7 +440,7 @@ def main(argv=None):
     if block_rows:
         print_table(block_rows, BLOCK_COLUMNS, title="Sparse building blocks on the Brusselator")
     if args.json:
-        out = [r for r in rows if r.get("time") is not None or "PHASE 2" in r["method"]] + grow
+        out = [r for r in rows if r.get("time") is not None] + grow
         false_success = [r["case"] for r in rows if r["method"].startswith("steadysolve") and r.get("note") == "Success"
                          and not r.get("solved")]
         write_results(args.json, "brusselator", out, {"false_successes": false_success})

@@ -17,7 +17,7 @@ from ._backend.layout import Layout
 from .interval import IntervalNonlinearProblem
 from ._engine.bracket import solve_interval
 from ._engine.driver import run
-from ._small.choose import small_twin
+from ._small.choose import decide_sparse, small_twin
 from .problems import AbstractProblem, as_output, check_least_squares_output, check_output, with_user_errstate
 from .registry import resolve
 from .retcodes import SUCCESS_CODES
@@ -196,11 +196,13 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     done = [0]  # iterations of the attempts before (a chain's callback counts on)
 
     narrow = narrower(prob, xp, layout, norm) if batched else None
+    rows0 = layout.to_rows(u0)
 
     def drive(a, c, rows, cap=maxiters, left=None, scales=None):  # a chain's attempt: its cap, the budget left
         cb = callback if callback is None or not done[0] else (lambda it, u, fn: callback(done[0] + it, u, fn))
         if printer is not None:  # verbose=True: the table's lines, then the user's callback
             cb = printer.attempt_callback(a, None if use_jax else layout.from_rows(rows), use_jax, done[0], cb)
+        decide_sparse(a, c, rows)
         r = run(small_twin(a, c), prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
                 to_user=layout.from_rows, narrow=narrow, scales=scales, limit=left if use_jax else None)
         if not use_jax:
@@ -217,11 +219,11 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     # return code reports it, no RuntimeWarning
     with backend.quiet_host():
         if isinstance(alg, Polyalgorithm):
-            ran = run_chain(alg, ctx, layout.to_rows(u0), drive, traced=use_jax, maxiters=maxiters)
+            ran = run_chain(alg, ctx, rows0, drive, traced=use_jax, maxiters=maxiters)
             res, last = ran.result, ran.attempts[-1]
             stats, alg, trace = summary(ran, stats_of, batched=batched, traced=use_jax, xp=xp)
         else:
-            res = drive(alg, ctx, layout.to_rows(u0))
+            res = drive(alg, ctx, rows0)
             stats, trace, last = stats_of(alg, res), res.trace, (alg, res)
     codes = res.codes
     if not batched:

@@ -37,7 +37,8 @@ def run_chain(auto, ctx, u0, run: Callable, *, traced: bool, maxiters: int) -> C
     attempts = []
     fu0 = ctx.fu0
     best_u = best_fu = codes = best_n = producer = scales = None
-    chain = auto.chain(ctx.kind, ctx.n)
+    sparse = _sparse_chain(auto, ctx, u0, traced)
+    chain = auto.chain(ctx.kind, ctx.n, sparse=sparse) if sparse else auto.chain(ctx.kind, ctx.n)
     left = maxiters
     for k, (alg, restart) in enumerate(chain):
         if k == 0:
@@ -75,6 +76,19 @@ def run_chain(auto, ctx, u0, run: Callable, *, traced: bool, maxiters: int) -> C
     if not traced:
         codes = [int(c) for c in backend.to_numpy(xp, codes).reshape(-1)]
     return ChainResult(tuple(attempts), res._replace(u=best_u, fu=best_fu, codes=codes), producer, auto)
+
+def _sparse_chain(auto, ctx, u0, traced: bool) -> bool:
+    """Whether the chain is the sparse one: a stated pattern, or (above ``dense_max``, where the dense
+    chain would not use ``jac``) a ``jac`` that returns sparse matrices, called once at ``u0`` to see
+    (its value serves the first Jacobian). Not under ``jax.jit``: a sparse Jacobian is factorised on
+    the host, and the traced chain stays matrix-free."""
+    source = ctx.sparse_source
+    if traced or source is None or getattr(auto, "algs", ()):
+        return False
+    if not (source.given or source.decided or ctx.n > getattr(auto, "dense_max", 0)):
+        return False
+    return ctx.sparse_jacobians(u0) is not None
+
 
 def summary(chain: ChainResult, stats_of: Callable, *, batched: bool, traced: bool, xp):
     """``(stats, alg, trace)`` of a chain: totals over the attempts plus ``attempts`` (name -> Stats)

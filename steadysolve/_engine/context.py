@@ -67,6 +67,7 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
                 return to_s(prob.f(to_u(u), p))
 
     jvp = vjp = jac = raw_jac = None
+    probed = []  # (rows, J): a dense jac called to see whether it is sparse, for the first dense Jacobian
     if prob.jvp is not None:
         def jvp(u, v, fu):
             return to_s(prob.residual_jvp(to_u(u), to_u(v), p))
@@ -79,7 +80,12 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
             return J if sparse.is_sparse_jacobian(J) else xp.reshape(J, (layout.batch, layout.n, layout.n))
 
         def jac(u):
-            J = prob.residual_jac(to_u(u), p)
+            if probed:  # the probe of jac's kind at these rows serves (each call of jac counts as a Jacobian)
+                (u1, J1), = probed
+                probed.clear()
+                J = J1 if sparse.same_rows(xp, u1, u) else prob.residual_jac(to_u(u), p)
+            else:
+                J = prob.residual_jac(to_u(u), p)
             if sparse.is_sparse_jacobian(J):  # checked, then dense for the dense methods (n <= their max_size)
                 J = sparse.dense_jacobian(J, u, n=layout.n, batch=layout.batch, where=fname_of(prob) + " jac",
                                           pattern=lambda: prob.residual_sparsity(layout.n))
@@ -107,8 +113,25 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
         host_arrays=host, host_norm=HOST_NORMS.get(norm) if host and layout.batch == 1 and not half else None,
     )
     if prob.sparsity is not None or raw_jac is not None:
-        def source(u):
-            return sparse.sparse_jacobians(ctx, prob.residual_sparsity(layout.n), raw_jac, u, fname_of(prob) + " jac")
+        made, first = [], []
+
+        def probe_jac(u):  # raw_jac, remembering its first call (the probe of jac's kind)
+            J = raw_jac(u)
+            if not first:
+                first.append((u, J))
+            return J
+
+        def source(u):  # decided once per context (a chain's attempts share it, and its colouring)
+            if not made:
+                made.append(sparse.sparse_jacobians(ctx, prob.residual_sparsity(layout.n),
+                                                    probe_jac if raw_jac is not None else None, u,
+                                                    fname_of(prob) + " jac"))
+                if first and not sparse.is_sparse_jacobian(first[0][1]):
+                    probed[:] = first
+            return made[0]
+
+        source.given = prob.sparsity is not None  # a stated pattern: sparse without calling jac
+        source.decided = made
 
         ctx.sparse_source = source
     return ctx
@@ -168,7 +191,11 @@ def narrower(prob, xp, layout, norm):
         shape[layout.axis] = int(fu0.shape[0])
         sub = Layout(xp, shape, layout.axis)
         like = sub.from_rows(fu0)  # a user-layout array of the smaller batch (shape, dtype, device)
-        return build_context(prob, like, sub, xp, like, ctx.abstol, ctx.reltol, norm, traced=ctx.traced)
+        out = build_context(prob, like, sub, xp, like, ctx.abstol, ctx.reltol, norm, traced=ctx.traced)
+        source = ctx.sparse_source
+        if source is not None and source.decided and source.decided[0] is None:  # a dense jac: known, not asked again
+            out.sparse_source = None
+        return out
 
     return narrow
 

@@ -18,13 +18,14 @@ from .levenberg_marquardt import SmallLevenbergMarquardt
 from .newton import SmallNewtonKrylov, SmallNewtonRaphson
 from .trust_region import SmallTrustRegion
 
-__all__ = ["small_twin", "applies"]
+__all__ = ["small_twin", "applies", "sparse_problem", "decide_sparse"]
 
 _FLOAT64 = backend.host_numpy().float64
 
 #: the twins by the exact class of the generic algorithm (a subclass may change ``step``: it keeps its own)
 _TWINS = {NewtonRaphson: SmallNewtonRaphson, NewtonKrylov: SmallNewtonKrylov, TrustRegion: SmallTrustRegion,
           LevenbergMarquardt: SmallLevenbergMarquardt, Broyden: SmallBroyden}
+_JACOBIAN_TWINS = (NewtonRaphson, TrustRegion, LevenbergMarquardt)
 
 
 def applies(ctx) -> bool:
@@ -34,10 +35,29 @@ def applies(ctx) -> bool:
             and ctx.kind != "least_squares")  # the twins are square-Jacobian root finders
 
 
+def sparse_problem(ctx) -> bool:
+    """Whether the solve has a sparse Jacobian: a stated pattern (``sparsity=``), or a ``jac`` that
+    :func:`decide_sparse` found sparse. The sparse methods are the generic algorithms', never a twin's."""
+    source = ctx.sparse_source
+    if source is None:
+        return False
+    return source.given or (bool(source.decided) and source.decided[0] is not None)
+
+
+def decide_sparse(alg, ctx, u) -> None:
+    """Before a Newton-family twin could take the solve of a problem with a ``jac`` and no ``sparsity=``:
+    call ``jac`` at rows ``u`` to see whether it is sparse (its value serves the first Jacobian, sparse
+    or dense, so nothing is evaluated twice). Other algorithms never call ``jac`` for it."""
+    source = ctx.sparse_source
+    if source is not None and not source.given and not source.decided and type(alg) in _JACOBIAN_TWINS \
+            and applies(ctx):
+        ctx.sparse_jacobians(u)
+
+
 def small_twin(alg, ctx):
     """The algorithm that runs ``alg``'s solve in context ``ctx``: its small-system twin where the engine
-    applies and has one, else ``alg`` itself."""
-    if not applies(ctx):
+    applies, has one and the problem has no sparse Jacobian, else ``alg`` itself."""
+    if not applies(ctx) or sparse_problem(ctx):
         return alg
     twin = _TWINS.get(type(alg))
     if twin is not None:

@@ -47,6 +47,10 @@ class Auto(Polyalgorithm):
       ``NewtonRaphson`` -> ``LevenbergMarquardt``, then trust region,
       Levenberg-Marquardt and Newton again from ``u0``;
     * larger: ``NewtonKrylov`` -> ``Broyden``, then Broyden from ``u0`` (matrix-free only);
+    * a sparse Jacobian (eager solves; fixed-point problems too, a ``SteadyStateProblem`` keeps its
+      chain, which follows the flow): given ``sparsity=``, whatever ``n``; given only a ``jac`` that
+      returns sparse matrices, above ``dense_max`` (below, the chains above, ``jac`` densified): sparse
+      ``NewtonRaphson`` (line search) -> sparse ``TrustRegion`` -> ``NewtonKrylov``. Under ``jax.jit`` the chains above (the sparse factorisation runs on the host);
     * ``NonlinearLeastSquaresProblem``: ``LevenbergMarquardt`` alone.
 
     An attempt that fails (any return code but ``Success``) hands its best iterate to the
@@ -111,16 +115,18 @@ class Auto(Polyalgorithm):
             raise ValueError("Auto: algs may not contain another Auto")
         object.__setattr__(self, "algs", chain)
 
-    def chain(self, kind: str, n: int) -> tuple:
+    def chain(self, kind: str, n: int, sparse: bool = False) -> tuple:
         """``((algorithm, from_start), ...)``: the attempts, in order, for a problem of this kind with ``n``
         unknowns per element (``from_start``: restart the unsolved elements from ``u0``, not from the
-        best iterate)."""
+        best iterate); ``sparse``: the problem has a sparse Jacobian that the solve can factorise."""
         if self.algs:
             return tuple((a, False) for a in self.algs)
         if kind == "steady_state":
             return self._steady_chain(n)
         if kind == "least_squares":  # a NonlinearLeastSquaresProblem: its minimum, root or not
             return ((LevenbergMarquardt(), False),)
+        if sparse:  # a sparse LU costs about what the Krylov solves of one Newton step do, and needs no tuning
+            return ((NewtonRaphson(), False), (TrustRegion(), False), (NewtonKrylov(), False))
         if n <= self.tiny_max:
             first, fallbacks = NewtonRaphson(), (TrustRegion(), NewtonKrylov())
         elif n <= self.dense_max:

@@ -183,10 +183,9 @@ class Context:
         pattern, by the problem's sparse ``jac`` or by colouring), or ``None`` when the problem gives
         neither ``sparsity=`` nor a sparse ``jac``. Decided at the first call (at rows ``u``, where a
         ``jac`` without ``sparsity=`` is called once to see whether it is sparse) and kept for the solve."""
-        if self.sparse_source is not None:
-            self._sparse = self.sparse_source(u)
-            self.sparse_source = None
-        return self.__dict__.get("_sparse")
+        if "_sparse" not in self.__dict__:  # (the engine's source answers once: copies of the context agree)
+            self._sparse = None if self.sparse_source is None else self.sparse_source(u)
+        return self._sparse
 
     def zeros(self, shape, dtype=None):
         return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype, device=self.device)

@@ -4,7 +4,8 @@
 * :func:`refresh_jacobian`: rebuild the Jacobian only where needed (a host branch eagerly,
   ``lax.cond`` under JAX tracing);
 * :func:`finite_jacobian`: zero a non-finite Jacobian (and say where);
-* :func:`column_scale`: MINPACK's running maximum of the column norms;
+* :func:`column_scale`, :func:`scale_update`: MINPACK's running maximum of the column norms;
+* :func:`sparse_scaled_jacobian`: the same refresh for a sparse Jacobian (values on a pattern);
 * :func:`regularised`: ``J`` plus a diagonal shift relative to each row and column;
 * :func:`rated_trial`, :func:`take_accepted`: the trial step of TrustRegion and LevenbergMarquardt.
 """
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 from .. import _backend as backend
 
-__all__ = ["refuse_large", "refresh_jacobian", "finite_jacobian", "column_scale", "regularised", "scaled_jacobian",
-           "rated_trial", "take_accepted"]
+__all__ = ["refuse_large", "refresh_jacobian", "finite_jacobian", "column_scale", "scale_update", "regularised",
+           "scaled_jacobian", "rated_trial", "take_accepted", "sparse_scaled_jacobian"]
 
 
 def refuse_large(owner: str, n: int, max_size: int) -> None:
@@ -49,10 +50,14 @@ def finite_jacobian(xp, J):
 def column_scale(xp, J, D_old, need):
     """MINPACK's scaling: the running maximum of the Jacobian's column norms (zero columns count
     as 1), updated where ``need`` (a new Jacobian), else ``D_old``."""
-    B = J.shape[0]
-    D = xp.maximum(D_old, backend.l2(xp, J, axis=1))
+    return scale_update(xp, backend.l2(xp, J, axis=1), D_old, need)
+
+
+def scale_update(xp, norms, D_old, need):
+    """:func:`column_scale` from the column norms ``(B, n)`` (a sparse Jacobian's, say)."""
+    D = xp.maximum(D_old, norms)
     D = xp.where(D > 0, D, xp.ones_like(D))
-    return xp.where(xp.reshape(need, (B, 1)), D, D_old)
+    return xp.where(xp.reshape(need, (-1, 1)), D, D_old)
 
 
 def scaled_jacobian(ctx, u, fu, J_old, D_old, need):
@@ -61,6 +66,18 @@ def scaled_jacobian(ctx, u, fu, J_old, D_old, need):
     J, dj, dl = refresh_jacobian(ctx, u, fu, J_old, need)
     J, finite = finite_jacobian(ctx.xp, J)
     return J, column_scale(ctx.xp, J, D_old, need), finite, dj, dl
+
+
+def sparse_scaled_jacobian(steps, u, fu, J_old, D_old, need):
+    """:func:`scaled_jacobian` for a sparse Jacobian (values on a pattern, ``steps`` the solve's
+    :class:`~steadysolve.linear._sparse_steps.SparseSteps`): ``(J, D, finite (B,), jvps, jacobians)``.
+    Kept values stay the same array (their factors are reused)."""
+    xp = steps.xp
+    J, dj, dl = steps.refresh(u, fu, J_old, need)
+    if not dl:  # (eager only: the sparse methods do not run under jit)
+        return J, D_old, xp.ones(need.shape, dtype=xp.bool, device=steps.device), dj, dl
+    J, finite = steps.finite(J)
+    return J, scale_update(xp, steps.column_norms(J), D_old, need), finite, dj, dl
 
 
 def regularised(xp, J):
@@ -86,15 +103,16 @@ def rows_dot(xp, a, b):
     return xp.sum(a * b, axis=1)
 
 
-def rated_trial(ctx, u, fu, fn2, J, delta, usable):
+def rated_trial(ctx, u, fu, fn2, J, delta, usable, Jmv=None):
     """``F`` at ``u + delta`` and the ratio ``rho`` of the actual to the predicted (linear model
-    ``J``) reduction of ``||F||^2``; ``rho = -1`` where the step is not ``usable``, ``F`` is not
-    finite there, or the model predicts no decrease. Returns ``(trial, ft, ||ft||^2, rho, ok)``."""
+    ``J``, or the product ``Jmv(v) = J v`` of a sparse one) reduction of ``||F||^2``; ``rho = -1`` where
+    the step is not ``usable``, ``F`` is not finite there, or the model predicts no decrease. Returns
+    ``(trial, ft, ||ft||^2, rho, ok)``."""
     xp, B, n = ctx.xp, ctx.batch, ctx.n
     trial = u + delta
     ft = ctx.F(trial)
     ftn2 = rows_dot(xp, ft, ft)
-    Jd = xp.sum(J * xp.reshape(delta, (B, 1, n)), axis=2)
+    Jd = xp.sum(J * xp.reshape(delta, (B, 1, n)), axis=2) if Jmv is None else Jmv(delta)
     pred = -(2.0 * rows_dot(xp, fu, Jd) + rows_dot(xp, Jd, Jd))
     ok = xp.isfinite(ftn2) & (pred > 0) & usable
     one = xp.ones_like(pred)

@@ -24,8 +24,10 @@ from .._checks import check_int, check_positive
 from ..registry import register
 from ..retcodes import ReturnCode
 from .base import PROGRESS_ITERS, Algorithm, no_progress
-from .dense import ACCEPT_RHO, rated_trial, refuse_large, scaled_jacobian, take_accepted
-from ._least_squares import gradient, is_rectangular, minimum_flag, predicted_reduction, residual_size
+from ..linear._sparse_steps import sparse_steps
+from .dense import ACCEPT_RHO, rated_trial, refuse_large, scaled_jacobian, sparse_scaled_jacobian, take_accepted
+from .trust_region import first_jacobian
+from ._least_squares import gradient, is_rectangular, minimum_flag, predicted_reduction
 
 __all__ = ["LevenbergMarquardt", "LMState"]
 
@@ -51,6 +53,7 @@ class LMState(NamedTuple):
     fn20: Any = None  # (B,) ||F(u0)||_2^2: the damping is lam * ||F|| / ||F(u0)||
     nslow: Any = 0  # (B,) int32: iterations without progress (``base.no_progress``)
     ref2: Any = None  # (B,) ||F||^2 at the last progress
+    nfact: Any = 0  # 0-d: factorisations of the damped system
 
 
 @register("levenberg_marquardt")
@@ -65,6 +68,12 @@ class LevenbergMarquardt(Algorithm):
     :class:`~steadysolve.NonlinearLeastSquaresProblem` (``m >= n`` residuals, Jacobian ``m x n``)
     such a minimum is the answer: ``LeastSquaresMinimum`` (see ``algorithms._least_squares``).
 
+    With a sparse Jacobian (``sparsity=`` or a sparse ``jac``, as ``NewtonRaphson``) the damped step
+    solves the same equations without a dense matrix, per element: the normal equations factorised
+    (CHOLMOD through scikit-sparse when installed, else SuperLU on ``J^T J + mu D^2``; one
+    factorisation per step, ``stats.nfact``) or LSMR on ``J`` (``sparse_solver="lsmr"``, no
+    factorisation, an inexact step). ``max_size`` does not apply.
+
     Parameters
     ----------
     damping
@@ -73,7 +82,10 @@ class LevenbergMarquardt(Algorithm):
         Cosine between ``F`` and the Jacobian's columns under which a non-root
         stationary point is declared (default 1e-10).
     max_size
-        Largest ``n`` accepted (default 1000, as ``NewtonRaphson``).
+        Largest ``n`` accepted for a dense Jacobian (default 1000, as ``NewtonRaphson``).
+    sparse_solver
+        The damped step on a sparse Jacobian: ``"normal"`` (default; exact) or ``"lsmr"`` (cheaper
+        per step on large systems: ``J^T J`` fills in several times more than ``J``).
 
     Raises
     ------
@@ -92,8 +104,11 @@ class LevenbergMarquardt(Algorithm):
     damping: float = 1e-3
     gtol: float = 1e-10
     max_size: int = 1000
+    sparse_solver: str = "normal"
 
     def __post_init__(self):
+        if self.sparse_solver not in ("normal", "lsmr"):
+            raise ValueError(f"LevenbergMarquardt: sparse_solver must be 'normal' or 'lsmr', got {self.sparse_solver!r}")
         check_positive("LevenbergMarquardt", "damping", self.damping)
         check_positive("LevenbergMarquardt", "gtol", self.gtol)
         check_int("LevenbergMarquardt", "max_size", self.max_size, 1)
@@ -102,36 +117,48 @@ class LevenbergMarquardt(Algorithm):
         return 1 + n
 
     def init(self, prob, u0, ctx):
-        refuse_large("LevenbergMarquardt", ctx.n, self.max_size)
+        if sparse_steps(ctx, u0, "LevenbergMarquardt", self.max_size) is None:
+            refuse_large("LevenbergMarquardt", ctx.n, self.max_size)
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         fu = ctx.fu0
         ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
         fn2 = xp.sum(fu * fu, axis=1)
+        J, fresh, D, nf, njvp, njac, flag = first_jacobian(ctx, u0, fu, "LevenbergMarquardt", self.max_size)
         return LMState(
-            u=u0, fu=fu, fn2=fn2, J=ctx.zeros((B, residual_size(ctx), n)),
-            fresh=xp.zeros((B,), dtype=xp.bool, device=ctx.device), D=ctx.zeros((B, n)),
-            lam=self.damping * ones, nu=2.0 * ones, flag=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
-            nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
-            njac=ctx.counter(0), nreject=ctx.counter(0), fn20=fn2,
-            nslow=xp.zeros((B,), dtype=xp.int32, device=ctx.device), ref2=fn2)
+            u=u0, fu=fu, fn2=fn2, J=J, fresh=fresh, D=D,
+            lam=self.damping * ones, nu=2.0 * ones, flag=flag,
+            nf=nf, njvp=njvp, nvjp=ctx.counter(0),
+            njac=njac, nreject=ctx.counter(0), fn20=fn2,
+            nslow=xp.zeros((B,), dtype=xp.int32, device=ctx.device), ref2=fn2, nfact=ctx.counter(0))
 
     def step(self, prob, state, ctx):
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         need = ~state.fresh
-        J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
+        steps = sparse_steps(ctx, state.u, "LevenbergMarquardt", self.max_size)
         fu, lam = state.fu, state.lam
-        g = gradient(xp, J, fu)  # J^T F
-        JtJ = xp.matmul(xp.permute_dims(J, (0, 2, 1)), J)
-        eye = xp.reshape(xp.eye(n, dtype=ctx.dtype, device=ctx.device), (1, n, n))
         pos = state.fn20 > 0
         one = xp.ones_like(lam)
         eps = float(xp.finfo(ctx.dtype).eps)  # (a floor: an exact root never leaves J^T J undamped)
         damp = lam * xp.maximum(xp.sqrt(xp.where(pos, state.fn2 / xp.where(pos, state.fn20, one), one)), eps * one)
-        A = JtJ + xp.reshape(damp, (B, 1, 1)) * xp.reshape(D * D, (B, 1, n)) * eye
-        delta = -xp.reshape(backend.solve_small(xp, A, xp.reshape(g, (B, n, 1))), (B, n))
-        usable = xp.all(xp.isfinite(delta), axis=1) & finite_j
+        if steps is None:
+            J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
+            g = gradient(xp, J, fu)  # J^T F
+            JtJ = xp.matmul(xp.permute_dims(J, (0, 2, 1)), J)
+            eye = xp.reshape(xp.eye(n, dtype=ctx.dtype, device=ctx.device), (1, n, n))
+            A = JtJ + xp.reshape(damp, (B, 1, 1)) * xp.reshape(D * D, (B, 1, n)) * eye
+            delta = -xp.reshape(backend.solve_small(xp, A, xp.reshape(g, (B, n, 1))), (B, n))
+            Jmv, nfact, failed = None, 1, xp.zeros((B,), dtype=xp.bool, device=ctx.device)
+        else:  # the damped normal equations factorised (or LSMR) on the host, per element
+            J, D, finite_j, dj, dl = sparse_scaled_jacobian(steps, state.u, state.fu, state.J, state.D, need)
+            g = steps.rmatvec(J, fu)
+            lsmr = self.sparse_solver == "lsmr"
+            delta, failed, nfact = steps.damped(J, fu if lsmr else g, damp, D, self.sparse_solver)
+
+            def Jmv(v):
+                return steps.matvec(J, v)
+        usable = xp.all(xp.isfinite(delta), axis=1) & finite_j & ~failed
         delta = xp.where(xp.reshape(usable, (B, 1)), delta, xp.zeros_like(delta))
-        trial, ft, ftn2, rho, ok = rated_trial(ctx, state.u, fu, state.fn2, J, delta, usable)
+        trial, ft, ftn2, rho, ok = rated_trial(ctx, state.u, fu, state.fn2, J, delta, usable, Jmv)
         accept = ok & (rho > ACCEPT_RHO)
         shrink = xp.maximum(xp.full_like(rho, 1.0 / 3.0), 1.0 - (2.0 * rho - 1.0) ** 3)
         lam_new = xp.where(accept, lam * shrink, lam * state.nu)
@@ -152,7 +179,10 @@ class LevenbergMarquardt(Algorithm):
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, fu, state.fn2)
         return LMState(u, fu, fn2, J, ~accept, D, lam_new, nu, flag, state.nf + 1 + ctx.f_calls(dj), state.njvp + dj,
-                       state.nvjp, state.njac + dl, state.nreject + nrej, state.fn20, nslow, ref2)
+                       state.nvjp, state.njac + dl, state.nreject + nrej, state.fn20, nslow, ref2, state.nfact + nfact)
 
     def extra_stats(self, state) -> dict:
-        return {"njac": state.njac, "nreject": state.nreject}
+        out = {"njac": state.njac, "nreject": state.nreject}
+        if getattr(state.J, "ndim", 3) == 2:  # a sparse Jacobian's values: its factorisations are counted
+            out["nfact"] = state.nfact
+        return out

@@ -90,6 +90,7 @@ class NewtonState(NamedTuple):
     watch: Any = None  # (B,) bool: a rejected full step may be probed
     nslow: Any = 0  # (B,) int32: iterations since the last progress (``base.no_progress``)
     ref2: Any = None  # (B,) ||F||^2 at the last progress
+    nfact: Any = 0  # 0-d: factorisations (NewtonRaphson: dense LUs, or sparse ones per element)
 
 
 def _restored(xp, failed, old, new):
@@ -136,11 +137,12 @@ class NewtonBase(Algorithm):
             nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
             nlinsolve=ctx.counter(0), nlinear=ctx.counter(0), nbacktrack=ctx.counter(0),
             aux=self._aux0(ctx, u0), p=u0, fp=fu, fp2=fn2, probe=probe, watch=watch, nslow=zi, ref2=fn2,
+            nfact=ctx.counter(0),
         )
 
     def _direction(self, prob, state, ctx, newton):  # pragma: no cover - interface
-        """-> (d (B, n), unusable (B,) bool, njvp increment, nlinear increment, new aux), at
-        ``state.u`` (``state.fu = F(u)``, ``state.fn2 = ||F(u)||^2``) where ``newton``."""
+        """-> (d (B, n), unusable (B,) bool, njvp increment, nlinear increment, new aux[, factorisations]),
+        at ``state.u`` (``state.fu = F(u)``, ``state.fn2 = ||F(u)||^2``) where ``newton``."""
         raise NotImplementedError
 
     def _next_eta(self, state, ctx, fn2_new, u_new, fu_new):
@@ -155,7 +157,9 @@ class NewtonBase(Algorithm):
             pc = xp.reshape(state.probe, (B, 1))
             base = state._replace(u=xp.where(pc, state.p, state.u), fu=xp.where(pc, state.fp, state.fu),
                                   fn2=xp.where(state.probe, state.fp2, state.fn2))
-        d_new, unusable, dj, dl, aux = self._direction(prob, base, ctx, newton)
+        out = self._direction(prob, base, ctx, newton)
+        d_new, unusable, dj, dl, aux = out[:5]
+        dfact = out[5] if len(out) > 5 else 0
         nb = xp.reshape(newton, (B, 1))
         one = xp.ones_like(state.lam)
         lam = xp.where(newton, one, state.lam)
@@ -209,7 +213,7 @@ class NewtonBase(Algorithm):
         return NewtonState(u, fu, fn2_new, d, lam_next, nback, eta, flag,
                            state.nf + 1 + ctx.f_calls(dj), state.njvp + dj, state.nvjp, state.nlinsolve + nnewton,
                            state.nlinear + dl, state.nbacktrack + nrej, aux, trial, ft, ftn2, probe, watch,
-                           nslow, ref2)
+                           nslow, ref2, state.nfact + dfact)
 
     def extra_stats(self, state) -> dict:
         return {"nlinsolve": state.nlinsolve, "nlinear": state.nlinear, "nbacktrack": state.nbacktrack}

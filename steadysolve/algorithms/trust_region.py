@@ -25,13 +25,14 @@ from .._checks import check_int, check_positive
 from ..registry import register
 from ..retcodes import ReturnCode
 from .base import PROGRESS_ITERS, Algorithm, no_progress
-from .dense import ACCEPT_RHO, rated_trial, regularised, scaled_jacobian, take_accepted
+from ..linear._sparse_steps import sparse_steps
+from .dense import ACCEPT_RHO, rated_trial, regularised, scaled_jacobian, sparse_scaled_jacobian, take_accepted
 from .dense import refresh_jacobian, refuse_large  # noqa: F401 - refresh_jacobian re-exported
 from .dense import rows_dot as _rows
 from ._least_squares import gauss_newton_point, gradient, is_rectangular, minimum_flag, predicted_reduction
 from ._least_squares import residual_size
 
-__all__ = ["TrustRegion", "TrustRegionState", "dogleg", "newton_point", "refresh_jacobian"]
+__all__ = ["TrustRegion", "TrustRegionState", "dogleg", "dogleg_from", "newton_point", "refresh_jacobian"]
 
 _LSF = ReturnCode.LinearSolveFailed.code
 _STALLED = ReturnCode.Stalled.code
@@ -54,7 +55,7 @@ class TrustRegionState(NamedTuple):
     nreject: Any  # 0-d: rejected trial points
     nslow: Any = 0  # (B,) int32: iterations without progress (``base.no_progress``)
     ref2: Any = None  # (B,) ||F||^2 at the last progress
-
+    nfact: Any = 0  # 0-d: factorisations (a sparse J's are kept while J is)
 
 
 def _safe(xp, x):
@@ -84,12 +85,20 @@ def dogleg(xp, J, fu, D, radius, shift=None, A=None, point=None):
         A = J if shift is None else J + xp.reshape(shift, (B, 1, 1)) * xp.reshape(
             xp.eye(n, dtype=fu.dtype, device=backend.device_of(fu)), (1, n, n))
     pN = point if point is not None else xp.reshape(newton_point(xp, A, xp.reshape(-fu, (B, n, 1))), (B, n))
+    return dogleg_from(xp, pN, gradient(xp, J, fu), lambda v: xp.sum(J * xp.reshape(v, (B, 1, n)), axis=2), D, radius)
+
+
+def dogleg_from(xp, pN, JtF, Jmv, D, radius, newton_ok=None):
+    """:func:`dogleg` from its pieces: the Newton point ``pN`` (``(B, n)``; usable where ``newton_ok``, by
+    default where finite), the gradient ``J^T F`` and the product ``Jmv(v) = J v`` (a sparse Jacobian's)."""
+    B = pN.shape[0]
     yN = D * pN
     nN = xp.sqrt(_rows(xp, yN, yN))
-    newton_ok = xp.all(xp.isfinite(pN), axis=1) & xp.isfinite(nN)
+    finite = xp.all(xp.isfinite(pN), axis=1) & xp.isfinite(nN)
+    newton_ok = finite if newton_ok is None else newton_ok & finite
     yN = xp.where(xp.reshape(newton_ok, (B, 1)), yN, xp.zeros_like(yN))
-    g = gradient(xp, J, fu) / D  # scaled gradient D^-1 J^T F
-    Jg = xp.sum(J * xp.reshape(g / D, (B, 1, n)), axis=2)
+    g = JtF / D  # scaled gradient D^-1 J^T F
+    Jg = Jmv(g / D)
     gn2 = _rows(xp, g, g)
     t = gn2 / _safe(xp, _rows(xp, Jg, Jg))
     yC = -xp.reshape(t, (B, 1)) * g
@@ -133,12 +142,18 @@ class TrustRegion(Algorithm):
     ``||D u||`` stops it with ``Stalled`` (typical at a minimum of ``||F||`` that is
     not a root).
 
+    With a sparse Jacobian (``sparsity=`` or a sparse ``jac``, as ``NewtonRaphson``) the Newton point is
+    a SuperLU solve, factorised once per Jacobian (a rejected step keeps ``J`` and its factors), and the
+    Cauchy point comes from the products ``J^T F`` and ``J g``: the same dogleg step, inside the same
+    region, without a dense matrix (``stats.nfact`` counts the factorisations; ``max_size`` does not
+    apply). An exactly singular sparse ``J`` leaves the Cauchy step alone.
+
     Parameters
     ----------
     factor
         Scale of the first radius (MINPACK's ``factor``, default 100).
     max_size
-        Largest ``n`` accepted (default 1000, as ``NewtonRaphson``).
+        Largest ``n`` accepted for a dense Jacobian (default 1000, as ``NewtonRaphson``).
 
     Raises
     ------
@@ -165,33 +180,46 @@ class TrustRegion(Algorithm):
         return 1 + n
 
     def init(self, prob, u0, ctx):
-        refuse_large("TrustRegion", ctx.n, self.max_size)
+        if sparse_steps(ctx, u0, "TrustRegion", self.max_size) is None:
+            refuse_large("TrustRegion", ctx.n, self.max_size)
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         fu = ctx.fu0
+        J, fresh, D, nf, njvp, njac, flag = first_jacobian(ctx, u0, fu, "TrustRegion", self.max_size)
         return TrustRegionState(
-            u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), J=ctx.zeros((B, residual_size(ctx), n)),
-            fresh=xp.zeros((B,), dtype=xp.bool, device=ctx.device), D=ctx.zeros((B, n)),
+            u=u0, fu=fu, fn2=xp.sum(fu * fu, axis=1), J=J, fresh=fresh, D=D,
             radius=-xp.ones((B,), dtype=ctx.dtype, device=ctx.device), nsuc=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
-            flag=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
-            nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0),
-            njac=ctx.counter(0), nreject=ctx.counter(0), nslow=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
-            ref2=xp.sum(fu * fu, axis=1))
+            flag=flag, nf=nf, njvp=njvp, nvjp=ctx.counter(0),
+            njac=njac, nreject=ctx.counter(0), nslow=xp.zeros((B,), dtype=xp.int32, device=ctx.device),
+            ref2=xp.sum(fu * fu, axis=1), nfact=ctx.counter(0))
 
     def step(self, prob, state, ctx):
         xp = ctx.xp
         need = ~state.fresh
-        J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
+        steps = sparse_steps(ctx, state.u, "TrustRegion", self.max_size)
+        if steps is None:
+            J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
+        else:
+            J, D, finite_j, dj, dl = sparse_scaled_jacobian(steps, state.u, state.fu, state.J, state.D, need)
         dun = xp.sqrt(_rows(xp, D * state.u, D * state.u))
         first = dun * self.factor
         first = xp.where(first > 0, first, xp.full_like(first, self.factor))
         radius = xp.where(state.radius < 0, first, state.radius)
         tiny = float(xp.finfo(ctx.dtype).smallest_normal)
         eps = float(xp.finfo(ctx.dtype).eps)
-        if is_rectangular(ctx):
-            delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, point=gauss_newton_point(xp, J, state.fu))
-        else:
-            delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, A=regularised(xp, J))
-        trial, ft, ftn2, rho, ok = rated_trial(ctx, state.u, state.fu, state.fn2, J, delta, finite_j & usable)
+        if steps is None:
+            if is_rectangular(ctx):
+                delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, point=gauss_newton_point(xp, J, state.fu))
+            else:
+                delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, A=regularised(xp, J))
+            Jmv, nfact = None, 1
+        else:  # the Newton point by SuperLU (factorised once per Jacobian), the Cauchy point by products
+            pN, failed, nfact = steps.newton(J, state.fu)
+
+            def Jmv(v):
+                return steps.matvec(J, v)
+
+            delta, ynorm, usable = dogleg_from(xp, pN, steps.rmatvec(J, state.fu), Jmv, D, radius, ~failed)
+        trial, ft, ftn2, rho, ok = rated_trial(ctx, state.u, state.fu, state.fn2, J, delta, finite_j & usable, Jmv)
         accept = ok & (rho > ACCEPT_RHO)
         # MINPACK hybrd's radius update: the first step bounds the radius; a poor ratio halves it;
         # a good one (or a second success in a row) lets it reach twice the step; a very good
@@ -215,7 +243,27 @@ class TrustRegion(Algorithm):
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, state.fu, state.fn2)
         return TrustRegionState(u, fu, fn2, J, ~accept, D, radius, nsuc, flag, state.nf + 1 + ctx.f_calls(dj),
                                 state.njvp + dj,
-                                state.nvjp, state.njac + dl, state.nreject + nrej, nslow, ref2)
+                                state.nvjp, state.njac + dl, state.nreject + nrej, nslow, ref2, state.nfact + nfact)
 
     def extra_stats(self, state) -> dict:
-        return {"njac": state.njac, "nreject": state.nreject}
+        out = {"njac": state.njac, "nreject": state.nreject}
+        if getattr(state.J, "ndim", 3) == 2:  # a sparse Jacobian's values: its factorisations are counted
+            out["nfact"] = state.nfact
+        return out
+
+
+def first_jacobian(ctx, u0, fu0, owner: str, max_size: int):
+    """The Jacobian leaves of a dense method's first state: ``(J, fresh, D, nf, njvp, njac, flag)``. Dense:
+    zeros, built at the first step. Sparse (:func:`~steadysolve.linear._sparse_steps.sparse_steps`): the
+    values at ``u0`` (their width is the pattern's, known once a sparse ``jac`` has been read) and the
+    scaling from them."""
+    xp, B, n = ctx.xp, ctx.batch, ctx.n
+    zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
+    steps = sparse_steps(ctx, u0, owner, max_size)
+    no = xp.zeros((B,), dtype=xp.bool, device=ctx.device)
+    if steps is None:
+        return (ctx.zeros((B, residual_size(ctx), n)), no, ctx.zeros((B, n)), ctx.counter(1), ctx.counter(0),
+                ctx.counter(0), zi)
+    J, D, finite, dj, dl = sparse_scaled_jacobian(steps, u0, fu0, None, ctx.zeros((B, n)), ~no)
+    flag = xp.where(finite, zi, xp.full_like(zi, _LSF))
+    return J, ~no, D, ctx.counter(1 + ctx.f_calls(dj)), ctx.counter(dj), ctx.counter(dl), flag

@@ -194,6 +194,7 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
     ctx = build_context(prob, u0, layout, xp, fu0, abstol, reltol, norm, traced=use_jax)
     batched = batch_axis is not None
     done = [0]  # iterations of the attempts before (a chain's callback counts on)
+    ran_by: dict = {}  # id(result) -> the algorithm (or twin) that produced it
 
     narrow = narrower(prob, xp, layout, norm) if batched else None
     rows0 = layout.to_rows(u0)
@@ -203,17 +204,19 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
         if printer is not None:  # verbose=True: the table's lines, then the user's callback
             cb = printer.attempt_callback(a, None if use_jax else layout.from_rows(rows), use_jax, done[0], cb)
         decide_sparse(a, c, rows)
-        r = run(small_twin(a, c), prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
+        ran = small_twin(a, c)
+        r = run(ran, prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
                 to_user=layout.from_rows, narrow=narrow, scales=scales, limit=left if use_jax else None)
         if not use_jax:
             done[0] += r.niter
+        ran_by[id(r)] = ran  # its state's algorithm (a solve may learn that its Jacobian is sparse only while it runs)
         return r
 
     def stats_of(a, r):
         st = r.state
         return Stats(nf=_num(st.nf + r.nf), njvp=_num(getattr(st, "njvp", 0) + r.njvp), nvjp=_num(getattr(st, "nvjp", 0)),
                      niter=_num(r.niter), niter_per_element=r.niter_el if batched else None,
-                     extra={k: _num(v) for k, v in small_twin(a, ctx).extra_stats(st).items()})
+                     extra={k: _num(v) for k, v in (ran_by.get(id(r)) or small_twin(a, ctx)).extra_stats(st).items()})
 
     # a runaway iterate may overflow the solver's own NumPy arithmetic (host norms, dense steps): the
     # return code reports it, no RuntimeWarning

@@ -57,13 +57,15 @@ class StiffWork(NamedTuple):
 
 def sparse_probe(ctx, prob, u, fu):
     """``(ctx.sparse_jacobians(u), probes)``: the first ask calls the problem's ``jac`` at ``u`` to see whether
-    it is sparse; ``probes`` (0 or 1) is that call, which no Jacobian count of the algorithm sees. A sparse
-    answer is read here (``at(u, fu)`` takes the held one: no second call), so it is not counted twice."""
+    it is sparse. A dense answer is held for the first dense Jacobian at ``u`` (the engine's context), so
+    that call is the algorithm's own; a sparse one is read here (``at(u, fu)`` takes the held one) and
+    ``probes`` (0 or 1) counts it, since the algorithm's first Jacobian calls ``jac`` again."""
     probing = ctx.sparse_source is not None and prob.jac is not None
     sj = ctx.sparse_jacobians(u)
-    if probing and sj is not None and sj.from_jac:
+    read = probing and sj is not None and sj.from_jac
+    if read:
         sj.at(u, fu)
-    return sj, int(probing)
+    return sj, int(read)
 
 
 def w_solver(method: Rosenbrock, ctx, u):

@@ -1,5 +1,6 @@
 """A jitted DEQ training step with the batch sharded over 2 (virtual CPU) devices gives the same
-loss and gradients as the unsharded step. Runs in a subprocess: the device count is fixed when
+loss and gradients as the unsharded step; a 2-D grid state split over 8 devices is solved with
+the unsharded iterates and stays split. Runs in a subprocess: the device count is fixed when
 JAX starts, so the flag cannot be set in the test process."""
 
 import os
@@ -66,14 +67,19 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def run_on_cpu_devices(script: str, devices: int, timeout: float) -> str:
+    """Run ``script`` in a fresh interpreter whose JAX sees ``devices`` CPU devices; its stdout."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}").strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc.stdout
+
+
 @pytest.mark.slow
 def test_sharded_training_step_matches_unsharded():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert "SHARDING-OK" in proc.stdout
+    assert "SHARDING-OK" in run_on_cpu_devices(SCRIPT, 2, timeout=240)
 
 
 GRID_SCRIPT = textwrap.dedent(
@@ -123,6 +129,19 @@ GRID_SCRIPT = textwrap.dedent(
     COLLECTIVE = re.compile(r"= (\S+|\([^)]*\)) (all-gather|all-to-all|all-reduce|reduce-scatter|collective-permute)"
                             r"(-start)?\(")
 
+    def collectives(hlo):  # the kinds of collective in compiled HLO, the largest result of each
+        kinds, biggest = set(), {"all-reduce": 0, "collective-permute": 0}
+        for m in COLLECTIVE.finditer(hlo):
+            kinds.add(m.group(2))
+            size = sum(math.prod(int(d) for d in dims.split(",") if d)
+                       for dims in re.findall(r"\w+\[([\d,]*)\]", m.group(1)))
+            biggest[m.group(2)] = max(biggest.get(m.group(2), 0), size)
+        return kinds, biggest
+
+    # the reader sees a gather when there is one: the state replicated on every device
+    gather = jax.jit(lambda u: jax.lax.with_sharding_constraint(2 * u, NamedSharding(mesh, P())))
+    assert "all-gather" in collectives(gather.lower(us).compile().as_text())[0]
+
     def check(name, fn, p, abstol):
         run = jax.jit(fn)
         ref = run(u0, p)
@@ -133,13 +152,7 @@ GRID_SCRIPT = textwrap.dedent(
         # every iterate's residual norm, to rounding (the last ones are rounding-sized themselves)
         np.testing.assert_allclose(np.asarray(out[2]), np.asarray(ref[2]), rtol=1e-9, atol=1e-3 * abstol)
         np.testing.assert_allclose(np.asarray(out[0]), np.asarray(ref[0]), rtol=0, atol=1e-12)
-        hlo = run.lower(us, p).compile().as_text()
-        kinds, biggest = set(), {"all-reduce": 0, "collective-permute": 0}
-        for m in COLLECTIVE.finditer(hlo):
-            kinds.add(m.group(2))
-            size = sum(math.prod(int(d) for d in dims.split(",") if d)
-                       for dims in re.findall(r"\w+\[([\d,]*)\]", m.group(1)))
-            biggest[m.group(2)] = max(biggest.get(m.group(2), 0), size)
+        kinds, biggest = collectives(run.lower(us, p).compile().as_text())
         # no state gathered onto one device: reductions of a few numbers (norms, Gram products)
         # and the residual's own halo rows, each smaller than one device's shard
         assert not kinds & {"all-gather", "all-to-all", "reduce-scatter"}, (name, kinds)
@@ -163,12 +176,7 @@ GRID_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_sharded_grid_state_stays_sharded_and_matches_unsharded():
-    """Newton-Krylov (GMRES) and Anderson on a 64 x 64 grid whose state is split by rows over 8
+    """Newton-Krylov (GMRES), Anderson and ``adapters.jax.root`` on a 64 x 64 grid whose state is split by rows over 8
     devices: the same iterates as on one device, the answer sharded as the start was, and the
     compiled program moves only reductions and halo rows between devices."""
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    proc = subprocess.run([sys.executable, "-c", GRID_SCRIPT], env=env, capture_output=True, text=True, timeout=480)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert "GRID-SHARDING-OK" in proc.stdout
+    assert "GRID-SHARDING-OK" in run_on_cpu_devices(GRID_SCRIPT, 8, timeout=480)

@@ -122,11 +122,20 @@ def namespace(*named: tuple[str, Any]):
     dev = device_of(first)
     for name, leaf in leaves[1:]:
         d = device_of(leaf)
-        if d is not None and dev is not None and str(d) != str(dev) and not is_traced(leaf):
+        if d is not None and dev is not None and str(d) != str(dev) and not is_traced(leaf) \
+                and not (lib == "jax" and _nested_devices(first, leaf)):
             raise TypeError(f"mixed devices: {first_name} is on {dev} but {name} is on {d}; move them to one device")
     if lib == "numpy" and _FAST_NUMPY is not None:
         return _FAST_NUMPY
     return array_api_compat.array_namespace(*(leaf for _, leaf in leaves))
+
+
+def _nested_devices(a, b) -> bool:
+    """JAX arrays one of whose device sets holds the other's: a parameter on one device next to a
+    state sharded over several that include it, which JAX itself computes with (it moves the
+    uncommitted one, or raises its own error for committed arrays it cannot place together)."""
+    da, db = a.devices(), b.devices()
+    return da <= db or db <= da
 
 
 _FAST_NUMPY = fast_numpy()
@@ -157,9 +166,13 @@ def device_of(x: Any):
     if is_traced(x):
         return None
     try:
-        return array_api_compat.device(x)
+        dev = array_api_compat.device(x)
     except Exception:  # pragma: no cover - libraries without a device notion
         return None
+    # A JAX array sharded over several devices reports its sharding, which fits only arrays of its
+    # own shape: the solver's small work arrays are left to JAX's placement (uncommitted, they
+    # follow the sharded operands they meet).
+    return None if getattr(dev, "num_devices", 1) > 1 else dev
 
 
 def is_floating(xp, dtype) -> bool:

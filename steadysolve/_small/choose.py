@@ -56,14 +56,15 @@ def decide_sparse(alg, ctx, u) -> None:
 
 def small_twin(alg, ctx):
     """The algorithm that runs ``alg``'s solve in context ``ctx``: its small-system twin where the engine
-    applies, has one and the problem has no sparse Jacobian, else ``alg`` itself."""
-    if not applies(ctx) or sparse_problem(ctx):
+    applies and has one (for the Newton family: unless the problem has a sparse Jacobian), else ``alg`` itself."""
+    if not applies(ctx):
         return alg
-    twin = _TWINS.get(type(alg))
-    if twin is not None:
-        return twin(alg)
+    # the time-stepping twins take sparse problems too (the Rosenbrock twin runs the sparse W-solver)
     if isinstance(alg, DynamicSS) and isinstance(alg.integrator, ExplicitRK):
         return SmallDynamicSS(alg)
     if isinstance(alg, DynamicSS) and isinstance(alg.integrator, Rosenbrock):
         return SmallStiffDynamicSS(alg)
-    return alg
+    if sparse_problem(ctx):
+        return alg
+    twin = _TWINS.get(type(alg))
+    return alg if twin is None else twin(alg)

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from .. import _backend as backend
 from .._backend.derivatives import Products, fd_jvp
 from ..algorithms._dynamic_stiff import sparse_probe, sparse_source, stiff_stats, unstable_sparse, w_solver
-from ..algorithms._stability import near_host, unstable_equilibrium
+from ..algorithms._stability import NEAR, unstable_equilibrium
 from ..algorithms.base import Algorithm
 from ..algorithms.dynamic_ss import DynamicSS, Watch, field_rms, watch, watch_hint
 from ..ode._rosenbrock_step import rosenbrock_attempt
@@ -195,7 +195,7 @@ class SmallStiffDynamicSS(SmallDynamicSS):
         u, fu, flag = a.u, a.fu, state.flag
         if a.accept:  # long L-stable steps converge like Newton's method, onto unstable equilibria too
             if s.sj is None:
-                bad = unstable_equilibrium(ctx, u, fu, J) if near_host(ctx, u, fu, J) else None
+                bad = unstable_equilibrium(ctx, u, fu, J) if _near(ctx, u, fu, J) else None
             else:
                 bad = unstable_sparse(ctx, u, fu, Jw)
             if bad is not None and bool(bad[0]):
@@ -236,3 +236,14 @@ def _field(ctx):
         return lambda t, u: ctx.vector_field(u, None)
     vf, dt = ctx.vector_field, ctx.dtype
     return lambda t, u: vf(u, _np.asarray(t, dtype=dt))
+
+
+def _near(ctx, u, fu, J) -> bool:
+    """The twin's prefilter of the stability check, in host floats: whether the ``(1, n)`` row ``u`` is near
+    the tolerance as ``unstable_equilibrium`` judges it (dense ``J`` ``(1, n, n)``); True when it cannot
+    tell (no host norm, ``ctx.host_norm``): the full check then decides."""
+    hn = ctx.host_norm
+    if hn is None:
+        return True
+    scale = max(hn(u), hn(J[0] @ u[0]))
+    return hn(fu) <= NEAR * max(ctx.reltol * scale, ctx.abstol)

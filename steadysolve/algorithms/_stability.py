@@ -19,7 +19,7 @@ from __future__ import annotations
 from .. import _backend as backend
 from ..retcodes import ReturnCode
 
-__all__ = ["unstable_equilibrium", "near_host", "NEAR", "DIVERGED"]
+__all__ = ["unstable_equilibrium", "NEAR", "DIVERGED"]
 
 #: an element is checked once its residual is within this factor of the tolerance
 NEAR = 1e3
@@ -45,14 +45,3 @@ def unstable_equilibrium(ctx, u, fu, J):
 
     (bad,), _ = backend.when_any(xp, near, lambda J: (check(J),), lambda J: (xp.zeros((B,), dtype=xp.bool),), J)
     return near & bad
-
-
-def near_host(ctx, u, fu, J) -> bool:
-    """For one host system with the solve's host norm (``ctx.host_norm``): whether the ``(1, n)`` row ``u``
-    is near the tolerance as :func:`unstable_equilibrium` judges it (dense ``J`` ``(1, n, n)``), in host
-    floats; True when it cannot tell (no host norm): the full check then decides."""
-    hn = ctx.host_norm
-    if hn is None:
-        return True
-    scale = max(hn(u), hn(J[0] @ u[0]))
-    return hn(fu) <= NEAR * max(ctx.reltol * scale, ctx.abstol)

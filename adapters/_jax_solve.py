@@ -3,21 +3,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, TypedDict
+from typing import Any, Optional, TypedDict, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import steadysolve as ss
-from steadysolve._checks import check_bool, check_callable
+from steadysolve._checks import check_callable, check_choice
 from steadysolve._backend.layout import Layout
 from steadysolve.termination import default_tolerance
 
-from ._implicit import adjoint_solve, forward_stats
+from ._implicit import BACKWARD_HINT, FORWARD_HINT, Reporter, adjoint_solve, forward_stats
 from .backward import DEFAULT_ADJOINT, DEQ_ADJOINT
 from ._jax_split import error_if, split_inputs, zero_tangent
-from ._options import check_layer_batch_axis, layer_options
+from ._options import FailedGrad, OnFailure, check_layer_batch_axis, layer_options
 from ._structure import Structure, is_structured, tree_leaves, tree_map
 
 __all__ = ["implicit", "run_fixed_point", "OPTIONS", "LayerOptions", "DEFAULT_MAXITERS"]
@@ -31,15 +31,18 @@ class LayerOptions(TypedDict, total=False):
     max_nfe: Optional[int]
     norm: Any
     batch_axis: Optional[int]
-    throw: bool
+    on_failure: OnFailure
+    failed_grad: FailedGrad
     backward: Any
 
 
-OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "max_nfe", "norm", "batch_axis", "throw")
+OPTIONS = ("solver", "backward", "abstol", "reltol", "maxiters", "max_nfe", "norm", "batch_axis", "on_failure",
+           "failed_grad")
+ON_FAILURE, FAILED_GRAD = get_args(OnFailure), get_args(FailedGrad)
 #: the cap of ``fixed_point`` and the Equinox modules when neither ``maxiters`` nor ``max_nfe`` is given
 DEFAULT_MAXITERS = 1000
-_DEFAULTS = dict(abstol=None, reltol=None, maxiters=None, norm="max", batch_axis=None, throw=False,
-                 backward="implicit")
+_DEFAULTS = dict(abstol=None, reltol=None, maxiters=None, norm="max", batch_axis=None, on_failure="warn",
+                 failed_grad="implicit", backward="implicit")
 
 
 def _problem(kind, fn, z_init, p):
@@ -66,12 +69,32 @@ def _structured(kind, where, f, z0, args, batch_axis, kw):
     return st.unflatten(rows[0]), rows[1]
 
 
-def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm, batch_axis, throw, backward,
-              unknown, default_adjoint=DEFAULT_ADJOINT):
+def _report(on_failure, where, stats, batch, hint):
+    """``on_failure`` for a solve's stats: eagerly at once; under a trace by a host callback at run
+    time (the codes exist only then). ``"raise"`` is the core's ``throw`` (``ConvergenceError``
+    eagerly, ``equinox.error_if`` under ``jit``), not handled here."""
+    if on_failure in ("ignore", "raise"):
+        return
+    if on_failure == "warn":  # once per call, as torch's fixed_point
+        on_failure = "warn_always"
+    reporter = Reporter(on_failure, {}, set())
+    if isinstance(stats.retcode_array, jax.core.Tracer):
+        jax.debug.callback(lambda st: reporter(st, batch, hint), stats)
+    else:
+        reporter(stats, batch, hint)
+
+
+def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm, batch_axis, backward, unknown,
+              on_failure="warn", failed_grad="implicit", default_adjoint=DEFAULT_ADJOINT):
     check_callable(where, "f", f)
+    check_choice(where, "on_failure", on_failure, ON_FAILURE)
+    check_choice(where, "failed_grad", failed_grad, FAILED_GRAD)
+    if failed_grad != "implicit" and kind != "fixed_point":
+        raise ValueError(f"{where}: failed_grad={failed_grad!r} needs a fixed-point map (the Jacobian-free "
+                         "gradient of z = f(z)); use fixed_point, or leave failed_grad='implicit'")
     if is_structured(z0):
-        kw = dict(solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, throw=throw,
-                  backward=backward, unknown=unknown, default_adjoint=default_adjoint)
+        kw = dict(solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, on_failure=on_failure,
+                  failed_grad=failed_grad, backward=backward, unknown=unknown, default_adjoint=default_adjoint)
         return _structured(kind, where, f, z0, args, batch_axis, kw)
     if isinstance(z0, (np.ndarray, np.generic)):
         z0 = jnp.asarray(z0)
@@ -83,11 +106,12 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
     opts = layer_options(where, solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm,
                          batch_axis=batch_axis, backward=backward,
                          defaults=(default_tolerance(jnp, z0.dtype),) * 2,
-                         unknown=unknown, valid=OPTIONS, max_nfe=max_nfe, default_maxiters=DEFAULT_MAXITERS,
+                         unknown=unknown, valid=OPTIONS if kind == "fixed_point" else OPTIONS[:-1],
+                         max_nfe=max_nfe, default_maxiters=DEFAULT_MAXITERS,
                          deq=kind == "fixed_point", default_adjoint=default_adjoint)
     opts = check_layer_batch_axis(where, opts, tuple(z0.shape))
     opts = opts.budgeted(Layout(jnp, tuple(z0.shape), opts.batch_axis).n)  # max_nfe: the work budget
-    check_bool(where, "throw", throw)
+    throw = on_failure == "raise"
     bwd = opts.backward
     if bwd.mode == "phantom" and kind != "fixed_point":
         raise ValueError(f"{where}: a Phantom backward needs a fixed-point map; use backward=Implicit(...)")
@@ -96,9 +120,11 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
 
     def forward(z_init, dlist, ndlist):
         dlist, ndlist, z_init = jax.tree_util.tree_map(jnp.asarray, (dlist, ndlist, z_init))
-        sol = ss.solve(_problem(kind, user_f, z_init, (dlist, ndlist)), opts.solver, throw=throw,
-                       **opts.solve_kwargs())
-        return sol.u, forward_stats(sol, opts, layout, jnp)
+        sol = ss.solve(_problem(kind, user_f, z_init, (dlist, ndlist)), opts.solver,
+                       throw=throw, **opts.solve_kwargs())
+        stats = forward_stats(sol, opts, layout, jnp)
+        _report(on_failure, where, stats, layout.batch, FORWARD_HINT)
+        return sol.u, stats
 
     if bwd.mode == "phantom":
         z, stats = forward(z0, dlist, ndlist)
@@ -116,6 +142,7 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
         else:
             res = adjoint_solve(op, b, bwd, fixed_point_form=False, batch_axis=opts.batch_axis, norm=opts.norm)
         x = res.w
+        _report(on_failure, where, res.stats, layout.batch, BACKWARD_HINT)
         if throw:
             x = error_if(x, jnp.any(jnp.asarray(res.stats.retcode_array) != 0),
                           f"steadysolve: the implicit-differentiation linear solve in {where} did not converge "
@@ -149,6 +176,9 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
                            ([jnp.asarray(ddlist[i], dtype=jnp.result_type(dlist[i])) for i in live],))
         _, A = jax.linearize(lambda zz: residual(zz, dlist), z)
         dz = jax.lax.custom_linear_solve(A, -Fp_dp, solve=linsolve, transpose_solve=linsolve)
+        if failed_grad == "jfb":  # failed elements: the Jacobian-free gradient, dz = f_p dp (J_f taken as 0)
+            failed = layout.per_element(jnp.asarray(stats.retcode_array) != 0)
+            dz = jnp.where(failed, Fp_dp, dz)
         return (z, stats), (dz, stats_t)
 
     solve.defjvp(solve_jvp, symbolic_zeros=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import steadysolve as ss
 from steadysolve._checks import check_batch_axis, check_int, check_tol, reject_unknown
@@ -17,7 +17,12 @@ from steadysolve.termination import get_norm
 from ._budget import _check_budget, budgeted
 from .backward import DEFAULT_ADJOINT, ResolvedBackward, resolve_backward
 
-__all__ = ["LayerOptions", "layer_options", "deq_chain", "check_layer_batch_axis", "sample_bounds", "segment", "cap_of"]
+#: what a failed forward / adjoint solve of a layer does (both adapters), and the gradient a failed
+#: fixed point gets (the implicit one at the returned iterate, or the Jacobian-free one)
+OnFailure = Literal["warn", "warn_always", "raise", "ignore"]
+FailedGrad = Literal["jfb", "implicit"]
+
+__all__ = ["OnFailure", "FailedGrad", "LayerOptions", "layer_options", "deq_chain", "check_layer_batch_axis", "sample_bounds", "segment", "cap_of"]
 
 
 @dataclass(frozen=True)

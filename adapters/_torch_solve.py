@@ -4,7 +4,7 @@ the Jacobian estimate, on tensor or structured (tuple / list / dict) states (use
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Literal, NamedTuple, Optional, Sequence, TypedDict, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, TypedDict, Union
 
 import torch
 from torch import nn
@@ -15,14 +15,11 @@ from steadysolve import _backend as backend
 from steadysolve._backend.layout import Layout
 
 from ._implicit import BACKWARD_HINT, FORWARD_HINT, DEQStats, Reporter, adjoint_solve, forward_stats
-from ._options import check_layer_batch_axis, segment
+from ._options import FailedGrad, OnFailure, check_layer_batch_axis, segment
 from ._structure import Structure, is_structured, tree_leaves, tree_map
 
 __all__ = ["run", "jacobian_estimate", "parametrizations_once"]
 
-
-OnFailure = Literal["warn", "warn_always", "raise", "ignore"]
-FailedGrad = Literal["jfb", "implicit"]
 
 
 class _LayerOptions(TypedDict, total=False):

@@ -4,7 +4,8 @@
 ``f(u*, *args) = 0``; ``steady_state(f, u0, *args)`` the steady state of ``du/dt = f(u, *args)``.
 All three run any registered ``steadysolve`` algorithm through the core's ``lax.while_loop``
 driver and return ``(solution, SolveStats)``; they compose with ``jax.jit``, ``jax.vmap``,
-``jax.grad`` / ``jax.jvp`` (forward and reverse mode) and ``lax.scan``, without host callbacks.
+``jax.grad`` / ``jax.jvp`` (forward and reverse mode) and ``lax.scan``; the only host callback is
+the failure warning (``on_failure="warn"``, the default; ``"ignore"`` has none).
 
 Derivatives (``backward=Implicit(...)``, the default): the solve is a ``jax.custom_jvp``. With
 ``F`` the residual and ``z*`` the solution, ``J_F(z*) dz = -F_p dp``; the tangent rule
@@ -16,8 +17,9 @@ floating-point array in ``args`` (pytrees, Equinox modules, closed-over tracers)
 arrays and non-array leaves are constants; the initial guess gets a zero derivative.
 
 Failures: ``stats.retcode_array`` holds the integer codes (valid under ``jit``/``vmap``);
-``throw=True`` raises instead (eagerly ``steadysolve.ConvergenceError``; under ``jax.jit`` an
-``equinox.error_if`` runtime error, also for the adjoint solve). This module is glue only.
+``on_failure`` (as in the torch adapter) warns (default; under ``jit`` from a host callback),
+raises (eagerly ``steadysolve.ConvergenceError``; under ``jax.jit`` an ``equinox.error_if``
+runtime error, also for the adjoint solve) or ignores. This module is glue only.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from steadysolve.registry import resolve
 from ._implicit import SolveStats, explained
 from ._jax_solve import DEFAULT_MAXITERS, OPTIONS, LayerOptions, implicit, run_fixed_point
 from ._least_squares import jax_least_squares as least_squares
-from ._options import sample_bounds
+from ._options import FailedGrad, OnFailure, sample_bounds
 from .backward import Implicit, Phantom
 from ._structure import is_structured, tree_map
 
@@ -59,11 +61,12 @@ if TYPE_CHECKING:
 def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", backward: Any = "implicit",
                 abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
                 max_nfe: Optional[int] = None, norm: Union[str, Callable] = "max", batch_axis: Optional[int] = None,
-                throw: bool = False, **unknown: Never) -> Any:
+                on_failure: OnFailure = "warn", failed_grad: FailedGrad = "implicit", **unknown: Never) -> Any:
     """Differentiable fixed point ``z* = f(z*, *args)`` (the Deep Equilibrium form).
 
-    The same arguments, defaults and return value as :func:`steadysolve.adapters.torch.fixed_point`,
-    except the failure option (``throw``, the last one: a runtime error under ``jit``).
+    The same arguments, in the same order, with the same defaults and return value ``(z, stats)``
+    as :func:`steadysolve.adapters.torch.fixed_point` (``stats`` here is the forward solve's: JAX
+    has no place to put the backward's after the fact).
 
     Parameters
     ----------
@@ -100,9 +103,15 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", b
         Axis of the initial guess indexing independent problems: each element gets its own
         convergence test and return code, is frozen once converged, and the
         implicit-differentiation solve is per element too. Under ``jax.vmap`` leave it ``None``.
-    throw : bool
-        Raise on failure instead of only reporting it in the stats (eagerly
-        ``steadysolve.ConvergenceError``; under ``jit`` an ``equinox.error_if`` runtime error).
+    on_failure : {"warn", "warn_always", "raise", "ignore"}
+        What a failed forward or adjoint solve does besides its code in the stats: ``"warn"``
+        (default; a ``steadysolve.ConvergenceWarning``, under ``jit`` from a host callback at run
+        time), ``"warn_always"`` (the same: each call warns), ``"raise"`` (eagerly
+        ``steadysolve.ConvergenceError``; under ``jit`` an ``equinox.error_if`` runtime error) or
+        ``"ignore"`` (the stats only; no callback under ``jit``).
+    failed_grad : {"implicit", "jfb"}
+        The gradient of elements whose forward solve failed: the implicit one at the returned
+        iterate (default) or the Jacobian-free one (``dz* = f_p dp``, ``J_f`` taken as zero).
 
     Returns
     -------
@@ -120,14 +129,14 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", b
     4.0
     """
     return implicit("fixed_point", "fixed_point", f, z0, args, solver=solver, abstol=abstol, reltol=reltol,
-                     maxiters=maxiters, norm=norm, batch_axis=batch_axis, throw=throw, backward=backward,
-                     unknown=dict(unknown, max_nfe=max_nfe))
+                     maxiters=maxiters, norm=norm, batch_axis=batch_axis, on_failure=on_failure,
+                     failed_grad=failed_grad, backward=backward, unknown=dict(unknown, max_nfe=max_nfe))
 
 
 def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, backward: Any = "implicit",
          abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
          max_nfe: Optional[int] = None, norm: Union[str, Callable] = "max", batch_axis: Optional[int] = None,
-         throw: bool = False, **unknown: Never) -> Any:
+         on_failure: OnFailure = "warn", **unknown: Never) -> Any:
     """Differentiable root ``f(u*, *args) = 0``; ``solver=None`` picks ``"newton_krylov"``.
 
     Parameters
@@ -140,7 +149,7 @@ def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, back
         Passed to ``f``; differentiable as in ``fixed_point``.
     solver : str or Algorithm, optional
         Any registered name or instance; ``None`` picks ``"newton_krylov"``. The other keywords
-        (``abstol``, ``reltol``, ``maxiters``, ``norm``, ``batch_axis``, ``throw``, ``backward``,
+        (``abstol``, ``reltol``, ``maxiters``, ``norm``, ``batch_axis``, ``on_failure``, ``backward``,
         ``max_nfe``) are those of ``fixed_point``.
 
     Returns
@@ -160,13 +169,13 @@ def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, back
     """
     return implicit("root", "root", f, u0, args, solver="newton_krylov" if solver is None else solver,
                      abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, batch_axis=batch_axis,
-                     throw=throw, backward=backward, unknown=dict(unknown, max_nfe=max_nfe))
+                     on_failure=on_failure, backward=backward, unknown=dict(unknown, max_nfe=max_nfe))
 
 
 def steady_state(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, backward: Any = "implicit",
                  abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
                  max_nfe: Optional[int] = None, norm: Union[str, Callable] = "max", batch_axis: Optional[int] = None,
-                 throw: bool = False, **unknown: Never) -> Any:
+                 on_failure: OnFailure = "warn", **unknown: Never) -> Any:
     """Differentiable steady state of ``du/dt = f(u, *args)``; ``solver=None`` picks ``"dynamic_ss"``
     (time stepping). Any root-finding algorithm works too (it solves ``f(u) = 0``).
 
@@ -194,7 +203,7 @@ def steady_state(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = No
     """
     return implicit("steady_state", "steady_state", f, u0, args, solver="dynamic_ss" if solver is None else solver,
                      abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, batch_axis=batch_axis,
-                     throw=throw, backward=backward, unknown=dict(unknown, max_nfe=max_nfe))
+                     on_failure=on_failure, backward=backward, unknown=dict(unknown, max_nfe=max_nfe))
 
 
 def _apply_cell(z, cell, x):

@@ -15,27 +15,22 @@ import jax.numpy as jnp  # noqa: E402
 from steadysolve.adapters.jax import fixed_point as jax_fixed_point  # noqa: E402
 from steadysolve.adapters.torch import fixed_point as torch_fixed_point  # noqa: E402
 
-#: the failure options, the only parameters that differ (the last ones, before ``**unknown``)
-FAILURE = {"torch": ("on_failure", "failed_grad"), "jax": ("throw",)}
-
-
-def _params(fn, failure):
+def _params(fn):
     ps = list(inspect.signature(fn).parameters.values())
     assert ps[-1].kind is inspect.Parameter.VAR_KEYWORD  # unknown keywords get a clear error
-    tail = tuple(p.name for p in ps[-1 - len(failure):-1])
-    assert tail == failure, tail
-    return [(p.name, p.kind, p.default) for p in ps[:-1 - len(failure)]]
+    return [(p.name, p.kind, p.default) for p in ps[:-1]]
 
 
 def test_both_fixed_points_take_the_same_arguments_in_the_same_order_with_the_same_defaults():
-    shared = _params(torch_fixed_point, FAILURE["torch"])
-    assert shared == _params(jax_fixed_point, FAILURE["jax"])
+    shared = _params(torch_fixed_point)
+    assert shared == _params(jax_fixed_point)
     names = [name for name, _, _ in shared]
     assert names == ["f", "z0", "args", "solver", "backward", "abstol", "reltol", "maxiters", "max_nfe", "norm",
-                     "batch_axis"]
+                     "batch_axis", "on_failure", "failed_grad"]
     defaults = {name: d for name, _, d in shared}
     assert defaults["solver"] == "anderson" and defaults["backward"] == "implicit" and defaults["norm"] == "max"
     assert defaults["batch_axis"] is None and defaults["abstol"] is None and defaults["maxiters"] is None
+    assert defaults["on_failure"] == "warn" and defaults["failed_grad"] == "implicit"
 
 
 def test_both_fixed_points_return_the_same_solution_and_stats_shape():

@@ -318,12 +318,41 @@ def test_float32():
     np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-5)
 
 
-def test_no_host_callbacks_in_default_path():
+def test_host_callbacks_only_for_the_failure_warning():
     W, x = _deq_data()
-    fn = jax.grad(lambda W: jnp.sum(fixed_point(cell, jnp.zeros(6), W, x)[0]))
-    text = str(jax.make_jaxpr(fn)(W))
-    assert "while" in text and "custom_lin" in text  # the loop and the implicit linear solve
-    assert "callback" not in text
+    for on_failure, ncallbacks in (("ignore", 0), ("warn", 2)):  # warn: the forward and the adjoint solve
+        fn = jax.grad(lambda W: jnp.sum(fixed_point(cell, jnp.zeros(6), W, x, on_failure=on_failure)[0]))
+        text = str(jax.make_jaxpr(fn)(W))
+        assert "while" in text and "custom_lin" in text  # the loop and the implicit linear solve
+        assert text.count("debug_callback[") == ncallbacks and "pure_callback" not in text
+
+
+def test_on_failure_and_failed_grad_match_torch():
+    """The same failure options as the torch fixed_point: warn (also under jit), raise, ignore, and the
+    Jacobian-free gradient for failed elements (f_p at the returned iterate, J_f taken as zero)."""
+    import inspect
+
+    import steadysolve.adapters.torch as sst
+
+    params = lambda fn: [(p.name, p.default) for p in inspect.signature(fn).parameters.values()]
+    assert params(fixed_point) == params(sst.fixed_point)
+    f = lambda z, a: a * jnp.tanh(z) + a
+    with pytest.warns(ss.ConvergenceWarning, match="forward solve did not converge"):
+        fixed_point(f, jnp.zeros(3), 0.9, maxiters=2)
+    with pytest.warns(ss.ConvergenceWarning, match="forward solve did not converge"):
+        jax.block_until_ready(jax.jit(lambda a: fixed_point(f, jnp.zeros(3), a, maxiters=2)[0])(0.9))
+        jax.effects_barrier()
+    with pytest.raises(ss.ConvergenceError):
+        fixed_point(f, jnp.zeros(3), 0.9, maxiters=2, on_failure="raise")
+    z, st = fixed_point(f, jnp.zeros(()), 0.9, maxiters=2, on_failure="ignore")
+    assert int(st.retcode_array) != 0
+    g = jax.grad(lambda a: fixed_point(f, jnp.zeros(()), a, maxiters=2, on_failure="ignore",
+                                       failed_grad="jfb")[0])(0.9)
+    np.testing.assert_allclose(g, np.tanh(float(z)) + 1.0, rtol=1e-6)  # f_a at the returned iterate
+    with pytest.raises(ValueError, match="on_failure"):
+        fixed_point(f, jnp.zeros(()), 0.9, on_failure="loud")
+    with pytest.raises(TypeError, match="failed_grad"):
+        root(lambda u, a: u - a, jnp.zeros(()), 1.0, failed_grad="jfb")
 
 
 # -- failures ---------------------------------------------------------------------------
@@ -342,17 +371,17 @@ def test_failure_is_visible_in_stats():
     assert list(np.asarray(stv.niter)) == [int(stv.niter[0]), 30] and int(stv.niter[0]) < 30
 
 
-def test_throw():
+def test_on_failure_raise():
     W, x = _deq_data()
     with pytest.raises(ss.ConvergenceError, match="MaxIters"):
-        fixed_point(cell, jnp.zeros(6), W, x, maxiters=2, throw=True)
-    f = jax.jit(lambda W, x: fixed_point(cell, jnp.zeros(6), W, x, maxiters=2, throw=True)[0])
+        fixed_point(cell, jnp.zeros(6), W, x, maxiters=2, on_failure="raise")
+    f = jax.jit(lambda W, x: fixed_point(cell, jnp.zeros(6), W, x, maxiters=2, on_failure="raise")[0])
     with pytest.raises(Exception, match="did not converge"):
         jax.block_until_ready(f(W, x))
-    ok = jax.jit(lambda W, x: fixed_point(cell, jnp.zeros(6), W, x, throw=True)[0])(W, x)
+    ok = jax.jit(lambda W, x: fixed_point(cell, jnp.zeros(6), W, x, on_failure="raise")[0])(W, x)
     assert np.all(np.isfinite(ok))
     # the backward linear solve fails (1 GMRES step for a 6-dim system) -> raises at run time
-    g = jax.jit(jax.grad(lambda W: jnp.sum(fixed_point(cell, jnp.zeros(6), W, x, throw=True,
+    g = jax.jit(jax.grad(lambda W: jnp.sum(fixed_point(cell, jnp.zeros(6), W, x, on_failure="raise",
                                                        backward=Implicit(maxiters=1))[0])))
     with pytest.raises(Exception, match="implicit-differentiation linear solve"):
         jax.block_until_ready(g(W))
@@ -385,8 +414,10 @@ def test_bad_input_errors():
         fixed_point("cell", z0, W, x)
     with pytest.raises(ValueError, match="batch_axis"):
         fixed_point(cell, z0, W, x, batch_axis=2)
-    with pytest.raises(TypeError, match="throw"):
-        fixed_point(cell, z0, W, x, throw=1)
+    with pytest.raises(ValueError, match="on_failure"):
+        fixed_point(cell, z0, W, x, on_failure=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'throw'"):
+        fixed_point(cell, z0, W, x, throw=True)
     with pytest.raises(TypeError, match="unexpected keyword"):
         DEQ(lambda z, x: z, tol=1)
 

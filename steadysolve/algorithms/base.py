@@ -83,6 +83,17 @@ class Algorithm:
         one evaluation (Anderson, Broyden, fixed-point iteration)."""
         return 1
 
+    def setup_cost(self) -> int:
+        """Evaluations of ``f`` before the first iteration (the one of ``u0``; more where ``init`` spends
+        them), so that a budget of ``max_nfe`` evaluations is ``setup_cost() + k * cost(n)``."""
+        return 1
+
+    def under_budget(self, reltol: float = 0.0) -> "Algorithm":
+        """This algorithm configured for a DEQ's evaluation budget at a relative tolerance ``reltol``
+        (the default: unchanged). Methods whose defaults spend evaluations on accuracy a fixed point
+        under a budget does not need (long inner solves, tight local error) return a cheaper twin."""
+        return self
+
     def host_step_scale(self, state) -> Optional[float]:
         """``c`` with ``norm(u_next - u) <= c * norm(F(u))`` for every step from here on, or None. The
         unbatched NumPy driver then bounds ``norm(u)`` by the triangle inequality and computes it
@@ -132,6 +143,12 @@ class Polyalgorithm:
         """The cost per iteration (:meth:`Algorithm.cost`) of the first attempt on a fixed-point problem
         (the DEQ form, where a budget holds for that one attempt)."""
         return self.chain("fixed_point", n)[0][0].cost(n)
+
+    def setup_cost(self) -> int:  # the chain's first attempt starts from f(u0); restarts re-use f
+        return 1
+
+    def under_budget(self, reltol: float = 0.0) -> "Polyalgorithm":  # the chain configures its attempts
+        return self
 
 
 @dataclass

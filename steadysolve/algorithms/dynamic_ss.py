@@ -9,6 +9,7 @@ costs no extra evaluation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional
@@ -273,6 +274,19 @@ class DynamicSS(Algorithm):
 
     def cost(self, n: int) -> int:  # a Rosenbrock step: its stages, df/dt and a dense Jacobian
         return self.integrator.tableau.stages + 1 + n if isinstance(self.integrator, Rosenbrock) else self.integrator.tableau.new_evaluations
+
+    def setup_cost(self) -> int:  # f(u0), and one more for the automatic first step
+        return 2 if self.dt0 is None else 1
+
+    def under_budget(self, reltol: float = 0.0) -> "DynamicSS":
+        # a DEQ needs the steady state, not an accurate transient: a local error of 10 x reltol and a unit
+        # first step (which also saves one evaluation) reach a far smaller residual within a budget than
+        # the default control (docs/benchmarks.md)
+        ctl = self.controller
+        if ctl.reltol is not None or ctl.abstol is not None or reltol <= 0:
+            return self
+        ctl = dataclasses.replace(ctl, reltol=10 * reltol, abstol=10 * reltol)
+        return dataclasses.replace(self, controller=ctl, dt0=1.0 if self.dt0 is None else self.dt0)
 
     def stability_limit(self) -> float:
         """The explicit method's stability limit on the negative real axis (0 for a Rosenbrock method)."""

@@ -8,6 +8,7 @@ products and adds the forcing terms, ``NewtonRaphson`` (``newton.py``) from a de
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional, Union
 
@@ -52,6 +53,10 @@ CRAWL = 0.5
 
 #: with the default (Eisenstat-Walker) forcing, systems this small get an exact Newton direction
 _EXACT_N = 8
+
+
+#: Krylov steps per Newton iteration under a DEQ budget (``under_budget``)
+BUDGET_KRYLOV = 4
 
 
 @register("newton_krylov")
@@ -160,6 +165,14 @@ class NewtonKrylov(NewtonBase):
 
     def cost(self, n: int) -> int:  # one evaluation and the Krylov steps of one inexact Newton step
         return 1 + (self.linsolve.maxiters if self.linsolve.maxiters is not None else self.linsolve.restart + self.recycle)
+
+    def under_budget(self, reltol: float = 0.0) -> "NewtonKrylov":
+        # an inexact Newton step of BUDGET_KRYLOV Krylov steps and no recycling: DEQ tolerances are loose,
+        # and a budget spent on accurate inner solves leaves too few Newton steps
+        if self.linsolve.maxiters is not None:
+            return self
+        ls = dataclasses.replace(self.linsolve, restart=BUDGET_KRYLOV, maxiters=BUDGET_KRYLOV)
+        return dataclasses.replace(self, linsolve=ls, recycle=0)
 
     def _aux0(self, ctx, u0):
         aug = None if self.recycle == 0 else ctx.zeros((ctx.batch, min(self.recycle, ctx.n), ctx.n))

@@ -42,11 +42,12 @@ _DEFAULTS = dict(abstol=None, reltol=None, maxiters=None, norm="max", batch_axis
                  backward="implicit")
 
 
-def _problem(kind, fn, z_init, p):
+def _problem(kind, fn, z_init, p, bounds=None):
     if kind == "fixed_point":
         return ss.FixedPointProblem(lambda u, p: fn(u, *p), z_init, p, rowwise=False)
     if kind == "root":
-        return ss.NonlinearProblem(lambda u, p: fn(u, *p), z_init, p, rowwise=False)
+        lb, ub = (None, None) if bounds is None else bounds
+        return ss.NonlinearProblem(lambda u, p: fn(u, *p), z_init, p, rowwise=False, lb=lb, ub=ub)
     return ss.SteadyStateProblem(lambda u, p, t: fn(u, *p), z_init, p, rowwise=False)
 
 
@@ -67,8 +68,10 @@ def _structured(kind, where, f, z0, args, batch_axis, kw):
 
 
 def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm, batch_axis, throw, backward,
-              unknown, default_adjoint=DEFAULT_ADJOINT):
+              unknown, default_adjoint=DEFAULT_ADJOINT, bounds=None):
     check_callable(where, "f", f)
+    if bounds is not None and is_structured(z0):
+        raise TypeError(f"{where}: bounds (lb=, ub=) need an array initial guess, not a structured one")
     if is_structured(z0):
         kw = dict(solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, throw=throw,
                   backward=backward, unknown=unknown, default_adjoint=default_adjoint)
@@ -96,7 +99,7 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
 
     def forward(z_init, dlist, ndlist):
         dlist, ndlist, z_init = jax.tree_util.tree_map(jnp.asarray, (dlist, ndlist, z_init))
-        sol = ss.solve(_problem(kind, user_f, z_init, (dlist, ndlist)), opts.solver, throw=throw,
+        sol = ss.solve(_problem(kind, user_f, z_init, (dlist, ndlist), bounds), opts.solver, throw=throw,
                        **opts.solve_kwargs())
         return sol.u, forward_stats(sol, opts, layout, jnp)
 

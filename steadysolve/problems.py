@@ -354,6 +354,8 @@ def check_bounds(where: str, u0, lb, ub) -> tuple:
         if isinstance(v, bool) or not (isinstance(v, (int, float)) or backend.is_array(v)):
             raise TypeError(f"{where}: {name} must be a number or an array like u0, got {type(v).__name__}")
         if backend.is_array(v):
+            if backend.library_name(v) == "numpy" != backend.library_name(u0):  # host data: moved to u0's library
+                v = xp.asarray(v, dtype=u0.dtype, device=dev)
             if backend.library_name(v) != backend.library_name(u0):
                 raise TypeError(f"{where}: {name} is a {backend.library_name(v)} array but u0 is a "
                                 f"{backend.library_name(u0)} array; give the bounds in u0's library")

@@ -302,3 +302,54 @@ def test_float32_bounds(bk):
     sol = ss.solve(prob, "levenberg_marquardt")
     assert sol.retcode is BOUND and sol.u.dtype == prob.u0.dtype
     assert float(bk.to_numpy(sol.u)[0]) == 1.5 and np.all(bk.to_numpy(sol.u) <= 1.5)
+
+
+def test_jax_root_adapter_with_bounds_under_jit_and_grad():
+    import jax
+    import jax.numpy as jnp
+
+    from steadysolve.adapters.jax import root
+
+    def f(u, a):
+        return u ** 2 - a
+
+    # two roots +-sqrt(a): the bounds pick one; the implicit gradient is the picked root's
+    grad = jax.jit(jax.grad(lambda a: root(f, jnp.ones(1), a, lb=0.0, ub=10.0)[0][0]))(4.0)
+    np.testing.assert_allclose(float(grad), 0.25, rtol=1e-10)
+    u, stats = jax.jit(lambda a, ub: root(f, -jnp.ones(1), a, lb=-10.0, ub=ub))(4.0, jnp.zeros(1))
+    np.testing.assert_allclose(np.asarray(u), [-2.0], rtol=1e-10)
+    assert int(stats.retcode_array) == ss.ReturnCode.Success.code
+    with pytest.raises(ValueError, match="NewtonKrylov cannot honour"):
+        root(f, jnp.ones(1), 4.0, lb=0.0, solver="newton_krylov")
+
+
+@pytest.mark.parametrize("lib", ["torch", "jax"])
+def test_least_squares_adapters_differentiate_a_bounded_minimiser(lib):
+    # a line fit with the slope held at its bound 0.5: the intercept is mean(y - 0.5 t), d/dy = 1/m each,
+    # and the held slope does not move (the unconstrained gradient would be wrong for both)
+    t, y = np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, 3.0, 2.0, 4.0])
+    ub = np.array([np.inf, 0.5])
+    if lib == "torch":
+        import torch
+
+        from steadysolve.adapters.torch import least_squares
+
+        tt = torch.as_tensor(t)
+        yt = torch.tensor(y, requires_grad=True)
+        u, sol = least_squares(lambda u, y: u[0] + u[1] * tt - y, torch.zeros(2, dtype=torch.float64), yt,
+                               ub=torch.as_tensor(ub))
+        (u[0] + 10.0 * u[1]).backward()
+        grad, u = yt.grad.numpy(), u.detach().numpy()
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        from steadysolve.adapters.jax import least_squares
+
+        def fit(yv):
+            return least_squares(lambda u, y: u[0] + u[1] * jnp.asarray(t) - y, jnp.zeros(2), yv, ub=ub)[0]
+
+        grad = np.asarray(jax.jit(jax.grad(lambda yv: fit(yv)[0] + 10.0 * fit(yv)[1]))(jnp.asarray(y)))
+        u = np.asarray(fit(jnp.asarray(y)))
+    np.testing.assert_allclose(u, [1.75, 0.5], atol=1e-10)
+    np.testing.assert_allclose(grad, [0.25] * 4, atol=1e-10)

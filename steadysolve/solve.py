@@ -271,8 +271,8 @@ _SIGN_HINT = ("This algorithm iterates u + a*f(u) (FixedPointIteration, Anderson
               "newton), which does not care about the sign.")
 
 
-_BOUND_HINT = ("A root may lie outside the bounds: the iterate stopped on a bound (lb or ub) at a minimum of the "
-               "residual norm over the box; widen the bounds if a root outside them is acceptable")
+_BOUND_HINT = ("Widen the bounds if a root outside them is acceptable, or start elsewhere in the box if another "
+               "root may lie inside")
 
 
 def _check_honours_bounds(alg) -> None:

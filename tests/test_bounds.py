@@ -353,3 +353,21 @@ def test_least_squares_adapters_differentiate_a_bounded_minimiser(lib):
         u = np.asarray(fit(jnp.asarray(y)))
     np.testing.assert_allclose(u, [1.75, 0.5], atol=1e-10)
     np.testing.assert_allclose(grad, [0.25] * 4, atol=1e-10)
+
+
+@pytest.mark.parametrize("alg", BOUNDED)
+def test_a_variable_fixed_by_equal_bounds_never_moves(alg):
+    points = []
+
+    def f(u, p):
+        points.append(u.copy())
+        return np.array([u[0] ** 2 - 4.0, u[0] * u[1] - 2.0])
+
+    # u[1] fixed at 0.5: the root (2, 1) is out of reach; the best on the line is a bound-constrained minimum
+    prob = ss.NonlinearProblem(f, np.array([1.0, 0.5]), lb=np.array([0.0, 0.5]), ub=np.array([3.0, 0.5]))
+    sol = ss.solve(prob, alg)
+    assert sol.retcode is BOUND and sol.u[1] == 0.5
+    assert all(x[1] == 0.5 for x in points)
+    # the minimum of (u0^2 - 4)^2 + (u0 / 2 - 2)^2: its derivative 4 u0 (u0^2 - 4) + (u0 / 2 - 2) vanishes
+    u0 = sol.u[0]
+    assert abs(4.0 * u0 * (u0 ** 2 - 4.0) + (0.5 * u0 - 2.0)) < 1e-6

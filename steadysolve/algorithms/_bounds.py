@@ -4,7 +4,8 @@ a projected active-set method (Bertsekas' projected Newton, in the trust-region 
 Per element and iteration, with ``g = J^T F`` the gradient of ``0.5 ||F||^2``:
 
 * a variable is *held* when it sits on a bound and the gradient pushes it outwards
-  (``u_i = lb_i`` and ``g_i > 0``, or ``u_i = ub_i`` and ``g_i < 0``); the others are *free*
+  (``u_i = lb_i`` and ``g_i > 0``, or ``u_i = ub_i`` and ``g_i < 0``), and so is one fixed by
+  ``lb_i = ub_i`` (whose derivative finite differences cannot see); the others are *free*
   (:func:`free_variables`);
 * the step is the method's step for the free variables alone, the held ones kept: the Jacobian's held
   columns are zeroed (:func:`masked`), so Levenberg-Marquardt's damped system gives them a zero step,
@@ -50,7 +51,7 @@ def project(ctx, x):
 
 def free_variables(ctx, u, g):
     """``(B, n)`` bool: the variables not held at a bound by the gradient ``g`` (see the module notes)."""
-    held = ((u <= ctx.lb) & (g > 0)) | ((u >= ctx.ub) & (g < 0))
+    held = ((u <= ctx.lb) & (g > 0)) | ((u >= ctx.ub) & (g < 0)) | (ctx.lb == ctx.ub)  # (lb = ub: fixed)
     return ~held
 
 

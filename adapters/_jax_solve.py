@@ -45,11 +45,12 @@ _DEFAULTS = dict(abstol=None, reltol=None, maxiters=None, norm="max", batch_axis
                  failed_grad="implicit", backward="implicit")
 
 
-def _problem(kind, fn, z_init, p):
+def _problem(kind, fn, z_init, p, bounds=None):
     if kind == "fixed_point":
         return ss.FixedPointProblem(lambda u, p: fn(u, *p), z_init, p, rowwise=False)
     if kind == "root":
-        return ss.NonlinearProblem(lambda u, p: fn(u, *p), z_init, p, rowwise=False)
+        lb, ub = (None, None) if bounds is None else bounds
+        return ss.NonlinearProblem(lambda u, p: fn(u, *p), z_init, p, rowwise=False, lb=lb, ub=ub)
     return ss.SteadyStateProblem(lambda u, p, t: fn(u, *p), z_init, p, rowwise=False)
 
 
@@ -85,13 +86,15 @@ def _report(on_failure, where, stats, batch, hint):
 
 
 def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm, batch_axis, backward, unknown,
-              on_failure="warn", failed_grad="implicit", default_adjoint=DEFAULT_ADJOINT):
+              on_failure="warn", failed_grad="implicit", default_adjoint=DEFAULT_ADJOINT, bounds=None):
     check_callable(where, "f", f)
     check_choice(where, "on_failure", on_failure, ON_FAILURE)
     check_choice(where, "failed_grad", failed_grad, FAILED_GRAD)
     if failed_grad != "implicit" and kind != "fixed_point":
         raise ValueError(f"{where}: failed_grad={failed_grad!r} needs a fixed-point map (the Jacobian-free "
                          "gradient of z = f(z)); use fixed_point, or leave failed_grad='implicit'")
+    if bounds is not None and is_structured(z0):
+        raise TypeError(f"{where}: bounds (lb=, ub=) need an array initial guess, not a structured one")
     if is_structured(z0):
         kw = dict(solver=solver, abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, on_failure=on_failure,
                   failed_grad=failed_grad, backward=backward, unknown=unknown, default_adjoint=default_adjoint)
@@ -120,8 +123,8 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
 
     def forward(z_init, dlist, ndlist):
         dlist, ndlist, z_init = jax.tree_util.tree_map(jnp.asarray, (dlist, ndlist, z_init))
-        sol = ss.solve(_problem(kind, user_f, z_init, (dlist, ndlist)), opts.solver,
-                       throw=throw, **opts.solve_kwargs())
+        sol = ss.solve(_problem(kind, user_f, z_init, (dlist, ndlist), bounds), opts.solver, throw=throw,
+                       **opts.solve_kwargs())
         stats = forward_stats(sol, opts, layout, jnp)
         _report(on_failure, where, stats, layout.batch, FORWARD_HINT)
         return sol.u, stats

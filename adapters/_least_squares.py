@@ -23,9 +23,31 @@ from steadysolve.solve import solve
 __all__ = ["torch_least_squares", "jax_least_squares"]
 
 
-def _forward(f, u0, args, solver, kw):
-    prob = NonlinearLeastSquaresProblem(lambda u, p: f(u, *p), u0, tuple(args))
+def _forward(f, u0, args, solver, kw, lb=None, ub=None):
+    prob = NonlinearLeastSquaresProblem(lambda u, p: f(u, *p), u0, tuple(args), lb=lb, ub=ub)
     return solve(prob, solver, **kw)
+
+
+def _held(where, sol):
+    """``1.0`` where the answer sits on a bound, ``0.0`` elsewhere (``u``'s shape), or None without bounds."""
+    prob = sol.prob
+    if prob.lb is None:
+        return None
+    return where((sol.u <= prob.lb) | (sol.u >= prob.ub), 1.0, 0.0)
+
+
+def _reduced(held, H, g, eye):
+    """The implicit function theorem's ``(H, g)`` of a bounded minimiser: a variable on a bound (``held``)
+    stays there under a small change of the parameters (its derivative is 0), the free ones follow the
+    stationarity of the free variables; so the held rows and columns of ``H`` become the identity's and
+    their entries of the cotangent ``g`` zero (``w = 0`` there). Unchanged without bounds."""
+    if held is None:
+        return H, g
+    N = g.shape[0]
+    held = held.reshape(N)
+    free = 1.0 - held
+    H = H * free.reshape(N, 1) * free.reshape(1, N) + eye * held.reshape(N, 1)
+    return H, g * free
 
 
 def _options(abstol, reltol, maxiters, batch_axis) -> dict:
@@ -33,14 +55,17 @@ def _options(abstol, reltol, maxiters, batch_axis) -> dict:
 
 
 def torch_least_squares(f: Callable, u0: Any, *args: Any, solver: Any = None, abstol: Optional[float] = None,
-                        reltol: Optional[float] = None, maxiters: int = 1000, batch_axis: Optional[int] = None):
+                        reltol: Optional[float] = None, maxiters: int = 1000, batch_axis: Optional[int] = None,
+                        lb: Any = None, ub: Any = None):
     """``(u*, sol)``: the least-squares minimiser of ``f(u, *args)`` from ``u0``, differentiable with
     respect to the tensors in ``args`` (implicit function theorem, exact Hessian), and the core's
     ``Solution`` (codes, ``resid``, ``stats.objective``).
 
     ``f(u, *args)`` returns ``m >= n`` residuals; ``solver`` is ``None`` (Levenberg-Marquardt) or a
     least-squares algorithm (``"gauss_newton"``, ``"trust_region"``, an instance); the other keywords
-    are ``solve``'s. See the guide "Nonlinear least squares".
+    are ``solve``'s; ``lb`` / ``ub`` bound ``u`` (as on the problem; a variable on a bound at the answer has a
+    zero derivative, the others that of the minimiser over the free variables). See the guide "Nonlinear
+    least squares".
 
     Examples
     --------
@@ -59,7 +84,7 @@ def torch_least_squares(f: Callable, u0: Any, *args: Any, solver: Any = None, ab
         raise TypeError("least_squares: the extra arguments must be tensors (close over anything else in f)")
     with torch.no_grad():
         sol = _forward(f, u0.detach(), [a.detach() for a in args], solver,
-                       _options(abstol, reltol, maxiters, batch_axis))
+                       _options(abstol, reltol, maxiters, batch_axis), lb, ub)
 
     class _Attach(torch.autograd.Function):  # u* itself forward; the implicit function theorem backward
         @staticmethod
@@ -78,7 +103,10 @@ def torch_least_squares(f: Callable, u0: Any, *args: Any, solver: Any = None, ab
                 N = G.shape[0]
                 rows = [torch.autograd.grad(G[i], uu, retain_graph=True, allow_unused=True)[0] for i in range(N)]
                 H = torch.stack([torch.zeros_like(uu).reshape(-1) if r is None else r.reshape(-1) for r in rows])
-                w = torch.linalg.solve(H, gu.reshape(N, 1)).reshape(N)
+                held = _held(torch.where, sol)
+                H, gr = _reduced(None if held is None else held.to(H.dtype), H, gu.reshape(N),
+                                 torch.eye(N, dtype=H.dtype, device=H.device))
+                w = torch.linalg.solve(H, gr.reshape(N, 1)).reshape(N)
                 want = [p for p in ps if p.requires_grad]
                 got = iter(torch.autograd.grad(G, want, -w, allow_unused=True) if want else ())
             return (None, *[next(got) if p.requires_grad else None for p in ps])
@@ -87,7 +115,8 @@ def torch_least_squares(f: Callable, u0: Any, *args: Any, solver: Any = None, ab
 
 
 def jax_least_squares(f: Callable, u0: Any, *args: Any, solver: Any = None, abstol: Optional[float] = None,
-                      reltol: Optional[float] = None, maxiters: int = 1000, batch_axis: Optional[int] = None):
+                      reltol: Optional[float] = None, maxiters: int = 1000, batch_axis: Optional[int] = None,
+                      lb: Any = None, ub: Any = None):
     """``(u*, sol)``: the least-squares minimiser of ``f(u, *args)`` from ``u0``, differentiable with
     respect to ``args`` (pytrees of arrays; ``jax.custom_vjp`` with the implicit function theorem and the
     exact Hessian), under ``jit`` and ``grad``; and the core's ``Solution``.
@@ -108,26 +137,32 @@ def jax_least_squares(f: Callable, u0: Any, *args: Any, solver: Any = None, abst
     import jax.numpy as jnp
 
     stop = jax.lax.stop_gradient
-    sol = _forward(f, stop(u0), [stop(a) for a in args], solver, _options(abstol, reltol, maxiters, batch_axis))
+    sol = _forward(f, stop(u0), [stop(a) for a in args], solver, _options(abstol, reltol, maxiters, batch_axis),
+                   lb, ub)
 
     def stationarity(u, params):
         return jax.grad(lambda v: 0.5 * jnp.sum(f(v, *params) ** 2))(u)
 
+    held = _held(jnp.where, sol)
+    bounded = held is not None
+    held = stop(held).astype(sol.u.dtype) if bounded else jnp.zeros(())
+
     @jax.custom_vjp
-    def attach(u, params):  # u* itself forward; the implicit function theorem backward
+    def attach(u, params, held):  # u* itself forward; the implicit function theorem backward
         return u
 
-    def fwd(u, params):
-        return u, (u, params)
+    def fwd(u, params, held):
+        return u, (u, params, held)
 
     def bwd(res, gu):
-        u, params = res
+        u, params, held = res
         N = u.size
         H = jnp.reshape(jax.jacfwd(lambda v: stationarity(v, params))(u), (N, N))
-        w = jnp.reshape(jnp.linalg.solve(H, jnp.reshape(gu, (N,))), u.shape)
+        H, gr = _reduced(held if bounded else None, H, jnp.reshape(gu, (N,)), jnp.eye(N, dtype=H.dtype))
+        w = jnp.reshape(jnp.linalg.solve(H, gr), u.shape)
         _, pull = jax.vjp(lambda ps: stationarity(u, ps), params)
         (gp,) = pull(-w)
-        return jnp.zeros_like(u), gp
+        return jnp.zeros_like(u), gp, jnp.zeros_like(held)
 
     attach.defvjp(fwd, bwd)
-    return attach(stop(sol.u), tuple(args)), sol
+    return attach(stop(sol.u), tuple(args), held), sol

@@ -136,8 +136,9 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", b
 def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, backward: Any = "implicit",
          abstol: Optional[float] = None, reltol: Optional[float] = None, maxiters: Optional[int] = None,
          max_nfe: Optional[int] = None, norm: Union[str, Callable] = "max", batch_axis: Optional[int] = None,
-         on_failure: OnFailure = "warn", **unknown: Never) -> Any:
-    """Differentiable root ``f(u*, *args) = 0``; ``solver=None`` picks ``"newton_krylov"``.
+         on_failure: OnFailure = "warn", lb: Any = None, ub: Any = None, **unknown: Never) -> Any:
+    """Differentiable root ``f(u*, *args) = 0``; ``solver=None`` picks ``"newton_krylov"`` (with bounds
+    ``lb`` / ``ub``: ``"trust_region"``).
 
     Parameters
     ----------
@@ -151,6 +152,8 @@ def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, back
         Any registered name or instance; ``None`` picks ``"newton_krylov"``. The other keywords
         (``abstol``, ``reltol``, ``maxiters``, ``norm``, ``batch_axis``, ``on_failure``, ``backward``,
         ``max_nfe``) are those of ``fixed_point``.
+    lb, ub : scalar or array, optional
+        Bounds on ``u`` (an array ``u0``), as on ``NonlinearProblem``; the solver must honour them.
 
     Returns
     -------
@@ -167,9 +170,12 @@ def root(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, back
     >>> round(float(u), 5), float(jax.grad(lambda a: root(lambda u, a: u**2 - a, u, a)[0])(4.0))
     (1.41421, 0.25)
     """
-    return implicit("root", "root", f, u0, args, solver="newton_krylov" if solver is None else solver,
+    bounds = None if lb is None and ub is None else (lb, ub)
+    default = "newton_krylov" if bounds is None else "trust_region"
+    return implicit("root", "root", f, u0, args, solver=default if solver is None else solver,
                      abstol=abstol, reltol=reltol, maxiters=maxiters, norm=norm, batch_axis=batch_axis,
-                     on_failure=on_failure, backward=backward, unknown=dict(unknown, max_nfe=max_nfe))
+                     on_failure=on_failure, backward=backward, unknown=dict(unknown, max_nfe=max_nfe),
+                     bounds=bounds)
 
 
 def steady_state(f: Callable, u0: Any, *args: Any, solver: Optional[Solver] = None, backward: Any = "implicit",

@@ -34,6 +34,10 @@ __all__ = ["NonlinearProblem", "SteadyStateProblem", "FixedPointProblem", "Nonli
 class AbstractProblem:
     kind: str = "abstract"
     _fname = "f"
+    #: the box ``lb <= u <= ub`` (arrays of ``u0``'s shape, or None): ``NonlinearProblem`` and
+    #: ``NonlinearLeastSquaresProblem`` only (see :func:`check_bounds`)
+    lb: Any = None
+    ub: Any = None
 
     def __init__(self, f: Callable, u0: Any, p: Any = None, *, jvp: Optional[Callable] = None,
                  vjp: Optional[Callable] = None, jac: Optional[Callable] = None, sparsity: Any = None,
@@ -80,13 +84,21 @@ class AbstractProblem:
     def remake(self, *, u0=None, p=None, **kw):
         """A copy with a new ``u0`` and/or ``p`` (other fields kept)."""
         args = dict(jvp=self.jvp, vjp=self.vjp, jac=self.jac, sparsity=self.sparsity, rowwise=self.rowwise)
+        if self.bounded:
+            args.update(lb=self.lb, ub=self.ub)
         args.update(kw)
         return type(self)(self.f, self.u0 if u0 is None else u0, self.p if p is None else p, **args)
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the problem has bounds ``lb <= u <= ub`` (``lb=`` / ``ub=``)."""
+        return self.lb is not None
 
     def __repr__(self) -> str:
         shape = tuple(getattr(self.u0, "shape", ()))
         lib = backend.library_name(self.u0)
-        return f"{type(self).__name__}({self._fname}={getattr(self.f, '__name__', self.f)!r}, u0=<{lib} {shape}>)"
+        box = ", bounded" if self.bounded else ""
+        return f"{type(self).__name__}({self._fname}={getattr(self.f, '__name__', self.f)!r}, u0=<{lib} {shape}>{box})"
 
 
 class NonlinearProblem(AbstractProblem):
@@ -118,11 +130,18 @@ class NonlinearProblem(AbstractProblem):
         with an axis of the batch's size, and only if ``f`` accepts the smaller batch the first
         time (otherwise the solve goes on with the whole batch); ``True``: also with such a ``p``
         (shared, not per-element); ``False``: never.
+    lb, ub : scalar or array, optional
+        Bounds ``lb <= u <= ub``, broadcast to ``u0``'s shape (per element of a batch too); ``-inf`` /
+        ``inf`` (or ``None``) leave a side open. Honoured by ``TrustRegion``, ``LevenbergMarquardt`` and the
+        default ``Auto`` (every iterate stays in the box); other algorithms refuse a bounded problem.
+        ``Success`` means a root inside the box; a root that lies outside ends with
+        ``ReturnCode.BoundConstrained`` (see the guide "Bounds").
 
     Raises
     ------
     TypeError, ValueError
-        ``f`` not callable; ``u0`` not a floating-point array, not finite, or mixing libraries.
+        ``f`` not callable; ``u0`` not a floating-point array, not finite, or mixing libraries;
+        bounds of another shape or library, ``lb > ub``, ``u0`` outside the bounds.
 
     Examples
     --------
@@ -133,6 +152,15 @@ class NonlinearProblem(AbstractProblem):
     """
 
     kind = "nonlinear"
+
+    def __init__(self, f: Callable, u0: Any, p: Any = None, *, jvp: Optional[Callable] = None,
+                 vjp: Optional[Callable] = None, jac: Optional[Callable] = None, sparsity: Any = None,
+                 rowwise: Optional[bool] = None, lb: Any = None, ub: Any = None):
+        super().__init__(f, u0, p, jvp=jvp, vjp=vjp, jac=jac, sparsity=sparsity, rowwise=rowwise)
+        self.lb, self.ub = check_bounds(type(self).__name__, u0, lb, ub)
+        if self.bounded and self.sparsity is not None:
+            raise ValueError(f"{type(self).__name__}: bounds (lb=, ub=) are honoured by the dense TrustRegion and "
+                             "LevenbergMarquardt; they do not combine with sparsity= (a sparse Jacobian)")
 
     def residual(self, u, p):
         return self.f(u, p)
@@ -233,11 +261,16 @@ class NonlinearLeastSquaresProblem(AbstractProblem):
         ``jvp(u, v, p)`` (``J v``, residual-shaped), ``vjp(u, w, p)`` (``w J``, ``u``-shaped) and
         ``jac(u, p)``: the dense Jacobian ``(m, n)`` (``(B, m, n)`` for a batch, batch first).
         Default: AD (PyTorch, JAX) or forward differences.
+    lb, ub : scalar or array, optional
+        Bounds ``lb <= u <= ub`` (as for :class:`NonlinearProblem`): the solve then minimises over the box
+        (``LevenbergMarquardt``, ``TrustRegion``; every iterate stays inside), and a minimum on a bound
+        is a ``LeastSquaresMinimum`` of the bounded problem (the projected gradient vanishes).
 
     Raises
     ------
     TypeError, ValueError
-        ``f`` not callable; ``u0`` not a finite floating-point array. At ``solve``: ``f`` returning
+        ``f`` not callable; ``u0`` not a finite floating-point array; bounds of another shape, ``lb > ub``
+        or ``u0`` outside them. At ``solve``: ``f`` returning
         fewer residuals than unknowns, another dtype or library, or a batch of another size.
 
     Examples
@@ -254,7 +287,7 @@ class NonlinearLeastSquaresProblem(AbstractProblem):
 
     def __init__(self, f: Callable, u0: Any, p: Any = None, *, jvp: Optional[Callable] = None,
                  vjp: Optional[Callable] = None, jac: Optional[Callable] = None, rowwise: Optional[bool] = None,
-                 **unknown):
+                 lb: Any = None, ub: Any = None, **unknown):
         if unknown.get("sparsity") is not None:
             raise ValueError("NonlinearLeastSquaresProblem: sparsity= is not supported (the least-squares "
                              "methods use a dense m x n Jacobian)")
@@ -262,6 +295,7 @@ class NonlinearLeastSquaresProblem(AbstractProblem):
         if unknown:
             raise TypeError(f"NonlinearLeastSquaresProblem: unknown keyword(s) {sorted(unknown)}")
         super().__init__(f, u0, p, jvp=jvp, vjp=vjp, jac=jac, rowwise=rowwise)
+        self.lb, self.ub = check_bounds(type(self).__name__, u0, lb, ub)
 
     def residual(self, u, p):
         return self.f(u, p)
@@ -271,6 +305,8 @@ class NonlinearLeastSquaresProblem(AbstractProblem):
 
     def remake(self, *, u0=None, p=None, **kw):
         args = dict(jvp=self.jvp, vjp=self.vjp, jac=self.jac, rowwise=self.rowwise)
+        if self.bounded:
+            args.update(lb=self.lb, ub=self.ub)
         args.update(kw)
         return type(self)(self.f, self.u0 if u0 is None else u0, self.p if p is None else p, **args)
 
@@ -299,6 +335,60 @@ def check_least_squares_output(name: str, out, u0, batch_axis) -> tuple:
         raise ValueError(f"{name} returned {m} residuals{per} (shape {shape}) for n = {n} unknowns; a least-squares "
                          f"problem needs m >= n residuals (fewer leave the minimiser undetermined)")
     return shape
+
+
+def check_bounds(where: str, u0, lb, ub) -> tuple:
+    """``(lb, ub)`` as arrays of ``u0``'s shape, dtype and library (``None, None`` without bounds): scalars
+    and arrays broadcast, ``None`` is an open side (``-inf`` / ``inf``). Raises for bounds of another
+    library or of a shape that does not broadcast to ``u0``'s, NaN bounds, ``lb > ub`` anywhere, and
+    ``u0`` outside the box (naming how many entries and the first one). Under ``jax.jit`` the checks on
+    traced values are skipped (they cannot be read)."""
+    if lb is None and ub is None:
+        return None, None
+    xp = backend.namespace(("u0", u0))
+    shape, dev = tuple(u0.shape), backend.device_of(u0)
+
+    def as_box(name, v, fill):
+        if v is None:
+            return xp.full(shape, fill, dtype=u0.dtype, device=dev)
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) or backend.is_array(v)):
+            raise TypeError(f"{where}: {name} must be a number or an array like u0, got {type(v).__name__}")
+        if backend.is_array(v):
+            if backend.library_name(v) == "numpy" != backend.library_name(u0):  # host data: moved to u0's library
+                v = xp.asarray(v, dtype=u0.dtype, device=dev)
+            if backend.library_name(v) != backend.library_name(u0):
+                raise TypeError(f"{where}: {name} is a {backend.library_name(v)} array but u0 is a "
+                                f"{backend.library_name(u0)} array; give the bounds in u0's library")
+            try:
+                v = xp.broadcast_to(xp.astype(v, u0.dtype), shape)
+            except (ValueError, RuntimeError, TypeError) as e:
+                raise ValueError(f"{where}: {name} has shape {tuple(v.shape)}, which does not broadcast to u0's "
+                                 f"shape {shape}") from e
+            return v
+        return xp.full(shape, float(v), dtype=u0.dtype, device=dev)
+
+    lo, hi = as_box("lb", lb, -math.inf), as_box("ub", ub, math.inf)
+    if any(backend.is_traced(x) for x in (u0, lo, hi)):
+        return lo, hi
+    for name, box in (("lb", lo), ("ub", hi)):
+        if backend.host_bool(xp.any(xp.isnan(box))):
+            raise ValueError(f"{where}: {name} contains NaN; use -inf / inf for an open side")
+    _first_violation(where, xp, lo > hi, "lb > ub", "the box is empty")
+    _first_violation(where, xp, (u0 < lo) | (u0 > hi), "u0 outside the bounds",
+                     "start from a point with lb <= u0 <= ub (e.g. clip u0 into the box)")
+    return lo, hi
+
+
+def _first_violation(where, xp, bad, what: str, hint: str) -> None:
+    """Raise ``ValueError`` naming how many entries of ``bad`` are true and the first one's index."""
+    count = int(backend.to_numpy(xp, xp.sum(xp.astype(xp.reshape(bad, (-1,)), xp.int32))))
+    if count:
+        import numpy as np
+
+        flat = int(np.argmax(backend.to_numpy(xp, xp.reshape(bad, (-1,)))))
+        index = tuple(int(i) for i in np.unravel_index(flat, tuple(bad.shape)))
+        raise ValueError(f"{where}: {what} at {count} entr{'y' if count == 1 else 'ies'} (first at index "
+                         f"{index}); {hint}")
 
 
 def validate_u0(u0, p, where: str) -> None:

@@ -52,6 +52,10 @@ class ReturnCode(enum.Enum):
         the actual reduction of ``||F||^2`` fall below it, while ``||F||`` does not meet the tolerance
         of a root). ``successful`` is True for it (the solve found what a least-squares problem asks),
         but it is never ``Success``: that code means a zero residual.
+    BoundConstrained
+        A ``NonlinearProblem`` with bounds (``lb=`` / ``ub=``): the iterate sits on a bound at a minimum
+        of ``norm(f)`` over the box (the projected gradient vanishes) with a nonzero residual. There is no
+        root inside the bounds near it: a root may lie outside them. Not successful.
 
     Examples
     --------
@@ -73,6 +77,9 @@ class ReturnCode(enum.Enum):
                  "to hold a root; widen or move it")
     LeastSquaresMinimum = ("a least-squares minimum with a nonzero residual: the gradient J^T F of 0.5 ||F||^2 "
                            "vanishes (to the tolerance) but F does not, so this is not a root")
+    BoundConstrained = ("a minimum of the residual norm on the bounds, not a root: the iterate sits on a bound "
+                        "(lb or ub) where the projected gradient vanishes but F does not; a root may lie outside "
+                        "the bounds")
 
     @property
     def code(self) -> int:
@@ -104,6 +111,7 @@ _ORDER = [
     ReturnCode.TimeLimit,
     ReturnCode.NoBracket,
     ReturnCode.LeastSquaresMinimum,  # codes are decoded by number (JAX adapter, Solution): append, never renumber
+    ReturnCode.BoundConstrained,
 ]
 _CODES = {rc: i for i, rc in enumerate(_ORDER)}
 _FROM_CODE = {i: rc for rc, i in _CODES.items()}

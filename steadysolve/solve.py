@@ -20,7 +20,8 @@ from ._engine.driver import run
 from ._small.choose import decide_sparse, small_twin
 from .problems import AbstractProblem, as_output, check_least_squares_output, check_output, with_user_errstate
 from .registry import resolve
-from .retcodes import SUCCESS_CODES
+from .retcodes import SUCCESS_CODES, ReturnCode
+from .algorithms._bounds import BOUND_METHODS
 from .solution import ConvergenceError, Solution, Stats, register_jax_pytrees
 from .termination import default_tolerance, get_norm, resolve_tolerances
 
@@ -91,7 +92,8 @@ def solve(prob: Union[AbstractProblem, IntervalNonlinearProblem], alg: Any = Non
     maxiters
         Iteration cap (default 1000): the total over the attempts of the default ``Auto``.
     norm
-        ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable(x2d) -> per-row norms``.
+        ``"max"`` (default), ``"l2"``, ``"rms"`` or ``callable(x2d) -> per-row norms``. A problem with
+        bounds, like a least-squares problem, is measured in the 2-norm (the default ``"max"`` means ``"l2"``).
     batch_axis
         Axis of ``u0`` that indexes independent problems; each element gets
         its own convergence test, is frozen once converged, and has its own counts.
@@ -137,11 +139,15 @@ def solve(prob: Union[AbstractProblem, IntervalNonlinearProblem], alg: Any = Non
         raise TypeError(f"solve: prob must be a NonlinearProblem, SteadyStateProblem, FixedPointProblem or "
                         f"IntervalNonlinearProblem, got {type(prob).__name__}")
     alg = _DEFAULT if alg is None else resolve(alg)
+    if prob.bounded:
+        _check_honours_bounds(alg)
     abstol = check_tol("solve", "abstol", abstol)
     reltol = check_tol("solve", "reltol", reltol)
     maxiters = check_int("solve", "maxiters", maxiters, 1)
     if isinstance(prob, AbstractProblem) and prob.kind == "least_squares":
         norm = _least_squares_norm(norm)
+    elif prob.bounded and norm == "max":  # the methods minimise ||F||_2 over the box: judged (and the best
+        norm = "l2"  # iterate chosen) in that norm, or a minimum on a bound would tie with worse iterates
     norm = get_norm(norm)
     throw = check_bool("solve", "throw", throw)
     if not isinstance(store_trace, bool):
@@ -245,6 +251,8 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
         # a root of a NonlinearProblem that a flow does not reach: the sign is the first thing to check
         if getattr(alg, "sign_sensitive", False) and prob.kind == "nonlinear":
             hint = _SIGN_HINT if hint is None else f"{hint}. {_SIGN_HINT}"
+        if prob.bounded and ReturnCode.BoundConstrained in sol.retcodes:
+            hint = _BOUND_HINT if hint is None else f"{_BOUND_HINT}. {hint}"
         sol.hint = hint
     if not use_jax:
         if printer is not None:
@@ -261,6 +269,19 @@ _SIGN_HINT = ("This algorithm iterates u + a*f(u) (FixedPointIteration, Anderson
               "(DynamicSS): it needs f to point towards the root (du/dt = f stable there). If your f is u - G(u), "
               "solve -f (or the FixedPointProblem of G) instead, or use a Newton-type method (newton_krylov, "
               "newton), which does not care about the sign.")
+
+
+_BOUND_HINT = ("Widen the bounds if a root outside them is acceptable, or start elsewhere in the box if another "
+               "root may lie inside")
+
+
+def _check_honours_bounds(alg) -> None:
+    """A bounded problem: refuse, before any work, an algorithm that cannot keep its iterates in the box."""
+    algs = tuple(getattr(alg, "algs", ())) if isinstance(alg, Polyalgorithm) else (alg,)
+    bad = [type(a).__name__ for a in algs if not getattr(a, "honours_bounds", False)]
+    if bad:
+        raise ValueError(f"solve: the problem has bounds (lb=, ub=), which {', '.join(bad)} cannot honour; use "
+                         f"{BOUND_METHODS}")
 
 
 def _least_squares_norm(norm):

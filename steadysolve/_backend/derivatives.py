@@ -30,19 +30,30 @@ from .torch_ops import torch_jacobian as _torch_jacobian, torch_jvp as _torch_jv
 __all__ = ["Products", "fd_jvp", "fd_linearize"]
 
 
-def fd_jvp(xp, F: Callable, rel_step: Optional[float] = None) -> Callable:
+def fd_jvp(xp, F: Callable, rel_step: Optional[float] = None, box=None) -> Callable:
     """Forward-difference ``jvp(u, v, fu) ~ J_F(u) v`` per row: one evaluation of ``F``.
 
-    ``h = rel_step * max(||u||_2, 1) / ||v||_2`` (``rel_step`` defaults to ``sqrt(eps)``).
+    ``h = rel_step * max(||u||_2, 1) / ||v||_2`` (``rel_step`` defaults to ``sqrt(eps)``). ``box``: the
+    bounds ``(lb, ub)`` of a bounded problem on rows: ``F`` is evaluated inside them only (below).
     """
 
     def jvp(u, v, fu):
-        return fd_linearize(xp, F, u, fu, rel_step)(v)
+        return fd_linearize(xp, F, u, fu, rel_step, box)(v)
 
     return jvp
 
 
-def fd_linearize(xp, F: Callable, u, fu, rel_step: Optional[float] = None) -> Callable:
+def _in_box(xp, box, u, h, v):
+    """The step ``h`` (``(B, 1)``) of a difference along ``v`` from ``u`` kept in the box ``(lb, ub)``: its
+    sign flipped where ``u + h v`` leaves the box (a backward difference), and the point projected where
+    both signs leave it (a box narrower than the step). Returns ``(point, h)``."""
+    lb, ub = box
+    out = xp.any((u + h * v > ub) | (u + h * v < lb), axis=1, keepdims=True)
+    h = xp.where(out, -h, h)
+    return xp.minimum(xp.maximum(u + h * v, lb), ub), h
+
+
+def fd_linearize(xp, F: Callable, u, fu, rel_step: Optional[float] = None, box=None) -> Callable:
     """``v -> J_F(u) v`` by forward differences at a fixed ``u`` (the step rule of :func:`fd_jvp`).
 
     The part of the step that depends on ``u`` is computed once, here, not on every product
@@ -51,6 +62,17 @@ def fd_linearize(xp, F: Callable, u, fu, rel_step: Optional[float] = None) -> Ca
     """
     rel = float(xp.finfo(u.dtype).eps) ** 0.5 if rel_step is None else float(rel_step)
     B, n = u.shape
+    if box is not None:  # a bounded problem: no evaluation outside the box
+        un = backend.l2(xp, u)
+        one = xp.ones_like(un)
+        c = xp.reshape(rel * xp.maximum(un, one), (B, 1))
+
+        def jvp_box(v):
+            vn = backend.l2(xp, v)
+            point, h = _in_box(xp, box, u, c / xp.reshape(xp.where(vn > 0, vn, one), (B, 1)), v)
+            return (F(point) - fu) / h
+
+        return jvp_box
     if backend.one_host_system(xp, B):
         ur = xp.reshape(u, (n,))
         c = rel * max(float(xp.vecdot(ur, ur)) ** 0.5, 1.0)
@@ -117,19 +139,23 @@ class Products:
     ad : use automatic differentiation where the library has it (PyTorch, JAX).
     typical : typical magnitude of the components of ``u`` for finite-difference Jacobian
         columns (a number; default 1).
+    box : ``(lb, ub)`` on rows for a bounded problem: finite differences then step inwards from a bound
+        (a backward difference), so ``F`` is never evaluated outside the bounds.
 
     ``jvp_kind`` is ``"user"``, ``"ad"`` or ``"fd"``; ``jvp_costs_f`` says whether a JVP
     costs one evaluation of ``F`` (finite differences), which the algorithms count.
     """
 
-    def __init__(self, xp, F: Callable, *, jvp=None, vjp=None, jac=None, ad: bool = True, typical: float = 1.0):
+    def __init__(self, xp, F: Callable, *, jvp=None, vjp=None, jac=None, ad: bool = True, typical: float = 1.0,
+                 box=None):
         self.xp = xp
         self.F = F
         self._user_jac = jac
         self._typical = float(typical)
+        self._box = box  # (lb, ub) rows of a bounded problem: finite differences evaluate F inside them
         lib = "torch" if backend.is_torch(xp) else "jax" if backend.is_jax(xp) else None
         self._lib = lib if ad else None
-        self._fd = fd_jvp(xp, F)
+        self._fd = fd_jvp(xp, F, box=box)
         #: ``widen(idx) -> F`` on the rows ``idx`` (repeats allowed) of the batch: row-wise problems on
         #: PyTorch, set by the eager driver; lets a small dense Jacobian take one backward pass
         self.widen, self._wide = None, None
@@ -210,7 +236,7 @@ class Products:
         """``v -> J_F(u) v`` at a fixed ``u`` (what a linear solve applies repeatedly): finite
         differences precompute their step's ``u`` part once; ``rel_step`` overrides their step."""
         if self.jvp_kind == "fd":
-            return fd_linearize(self.xp, self.F, u, fu, rel_step)
+            return fd_linearize(self.xp, self.F, u, fu, rel_step, self._box)
         jvp = self._jvp
         return lambda v: jvp(u, v, fu)
 
@@ -265,14 +291,21 @@ class Products:
         xp = self.xp
         B, n = u.shape
         rel = float(xp.finfo(u.dtype).eps) ** 0.5
-        if backend.one_host_system(xp, B):  # the steps on Python floats
+        if backend.one_host_system(xp, B) and self._box is None:  # the steps on Python floats
             return self._fd_jacobian_host(u, fu, rel)
         h = rel * xp.maximum(xp.abs(u), xp.full_like(u, self._typical))
         h = xp.where(u < 0, -h, h)
+        if self._box is not None:  # a bounded problem: step inwards from a bound, never beyond the other
+            lb, ub = self._box
+            h = xp.where((u + h > ub) | (u + h < lb), -h, h)
+            h = xp.minimum(xp.maximum(u + h, lb), ub) - u  # (0 for a variable fixed by lb = ub)
         h = (u + h) - u  # the step actually representable in floating point
         # every perturbed point at once (row j: u + h_j e_j), F at each, one difference and one division
         eye = xp.reshape(xp.eye(n, dtype=u.dtype, device=backend.device_of(u)), (1, n, n))
         points = xp.reshape(u, (B, 1, n)) + xp.reshape(h, (B, 1, n)) * eye
+        if self._box is not None:
+            points = xp.minimum(xp.maximum(points, xp.reshape(lb, (B, 1, n))), xp.reshape(ub, (B, 1, n)))
+            h = xp.where(h == 0, xp.ones_like(h), h)  # a fixed variable: a zero column
         cols = xp.stack([self.F(points[:, j, :]) for j in range(n)], axis=2)
         return (cols - xp.reshape(fu, (B, fu.shape[1], 1))) / xp.reshape(h, (B, 1, n))  # (B, m, n)
 

@@ -38,7 +38,10 @@ def run_chain(auto, ctx, u0, run: Callable, *, traced: bool, maxiters: int) -> C
     fu0 = ctx.fu0
     best_u = best_fu = codes = best_n = producer = scales = None
     sparse = _sparse_chain(auto, ctx, u0, traced)
-    chain = auto.chain(ctx.kind, ctx.n, sparse=sparse) if sparse else auto.chain(ctx.kind, ctx.n)
+    kw = {"sparse": True} if sparse else {}
+    if ctx.lb is not None:  # a bounded problem: only the methods that honour bounds
+        kw["bounded"] = True
+    chain = auto.chain(ctx.kind, ctx.n, **kw)
     left = maxiters
     for k, (alg, restart) in enumerate(chain):
         if k == 0:

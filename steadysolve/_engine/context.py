@@ -34,7 +34,8 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     to_s, to_u = layout.to_rows, layout.from_rows
     host = backend.is_numpy(xp)
     if lsq is not None:
-        return _least_squares_context(prob, u0, layout, lsq, xp, fu0_user, abstol, reltol, norm, traced)
+        ctx = _least_squares_context(prob, u0, layout, lsq, xp, fu0_user, abstol, reltol, norm, traced)
+        return _with_bounds(ctx, prob, to_s)
     G = None  # the fixed-point map in solver layout (FixedPointProblem only)
     if host and layout.axis in (None, 0):  # NumPy, batch first (or none): the layout is two reshapes, as methods
         shape, rows, residual, f = layout.shape, (layout.batch, layout.n), prob.residual, prob.f
@@ -108,7 +109,7 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
 
     ctx = Context(
         xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,
-        F=F, G=G, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac), vector_field=vector_field,
+        F=F, G=G, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac, box=_box(prob, to_s)), vector_field=vector_field,
         norm=norm_fn, abstol=abstol, reltol=reltol, fu0=to_s(fu0_user), p=p, kind=prob.kind, traced=traced,
         host_arrays=host, host_norm=HOST_NORMS.get(norm) if host and layout.batch == 1 and not half else None,
     )
@@ -134,6 +135,18 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
         source.decided = made
 
         ctx.sparse_source = source
+    return _with_bounds(ctx, prob, to_s)
+
+
+def _box(prob, to_rows):
+    """The problem's bounds ``(lb, ub)`` on rows, or None."""
+    return None if getattr(prob, "lb", None) is None else (to_rows(prob.lb), to_rows(prob.ub))
+
+
+def _with_bounds(ctx, prob, to_rows):
+    """``ctx`` with the problem's bounds on rows (``lb``, ``ub`` of shape ``(batch, n)``), if it has any."""
+    if getattr(prob, "lb", None) is not None:
+        ctx.lb, ctx.ub = to_rows(prob.lb), to_rows(prob.ub)
     return ctx
 
 
@@ -168,7 +181,8 @@ def _least_squares_context(prob, u0, layout, lsq, xp, fu0_user, abstol, reltol, 
 
     return Context(
         xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,
-        F=F, G=None, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac), vector_field=lambda u, t: F(u),
+        F=F, G=None, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac, box=_box(prob, to_s)),
+        vector_field=lambda u, t: F(u),
         norm=norm_fn, abstol=abstol, reltol=reltol, fu0=to_r(fu0_user), p=p, kind=prob.kind, traced=traced,
         host_arrays=backend.is_numpy(xp))
 
@@ -180,6 +194,8 @@ def narrower(prob, xp, layout, norm):
     could not follow a smaller batch), unless the problem says otherwise (``rowwise``)."""
     B = layout.batch
     if prob.kind == "least_squares":  # the residual rows have their own layout: the whole batch is stepped
+        return None
+    if getattr(prob, "lb", None) is not None:  # the bounds are per element: the whole batch is stepped
         return None
     if prob.rowwise is False or (prob.rowwise is None and any(
             backend.is_array(x) and B in tuple(x.shape) for x in backend.tree_leaves(prob.p))):

@@ -32,7 +32,8 @@ def applies(ctx) -> bool:
     """One eager float64 NumPy system: the engine's domain (its scalars are Python floats, whose arithmetic
     is float64: a float32 solve keeps a float32 clock, as the generic algorithms do)."""
     return (_one_numpy_system(ctx.xp, ctx.batch) and not ctx.traced and ctx.dtype == _FLOAT64
-            and ctx.kind != "least_squares")  # the twins are square-Jacobian root finders
+            and ctx.kind != "least_squares"  # the twins are square-Jacobian root finders
+            and ctx.lb is None)  # bounds: the generic TrustRegion / LevenbergMarquardt honour them
 
 
 def sparse_problem(ctx) -> bool:

@@ -51,7 +51,9 @@ class Auto(Polyalgorithm):
       chain, which follows the flow): given ``sparsity=``, whatever ``n``; given only a ``jac`` that
       returns sparse matrices, above ``dense_max`` (below, the chains above, ``jac`` densified): sparse
       ``NewtonRaphson`` (line search) -> sparse ``TrustRegion`` -> ``NewtonKrylov``. Under ``jax.jit`` the chains above (the sparse factorisation runs on the host);
-    * ``NonlinearLeastSquaresProblem``: ``LevenbergMarquardt`` alone.
+    * ``NonlinearLeastSquaresProblem``: ``LevenbergMarquardt`` alone;
+    * a ``NonlinearProblem`` with bounds (``lb=`` / ``ub=``): the methods that honour them,
+      ``TrustRegion`` -> ``LevenbergMarquardt``, then Levenberg-Marquardt again from ``u0``.
 
     An attempt that fails (any return code but ``Success``) hands its best iterate to the
     next one (the attempts "from ``u0``" restart the unsolved elements there: a best
@@ -115,16 +117,19 @@ class Auto(Polyalgorithm):
             raise ValueError("Auto: algs may not contain another Auto")
         object.__setattr__(self, "algs", chain)
 
-    def chain(self, kind: str, n: int, sparse: bool = False) -> tuple:
+    def chain(self, kind: str, n: int, sparse: bool = False, bounded: bool = False) -> tuple:
         """``((algorithm, from_start), ...)``: the attempts, in order, for a problem of this kind with ``n``
         unknowns per element (``from_start``: restart the unsolved elements from ``u0``, not from the
-        best iterate); ``sparse``: the problem has a sparse Jacobian that the solve can factorise."""
+        best iterate); ``sparse``: the problem has a sparse Jacobian that the solve can factorise;
+        ``bounded``: the problem has bounds (only the methods that honour them)."""
         if self.algs:
             return tuple((a, False) for a in self.algs)
         if kind == "steady_state":
             return self._steady_chain(n)
         if kind == "least_squares":  # a NonlinearLeastSquaresProblem: its minimum, root or not
             return ((LevenbergMarquardt(), False),)
+        if bounded:  # the projected trust region, then Levenberg-Marquardt from its best iterate and from u0
+            return ((TrustRegion(), False), (LevenbergMarquardt(), False), (LevenbergMarquardt(), True))
         if sparse:  # a sparse LU costs about what the Krylov solves of one Newton step do, and needs no tuning
             return ((NewtonRaphson(), False), (TrustRegion(), False), (NewtonKrylov(), False))
         if n <= self.tiny_max:

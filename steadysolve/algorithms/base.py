@@ -70,6 +70,9 @@ class Algorithm:
     #: the method assumes ``du/dt = F(u)`` is stable at the root (a failure on a root problem then
     #: gets a hint about the sign convention in ``Solution.message``)
     sign_sensitive: ClassVar[bool] = False
+    #: the method keeps every iterate inside the bounds ``lb <= u <= ub`` of a bounded problem (the others
+    #: refuse one at the start of the solve)
+    honours_bounds: ClassVar[bool] = False
 
     def init(self, prob, u0, ctx: "Context"):  # pragma: no cover - interface
         raise NotImplementedError
@@ -175,6 +178,10 @@ class Context:
     host_norm: Optional[Callable] = None  # unbatched host arrays, built-in norm: (1, n) row -> Python float
     #: ``u -> SparseJacobians or None`` (see :meth:`sparse_jacobians`), set by the engine
     sparse_source: Optional[Callable] = None
+    #: the box ``lb <= u <= ub`` on rows ``(batch, n)`` (``-inf`` / ``inf`` where open), or None: a bounded
+    #: problem, honoured by the methods with ``honours_bounds`` (see ``algorithms._bounds``)
+    lb: Any = None
+    ub: Any = None
 
     def jvp(self, u, v, fu):
         """``J_F(u) v`` per row (``fu = F(u)`` lets finite differences skip one evaluation)."""

@@ -110,6 +110,9 @@ def rated_trial(ctx, u, fu, fn2, J, delta, usable, Jmv=None):
     ``(trial, ft, ||ft||^2, rho, ok)``."""
     xp, B, n = ctx.xp, ctx.batch, ctx.n
     trial = u + delta
+    if ctx.lb is not None:  # a bounded problem (``_bounds``): delta is a projected step; rounding in
+        # u + delta must not leave the box either
+        trial = xp.minimum(xp.maximum(trial, ctx.lb), ctx.ub)
     ft = ctx.F(trial)
     ftn2 = rows_dot(xp, ft, ft)
     Jd = xp.sum(J * xp.reshape(delta, (B, 1, n)), axis=2) if Jmv is None else Jmv(delta)

@@ -12,12 +12,13 @@ eager NumPy system runs the twin of the small-system engine (``steadysolve._smal
 the same step with ``||F||^2``, ``lam``, ``nu`` and ``fresh`` as Python numbers.
 An element stops with ``Stalled`` at a stationary point of ``||F||`` that is not a root (``gtol``),
 when the damping passes 1e16, or after 20 iterations without progress (``base.no_progress``).
+Bounds ``lb <= u <= ub`` are honoured by a projected active-set step (``algorithms._bounds``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend as backend
 from .._checks import check_int, check_positive
@@ -26,7 +27,8 @@ from ..retcodes import ReturnCode
 from .base import PROGRESS_ITERS, Algorithm, no_progress
 from ..linear._sparse_steps import sparse_steps
 from .dense import ACCEPT_RHO, rated_trial, refuse_large, scaled_jacobian, sparse_scaled_jacobian, take_accepted
-from .trust_region import first_jacobian
+from .trust_region import _SPARSE_BOUNDS, first_jacobian
+from ._bounds import bound_flag, bounded, free_variables, masked, project
 from ._least_squares import gradient, is_rectangular, minimum_flag, predicted_reduction
 
 __all__ = ["LevenbergMarquardt", "LMState"]
@@ -74,6 +76,11 @@ class LevenbergMarquardt(Algorithm):
     factorisation per step, ``stats.nfact``) or LSMR on ``J`` (``sparse_solver="lsmr"``, no
     factorisation, an inexact step). ``max_size`` does not apply.
 
+    Bounds (``lb=`` / ``ub=`` on the problem) are honoured: the damped step moves the variables that the
+    gradient does not hold at a bound, and the trial point is projected into the box, so no iterate leaves
+    it (see the guide "Bounds"); a minimum of ``||F||`` on a bound that is not a root ends with
+    ``BoundConstrained`` (a ``LeastSquaresMinimum`` of a least-squares problem).
+
     Parameters
     ----------
     damping
@@ -105,6 +112,7 @@ class LevenbergMarquardt(Algorithm):
     gtol: float = 1e-10
     max_size: int = 1000
     sparse_solver: str = "normal"
+    honours_bounds: ClassVar[bool] = True
 
     def __post_init__(self):
         if self.sparse_solver not in ("normal", "lsmr"):
@@ -119,6 +127,8 @@ class LevenbergMarquardt(Algorithm):
     def init(self, prob, u0, ctx):
         if sparse_steps(ctx, u0, "LevenbergMarquardt", self.max_size) is None:
             refuse_large("LevenbergMarquardt", ctx.n, self.max_size)
+        elif bounded(ctx):
+            raise ValueError(_SPARSE_BOUNDS.format("LevenbergMarquardt"))
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         fu = ctx.fu0
         ones = xp.ones((B,), dtype=ctx.dtype, device=ctx.device)
@@ -140,13 +150,20 @@ class LevenbergMarquardt(Algorithm):
         one = xp.ones_like(lam)
         eps = float(xp.finfo(ctx.dtype).eps)  # (a floor: an exact root never leaves J^T J undamped)
         damp = lam * xp.maximum(xp.sqrt(xp.where(pos, state.fn2 / xp.where(pos, state.fn20, one), one)), eps * one)
+        free = None
         if steps is None:
             J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, need)
-            g = gradient(xp, J, fu)  # J^T F
-            JtJ = xp.matmul(xp.permute_dims(J, (0, 2, 1)), J)
+            Jm = J
+            if bounded(ctx):  # the step of the free variables (the held ones' columns zeroed: a zero step)
+                free = free_variables(ctx, state.u, gradient(xp, J, fu))
+                Jm = masked(xp, J, free)
+            g = gradient(xp, Jm, fu)  # J^T F (projected on a bounded problem)
+            JtJ = xp.matmul(xp.permute_dims(Jm, (0, 2, 1)), Jm)
             eye = xp.reshape(xp.eye(n, dtype=ctx.dtype, device=ctx.device), (1, n, n))
             A = JtJ + xp.reshape(damp, (B, 1, 1)) * xp.reshape(D * D, (B, 1, n)) * eye
             delta = -xp.reshape(backend.solve_small(xp, A, xp.reshape(g, (B, n, 1))), (B, n))
+            if free is not None:
+                delta = project(ctx, state.u + delta) - state.u
             Jmv, nfact, failed = None, 1, xp.zeros((B,), dtype=xp.bool, device=ctx.device)
         else:  # the damped normal equations factorised (or LSMR) on the host, per element
             J, D, finite_j, dj, dl = sparse_scaled_jacobian(steps, state.u, state.fu, state.J, state.D, need)
@@ -170,6 +187,8 @@ class LevenbergMarquardt(Algorithm):
         stuck = ~accept & (lam_new > 1e16)
         nslow, ref2 = no_progress(xp, accept, ftn2, state.nslow, state.ref2)
         flag = xp.where(stationary | stuck | (nslow >= PROGRESS_ITERS), xp.full_like(state.flag, _STALLED), state.flag)
+        if free is not None and not is_rectangular(ctx):  # a minimum of ||F|| on a bound
+            flag = bound_flag(ctx, flag, g, D, state.fn2, free, stuck | (nslow >= PROGRESS_ITERS), self.gtol)
         if is_rectangular(ctx):  # least squares: a minimum with a nonzero residual is the answer, not a stall;
             # slow progress is no stall either (at a flat minimum it is expected; maxiters bounds the rest)
             flag = xp.where(stationary | stuck, xp.full_like(state.flag, _STALLED), state.flag)

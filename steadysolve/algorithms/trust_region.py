@@ -12,13 +12,14 @@ eagerly, ``lax.cond`` under JAX tracing, as in ``NewtonRaphson``. One eager NumP
 twin of the small-system engine (``steadysolve._small.trust_region``), with the decisions on
 Python floats and the Cauchy point computed only when the Newton point is outside.
 An element stops with ``Stalled`` when its radius collapses or after 20 iterations without
-progress (``base.no_progress``).
+progress (``base.no_progress``). Bounds ``lb <= u <= ub`` are honoured by a projected active-set dogleg
+(``algorithms._bounds``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from .. import _backend as backend
 from .._checks import check_int, check_positive
@@ -30,12 +31,15 @@ from .dense import ACCEPT_RHO, rated_trial, regularised, scaled_jacobian, sparse
 from .dense import refresh_jacobian, refuse_large  # noqa: F401 - refresh_jacobian re-exported
 from .dense import rows_dot as _rows
 from ._least_squares import gauss_newton_point, gradient, is_rectangular, minimum_flag, predicted_reduction
-from ._least_squares import residual_size
+from ._least_squares import residual_size, GTOL
+from ._bounds import bound_flag, bounded, free_gauss_newton_point, free_variables, masked, project
 
 __all__ = ["TrustRegion", "TrustRegionState", "dogleg", "dogleg_from", "newton_point", "refresh_jacobian"]
 
 _LSF = ReturnCode.LinearSolveFailed.code
 _STALLED = ReturnCode.Stalled.code
+_SPARSE_BOUNDS = ("{}: bounds (lb=, ub=) are honoured with a dense Jacobian only; this problem's Jacobian is sparse "
+                  "(a sparse jac): return it dense, or drop the bounds")
 
 
 class TrustRegionState(NamedTuple):
@@ -148,6 +152,11 @@ class TrustRegion(Algorithm):
     region, without a dense matrix (``stats.nfact`` counts the factorisations; ``max_size`` does not
     apply). An exactly singular sparse ``J`` leaves the Cauchy step alone.
 
+    Bounds (``lb=`` / ``ub=`` on the problem) are honoured: the dogleg runs over the variables that the
+    gradient does not hold at a bound and the trial point is projected into the box, so no iterate leaves
+    it (see the guide "Bounds"); a minimum of ``||F||`` on a bound that is not a root ends with
+    ``BoundConstrained`` (a ``LeastSquaresMinimum`` of a least-squares problem).
+
     Parameters
     ----------
     factor
@@ -171,6 +180,7 @@ class TrustRegion(Algorithm):
 
     factor: float = 100.0
     max_size: int = 1000
+    honours_bounds: ClassVar[bool] = True
 
     def __post_init__(self):
         check_positive("TrustRegion", "factor", self.factor)
@@ -182,6 +192,8 @@ class TrustRegion(Algorithm):
     def init(self, prob, u0, ctx):
         if sparse_steps(ctx, u0, "TrustRegion", self.max_size) is None:
             refuse_large("TrustRegion", ctx.n, self.max_size)
+        elif bounded(ctx):
+            raise ValueError(_SPARSE_BOUNDS.format("TrustRegion"))
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         fu = ctx.fu0
         J, fresh, D, nf, njvp, njac, flag = first_jacobian(ctx, u0, fu, "TrustRegion", self.max_size)
@@ -206,7 +218,16 @@ class TrustRegion(Algorithm):
         radius = xp.where(state.radius < 0, first, state.radius)
         tiny = float(xp.finfo(ctx.dtype).smallest_normal)
         eps = float(xp.finfo(ctx.dtype).eps)
-        if steps is None:
+        free = None
+        if steps is None and bounded(ctx):  # the dogleg over the free variables, projected into the box
+            free = free_variables(ctx, state.u, gradient(xp, J, state.fu))
+            Jf = masked(xp, J, free)
+            delta, ynorm, usable = dogleg(xp, Jf, state.fu, D, radius,
+                                          point=free_gauss_newton_point(xp, Jf, state.fu, free))
+            delta = project(ctx, state.u + delta) - state.u
+            ynorm = xp.sqrt(_rows(xp, D * delta, D * delta))
+            Jmv, nfact = None, 1
+        elif steps is None:
             if is_rectangular(ctx):
                 delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, point=gauss_newton_point(xp, J, state.fu))
             else:
@@ -233,12 +254,16 @@ class TrustRegion(Algorithm):
         nslow, ref2 = no_progress(xp, accept, ftn2, state.nslow, state.ref2)
         collapsed = ~accept & (radius <= 10.0 * eps * dun + tiny)
         flag = xp.where(collapsed | (nslow >= PROGRESS_ITERS), xp.full_like(state.flag, _STALLED), state.flag)
+        # the gradient of 0.5 ||F||^2, projected (the free variables' components) on a bounded problem
+        grad = gradient(xp, J if free is None else Jf, state.fu)
         if is_rectangular(ctx):  # least squares: a minimum with a nonzero residual is the answer, not a stall;
             # slow progress is no stall either (at a flat minimum it is expected; maxiters bounds the rest)
             flag = xp.where(collapsed, xp.full_like(state.flag, _STALLED), state.flag)
             pred = xp.where(usable, predicted_reduction(xp, J, state.fu, delta), -xp.ones_like(rho))
-            flag = minimum_flag(ctx, flag, gradient(xp, J, state.fu), D, state.fn2, ftn2, pred,
+            flag = minimum_flag(ctx, flag, grad, D, state.fn2, ftn2, pred,
                                 stuck=collapsed | (nslow >= PROGRESS_ITERS))
+        elif free is not None:  # a minimum of ||F|| on a bound: a root may lie outside the box
+            flag = bound_flag(ctx, flag, grad, D, state.fn2, free, collapsed | (nslow >= PROGRESS_ITERS), GTOL)
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, state.fu, state.fn2)
         return TrustRegionState(u, fu, fn2, J, ~accept, D, radius, nsuc, flag, state.nf + 1 + ctx.f_calls(dj),

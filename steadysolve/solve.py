@@ -204,7 +204,7 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
         if printer is not None:  # verbose=True: the table's lines, then the user's callback
             cb = printer.attempt_callback(a, None if use_jax else layout.from_rows(rows), use_jax, done[0], cb)
         decide_sparse(a, c, rows)
-        ran = small_twin(a, c)
+        ran = small_twin(a, c, prob)
         r = run(ran, prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
                 to_user=layout.from_rows, narrow=narrow, scales=scales, limit=left if use_jax else None)
         if not use_jax:

@@ -18,7 +18,7 @@ from .levenberg_marquardt import SmallLevenbergMarquardt
 from .newton import SmallNewtonKrylov, SmallNewtonRaphson
 from .trust_region import SmallTrustRegion
 
-__all__ = ["small_twin", "applies", "sparse_problem", "decide_sparse"]
+__all__ = ["small_twin", "applies", "unbounded", "sparse_problem", "decide_sparse"]
 
 _FLOAT64 = backend.host_numpy().float64
 
@@ -26,13 +26,19 @@ _FLOAT64 = backend.host_numpy().float64
 _TWINS = {NewtonRaphson: SmallNewtonRaphson, NewtonKrylov: SmallNewtonKrylov, TrustRegion: SmallTrustRegion,
           LevenbergMarquardt: SmallLevenbergMarquardt, Broyden: SmallBroyden}
 _JACOBIAN_TWINS = (NewtonRaphson, TrustRegion, LevenbergMarquardt)
+#: the twins that also take a least-squares problem (an m x n Jacobian)
+_LEAST_SQUARES_TWINS = {LevenbergMarquardt: SmallLevenbergMarquardt}
 
 
 def applies(ctx) -> bool:
     """One eager float64 NumPy system: the engine's domain (its scalars are Python floats, whose arithmetic
     is float64: a float32 solve keeps a float32 clock, as the generic algorithms do)."""
-    return (_one_numpy_system(ctx.xp, ctx.batch) and not ctx.traced and ctx.dtype == _FLOAT64
-            and ctx.kind != "least_squares")  # the twins are square-Jacobian root finders
+    return _one_numpy_system(ctx.xp, ctx.batch) and not ctx.traced and ctx.dtype == _FLOAT64
+
+
+def unbounded(prob) -> bool:
+    """No bounds on the unknowns (``lb`` / ``ub``): the twins do not project or reflect their steps."""
+    return prob is None or (getattr(prob, "lb", None) is None and getattr(prob, "ub", None) is None)
 
 
 def sparse_problem(ctx) -> bool:
@@ -54,11 +60,15 @@ def decide_sparse(alg, ctx, u) -> None:
         ctx.sparse_jacobians(u)
 
 
-def small_twin(alg, ctx):
+def small_twin(alg, ctx, prob=None):
     """The algorithm that runs ``alg``'s solve in context ``ctx``: its small-system twin where the engine
-    applies and has one (for the Newton family: unless the problem has a sparse Jacobian), else ``alg`` itself."""
-    if not applies(ctx):
+    applies and has one (for the Newton family: unless the problem has a sparse Jacobian; never for a
+    problem ``prob`` with bounds), else ``alg`` itself."""
+    if not applies(ctx) or not unbounded(prob):
         return alg
+    if ctx.kind == "least_squares":  # a dense m x n Jacobian: the twins written for it
+        twin = _LEAST_SQUARES_TWINS.get(type(alg))
+        return alg if twin is None else twin(alg)
     # the time-stepping twins take sparse problems too (the Rosenbrock twin runs the sparse W-solver)
     if isinstance(alg, DynamicSS) and isinstance(alg.integrator, ExplicitRK):
         return SmallDynamicSS(alg)

@@ -6,6 +6,7 @@ from .. import _backend as backend
 from . import applies as _one_numpy_system
 from ..algorithms.broyden import Broyden
 from ..algorithms.dynamic_ss import DynamicSS
+from ..algorithms.gauss_newton import GaussNewton
 from ..algorithms.levenberg_marquardt import LevenbergMarquardt
 from ..algorithms.newton import NewtonRaphson
 from ..algorithms.newton_krylov import NewtonKrylov
@@ -14,6 +15,7 @@ from ..ode.rosenbrock import Rosenbrock
 from ..ode.tsit5 import ExplicitRK
 from .broyden import SmallBroyden
 from .dynamic_ss import SmallDynamicSS, SmallStiffDynamicSS
+from .gauss_newton import SmallGaussNewton
 from .levenberg_marquardt import SmallLevenbergMarquardt
 from .newton import SmallNewtonKrylov, SmallNewtonRaphson
 from .trust_region import SmallTrustRegion
@@ -27,7 +29,7 @@ _TWINS = {NewtonRaphson: SmallNewtonRaphson, NewtonKrylov: SmallNewtonKrylov, Tr
           LevenbergMarquardt: SmallLevenbergMarquardt, Broyden: SmallBroyden}
 _JACOBIAN_TWINS = (NewtonRaphson, TrustRegion, LevenbergMarquardt)
 #: the twins that also take a least-squares problem (an m x n Jacobian)
-_LEAST_SQUARES_TWINS = {LevenbergMarquardt: SmallLevenbergMarquardt}
+_LEAST_SQUARES_TWINS = {LevenbergMarquardt: SmallLevenbergMarquardt, GaussNewton: SmallGaussNewton}
 
 
 def applies(ctx) -> bool:

@@ -17,7 +17,7 @@ from ._backend.layout import Layout
 from .interval import IntervalNonlinearProblem
 from ._engine.bracket import solve_interval
 from ._engine.driver import run
-from ._small.choose import decide_sparse, small_twin
+from ._small.choose import decide_sparse, small_twin, unbounded
 from .problems import AbstractProblem, as_output, check_least_squares_output, check_output, with_user_errstate
 from .registry import resolve
 from .retcodes import SUCCESS_CODES
@@ -204,7 +204,7 @@ def _solve(prob, alg, xp, layout, abstol, reltol, maxiters, norm, batch_axis, th
         if printer is not None:  # verbose=True: the table's lines, then the user's callback
             cb = printer.attempt_callback(a, None if use_jax else layout.from_rows(rows), use_jax, done[0], cb)
         decide_sparse(a, c, rows)
-        ran = small_twin(a, c, prob)
+        ran = small_twin(a, c) if unbounded(prob) else a  # (the twins neither project nor reflect)
         r = run(ran, prob, c, rows, maxiters=cap, store_trace=store_trace, callback=cb, use_jax=use_jax,
                 to_user=layout.from_rows, narrow=narrow, scales=scales, limit=left if use_jax else None)
         if not use_jax:

@@ -40,7 +40,7 @@ def applies(ctx) -> bool:
 
 def unbounded(prob) -> bool:
     """No bounds on the unknowns (``lb`` / ``ub``): the twins do not project or reflect their steps."""
-    return prob is None or (getattr(prob, "lb", None) is None and getattr(prob, "ub", None) is None)
+    return getattr(prob, "lb", None) is None and getattr(prob, "ub", None) is None
 
 
 def sparse_problem(ctx) -> bool:
@@ -62,11 +62,11 @@ def decide_sparse(alg, ctx, u) -> None:
         ctx.sparse_jacobians(u)
 
 
-def small_twin(alg, ctx, prob=None):
+def small_twin(alg, ctx):
     """The algorithm that runs ``alg``'s solve in context ``ctx``: its small-system twin where the engine
-    applies and has one (for the Newton family: unless the problem has a sparse Jacobian; never for a
-    problem ``prob`` with bounds), else ``alg`` itself."""
-    if not applies(ctx) or not unbounded(prob):
+    applies and has one (for the Newton family: unless the problem has a sparse Jacobian), else ``alg``
+    itself. ``solve()`` asks only for a problem without bounds (:func:`unbounded`)."""
+    if not applies(ctx):
         return alg
     if ctx.kind == "least_squares":  # a dense m x n Jacobian: the twins written for it
         twin = _LEAST_SQUARES_TWINS.get(type(alg))

@@ -220,9 +220,10 @@ def _nist_solve(alg, prob, b0, generic, monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(LEAST_SQUARES_TWINS))
 def test_least_squares_twins_equal_the_generic_algorithms_on_nist(name, monkeypatch):
-    """Same return codes on the 54 NIST fits (capped at 200 iterations, where no run ends near the cap); GaussNewton's twin runs the
-    generic arithmetic, so its counts and iterates are equal bit for bit; LevenbergMarquardt's forms its
-    products on one (m, n) matrix (rounding differs in the last bits: long runs may take other paths)."""
+    """Same return codes on the 54 NIST fits (capped at 200 iterations, where no run ends near the cap);
+    GaussNewton's twin runs the generic arithmetic, so its counts and iterates are equal bit for bit;
+    LevenbergMarquardt's forms its products on one (m, n) matrix (rounding differs in the last bits: long
+    runs may take other paths)."""
     alg, twin_type = LEAST_SQUARES_TWINS[name]
     solved = 0
     for prob, k, b0 in nist.cases():

@@ -68,15 +68,13 @@ def small_twin(alg, ctx):
     itself. ``solve()`` asks only for a problem without bounds (:func:`unbounded`)."""
     if not applies(ctx):
         return alg
-    if ctx.kind == "least_squares":  # a dense m x n Jacobian: the twins written for it
-        twin = _LEAST_SQUARES_TWINS.get(type(alg))
-        return alg if twin is None else twin(alg)
+    least_squares = ctx.kind == "least_squares"  # an m x n Jacobian: only the twins written for it
     # the time-stepping twins take sparse problems too (the Rosenbrock twin runs the sparse W-solver)
-    if isinstance(alg, DynamicSS) and isinstance(alg.integrator, ExplicitRK):
+    if not least_squares and isinstance(alg, DynamicSS) and isinstance(alg.integrator, ExplicitRK):
         return SmallDynamicSS(alg)
-    if isinstance(alg, DynamicSS) and isinstance(alg.integrator, Rosenbrock):
+    if not least_squares and isinstance(alg, DynamicSS) and isinstance(alg.integrator, Rosenbrock):
         return SmallStiffDynamicSS(alg)
     if sparse_problem(ctx):
         return alg
-    twin = _TWINS.get(type(alg))
+    twin = (_LEAST_SQUARES_TWINS if least_squares else _TWINS).get(type(alg))
     return alg if twin is None else twin(alg)

@@ -5,9 +5,10 @@
 Solvers: steadysolve's default (``Auto``: ``LevenbergMarquardt`` for least squares),
 ``LevenbergMarquardt``, ``GaussNewton`` and ``TrustRegion``; ``scipy.optimize.least_squares`` with
 ``method="trf"`` and ``"lm"``; optimistix's ``LevenbergMarquardt`` (``optx.least_squares``, jitted; timed
-after its compilation, which is reported apart). Everyone runs with their default options and its own
-default Jacobian: forward differences for steadysolve and SciPy (``"2-point"``), JAX's AD for optimistix
-(which makes its fits the most accurate possible; its time excludes ``jit``).
+after its compilation, which is reported apart). Everyone runs with their default options (optimistix has
+no default tolerances: ``rtol = atol = 1e-8``, SciPy's ``ftol`` / ``xtol``; ``max_steps=1000``, our
+``maxiters``) and its own default Jacobian: forward differences for steadysolve and SciPy (``"2-point"``),
+JAX's AD for optimistix (exact derivatives; its time excludes ``jit``).
 
 A fit *solves* a problem when its parameters agree with NIST's certified values to at least 4
 significant digits (``benchmarks.problems.nist.digits``); a *false success* is a fit its solver reports

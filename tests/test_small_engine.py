@@ -192,3 +192,71 @@ def test_newton_family_twins_run_one_float64_numpy_system_only(monkeypatch):
             ran.clear()
             assert ss.solve(prob, alg, **kw).successful
             assert not ran
+
+
+# --- least squares on the NIST StRD regression problems -----------------------------------------------
+
+from benchmarks.problems import nist  # noqa: E402
+from steadysolve._small.gauss_newton import SmallGaussNewton  # noqa: E402
+from steadysolve._small.levenberg_marquardt import SmallLevenbergMarquardt  # noqa: E402
+
+LEAST_SQUARES_TWINS = {"levenberg_marquardt": (ss.LevenbergMarquardt(), SmallLevenbergMarquardt),
+                       "gauss_newton": (ss.GaussNewton(), SmallGaussNewton),
+                       "default": (None, SmallLevenbergMarquardt)}
+#: the twins whose arithmetic is the generic one operation for operation on an m x n Jacobian
+LEAST_SQUARES_BITWISE = {"gauss_newton"}
+
+
+def _nist_solve(alg, prob, b0, generic, monkeypatch):
+    real, ran = _solve_module.small_twin, []
+    with monkeypatch.context() as m:
+        m.setattr(_solve_module, "small_twin", (lambda a, ctx: a) if generic else (
+            lambda a, ctx: ran.append(real(a, ctx)) or ran[-1]))
+        with np.errstate(all="ignore"):
+            sol = ss.solve(ss.NonlinearLeastSquaresProblem(lambda u, p: prob.residual(u), b0.copy()), alg,
+                           maxiters=200)
+    return sol, ran
+
+
+@pytest.mark.parametrize("name", sorted(LEAST_SQUARES_TWINS))
+def test_least_squares_twins_equal_the_generic_algorithms_on_nist(name, monkeypatch):
+    """Same return codes on the 54 NIST fits (capped at 200 iterations, where no run ends near the cap);
+    GaussNewton's twin runs the generic arithmetic, so its counts and iterates are equal bit for bit;
+    LevenbergMarquardt's forms its products on one (m, n) matrix (rounding differs in the last bits: long
+    runs may take other paths)."""
+    alg, twin_type = LEAST_SQUARES_TWINS[name]
+    solved = 0
+    for prob, k, b0 in nist.cases():
+        (twin, ran), (generic, _) = (_nist_solve(alg, prob, b0, g, monkeypatch) for g in (False, True))
+        where = f"{name} on {prob.name}/{k}"
+        assert ran and all(type(t) is twin_type for t in ran), where
+        assert twin.retcode is generic.retcode, where
+        assert twin.stats.extra.keys() == generic.stats.extra.keys(), where
+        if name in LEAST_SQUARES_BITWISE:
+            for key in ("niter", "nf", "njvp"):
+                assert getattr(twin.stats, key) == getattr(generic.stats, key), (where, key)
+            assert np.array_equal(twin.u, generic.u), where
+        elif twin.successful:
+            np.testing.assert_allclose(twin.u, generic.u, rtol=1e-4, err_msg=where)
+        solved += nist.digits(twin.u, prob.certified) >= nist.SOLVED_DIGITS
+    assert solved >= {"gauss_newton": 40}.get(name, 45), solved
+
+
+def test_least_squares_twins_decline_bounds_and_other_methods(monkeypatch):
+    """The least-squares twins run one float64 NumPy system without bounds; TrustRegion has none."""
+    prob = nist.load("Misra1a")
+    P = ss.NonlinearLeastSquaresProblem(lambda u, p: prob.residual(u), prob.starts[1])
+    _, ran = _nist_solve(ss.TrustRegion(), prob, prob.starts[1], False, monkeypatch)
+    assert ran and all(type(t) is ss.TrustRegion for t in ran)
+    bounded = ss.NonlinearLeastSquaresProblem(lambda u, p: prob.residual(u), prob.starts[1], lb=np.zeros(2))
+    stepped = []
+    step = SmallLevenbergMarquardt.step
+    monkeypatch.setattr(SmallLevenbergMarquardt, "step", lambda self, *a: stepped.append(1) or step(self, *a))
+    assert nist.digits(ss.solve(P, ss.LevenbergMarquardt()).u, prob.certified) >= 4 and stepped
+    stepped.clear()
+    sol = ss.solve(bounded, ss.LevenbergMarquardt())
+    assert not stepped and nist.digits(sol.u, prob.certified) >= 4
+    batch = ss.NonlinearLeastSquaresProblem(lambda u, p: np.stack([prob.residual(r) for r in u]),
+                                            np.stack([prob.starts[1]] * 2))
+    assert ss.solve(batch, ss.LevenbergMarquardt(), batch_axis=0).successful
+    assert not stepped

@@ -141,18 +141,23 @@ class Products:
         columns (a number; default 1).
     box : ``(lb, ub)`` on rows for a bounded problem: finite differences then step inwards from a bound
         (a backward difference), so ``F`` is never evaluated outside the bounds.
+    relative_steps : finite-difference Jacobian steps relative to each component alone,
+        ``h_j = sqrt(eps) |u_j|`` (``sqrt(eps) typical`` where ``u_j`` is 0 or subnormal), as MINPACK's ``lmdif``: for
+        least squares, whose unknowns are parameters of any scale (a coefficient of ``1e-7`` moved by
+        ``sqrt(eps)`` would change by 15 %, and its Jacobian column would be a secant, not a derivative).
 
     ``jvp_kind`` is ``"user"``, ``"ad"`` or ``"fd"``; ``jvp_costs_f`` says whether a JVP
     costs one evaluation of ``F`` (finite differences), which the algorithms count.
     """
 
     def __init__(self, xp, F: Callable, *, jvp=None, vjp=None, jac=None, ad: bool = True, typical: float = 1.0,
-                 box=None):
+                 box=None, relative_steps: bool = False):
         self.xp = xp
         self.F = F
         self._user_jac = jac
         self._typical = float(typical)
         self._box = box  # (lb, ub) rows of a bounded problem: finite differences evaluate F inside them
+        self._relative = bool(relative_steps)
         lib = "torch" if backend.is_torch(xp) else "jax" if backend.is_jax(xp) else None
         self._lib = lib if ad else None
         self._fd = fd_jvp(xp, F, box=box)
@@ -287,13 +292,19 @@ class Products:
         return xp.stack(cols, axis=2)
 
     def _fd_jacobian(self, u, fu):
-        """Forward differences with per-component steps ``h_j = sqrt(eps) max(|u_j|, typical)``."""
+        """Forward differences with per-component steps ``h_j = sqrt(eps) max(|u_j|, typical)`` (with
+        ``relative_steps``: ``sqrt(eps) |u_j|``, ``sqrt(eps) typical`` where ``u_j`` is 0 or subnormal)."""
         xp = self.xp
         B, n = u.shape
         rel = float(xp.finfo(u.dtype).eps) ** 0.5
         if backend.one_host_system(xp, B) and self._box is None:  # the steps on Python floats
             return self._fd_jacobian_host(u, fu, rel)
-        h = rel * xp.maximum(xp.abs(u), xp.full_like(u, self._typical))
+        typical = xp.full_like(u, self._typical)
+        if self._relative:  # (a zero or subnormal component: the typical step)
+            a = xp.abs(u)
+            h = rel * xp.where(a >= float(xp.finfo(u.dtype).smallest_normal), a, typical)
+        else:
+            h = rel * xp.maximum(xp.abs(u), typical)
         h = xp.where(u < 0, -h, h)
         if self._box is not None:  # a bounded problem: step inwards from a bound, never beyond the other
             lb, ub = self._box
@@ -314,7 +325,11 @@ class Products:
         xp = self.xp
         x = u[0].tolist()
         n, typ = len(x), self._typical
-        h = [rel * max(abs(v), typ) for v in x]
+        if self._relative:  # (a zero or subnormal component: the typical step)
+            tiny = float(xp.finfo(u.dtype).smallest_normal)
+            h = [rel * (abs(v) if abs(v) >= tiny else typ) for v in x]
+        else:
+            h = [rel * max(abs(v), typ) for v in x]
         h = [((v - s) - v) if v < 0 else ((v + s) - v) for v, s in zip(x, h)]
         points = xp.asarray([[v + h[j] if k == j else v for k, v in enumerate(x)] for j in range(n)], dtype=u.dtype)
         rows = xp.concat([self.F(points[j:j + 1, :]) for j in range(n)], axis=0)  # row j: F(u + h_j e_j)

@@ -6,6 +6,7 @@ from .. import _backend as backend
 from . import applies as _one_numpy_system
 from ..algorithms.broyden import Broyden
 from ..algorithms.dynamic_ss import DynamicSS
+from ..algorithms.gauss_newton import GaussNewton
 from ..algorithms.levenberg_marquardt import LevenbergMarquardt
 from ..algorithms.newton import NewtonRaphson
 from ..algorithms.newton_krylov import NewtonKrylov
@@ -14,6 +15,7 @@ from ..ode.rosenbrock import Rosenbrock
 from ..ode.tsit5 import ExplicitRK
 from .broyden import SmallBroyden
 from .dynamic_ss import SmallDynamicSS, SmallStiffDynamicSS
+from .gauss_newton import SmallGaussNewton
 from .levenberg_marquardt import SmallLevenbergMarquardt
 from .newton import SmallNewtonKrylov, SmallNewtonRaphson
 from .trust_region import SmallTrustRegion
@@ -26,14 +28,16 @@ _FLOAT64 = backend.host_numpy().float64
 _TWINS = {NewtonRaphson: SmallNewtonRaphson, NewtonKrylov: SmallNewtonKrylov, TrustRegion: SmallTrustRegion,
           LevenbergMarquardt: SmallLevenbergMarquardt, Broyden: SmallBroyden}
 _JACOBIAN_TWINS = (NewtonRaphson, TrustRegion, LevenbergMarquardt)
+#: the twins that also take a least-squares problem (an m x n Jacobian)
+_LEAST_SQUARES_TWINS = {LevenbergMarquardt: SmallLevenbergMarquardt, GaussNewton: SmallGaussNewton}
 
 
 def applies(ctx) -> bool:
     """One eager float64 NumPy system: the engine's domain (its scalars are Python floats, whose arithmetic
     is float64: a float32 solve keeps a float32 clock, as the generic algorithms do)."""
     return (_one_numpy_system(ctx.xp, ctx.batch) and not ctx.traced and ctx.dtype == _FLOAT64
-            and ctx.kind != "least_squares"  # the twins are square-Jacobian root finders
             and ctx.lb is None)  # bounds: the generic TrustRegion / LevenbergMarquardt honour them
+
 
 
 def sparse_problem(ctx) -> bool:
@@ -57,15 +61,17 @@ def decide_sparse(alg, ctx, u) -> None:
 
 def small_twin(alg, ctx):
     """The algorithm that runs ``alg``'s solve in context ``ctx``: its small-system twin where the engine
-    applies and has one (for the Newton family: unless the problem has a sparse Jacobian), else ``alg`` itself."""
+    applies and has one (for the Newton family: unless the problem has a sparse Jacobian), else ``alg``
+    itself."""
     if not applies(ctx):
         return alg
+    least_squares = ctx.kind == "least_squares"  # an m x n Jacobian: only the twins written for it
     # the time-stepping twins take sparse problems too (the Rosenbrock twin runs the sparse W-solver)
-    if isinstance(alg, DynamicSS) and isinstance(alg.integrator, ExplicitRK):
+    if not least_squares and isinstance(alg, DynamicSS) and isinstance(alg.integrator, ExplicitRK):
         return SmallDynamicSS(alg)
-    if isinstance(alg, DynamicSS) and isinstance(alg.integrator, Rosenbrock):
+    if not least_squares and isinstance(alg, DynamicSS) and isinstance(alg.integrator, Rosenbrock):
         return SmallStiffDynamicSS(alg)
     if sparse_problem(ctx):
         return alg
-    twin = _TWINS.get(type(alg))
+    twin = (_LEAST_SQUARES_TWINS if least_squares else _TWINS).get(type(alg))
     return alg if twin is None else twin(alg)

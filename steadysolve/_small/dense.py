@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from ..algorithms._least_squares import residual_size
 from ..algorithms.dense import refuse_large
 from ..retcodes import ReturnCode
 
@@ -16,10 +17,12 @@ _LSF = ReturnCode.LinearSolveFailed.code
 
 def start(ctx, owner: str, max_size: int):
     """The start of a dense twin, after the generic ``init``'s size check: ``(F(u0), ||F(u0)||^2, J, D, I)``
-    with a zero Jacobian ``(1, n, n)`` and scaling ``(1, n)`` (not built yet) and the ``(n, n)`` identity."""
+    with a zero Jacobian ``(1, m, n)`` (``m = n`` but for least squares) and scaling ``(1, n)`` (not built
+    yet) and the ``(n, n)`` identity."""
     refuse_large(owner, ctx.n, max_size)
     fu, n = ctx.fu0, ctx.n
-    return fu, float(fu[0] @ fu[0]), ctx.zeros((1, n, n)), ctx.zeros((1, n)), ctx.xp.eye(n, dtype=ctx.dtype)
+    return (fu, float(fu[0] @ fu[0]), ctx.zeros((1, residual_size(ctx), n)), ctx.zeros((1, n)),
+            ctx.xp.eye(n, dtype=ctx.dtype))
 
 
 def finite(xp, x) -> bool:
@@ -60,7 +63,7 @@ def regularised(xp, J1, eye):
 
 def rated(ctx, u, f1, fn2, J1, delta1):
     """:func:`~steadysolve.algorithms.dense.rated_trial` of one system (``delta1`` usable, 1-D):
-    ``(trial, ft, ||ft||^2 (float), rho (float), ok)``."""
+    ``(trial, ft, ||ft||^2 (float), rho (float), ok, pred)`` (``pred`` the predicted reduction of ``||F||^2``)."""
     trial = u + delta1
     ft = ctx.F(trial)
     ft1 = ft[0]
@@ -68,4 +71,4 @@ def rated(ctx, u, f1, fn2, J1, delta1):
     Jd = J1 @ delta1
     pred = -(2.0 * float(f1 @ Jd) + float(Jd @ Jd))
     ok = math.isfinite(t2) and pred > 0
-    return trial, ft, t2, ((fn2 - t2) / pred if ok else -1.0), ok
+    return trial, ft, t2, ((fn2 - t2) / pred if ok else -1.0), ok, pred

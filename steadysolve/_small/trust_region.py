@@ -107,7 +107,7 @@ class SmallTrustRegion(Twin):
             trial, ft, ftn2, rho, ok = u, fu, fn2, -1.0, False
             nf = state.nf
         else:
-            trial, ft, ftn2, rho, ok = rated(ctx, u, f1, fn2, J1, y / D1)
+            trial, ft, ftn2, rho, ok, _ = rated(ctx, u, f1, fn2, J1, y / D1)
             nf = state.nf + 1
         accept = ok and rho > ACCEPT_RHO
         # MINPACK hybrd's radius update (as the generic step)

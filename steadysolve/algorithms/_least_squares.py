@@ -28,8 +28,8 @@ from .. import _backend as backend
 from ..retcodes import ReturnCode
 from .dense import regularised
 
-__all__ = ["gradient", "gauss_newton_point", "minimum_flag", "predicted_reduction", "residual_size", "is_rectangular",
-           "GTOL", "FTOL"]
+__all__ = ["gradient", "gauss_newton_point", "minimum_flag", "minimum_tolerances", "at_minimum", "predicted_reduction",
+           "residual_size", "is_rectangular", "GTOL", "FTOL"]
 
 _MINIMUM = ReturnCode.LeastSquaresMinimum.code
 #: default cosine between ``F`` and the Jacobian's columns below which a minimum is declared
@@ -77,6 +77,31 @@ def predicted_reduction(xp, J, fu, delta):
     return -(2.0 * xp.sum(fu * Jd, axis=1) + xp.sum(Jd * Jd, axis=1))
 
 
+def minimum_tolerances(ctx, dtype, gtol=GTOL):
+    """``(gtol, coarse, ftol)`` of the minimum test for ``dtype``: ``gtol`` raised to ``coarse = sqrt(eps)``
+    for a finite-difference Jacobian (whose gradient is only that accurate), ``ftol = FTOL * eps``."""
+    eps = float(ctx.xp.finfo(dtype).eps)
+    coarse = eps ** 0.5
+    if ctx.products.jacobian_by_differences:
+        gtol = max(gtol, coarse)
+    return gtol, coarse, FTOL * eps
+
+
+def at_minimum(ns, cosine, fnorm, fn2, ftn2, pred, tolerances, stuck=None):
+    """Where the element is at a least-squares minimum (see the module docstring), from the cosine
+    ``max_j |(J^T F)_j| / (D_j ||F||)``, ``fnorm = ||F(u)||``, ``fn2``, the trial's ``ftn2``, the predicted
+    reduction ``pred`` and :func:`minimum_tolerances`. Written on a namespace ``ns`` of elementwise
+    functions (``isfinite``, ``abs``): an array namespace on ``(B,)`` arrays, or
+    :data:`steadysolve._small.floats.FLOATS` on one system's Python floats (the operators ``& |`` serve both)."""
+    gtol, coarse, ftol = tolerances
+    stationary = (fnorm > 0) & (cosine <= gtol)
+    if stuck is not None:
+        stationary = stationary | (stuck & (fnorm > 0) & (cosine <= coarse))
+    flat = ((fn2 > 0) & ns.isfinite(ftn2) & (ns.abs(fn2 - ftn2) <= ftol * fn2)
+            & (pred >= 0) & (pred <= ftol * fn2))
+    return stationary | flat
+
+
 def minimum_flag(ctx, flag, g, D, fn2, ftn2, pred, gtol=GTOL, stuck=None):
     """``flag`` set to ``LeastSquaresMinimum`` where the element is at a least-squares minimum (see the
     module docstring): ``g = J^T F`` at ``u``, ``D`` the column scaling, ``fn2 = ||F(u)||^2``, ``ftn2`` the
@@ -87,15 +112,7 @@ def minimum_flag(ctx, flag, g, D, fn2, ftn2, pred, gtol=GTOL, stuck=None):
     finite-difference Jacobian the cosine cannot go below about ``sqrt(eps)``: ``gtol`` is raised to that."""
     xp = ctx.xp
     one = xp.ones_like(fn2)
-    coarse = float(xp.finfo(fn2.dtype).eps) ** 0.5
-    if ctx.products.jacobian_by_differences:
-        gtol = max(gtol, coarse)
-    ftol = FTOL * float(xp.finfo(fn2.dtype).eps)
     fnorm = xp.sqrt(fn2)
     cosine = xp.max(xp.abs(g) / D, axis=1) / xp.where(fnorm > 0, fnorm, one)
-    stationary = (fnorm > 0) & (cosine <= gtol)
-    if stuck is not None:
-        stationary = stationary | (stuck & (fnorm > 0) & (cosine <= coarse))
-    flat = ((fn2 > 0) & xp.isfinite(ftn2) & (xp.abs(fn2 - ftn2) <= ftol * fn2)
-            & (pred >= 0) & (pred <= ftol * fn2))
-    return xp.where(stationary | flat, xp.full_like(flag, _MINIMUM), flag)
+    hit = at_minimum(xp, cosine, fnorm, fn2, ftn2, pred, minimum_tolerances(ctx, fn2.dtype, gtol), stuck)
+    return xp.where(hit, xp.full_like(flag, _MINIMUM), flag)

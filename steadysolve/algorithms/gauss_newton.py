@@ -23,11 +23,23 @@ from .base import PROGRESS_ITERS, Algorithm, no_progress
 from .dense import refuse_large, scaled_jacobian
 from ._least_squares import GTOL, gauss_newton_point, gradient, minimum_flag, predicted_reduction, residual_size
 
-__all__ = ["GaussNewton", "GaussNewtonState"]
+__all__ = ["GaussNewton", "GaussNewtonState", "ARMIJO_C", "next_length"]
 
 _LSF = ReturnCode.LinearSolveFailed.code
 _STALLED = ReturnCode.Stalled.code
-_ARMIJO_C = 1e-4
+ARMIJO_C = 1e-4  # the sufficient decrease of the Armijo test, relative to the slope
+
+
+def next_length(ns, fn2, ftn2, slope, lam, finite, one):
+    """The step length after a rejected trial at ``lam``: the minimiser of the quadratic model of
+    ``phi(l) = ||F(u + l d)||^2`` through ``phi(0) = fn2``, ``phi'(0) = slope`` and ``phi(lam) = ftn2``,
+    safeguarded to ``[0.1, 0.5] lam`` (``0.25 lam`` after a non-finite trial). Written on a namespace
+    ``ns`` (``where``, ``clip``): an array namespace on ``(B,)`` arrays (``one`` an array of ones), or the
+    one-system engine's Python floats (``steadysolve._small.floats.FLOATS``, ``one = 1.0``)."""
+    den = 2.0 * (ftn2 - fn2 - slope * lam)
+    pos = den > 0
+    lam_q = ns.where(pos, -slope * lam * lam / ns.where(pos, den, one), 0.5 * lam)
+    return ns.where(finite, ns.clip(lam_q, 0.1 * lam, 0.5 * lam), 0.25 * lam)
 
 
 class GaussNewtonState(NamedTuple):
@@ -129,12 +141,8 @@ class GaussNewton(Algorithm):
         finite = xp.isfinite(ftn2)
         bad_dir = newton & ~usable
         descent = slope < 0
-        accept = finite & descent & ~bad_dir & (ftn2 <= state.fn2 + _ARMIJO_C * lam * slope)
-        # quadratic model of phi(l) = ||F(u + l d)||^2 from phi(0), phi'(0) = slope and phi(lam)
-        den = 2.0 * (ftn2 - state.fn2 - slope * lam)
-        pos = den > 0
-        lam_q = xp.where(pos, -slope * lam * lam / xp.where(pos, den, one), 0.5 * lam)
-        lam_q = xp.where(finite, xp.clip(lam_q, 0.1 * lam, 0.5 * lam), 0.25 * lam)
+        accept = finite & descent & ~bad_dir & (ftn2 <= state.fn2 + ARMIJO_C * lam * slope)
+        lam_q = next_length(xp, state.fn2, ftn2, slope, lam, finite, one)
         nback = xp.where(accept, xp.zeros_like(state.nback), state.nback + 1)
         nslow, ref2 = no_progress(xp, accept, ftn2, state.nslow, state.ref2)
         stop = nback > self.max_backtracks

@@ -347,3 +347,28 @@ def test_a_limit_cycle_still_stops_within_patience(method):
     assert sol.stats.niter < 400
     if sol.retcode is RC.Stalled:
         assert "did not settle" in sol.message or "does not settle" in sol.message
+
+
+@pytest.mark.parametrize("n", [5, 70])
+def test_dense_w_solver_under_jax(n):
+    """JAX states up to INVERSE_MAX_N unknowns solve W U = rhs with W^-1 from the LU (one product per
+    stage), larger ones with the LU's triangular solves: both agree with NumPy's solve, and a singular
+    W gives non-finite stages (the step is rejected), not an exception."""
+    jnp = pytest.importorskip("jax.numpy")
+    from steadysolve.ode import DenseLU
+    from steadysolve.ode._wsolve import INVERSE_MAX_N
+
+    rng = np.random.default_rng(n)
+    J = -np.eye(n) * np.logspace(0, 4, n) + 0.1 * rng.standard_normal((n, n))
+    hg = np.array([[0.3], [2e-3]])
+    rhs = rng.standard_normal((2, n))
+    Js = np.stack([J, J])
+    fact = DenseLU().factor(jnp, jnp.asarray(Js), jnp.asarray(hg))
+    assert (fact[0] == "inv") is (n <= INVERSE_MAX_N)
+    x = np.asarray(DenseLU().solve(jnp, fact, jnp.asarray(rhs)))
+    want = np.stack([np.linalg.solve(np.eye(n) / hg[b, 0] - J, rhs[b]) for b in range(2)])
+    np.testing.assert_allclose(x, want, rtol=1e-10, atol=1e-12)
+    singular = np.stack([np.eye(n) / 0.5, J])  # W = I / 0.5 - I / 0.5 = 0 for element 0
+    x = np.asarray(DenseLU().solve(jnp, DenseLU().factor(jnp, jnp.asarray(singular), jnp.asarray([[0.5], [0.3]])),
+                                   jnp.asarray(rhs)))
+    assert not np.isfinite(x[0]).all() and np.isfinite(x[1]).all()

@@ -14,7 +14,8 @@ The integrator never looks inside ``fact``.
 
 :class:`DenseLU` factorises the dense ``W`` with the library's batched LU (``torch.linalg``,
 ``jax.scipy.linalg``, SciPy's ``lu_factor`` for NumPy; without SciPy, and on libraries without an LU,
-the inverse from the standard ``linalg.inv``). A singular ``W`` (``1 / (h gamma)`` an eigenvalue of
+the inverse from the standard ``linalg.inv``; JAX states of at most ``INVERSE_MAX_N`` unknowns get the
+inverse from the LU, whose products are cheaper than XLA's small triangular solves). A singular ``W`` (``1 / (h gamma)`` an eigenvalue of
 ``J``) gives non-finite stages for that element only, so the step is rejected and retried with a
 smaller ``h`` (a different ``W``) instead of raising; on the ``inv`` fallback a singular matrix
 anywhere in the batch rejects the whole batch's step.
@@ -40,7 +41,12 @@ from .. import _backend as backend
 from ..linear import sparse as _sparse_solve
 from ..sparse import Pattern, library_matrices
 
-__all__ = ["DenseLU", "SparseLU", "SparseRows", "dense_from_rows"]
+__all__ = ["DenseLU", "SparseLU", "SparseRows", "dense_from_rows", "INVERSE_MAX_N"]
+
+#: JAX states up to this many unknowns get ``W^-1`` (from the LU, one solve with the identity) and each
+#: stage one matrix product: XLA's CPU triangular solves of small systems cost more than the product
+#: (an LU and 8 solves took ~3x an LU, the inverse and 8 products at n = 50; equal at n = 128)
+INVERSE_MAX_N = 64
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,10 @@ class DenseLU:
         if backend.is_jax(xp):
             import jax.scipy.linalg as jsl
 
-            return ("jax",) + tuple(jsl.lu_factor(W)) + (dtype,)
+            lu = tuple(jsl.lu_factor(W))
+            if n <= INVERSE_MAX_N:  # XLA's small triangular solves are slow: one matrix product per stage
+                return ("inv", jsl.lu_solve(lu, xp.broadcast_to(eye, W.shape)), None, dtype)
+            return ("jax",) + lu + (dtype,)
         if backend.is_numpy(xp):
             lu = _scipy_lu(W)
             if lu is not None:

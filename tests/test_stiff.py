@@ -315,3 +315,60 @@ def test_brusselator_small():
     sol = ss.solve(prob, ss.DynamicSS(ss.Rosenbrock23(autonomous=True)), abstol=1e-9, reltol=1e-9)
     assert sol.retcode is RC.Success
     np.testing.assert_allclose(sol.u, P.reference(), atol=1e-8)
+
+
+def test_rosenbrock23_crosses_the_hires_plateau(bk):
+    """HIRES under the second-order Rosenbrock23: the residual rises above an early minimum, then falls
+    by ~1e-4 of itself per step across a long plateau (t ~ 30 to 320) before it drops. That descent is
+    progress: the patience watch counts steps on which the residual did not fall, so the solve ends
+    Success on the flow's steady state, where a count of steps without the residual halving (the old
+    watch: 167 such steps here, against a patience of 100) stopped it Stalled."""
+    P = stiff_set.hires
+    xp = bk.xp
+    prob = ss.SteadyStateProblem(P.f(xp), bk.asarray(P.u0), jac=P.jac(xp))
+    alg = ss.DynamicSS(ss.Rosenbrock23(autonomous=True), controller=ss.PIController(reltol=1e-4, abstol=1e-8),
+                       patience=100)
+    sol = ss.solve(prob, alg, abstol=1e-8, reltol=0.0, maxiters=2000)
+    assert sol.retcode is RC.Success, sol
+    u = bk.to_numpy(sol.u)
+    np.testing.assert_allclose(u, P.reference(), atol=1e-6)
+    assert abs(u[6] + u[7] - 0.0057) < 1e-14  # the steady state the flow reaches from u0
+
+
+@pytest.mark.parametrize("method", [ss.Rosenbrock23, ss.Rodas5P])
+def test_a_limit_cycle_still_stops_within_patience(method):
+    """OREGO's limit cycle: its residual rises on every turn without beating the first turn's minimum, so
+    the rate-based watch still stops it (Stalled with the settle hint, or Diverged), a few hundred steps
+    in."""
+    P = stiff_set.orego
+    prob = ss.SteadyStateProblem(P.f(np), P.u0.copy(), jac=P.jac(np))
+    sol = ss.solve(prob, ss.DynamicSS(method(autonomous=True), patience=100), maxiters=20_000)
+    assert sol.retcode in (RC.Stalled, RC.Diverged), sol
+    assert sol.stats.niter < 400
+    if sol.retcode is RC.Stalled:
+        assert "did not settle" in sol.message or "does not settle" in sol.message
+
+
+@pytest.mark.parametrize("n", [5, 70])
+def test_dense_w_solver_under_jax(n):
+    """JAX states up to INVERSE_MAX_N unknowns solve W U = rhs with W^-1 from the LU (one product per
+    stage), larger ones with the LU's triangular solves: both agree with NumPy's solve, and a singular
+    W gives non-finite stages (the step is rejected), not an exception."""
+    jnp = pytest.importorskip("jax.numpy")
+    from steadysolve.ode import DenseLU
+    from steadysolve.ode._wsolve import INVERSE_MAX_N
+
+    rng = np.random.default_rng(n)
+    J = -np.eye(n) * np.logspace(0, 4, n) + 0.1 * rng.standard_normal((n, n))
+    hg = np.array([[0.3], [2e-3]])
+    rhs = rng.standard_normal((2, n))
+    Js = np.stack([J, J])
+    fact = DenseLU().factor(jnp, jnp.asarray(Js), jnp.asarray(hg))
+    assert (fact[0] == "inv") is (n <= INVERSE_MAX_N)
+    x = np.asarray(DenseLU().solve(jnp, fact, jnp.asarray(rhs)))
+    want = np.stack([np.linalg.solve(np.eye(n) / hg[b, 0] - J, rhs[b]) for b in range(2)])
+    np.testing.assert_allclose(x, want, rtol=1e-10, atol=1e-12)
+    singular = np.stack([np.eye(n) / 0.5, J])  # W = I / 0.5 - I / 0.5 = 0 for element 0
+    x = np.asarray(DenseLU().solve(jnp, DenseLU().factor(jnp, jnp.asarray(singular), jnp.asarray([[0.5], [0.3]])),
+                                   jnp.asarray(rhs)))
+    assert not np.isfinite(x[0]).all() and np.isfinite(x[1]).all()

@@ -55,6 +55,35 @@ def test_the_w_solver_solves_with_i_over_h_gamma_minus_j():
     assert np.isnan(x[0]).all() and np.allclose(x[1], -1.0)
 
 
+def test_the_w_solver_on_a_structurally_symmetric_pattern():
+    """A structurally symmetric W (a discretised PDE's) is permuted once by its minimum-degree order and
+    each step factorises it in that order: the solves agree with the dense ones, and a non-finite J or a
+    singular W gives NaN rows for that element only."""
+    from steadysolve.ode._wsolve import _plan
+
+    rng = np.random.default_rng(5)
+    n = 30
+    S = sps.random(n, n, density=0.1, random_state=6, format="csr")
+    S = (S + S.T + sps.identity(n)).tocsr()
+    pattern = Pattern.from_coo(n, *S.nonzero())
+    assert _plan(pattern).ordered is not None
+    vals = rng.normal(size=(4, pattern.nnz))  # unsymmetric values on the symmetric structure
+    vals[2, 0] = np.nan
+    dense = np.zeros((4, n, n))
+    for b in range(4):
+        dense[b, pattern.rows, pattern.cols] = vals[b]
+    hg = np.array([[0.5], [0.05], [0.1], [1.0]])
+    vals[3] = 0.0
+    vals[3, pattern.rows == pattern.cols] = 1.0  # J = I: W = I / 1 - J = 0
+    fact = SparseLU().factor(np, SparseRows(vals, pattern), hg)
+    rhs = rng.normal(size=(4, n))
+    x = SparseLU().solve(np, fact, rhs)
+    for b in range(2):
+        np.testing.assert_allclose((np.eye(n) / hg[b, 0] - dense[b]) @ x[b], rhs[b], atol=1e-10)
+    assert np.isnan(x[2]).all()
+    assert np.isnan(x[3]).all()
+
+
 @pytest.mark.parametrize("how", ["sparsity", "sparse jac"])
 def test_sparse_w_takes_the_dense_steps(how):
     """The 1-D Brusselator (n = 40): Rodas5P with a sparse Jacobian (colouring from sparsity=, or the

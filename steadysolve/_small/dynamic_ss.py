@@ -23,7 +23,7 @@ from .._backend.derivatives import Products, fd_jvp
 from ..algorithms._dynamic_stiff import sparse_probe, sparse_source, stiff_stats, unstable_sparse, w_solver
 from ..algorithms._stability import NEAR, unstable_equilibrium
 from ..algorithms.base import Algorithm
-from ..algorithms.dynamic_ss import DynamicSS, Watch, field_rms, watch, watch_hint
+from ..algorithms.dynamic_ss import DynamicSS, Watch, field_rms, new_watch, watch, watch_hint
 from ..ode._rosenbrock_step import rosenbrock_attempt
 from ..ode._wsolve import SparseRows
 from ..ode.adaptive import attempt, first_step
@@ -101,7 +101,7 @@ class SmallDynamicSS(Algorithm):
                        alg.stability_limit())
         return SmallDynamicSSState(u=u0, fu=fu, t=t0, h=h, err_prev=1e-4, rejected=False, naccept=0, nreject=0,
                                    flag=_RUNNING, nf=1 + timed + nf0, njvp=0, nvjp=0,
-                                   watch=Watch(0, 0, field_rms(FLOATS, fu)), setup=setup)
+                                   watch=new_watch(FLOATS, fu, 0), setup=setup)
 
     def step(self, prob, state, ctx):
         s, alg = state.setup, self.alg
@@ -179,7 +179,7 @@ class SmallStiffDynamicSS(SmallDynamicSS):
         setup.jac = _jacobian_source(ctx, prob, method, sj, field, timed)
         return SmallStiffState(u=u0, fu=fu, t=t0, h=h, err_prev=1e-4, rejected=False, naccept=0, nreject=0,
                                flag=_RUNNING, nf=1 + timed + nf0, njvp=0, nvjp=0,
-                               watch=Watch(0, 0, field_rms(FLOATS, fu)), setup=setup, J=None, njac=probes, nfact=0,
+                               watch=new_watch(FLOATS, fu, 0), setup=setup, J=None, njac=probes, nfact=0,
                                nsolve=0)
 
     def step(self, prob, state, ctx):

@@ -28,7 +28,7 @@ from ._dynamic_stiff import Rosenbrock, stiff_attempt, stiff_stats, stiff_tolera
 from ._stability import DIVERGED
 from .base import Algorithm
 
-__all__ = ["DynamicSS", "DynamicSSState", "Watch", "watch", "watch_hint", "field_rms"]
+__all__ = ["DynamicSS", "DynamicSSState", "Watch", "watch", "new_watch", "watch_hint", "field_rms"]
 
 LOCAL_TOL_FACTOR = 0.1
 _TIMELIMIT = ReturnCode.TimeLimit.code
@@ -41,12 +41,18 @@ STIFF_FRACTION = 0.8
 #: a watched element stopped with its residual this many times the value at its last halving has left
 #: its start (Diverged)
 AWAY = 4.0
+#: ``patience`` counts the accepted steps on which the residual did not fall, since it last fell below this
+#: fraction of its best value. A steady descent, however slow (HIRES's plateau under a second-order
+#: method: ~1,400 steps, each lowering the residual by ~1e-4 of itself, after a rise above an earlier
+#: minimum), never counts; a limit cycle's residual rises on every turn without beating the minimum of
+#: its first, and a flow leaving its start rises on every step
+PROGRESS = 0.99
 STIFF_HINT = ("DynamicSS stopped at its explicit method's stability limit: the problem is stiff (the step is held "
               "at ~{:.1f} / |lambda_max| while the residual hardly falls). Use a stiff integrator, "
               "DynamicSS(ss.Rodas5P()), or ss.PseudoTransient()")
-SETTLE_HINT = ("DynamicSS stopped: the residual did not halve in `patience` accepted steps; the flow does not "
-               "settle (a limit cycle, or an equilibrium that is not stable), or settles too slowly for "
-               "this patience (DynamicSS(patience=...))")
+SETTLE_HINT = ("DynamicSS stopped: the residual rose on `patience` accepted steps without falling 1% below its best; "
+               "the flow does not settle (a limit cycle, or an equilibrium that is not stable), or wanders too "
+               "long for this patience (DynamicSS(patience=...))")
 
 
 class Watch(NamedTuple):
@@ -55,6 +61,9 @@ class Watch(NamedTuple):
     nstiff: Any  # accepted steps in a row at the stability limit (explicit methods)
     since: Any  # accepted steps since the residual last halved
     ref: Any  # the residual's RMS when it last halved
+    flat: Any  # accepted steps on which the residual did not fall, since it last fell below PROGRESS * best
+    best: Any  # the residual's RMS when it last did
+    last: Any  # the residual's RMS after the last accepted step
 
 
 def watch(el, w: Watch, accept, fnorm, hrho, limit: float, patience, naccept):
@@ -62,8 +71,9 @@ def watch(el, w: Watch, accept, fnorm, hrho, limit: float, patience, naccept):
     step's ``h |lambda|`` estimate, None for a Rosenbrock method) and the elements to stop with
     ``Stalled``: at an explicit method's stability ``limit`` for ``STIFF_STEPS`` accepted steps in a row
     without the residual halving (a stiff problem; a non-stiff flow reaches the limit too, as its steps
-    grow, but its residual then halves every few steps), or ``patience`` accepted steps without the
-    residual halving (a flow that does not settle). ``away``: the stopped elements whose residual never
+    grow, but its residual then halves every few steps), or ``patience`` accepted steps on which the
+    residual did not fall, with no step taking it below ``PROGRESS`` times its best value in between
+    (a flow that does not settle; a slow monotone descent is progress). ``away``: the stopped elements whose residual never
     halved in their ``naccept`` accepted steps and has grown ``AWAY`` times, a flow that leaves its start
     (an unstable equilibrium, a blow-up): ``Diverged``, not ``Stalled`` (a limit cycle's field, which
     rises and falls, has halved on the way to the cycle). Written against the per-element namespace ``el`` (arrays,
@@ -71,13 +81,17 @@ def watch(el, w: Watch, accept, fnorm, hrho, limit: float, patience, naccept):
     halved = accept & (fnorm <= 0.5 * w.ref)
     since = el.where(accept, el.where(halved, 0, w.since + 1), w.since)
     ref = el.where(halved, fnorm, w.ref)
+    better = accept & (fnorm <= PROGRESS * w.best)
+    flat = el.where(accept, el.where(better, 0, el.where(fnorm < w.last, w.flat, w.flat + 1)), w.flat)
+    best = el.where(better, fnorm, w.best)
+    last = el.where(accept, fnorm, w.last)
     nstiff = w.nstiff
     if hrho is not None:
         nstiff = el.where(accept, el.where(hrho >= STIFF_FRACTION * limit, nstiff + 1, 0), nstiff)
     stop = (nstiff >= STIFF_STEPS) & (since >= STIFF_STEPS)
     if patience is not None:
-        stop = stop | (since >= patience)
-    return Watch(nstiff, since, ref), stop, stop & (since >= naccept) & (fnorm > AWAY * ref)
+        stop = stop | (flat >= patience)
+    return Watch(nstiff, since, ref, flat, best, last), stop, stop & (since >= naccept) & (fnorm > AWAY * ref)
 
 
 class DynamicSSState(NamedTuple):
@@ -135,6 +149,10 @@ class DynamicSS(Algorithm):
         solve with ``jax.jit`` (op-by-op dispatch of the ~300 array operations of a step is
         slow); if ``f`` cannot be traced the solve falls back to op-by-op execution. Inside
         ``jax.jit`` / ``vmap`` the whole solve is traced anyway.
+    patience
+        Stop with ``ReturnCode.Stalled`` after this many accepted steps on which the residual did not
+        fall, counted since it last fell 1% below its best value (a limit cycle, a flow leaving an
+        unstable equilibrium); a steady descent, however slow, is never stopped. ``None``: no watch.
 
     Notes
     -----
@@ -247,7 +265,7 @@ class DynamicSS(Algorithm):
             u=u0, fu=fu, t=t, h=h, err_prev=xp.full_like(t, 1e-4), rejected=zi != 0,
             naccept=zi, nreject=zi, flag=zi,
             nf=ctx.counter(nf + nf0), njvp=ctx.counter(0), nvjp=ctx.counter(0),
-            watch=Watch(zi, zi, field_rms(elements(xp), fu)), ws=ws, lin=stiff_work(ctx, prob, self.integrator, u0, fu) if stiff else None,
+            watch=new_watch(elements(xp), fu, zi), ws=ws, lin=stiff_work(ctx, prob, self.integrator, u0, fu) if stiff else None,
         )
 
     def step(self, prob, state, ctx):
@@ -313,13 +331,19 @@ def watch_hint(w: Watch, codes, patience, limit: float):
     stalled = np.asarray([int(c) == _STALLED for c in codes])
     if not stalled.any():
         return None
-    nstiff, since = (np.asarray(backend.to_numpy(backend.namespace(("w", x)), x) if backend.is_array(x) else x)
-                     .reshape(-1) for x in (w.nstiff, w.since))
+    nstiff, since, flat = (np.asarray(backend.to_numpy(backend.namespace(("w", x)), x) if backend.is_array(x) else x)
+                           .reshape(-1) for x in (w.nstiff, w.since, w.flat))
     if (stalled & (nstiff >= STIFF_STEPS - 1) & (since >= STIFF_STEPS - 1)).any():
         return STIFF_HINT.format(limit)
-    if patience is not None and (stalled & (since >= patience - 1)).any():
+    if patience is not None and (stalled & (flat >= patience - 1)).any():
         return SETTLE_HINT
     return None
+
+
+def new_watch(el, fu, zero):
+    """The watch at the start (``zero``: ``(B,)`` int zeros, or ``0`` for one system's floats)."""
+    r = field_rms(el, fu)
+    return Watch(zero, zero, r, zero, r, r)
 
 
 def field_rms(el, fu):

@@ -14,7 +14,8 @@ The integrator never looks inside ``fact``.
 
 :class:`DenseLU` factorises the dense ``W`` with the library's batched LU (``torch.linalg``,
 ``jax.scipy.linalg``, SciPy's ``lu_factor`` for NumPy; without SciPy, and on libraries without an LU,
-the inverse from the standard ``linalg.inv``). A singular ``W`` (``1 / (h gamma)`` an eigenvalue of
+the inverse from the standard ``linalg.inv``; JAX states of at most ``INVERSE_MAX_N`` unknowns get the
+inverse from the LU, whose products are cheaper than XLA's small triangular solves). A singular ``W`` (``1 / (h gamma)`` an eigenvalue of
 ``J``) gives non-finite stages for that element only, so the step is rejected and retried with a
 smaller ``h`` (a different ``W``) instead of raising; on the ``inv`` fallback a singular matrix
 anywhere in the batch rejects the whole batch's step.
@@ -40,7 +41,12 @@ from .. import _backend as backend
 from ..linear import sparse as _sparse_solve
 from ..sparse import Pattern, library_matrices
 
-__all__ = ["DenseLU", "SparseLU", "SparseRows", "dense_from_rows"]
+__all__ = ["DenseLU", "SparseLU", "SparseRows", "dense_from_rows", "INVERSE_MAX_N"]
+
+#: JAX states up to this many unknowns get ``W^-1`` (from the LU, one solve with the identity) and each
+#: stage one matrix product: XLA's CPU triangular solves of small systems cost more than the product
+#: (an LU and 8 solves took ~3x an LU, the inverse and 8 products at n = 50; equal at n = 128)
+INVERSE_MAX_N = 64
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,10 @@ class DenseLU:
         if backend.is_jax(xp):
             import jax.scipy.linalg as jsl
 
-            return ("jax",) + tuple(jsl.lu_factor(W)) + (dtype,)
+            lu = tuple(jsl.lu_factor(W))
+            if n <= INVERSE_MAX_N:  # XLA's small triangular solves are slow: one matrix product per stage
+                return ("inv", jsl.lu_solve(lu, xp.broadcast_to(eye, W.shape)), None, dtype)
+            return ("jax",) + lu + (dtype,)
         if backend.is_numpy(xp):
             lu = _scipy_lu(W)
             if lu is not None:
@@ -172,6 +181,16 @@ def dense_from_rows(xp, J: SparseRows):
     return dense if backend.is_numpy(xp) else backend.from_numpy(xp, dense, J.values.dtype, backend.device_of(J.values))
 
 
+class _Ordered(NamedTuple):
+    """``W`` symmetrically permuted by a fill-reducing order computed once per structure: the permuted
+    matrix's CSC structure and where its entries sit among ``W``'s (CSR order)."""
+
+    order: np.ndarray  # (n,) A = W[order][:, order]
+    gather: np.ndarray  # (nnz_W,) A's CSC data = W's values[gather]
+    indices: np.ndarray
+    indptr: np.ndarray
+
+
 class _WPlan(NamedTuple):
     """Where ``W = s I - J`` sits on the pattern of ``J`` plus the diagonal."""
 
@@ -179,14 +198,70 @@ class _WPlan(NamedTuple):
     at_j: np.ndarray  # (nnz_J,) position of each entry of J in ``wide``
     at_diag: np.ndarray  # (n,) position of each diagonal entry in ``wide``
     permc_spec: str  # SuperLU's column ordering for this structure
+    ordered: Any = None  # _Ordered for a structurally symmetric W, else None
 
 
 @lru_cache(maxsize=8)
 def _plan(pattern: Pattern) -> _WPlan:
     wide = pattern.with_diagonal()
     diag = np.arange(pattern.n, dtype=np.int64)
-    spec = "MMD_AT_PLUS_A" if _sparse_solve.structurally_symmetric(wide.to_scipy()) else "COLAMD"
-    return _WPlan(wide, wide.position(pattern.rows, pattern.indices), wide.position(diag, diag), spec)
+    at_diag = wide.position(diag, diag)
+    symmetric = _sparse_solve.structurally_symmetric(wide.to_scipy())
+    spec = "MMD_AT_PLUS_A" if symmetric else "COLAMD"
+    ordered = _ordering(wide, at_diag) if symmetric else None
+    return _WPlan(wide, wide.position(pattern.rows, pattern.indices), at_diag, spec, ordered)
+
+
+def _ordering(wide: Pattern, at_diag) -> _Ordered:
+    """The minimum-degree order of ``W + W^T`` (SuperLU's ``MMD_AT_PLUS_A``, read from one factorisation of
+    a diagonally dominant matrix on the structure; it depends on the structure only). SuperLU recomputes
+    its ordering at every factorisation, about half of the cost of a banded ``W``'s: with ``W`` permuted
+    once here, each step's factorisation takes the natural order (partial pivoting is kept)."""
+    from scipy.sparse.linalg import splu
+
+    vals = np.ones(wide.nnz)
+    vals[at_diag] = wide.nnz + 1.0
+    order = np.argsort(splu(wide.to_scipy(vals).tocsc(), permc_spec="MMD_AT_PLUS_A").perm_c)
+    where = wide.to_scipy(np.arange(1, wide.nnz + 1, dtype=np.int64))[order][:, order].tocsc()
+    where.sort_indices()
+    return _Ordered(order, np.asarray(where.data - 1, dtype=np.int64), where.indices.copy(), where.indptr.copy())
+
+
+class _OrderedLU:
+    """SuperLU factorisations of the permuted ``W`` per element, with :class:`steadysolve.linear.sparse.SparseLU`'s
+    interface (``solve(rhs)``, ``failed``: a non-finite or exactly singular ``W``, or a non-finite solution)."""
+
+    def __init__(self, W, ordered: _Ordered):
+        import scipy.sparse as sps
+        from scipy.sparse.linalg import splu
+
+        self.ordered = ordered
+        B, n = W.shape[0], ordered.order.shape[0]
+        self.factors = [None] * B
+        self.failed = np.zeros(B, dtype=bool)
+        for b in range(B):
+            data = W[b][ordered.gather]
+            if not np.isfinite(data).all():
+                self.failed[b] = True
+                continue
+            A = sps.csc_matrix((data, ordered.indices, ordered.indptr), shape=(n, n))
+            try:
+                self.factors[b] = splu(A, permc_spec="NATURAL")
+            except RuntimeError:  # "Factor is exactly singular"
+                self.failed[b] = True
+
+    def solve(self, rhs):
+        order = self.ordered.order
+        out = np.zeros_like(rhs)
+        for b, lu in enumerate(self.factors):
+            if self.failed[b]:
+                continue
+            x = lu.solve(rhs[b][order])
+            if np.isfinite(x).all():
+                out[b, order] = x
+            else:
+                self.failed[b] = True
+        return out
 
 
 def w_values(J: SparseRows, shift):
@@ -204,6 +279,8 @@ def superlu_factor(J: SparseRows, shift):
     """SuperLU factorisations of ``shift I - J`` per element (NumPy values; ``shift`` ``(B, 1)``)."""
     W, plan = w_values(J, np.asarray(shift, dtype=np.asarray(J.values).dtype))
     with np.errstate(all="ignore"):
+        if plan.ordered is not None:
+            return _OrderedLU(W, plan.ordered)
         return _sparse_solve.SparseLU([plan.wide.to_scipy(W[b]) for b in range(W.shape[0])],
                                       permc_spec=plan.permc_spec)
 

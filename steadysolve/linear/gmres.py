@@ -22,6 +22,7 @@ combines is then the directions ``Z``, not the Krylov basis ``V``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -132,7 +133,8 @@ def _traced(xp, *arrays) -> bool:
 
 
 def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5, abstol: float = 0.0,
-             maxiters: Optional[int] = None, active=None, aug=None, precond=None) -> GMRESResult:
+             maxiters: Optional[int] = None, active=None, aug=None, precond=None,
+             max_restart: Optional[int] = None) -> GMRESResult:
     """GMRES on the solver layout: ``matvec`` maps ``(B, n) -> (B, n)``, row by row.
 
     ``reltol`` may be a float or a ``(B,)`` array (per-element forcing terms);
@@ -144,11 +146,19 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5
     cycle length becomes ``restart + k``.
     ``precond`` (``(B, n) -> (B, n)``, row by row, linear): right preconditioning, ``A M y = b - A x0``
     with ``x = x0 + M y``; the residual tested is the true one.
+    ``max_restart`` (traced driver only): the buffers hold a cycle of ``max_restart`` steps (plus the
+    augmentation), and ``restart`` and ``maxiters`` may be traced 0-d integers up to it: the cycle length
+    can change from one call to the next inside one compiled loop (Newton-Krylov's Krylov growth).
     """
     B, n = b.shape
-    m = restart if aug is None else restart + aug.shape[1]
+    k = 0 if aug is None else aug.shape[1]
+    m = restart + k
     maxiters = maxiters if maxiters is not None else max(10 * n, m)
-    driver = _traced_gmres if _traced(xp, b, x0, reltol, active) else _eager_gmres
+    if _traced(xp, b, x0, reltol, active):
+        m_buf = m if max_restart is None else max_restart + k
+        driver = functools.partial(_traced_gmres, m_buf=m_buf)
+    else:
+        driver = _eager_gmres
     if x0 is None:
         x, r, nmv0 = xp.zeros_like(b), b, 0
     else:
@@ -280,9 +290,14 @@ class _Cycle(NamedTuple):
     nmv: Any  # matvec calls
 
 
-def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug, precond=None):
-    """The kernel in ``lax.while_loop`` on fixed-size buffers (``xp`` is ``jax.numpy``)."""
+def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug, precond=None, *,
+                  m_buf=None):
+    """The kernel in ``lax.while_loop`` on fixed-size buffers (``xp`` is ``jax.numpy``) of ``m_buf`` steps;
+    a cycle stops after ``m <= m_buf`` of them (``m`` may be traced: the steps beyond are invalid columns,
+    which the triangular solve treats as identity columns, and basis rows that stay zero)."""
     import jax
+
+    m_act, m = m, (m if m_buf is None else m_buf)
 
     B, n = b.shape
     dtype = b.dtype
@@ -310,7 +325,9 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
         else:
             a = take_block(xp, aug_c, (0, xp.minimum(j, kaug - 1), 0), (B, 1, n))[:, 0, :]
             a = xp.where(j < kaug, a, 0.0)  # zero (skipped) past the last one
-            z, soft, p = search_direction(xp, a, c.V[:, 0, :], c.v, p, Z, precond)
+            # an augmentation vector (steps j < kaug) meets only directions 0 .. j - 1 < kaug: the rest of
+            # Z is still zero, and orthogonalising against it would read the whole buffer at every step
+            z, soft, p = search_direction(xp, a, c.V[:, 0, :], c.v, p, Z[:, :kaug, :], precond)
             Z = put_block(xp, Z, (0, j, 0), z[:, None, :])
         w = matvec(z)
         h, w = project(c.V, w, j)
@@ -324,7 +341,7 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
         return _Cycle(s, V, v, Z, p, j + 1, c.k + 1, c.nmv + 1)
 
     def inner_cond(c):
-        return (c.j < m) & xp.any(c.s.active) & (c.k < maxiters)
+        return (c.j < m_act) & xp.any(c.s.active) & (c.k < maxiters)
 
     def outer_cond(st):
         x, r, resid, failed, k, nmv, ncycle = st

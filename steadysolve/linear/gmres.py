@@ -283,6 +283,7 @@ class _Cycle(NamedTuple):
     s: Rotated  # the least-squares problem
     V: Any  # (B, rows, n) the Krylov basis; the rows not reached yet are zero
     v: Any  # (B, n) the newest basis vector
+    v0: Any  # (B, n) the first one (a carry of its own: a read of V before the products copied all of V)
     Z: Any  # (B, m, n) the search directions (with augmentation), else None
     p: Any  # (B,) Krylov (non-augmentation) steps so far (with augmentation), else None
     j: Any  # the step within the cycle
@@ -314,7 +315,7 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
         def project(V, w, j):  # CGS2 against the whole buffer (the rows not reached are zero)
             h1, w = gram_schmidt(xp, V, w)
             h2, w = gram_schmidt(xp, V, w)
-            return h1 + h2, w
+            return h1 + h2, w, V
 
     kaug = 0 if aug is None else aug.shape[1]
 
@@ -327,18 +328,18 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
             a = xp.where(j < kaug, a, 0.0)  # zero (skipped) past the last one
             # an augmentation vector (steps j < kaug) meets only directions 0 .. j - 1 < kaug: the rest of
             # Z is still zero, and orthogonalising against it would read the whole buffer at every step
-            z, soft, p = search_direction(xp, a, c.V[:, 0, :], c.v, p, Z[:, :kaug, :], precond)
+            z, soft, p = search_direction(xp, a, c.v0, c.v, p, Z[:, :kaug, :], precond)
             Z = put_block(xp, Z, (0, j, 0), z[:, None, :])
         w = matvec(z)
-        h, w = project(c.V, w, j)
+        h, w, V = project(c.V, w, j)  # V threaded through: the write below is in place
         beta = l2(xp, w)
         hcol = put_block(xp, h[:, :m + 1], (0, j + 1), beta[:, None])
         s, ok = add_column(xp, c.s, hcol, j, m + 1, eps, tol, soft)
         # the next basis vector: zero for elements that stop here, so that no NaN enters x
         okb = xp.reshape(ok & (beta > 0), (B, 1))
         v = xp.where(okb, w / xp.reshape(xp.where(beta > 0, beta, xp.ones_like(beta)), (B, 1)), xp.zeros_like(w))
-        V = put_block(xp, c.V, (0, j + 1, 0), v[:, None, :])
-        return _Cycle(s, V, v, Z, p, j + 1, c.k + 1, c.nmv + 1)
+        V = put_block(xp, V, (0, j + 1, 0), v[:, None, :])
+        return _Cycle(s, V, v, c.v0, Z, p, j + 1, c.k + 1, c.nmv + 1)
 
     def inner_cond(c):
         return (c.j < m_act) & xp.any(c.s.active) & (c.k < maxiters)
@@ -357,7 +358,7 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
         Z = p = None
         if aug_c is not None:
             Z, p = xp.zeros((B, m, n), dtype=dtype), xp.zeros((B,), dtype=i32)
-        c = _Cycle(rotated(xp, resid, running, failed, m, dtype), V, v0, Z, p, xp.asarray(0, dtype=i32), k, nmv)
+        c = _Cycle(rotated(xp, resid, running, failed, m, dtype), V, v0, v0, Z, p, xp.asarray(0, dtype=i32), k, nmv)
         c = jax.lax.while_loop(inner_cond, lambda c: step(c, aug_c), c)
         y = solve_rotated(xp, c.s, m)
         x = x + _update(xp, combine_rows(xp, y, c.V[:, :m, :] if c.Z is None else c.Z),

@@ -130,6 +130,8 @@ def test_gmres_precond_options_are_checked():
         Jacobi(refresh="sometimes")
     with pytest.raises(ValueError, match="cycle"):
         AMG(cycle="X")
+    with pytest.raises(ValueError, match="sweep must be 'single' or 'symmetric'"):
+        AMG(sweep="forward")
 
 
 # --- NewtonKrylov(precond=) -----------------------------------------------------------------------
@@ -245,7 +247,7 @@ def test_amg_preconditioned_newton_krylov():
     F, u0, p = bruss.problem(16)
     plain = ss.solve(ss.NonlinearProblem(F, u0, p), ss.NewtonKrylov(), abstol=1e-8)
     prob = ss.NonlinearProblem(F, u0, p, sparsity=bruss.sparsity(16))
-    for pc in (AMG(), ILU()):
+    for pc in (AMG(), AMG(sweep="symmetric"), ILU()):
         sol = ss.solve(prob, ss.NewtonKrylov(precond=pc), abstol=1e-8)
         assert sol.retcode == ss.ReturnCode.Success
         assert np.abs(F(sol.u, p)).max() <= 1e-8

@@ -335,8 +335,12 @@ class ILU(_HostApply, Preconditioner):
 class AMG(_HostApply, Preconditioner):
     """Algebraic multigrid (PyAMG's smoothed aggregation, one V-cycle per application), one hierarchy per
     batch element; install ``steadysolve[sparse]`` (PyAMG). Parameters: ``cycle`` (``"V"``, ``"W"``,
-    ``"F"``), ``refresh`` (by default ``"krylov"``, as :class:`ILU`). Needs the sparse Jacobian; host only
-    (not under ``jax.jit``).
+    ``"F"``), ``sweep`` (the Gauss-Seidel smoothing of a cycle: ``"single"``, one forward sweep before
+    the coarse correction and one backward sweep after it, or ``"symmetric"``, PyAMG's default, a
+    forward and a backward sweep on each side: twice the relaxation work, which on the Brusselator at
+    N = 128 bought no fewer Newton steps and about 10 % fewer Krylov steps, for 1.2-1.9x the time),
+    ``refresh`` (by default ``"krylov"``, as :class:`ILU`). Needs the sparse Jacobian; host only (not
+    under ``jax.jit``).
 
     Examples
     --------
@@ -356,10 +360,13 @@ class AMG(_HostApply, Preconditioner):
 
     cycle: str = "V"
     refresh: Union[int, str] = "krylov"
+    sweep: str = "single"
 
     def __post_init__(self):
         if self.cycle not in ("V", "W", "F"):
             raise ValueError(f"AMG: cycle must be 'V', 'W' or 'F', got {self.cycle!r}")
+        if self.sweep not in ("single", "symmetric"):
+            raise ValueError(f"AMG: sweep must be 'single' or 'symmetric', got {self.sweep!r}")
         self._check_refresh()
 
     def setup(self, jac: JacobianAt):
@@ -367,9 +374,14 @@ class AMG(_HostApply, Preconditioner):
             import pyamg
         except ImportError as e:  # pragma: no cover - the extra is installed in the test environment
             raise ImportError("AMG needs PyAMG: pip install 'steadysolve[sparse]'") from e
+        if self.sweep == "single":
+            kw = dict(presmoother=("gauss_seidel", {"sweep": "forward"}),
+                      postsmoother=("gauss_seidel", {"sweep": "backward"}))
+        else:
+            kw = {}
         out = []
         for A in self._host_matrices(jac):
-            ml = pyamg.smoothed_aggregation_solver(A.tocsr())
+            ml = pyamg.smoothed_aggregation_solver(A.tocsr(), **kw)
             out.append(ml.aspreconditioner(cycle=self.cycle).matvec)
         return HostSolves(out)
 

@@ -130,6 +130,8 @@ def test_gmres_precond_options_are_checked():
         Jacobi(refresh="sometimes")
     with pytest.raises(ValueError, match="cycle"):
         AMG(cycle="X")
+    with pytest.raises(ValueError, match="refresh must be a positive int, 'krylov' or 'growth'"):
+        AMG(refresh="never")
     with pytest.raises(ValueError, match="sweep must be 'single' or 'symmetric'"):
         AMG(sweep="forward")
 
@@ -212,7 +214,7 @@ class Counting(Preconditioner):
         return data * v
 
 
-@pytest.mark.parametrize("refresh", [1, 3, "krylov"])
+@pytest.mark.parametrize("refresh", [1, 3, "krylov", "growth"])
 def test_refresh_schedule(bk, refresh):
     pc = Counting(refresh=refresh)
     prob = _tridiag_problem(bk)
@@ -225,9 +227,24 @@ def test_refresh_schedule(bk, refresh):
     elif refresh == 3:
         assert len(pc.at) == -(-nd // 3)
     else:  # only when an inner solve took more than twice the Krylov steps of the first one after a setup
+        # ("krylov" also after a truncated inner solve)
         every = Counting(refresh=1)
         ss.solve(prob, ss.NewtonKrylov(precond=every, recycle=0), abstol=1e-12)
         assert 1 <= len(pc.at) < len(every.at)
+
+
+def test_growth_refresh_ignores_a_truncated_solve():
+    """``"growth"`` (AMG's default) sets up again only when the Krylov steps more than doubled since the
+    first solve after the last setup; ``"krylov"`` also after an inner solve that stopped short."""
+    from steadysolve.linear.precond import due
+
+    assert AMG().refresh == "growth"
+    for refresh, expect in (("growth", (False, True, False)), ("krylov", (True, True, False))):
+        pc = AMG(refresh=refresh)
+        got = (bool(due(pc, 1, 10, 10, True)),  # truncated, as many steps as the first solve
+               bool(due(pc, 1, 10, 21, False)),  # more than twice the steps
+               bool(due(pc, 0, 10, 30, True)))  # just set up
+        assert got == expect, refresh
 
 
 @slow_on("jax")

@@ -365,6 +365,58 @@ def precond_report(sizes, repeats, rows, json_path=None):
     return prow
 
 
+# --- issue 28 item 4: Newton-Krylov under jax.jit against the eager NumPy solve ----------------------------
+
+JIT_METHODS = ("jax.jit(solve(prob, NewtonKrylov()))", "jax.jit(adapters.jax.root(solver=NewtonKrylov()))")
+
+
+def jit_rows(N, repeats, rows):
+    """The default ``NewtonKrylov()`` compiled by ``jax.jit`` (float64): the core ``solve`` and
+    ``adapters.jax.root``. ``ms`` is a compiled run; ``compile`` the first call minus a compiled run
+    (tracing, XLA compilation); the ratio is against the eager NumPy ``NewtonKrylov()`` row of ``rows``."""
+    import jax
+    import jax.numpy as jnp
+
+    from steadysolve.adapters.jax import root
+
+    jax.config.update("jax_enable_x64", True)
+    F, u0, _ = bruss.problem(N)
+    uj = jnp.asarray(u0)
+    pj = bruss.params(N, like=uj)
+
+    def core(u):
+        sol = ss.solve(ss.NonlinearProblem(F, u, pj), ss.NewtonKrylov(), abstol=ABSTOL)
+        return sol.u, sol.stats["niter"], sol.stats["njvp"], sol.retcode_array
+
+    def adapter(u):
+        out, st = root(lambda v: F(v, pj), u, solver=ss.NewtonKrylov(), abstol=ABSTOL)
+        return out, st.niter, st.njvp, st.retcode_array
+
+    eager = {r["method"]: r for r in rows if r["N"] == N and r.get("time") is not None}.get(NK_DEFAULT)
+    out = []
+    for name, fn in zip(JIT_METHODS, (core, adapter)):
+        f = jax.jit(fn)
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(uj))
+        first = time.perf_counter() - t0
+        t, res = timed(lambda: jax.block_until_ready(f(uj)), repeats=repeats, warmup=0)
+        u, niter, njvp, _ = (np.asarray(x) for x in res)
+        resid = float(np.abs(F(u, bruss.params(N))).max())
+        row = {"case": f"N={N} (n={2 * N * N}) | {name}", "N": N, "n": 2 * N * N, "method": name, "time": t,
+               "ms": 1e3 * t, "compile": max(first - t, 0.0), "niter": int(niter), "njvp": int(njvp),
+               "resid": resid, "solved": resid <= ABSTOL, "target": 1.2}
+        if eager is not None:
+            row.update(peer=NK_DEFAULT, peer_time=eager["time"], ratio=t / eager["time"],
+                       note=f"eager NumPy: {1e3 * eager['time']:.0f} ms, {eager.get('niter')} iters, {eager.get('nf')} F evals")
+        out.append(row)
+    return out
+
+
+JIT_COLUMNS = [("method", "method", "s"), ("N", "N", "d"), ("ms", "ms", ".1f"), ("compile", "compile [s]", ".1f"),
+               ("ratio", "ratio vs eager NumPy", ".2f"), ("niter", "iters", ""), ("njvp", "JVPs", ""),
+               ("resid", "max|F|", ".1e"), ("note", "note", "s")]
+
+
 # --- the sparse building blocks on this problem ---------------------------------------------------------
 
 
@@ -420,6 +472,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-blocks", action="store_true", help="skip the building-blocks table")
     ap.add_argument("--no-precond", action="store_true", help="skip the preconditioned Newton-Krylov table")
+    ap.add_argument("--jit", action="store_true", help="add the jax.jit Newton-Krylov table (issue 28 item 4)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [8, 16, 32] if args.quick else list(bruss.SIZES)
@@ -436,6 +489,14 @@ def main(argv=None):
                     title="Growth of the time with n = 2 N^2 over N >= 32")
     if not args.no_precond:
         precond_report(sizes, args.repeats, rows, args.json)
+    if args.jit:
+        jrows = []
+        for N in sizes:
+            jrows += jit_rows(N, args.repeats if N <= 32 else max(1, args.repeats - 2), rows)
+        print_table(jrows, JIT_COLUMNS, title="NewtonKrylov() under jax.jit (float64) against the eager NumPy solve "
+                                              "(target <= 1.2)")
+        if args.json:
+            write_results(args.json, "brusselator_jit", jrows)
     block_rows = [] if args.no_blocks else [blocks(N) for N in sizes]
     if block_rows:
         print_table(block_rows, BLOCK_COLUMNS, title="Sparse building blocks on the Brusselator")

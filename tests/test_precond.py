@@ -12,7 +12,7 @@ import steadysolve as ss
 from benchmarks.problems import bruss
 from steadysolve.linear.precond import AMG, ILU, BlockJacobi, Jacobi, Preconditioner
 
-from helpers import slow_on
+from helpers import get_backend, slow_on
 
 N = 12
 _RNG = np.random.default_rng(3)
@@ -130,6 +130,10 @@ def test_gmres_precond_options_are_checked():
         Jacobi(refresh="sometimes")
     with pytest.raises(ValueError, match="cycle"):
         AMG(cycle="X")
+    with pytest.raises(ValueError, match="refresh must be a positive int, 'krylov' or 'growth'"):
+        AMG(refresh="never")
+    with pytest.raises(ValueError, match="sweep must be 'single' or 'symmetric'"):
+        AMG(sweep="forward")
 
 
 # --- NewtonKrylov(precond=) -----------------------------------------------------------------------
@@ -210,7 +214,7 @@ class Counting(Preconditioner):
         return data * v
 
 
-@pytest.mark.parametrize("refresh", [1, 3, "krylov"])
+@pytest.mark.parametrize("refresh", [1, 3, "krylov", "growth"])
 def test_refresh_schedule(bk, refresh):
     pc = Counting(refresh=refresh)
     prob = _tridiag_problem(bk)
@@ -223,9 +227,24 @@ def test_refresh_schedule(bk, refresh):
     elif refresh == 3:
         assert len(pc.at) == -(-nd // 3)
     else:  # only when an inner solve took more than twice the Krylov steps of the first one after a setup
+        # ("krylov" also after a truncated inner solve)
         every = Counting(refresh=1)
         ss.solve(prob, ss.NewtonKrylov(precond=every, recycle=0), abstol=1e-12)
         assert 1 <= len(pc.at) < len(every.at)
+
+
+def test_growth_refresh_ignores_a_truncated_solve():
+    """``"growth"`` (AMG's default) sets up again only when the Krylov steps more than doubled since the
+    first solve after the last setup; ``"krylov"`` also after an inner solve that stopped short."""
+    from steadysolve.linear.precond import due
+
+    assert AMG().refresh == "growth"
+    for refresh, expect in (("growth", (False, True, False)), ("krylov", (True, True, False))):
+        pc = AMG(refresh=refresh)
+        got = (bool(due(pc, 1, 10, 10, True)),  # truncated, as many steps as the first solve
+               bool(due(pc, 1, 10, 21, False)),  # more than twice the steps
+               bool(due(pc, 0, 10, 30, True)))  # just set up
+        assert got == expect, refresh
 
 
 @slow_on("jax")
@@ -245,7 +264,7 @@ def test_amg_preconditioned_newton_krylov():
     F, u0, p = bruss.problem(16)
     plain = ss.solve(ss.NonlinearProblem(F, u0, p), ss.NewtonKrylov(), abstol=1e-8)
     prob = ss.NonlinearProblem(F, u0, p, sparsity=bruss.sparsity(16))
-    for pc in (AMG(), ILU()):
+    for pc in (AMG(), AMG(sweep="symmetric"), ILU()):
         sol = ss.solve(prob, ss.NewtonKrylov(precond=pc), abstol=1e-8)
         assert sol.retcode == ss.ReturnCode.Success
         assert np.abs(F(sol.u, p)).max() <= 1e-8
@@ -311,6 +330,46 @@ def test_krylov_budget_grows_in_a_batch():
     assert not fixed.successful
     assert grown.successful
     assert np.abs(F(grown.u, p)).max() <= 1e-8
+
+
+def _bruss_batch(bk, N=8):
+    """Two Brusselator states (the start and a perturbed one) on ``bk``: the generic (batched) engine."""
+    F, u0, _ = bruss.problem(N)
+    like = bk.asarray(np.zeros(1))
+    return F, ss.NonlinearProblem(F, bk.asarray(np.stack([u0, 1.01 * u0])), bruss.params(N, like=like))
+
+
+_GROW = dict(linsolve=ss.GMRES(restart=4), recycle=0)
+
+
+def test_krylov_budget_grows_on_every_backend(bk):
+    """Brusselator N = 8 with GMRES(4): the budget grows (inner solves of more than 4 Krylov steps) and the
+    batch converges. (The counts differ between backends by rounding alone: this Newton-Krylov run is
+    sensitive to the last bits of the reductions.)"""
+    F, prob = _bruss_batch(bk)
+    sol = ss.solve(prob, ss.NewtonKrylov(**_GROW), abstol=1e-8, batch_axis=0, maxiters=100)
+    assert sol.successful
+    assert sol.stats["nlinear"] > 4 * sol.stats["nlinsolve"]  # some inner solve ran past the configured cycle
+    assert np.abs(F(bk.to_numpy(sol.u), bruss.params(8))).max() <= 1e-8
+
+
+def test_krylov_budget_grows_under_jit():
+    """Under ``jax.jit`` the budget grows as in the eager solve (GMRES's buffers hold the largest cycle, the
+    active length is traced): the same Newton steps, Krylov steps and iterates; without growth the same
+    problem does not converge in 100 iterations."""
+    import jax
+
+    F, prob = _bruss_batch(get_backend("jax"))
+    kw = dict(abstol=1e-8, batch_axis=0, maxiters=100)
+    eager = ss.solve(prob, ss.NewtonKrylov(**_GROW), **kw)
+    jitted = jax.jit(lambda: ss.solve(prob, ss.NewtonKrylov(**_GROW), **kw))()
+    assert eager.successful and bool(jitted.successful)
+    for key in ("niter", "nlinear", "nlinsolve", "njvp"):
+        assert int(jitted.stats[key]) == int(eager.stats[key]), key
+    assert int(jitted.stats["nlinear"]) > 4 * int(jitted.stats["nlinsolve"])
+    np.testing.assert_allclose(np.asarray(jitted.u), np.asarray(eager.u), rtol=1e-9, atol=1e-12)
+    fixed = ss.solve(prob, ss.NewtonKrylov(krylov_growth=1, **_GROW), **kw)
+    assert not fixed.successful
 
 
 # --- the adjoint of a differentiable root: Implicit(solver=GMRES(precond=M)) -------------------------

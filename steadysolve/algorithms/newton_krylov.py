@@ -99,8 +99,9 @@ class NewtonKrylov(NewtonBase):
         solve stops at its cap short of the forcing tolerance, the next ones get twice the restart
         length (and cap), up to ``krylov_growth`` times ``linsolve.restart``, so that truncated inner
         solves do not make Newton crawl at linear speed on a large, stiff system. ``1`` keeps the
-        budget fixed. Eager solves only (under ``jax.jit`` the basis is a fixed buffer); a
-        ``linsolve.maxiters`` you set is kept.
+        budget fixed. Under ``jax.jit`` too: GMRES's buffers are allocated for the largest cycle and
+        the active cycle length is a traced count, so a jitted solve takes the eager solve's Newton
+        steps. A ``linsolve.maxiters`` you set is kept.
     precond
         A right preconditioner of the inner solves (see ``steadysolve.linear.precond``): a fixed
         linear callable ``M(v)`` on ``(batch, n)`` rows, or a ``Preconditioner`` (``ILU``, ``AMG``,
@@ -182,18 +183,19 @@ class NewtonKrylov(NewtonBase):
             if not self._grows(ctx):
                 return aug
             fu0 = ctx.fu0
-            return KrylovCarry(aug, 1, ctx.xp.sum(fu0 * fu0, axis=1), None, 0, 0, 0, 0, 0, 0)
+            return KrylovCarry(aug, c(1), ctx.xp.sum(fu0 * fu0, axis=1), None, c(0), c(0), c(0), c(0), c(0), c(0))
         if ctx.traced and not pc.traceable:
             raise TypeError(f"NewtonKrylov: the preconditioner {type(pc).__name__} works on the host and does not "
                             "run under jax.jit; use Jacobi or BlockJacobi there")
         data, nprod = setup_operator(pc, ctx, u0, ctx.fu0)
         grows, fu0 = self._grows(ctx), ctx.fu0
-        return KrylovCarry(aug, 1 if grows else None, ctx.xp.sum(fu0 * fu0, axis=1) if grows else None, data,
+        return KrylovCarry(aug, c(1) if grows else None, ctx.xp.sum(fu0 * fu0, axis=1) if grows else None, data,
                            c(0), c(0), c(0), c(0), c(1), c(nprod))
 
     def _grows(self, ctx) -> bool:
-        """Whether the Krylov budget may grow in this solve (eager, no cap set by the user)."""
-        return self.krylov_growth > 1 and not ctx.traced and self.linsolve.maxiters is None
+        """Whether the Krylov budget may grow in this solve (no cap set by the user). Under ``jax.jit`` the
+        scale is a traced counter and GMRES's buffers hold the largest cycle (``max_restart``)."""
+        return self.krylov_growth > 1 and self.linsolve.maxiters is None
 
     @staticmethod
     def _split(aux):
@@ -242,7 +244,12 @@ class NewtonKrylov(NewtonBase):
             crawl, f2 = fn2 > CRAWL * CRAWL * old, float(fn2)
         else:  # the elements not computing a direction keep their reference
             f2 = xp.where(newton, fn2, carry.f2)
-            crawl = backend.host_bool(xp.any(newton & (fn2 > CRAWL * CRAWL * carry.f2)))
+            crawl = xp.any(newton & (fn2 > CRAWL * CRAWL * carry.f2))
+            if ctx.traced:  # the same rule on the traced counters
+                grow = (carry.short > 0) & crawl
+                scale = xp.where(grow, xp.minimum(2 * carry.scale, self.krylov_growth), carry.scale)
+                return carry._replace(scale=scale, f2=f2)
+            crawl = backend.host_bool(crawl)
         scale = carry.scale
         if carry.short and crawl:
             scale = min(2 * scale, self.krylov_growth)
@@ -297,9 +304,13 @@ class NewtonKrylov(NewtonBase):
 
     def inner_solve(self, ctx, eta, aug, scale=1):
         """``(restart, reltol, maxiters)`` of the GMRES solve of a Newton step with forcing term ``eta``,
-        recycled directions ``aug`` and the Krylov budget grown ``scale`` times."""
+        recycled directions ``aug`` and the Krylov budget grown ``scale`` times (a traced counter under
+        ``jax.jit``: then ``restart`` and ``maxiters`` are traced too, see :meth:`max_restart`)."""
         ls = self.linsolve
-        restart = min(ls.restart * scale, ctx.n)
+        if ctx.traced and not isinstance(scale, int):
+            restart = ctx.xp.minimum(ls.restart * scale, self.max_restart(ctx))
+        else:
+            restart = min(ls.restart * scale, ctx.n)
         cap = restart + (0 if aug is None else aug.shape[1])
         maxiters = ls.maxiters if ls.maxiters is not None else cap
         if ctx.n <= _EXACT_N and isinstance(self.forcing, str) and ls.maxiters is None:
@@ -307,6 +318,11 @@ class NewtonKrylov(NewtonBase):
             # nothing and costs Newton steps. A float tolerance: no per-step array.
             eta, maxiters = min(100.0 * float(ctx.xp.finfo(ctx.dtype).eps), 0.01), ctx.n
         return restart, eta, maxiters
+
+    def max_restart(self, ctx) -> int:
+        """The longest cycle an inner solve may run: the size of GMRES's buffers under ``jax.jit``."""
+        grows = self._grows(ctx)
+        return min(self.linsolve.restart * (self.krylov_growth if grows else 1), ctx.n)
 
     def _direction(self, prob, state, ctx, newton):
         xp, B = ctx.xp, ctx.batch
@@ -318,7 +334,8 @@ class NewtonKrylov(NewtonBase):
         # the Jacobian at u, applied by every Krylov step (finite differences: u's part of the step once)
         jvp_u = ctx.products.linearize(u, fu, self.jvp_step)
         res = gmres_2d(xp, jvp_u, -fu, None, restart=restart, reltol=eta, abstol=self.linsolve.abstol,
-                       maxiters=maxiters, active=newton, aug=aug, precond=M)
+                       maxiters=maxiters, active=newton, aug=aug, precond=M,
+                       max_restart=self.max_restart(ctx) if ctx.traced else None)
         carry = self.after_solve(ctx, carry, res.niter, res.codes, newton)
         x = res.x
         unusable = ((res.codes == _LSF) & ~(res.resid * res.resid < USEFUL * state.fn2)) | ~xp.all(xp.isfinite(x), axis=1)

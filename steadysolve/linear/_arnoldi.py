@@ -230,7 +230,7 @@ def padded_rows(m: int) -> int:
 
 
 def blocked_cgs2(xp):
-    """``project(V, w, j) -> (h, w_orth)``: CGS2 of ``w`` against basis vectors ``0 .. j`` of the
+    """``project(V, w, j) -> (h, w_orth, V)``: CGS2 of ``w`` against basis vectors ``0 .. j`` of the
     traced driver's ``V`` (``(B, padded_rows(m), n)``), reading only the blocks in use.
 
     Under ``jit`` the basis is a fixed buffer, and a product with all of it reads every row, used
@@ -239,6 +239,11 @@ def blocked_cgs2(xp):
     and loops (``lax.fori_loop`` with a traced trip count) over only the further blocks holding
     rows up to ``j``, each against the same input vector (classical Gram-Schmidt, as the full
     products), so the result is :func:`gram_schmidt`'s up to rounding.
+
+    The loops carry ``V`` and return it, and the caller writes the next basis vector into the returned
+    buffer: a buffer that is only an operand of an inner loop and is written after it must be copied
+    first by XLA (the loop's buffer aliases its operand), which at every Krylov step costs a copy of
+    the whole basis, as much as the products the blocks save on a long buffer.
     """
     import jax
 
@@ -248,20 +253,20 @@ def blocked_cgs2(xp):
         h0 = rows_dot(xp, V0, w)
 
         def block(c, carry):
-            h, acc = carry
+            h, acc, V = carry
             Vc = jax.lax.dynamic_slice_in_dim(V, c * CHUNK, CHUNK, axis=1)
             hc = rows_dot(xp, Vc, w)
-            return jax.lax.dynamic_update_slice_in_dim(h, hc, c * CHUNK, axis=1), acc + combine_rows(xp, hc, Vc)
+            return jax.lax.dynamic_update_slice_in_dim(h, hc, c * CHUNK, axis=1), acc + combine_rows(xp, hc, Vc), V
 
         h = xp.concat([h0, xp.zeros((B, rows - CHUNK), dtype=w.dtype)], axis=1)
-        h, acc = jax.lax.fori_loop(1, nblocks, block, (h, combine_rows(xp, h0, V0)))
-        return h, w - acc
+        h, acc, V = jax.lax.fori_loop(1, nblocks, block, (h, combine_rows(xp, h0, V0), V))
+        return h, w - acc, V
 
     def project(V, w, j):
         nblocks = j // CHUNK + 1  # the blocks holding rows 0 .. j
-        h1, w = one_pass(V, w, nblocks)
-        h2, w = one_pass(V, w, nblocks)
-        return h1 + h2, w
+        h1, w, V = one_pass(V, w, nblocks)
+        h2, w, V = one_pass(V, w, nblocks)
+        return h1 + h2, w, V
 
     return project
 

@@ -22,6 +22,7 @@ combines is then the directions ``Z``, not the Krylov basis ``V``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -132,7 +133,8 @@ def _traced(xp, *arrays) -> bool:
 
 
 def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5, abstol: float = 0.0,
-             maxiters: Optional[int] = None, active=None, aug=None, precond=None) -> GMRESResult:
+             maxiters: Optional[int] = None, active=None, aug=None, precond=None,
+             max_restart: Optional[int] = None) -> GMRESResult:
     """GMRES on the solver layout: ``matvec`` maps ``(B, n) -> (B, n)``, row by row.
 
     ``reltol`` may be a float or a ``(B,)`` array (per-element forcing terms);
@@ -144,11 +146,19 @@ def gmres_2d(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5
     cycle length becomes ``restart + k``.
     ``precond`` (``(B, n) -> (B, n)``, row by row, linear): right preconditioning, ``A M y = b - A x0``
     with ``x = x0 + M y``; the residual tested is the true one.
+    ``max_restart`` (traced driver only): the buffers hold a cycle of ``max_restart`` steps (plus the
+    augmentation), and ``restart`` and ``maxiters`` may be traced 0-d integers up to it: the cycle length
+    can change from one call to the next inside one compiled loop (Newton-Krylov's Krylov growth).
     """
     B, n = b.shape
-    m = restart if aug is None else restart + aug.shape[1]
+    k = 0 if aug is None else aug.shape[1]
+    m = restart + k
     maxiters = maxiters if maxiters is not None else max(10 * n, m)
-    driver = _traced_gmres if _traced(xp, b, x0, reltol, active) else _eager_gmres
+    if _traced(xp, b, x0, reltol, active):
+        m_buf = m if max_restart is None else max_restart + k
+        driver = functools.partial(_traced_gmres, m_buf=m_buf)
+    else:
+        driver = _eager_gmres
     if x0 is None:
         x, r, nmv0 = xp.zeros_like(b), b, 0
     else:
@@ -273,6 +283,7 @@ class _Cycle(NamedTuple):
     s: Rotated  # the least-squares problem
     V: Any  # (B, rows, n) the Krylov basis; the rows not reached yet are zero
     v: Any  # (B, n) the newest basis vector
+    v0: Any  # (B, n) the first one (a carry of its own: a read of V before the products copied all of V)
     Z: Any  # (B, m, n) the search directions (with augmentation), else None
     p: Any  # (B,) Krylov (non-augmentation) steps so far (with augmentation), else None
     j: Any  # the step within the cycle
@@ -280,9 +291,14 @@ class _Cycle(NamedTuple):
     nmv: Any  # matvec calls
 
 
-def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug, precond=None):
-    """The kernel in ``lax.while_loop`` on fixed-size buffers (``xp`` is ``jax.numpy``)."""
+def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0, eps, aug, precond=None, *,
+                  m_buf=None):
+    """The kernel in ``lax.while_loop`` on fixed-size buffers (``xp`` is ``jax.numpy``) of ``m_buf`` steps;
+    a cycle stops after ``m <= m_buf`` of them (``m`` may be traced: the steps beyond are invalid columns,
+    which the triangular solve treats as identity columns, and basis rows that stay zero)."""
     import jax
+
+    m_act, m = m, (m if m_buf is None else m_buf)
 
     B, n = b.shape
     dtype = b.dtype
@@ -299,7 +315,7 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
         def project(V, w, j):  # CGS2 against the whole buffer (the rows not reached are zero)
             h1, w = gram_schmidt(xp, V, w)
             h2, w = gram_schmidt(xp, V, w)
-            return h1 + h2, w
+            return h1 + h2, w, V
 
     kaug = 0 if aug is None else aug.shape[1]
 
@@ -310,21 +326,23 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
         else:
             a = take_block(xp, aug_c, (0, xp.minimum(j, kaug - 1), 0), (B, 1, n))[:, 0, :]
             a = xp.where(j < kaug, a, 0.0)  # zero (skipped) past the last one
-            z, soft, p = search_direction(xp, a, c.V[:, 0, :], c.v, p, Z, precond)
+            # an augmentation vector (steps j < kaug) meets only directions 0 .. j - 1 < kaug: the rest of
+            # Z is still zero, and orthogonalising against it would read the whole buffer at every step
+            z, soft, p = search_direction(xp, a, c.v0, c.v, p, Z[:, :kaug, :], precond)
             Z = put_block(xp, Z, (0, j, 0), z[:, None, :])
         w = matvec(z)
-        h, w = project(c.V, w, j)
+        h, w, V = project(c.V, w, j)  # V threaded through: the write below is in place
         beta = l2(xp, w)
         hcol = put_block(xp, h[:, :m + 1], (0, j + 1), beta[:, None])
         s, ok = add_column(xp, c.s, hcol, j, m + 1, eps, tol, soft)
         # the next basis vector: zero for elements that stop here, so that no NaN enters x
         okb = xp.reshape(ok & (beta > 0), (B, 1))
         v = xp.where(okb, w / xp.reshape(xp.where(beta > 0, beta, xp.ones_like(beta)), (B, 1)), xp.zeros_like(w))
-        V = put_block(xp, c.V, (0, j + 1, 0), v[:, None, :])
-        return _Cycle(s, V, v, Z, p, j + 1, c.k + 1, c.nmv + 1)
+        V = put_block(xp, V, (0, j + 1, 0), v[:, None, :])
+        return _Cycle(s, V, v, c.v0, Z, p, j + 1, c.k + 1, c.nmv + 1)
 
     def inner_cond(c):
-        return (c.j < m) & xp.any(c.s.active) & (c.k < maxiters)
+        return (c.j < m_act) & xp.any(c.s.active) & (c.k < maxiters)
 
     def outer_cond(st):
         x, r, resid, failed, k, nmv, ncycle = st
@@ -340,7 +358,7 @@ def _traced_gmres(xp, matvec, b, x, r, reltol, abstol, active, m, maxiters, nmv0
         Z = p = None
         if aug_c is not None:
             Z, p = xp.zeros((B, m, n), dtype=dtype), xp.zeros((B,), dtype=i32)
-        c = _Cycle(rotated(xp, resid, running, failed, m, dtype), V, v0, Z, p, xp.asarray(0, dtype=i32), k, nmv)
+        c = _Cycle(rotated(xp, resid, running, failed, m, dtype), V, v0, v0, Z, p, xp.asarray(0, dtype=i32), k, nmv)
         c = jax.lax.while_loop(inner_cond, lambda c: step(c, aug_c), c)
         y = solve_rotated(xp, c.s, m)
         x = x + _update(xp, combine_rows(xp, y, c.V[:, :m, :] if c.Z is None else c.Z),

@@ -193,10 +193,12 @@ def test_jax_adapter_floor_never_succeeds_under_jit(solver):
     import jax.numpy as jnp
     from steadysolve.adapters.jax import fixed_point, root
 
-    run = jax.jit(lambda c: root(lambda u, c: jnp.exp(u) + c, jnp.zeros(3), c, solver=solver, reltol=1e-2))
+    run = jax.jit(lambda c: root(lambda u, c: jnp.exp(u) + c, jnp.zeros(3), c, solver=solver, reltol=1e-2,
+                                  on_failure="ignore"))
     u, st = run(jnp.full(3, 1e-4))
     assert not st.successful and np.all(np.isfinite(np.asarray(u)))
-    run = jax.jit(lambda c: fixed_point(lambda z, c: z - jnp.exp(z) - c, jnp.zeros(3), c, solver=solver))
+    run = jax.jit(lambda c: fixed_point(lambda z, c: z - jnp.exp(z) - c, jnp.zeros(3), c, solver=solver,
+                                         on_failure="ignore"))
     z, st = run(jnp.full(3, 1e-4))
     assert not st.successful and np.all(np.isfinite(np.asarray(z)))
 

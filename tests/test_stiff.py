@@ -233,8 +233,10 @@ def test_batched_per_element_steps(bk):
     assert abs(t_alone[0] - t_alone[1]) > 1.0  # the elements do take different steps
     assert list(_np(bk, sol.stats.naccept)) == [int(_np(bk, s.stats.naccept)) for s in alone]
     # one NumPy system runs the small-system twin, whose controller rounds its powers on floats (an ulp
-    # of the step size, magnified by the error estimate's cancellation): times agree to ~1e-6 there
-    np.testing.assert_allclose(_np(bk, sol.stats.t), t_alone, rtol=1e-5 if bk.name == "numpy" else 1e-10)
+    # of the step size, magnified by the error estimate's cancellation): times agree to ~1e-6 there; JAX
+    # applies a small W's inverse as a (batched) matrix product, whose rounding depends on the batch
+    rtol = {"numpy": 1e-5, "jax": 1e-6}.get(bk.name, 1e-10)
+    np.testing.assert_allclose(_np(bk, sol.stats.t), t_alone, rtol=rtol)
 
 
 @pytest.mark.slow

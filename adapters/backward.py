@@ -127,6 +127,7 @@ class ResolvedBackward(NamedTuple):
     maxiters: Optional[int] = 1
     steps: int = 0
     damping: float = 1.0
+    truncate: int = 0  # > 0: the DEQ default's truncated Neumann series (``_implicit.adjoint_solve``)
 
     @property
     def linear(self) -> bool:
@@ -135,6 +136,9 @@ class ResolvedBackward(NamedTuple):
 
 #: the adjoint solver of ``Implicit(solver=None)``: a DEQ module's, and every other implicit layer's
 DEQ_ADJOINT, DEFAULT_ADJOINT = "fixed_point", "gmres"
+#: the DEQ default's series: ``TRUNCATE`` terms for every element, the rest of the cap only for the elements
+#: whose residual shrank at least ``CONTRACTION`` per term over those (``_implicit.adjoint_solve``)
+TRUNCATE, CONTRACTION = 10, 0.6
 
 
 def resolve_backward(owner, backward, abstol: float, reltol: float, maxiters: int,
@@ -162,5 +166,7 @@ def resolve_backward(owner, backward, abstol: float, reltol: float, maxiters: in
         babs, brel = 0.0, float(reltol if reltol > 0 else abstol)
     else:  # a tolerance set binds: the one not set is 0
         babs, brel = float(b.abstol or 0.0), float(b.reltol or 0.0)
+    # the DEQ default (no solver, no cap set): the contraction-aware truncated series
+    truncate = TRUNCATE if b.solver is None and b.maxiters is None and default_solver == DEQ_ADJOINT else 0
     return ResolvedBackward("implicit", solver=solver, abstol=babs, reltol=brel,
-                     maxiters=maxiters if b.maxiters is None else b.maxiters)
+                     maxiters=maxiters if b.maxiters is None else b.maxiters, truncate=truncate)

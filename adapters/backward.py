@@ -46,6 +46,13 @@ class Implicit:
         trained where most forward solves stop at their cap: GMRES 0.71 test accuracy, the Neumann
         series 0.89, torchdeq (whose regularised Anderson adjoint behaves alike) 0.88
         (docs/benchmarks.md).
+
+        With neither ``solver`` nor ``maxiters`` given, the DEQ modules truncate the series: every
+        element gets ``TRUNCATE = 10`` terms, and only the elements whose residual shrank by at least
+        ``CONTRACTION = 0.6`` per term over those go on to the cap (their series converges to the
+        exact gradient); the others keep their 10-term sum. On MNIST-5k (2 seeds, capped regime)
+        this took anderson from 1.3 and fixed_point from 1.6 points below torchdeq to within 0.5.
+        ``Implicit(maxiters=n)`` (or ``solver="fixed_point"``) runs the plain series to ``n``.
     abstol
         The adjoint's convergence test. Neither tolerance given: ``abstol = 0`` (the adjoint has
         the scale of the incoming gradient, often tiny, so the test is relative) and ``reltol`` =

@@ -46,6 +46,14 @@ class Implicit:
         trained where most forward solves stop at their cap: GMRES 0.71 test accuracy, the Neumann
         series 0.89, torchdeq (whose regularised Anderson adjoint behaves alike) 0.88
         (docs/benchmarks.md).
+
+        With neither ``solver`` nor ``maxiters`` given, the DEQ modules truncate the series: every
+        element gets ``TRUNCATE = 10`` terms, and only the elements whose residual shrank by at least
+        ``CONTRACTION = 0.6`` per term over those go on to the cap (their series converges to the
+        exact gradient); the others keep their 10-term sum. On MNIST-5k (2 seeds, capped regime)
+        this took anderson from 1.3 points below torchdeq's accuracy to 0.2 above, fixed_point from
+        1.6 to 0.7 below.
+        ``Implicit(maxiters=n)`` (or ``solver="fixed_point"``) runs the plain series to ``n``.
     abstol
         The adjoint's convergence test. Neither tolerance given: ``abstol = 0`` (the adjoint has
         the scale of the incoming gradient, often tiny, so the test is relative) and ``reltol`` =
@@ -127,6 +135,7 @@ class ResolvedBackward(NamedTuple):
     maxiters: Optional[int] = 1
     steps: int = 0
     damping: float = 1.0
+    truncate: int = 0  # > 0: the DEQ default's truncated Neumann series (``_implicit.adjoint_solve``)
 
     @property
     def linear(self) -> bool:
@@ -135,6 +144,9 @@ class ResolvedBackward(NamedTuple):
 
 #: the adjoint solver of ``Implicit(solver=None)``: a DEQ module's, and every other implicit layer's
 DEQ_ADJOINT, DEFAULT_ADJOINT = "fixed_point", "gmres"
+#: the DEQ default's series: ``TRUNCATE`` terms for every element, the rest of the cap only for the elements
+#: whose residual shrank at least ``CONTRACTION`` per term over those (``_implicit.adjoint_solve``)
+TRUNCATE, CONTRACTION = 10, 0.6
 
 
 def resolve_backward(owner, backward, abstol: float, reltol: float, maxiters: int,
@@ -162,5 +174,7 @@ def resolve_backward(owner, backward, abstol: float, reltol: float, maxiters: in
         babs, brel = 0.0, float(reltol if reltol > 0 else abstol)
     else:  # a tolerance set binds: the one not set is 0
         babs, brel = float(b.abstol or 0.0), float(b.reltol or 0.0)
+    # the DEQ default (no solver, no cap set): the contraction-aware truncated series
+    truncate = TRUNCATE if b.solver is None and b.maxiters is None and default_solver == DEQ_ADJOINT else 0
     return ResolvedBackward("implicit", solver=solver, abstol=babs, reltol=brel,
-                     maxiters=maxiters if b.maxiters is None else b.maxiters)
+                     maxiters=maxiters if b.maxiters is None else b.maxiters, truncate=truncate)

@@ -298,8 +298,12 @@ class DEQStats:
 class Reporter:
     """Warn / raise / count failed solves; ``"warn"`` warns once per owner (a module or a call)."""
 
-    def __init__(self, on_failure: str, failures: dict, warned: set):
-        self.on_failure, self.failures, self.warned = on_failure, failures, warned
+    #: what "warn" adds to its one warning (the torch layers'; the JAX adapter says its own)
+    ONCE = (" (Warned once for this layer; deq.stats.failures counts every failure, on_failure='warn_always' "
+            "warns each time.)")
+
+    def __init__(self, on_failure: str, failures: dict, warned: set, once: str = ONCE):
+        self.on_failure, self.failures, self.warned, self.once = on_failure, failures, warned, once
 
     def __call__(self, stats: SolveStats, batch: int, hint: str) -> None:
         if stats.nfailed == 0:
@@ -314,8 +318,7 @@ class Reporter:
             if stats.phase in self.warned:
                 return
             self.warned.add(stats.phase)
-            msg += (" (Warned once for this layer; deq.stats.failures counts every failure, "
-                    "on_failure='warn_always' warns each time.)")
+            msg += self.once
         warnings.warn(msg, ss.ConvergenceWarning, stacklevel=_user_stacklevel())
 
 

@@ -70,15 +70,19 @@ def _structured(kind, where, f, z0, args, batch_axis, kw):
     return st.unflatten(rows[0]), rows[1]
 
 
+_ONCE = (" (Warned once for this call, or this compiled function under jit; stats.retcode_array holds every "
+         "code, on_failure='warn_always' warns each time.)")
+
+
 def _report(on_failure, where, stats, batch, hint):
     """``on_failure`` for a solve's stats: eagerly at once; under a trace by a host callback at run
     time (the codes exist only then). ``"raise"`` is the core's ``throw`` (``ConvergenceError``
     eagerly, ``equinox.error_if`` under ``jit``), not handled here."""
     if on_failure in ("ignore", "raise"):
         return
-    if on_failure == "warn":  # once per call, as torch's fixed_point
-        on_failure = "warn_always"
-    reporter = Reporter(on_failure, {}, set())
+    # made at trace time: "warn" warns once per eager call (as torch's fixed_point) and once per compiled
+    # function under jit (a training step's jitted DEQ warns once, as a torch DEQ module does)
+    reporter = Reporter(on_failure, {}, set(), once=_ONCE)
     if isinstance(stats.retcode_array, jax.core.Tracer):
         jax.debug.callback(lambda st: reporter(st, batch, hint), stats)
     else:

@@ -17,7 +17,9 @@ constant:
   on the other no-root problems its chain is made of the members checked one by one in this column, and
   a chain of honest failures is judged by the same traced ``run_chain`` as on those four.
 
-The fast loop (``-m "not slow"``) compiles each algorithm on one problem with a root and one without.
+The fast loop (``-m "not slow"``) compiles each algorithm on one problem with a root and one without,
+but for Auto, whose chain compiles every member (seconds of CPU per case): the fast loop compiles Auto's
+chain in tests/test_auto.py (jit and vmap against eager), and its column here in the whole suite.
 """
 
 import pytest
@@ -39,7 +41,8 @@ def _kept(alg, tp):
     return alg != "auto" or not tp.no_root or tp.name in AUTO_NO_ROOT
 
 
-CASES = [pytest.param(alg, tp, id=f"{alg}-jax-{tp.name}", marks=() if tp.name in FAST else pytest.mark.slow)
+CASES = [pytest.param(alg, tp, id=f"{alg}-jax-{tp.name}",
+                      marks=() if tp.name in FAST and alg != "auto" else pytest.mark.slow)
          for alg in ALGORITHMS for tp in PROBLEMS if "jax" in (tp.libraries or ("jax",)) and _kept(alg, tp)]
 
 

@@ -2,7 +2,8 @@
 
 The problems themselves live in ``benchmarks/problems/`` (the benchmarks use them too):
 ``benchmarks.problems.honesty`` holds the honesty matrix that every algorithm runs on
-(tests/test_all_algorithms.py), ``benchmarks.problems.mgh`` the Moré–Garbow–Hillstrom set.
+(tests/test_all_algorithms.py and its jitted half tests/test_all_algorithms_jax.py; the check of one
+cell is ``check_on_problem`` below), ``benchmarks.problems.mgh`` the Moré–Garbow–Hillstrom set.
 """
 
 from __future__ import annotations
@@ -151,3 +152,30 @@ def assert_honest(bk, prob, sol, abstol, reltol, norm="max", batch_axis=None):
                            f"> max(abstol={abstol}, reltol*scale={reltol * rel_scale[i]:.3e})")
     # sol.resid is the residual at sol.u
     np.testing.assert_allclose(bk.to_numpy(sol.resid), resid, rtol=1e-6, atol=1e-9 * (1 + np.max(np.abs(resid))))
+
+
+def check_on_problem(bk, tp, alg, solve):
+    """One cell of the honesty matrix (``benchmarks.problems.honesty``): ``solve(prob, alg, maxiters, kw)``
+    returns the solution of ``alg`` on problem ``tp`` built in ``bk``'s namespace; this checks what the
+    matrix promises (a refusal, an honest ``Success``, the reference root, a failure code without a root)."""
+    prob, kw = tp.make(bk.xp)
+    if alg in tp.refused_by:  # e.g. dense Newton on a large system: a clear error before iterating
+        with pytest.raises(ValueError, match="max_size"):
+            ss.solve(prob, alg, maxiters=tp.maxiters, **kw)
+        return
+    sol = solve(prob, alg, tp.maxiters, kw)
+    if "abstol" not in kw and "reltol" not in kw:  # the tolerances the solve used: a given one binds, the other is 0
+        abstol = reltol = float(bk.xp.finfo(prob.u0.dtype).eps) ** 0.8
+    else:
+        abstol, reltol = kw.get("abstol", 0.0), kw.get("reltol", 0.0)
+    assert_honest(bk, prob, sol, abstol, reltol, batch_axis=kw.get("batch_axis"))
+    if tp.no_root:  # nothing to find: a failure code, a finite best iterate, never Success
+        codes = sol.retcodes if kw.get("batch_axis") is not None else [sol.retcode]
+        assert all(rc is not ss.ReturnCode.Success for rc in codes), f"{alg} on {tp.name}: {sol!r} with u = {sol.u}"
+        assert np.all(np.isfinite(bk.to_numpy(sol.u)))
+    elif alg in tp.must_solve:
+        assert sol.retcode is ss.ReturnCode.Success, f"{alg} on {tp.name}: {sol!r}"
+        np.testing.assert_allclose(bk.to_numpy(sol.u), tp.reference(), atol=tp.atol, rtol=0)
+    else:
+        # Honest failure: a code from the documented set and a finite best iterate.
+        assert isinstance(sol.retcode, ss.ReturnCode)

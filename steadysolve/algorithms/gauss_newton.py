@@ -198,6 +198,6 @@ class GaussNewton(Algorithm):
 
     def extra_stats(self, state) -> dict:
         out = {"njac": state.njac, "nbacktrack": state.nbacktrack}
-        if state.fresh is not None:  # a sparse Jacobian: its factorisations are counted
+        if getattr(state, "fresh", None) is not None:  # a sparse Jacobian: its factorisations are counted
             out["nfact"] = state.nfact
         return out

@@ -139,7 +139,7 @@ def test_errors():
         ss.GaussNewton(sparse_solver="qr")
 
 
-@pytest.mark.parametrize("name", ["array_api_strict", "torch"])
+@pytest.mark.parametrize("name", ["array_api_strict", "torch", "jax"])
 def test_other_backends_small(name):
     """As square sparse problems: the colouring's products in the state's library, the factorisations on the
     host; the answer is NumPy's."""

@@ -164,3 +164,37 @@ def test_other_backends_small(name):
         assert sol.retcode == ss.ReturnCode.LeastSquaresMinimum
         np.testing.assert_allclose(bk.to_numpy(sol.u), ref.x, atol=1e-7)
         assert sol.stats.njvp == 2 * sol.stats.extra["njac"]
+
+
+def test_rectangular_pattern_colouring():
+    from steadysolve.sparse import ColumnGroups, as_pattern, is_valid_colouring
+
+    n = 50
+    f, jac, P, _ = _smoothing(n)
+    pattern = as_pattern(P, "test", rectangular=True)
+    assert pattern.shape == (2 * n, n) and pattern.nnz == P.nnz
+    assert is_valid_colouring(pattern, pattern.colouring) and int(pattern.colouring.max()) + 1 == 2
+    # the values from one product per colour are the Jacobian's entries (an exact linear map's here)
+    J = jac(np.linspace(-1.0, 1.0, n), None)
+    groups = ColumnGroups(np, pattern, np.float64)
+    values = groups.from_jvp(lambda u, v, fu: (J @ v.T).T, np.zeros((1, n)), None)
+    np.testing.assert_array_equal(pattern.to_scipy(values[0]).toarray(), J.toarray())
+
+
+def test_torch_sparse_jac():
+    import torch
+
+    n = 30
+    f, jac, _, _ = _smoothing(n)
+
+    def ft(u, p):
+        return torch.as_tensor(f(u.numpy(), p))
+
+    def jt(u, p):
+        return torch.as_tensor(jac(u.numpy(), p).toarray()).to_sparse_coo()
+
+    ref = ss.solve(ss.NonlinearLeastSquaresProblem(f, np.zeros(n), jac=jac), ss.LevenbergMarquardt())
+    sol = ss.solve(ss.NonlinearLeastSquaresProblem(ft, torch.zeros(n, dtype=torch.float64), jac=jt),
+                   ss.LevenbergMarquardt())
+    assert sol.retcode == ss.ReturnCode.LeastSquaresMinimum and sol.stats.njvp == 0
+    np.testing.assert_allclose(sol.u.numpy(), ref.u, atol=1e-12)

@@ -260,7 +260,12 @@ class NonlinearLeastSquaresProblem(AbstractProblem):
     jvp, vjp, jac : callable, optional
         ``jvp(u, v, p)`` (``J v``, residual-shaped), ``vjp(u, w, p)`` (``w J``, ``u``-shaped) and
         ``jac(u, p)``: the dense Jacobian ``(m, n)`` (``(B, m, n)`` for a batch, batch first).
-        Default: AD (PyTorch, JAX) or forward differences.
+        Default: AD (PyTorch, JAX) or forward differences. ``jac`` may return a sparse ``(m, n)``
+        matrix (``scipy.sparse`` for NumPy, as for :class:`NonlinearProblem`): the solve is then sparse.
+    sparsity : optional
+        The ``(m, n)`` pattern of one element's Jacobian (a ``scipy.sparse`` matrix or a boolean array):
+        the Jacobian is built from one product per colour of its columns and the steps are sparse
+        (``LevenbergMarquardt``, ``GaussNewton``, ``TrustRegion``; see the guide "Sparse Jacobians").
     lb, ub : scalar or array, optional
         Bounds ``lb <= u <= ub`` (as for :class:`NonlinearProblem`): the solve then minimises over the box
         (``LevenbergMarquardt``, ``TrustRegion``; every iterate stays inside), and a minimum on a bound
@@ -287,24 +292,28 @@ class NonlinearLeastSquaresProblem(AbstractProblem):
 
     def __init__(self, f: Callable, u0: Any, p: Any = None, *, jvp: Optional[Callable] = None,
                  vjp: Optional[Callable] = None, jac: Optional[Callable] = None, rowwise: Optional[bool] = None,
-                 lb: Any = None, ub: Any = None, **unknown):
-        if unknown.get("sparsity") is not None:
-            raise ValueError("NonlinearLeastSquaresProblem: sparsity= is not supported (the least-squares "
-                             "methods use a dense m x n Jacobian)")
-        unknown.pop("sparsity", None)
+                 lb: Any = None, ub: Any = None, sparsity: Any = None, **unknown):
         if unknown:
             raise TypeError(f"NonlinearLeastSquaresProblem: unknown keyword(s) {sorted(unknown)}")
         super().__init__(f, u0, p, jvp=jvp, vjp=vjp, jac=jac, rowwise=rowwise)
         self.lb, self.ub = check_bounds(type(self).__name__, u0, lb, ub)
+        self.sparsity = sparse.least_squares_sparsity(sparsity, u0, type(self).__name__)
+        if self.bounded and self.sparsity is not None:
+            raise ValueError(f"{type(self).__name__}: bounds (lb=, ub=) are honoured by the dense TrustRegion and "
+                             "LevenbergMarquardt; they do not combine with sparsity= (a sparse Jacobian)")
 
     def residual(self, u, p):
         return self.f(u, p)
 
-    def residual_sparsity(self, n: int):
-        return None
+    def residual_sparsity(self, n: int, m: Optional[int] = None):
+        """The ``(m, n)`` pattern of the residual's Jacobian (``sparsity=``, checked against one element's
+        ``m`` residuals and ``n`` unknowns), or ``None``."""
+        if self.sparsity is None:
+            return None
+        return self.sparsity.check_rectangular(self.sparsity.m if m is None else m, n, type(self).__name__)
 
     def remake(self, *, u0=None, p=None, **kw):
-        args = dict(jvp=self.jvp, vjp=self.vjp, jac=self.jac, rowwise=self.rowwise)
+        args = dict(jvp=self.jvp, vjp=self.vjp, jac=self.jac, rowwise=self.rowwise, sparsity=self.sparsity)
         if self.bounded:
             args.update(lb=self.lb, ub=self.ub)
         args.update(kw)

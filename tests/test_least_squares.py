@@ -188,7 +188,7 @@ def test_boundary_errors():
     with pytest.raises(ValueError, match="jac\\(u, p\\) returned shape \\(2, 2\\); expected \\(4, 2\\)"):
         ss.solve(ss.NonlinearLeastSquaresProblem(lambda u, p: np.concatenate([u, u]), np.ones(2),
                                                  jac=lambda u, p: np.eye(2)), "levenberg_marquardt")
-    with pytest.raises(ValueError, match="sparsity= is not supported"):
+    with pytest.raises(TypeError, match=r"sparsity must be the \(m, n\) pattern"):
         ss.NonlinearLeastSquaresProblem(lambda u, p: u, np.ones(2), sparsity="detect")
 
 

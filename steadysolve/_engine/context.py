@@ -167,7 +167,9 @@ def _least_squares_context(prob, u0, layout, lsq, xp, fu0_user, abstol, reltol, 
     def F(u):
         return to_r(prob.residual(to_u(u), p))
 
-    jvp = vjp = jac = None
+    jvp = vjp = jac = raw_jac = None
+    probed = []  # (rows, J): a dense jac called to see whether it is sparse
+    B, m, n, where = layout.batch, lsq.n, layout.n, fname_of(prob) + " jac"
     if prob.jvp is not None:
         def jvp(u, v, fu):
             return to_r(prob.residual_jvp(to_u(u), to_u(v), p))
@@ -175,19 +177,46 @@ def _least_squares_context(prob, u0, layout, lsq, xp, fu0_user, abstol, reltol, 
         def vjp(u, w):
             return to_s(prob.residual_vjp(to_u(u), res_rows(w), p))
     if prob.jac is not None:
+        def raw_jac(u):  # what the problem's jac returns (a sparse (m, n) matrix stays sparse), on rows
+            J = prob.residual_jac(to_u(u), p)
+            if not sparse.is_sparse_jacobian(J):  # a dense jac probed: its value serves the first Jacobian
+                probed[:] = [(u, J)]
+            return J
+
         def jac(u):
-            return xp.reshape(prob.residual_jac(to_u(u), p), (layout.batch, lsq.n, layout.n))
+            if probed:
+                (u1, J1), = probed
+                probed.clear()
+                J = J1 if sparse.same_rows(xp, u1, u) else prob.residual_jac(to_u(u), p)
+            else:
+                J = prob.residual_jac(to_u(u), p)
+            if sparse.is_sparse_jacobian(J):  # checked, then dense for the dense methods (small n)
+                J = sparse.dense_jacobian(J, u, n=n, batch=B, where=where, m=m,
+                                          pattern=lambda: prob.residual_sparsity(n, m))
+            return xp.reshape(J, (B, m, n))
 
     def norm_fn(x):
         return norm(xp, x)
 
-    return Context(
+    ctx = Context(
         xp=xp, dtype=u0.dtype, device=backend.device_of(u0), batch=layout.batch, n=layout.n,
         F=F, G=None, products=Products(xp, F, jvp=jvp, vjp=vjp, jac=jac, box=_box(prob, to_s),
                                        relative_steps=True),
         vector_field=lambda u, t: F(u),
         norm=norm_fn, abstol=abstol, reltol=reltol, fu0=to_r(fu0_user), p=p, kind=prob.kind, traced=traced,
         host_arrays=backend.is_numpy(xp))
+    if prob.sparsity is not None or raw_jac is not None:
+        made = []
+
+        def source(u):  # decided once per context: the (m, n) pattern's colouring, or a sparse jac
+            if not made:
+                made.append(sparse.sparse_jacobians(ctx, prob.residual_sparsity(n, m), raw_jac, u, where, m=m))
+            return made[0]
+
+        source.given = prob.sparsity is not None
+        source.decided = made
+        ctx.sparse_source = source
+    return ctx
 
 
 def narrower(prob, xp, layout, norm):

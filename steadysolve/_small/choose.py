@@ -27,7 +27,7 @@ _FLOAT64 = backend.host_numpy().float64
 #: the twins by the exact class of the generic algorithm (a subclass may change ``step``: it keeps its own)
 _TWINS = {NewtonRaphson: SmallNewtonRaphson, NewtonKrylov: SmallNewtonKrylov, TrustRegion: SmallTrustRegion,
           LevenbergMarquardt: SmallLevenbergMarquardt, Broyden: SmallBroyden}
-_JACOBIAN_TWINS = (NewtonRaphson, TrustRegion, LevenbergMarquardt)
+_JACOBIAN_TWINS = (NewtonRaphson, TrustRegion, LevenbergMarquardt, GaussNewton)
 #: the twins that also take a least-squares problem (an m x n Jacobian)
 _LEAST_SQUARES_TWINS = {LevenbergMarquardt: SmallLevenbergMarquardt, GaussNewton: SmallGaussNewton}
 

@@ -70,10 +70,11 @@ def gauss_newton_point(xp, J, fu):
     return xp.astype(p, dtype) if p.dtype != dtype else p
 
 
-def predicted_reduction(xp, J, fu, delta):
-    """The reduction of ``||F||^2`` the linear model predicts for the step ``delta``: ``-(2 F.Jd + |Jd|^2)``."""
+def predicted_reduction(xp, J, fu, delta, Jmv=None):
+    """The reduction of ``||F||^2`` the linear model predicts for the step ``delta``: ``-(2 F.Jd + |Jd|^2)``
+    (``Jd`` from the dense ``J``, or the product ``Jmv(v) = J v`` of a sparse one)."""
     B, n = delta.shape
-    Jd = xp.sum(J * xp.reshape(delta, (B, 1, n)), axis=2)
+    Jd = xp.sum(J * xp.reshape(delta, (B, 1, n)), axis=2) if Jmv is None else Jmv(delta)
     return -(2.0 * xp.sum(fu * Jd, axis=1) + xp.sum(Jd * Jd, axis=1))
 
 

@@ -20,7 +20,8 @@ from .._checks import check_int, check_positive
 from ..registry import register
 from ..retcodes import ReturnCode
 from .base import PROGRESS_ITERS, Algorithm, no_progress
-from .dense import refuse_large, scaled_jacobian
+from ..linear._sparse_steps import sparse_steps
+from .dense import refuse_large, scaled_jacobian, sparse_scaled_jacobian
 from ._least_squares import GTOL, gauss_newton_point, gradient, minimum_flag, predicted_reduction, residual_size
 
 __all__ = ["GaussNewton", "GaussNewtonState", "ARMIJO_C", "next_length"]
@@ -60,6 +61,8 @@ class GaussNewtonState(NamedTuple):
     nbacktrack: Any  # 0-d: rejected trials
     nslow: Any  # (B,) int32 iterations without progress
     ref2: Any  # (B,) ||F||^2 at the last progress
+    fresh: Any = None  # (B,) bool: a sparse Jacobian built at u by init (None: dense)
+    nfact: Any = 0  # 0-d: factorisations of a sparse J^T J
 
 
 @register("gauss_newton")
@@ -82,7 +85,11 @@ class GaussNewton(Algorithm):
     max_backtracks
         Rejected trials along one direction before the element stops with ``Stalled`` (default 20).
     max_size
-        Largest ``n`` accepted (default 1000).
+        Largest ``n`` accepted for a dense Jacobian (default 1000).
+    sparse_solver
+        The direction on a sparse Jacobian (``sparsity=`` or a sparse ``jac``): ``"normal"`` (default;
+        ``J^T J d = -J^T F`` factorised, CHOLMOD when installed, else SuperLU) or ``"lsmr"`` (LSMR on ``J``,
+        no factorisation, an inexact direction). ``max_size`` does not apply then.
 
     Raises
     ------
@@ -101,8 +108,11 @@ class GaussNewton(Algorithm):
     gtol: float = GTOL
     max_backtracks: int = 20
     max_size: int = 1000
+    sparse_solver: str = "normal"
 
     def __post_init__(self):
+        if self.sparse_solver not in ("normal", "lsmr"):
+            raise ValueError(f"GaussNewton: sparse_solver must be 'normal' or 'lsmr', got {self.sparse_solver!r}")
         check_positive("GaussNewton", "gtol", self.gtol)
         check_int("GaussNewton", "max_backtracks", self.max_backtracks, 1)
         check_int("GaussNewton", "max_size", self.max_size, 1)
@@ -111,26 +121,50 @@ class GaussNewton(Algorithm):
         return 1 + n
 
     def init(self, prob, u0, ctx):
-        refuse_large("GaussNewton", ctx.n, self.max_size)
         xp, B, n = ctx.xp, ctx.batch, ctx.n
         fu = ctx.fu0
         fn2 = xp.sum(fu * fu, axis=1)
         zi = xp.zeros((B,), dtype=xp.int32, device=ctx.device)
+        steps = sparse_steps(ctx, u0, "GaussNewton", self.max_size) if ctx.kind == "least_squares" else None
+        if steps is not None:  # the sparse Jacobian at u0 (its width is the pattern's), used by the first step
+            from .trust_region import first_jacobian
+
+            J, fresh, D, nf, njvp, njac, flag = first_jacobian(ctx, u0, fu, "GaussNewton", self.max_size)
+            return GaussNewtonState(
+                u=u0, fu=fu, fn2=fn2, J=J, D=D, d=xp.zeros_like(u0), slope=ctx.zeros((B,)),
+                lam=xp.ones((B,), dtype=ctx.dtype, device=ctx.device), nback=zi, flag=flag, nf=nf, njvp=njvp,
+                nvjp=ctx.counter(0), njac=njac, nbacktrack=ctx.counter(0), nslow=zi, ref2=fn2, fresh=fresh,
+                nfact=ctx.counter(0))
+        refuse_large("GaussNewton", ctx.n, self.max_size)
         return GaussNewtonState(
             u=u0, fu=fu, fn2=fn2, J=ctx.zeros((B, residual_size(ctx), n)), D=ctx.zeros((B, n)),
             d=xp.zeros_like(u0), slope=ctx.zeros((B,)), lam=xp.ones((B,), dtype=ctx.dtype, device=ctx.device),
             nback=zi, flag=zi, nf=ctx.counter(1), njvp=ctx.counter(0), nvjp=ctx.counter(0), njac=ctx.counter(0),
-            nbacktrack=ctx.counter(0), nslow=zi, ref2=fn2)
+            nbacktrack=ctx.counter(0), nslow=zi, ref2=fn2, nfact=ctx.counter(0))
 
     def step(self, prob, state, ctx):
         xp, B = ctx.xp, ctx.batch
         newton = state.nback == 0
-        J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, newton)
+        steps = None if state.fresh is None else sparse_steps(ctx, state.u, "GaussNewton", self.max_size)
+        Jmv, nfact = None, 0
+        if steps is None:
+            J, D, finite_j, dj, dl = scaled_jacobian(ctx, state.u, state.fu, state.J, state.D, newton)
+            d_new = gauss_newton_point(xp, J, state.fu)
+            g = gradient(xp, J, state.fu)
+            failed = xp.zeros((B,), dtype=xp.bool, device=ctx.device)
+        else:  # sparse: J^T J d = -J^T F factorised (or LSMR on J), per element on the host
+            J, D, finite_j, dj, dl = sparse_scaled_jacobian(steps, state.u, state.fu, state.J, state.D,
+                                                            newton & ~state.fresh)
+            g = steps.rmatvec(J, state.fu)
+            lsmr = self.sparse_solver == "lsmr"
+            d_new, failed, nfact = steps.damped(J, state.fu if lsmr else g, xp.zeros_like(state.fn2), D,
+                                                self.sparse_solver)
+
+            def Jmv(v):
+                return steps.matvec(J, v)
         nb = xp.reshape(newton, (B, 1))
-        d_new = gauss_newton_point(xp, J, state.fu)
-        usable = finite_j & xp.all(xp.isfinite(d_new), axis=1)
+        usable = finite_j & ~failed & xp.all(xp.isfinite(d_new), axis=1)
         d_new = xp.where(xp.reshape(usable, (B, 1)), d_new, xp.zeros_like(d_new))
-        g = gradient(xp, J, state.fu)
         d = xp.where(nb, d_new, state.d)
         slope = xp.where(newton, 2.0 * xp.sum(g * d_new, axis=1), state.slope)
         one = xp.ones_like(state.lam)
@@ -150,7 +184,7 @@ class GaussNewton(Algorithm):
             stop = stop | (nslow >= PROGRESS_ITERS)
         flag = xp.where(stop, xp.full_like(state.flag, _STALLED), state.flag)
         if ctx.kind == "least_squares":  # the full step's prediction: at a minimum it and the change are ~0
-            pred = xp.where(newton & finite, predicted_reduction(xp, J, state.fu, d_new), -one)
+            pred = xp.where(newton & finite, predicted_reduction(xp, J, state.fu, d_new, Jmv), -one)
             flag = minimum_flag(ctx, flag, g, D, state.fn2, ftn2, pred, self.gtol,
                                 stuck=stop | (nslow >= PROGRESS_ITERS))
         flag = xp.where(bad_dir, xp.full_like(flag, _LSF), flag)
@@ -159,7 +193,11 @@ class GaussNewton(Algorithm):
         return GaussNewtonState(
             xp.where(ab, trial, state.u), xp.where(ab, ft, state.fu), xp.where(accept, ftn2, state.fn2), J, D, d,
             slope, xp.where(accept, one, lam_q), nback, flag, state.nf + 1 + ctx.f_calls(dj), state.njvp + dj,
-            state.nvjp, state.njac + dl, state.nbacktrack + nrej, nslow, ref2)
+            state.nvjp, state.njac + dl, state.nbacktrack + nrej, nslow, ref2,
+            None if state.fresh is None else xp.zeros_like(state.fresh), state.nfact + nfact)
 
     def extra_stats(self, state) -> dict:
-        return {"njac": state.njac, "nbacktrack": state.nbacktrack}
+        out = {"njac": state.njac, "nbacktrack": state.nbacktrack}
+        if getattr(state, "fresh", None) is not None:  # a sparse Jacobian: its factorisations are counted
+            out["nfact"] = state.nfact
+        return out

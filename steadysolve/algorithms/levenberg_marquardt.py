@@ -74,7 +74,8 @@ class LevenbergMarquardt(Algorithm):
     solves the same equations without a dense matrix, per element: the normal equations factorised
     (CHOLMOD through scikit-sparse when installed, else SuperLU on ``J^T J + mu D^2``; one
     factorisation per step, ``stats.nfact``) or LSMR on ``J`` (``sparse_solver="lsmr"``, no
-    factorisation, an inexact step). ``max_size`` does not apply.
+    factorisation, an inexact step). ``max_size`` does not apply. The same holds for a least-squares
+    problem's rectangular ``m x n`` Jacobian (``NonlinearLeastSquaresProblem(..., sparsity=)``).
 
     Bounds (``lb=`` / ``ub=`` on the problem) are honoured: the damped step moves the variables that the
     gradient does not hold at a bound, and the trial point is projected into the box, so no iterate leaves
@@ -192,7 +193,7 @@ class LevenbergMarquardt(Algorithm):
         if is_rectangular(ctx):  # least squares: a minimum with a nonzero residual is the answer, not a stall;
             # slow progress is no stall either (at a flat minimum it is expected; maxiters bounds the rest)
             flag = xp.where(stationary | stuck, xp.full_like(state.flag, _STALLED), state.flag)
-            pred = xp.where(usable, predicted_reduction(xp, J, fu, delta), -one)
+            pred = xp.where(usable, predicted_reduction(xp, J, fu, delta, Jmv), -one)
             flag = minimum_flag(ctx, flag, g, D, state.fn2, ftn2, pred, self.gtol,
                                 stuck=stuck | (nslow >= PROGRESS_ITERS))
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)

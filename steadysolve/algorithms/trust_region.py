@@ -233,6 +233,14 @@ class TrustRegion(Algorithm):
             else:
                 delta, ynorm, usable = dogleg(xp, J, state.fu, D, radius, A=regularised(xp, J))
             Jmv, nfact = None, 1
+        elif is_rectangular(ctx):  # sparse least squares: the Gauss-Newton point by LSMR (min ||F + J p||)
+            zero = xp.zeros_like(state.fn2)
+            pN, failed, nfact = steps.damped(J, state.fu, zero, D, "lsmr")
+
+            def Jmv(v):
+                return steps.matvec(J, v)
+
+            delta, ynorm, usable = dogleg_from(xp, pN, steps.rmatvec(J, state.fu), Jmv, D, radius, ~failed)
         else:  # the Newton point by SuperLU (factorised once per Jacobian), the Cauchy point by products
             pN, failed, nfact = steps.newton(J, state.fu)
 
@@ -255,11 +263,12 @@ class TrustRegion(Algorithm):
         collapsed = ~accept & (radius <= 10.0 * eps * dun + tiny)
         flag = xp.where(collapsed | (nslow >= PROGRESS_ITERS), xp.full_like(state.flag, _STALLED), state.flag)
         # the gradient of 0.5 ||F||^2, projected (the free variables' components) on a bounded problem
-        grad = gradient(xp, J if free is None else Jf, state.fu)
+        grad = (steps.rmatvec(J, state.fu) if steps is not None
+                else gradient(xp, J if free is None else Jf, state.fu))
         if is_rectangular(ctx):  # least squares: a minimum with a nonzero residual is the answer, not a stall;
             # slow progress is no stall either (at a flat minimum it is expected; maxiters bounds the rest)
             flag = xp.where(collapsed, xp.full_like(state.flag, _STALLED), state.flag)
-            pred = xp.where(usable, predicted_reduction(xp, J, state.fu, delta), -xp.ones_like(rho))
+            pred = xp.where(usable, predicted_reduction(xp, J, state.fu, delta, Jmv), -xp.ones_like(rho))
             flag = minimum_flag(ctx, flag, grad, D, state.fn2, ftn2, pred,
                                 stuck=collapsed | (nslow >= PROGRESS_ITERS))
         elif free is not None:  # a minimum of ||F|| on a bound: a root may lie outside the box

@@ -25,10 +25,10 @@ from ._detect import detect_jax
 from ._formats import sparse_library
 from ._jacobian import check_sparse_jacobian, dense_jacobian, is_sparse_jacobian, minus_identity, values_on
 from ._pattern import Pattern, as_pattern
-from ._problem import IndexPairs, problem_sparsity, residual_pattern
+from ._problem import IndexPairs, least_squares_sparsity, problem_sparsity, residual_pattern
 from ._source import SparseJacobians, same_rows, sparse_jacobians
 
 __all__ = ["Pattern", "as_pattern", "colour_columns", "is_valid_colouring", "ColumnGroups", "check_sparse_jacobian",
            "values_on", "minus_identity", "sparse_library", "detect_jax", "problem_sparsity", "residual_pattern",
            "IndexPairs", "dense_jacobian", "is_sparse_jacobian", "library_matrices", "SparseJacobians",
-           "sparse_jacobians", "same_rows"]
+           "sparse_jacobians", "same_rows", "least_squares_sparsity"]

@@ -44,17 +44,18 @@ class ColumnGroups:
         seeds = np.zeros((self.ncolours, n))
         seeds[self.colours, np.arange(n)] = 1.0
         self.seeds = backend.from_numpy(xp, seeds, dtype, device)  # (ncolours, n)
-        # entry k = (i, j) sits at row i of the product of colour[j]: flat index colour[j] * n + i
-        gather = self.colours[pattern.indices] * n + pattern.rows
-        index = xp.int32 if self.ncolours * n < 2**31 else xp.int64  # (JAX without x64 has no int64)
+        m = pattern.m  # the products have m rows (a least-squares residual's; m = n otherwise)
+        # entry k = (i, j) sits at row i of the product of colour[j]: flat index colour[j] * m + i
+        gather = self.colours[pattern.indices] * m + pattern.rows
+        index = xp.int32 if self.ncolours * max(m, n) < 2**31 else xp.int64  # (JAX without x64 has no int64)
         self._gather = backend.from_numpy(xp, gather, index, device)
         self._cols = backend.from_numpy(xp, np.asarray(pattern.indices), index, device)
 
     def decompress(self, products):
-        """``(batch, ncolours, n)`` products -> ``(batch, nnz)`` values."""
+        """``(batch, ncolours, m)`` products -> ``(batch, nnz)`` values."""
         xp = self.xp
         B = products.shape[0]
-        flat = xp.reshape(products, (B, self.ncolours * self.pattern.n))
+        flat = xp.reshape(products, (B, self.ncolours * self.pattern.m))
         return xp.take(flat, self._gather, axis=1)
 
     def finite_differences(self, F: Callable, u, fu, typical: float = 1.0):
@@ -103,16 +104,16 @@ def library_matrices(xp, p, values):
         import torch
 
         dev = values.device
-        crow = torch.as_tensor(np.broadcast_to(p.indptr, (B, p.n + 1)).copy(), device=dev)
+        crow = torch.as_tensor(np.broadcast_to(p.indptr, (B, p.m + 1)).copy(), device=dev)
         col = torch.as_tensor(np.broadcast_to(p.indices, (B, p.nnz)).copy(), device=dev)
-        return torch.sparse_csr_tensor(crow, col, values, size=(B, p.n, p.n), check_invariants=False)
+        return torch.sparse_csr_tensor(crow, col, values, size=(B, p.m, p.n), check_invariants=False)
     if backend.is_jax(xp):
         import jax.numpy as jnp
         from jax.experimental import sparse as jsparse
 
         idx = np.stack([p.rows, p.indices], axis=1).astype(np.int32)
         indices = jnp.broadcast_to(jnp.asarray(idx), (B, p.nnz, 2))
-        return jsparse.BCOO((values, indices), shape=(B, p.n, p.n), indices_sorted=True, unique_indices=True)
+        return jsparse.BCOO((values, indices), shape=(B, p.m, p.n), indices_sorted=True, unique_indices=True)
     from ._formats import scipy_matrix
 
     host = backend.to_numpy(xp, values)

@@ -16,6 +16,8 @@ nonzero mask), so a JAX ``jac`` is read eagerly, not under ``jit``.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from ._formats import LIBRARY_TYPES, sparse_library
@@ -33,30 +35,33 @@ def _lib(u) -> str:
     return backend.library_name(u)
 
 
-def _elements(J, kind: str, n: int, batch: int, where: str) -> list:
+def _elements(J, kind: str, n: int, batch: int, where: str, m: Optional[int] = None) -> list:
     """The per-element matrices of a scipy ``J`` (a matrix, a sequence of them, or block-diagonal)."""
-    if kind == "scipy" and J.shape == (batch * n, batch * n) and batch > 1:
+    m = n if m is None else m
+    if kind == "scipy" and J.shape == (batch * m, batch * n) and batch > 1:
         csr = J.tocsr()
-        mats = [csr[b * n:(b + 1) * n] for b in range(batch)]
-        outside = [m[:, :b * n].count_nonzero() + m[:, (b + 1) * n:].count_nonzero() for b, m in enumerate(mats)]
+        mats = [csr[b * m:(b + 1) * m] for b in range(batch)]
+        outside = [M[:, :b * n].count_nonzero() + M[:, (b + 1) * n:].count_nonzero() for b, M in enumerate(mats)]
         if any(outside):
             b = next(i for i, c in enumerate(outside) if c)
-            raise ValueError(f"{where}: jac returned a ({batch * n}, {batch * n}) matrix for a batch of {batch} "
+            raise ValueError(f"{where}: jac returned a ({batch * m}, {batch * n}) matrix for a batch of {batch} "
                              f"elements that is not block-diagonal (rows of element {b} reach other elements)")
-        return [m[:, b * n:(b + 1) * n] for b, m in enumerate(mats)]
+        return [M[:, b * n:(b + 1) * n] for b, M in enumerate(mats)]
     return [J]
 
 
-def check_sparse_jacobian(J, u, *, n: int, batch: int = 1, where: str = "jac"):
+def check_sparse_jacobian(J, u, *, n: int, batch: int = 1, where: str = "jac", m: Optional[int] = None):
     """Check a sparse ``J`` returned by ``jac`` for a state like ``u`` (``n`` unknowns per element,
-    ``batch`` elements); returns the list of per-element matrices (SciPy) or ``J`` itself."""
+    ``batch`` elements; ``m`` residuals per element, default ``n``); returns the list of per-element
+    matrices (SciPy) or ``J`` itself."""
     lib = _lib(u)
+    m = n if m is None else m
     if isinstance(J, (list, tuple)):
         if lib != "numpy" or len(J) != batch:
             raise TypeError(f"{where}: jac returned a {type(J).__name__} of {len(J)} items; a sequence is how a "
                             f"batch of NumPy elements gives one scipy.sparse matrix each ({batch} here)")
         for Jb in J:
-            check_sparse_jacobian(Jb, u, n=n, batch=1, where=where)
+            check_sparse_jacobian(Jb, u, n=n, batch=1, where=where, m=m)
         return list(J)
     kind = sparse_library(J)
     if kind is None:
@@ -69,16 +74,17 @@ def check_sparse_jacobian(J, u, *, n: int, batch: int = 1, where: str = "jac"):
         raise TypeError(f"{where}: jac returned a {_NAMES[kind]} for a {lib} u0; return {LIBRARY_TYPES[lib]} "
                         "(or a dense array)")
     shape = tuple(int(s) for s in J.shape)
-    allowed = [(n, n)] if batch == 1 else [(batch, n, n)] + ([(batch * n, batch * n)] if kind == "scipy" else [])
+    allowed = [(m, n)] if batch == 1 else [(batch, m, n)] + ([(batch * m, batch * n)] if kind == "scipy" else [])
     if batch == 1 and kind != "scipy":
-        allowed.append((1, n, n))
+        allowed.append((1, m, n))
     if shape not in allowed:
-        per = f"one element has {n} unknowns" + (f", {batch} elements" if batch > 1 else "")
+        per = (f"one element has {n} unknowns" + (f" and {m} residuals" if m != n else "")
+               + (f", {batch} elements" if batch > 1 else ""))
         raise ValueError(f"{where}: jac returned a sparse matrix of shape {shape}; {per}: expected "
                          + " or ".join(str(a) for a in allowed))
     if J.dtype != u.dtype:
         raise TypeError(f"{where}: jac returned a sparse matrix of dtype {J.dtype} but u0 has dtype {u.dtype}")
-    return _elements(J, kind, n, batch, where) if kind == "scipy" else J
+    return _elements(J, kind, n, batch, where, m) if kind == "scipy" else J
 
 
 def _entries(J, kind: str):
@@ -209,19 +215,20 @@ def is_sparse_jacobian(J) -> bool:
     return isinstance(J, (list, tuple)) or sparse_library(J) is not None
 
 
-def dense_jacobian(J, u, *, n: int, batch: int = 1, pattern=None, where: str = "jac"):
+def dense_jacobian(J, u, *, n: int, batch: int = 1, pattern=None, where: str = "jac", m: Optional[int] = None):
     """A sparse ``J`` checked (:func:`check_sparse_jacobian`; against ``pattern()`` too when that gives a
     pattern and ``J``'s indices are concrete) and made dense, ``(batch, n, n)`` in ``u``'s library: the
     form of the dense methods, which refuse large ``n`` before asking for a Jacobian."""
     from .. import _backend as backend
 
-    J = check_sparse_jacobian(J, u, n=n, batch=batch, where=where)
+    J = check_sparse_jacobian(J, u, n=n, batch=batch, where=where, m=m)
+    m = n if m is None else m
     P = pattern() if pattern is not None else None
     lib = _lib(u)
     if P is not None and not (lib == "jax" and backend.is_traced(J.indices)):
         values_on(P, J, u, batch=batch, where=where)  # raises on a nonzero outside the pattern
     if lib == "numpy":
-        return np.stack([M.toarray() for M in J]).reshape(batch, n, n)
+        return np.stack([M.toarray() for M in J]).reshape(batch, m, n)
     if lib == "torch":
-        return J.to_dense().reshape(batch, n, n)
-    return J.todense().reshape(batch, n, n)
+        return J.to_dense().reshape(batch, m, n)
+    return J.todense().reshape(batch, m, n)

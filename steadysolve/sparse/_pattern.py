@@ -26,16 +26,18 @@ ACCEPTED = ("a scipy.sparse matrix or array, a boolean dense array, a (rows, col
 
 
 class Pattern:
-    """An ``n x n`` sparsity pattern: CSR ``indptr`` (``n + 1``) and ``indices`` (``nnz``) on the host.
+    """An ``m x n`` sparsity pattern (``m = n`` but for a least-squares residual): CSR ``indptr``
+    (``m + 1``) and ``indices`` (``nnz``) on the host.
 
     Immutable (the arrays are read-only) and shared: a batched solve uses one pattern, and so
     one colouring (:attr:`colouring`, computed on first use), for every element.
     """
 
-    __slots__ = ("n", "indptr", "indices", "_rows", "_colours", "_hash")
+    __slots__ = ("n", "m", "indptr", "indices", "_rows", "_colours", "_hash")
 
-    def __init__(self, n: int, indptr, indices):
+    def __init__(self, n: int, indptr, indices, m: Optional[int] = None):
         self.n = int(n)
+        self.m = self.n if m is None else int(m)  # rows: the residuals of one element
         self.indptr = np.ascontiguousarray(indptr, dtype=np.int64)
         self.indices = np.ascontiguousarray(indices, dtype=np.int64)
         self.indptr.setflags(write=False)
@@ -45,15 +47,16 @@ class Pattern:
         self._hash = None
 
     @classmethod
-    def from_coo(cls, n: int, rows, cols) -> "Pattern":
-        """From row/column index arrays (duplicates merged, any order)."""
+    def from_coo(cls, n: int, rows, cols, m: Optional[int] = None) -> "Pattern":
+        """From row/column index arrays (duplicates merged, any order); ``m`` rows (default ``n``)."""
+        m = n if m is None else int(m)
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         cols = np.asarray(cols, dtype=np.int64).reshape(-1)
         key = np.unique(rows * n + cols)  # sorted by row, then column; duplicates gone
         r, c = np.divmod(key, n)
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(r, minlength=n), out=indptr[1:])
-        return cls(n, indptr, c)
+        indptr = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(np.bincount(r, minlength=m), out=indptr[1:])
+        return cls(n, indptr, c, m)
 
     @property
     def nnz(self) -> int:
@@ -61,13 +64,13 @@ class Pattern:
 
     @property
     def shape(self) -> tuple:
-        return (self.n, self.n)
+        return (self.m, self.n)
 
     @property
     def rows(self) -> np.ndarray:
         """Row index of each stored entry (CSR order)."""
         if self._rows is None:
-            self._rows = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.indptr))
+            self._rows = np.repeat(np.arange(self.m, dtype=np.int64), np.diff(self.indptr))
             self._rows.setflags(write=False)
         return self._rows
 
@@ -109,26 +112,34 @@ class Pattern:
 
     def check_size(self, n: int, where: str) -> "Pattern":
         """``self`` if it is ``n x n``, else a ``ValueError`` (``n``: the unknowns of one element)."""
-        if self.n != int(n):
+        if self.n != int(n) or self.m != self.n:
             raise ValueError(f"{where}: sparsity has shape {self.shape} but one element has {n} unknowns; "
                              f"the pattern is that of one element's Jacobian, ({n}, {n})")
+        return self
+
+    def check_rectangular(self, m: int, n: int, where: str) -> "Pattern":
+        """``self`` if it is ``m x n`` (a least-squares residual's Jacobian), else a ``ValueError``."""
+        if (self.m, self.n) != (int(m), int(n)):
+            raise ValueError(f"{where}: sparsity has shape {self.shape} but one element has {m} residuals and {n} "
+                             f"unknowns; the pattern is that of one element's Jacobian, ({m}, {n})")
         return self
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, Pattern):
             return NotImplemented
-        return (self.n == other.n and np.array_equal(self.indptr, other.indptr)
+        return (self.n == other.n and self.m == other.m and np.array_equal(self.indptr, other.indptr)
                 and np.array_equal(self.indices, other.indices))
 
     def __hash__(self) -> int:
         if self._hash is None:
-            self._hash = hash((self.n, self.nnz, self.indptr.tobytes(), self.indices.tobytes()))
+            self._hash = hash((self.m, self.n, self.nnz, self.indptr.tobytes(), self.indices.tobytes()))
         return self._hash
 
     def __repr__(self) -> str:
         per_row = np.diff(self.indptr)
-        top = int(per_row.max()) if self.n else 0
-        return f"Pattern(n={self.n}, nnz={self.nnz}, max {top} per row)"
+        top = int(per_row.max()) if self.m else 0
+        shape = f"n={self.n}" if self.m == self.n else f"m={self.m}, n={self.n}"
+        return f"Pattern({shape}, nnz={self.nnz}, max {top} per row)"
 
 
 # --- what users pass as sparsity= -----------------------------------------------------------------------
@@ -182,15 +193,22 @@ def _from_pair(obj, n: Optional[int], where: str, lib: str) -> Pattern:
     return Pattern.from_coo(n, rows, cols)
 
 
-def _square(shape, where: str) -> int:
+def _square(shape, where: str, rectangular: bool = False) -> tuple:
+    """``(m, n)`` of a 2-D pattern (square unless ``rectangular``)."""
     shape = tuple(int(s) for s in shape)
+    if rectangular:
+        if len(shape) != 2:
+            raise ValueError(f"{where}: sparsity must be an (m, n) pattern (m residuals, n unknowns), got shape {shape}")
+        return shape
     if len(shape) != 2 or shape[0] != shape[1]:
         raise ValueError(f"{where}: sparsity must be a square (n, n) pattern, got shape {shape}")
-    return shape[0]
+    return shape
 
 
-def as_pattern(obj: Any, where: str, *, n: Optional[int] = None, lib: str = "numpy") -> Pattern:
-    """Normalise ``sparsity=``: a :class:`Pattern` of ``n x n`` (``n`` checked when given).
+def as_pattern(obj: Any, where: str, *, n: Optional[int] = None, lib: str = "numpy",
+               rectangular: bool = False) -> Pattern:
+    """Normalise ``sparsity=``: a :class:`Pattern` of ``n x n`` (``n`` checked when given); with
+    ``rectangular`` (a least-squares problem) any ``m x n`` (a scipy.sparse matrix or a boolean array).
 
     ``lib`` is the array library of the solve (``"numpy"``, ``"torch"``, ``"jax"``, ...): host
     patterns (SciPy, NumPy, index lists) suit every library; a torch or JAX object only its own.
@@ -202,9 +220,9 @@ def as_pattern(obj: Any, where: str, *, n: Optional[int] = None, lib: str = "num
         if kind != "scipy" and kind != lib:
             raise TypeError(f"{where}: sparsity is a {kind} sparse matrix but u0 is a {lib} array; give a pattern "
                             f"of {lib} or a library-neutral one (scipy.sparse, a NumPy boolean array, index arrays)")
-        size = _square(obj.shape, where)
+        m, size = _square(obj.shape, where, rectangular)
         rows, cols = to_host_coo(obj, kind)
-        pattern = Pattern.from_coo(size, rows, cols)
+        pattern = Pattern.from_coo(size, rows, cols, m)
     elif isinstance(obj, (tuple, list)):
         if len(obj) != 2:
             raise ValueError(f"{where}: a sparsity given as a tuple must be a (rows, cols) pair of index arrays, got "
@@ -219,9 +237,9 @@ def as_pattern(obj: Any, where: str, *, n: Optional[int] = None, lib: str = "num
         if arr.dtype != bool:
             raise TypeError(f"{where}: a dense sparsity must be a boolean array (True where the Jacobian may be "
                             f"nonzero), got dtype {arr.dtype}; pass e.g. J != 0")
-        size = _square(arr.shape, where)
+        m, size = _square(arr.shape, where, rectangular)
         rows, cols = np.nonzero(arr)
-        pattern = Pattern.from_coo(size, rows, cols)
+        pattern = Pattern.from_coo(size, rows, cols, m)
     else:
         raise TypeError(f"{where}: sparsity must be {ACCEPTED}; got {type(obj).__name__}")
     return pattern if n is None else pattern.check_size(n, where)

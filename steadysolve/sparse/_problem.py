@@ -16,7 +16,7 @@ import numpy as np
 
 from ._pattern import Pattern, _from_pair, _index_array, as_pattern
 
-__all__ = ["problem_sparsity", "residual_pattern", "IndexPairs"]
+__all__ = ["problem_sparsity", "residual_pattern", "IndexPairs", "least_squares_sparsity"]
 
 
 class IndexPairs(NamedTuple):
@@ -93,4 +93,28 @@ def residual_pattern(prob, n: int) -> Optional[Pattern]:
         if prob.kind == "fixed_point":
             pattern = pattern.with_diagonal()
     cache[n] = pattern
+    return pattern
+
+
+def least_squares_sparsity(sparsity: Any, u0, where: str) -> Optional[Pattern]:
+    """Check a least-squares problem's ``sparsity=``: ``None``, or an ``(m, n)`` :class:`Pattern` whose ``n``
+    fits ``u0`` (all of it, or one element of a batch); ``m`` is checked against the residuals at solve."""
+    if sparsity is None:
+        return None
+    from .. import _backend as backend
+
+    lib = backend.library_name(u0)
+    if isinstance(sparsity, (str, tuple, list)):
+        raise TypeError(f"{where}: sparsity must be the (m, n) pattern of one element's Jacobian, as a scipy.sparse "
+                        f"matrix, a boolean array or a Pattern; got {type(sparsity).__name__}")
+    pattern = as_pattern(sparsity, where, lib=lib, rectangular=True)
+    sizes = _sizes(u0)
+    if pattern.n not in sizes:
+        shape = tuple(int(s) for s in u0.shape)
+        raise ValueError(f"{where}: sparsity has shape {pattern.shape} but u0 (shape {shape}) has {sizes[-1]} unknowns"
+                         + (f" ({', '.join(str(s) for s in sizes[:-1])} per element of a batch)" if len(sizes) > 1
+                            else "") + "; the pattern is one element's Jacobian, (m residuals, n unknowns)")
+    if pattern.m < pattern.n:
+        raise ValueError(f"{where}: sparsity has shape {pattern.shape}: fewer rows (residuals) than columns "
+                         "(unknowns); a least-squares problem has m >= n")
     return pattern

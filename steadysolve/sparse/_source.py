@@ -47,9 +47,10 @@ class SparseJacobians:
     """
 
     def __init__(self, xp, dtype, device, batch: int, n: int, pattern: Optional[Pattern], jac: Optional[Callable],
-                 products, where: str = "jac"):
+                 products, where: str = "jac", m: Optional[int] = None):
         self.xp, self.dtype, self.device = xp, dtype, device
         self.batch, self.n = batch, n
+        self.m = n if m is None else m  # residuals per element (a least-squares problem's m >= n)
         self._pattern, self._given = pattern, pattern is not None
         self._jac, self._products, self._where = jac, products, where
         self._groups: Optional[ColumnGroups] = None
@@ -96,16 +97,16 @@ class SparseJacobians:
 
     def _read(self, J, u):
         where = self._where
-        J = check_sparse_jacobian(J, u, n=self.n, batch=self.batch, where=where)
+        J = check_sparse_jacobian(J, u, n=self.n, batch=self.batch, where=where, m=self.m)
         if self._pattern is None:
-            self._pattern = _structure(J, self.n)
+            self._pattern = _structure(J, self.n, self.m)
         try:
             return values_on(self._pattern, J, u, batch=self.batch, where=where)
         except ValueError:
             if self._given:
                 raise
             # no stated pattern: the Jacobian's structure may grow (an entry exactly zero at the start)
-            self._pattern = _union(self._pattern, _structure(J, self.n))
+            self._pattern = _union(self._pattern, _structure(J, self.n, self.m))
             self._groups = None
             return values_on(self._pattern, J, u, batch=self.batch, where=where)
 
@@ -119,7 +120,7 @@ def same_rows(xp, a, b) -> bool:
     return backend.host_bool(xp.all(a == b))
 
 
-def _structure(J, n: int) -> Pattern:
+def _structure(J, n: int, m: Optional[int] = None) -> Pattern:
     """The union over a batch of the stored entries of a checked sparse ``J``."""
     mats = J if isinstance(J, list) else [J]
     rows, cols = [], []
@@ -134,14 +135,15 @@ def _structure(J, n: int) -> Pattern:
         r, c = to_host_coo(M, kind)
         rows.append(r)
         cols.append(c)
-    return Pattern.from_coo(n, np.concatenate(rows), np.concatenate(cols))
+    return Pattern.from_coo(n, np.concatenate(rows), np.concatenate(cols), m)
 
 
 def _union(a: Pattern, b: Pattern) -> Pattern:
-    return Pattern.from_coo(a.n, np.concatenate([a.rows, b.rows]), np.concatenate([a.indices, b.indices]))
+    return Pattern.from_coo(a.n, np.concatenate([a.rows, b.rows]), np.concatenate([a.indices, b.indices]), a.m)
 
 
-def sparse_jacobians(ctx, pattern: Optional[Pattern], raw_jac: Optional[Callable], u, where: str):
+def sparse_jacobians(ctx, pattern: Optional[Pattern], raw_jac: Optional[Callable], u, where: str,
+                     m: Optional[int] = None):
     """The :class:`SparseJacobians` of a solve (context ``ctx``), or ``None`` when there is no pattern
     and no sparse ``jac``. ``raw_jac(u)`` on rows returns what the problem's ``jac`` returns; it is
     called once at rows ``u`` to see whether it is sparse, and that Jacobian serves the first
@@ -154,6 +156,7 @@ def sparse_jacobians(ctx, pattern: Optional[Pattern], raw_jac: Optional[Callable
             jac, first = raw_jac, (u, J0)
     if pattern is None and jac is None:
         return None
-    out = SparseJacobians(ctx.xp, ctx.dtype, ctx.device, ctx.batch, ctx.n, pattern, jac, ctx.products, where=where)
+    out = SparseJacobians(ctx.xp, ctx.dtype, ctx.device, ctx.batch, ctx.n, pattern, jac, ctx.products, where=where,
+                          m=m)
     out._first = first
     return out

@@ -141,6 +141,8 @@ def solve(prob: Union[AbstractProblem, IntervalNonlinearProblem], alg: Any = Non
     alg = _DEFAULT if alg is None else resolve(alg)
     if prob.bounded:
         _check_honours_bounds(alg)
+    if prob.kind == "least_squares":
+        _check_least_squares(alg)
     abstol = check_tol("solve", "abstol", abstol)
     reltol = check_tol("solve", "reltol", reltol)
     maxiters = check_int("solve", "maxiters", maxiters, 1)
@@ -282,6 +284,16 @@ def _check_honours_bounds(alg) -> None:
     if bad:
         raise ValueError(f"solve: the problem has bounds (lb=, ub=), which {', '.join(bad)} cannot honour; use "
                          f"{BOUND_METHODS}")
+
+
+def _check_least_squares(alg) -> None:
+    """A least-squares problem: refuse, before any work, a root finder that assumes a square system."""
+    algs = tuple(getattr(alg, "algs", ())) if isinstance(alg, Polyalgorithm) else (alg,)
+    bad = [type(a).__name__ for a in algs if not getattr(a, "least_squares", False)]
+    if bad:
+        raise ValueError(f"solve: a NonlinearLeastSquaresProblem (more residuals than unknowns) needs a method for "
+                         f"an m x n Jacobian, which {', '.join(bad)} is not; use GaussNewton, LevenbergMarquardt, "
+                         "TrustRegion or the default")
 
 
 def _least_squares_norm(norm):

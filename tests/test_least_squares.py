@@ -115,6 +115,33 @@ def test_exponential_fit_matches_scipy(bk, alg):
     np.testing.assert_allclose(bk.to_numpy(sol.u), ref, rtol=1e-6)
 
 
+# NIST's BoxBOD: y = b1 (1 - exp(-b2 x)); from NIST's first start (1, 1) the rate b2 runs off to ~115, where
+# exp(-b2 x) underflows at every x and the model is the constant b1: J's second column is exactly zero
+BOXBOD_X = np.array([1.0, 2.0, 3.0, 5.0, 7.0, 10.0])
+BOXBOD_Y = np.array([109.0, 149.0, 149.0, 191.0, 213.0, 224.0])
+BOXBOD_B = np.array([2.1380940889e02, 5.4723748542e-01])  # NIST's certified values
+
+
+@pytest.mark.parametrize("alg", LSQ + (None,))
+def test_a_plateau_where_a_parameter_has_no_effect_is_no_minimum(bk, alg):
+    """A stationary point where the residuals do not depend on a parameter (a zero Jacobian column) is a
+    plateau of the model, not a fit: never LeastSquaresMinimum; from a good start the same model is fitted."""
+    xp = bk.xp
+    x, y = bk.asarray(BOXBOD_X), bk.asarray(BOXBOD_Y)
+    f = lambda b, p: b[..., 0:1] * (1.0 - xp.exp(-b[..., 1:2] * x)) - y  # noqa: E731
+    with np.errstate(over="ignore"):
+        sol = ss.solve(ss.NonlinearLeastSquaresProblem(f, bk.asarray([1.0, 1.0])), alg, maxiters=200)
+        if alg in ("levenberg_marquardt", None):  # these run onto the plateau (GN and TR find the fit)
+            assert bk.to_numpy(sol.u)[1] > 50.0
+        if sol.retcode is MIN:  # a minimum is only ever the fit
+            np.testing.assert_allclose(bk.to_numpy(sol.u), BOXBOD_B, rtol=1e-5)
+        else:
+            assert not sol.successful and sol.retcode is ss.ReturnCode.Stalled, sol.retcode
+        good = ss.solve(ss.NonlinearLeastSquaresProblem(f, bk.asarray([100.0, 0.75])), alg, maxiters=200)
+    assert good.retcode is MIN
+    np.testing.assert_allclose(bk.to_numpy(good.u), BOXBOD_B, rtol=1e-5)
+
+
 @slow_on("jax")
 def test_batched_fits_per_element(bk):
     from scipy.optimize import least_squares
@@ -172,6 +199,18 @@ def test_jit(alg):
     assert int(code) == MIN.code
     np.testing.assert_allclose(np.asarray(u), FR_MIN, rtol=1e-6)
     np.testing.assert_allclose(float(obj), 0.5 * 48.9842536, rtol=1e-8)
+
+
+@pytest.mark.parametrize("alg", ("newton", "newton_krylov", "broyden", "anderson", "fixed_point", "dynamic_ss",
+                                 "pseudo_transient"))
+def test_root_finders_refuse_a_least_squares_problem_before_any_work(alg):
+    calls = []
+    f = lambda u, p: calls.append(1) or np.array([u[0] - 1.0, u[1] - 2.0, u[0] + u[1] - 3.1])  # noqa: E731
+    with pytest.raises(ValueError, match="m x n Jacobian.*use GaussNewton, LevenbergMarquardt, TrustRegion"):
+        ss.solve(ss.NonlinearLeastSquaresProblem(f, np.zeros(2)), alg)
+    with pytest.raises(ValueError, match="NewtonRaphson"):
+        ss.solve(ss.NonlinearLeastSquaresProblem(f, np.zeros(2)), ss.Auto(algs=(ss.NewtonRaphson(), ss.TrustRegion())))
+    assert not calls  # refused before f is evaluated
 
 
 def test_boundary_errors():

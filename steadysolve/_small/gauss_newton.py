@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..algorithms._least_squares import (at_minimum, gauss_newton_point, gradient, minimum_tolerances,
+from ..algorithms._least_squares import (at_minimum, identifiable, gauss_newton_point, gradient, minimum_tolerances,
                                          predicted_reduction)
 from ..algorithms.base import PROGRESS_ITERS, no_progress
 from ..algorithms.dense import scaled_jacobian
@@ -105,7 +105,8 @@ class SmallGaussNewton(Twin):
         if stop:
             flag = xp.full((1,), _STALLED, dtype=xp.int32)
         if at_minimum(FLOATS, cosine, math.sqrt(fn2), fn2, ftn2, pred if newton and ok else -1.0,
-                      minimum_tolerances(ctx, ctx.dtype, self.alg.gtol), stop or nslow >= PROGRESS_ITERS):
+                      minimum_tolerances(ctx, ctx.dtype, self.alg.gtol), stop or nslow >= PROGRESS_ITERS,
+                      bool(identifiable(xp, J if J.ndim == 3 else J[None], D, ctx.dtype)[0])):
             flag = xp.full((1,), _MINIMUM, dtype=xp.int32)
         if bad_dir:
             flag = xp.full((1,), _LSF, dtype=xp.int32)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from .. import _backend as backend
 from ..algorithms.base import PROGRESS_ITERS, no_progress
-from ..algorithms._least_squares import at_minimum, is_rectangular, minimum_tolerances
+from ..algorithms._least_squares import at_minimum, identifiable, is_rectangular, minimum_tolerances
 from ..algorithms.dense import ACCEPT_RHO
 from ..algorithms.levenberg_marquardt import LevenbergMarquardt
 from ..retcodes import ReturnCode
@@ -97,7 +97,8 @@ class SmallLevenbergMarquardt(Twin):
             if stationary or stuck:
                 flag = xp.full((1,), _STALLED, dtype=xp.int32)
             if at_minimum(FLOATS, cosine, fnorm, fn2, ftn2 if usable else math.nan, pred if usable else -1.0,
-                          minimum_tolerances(ctx, ctx.dtype, self.alg.gtol), stuck or nslow >= PROGRESS_ITERS):
+                          minimum_tolerances(ctx, ctx.dtype, self.alg.gtol), stuck or nslow >= PROGRESS_ITERS,
+                          bool(identifiable(xp, J if J.ndim == 3 else J[None], D, ctx.dtype)[0])):
                 flag = xp.full((1,), _MINIMUM, dtype=xp.int32)
         else:
             # a non-root stationary point of ||F||: the scaled gradient vanishes while F does not (g and F

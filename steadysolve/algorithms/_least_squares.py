@@ -20,6 +20,12 @@ with a finite-difference Jacobian, whose columns carry errors of order ``sqrt(ep
 ``J^T F`` at the minimum is only that small (for such a Jacobian ``gtol`` is raised to ``sqrt(eps)``
 at once). The tests look at the current iterate ``u``, the step's trial only through the change of
 ``||F||^2``.
+
+A point where some column of ``J`` vanishes (below ``eps`` times the largest scaling ``D``) is never a
+minimum: the residuals do not depend on that parameter there (a saturated exponential, as NIST's
+BoxBOD from its first start, whose rate runs to 115 and leaves the model constant), so the point is a
+plateau of the model, not a fit; the method then ends ``Stalled``. A model with parameters that only
+act together (rank-deficient but no zero column) keeps its minimum.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from ..retcodes import ReturnCode
 from .dense import regularised
 
 __all__ = ["gradient", "gauss_newton_point", "minimum_flag", "minimum_tolerances", "at_minimum", "predicted_reduction",
-           "residual_size", "is_rectangular", "GTOL", "FTOL"]
+           "residual_size", "is_rectangular", "identifiable", "GTOL", "FTOL"]
 
 _MINIMUM = ReturnCode.LeastSquaresMinimum.code
 #: default cosine between ``F`` and the Jacobian's columns below which a minimum is declared
@@ -88,32 +94,43 @@ def minimum_tolerances(ctx, dtype, gtol=GTOL):
     return gtol, coarse, FTOL * eps
 
 
-def at_minimum(ns, cosine, fnorm, fn2, ftn2, pred, tolerances, stuck=None):
+def identifiable(xp, J, D, dtype):
+    """``(B,)``: True where every column of the dense ``(B, m, n)`` Jacobian ``J`` is nonzero relative to
+    ``D`` (the running maximum of the column norms), so the residuals depend on every parameter at ``u``."""
+    cols = xp.sqrt(xp.sum(J * J, axis=1))
+    return xp.min(cols, axis=1) > float(xp.finfo(dtype).eps) * xp.max(D, axis=1)
+
+
+def at_minimum(ns, cosine, fnorm, fn2, ftn2, pred, tolerances, stuck=None, ident=None):
     """Where the element is at a least-squares minimum (see the module docstring), from the cosine
     ``max_j |(J^T F)_j| / (D_j ||F||)``, ``fnorm = ||F(u)||``, ``fn2``, the trial's ``ftn2``, the predicted
     reduction ``pred`` and :func:`minimum_tolerances`. Written on a namespace ``ns`` of elementwise
     functions (``isfinite``, ``abs``): an array namespace on ``(B,)`` arrays, or
-    :data:`steadysolve._small.floats.FLOATS` on one system's Python floats (the operators ``& |`` serve both)."""
+    :data:`steadysolve._small.floats.FLOATS` on one system's Python floats (the operators ``& |`` serve both).
+    ``ident``: :func:`identifiable` (None: not checked, a sparse Jacobian's values)."""
     gtol, coarse, ftol = tolerances
     stationary = (fnorm > 0) & (cosine <= gtol)
     if stuck is not None:
         stationary = stationary | (stuck & (fnorm > 0) & (cosine <= coarse))
     flat = ((fn2 > 0) & ns.isfinite(ftn2) & (ns.abs(fn2 - ftn2) <= ftol * fn2)
             & (pred >= 0) & (pred <= ftol * fn2))
-    return stationary | flat
+    hit = stationary | flat
+    return hit if ident is None else hit & ident
 
 
-def minimum_flag(ctx, flag, g, D, fn2, ftn2, pred, gtol=GTOL, stuck=None):
+def minimum_flag(ctx, flag, g, D, fn2, ftn2, pred, gtol=GTOL, stuck=None, J=None):
     """``flag`` set to ``LeastSquaresMinimum`` where the element is at a least-squares minimum (see the
     module docstring): ``g = J^T F`` at ``u``, ``D`` the column scaling, ``fn2 = ||F(u)||^2``, ``ftn2`` the
     trial's ``||F||^2`` and ``pred`` the model's predicted reduction (negative where not computed);
     ``stuck``: where the method makes no progress (a collapsed trust region, an exhausted line search,
     a damping beyond bounds, or ``base.no_progress``), which is a minimum when the cosine is below
     ``sqrt(eps)`` (the accuracy of a finite-difference Jacobian's gradient) and a stall otherwise. With a
-    finite-difference Jacobian the cosine cannot go below about ``sqrt(eps)``: ``gtol`` is raised to that."""
+    finite-difference Jacobian the cosine cannot go below about ``sqrt(eps)``: ``gtol`` is raised to that.
+    ``J``: the dense Jacobian at ``u``, for the zero-column check (:func:`identifiable`)."""
     xp = ctx.xp
     one = xp.ones_like(fn2)
     fnorm = xp.sqrt(fn2)
     cosine = xp.max(xp.abs(g) / D, axis=1) / xp.where(fnorm > 0, fnorm, one)
-    hit = at_minimum(xp, cosine, fnorm, fn2, ftn2, pred, minimum_tolerances(ctx, fn2.dtype, gtol), stuck)
+    ident = identifiable(xp, J, D, fn2.dtype) if J is not None and J.ndim == 3 else None
+    hit = at_minimum(xp, cosine, fnorm, fn2, ftn2, pred, minimum_tolerances(ctx, fn2.dtype, gtol), stuck, ident)
     return xp.where(hit, xp.full_like(flag, _MINIMUM), flag)

@@ -73,6 +73,9 @@ class Algorithm:
     #: the method keeps every iterate inside the bounds ``lb <= u <= ub`` of a bounded problem (the others
     #: refuse one at the start of the solve)
     honours_bounds: ClassVar[bool] = False
+    #: the method minimises ``||F||`` with an ``m x n`` Jacobian, so it solves a least-squares problem
+    #: (``m > n`` residuals); the others refuse one at the start of the solve
+    least_squares: ClassVar[bool] = False
 
     def init(self, prob, u0, ctx: "Context"):  # pragma: no cover - interface
         raise NotImplementedError

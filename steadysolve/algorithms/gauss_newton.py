@@ -14,7 +14,7 @@ rebuilt while backtracking.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from .._checks import check_int, check_positive
 from ..registry import register
@@ -105,6 +105,8 @@ class GaussNewton(Algorithm):
     ('Success', array([1., 1.]))
     """
 
+    least_squares: ClassVar[bool] = True
+
     gtol: float = GTOL
     max_backtracks: int = 20
     max_size: int = 1000
@@ -186,7 +188,7 @@ class GaussNewton(Algorithm):
         if ctx.kind == "least_squares":  # the full step's prediction: at a minimum it and the change are ~0
             pred = xp.where(newton & finite, predicted_reduction(xp, J, state.fu, d_new, Jmv), -one)
             flag = minimum_flag(ctx, flag, g, D, state.fn2, ftn2, pred, self.gtol,
-                                stuck=stop | (nslow >= PROGRESS_ITERS))
+                                stuck=stop | (nslow >= PROGRESS_ITERS), J=J)
         flag = xp.where(bad_dir, xp.full_like(flag, _LSF), flag)
         ab = xp.reshape(accept, (B, 1))
         nrej = xp.astype(xp.sum(xp.astype(~accept, xp.int32)), xp.int32)

@@ -114,6 +114,7 @@ class LevenbergMarquardt(Algorithm):
     max_size: int = 1000
     sparse_solver: str = "normal"
     honours_bounds: ClassVar[bool] = True
+    least_squares: ClassVar[bool] = True
 
     def __post_init__(self):
         if self.sparse_solver not in ("normal", "lsmr"):
@@ -195,7 +196,7 @@ class LevenbergMarquardt(Algorithm):
             flag = xp.where(stationary | stuck, xp.full_like(state.flag, _STALLED), state.flag)
             pred = xp.where(usable, predicted_reduction(xp, J, fu, delta, Jmv), -one)
             flag = minimum_flag(ctx, flag, g, D, state.fn2, ftn2, pred, self.gtol,
-                                stuck=stuck | (nslow >= PROGRESS_ITERS))
+                                stuck=stuck | (nslow >= PROGRESS_ITERS), J=J)
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)
         u, fu, fn2, nrej = take_accepted(xp, accept, trial, ft, ftn2, state.u, fu, state.fn2)
         return LMState(u, fu, fn2, J, ~accept, D, lam_new, nu, flag, state.nf + 1 + ctx.f_calls(dj), state.njvp + dj,

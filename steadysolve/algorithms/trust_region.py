@@ -181,6 +181,7 @@ class TrustRegion(Algorithm):
     factor: float = 100.0
     max_size: int = 1000
     honours_bounds: ClassVar[bool] = True
+    least_squares: ClassVar[bool] = True
 
     def __post_init__(self):
         check_positive("TrustRegion", "factor", self.factor)
@@ -270,7 +271,7 @@ class TrustRegion(Algorithm):
             flag = xp.where(collapsed, xp.full_like(state.flag, _STALLED), state.flag)
             pred = xp.where(usable, predicted_reduction(xp, J, state.fu, delta, Jmv), -xp.ones_like(rho))
             flag = minimum_flag(ctx, flag, grad, D, state.fn2, ftn2, pred,
-                                stuck=collapsed | (nslow >= PROGRESS_ITERS))
+                                stuck=collapsed | (nslow >= PROGRESS_ITERS), J=J)
         elif free is not None:  # a minimum of ||F|| on a bound: a root may lie outside the box
             flag = bound_flag(ctx, flag, grad, D, state.fn2, free, collapsed | (nslow >= PROGRESS_ITERS), GTOL)
         flag = xp.where(~finite_j, xp.full_like(flag, _LSF), flag)

@@ -74,7 +74,7 @@ _ONCE = (" (Warned once for this call, or this compiled function under jit; stat
          "code, on_failure='warn_always' warns each time.)")
 
 
-def _report(on_failure, where, stats, batch, hint):
+def _report(on_failure, where, stats, batch, hint, when=None):
     """``on_failure`` for a solve's stats: eagerly at once; under a trace by a host callback at run
     time (the codes exist only then). ``"raise"`` is the core's ``throw`` (``ConvergenceError``
     eagerly, ``equinox.error_if`` under ``jit``), not handled here."""
@@ -83,9 +83,10 @@ def _report(on_failure, where, stats, batch, hint):
     # made at trace time: "warn" warns once per eager call (as torch's fixed_point) and once per compiled
     # function under jit (a training step's jitted DEQ warns once, as a torch DEQ module does)
     reporter = Reporter(on_failure, {}, set(), once=_ONCE)
-    if isinstance(stats.retcode_array, jax.core.Tracer):
-        jax.debug.callback(lambda st: reporter(st, batch, hint), stats)
-    else:
+    when = jnp.asarray(True) if when is None else when  # (False: the failures are not this phase's to report)
+    if isinstance(stats.retcode_array, jax.core.Tracer) or isinstance(when, jax.core.Tracer):
+        jax.debug.callback(lambda st, w: reporter(st, batch, hint) if bool(w) else None, stats, when)
+    elif bool(when):
         reporter(stats, batch, hint)
 
 
@@ -141,17 +142,21 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
             z = fz if bwd.damping == 1.0 else (1.0 - bwd.damping) * z + bwd.damping * fz
         return z, stats
 
-    def linsolve(op, b):
-        """x with op(x) = b; op is J_F(z*) or its transpose (J_f - I for a fixed point)."""
+    def linsolve(op, b, fwd_bad):
+        """x with op(x) = b; op is J_F(z*) or its transpose (J_f - I for a fixed point); ``fwd_bad`` flags the
+        elements whose forward solve failed (the only ones the DEQ default's series may truncate)."""
         if kind == "fixed_point":  # (J_f - I) x = b  <=>  (I - J_f) x = -b
             res = adjoint_solve(lambda v: op(v) + v, -b, bwd, fixed_point_form=True, batch_axis=opts.batch_axis,
-                                norm=opts.norm)
+                                norm=opts.norm, forward_failed=fwd_bad)
         else:
             res = adjoint_solve(op, b, bwd, fixed_point_form=False, batch_axis=opts.batch_axis, norm=opts.norm)
         x = res.w
-        _report(on_failure, where, res.stats, layout.batch, BACKWARD_HINT)
+        bad = jnp.reshape(jnp.asarray(res.stats.retcode_array) != 0, (-1,))
+        if bwd.truncate:  # truncated elements (forward failed, already reported) are no backward failure
+            bad = bad & ~jnp.reshape(fwd_bad, (-1,))
+        _report(on_failure, where, res.stats, layout.batch, BACKWARD_HINT, when=jnp.any(bad))
         if throw:
-            x = error_if(x, jnp.any(jnp.asarray(res.stats.retcode_array) != 0),
+            x = error_if(x, jnp.any(bad),
                           f"steadysolve: the implicit-differentiation linear solve in {where} did not converge "
                           "(raise maxiters or loosen reltol of backward=Implicit(...))")
         return x
@@ -182,7 +187,9 @@ def implicit(kind, where, f, z0, args, *, solver, abstol, reltol, maxiters, norm
         _, Fp_dp = jax.jvp(F_live, ([dlist[i] for i in live],),
                            ([jnp.asarray(ddlist[i], dtype=jnp.result_type(dlist[i])) for i in live],))
         _, A = jax.linearize(lambda zz: residual(zz, dlist), z)
-        dz = jax.lax.custom_linear_solve(A, -Fp_dp, solve=linsolve, transpose_solve=linsolve)
+        fwd_bad = jnp.asarray(stats.retcode_array) != 0
+        lin = lambda op, b: linsolve(op, b, fwd_bad)  # noqa: E731
+        dz = jax.lax.custom_linear_solve(A, -Fp_dp, solve=lin, transpose_solve=lin)
         if failed_grad == "jfb":  # failed elements: the Jacobian-free gradient, dz = f_p dp (J_f taken as 0)
             failed = layout.per_element(jnp.asarray(stats.retcode_array) != 0)
             dz = jnp.where(failed, Fp_dp, dz)

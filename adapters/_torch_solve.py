@@ -153,10 +153,16 @@ class _ImplicitGrad(torch.autograd.Function):
         g = g.contiguous()
         g_solve = g if failed is None else torch.where(failed, torch.zeros_like(g), g)
         with call.amp.off() if call.amp is not None else contextlib.nullcontext():
+            fwd_bad = call.stats.forward.retcode_array != 0
             res = adjoint_solve(vjp, g_solve, opts.backward, fixed_point_form=True, batch_axis=opts.batch_axis,
+                                forward_failed=fwd_bad if torch.is_tensor(fwd_bad) else torch.as_tensor(fwd_bad),
                                 norm=opts.norm)
         call.stats.backward = res.stats
-        call.report(res.stats, call.batch, BACKWARD_HINT)
+        # the DEQ default's truncated series truncates only elements whose forward failed (already reported):
+        # those are counted, not warned; a failure of any other element follows on_failure
+        bwd_bad = res.stats.retcode_array != 0
+        quiet = opts.backward.truncate and not bool(torch.any(torch.as_tensor(bwd_bad) & ~torch.as_tensor(fwd_bad)))
+        (call.report.count if quiet else call.report)(res.stats, call.batch, BACKWARD_HINT)
         w = res.w if failed is None else torch.where(failed, g, res.w)
         return w, None, None
 

@@ -42,15 +42,17 @@ class Implicit:
         Broyden and Newton also reach equilibria that the map itself repels, and ``I - J_f`` is then
         near-singular -- the exact adjoint is hundreds to thousands of times the incoming gradient
         and a few such samples wreck a training step, while the truncated series stays on the
-        gradient's scale (and reports the backward solve as failed). Measured on a digits DEQ
+        gradient's scale (its unconverged elements keep their codes in the backward stats and are
+        counted in ``stats.failures``, but ``on_failure`` does not warn or raise for them: their
+        truncated sum is the gradient by design). Measured on a digits DEQ
         trained where most forward solves stop at their cap: GMRES 0.71 test accuracy, the Neumann
         series 0.89, torchdeq (whose regularised Anderson adjoint behaves alike) 0.88
         (docs/benchmarks.md).
 
         With neither ``solver`` nor ``maxiters`` given, the DEQ modules truncate the series: every
         element gets ``TRUNCATE = 10`` terms, and only the elements whose residual shrank by at least
-        ``CONTRACTION = 0.6`` per term over those go on to the cap (their series converges to the
-        exact gradient); the others keep their 10-term sum. On MNIST-5k (2 seeds, capped regime)
+        ``CONTRACTION = 0.6`` per term over those, or whose forward solve converged, go on to the cap
+        (their series converges to the exact gradient); the others keep their 10-term sum. On MNIST-5k (2 seeds, capped regime)
         this took anderson from 1.3 points below torchdeq's accuracy to 0.2 above, fixed_point from
         1.6 to 0.7 below.
         ``Implicit(maxiters=n)`` (or ``solver="fixed_point"``) runs the plain series to ``n``.

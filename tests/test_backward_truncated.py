@@ -1,5 +1,6 @@
 """The DEQ modules' default adjoint: the Neumann series, truncated at ``TRUNCATE`` terms for the elements whose
-residual contracts slower than ``CONTRACTION`` per term (``adapters/_implicit._truncated_series``). Where it
+residual contracts slower than ``CONTRACTION`` per term and whose forward solve failed
+(``adapters/_implicit._truncated_series``). Where it
 contracts fast the gradient is exact (finite differences, float64); where the series diverges it stops at the
 truncation with a reported failure and a gradient on the incoming gradient's scale."""
 
@@ -46,17 +47,24 @@ def test_torch_contractive_gradient_is_exact_past_the_truncation():
     np.testing.assert_allclose(g.numpy(), fd.numpy(), rtol=1e-7, atol=1e-9)
 
 
-def test_torch_divergent_series_stops_at_the_truncation():
+def test_torch_divergent_series_stops_at_the_truncation_only_where_the_forward_failed():
     torch = pytest.importorskip("torch")
     from steadysolve.adapters.torch import DEQ
 
-    # z = 1.5 z + x: Anderson finds the repelling fixed point z* = -2x, where sum_k 1.5^k g diverges
-    deq = DEQ(lambda z, x: 1.5 * z + x, abstol=1e-10, reltol=0.0, on_failure="ignore")
+    # z = 1.5 z + x: Anderson finds the repelling fixed point z* = -2x, where sum_k 1.5^k g diverges; a
+    # converged forward gets the series to its end (here: Diverged), a failed one (fixed-point iteration
+    # runs away from it) its truncated sum
     x = torch.ones(2, 3, dtype=torch.float64, requires_grad=True)
+    deq = DEQ(lambda z, x: 1.5 * z + x, abstol=1e-10, reltol=0.0, on_failure="ignore")
     (g,) = torch.autograd.grad(deq(x).sum(), x)
     bs = deq.backward_stats
     np.testing.assert_allclose(deq(x).detach().numpy(), -2.0, atol=1e-8)
-    assert not bs.successful and bs.nfailed == 2 and bs.niter == TRUNCATE
+    assert deq.forward_stats.successful and not bs.successful and bs.niter > TRUNCATE
+    capped = DEQ(lambda z, x: 1.5 * z + x, solver="fixed_point", maxiters=30, abstol=1e-10, reltol=0.0,
+                 on_failure="ignore")
+    (g,) = torch.autograd.grad(capped(x).sum(), x)
+    bs = capped.backward_stats
+    assert not capped.forward_stats.successful and not bs.successful and bs.nfailed == 2 and bs.niter == TRUNCATE
     assert torch.isfinite(g).all() and float(g.abs().max()) <= 1.5 ** TRUNCATE
 
 

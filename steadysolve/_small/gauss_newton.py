@@ -104,9 +104,9 @@ class SmallGaussNewton(Twin):
         flag = state.flag
         if stop:
             flag = xp.full((1,), _STALLED, dtype=xp.int32)
-        if at_minimum(FLOATS, cosine, math.sqrt(fn2), fn2, ftn2, pred if newton and ok else -1.0,
-                      minimum_tolerances(ctx, ctx.dtype, self.alg.gtol), stop or nslow >= PROGRESS_ITERS,
-                      bool(identifiable(xp, J if J.ndim == 3 else J[None], D, ctx.dtype)[0])):
+        minimum = at_minimum(FLOATS, cosine, math.sqrt(fn2), fn2, ftn2, pred if newton and ok else -1.0,
+                             minimum_tolerances(ctx, ctx.dtype, self.alg.gtol), stop or nslow >= PROGRESS_ITERS)
+        if minimum and bool(identifiable(xp, J, D, ctx.dtype)[0]):  # (the zero-column test only at a minimum)
             flag = xp.full((1,), _MINIMUM, dtype=xp.int32)
         if bad_dir:
             flag = xp.full((1,), _LSF, dtype=xp.int32)

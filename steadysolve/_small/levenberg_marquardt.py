@@ -96,9 +96,9 @@ class SmallLevenbergMarquardt(Twin):
             stationary = fnorm > 0 and cosine <= self.alg.gtol
             if stationary or stuck:
                 flag = xp.full((1,), _STALLED, dtype=xp.int32)
-            if at_minimum(FLOATS, cosine, fnorm, fn2, ftn2 if usable else math.nan, pred if usable else -1.0,
-                          minimum_tolerances(ctx, ctx.dtype, self.alg.gtol), stuck or nslow >= PROGRESS_ITERS,
-                          bool(identifiable(xp, J if J.ndim == 3 else J[None], D, ctx.dtype)[0])):
+            minimum = at_minimum(FLOATS, cosine, fnorm, fn2, ftn2 if usable else math.nan, pred if usable else -1.0,
+                                 minimum_tolerances(ctx, ctx.dtype, self.alg.gtol), stuck or nslow >= PROGRESS_ITERS)
+            if minimum and bool(identifiable(xp, J, D, ctx.dtype)[0]):  # (the zero-column test only at a minimum)
                 flag = xp.full((1,), _MINIMUM, dtype=xp.int32)
         else:
             # a non-root stationary point of ||F||: the scaled gradient vanishes while F does not (g and F

@@ -62,8 +62,11 @@ def _back_substitute(R, g):
 
 
 def gmres_one(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-5, abstol: float = 0.0,
-              maxiters: Optional[int] = None, aug=None, precond=None) -> GMRESResult:
-    """GMRES on ``b`` of shape ``(1, n)`` (NumPy); the arguments are those of ``gmres_2d``."""
+              maxiters: Optional[int] = None, aug=None, precond=None, work=None) -> GMRESResult:
+    """GMRES on ``b`` of shape ``(1, n)`` (NumPy); the arguments are those of ``gmres_2d``, and ``work``: a
+    ``(rows, n)`` array of ``b``'s dtype used as the basis when it has the ``m + 1`` rows a cycle needs
+    (a caller that solves many systems, as Newton-Krylov, allocates it once: the first write of every
+    page of a new array faults, which costs as much as several Krylov steps)."""
     n = b.shape[1]
     m = restart if aug is None else restart + aug.shape[1]
     maxiters = maxiters if maxiters is not None else max(10 * n, m)
@@ -97,7 +100,8 @@ def gmres_one(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-
     while k < maxiters and not failed and not resid <= tol:
         ncycle += 1
         if V is None:  # workspaces for the whole solve, written in place (DESIGN section 3)
-            V = xp.zeros((m + 1, n), dtype=dtype)
+            usable = work is not None and work.shape[0] >= m + 1 and work.shape[1] == n and work.dtype == dtype
+            V = work[:m + 1, :] if usable else xp.zeros((m + 1, n), dtype=dtype)
         V = backend.set_at(xp, V, (0, slice(None)), r / resid)
         g = [resid]  # rotated right-hand side
         cs, sn = [], []  # the Givens rotations so far
@@ -138,16 +142,22 @@ def gmres_one(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-
             w = apply(z)
             k += 1
             nmv += 1
+            # Classical Gram-Schmidt as two BLAS matrix-vector products, the result written into the
+            # basis row it becomes (no temporaries: at n ~ 1e4 and beyond each costs as much as a read
+            # of the vector). ||w||^2 = ||h||^2 + ||w1||^2 by Pythagoras: no pass over w for the test.
             Vs = V[:j + 1, :]
+            w1 = V[j + 1, :]
             h = Vs @ w
-            w1 = w - h @ Vs
+            np.matmul(h, Vs, out=w1)
+            np.subtract(w, w1, out=w1)
             b2 = dot(w1, w1)
-            if not b2 > _KEEP2 * dot(w, w):  # a second pass only when the first lost too much of the norm
+            col = h.tolist()
+            if not b2 > _KEEP2 * (b2 + dot(h, h)):  # a second pass only when the first lost too much
                 h2 = Vs @ w1
-                w1 = w1 - h2 @ Vs
+                w1 -= h2 @ Vs
                 h = h + h2
                 b2 = dot(w1, w1)
-            col = h.tolist()
+                col = h.tolist()
             beta = math.sqrt(b2) if b2 >= 0 else math.nan
             col.append(beta)
             hn = math.hypot(*col)
@@ -170,7 +180,7 @@ def gmres_one(xp, matvec: Callable, b, x0=None, *, restart: int = 30, reltol=1e-
             ncols = j + 1
             if resid <= tol or j + 1 == m:
                 break
-            V = backend.set_at(xp, V, (j + 1, slice(None)), w1 / beta if beta > 0 else xp.zeros_like(w1))
+            np.multiply(w1, 1.0 / beta if beta > 0 else 0.0, out=w1)  # the basis row, normalised in place
         if ncols:  # y from the triangular system of the valid columns
             y = _back_substitute(R, g[:ncols])
             if aug_c is None:

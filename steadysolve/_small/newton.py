@@ -57,6 +57,7 @@ class SmallNewtonState(NamedTuple):
     nslow: int  # iterations since the last progress (``base.no_progress``)
     ref2: float  # ||F||^2 at the last progress
     eye: Any  # NewtonRaphson: the (n, n) identity of the regularised solve
+    work: Any = None  # NewtonKrylov: GMRES's basis, allocated once per solve
 
 
 def _flag(xp, code):
@@ -79,6 +80,9 @@ class SmallNewton(Twin):
     def _eye(self, ctx):
         return None
 
+    def _work(self, ctx):
+        return None
+
     def init(self, prob, u0, ctx):
         alg, xp = self.alg, ctx.xp
         fu = ctx.fu0
@@ -87,7 +91,7 @@ class SmallNewton(Twin):
             u=u0, fu=fu, fn2=fn2, d=xp.zeros_like(u0), lam=1.0, nback=0, eta=float(alg._eta0(ctx)),
             flag=_flag(xp, 0), nf=1, njvp=0, nvjp=0, nlinsolve=0, nlinear=0, nbacktrack=0, aux=alg._aux0(ctx, u0),
             p=u0, fp=fu, fp2=fn2, probe=False, watch=alg.linesearch == "watchdog", nslow=0, ref2=fn2,
-            eye=self._eye(ctx))
+            eye=self._eye(ctx), work=self._work(ctx))
 
     def step(self, prob, state, ctx):
         alg, xp = self.alg, ctx.xp
@@ -143,7 +147,7 @@ class SmallNewton(Twin):
         return SmallNewtonState(u, fu, fn2, d, lam_next, nback, eta, flag,
                                 state.nf + 1 + ctx.f_calls(dj), state.njvp + dj, state.nvjp,
                                 state.nlinsolve + int(newton), state.nlinear + dl, state.nbacktrack + (not accept),
-                                aux, trial, ft, t2, go, watch, nslow, ref2, state.eye)
+                                aux, trial, ft, t2, go, watch, nslow, ref2, state.eye, state.work)
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,13 @@ class SmallNewtonRaphson(SmallNewton):
 class SmallNewtonKrylov(SmallNewton):
     """NewtonKrylov's twin: the one-system GMRES, and the forcing terms on floats."""
 
+    def _work(self, ctx):
+        # the basis of every inner solve: a cycle of the configured length plus the recycled directions
+        # (zeros: pages are mapped on first use, so a solve that needs a short cycle pays for no more)
+        alg = self.alg
+        rows = min(alg.linsolve.restart, ctx.n) + min(alg.recycle, ctx.n) + 1
+        return ctx.xp.zeros((rows, ctx.n), dtype=ctx.dtype)
+
     def _direction(self, ctx, state, base):
         xp, alg = ctx.xp, self.alg
         aug, carry = alg._split(base.aux)
@@ -180,7 +191,7 @@ class SmallNewtonKrylov(SmallNewton):
         M, carry, dpc = alg.preconditioner(ctx, base.u, base.fu, None, carry)
         jvp_u = ctx.products.linearize(base.u, base.fu, alg.jvp_step)
         res = gmres_one(xp, jvp_u, -base.fu, None, restart=restart, reltol=eta, abstol=alg.linsolve.abstol,
-                        maxiters=maxiters, aug=aug, precond=M)
+                        maxiters=maxiters, aug=aug, precond=M, work=state.work)
         carry = alg.after_solve(ctx, carry, res.niter, res.codes[0], None)
         x, resid = res.x, float(res.resid[0])
         unusable = (int(res.codes[0]) == _LSF and not resid * resid < USEFUL * base.fn2) or not finite(xp, x)

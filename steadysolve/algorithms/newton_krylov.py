@@ -96,12 +96,13 @@ class NewtonKrylov(NewtonBase):
         Newton step are capped at ``restart + recycle`` unless ``linsolve.maxiters``.
     krylov_growth
         The largest factor by which the Krylov budget of an inner solve grows: each time an inner
-        solve stops at its cap short of the forcing tolerance, the next ones get twice the restart
-        length (and cap), up to ``krylov_growth`` times ``linsolve.restart``, so that truncated inner
-        solves do not make Newton crawl at linear speed on a large, stiff system. ``1`` keeps the
-        budget fixed. Under ``jax.jit`` too: GMRES's buffers are allocated for the largest cycle and
-        the active cycle length is a traced count, so a jitted solve takes the eager solve's Newton
-        steps. A ``linsolve.maxiters`` you set is kept.
+        solve stops at its cap short of the forcing tolerance (and Newton's step kept more than half
+        of ``||F||``), the next ones get twice the restart cycles of ``linsolve.restart`` steps, up
+        to ``krylov_growth`` cycles, so that truncated inner solves do not make Newton crawl at
+        linear speed on a large, stiff system. The cycle keeps its length: the cost of a Krylov
+        step grows with the basis it is orthogonalised against. ``1`` keeps the budget fixed.
+        Under ``jax.jit`` too (the cap is a traced count), so a jitted solve takes the eager
+        solve's Newton steps. A ``linsolve.maxiters`` you set is kept.
     precond
         A right preconditioner of the inner solves (see ``steadysolve.linear.precond``): a fixed
         linear callable ``M(v)`` on ``(batch, n)`` rows, or a ``Preconditioner`` (``ILU``, ``AMG``,
@@ -304,15 +305,16 @@ class NewtonKrylov(NewtonBase):
 
     def inner_solve(self, ctx, eta, aug, scale=1):
         """``(restart, reltol, maxiters)`` of the GMRES solve of a Newton step with forcing term ``eta``,
-        recycled directions ``aug`` and the Krylov budget grown ``scale`` times (a traced counter under
-        ``jax.jit``: then ``restart`` and ``maxiters`` are traced too, see :meth:`max_restart`)."""
+        recycled directions ``aug`` and the Krylov budget grown ``scale`` times: ``scale`` restart cycles
+        (a traced counter under ``jax.jit``: then ``maxiters`` is traced too)."""
         ls = self.linsolve
-        if ctx.traced and not isinstance(scale, int):
-            restart = ctx.xp.minimum(ls.restart * scale, self.max_restart(ctx))
-        else:
-            restart = min(ls.restart * scale, ctx.n)
-        cap = restart + (0 if aug is None else aug.shape[1])
-        maxiters = ls.maxiters if ls.maxiters is not None else cap
+        # The budget grows in restart cycles, not in the cycle's length: each Krylov step orthogonalises
+        # against the whole basis of its cycle, so a longer cycle makes every step dearer (at n >= 1e4
+        # more than the evaluation of F), while more cycles of the same length keep the cost per step
+        # for about the same Newton iterations (docs/benchmarks.md, issue 28).
+        restart = min(ls.restart, ctx.n)
+        kaug = 0 if aug is None else aug.shape[1]
+        maxiters = ls.maxiters if ls.maxiters is not None else restart * scale + kaug
         if ctx.n <= _EXACT_N and isinstance(self.forcing, str) and ls.maxiters is None:
             # GMRES is exact in n steps (n JVPs): on a tiny system a loose inner solve saves almost
             # nothing and costs Newton steps. A float tolerance: no per-step array.
@@ -320,9 +322,9 @@ class NewtonKrylov(NewtonBase):
         return restart, eta, maxiters
 
     def max_restart(self, ctx) -> int:
-        """The longest cycle an inner solve may run: the size of GMRES's buffers under ``jax.jit``."""
-        grows = self._grows(ctx)
-        return min(self.linsolve.restart * (self.krylov_growth if grows else 1), ctx.n)
+        """The longest cycle an inner solve may run: the size of GMRES's buffers under ``jax.jit`` (the
+        budget grows in cycles, so this is the configured cycle)."""
+        return min(self.linsolve.restart, ctx.n)
 
     def _direction(self, prob, state, ctx, newton):
         xp, B = ctx.xp, ctx.batch

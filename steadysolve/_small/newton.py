@@ -177,10 +177,10 @@ class SmallNewtonKrylov(SmallNewton):
     """NewtonKrylov's twin: the one-system GMRES, and the forcing terms on floats."""
 
     def _work(self, ctx):
-        # the basis of every inner solve: a cycle of the configured length plus the recycled directions
+        # the basis of every inner solve: the longest cycle plus the recycled directions
         # (zeros: pages are mapped on first use, so a solve that needs a short cycle pays for no more)
         alg = self.alg
-        rows = min(alg.linsolve.restart, ctx.n) + min(alg.recycle, ctx.n) + 1
+        rows = alg.max_restart(ctx) + min(alg.recycle, ctx.n) + 1
         return ctx.xp.zeros((rows, ctx.n), dtype=ctx.dtype)
 
     def _direction(self, ctx, state, base):

@@ -51,6 +51,10 @@ USEFUL = 1.0 - 1e-6
 #: the Krylov budget grows after a truncated inner solve whose Newton step kept more than this fraction of ||F||
 CRAWL = 0.5
 
+#: a grown Krylov budget lengthens the restart cycle while the cycle's basis holds at most this many numbers
+#: (8 MiB of float64: a last-level cache), and adds restart cycles beyond
+BASIS_NUMBERS = 1 << 20
+
 #: with the default (Eisenstat-Walker) forcing, systems this small get an exact Newton direction
 _EXACT_N = 8
 
@@ -97,10 +101,11 @@ class NewtonKrylov(NewtonBase):
     krylov_growth
         The largest factor by which the Krylov budget of an inner solve grows: each time an inner
         solve stops at its cap short of the forcing tolerance (and Newton's step kept more than half
-        of ``||F||``), the next ones get twice the restart cycles of ``linsolve.restart`` steps, up
-        to ``krylov_growth`` cycles, so that truncated inner solves do not make Newton crawl at
-        linear speed on a large, stiff system. The cycle keeps its length: the cost of a Krylov
-        step grows with the basis it is orthogonalised against. ``1`` keeps the budget fixed.
+        of ``||F||``), the next ones get twice the Krylov steps, up to ``krylov_growth`` times
+        ``linsolve.restart``, so that truncated inner solves do not make Newton crawl at linear speed
+        on a large, stiff system. The restart cycle grows with the budget while its basis holds at
+        most ``2**20`` numbers (8 MiB of float64); beyond, the budget is more cycles of that length,
+        since a Krylov step costs a pass over the basis. ``1`` keeps the budget fixed.
         Under ``jax.jit`` too (the cap is a traced count), so a jitted solve takes the eager
         solve's Newton steps. A ``linsolve.maxiters`` you set is kept.
     precond
@@ -305,16 +310,21 @@ class NewtonKrylov(NewtonBase):
 
     def inner_solve(self, ctx, eta, aug, scale=1):
         """``(restart, reltol, maxiters)`` of the GMRES solve of a Newton step with forcing term ``eta``,
-        recycled directions ``aug`` and the Krylov budget grown ``scale`` times: ``scale`` restart cycles
-        (a traced counter under ``jax.jit``: then ``maxiters`` is traced too)."""
+        recycled directions ``aug`` and the Krylov budget grown ``scale`` times (a traced counter under
+        ``jax.jit``: then ``restart`` and ``maxiters`` are traced too, see :meth:`max_restart`)."""
         ls = self.linsolve
-        # The budget grows in restart cycles, not in the cycle's length: each Krylov step orthogonalises
-        # against the whole basis of its cycle, so a longer cycle makes every step dearer (at n >= 1e4
-        # more than the evaluation of F), while more cycles of the same length keep the cost per step
-        # for about the same Newton iterations (docs/benchmarks.md, issue 28).
-        restart = min(ls.restart, ctx.n)
-        kaug = 0 if aug is None else aug.shape[1]
-        maxiters = ls.maxiters if ls.maxiters is not None else restart * scale + kaug
+        # The budget grows in the cycle's length while its basis stays within BASIS_NUMBERS, and in restart
+        # cycles beyond: each Krylov step orthogonalises against the whole basis of its cycle, which is
+        # cheap while the basis stays in the cache and, once it does not, costs more than the evaluation
+        # of F (n >= 1e4); a longer cycle converges in fewer steps (docs/benchmarks.md, issue 28).
+        longest = self.max_restart(ctx)
+        if ctx.traced and not isinstance(scale, int):
+            steps = ctx.xp.minimum(ls.restart * scale, ctx.n)
+            restart = ctx.xp.minimum(steps, longest)
+        else:
+            steps = min(ls.restart * scale, ctx.n)
+            restart = min(steps, longest)
+        maxiters = ls.maxiters if ls.maxiters is not None else steps + (0 if aug is None else aug.shape[1])
         if ctx.n <= _EXACT_N and isinstance(self.forcing, str) and ls.maxiters is None:
             # GMRES is exact in n steps (n JVPs): on a tiny system a loose inner solve saves almost
             # nothing and costs Newton steps. A float tolerance: no per-step array.
@@ -322,9 +332,12 @@ class NewtonKrylov(NewtonBase):
         return restart, eta, maxiters
 
     def max_restart(self, ctx) -> int:
-        """The longest cycle an inner solve may run: the size of GMRES's buffers under ``jax.jit`` (the
-        budget grows in cycles, so this is the configured cycle)."""
-        return min(self.linsolve.restart, ctx.n)
+        """The longest cycle an inner solve may run (the size of GMRES's buffers under ``jax.jit``): the
+        grown budget while the basis (``batch * n`` numbers a vector) fits in ``BASIS_NUMBERS``, never
+        shorter than ``linsolve.restart``."""
+        ls = self.linsolve
+        grown = ls.restart * (self.krylov_growth if self._grows(ctx) else 1)
+        return min(grown, max(ls.restart, BASIS_NUMBERS // (ctx.batch * ctx.n)), ctx.n)
 
     def _direction(self, prob, state, ctx, newton):
         xp, B = ctx.xp, ctx.batch

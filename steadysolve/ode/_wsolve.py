@@ -199,6 +199,7 @@ class _WPlan(NamedTuple):
     at_diag: np.ndarray  # (n,) position of each diagonal entry in ``wide``
     permc_spec: str  # SuperLU's column ordering for this structure
     ordered: Any = None  # _Ordered for a structurally symmetric W, else None
+    banded: Any = None  # _Banded when a bandwidth-reducing order makes W narrowly banded, else None
 
 
 @lru_cache(maxsize=8)
@@ -206,10 +207,97 @@ def _plan(pattern: Pattern) -> _WPlan:
     wide = pattern.with_diagonal()
     diag = np.arange(pattern.n, dtype=np.int64)
     at_diag = wide.position(diag, diag)
+    at_j = wide.position(pattern.rows, pattern.indices)
+    banded = _banding(wide)
+    if banded is not None:
+        return _WPlan(wide, at_j, at_diag, "NATURAL", None, banded)
     symmetric = _sparse_solve.structurally_symmetric(wide.to_scipy())
     spec = "MMD_AT_PLUS_A" if symmetric else "COLAMD"
     ordered = _ordering(wide, at_diag) if symmetric else None
-    return _WPlan(wide, wide.position(pattern.rows, pattern.indices), at_diag, spec, ordered)
+    return _WPlan(wide, at_j, at_diag, spec, ordered)
+
+
+#: ``W`` goes to LAPACK's banded LU (``gbtrf`` / ``gbtrs``) when the reverse Cuthill-McKee order of its
+#: structure leaves at most this many sub- plus super-diagonals (a 1-D discretisation's few): the banded
+#: LU then costs ``O(n kl (kl + ku))`` without SuperLU's per-factorisation symbolic work and its solves
+#: are one LAPACK call; wider bands (a 2-D grid's ``~sqrt(n)``) fill in more than a minimum-degree order
+BAND_MAX = 16
+#: and only from this many unknowns (below, SuperLU's overhead is small anyway)
+BAND_MIN_N = 64
+
+
+class _Banded(NamedTuple):
+    """``W`` symmetrically permuted by a bandwidth-reducing order, in LAPACK's banded storage: entry ``k`` of
+    ``W`` (CSR order) sits at ``flat[k]`` of the ``(2 kl + ku + 1, n)`` array (Fortran order: ``gbtrf``'s
+    layout, with ``kl`` rows of room for the pivoting's fill)."""
+
+    order: np.ndarray  # (n,) A = W[order][:, order]
+    flat: np.ndarray  # (nnz_W,) positions in the Fortran-ordered band storage
+    kl: int
+    ku: int
+
+
+def _banding(wide: Pattern):
+    """The :class:`_Banded` plan of ``W``'s structure, or None when its bandwidth (after reverse
+    Cuthill-McKee) exceeds ``BAND_MAX`` or ``n < BAND_MIN_N``."""
+    n = wide.n
+    if n < BAND_MIN_N:
+        return None
+    try:
+        from scipy.sparse.csgraph import reverse_cuthill_mckee
+    except ImportError:  # pragma: no cover - SciPy is installed with the sparse extras
+        return None
+    S = wide.to_scipy(np.ones(wide.nnz))
+    order = np.asarray(reverse_cuthill_mckee((S + S.T).tocsr(), symmetric_mode=True), dtype=np.int64)
+    where = np.empty(n, dtype=np.int64)
+    where[order] = np.arange(n, dtype=np.int64)  # new index of each old one
+    r, c = where[wide.rows], where[wide.indices]
+    kl, ku = int(max(0, np.max(r - c))), int(max(0, np.max(c - r)))
+    if kl + ku > BAND_MAX:
+        return None
+    ldab = 2 * kl + ku + 1
+    flat = (kl + ku + r - c) + ldab * c  # ab[kl + ku + i - j, j], Fortran order
+    return _Banded(order, np.asarray(flat, dtype=np.int64), kl, ku)
+
+
+class _BandedLU:
+    """LAPACK banded LU factorisations of the permuted ``W`` per element, with
+    :class:`steadysolve.linear.sparse.SparseLU`'s interface (``solve(rhs)``, ``failed``)."""
+
+    def __init__(self, W, banded: _Banded):
+        sl = _linalg()
+        self.banded = banded
+        B, n = W.shape[0], banded.order.shape[0]
+        kl, ku = banded.kl, banded.ku
+        ldab = 2 * kl + ku + 1
+        gbtrf, self.gbtrs = sl.get_lapack_funcs(("gbtrf", "gbtrs"), (W,))
+        self.factors = [None] * B
+        self.failed = np.zeros(B, dtype=bool)
+        for b in range(B):
+            if not np.isfinite(W[b]).all():
+                self.failed[b] = True
+                continue
+            ab = np.zeros((ldab, n), dtype=W.dtype, order="F")
+            ab.reshape(-1, order="F")[banded.flat] = W[b]
+            lu, piv, info = gbtrf(ab, kl, ku, overwrite_ab=True)
+            if info != 0:  # info > 0: an exactly zero pivot, a singular W
+                self.failed[b] = True
+                continue
+            self.factors[b] = (lu, piv)
+
+    def solve(self, rhs):
+        bd = self.banded
+        order = bd.order
+        out = np.zeros_like(rhs)
+        for b, fac in enumerate(self.factors):
+            if self.failed[b]:
+                continue
+            x, info = self.gbtrs(fac[0], bd.kl, bd.ku, rhs[b][order], fac[1])
+            if info == 0 and (math.isfinite(x.sum()) or np.isfinite(x).all()):  # the sum: one pass, no mask
+                out[b, order] = x
+            else:
+                self.failed[b] = True
+        return out
 
 
 def _ordering(wide: Pattern, at_diag) -> _Ordered:
@@ -279,6 +367,8 @@ def superlu_factor(J: SparseRows, shift):
     """SuperLU factorisations of ``shift I - J`` per element (NumPy values; ``shift`` ``(B, 1)``)."""
     W, plan = w_values(J, np.asarray(shift, dtype=np.asarray(J.values).dtype))
     with np.errstate(all="ignore"):
+        if plan.banded is not None and _linalg() is not None:
+            return _BandedLU(W, plan.banded)
         if plan.ordered is not None:
             return _OrderedLU(W, plan.ordered)
         return _sparse_solve.SparseLU([plan.wide.to_scipy(W[b]) for b in range(W.shape[0])],

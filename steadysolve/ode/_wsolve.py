@@ -260,6 +260,12 @@ def _banding(wide: Pattern):
     return _Banded(order, np.asarray(flat, dtype=np.int64), kl, ku)
 
 
+@lru_cache(maxsize=8)
+def _natural(n: int) -> np.ndarray:
+    """``0, ..., n - 1``: SciPy's ``gbtrf`` pivots (0-based) when no rows were interchanged."""
+    return np.arange(n, dtype=np.int32)
+
+
 class _BandedLU:
     """LAPACK banded LU factorisations of the permuted ``W`` per element, with
     :class:`steadysolve.linear.sparse.SparseLU`'s interface (``solve(rhs)``, ``failed``)."""
@@ -271,8 +277,10 @@ class _BandedLU:
         kl, ku = banded.kl, banded.ku
         ldab = 2 * kl + ku + 1
         gbtrf, self.gbtrs = sl.get_lapack_funcs(("gbtrf", "gbtrs"), (W,))
+        self.tbsv = sl.get_blas_funcs("tbsv", (W,))
         self.factors = [None] * B
         self.failed = np.zeros(B, dtype=bool)
+        natural = _natural(n)
         for b in range(B):
             if not np.isfinite(W[b]).all():
                 self.failed[b] = True
@@ -283,16 +291,25 @@ class _BandedLU:
             if info != 0:  # info > 0: an exactly zero pivot, a singular W
                 self.failed[b] = True
                 continue
-            self.factors[b] = (lu, piv)
+            # No row interchanges (W diagonally dominant by columns, the usual case for a long step's
+            # I / (h gamma) - J): L and U are plain band matrices, solved by two BLAS tbsv calls, which cost
+            # less than gbtrs's swap and rank-1 update per column
+            plain = bool((piv == natural).all())
+            self.factors[b] = (np.asfortranarray(lu[kl + ku:]), np.asfortranarray(lu[:kl + ku + 1])) if plain \
+                else (lu, piv)
 
     def solve(self, rhs):
         bd = self.banded
-        order = bd.order
+        order, kl, ku = bd.order, bd.kl, bd.ku
         out = np.zeros_like(rhs)
         for b, fac in enumerate(self.factors):
             if self.failed[b]:
                 continue
-            x, info = self.gbtrs(fac[0], bd.kl, bd.ku, rhs[b][order], fac[1])
+            if fac[1].ndim == 2:  # (L band, U band)
+                x, info = self.tbsv(kl + ku, fac[1], self.tbsv(kl, fac[0], rhs[b][order], lower=1, diag=1,
+                                                              overwrite_x=1), overwrite_x=1), 0
+            else:
+                x, info = self.gbtrs(fac[0], kl, ku, rhs[b][order], fac[1])
             if info == 0 and (math.isfinite(x.sum()) or np.isfinite(x).all()):  # the sum: one pass, no mask
                 out[b, order] = x
             else:

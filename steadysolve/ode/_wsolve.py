@@ -21,7 +21,9 @@ smaller ``h`` (a different ``W``) instead of raising; on the ``inv`` fallback a 
 anywhere in the batch rejects the whole batch's step.
 
 :class:`SparseLU` factorises ``W`` on the pattern of ``J`` plus its diagonal with SuperLU
-(:class:`steadysolve.linear.sparse.SparseLU`, one matrix per element) for NumPy states. SuperLU
+(:class:`steadysolve.linear.sparse.SparseLU`, one matrix per element) for NumPy states; a ``W``
+whose reverse Cuthill-McKee order is narrowly banded (a 1-D discretisation's) goes to LAPACK's
+banded LU instead (``BAND_MAX``), which has no per-factorisation symbolic work. SuperLU
 is a host library: on the other libraries (PyTorch, JAX, also under ``jax.jit``) the values are
 made dense and :class:`DenseLU` factorises them, so the sparse Jacobian still saves its columns
 (a colouring's few products instead of ``n``) but not the dense ``2 n^3 / 3`` factorisation.
@@ -404,7 +406,10 @@ def superlu_solve(lu, rhs):
 class SparseLU:
     """Sparse LU factorisation of ``W = I / (h gamma) - J`` with SuperLU, for large systems whose
     Jacobian is sparse (the problem's ``sparsity=`` or a sparse ``jac``): one factorisation per element
-    and step on the pattern of ``J`` plus the diagonal (a banded ``J``: ``O(n)`` work per step).
+    and step on the pattern of ``J`` plus the diagonal (a banded ``J``: ``O(n)`` work per step). A
+    pattern that some symmetric reordering makes narrowly banded (at most ``BAND_MAX`` sub- plus
+    super-diagonals, from ``BAND_MIN_N`` unknowns) is factorised by LAPACK's banded LU, the others by
+    SuperLU.
 
     NumPy states only factorise sparsely; PyTorch and JAX states (``jax.jit`` included) make the
     values dense and use :class:`DenseLU` (see the module notes). A problem with neither

@@ -84,6 +84,39 @@ def test_the_w_solver_on_a_structurally_symmetric_pattern():
     assert np.isnan(x[3]).all()
 
 
+def test_the_w_solver_on_a_narrowly_banded_pattern():
+    """A W whose reverse Cuthill-McKee order is narrowly banded (a 1-D discretisation's, here the Brusselator's
+    [u; v] layout, bandwidth ~N before reordering) goes to LAPACK's banded LU: the solves agree with the
+    dense ones with and without row interchanges (a diagonally dominant W, one that must pivot), and a
+    non-finite J or a singular W gives NaN rows for that element only. A wide band keeps SuperLU."""
+    from steadysolve.ode._wsolve import _plan
+
+    N = 40
+    pattern = Pattern.from_coo(2 * N, *np.nonzero(stiff_set.brusselator_pattern(N)))
+    n = pattern.n
+    plan = _plan(pattern)
+    assert plan.banded is not None and plan.banded.kl + plan.banded.ku <= 6
+    rng = np.random.default_rng(7)
+    vals = rng.normal(size=(5, pattern.nnz))
+    vals[1] *= 50.0  # |J| >> 1 / (h gamma): partial pivoting interchanges rows
+    vals[2, 3] = np.inf
+    vals[3] = 0.0
+    vals[3, pattern.rows == pattern.cols] = 1.0  # J = I: W = I / 1 - J = 0
+    dense = np.zeros((5, n, n))
+    for b in range(5):
+        dense[b, pattern.rows, pattern.cols] = vals[b]
+    hg = np.array([[0.01], [1.0], [0.1], [1.0], [0.5]])
+    fact = SparseLU().factor(np, SparseRows(vals, pattern), hg)
+    assert fact[1].factors[0][1].ndim == 2 and fact[1].factors[1][1].ndim == 1  # tbsv / gbtrs paths
+    rhs = rng.normal(size=(5, n))
+    x = SparseLU().solve(np, fact, rhs)
+    for b in (0, 1, 4):
+        np.testing.assert_allclose((np.eye(n) / hg[b, 0] - dense[b]) @ x[b], rhs[b], atol=1e-9)
+    assert np.isnan(x[2]).all() and np.isnan(x[3]).all()
+    S = sps.random(100, 100, density=0.1, random_state=3, format="csr")  # no narrow band in any order
+    assert _plan(Pattern.from_coo(100, *(S + S.T + sps.identity(100)).nonzero())).banded is None
+
+
 @pytest.mark.parametrize("how", ["sparsity", "sparse jac"])
 def test_sparse_w_takes_the_dense_steps(how):
     """The 1-D Brusselator (n = 40): Rodas5P with a sparse Jacobian (colouring from sparsity=, or the

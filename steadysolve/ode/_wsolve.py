@@ -21,7 +21,9 @@ smaller ``h`` (a different ``W``) instead of raising; on the ``inv`` fallback a 
 anywhere in the batch rejects the whole batch's step.
 
 :class:`SparseLU` factorises ``W`` on the pattern of ``J`` plus its diagonal with SuperLU
-(:class:`steadysolve.linear.sparse.SparseLU`, one matrix per element) for NumPy states. SuperLU
+(:class:`steadysolve.linear.sparse.SparseLU`, one matrix per element) for NumPy states; a ``W``
+whose reverse Cuthill-McKee order is narrowly banded (a 1-D discretisation's) goes to LAPACK's
+banded LU instead (``BAND_MAX``), which has no per-factorisation symbolic work. SuperLU
 is a host library: on the other libraries (PyTorch, JAX, also under ``jax.jit``) the values are
 made dense and :class:`DenseLU` factorises them, so the sparse Jacobian still saves its columns
 (a colouring's few products instead of ``n``) but not the dense ``2 n^3 / 3`` factorisation.
@@ -199,6 +201,7 @@ class _WPlan(NamedTuple):
     at_diag: np.ndarray  # (n,) position of each diagonal entry in ``wide``
     permc_spec: str  # SuperLU's column ordering for this structure
     ordered: Any = None  # _Ordered for a structurally symmetric W, else None
+    banded: Any = None  # _Banded when a bandwidth-reducing order makes W narrowly banded, else None
 
 
 @lru_cache(maxsize=8)
@@ -206,10 +209,114 @@ def _plan(pattern: Pattern) -> _WPlan:
     wide = pattern.with_diagonal()
     diag = np.arange(pattern.n, dtype=np.int64)
     at_diag = wide.position(diag, diag)
+    at_j = wide.position(pattern.rows, pattern.indices)
+    banded = _banding(wide)
+    if banded is not None:
+        return _WPlan(wide, at_j, at_diag, "NATURAL", None, banded)
     symmetric = _sparse_solve.structurally_symmetric(wide.to_scipy())
     spec = "MMD_AT_PLUS_A" if symmetric else "COLAMD"
     ordered = _ordering(wide, at_diag) if symmetric else None
-    return _WPlan(wide, wide.position(pattern.rows, pattern.indices), at_diag, spec, ordered)
+    return _WPlan(wide, at_j, at_diag, spec, ordered)
+
+
+#: ``W`` goes to LAPACK's banded LU (``gbtrf`` / ``gbtrs``) when the reverse Cuthill-McKee order of its
+#: structure leaves at most this many sub- plus super-diagonals (a 1-D discretisation's few): the banded
+#: LU then costs ``O(n kl (kl + ku))`` without SuperLU's per-factorisation symbolic work and its solves
+#: are one LAPACK call; wider bands (a 2-D grid's ``~sqrt(n)``) fill in more than a minimum-degree order
+BAND_MAX = 16
+#: and only from this many unknowns (below, SuperLU's overhead is small anyway)
+BAND_MIN_N = 64
+
+
+class _Banded(NamedTuple):
+    """``W`` symmetrically permuted by a bandwidth-reducing order, in LAPACK's banded storage: entry ``k`` of
+    ``W`` (CSR order) sits at ``flat[k]`` of the ``(2 kl + ku + 1, n)`` array (Fortran order: ``gbtrf``'s
+    layout, with ``kl`` rows of room for the pivoting's fill)."""
+
+    order: np.ndarray  # (n,) A = W[order][:, order]
+    flat: np.ndarray  # (nnz_W,) positions in the Fortran-ordered band storage
+    kl: int
+    ku: int
+
+
+def _banding(wide: Pattern):
+    """The :class:`_Banded` plan of ``W``'s structure, or None when its bandwidth (after reverse
+    Cuthill-McKee) exceeds ``BAND_MAX`` or ``n < BAND_MIN_N``."""
+    n = wide.n
+    if n < BAND_MIN_N:
+        return None
+    try:
+        from scipy.sparse.csgraph import reverse_cuthill_mckee
+    except ImportError:  # pragma: no cover - SciPy is installed with the sparse extras
+        return None
+    S = wide.to_scipy(np.ones(wide.nnz))
+    order = np.asarray(reverse_cuthill_mckee((S + S.T).tocsr(), symmetric_mode=True), dtype=np.int64)
+    where = np.empty(n, dtype=np.int64)
+    where[order] = np.arange(n, dtype=np.int64)  # new index of each old one
+    r, c = where[wide.rows], where[wide.indices]
+    kl, ku = int(max(0, np.max(r - c))), int(max(0, np.max(c - r)))
+    if kl + ku > BAND_MAX:
+        return None
+    ldab = 2 * kl + ku + 1
+    flat = (kl + ku + r - c) + ldab * c  # ab[kl + ku + i - j, j], Fortran order
+    return _Banded(order, np.asarray(flat, dtype=np.int64), kl, ku)
+
+
+@lru_cache(maxsize=8)
+def _natural(n: int) -> np.ndarray:
+    """``0, ..., n - 1``: SciPy's ``gbtrf`` pivots (0-based) when no rows were interchanged."""
+    return np.arange(n, dtype=np.int32)
+
+
+class _BandedLU:
+    """LAPACK banded LU factorisations of the permuted ``W`` per element, with
+    :class:`steadysolve.linear.sparse.SparseLU`'s interface (``solve(rhs)``, ``failed``)."""
+
+    def __init__(self, W, banded: _Banded):
+        sl = _linalg()
+        self.banded = banded
+        B, n = W.shape[0], banded.order.shape[0]
+        kl, ku = banded.kl, banded.ku
+        ldab = 2 * kl + ku + 1
+        gbtrf, self.gbtrs = sl.get_lapack_funcs(("gbtrf", "gbtrs"), (W,))
+        self.tbsv = sl.get_blas_funcs("tbsv", (W,))
+        self.factors = [None] * B
+        self.failed = np.zeros(B, dtype=bool)
+        natural = _natural(n)
+        for b in range(B):
+            if not np.isfinite(W[b]).all():
+                self.failed[b] = True
+                continue
+            ab = np.zeros((ldab, n), dtype=W.dtype, order="F")
+            ab.reshape(-1, order="F")[banded.flat] = W[b]
+            lu, piv, info = gbtrf(ab, kl, ku, overwrite_ab=True)
+            if info != 0:  # info > 0: an exactly zero pivot, a singular W
+                self.failed[b] = True
+                continue
+            # No row interchanges (W diagonally dominant by columns, the usual case for a long step's
+            # I / (h gamma) - J): L and U are plain band matrices, solved by two BLAS tbsv calls, which cost
+            # less than gbtrs's swap and rank-1 update per column
+            plain = bool((piv == natural).all())
+            self.factors[b] = (np.asfortranarray(lu[kl + ku:]), np.asfortranarray(lu[:kl + ku + 1])) if plain \
+                else (lu, piv)
+
+    def solve(self, rhs):
+        bd = self.banded
+        order, kl, ku = bd.order, bd.kl, bd.ku
+        out = np.zeros_like(rhs)
+        for b, fac in enumerate(self.factors):
+            if self.failed[b]:
+                continue
+            if fac[1].ndim == 2:  # (L band, U band)
+                x, info = self.tbsv(kl + ku, fac[1], self.tbsv(kl, fac[0], rhs[b][order], lower=1, diag=1,
+                                                              overwrite_x=1), overwrite_x=1), 0
+            else:
+                x, info = self.gbtrs(fac[0], kl, ku, rhs[b][order], fac[1])
+            if info == 0 and (math.isfinite(x.sum()) or np.isfinite(x).all()):  # the sum: one pass, no mask
+                out[b, order] = x
+            else:
+                self.failed[b] = True
+        return out
 
 
 def _ordering(wide: Pattern, at_diag) -> _Ordered:
@@ -279,6 +386,8 @@ def superlu_factor(J: SparseRows, shift):
     """SuperLU factorisations of ``shift I - J`` per element (NumPy values; ``shift`` ``(B, 1)``)."""
     W, plan = w_values(J, np.asarray(shift, dtype=np.asarray(J.values).dtype))
     with np.errstate(all="ignore"):
+        if plan.banded is not None and _linalg() is not None:
+            return _BandedLU(W, plan.banded)
         if plan.ordered is not None:
             return _OrderedLU(W, plan.ordered)
         return _sparse_solve.SparseLU([plan.wide.to_scipy(W[b]) for b in range(W.shape[0])],
@@ -297,7 +406,10 @@ def superlu_solve(lu, rhs):
 class SparseLU:
     """Sparse LU factorisation of ``W = I / (h gamma) - J`` with SuperLU, for large systems whose
     Jacobian is sparse (the problem's ``sparsity=`` or a sparse ``jac``): one factorisation per element
-    and step on the pattern of ``J`` plus the diagonal (a banded ``J``: ``O(n)`` work per step).
+    and step on the pattern of ``J`` plus the diagonal (a banded ``J``: ``O(n)`` work per step). A
+    pattern that some symmetric reordering makes narrowly banded (at most ``BAND_MAX`` sub- plus
+    super-diagonals, from ``BAND_MIN_N`` unknowns) is factorised by LAPACK's banded LU, the others by
+    SuperLU.
 
     NumPy states only factorise sparsely; PyTorch and JAX states (``jax.jit`` included) make the
     values dense and use :class:`DenseLU` (see the module notes). A problem with neither

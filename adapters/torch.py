@@ -342,6 +342,8 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", b
                             "regularisation")
     leaves = tree_leaves(z0)[0] if is_structured(z0) else [z0]
     dtype = leaves[0].dtype if leaves and isinstance(leaves[0], torch.Tensor) else torch.get_default_dtype()
+    if not (dtype.is_floating_point and not dtype.is_complex):  # before the default tolerances (torch.finfo) need it
+        raise TypeError(f"fixed_point: z0 must have a real floating-point dtype, got {dtype}")
     opts = _layer("fixed_point", solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure,
                   failed_grad, dict(unknown, max_nfe=max_nfe), defaults=(default_tolerance(torch, dtype),) * 2,
                   default_maxiters=1000, default_adjoint=DEFAULT_ADJOINT)

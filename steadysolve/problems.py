@@ -404,6 +404,9 @@ def validate_u0(u0, p, where: str) -> None:
     """Checks that need no call of ``f``: an array, floating point, finite, one library."""
     if not backend.is_array(u0):
         raise TypeError(f"{where}: u0 must be an array (NumPy, CuPy, PyTorch, JAX, ...), got {type(u0).__name__}")
+    if type(u0).__name__ == "MaskedArray":  # the solvers' arithmetic would drop or trip over the mask
+        raise TypeError(f"{where}: u0 is a NumPy masked array, whose mask the solvers cannot honour; pass "
+                        "u0.filled(value) or np.asarray(u0)")
     xp = backend.namespace(("u0", u0), ("p", p))
     if not backend.is_floating(xp, u0.dtype):
         raise TypeError(

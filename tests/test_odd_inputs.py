@@ -216,3 +216,11 @@ def test_jax_fixed_point_refuses_an_integer_state_by_name():
 
     with pytest.raises(TypeError, match="real floating dtype"):
         fixed_point(lambda z, x: 0.5 * z + x, jnp.zeros(2, dtype=jnp.int32), jnp.ones(2))
+
+
+def test_a_masked_u0_is_refused_by_name():
+    """A NumPy masked array failed deep inside the finite-difference code (``abs()`` of None)."""
+    with pytest.raises(TypeError, match="masked array"):
+        ss.NonlinearProblem(lambda u, p: u * u - 2.0, np.ma.array(np.ones(2), mask=[False, True]))
+    with pytest.raises(TypeError, match="u0 must be an array"):  # np.matrix is no array-API array either
+        ss.NonlinearProblem(lambda u, p: u, np.ones((1, 2)).view(np.matrix))

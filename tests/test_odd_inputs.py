@@ -106,6 +106,20 @@ def test_a_jvp_of_the_wrong_dtype_is_named(bk):
         ss.solve(prob, "newton_krylov")
 
 
+@pytest.mark.slow  # two compilations
+def test_jvp_checks_under_jax_jit():
+    import jax
+    import jax.numpy as jnp
+
+    def run(jvp):
+        return jax.jit(lambda p: ss.solve(ss.NonlinearProblem(lambda u, p: u * u - p, jnp.ones(3), p, jvp=jvp),
+                                          "newton_krylov").u)(jnp.array([2.0, 3.0, 4.0]))
+
+    np.testing.assert_allclose(np.asarray(run(lambda u, v, p: 2.0 * u * v)), np.sqrt([2.0, 3.0, 4.0]), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"jvp\(u, v, p\) returned shape \(6,\)"):
+        run(lambda u, v, p: jnp.concatenate([v, v]))
+
+
 def test_a_correct_jvp_and_vjp_still_solve():
     prob = ss.NonlinearProblem(lambda u, p: u * u - 2.0, np.ones(3), jvp=lambda u, v, p: 2.0 * u * v)
     sol = ss.solve(prob, "newton_krylov")

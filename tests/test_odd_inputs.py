@@ -142,6 +142,7 @@ def test_a_correct_jvp_and_vjp_still_solve():
 # honest return codes on every algorithm
 # ---------------------------------------------------------------------------------------
 
+@slow_on("jax")  # a compilation per algorithm and problem kind
 @pytest.mark.parametrize("alg", ROOT_FINDERS)
 def test_a_root_at_u0_is_success_in_zero_iterations(bk, alg):
     for prob in (ss.NonlinearProblem(lambda u, p: u - 1.0, bk.asarray([1.0, 1.0])),

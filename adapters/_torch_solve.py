@@ -18,7 +18,7 @@ from ._implicit import BACKWARD_HINT, FORWARD_HINT, DEQStats, Reporter, adjoint_
 from ._options import FailedGrad, OnFailure, check_layer_batch_axis, segment
 from ._structure import Structure, is_structured, tree_leaves, tree_map
 
-__all__ = ["run", "jacobian_estimate", "parametrizations_once"]
+__all__ = ["run", "jacobian_estimate", "parametrizations_once", "state_dtype"]
 
 
 
@@ -165,6 +165,15 @@ class _ImplicitGrad(torch.autograd.Function):
         (call.report.count if quiet else call.report)(res.stats, call.batch, BACKWARD_HINT)
         w = res.w if failed is None else torch.where(failed, g, res.w)
         return w, None, None
+
+
+def state_dtype(owner: str, leaves) -> torch.dtype:
+    """The dtype of a state's first tensor (the default dtype without one), refused unless real floating
+    point: before the default tolerances, which ``torch.finfo`` of it would fail on with an unrelated message."""
+    dtype = leaves[0].dtype if leaves and isinstance(leaves[0], torch.Tensor) else torch.get_default_dtype()
+    if not dtype.is_floating_point or dtype.is_complex:
+        raise TypeError(f"{owner}: z0 must have a real floating-point dtype, got {dtype}")
+    return dtype
 
 
 def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, failed_grad: str,

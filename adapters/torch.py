@@ -22,7 +22,7 @@ from ._options import cap_of, layer_options, sample_bounds
 from .backward import DEFAULT_ADJOINT, DEQ_ADJOINT, Implicit, Phantom
 from ._structure import is_structured, tree_leaves, tree_map
 from ._torch_solve import (FailedGrad, OnFailure, _LayerOptions, jacobian_estimate, parametrizations_once, run,
-                           run_sampled)
+                           run_sampled, state_dtype)
 from ._least_squares import torch_least_squares as least_squares
 from ._multiscale import check_shapes
 from ._torch_multiscale import MultiScaleCell, per_scale_or_callable
@@ -340,8 +340,7 @@ def fixed_point(f: Callable, z0: Any, *args: Any, solver: Solver = "anderson", b
         if bad in unknown:
             raise TypeError(f"fixed_point() does not take {bad}=; use the DEQ module for Skip DEQ and Jacobian "
                             "regularisation")
-    leaves = tree_leaves(z0)[0] if is_structured(z0) else [z0]
-    dtype = leaves[0].dtype if leaves and isinstance(leaves[0], torch.Tensor) else torch.get_default_dtype()
+    dtype = state_dtype("fixed_point", tree_leaves(z0)[0] if is_structured(z0) else [z0])
     opts = _layer("fixed_point", solver, backward, abstol, reltol, maxiters, norm, batch_axis, on_failure,
                   failed_grad, dict(unknown, max_nfe=max_nfe), defaults=(default_tolerance(torch, dtype),) * 2,
                   default_maxiters=1000, default_adjoint=DEFAULT_ADJOINT)

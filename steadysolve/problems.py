@@ -404,6 +404,9 @@ def validate_u0(u0, p, where: str) -> None:
     """Checks that need no call of ``f``: an array, floating point, finite, one library."""
     if not backend.is_array(u0):
         raise TypeError(f"{where}: u0 must be an array (NumPy, CuPy, PyTorch, JAX, ...), got {type(u0).__name__}")
+    if type(u0).__name__ == "MaskedArray":  # the solvers' arithmetic would drop or trip over the mask
+        raise TypeError(f"{where}: u0 is a NumPy masked array, whose mask the solvers cannot honour; pass "
+                        "u0.filled(value) or np.asarray(u0)")
     xp = backend.namespace(("u0", u0), ("p", p))
     if not backend.is_floating(xp, u0.dtype):
         raise TypeError(
@@ -437,11 +440,13 @@ def as_output(out, u):
     return out
 
 
-def checked(fn, name: str, u0, out_shape=None):
+def checked(fn, name: str, u0, out_shape=None, ref=None):
     """``fn`` with every output checked against ``u0``'s shape (or ``out_shape``) and dtype (a cheap
-    comparison per call, so a change of shape on the k-th call is reported as such, naming ``fn``)."""
+    comparison per call, so a change of shape on the k-th call is reported as such, naming ``fn``).
+    ``ref`` names the expected shape for a function not called before the solve (``jvp``, ``vjp``)."""
     shape, dtype = tuple(u0.shape) if out_shape is None else tuple(out_shape), u0.dtype
-    ref = "u0 has shape" if out_shape is None else "it returned"
+    changed = ref is None
+    ref = ref or ("u0 has shape" if out_shape is None else "it returned")
     zero_d_numpy = getattr(u0, "ndim", None) == 0 and type(u0).__module__ == "numpy"
 
     def call(*args):
@@ -454,7 +459,7 @@ def checked(fn, name: str, u0, out_shape=None):
                                 "array like u0")
             if tuple(out.shape) != shape:
                 raise ValueError(f"{name} returned shape {tuple(out.shape)} during the solve but {ref} "
-                                 f"{shape} (its output shape changed after the first call)")
+                                 f"{shape}" + (" (its output shape changed after the first call)" if changed else ""))
             if out.dtype != dtype:
                 raise TypeError(f"{name} returned dtype {out.dtype} during the solve but u0 has dtype {dtype}")
         return out

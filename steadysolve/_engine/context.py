@@ -31,6 +31,13 @@ def build_context(prob, u0, layout: Layout, xp, fu0_user, abstol, reltol, norm, 
     prob.f = checked(prob.f, fname_of(prob), u0, None if lsq is None else fu0_user.shape)
     if prob.jac is not None:
         prob.jac = checked_jac(prob.jac, u0, layout.axis, None if lsq is None else lsq.n)
+    # jvp / vjp are first called inside an algorithm: a wrong shape must name them, not fail in a reshape
+    if prob.jvp is not None:
+        out = tuple(u0.shape) if lsq is None else tuple(fu0_user.shape)
+        prob.jvp = checked(prob.jvp, "jvp(u, v, p)", u0, out, ref="it must return " + (
+            "u0's shape" if lsq is None else "the residual's shape"))
+    if prob.vjp is not None:
+        prob.vjp = checked(prob.vjp, "vjp(u, w, p)", u0, ref="it must return u0's shape")
     to_s, to_u = layout.to_rows, layout.from_rows
     host = backend.is_numpy(xp)
     if lsq is not None:

@@ -195,7 +195,9 @@ def initial_step(el, f, t0, u0, f0, order: int, reltol: float, abstol: float):
     d0, d1 = rms(u0), rms(f0)
     h0 = el.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / el.where(d1 > 0, d1, 1.0))
     f1 = f(el.rows(t0 + h0), u0 + el.rows(h0, u0.dtype) * f0)
-    d2 = rms(f1 - f0) / h0
+    # h0 underflows to 0 when f0 is huge against u0 (an overflowing field): f1 == f0 then, and the
+    # Python-float namespace of one system would raise ZeroDivisionError where arrays give NaN
+    d2 = rms(f1 - f0) / el.where(h0 > 0, h0, 1.0)
     dmax = el.maximum(d1, d2)
     h1 = el.where(dmax <= 1e-15, el.maximum(h0 * 1e-3, 1e-6),
                   (0.01 / el.where(dmax > 1e-15, dmax, 1.0)) ** (1.0 / (order + 1)))

@@ -115,10 +115,10 @@ def _eager_step(alg, prob, ctx):
     return step
 
 
-def _host_terms(ns, ctx, alg, state, fn, un, book, tol, scalar, spent):
+def _host_terms(ns, ctx, alg, state, fn, un, book, tol, scalar, spent, flag=None):
     """``norm(J_F(u) u)`` on the host where the verdict wants it (0 elsewhere); ``spent``: the
     ``[njvp, nf]`` the measurements cost, updated."""
-    want = wants_terms(ns, fn, un, book, tol)
+    want = wants_terms(ns, fn, un, book, tol, flag=flag)
     if want is None or not (want if scalar else want.any()):
         return 0.0
     t, nf = terms_norm(ctx, alg, state)
@@ -182,7 +182,7 @@ def _run_eager(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user, 
         new = _step(step, state, alg, it)
         it += 1
         fn, un, flag = _host_norms(xp, ctx, new, False)  # the one device sync of the iteration
-        terms = _host_terms(ns, ctx, alg, new, fn, un, book, tol, False, spent)
+        terms = _host_terms(ns, ctx, alg, new, fn, un, book, tol, False, spent, flag)
         book, v = judge(ns, fn, un, flag, book, tol, terms)
         # Elements that have converged ride along with the batch (their reported iterate is the
         # frozen best one, and masking the whole algorithm state every iteration would cost more
@@ -261,7 +261,7 @@ def _run_scalar(alg, prob, ctx, u0, *, maxiters, store_trace, callback, to_user,
             un = bound if bound is not None and bound <= limit and rtol * max(bound, rfloor) < fn else hn(new.u)
         else:
             fn, un, flag = _host_norms(xp, ctx, new, True)
-        terms = _host_terms(ns, ctx, alg, new, fn, un, book, tol, True, spent)
+        terms = _host_terms(ns, ctx, alg, new, fn, un, book, tol, True, spent, flag)
         book, v = judge(ns, fn, un, flag, book, tol, terms)
         if v.ok:
             state = new

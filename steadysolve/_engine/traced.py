@@ -61,8 +61,9 @@ class _Loop:
             state, book, best_u, best_fu, it, trace, spent = c
             new = alg.step(prob, state, ctx)
             fn, un = norms(new.fu, new.u)
-            terms, spent = traced_terms(jns, ctx, alg, new, fn, un, book, tol, spent)
-            book, v = judge(jns, fn, un, getattr(new, "flag", None), book, tol, terms)
+            flag = getattr(new, "flag", None)
+            terms, spent = traced_terms(jns, ctx, alg, new, fn, un, book, tol, spent, flag)
+            book, v = judge(jns, fn, un, flag, book, tol, terms)
             if _trace.active() is not None:  # solve(..., verbose=True): a line per iteration, at run time
                 _trace.active().traced_line(it + 1, fn, new.u - state.u)
             if b == 1 and not hasattr(new, "flag"):  # a rejected (non-finite) element has stopped, and alone
@@ -85,13 +86,13 @@ class _Loop:
         return body
 
 
-def traced_terms(jns, ctx, alg, state, fn, un, book, tol, spent):
+def traced_terms(jns, ctx, alg, state, fn, un, book, tol, spent, flag=None):
     """``(terms, spent)`` under tracing: ``norm(J_F(u) u)`` where the verdict wants it, computed only when
     some element does (``lax.cond``), 0 elsewhere; ``spent = (njvp, nf)`` of the measurements, updated."""
     import jax
     import jax.numpy as jnp
 
-    want = wants_terms(jns, fn, un, book, tol)
+    want = wants_terms(jns, fn, un, book, tol, flag=flag)
     if want is None:
         return 0.0, spent
 

@@ -10,13 +10,20 @@ iterate can grow without bound while the residual flattens to a floor (``exp(u) 
   SciML measure it, but capped: ``min(norm(u), RUNAWAY_GROWTH * uscale0)`` with ``uscale0`` the
   larger of ``norm(u0)``, ``norm(g(u0))`` and 1 (a genuine fixed point has the scale of the map's
   values, and the cap keeps an iterate that ran away from buying a looser test);
-* for the other problems the size of ``F``'s terms at ``u``, ``terms = norm(J_F(u) u)``: at a root
+* for the other problems the size of ``F``'s terms at ``u``, ``terms = norm(J_F(u) (s * u))`` with ``s`` a
+  fixed pseudo-random sign per unknown (:func:`terms_norm`): at a root
   the terms of ``F`` that depend on ``u`` cancel its constant part, so they have the size of what
   cancelled (``F = u - 1e8``: ``1e8``; ``F = atan(u - 1e8)``: ``1e8``, where rounding makes ``abstol``
   unreachable), while on a residual floor they vanish with the residual's slope
   (``exp(u) + 1e-4`` as ``u -> -inf``: ``|u| e^u -> 0``; ``atan(u) + 2``: ``|u| / (1 + u^2) -> 0``).
+  The signs keep the terms of *different* unknowns from cancelling inside one component (the stencil
+  of a discretised Laplacian applied to a smooth ``u`` nearly cancels, ``J u ~ norm(u)``, while every
+  term has the size ``norm(u) / h^2`` and rounds at ``eps norm(u) / h^2``): with random signs the
+  measurement is the root-sum-square size of the terms, the scale at which ``F`` rounds; for a
+  diagonal Jacobian (one unknown per component) it equals ``norm(J_F(u) u)``.
   It costs one JVP, so the driver computes it only for elements that pass the cheap screen
-  ``norm(F) <= reltol * max(norm(u), norm(F(u0)))`` and not ``abstol`` (:func:`wants_terms`):
+  ``norm(F) <= reltol * max(norm(u), norm(F(u0)))`` and not ``abstol``, or that are about to end
+  ``Stalled`` on a residual floor (:func:`wants_terms`):
   once at the end of a converging solve, never on a solve that meets ``abstol``, and after a
   refusal only once the residual has halved. An iterate that grew (below) and passes SciML's test
   while the size of its terms refuses it is ``Diverged`` (a residual floor far out).
@@ -166,7 +173,7 @@ def _unresolved(fn, un, book: Book, tol: Tolerances):
     return (fn < level) & (level > book.best_norm)
 
 
-def wants_terms(ns, fn, un, book: Book, tol: Tolerances, runaway=None):
+def wants_terms(ns, fn, un, book: Book, tol: Tolerances, runaway=None, flag=None):
     """The elements whose relative test needs ``terms = norm(J_F(u) u)`` (see the module notes):
     running, finite, not within ``abstol``, not a runaway, and within the cheap screen
     ``reltol * max(norm(u), norm(F(u0)))``. Always false for a fixed-point map. ``runaway``:
@@ -174,7 +181,15 @@ def wants_terms(ns, fn, un, book: Book, tol: Tolerances, runaway=None):
     if tol.fixed_point or tol.reltol <= 0:
         return None
     # measured again only once the residual has halved since the last refusal
-    screen = (fn > tol.abstol) & (fn <= tol.reltol * ns.maximum(un, book.fnorm0)) & (fn < RECHECK * book.checked)
+    fresh = (fn > tol.abstol) & (fn < RECHECK * book.checked)
+    screen = fresh & (fn <= tol.reltol * ns.maximum(un, book.fnorm0))
+    # and on a step that ends the solve otherwise (out of patience, or flagged by the algorithm: a line
+    # search that found no decrease): a floor above the screen may be the rounding level of an F whose
+    # terms are much larger than u (a discretised Laplacian's u / h^2)
+    if tol.patience is not None:
+        screen = screen | (fresh & (fn >= book.best_norm) & (book.since_best + 1 >= tol.patience))
+    if flag is not None:
+        screen = screen | (fresh & (flag != 0))
     return ((book.codes == RUNNING) & ns.isfinite(fn) & ns.isfinite(un) & (un <= tol.huge) & screen
             & ns.logical_not(_runaway(ns, fn, un, book, tol) if runaway is None else runaway))
 
@@ -207,7 +222,7 @@ def settle(ns, fn, un, book: Book, tol: Tolerances, terms=0.0) -> Book:
 
 def judge(ns, fn, un, flag, book: Book, tol: Tolerances, terms=0.0) -> tuple:
     """Classify every element after a step: ``(book, Verdict)``. ``flag``: the step's per-element
-    failure code (0: none) or None; ``terms``: ``norm(J_F(u) u)`` where :func:`wants_terms` asked
+    failure code (0: none) or None; ``terms``: :func:`terms_norm` where :func:`wants_terms` asked
     for it (0 elsewhere)."""
     active = book.codes == RUNNING
     finite = ns.isfinite(fn) & ns.isfinite(un)
@@ -215,7 +230,7 @@ def judge(ns, fn, un, flag, book: Book, tol: Tolerances, terms=0.0) -> tuple:
     sane = un <= tol.huge
     unresolved = _unresolved(fn, un, book, tol)
     conv = active & finite & sane & ns.logical_not(runaway) & _converged(ns, fn, un, book, tol, terms, unresolved)
-    want = wants_terms(ns, fn, un, book, tol, runaway)
+    want = wants_terms(ns, fn, un, book, tol, runaway, flag)
     refused = None if want is None else want & ns.logical_not(conv)
     if flag is None:
         ok = active & finite
@@ -255,10 +270,32 @@ def tolerances(alg, ctx) -> Tolerances:
 
 
 def terms_norm(ctx, alg, state):
-    """``(norm(J(u) u) per row, evaluations of f)``: the size of the residual's terms that depend on ``u``,
-    by one JVP of the algorithm's residual (``Algorithm.residual_jvp``)."""
-    jv, nf = alg.residual_jvp(ctx, state, state.u)
+    """``(norm(J(u) (s * u)) per row, evaluations of f)``: the size of the residual's terms that depend on
+    ``u`` (``s``: :func:`term_signs`), by one JVP of the algorithm's residual (``Algorithm.residual_jvp``)."""
+    u = state.u
+    jv, nf = alg.residual_jvp(ctx, state, u * term_signs(ctx.xp, u))
     return ctx.norm(jv), nf
+
+
+def term_signs(xp, u):
+    """A fixed pseudo-random +-1 per unknown of a row of ``u`` (the same for every row and every solve,
+    so that the verdict is deterministic), in ``u``'s library, dtype and device."""
+    from .. import _backend as backend
+
+    shape = tuple(u.shape[1:])
+    key = (shape, type(u), str(u.dtype), str(backend.device_of(u)))
+    signs = _SIGNS.get(key)
+    if signs is None:
+        import numpy as np
+
+        host = np.random.default_rng(20261207).integers(0, 2, size=shape) * 2.0 - 1.0
+        signs = xp.asarray(host, dtype=u.dtype, device=backend.device_of(u))
+        if not backend.is_traced(signs):
+            _SIGNS[key] = signs
+    return signs
+
+
+_SIGNS: dict = {}
 
 
 def huge_norm(xp, dtype) -> float:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional
 from .. import _backend as backend
 from .torch_ops import REVERSE_MAX_N, NoDerivative, NotRowwise, ad_unsupported
 from .torch_ops import torch_jacobian as _torch_jacobian, torch_jvp as _torch_jvp, torch_vjp as _torch_vjp
+from .torch_ops import adjoint_mismatch as _adjoint_mismatch, torch_linearize as _torch_linearize
 
 __all__ = ["Products", "fd_jvp", "fd_linearize"]
 
@@ -161,6 +162,9 @@ class Products:
         lib = "torch" if backend.is_torch(xp) else "jax" if backend.is_jax(xp) else None
         self._lib = lib if ad else None
         self._fd = fd_jvp(xp, F, box=box)
+        #: PyTorch: linearisations by reverse over reverse (``torch_linearize``) until one fails
+        self._reverse = True
+        self._verified = False  # the adjoint test passed on this solve's first product
         #: ``widen(idx) -> F`` on the rows ``idx`` (repeats allowed) of the batch: row-wise problems on
         #: PyTorch, set by the eager driver; lets a small dense Jacobian take one backward pass
         self.widen, self._wide = None, None
@@ -243,7 +247,36 @@ class Products:
         if self.jvp_kind == "fd":
             return fd_linearize(self.xp, self.F, u, fu, rel_step, self._box)
         jvp = self._jvp
+        if self.jvp_kind == "ad" and self._lib == "torch" and self._reverse and not u.is_complex():
+            lin = _torch_linearize(self.F, u)
+            if lin is not None:
+                return self._reverse_or_forward(lin, lambda v: jvp(u, v, fu))
         return lambda v: jvp(u, v, fu)
+
+    def _reverse_or_forward(self, lin, forward):
+        """``lin = (jvp, vjp)`` (reverse over reverse), switching this solve to ``forward`` (forward mode) for
+        good when PyTorch cannot take the second backward pass (an operation without a double-backward
+        formula), or when the solve's first product fails the adjoint test (a backward pass that is
+        not differentiable, which the second pass silently drops: ``adjoint_mismatch``)."""
+        rr, rr_t = lin
+
+        def jvp(v):
+            if self._reverse:
+                try:
+                    if self._verified:
+                        return rr(v)
+                    jv, bad = _adjoint_mismatch(rr, rr_t, v)
+                    if not bad:
+                        self._verified = True
+                        return jv
+                    self._reverse = False
+                except Exception as e:
+                    if not ad_unsupported(e):
+                        raise
+                    self._reverse = False
+            return forward(v)
+
+        return jvp
 
     def vjp(self, u, w):
         """``w J_F(u)`` per row (``None`` when no product is available)."""

@@ -39,4 +39,5 @@ def budgeted(owner: str, alg, max_nfe: int, n: int = 1, reltol: float = 0.0):
     _check_budget(owner, alg, max_nfe, n)
     alg = alg.under_budget(reltol)
     maxiters = max(1, (max_nfe - alg.setup_cost()) // alg.cost(n))
-    return alg.for_iterations(maxiters), maxiters
+    size = getattr(alg, "for_iterations", None)
+    return (alg if size is None else size(maxiters)), maxiters

@@ -248,20 +248,23 @@ class Products:
             return fd_linearize(self.xp, self.F, u, fu, rel_step, self._box)
         jvp = self._jvp
         if self.jvp_kind == "ad" and self._lib == "torch" and self._reverse and not u.is_complex():
-            lin = _torch_linearize(self.F, u)
-            if lin is not None:
-                return self._reverse_or_forward(lin, lambda v: jvp(u, v, fu))
+            return self._reverse_or_forward(u, lambda v: jvp(u, v, fu))
         return lambda v: jvp(u, v, fu)
 
-    def _reverse_or_forward(self, lin, forward):
-        """``lin = (jvp, vjp)`` (reverse over reverse), switching this solve to ``forward`` (forward mode) for
+    def _reverse_or_forward(self, u, forward):
+        """``v -> J v`` at ``u`` by reverse over reverse (``torch_linearize``, built at the first product),
+        switching this solve to ``forward`` (forward mode) for
         good when PyTorch cannot take the second backward pass (an operation without a double-backward
         formula), or when the solve's first product fails the adjoint test (a backward pass that is
         not differentiable, which the second pass silently drops: ``adjoint_mismatch``)."""
-        rr, rr_t = lin
+        built = []  # built on the first product: an iteration without a linear solve (a backtrack) costs nothing
 
         def jvp(v):
-            if self._reverse:
+            if self._reverse and not built:
+                built.append(_torch_linearize(self.F, u))
+            lin = built[0] if built else None
+            if self._reverse and lin is not None:
+                rr, rr_t = lin
                 try:
                     if self._verified:
                         return rr(v)

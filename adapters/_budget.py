@@ -38,4 +38,6 @@ def budgeted(owner: str, alg, max_nfe: int, n: int = 1, reltol: float = 0.0):
         alg = algs[0]  # iterations of different costs: the budget holds for one solver, the chain's first
     _check_budget(owner, alg, max_nfe, n)
     alg = alg.under_budget(reltol)
-    return alg, max(1, (max_nfe - alg.setup_cost()) // alg.cost(n))
+    maxiters = max(1, (max_nfe - alg.setup_cost()) // alg.cost(n))
+    size = getattr(alg, "for_iterations", None)
+    return (alg if size is None else size(maxiters)), maxiters

@@ -44,8 +44,10 @@ class LayerOptions:
 
     def budgeted(self, n: int) -> "LayerOptions":
         """The options with ``max_nfe`` mapped onto the solver for a state of ``n`` entries per element."""
-        if self.max_nfe is None:
-            return self
+        if self.max_nfe is None:  # an iteration cap: the solver sized for it (same iterates)
+            size = getattr(self.solver, "for_iterations", None)  # a Polyalgorithm sizes its attempts itself
+            alg = self.solver if size is None else size(self.maxiters)
+            return self if alg is self.solver else dataclasses.replace(self, solver=alg)
         alg, maxiters = budgeted("DEQ", self.solver, self.max_nfe, n, self.reltol or self.abstol)
         return dataclasses.replace(self, solver=alg, maxiters=maxiters)
 

@@ -185,8 +185,9 @@ def _apply(fn: Callable, z0: torch.Tensor, opts, what: str, report: Reporter, fa
     if not z0.is_floating_point():
         raise TypeError(f"{what}: z0 must have a floating-point dtype, got {z0.dtype}")
     opts = check_layer_batch_axis(what.split(":")[0], opts, tuple(z0.shape))
-    if opts.max_nfe is not None:  # the budget of evaluations of f, mapped onto this solver for this state size
-        opts = opts.budgeted(z0.numel() // max(1, z0.shape[opts.batch_axis] if opts.batch_axis is not None else 1))
+    # max_nfe: the budget of evaluations of f mapped onto this solver for this state size; maxiters: the
+    # solver sized for its cap
+    opts = opts.budgeted(z0.numel() // max(1, z0.shape[opts.batch_axis] if opts.batch_axis is not None else 1))
     stats = DEQStats(report.failures)
     prob = ss.FixedPointProblem(_checked(fn, what), z0.detach(), None, rowwise=False)  # f closes over x
     with torch.no_grad(), amp.off() if amp is not None else contextlib.nullcontext():

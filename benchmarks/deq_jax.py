@@ -285,7 +285,7 @@ def capped_training(names, epochs=8, seed=0, cap=50, ftol=1e-3):
                          capture_output=True, text=True, check=True).stdout
     row = next(line.split() for line in out.splitlines() if line.startswith("torchdeq "))
     rows["torchdeq (torch)"] = (float(row[-1]), float(row[1]), float(row[4]))
-    print(f"\ncapped regime, digits DEQ (64-wide), {epochs} epochs, abstol={ftol:g} (l2, per sample), reltol=0, "
+    print(f"\ncapped regime, digits DEQ (64-wide), seed {seed}, {epochs} epochs, abstol={ftol:g} (l2, per sample), reltol=0, "
           f"max_nfe={cap} (torchdeq: f_max_iter={cap}):")
     print(f"  {'':28s} {'test acc':>8s} {'ms/step':>8s} {'evals/fwd':>9s}  acc vs torchdeq (target >= -0.01)")
     ref = rows["torchdeq (torch)"][0]
@@ -305,11 +305,13 @@ def main():
     ap.add_argument("--capped", action="store_true", help="only the capped-regime training rows (digits DEQ, "
                     "torchdeq's test, max_nfe=50, every name in --solvers) against torchdeq")
     ap.add_argument("--epochs", type=int, default=8, help="--capped: training epochs")
+    ap.add_argument("--seed", type=int, default=0, help="--capped: the seed of the split, initial weights and "
+                    "batches (deq_torch's --seed)")
     a = ap.parse_args()
     if a.capped:
         names = (["anderson", "broyden", "fixed_point", "newton_krylov", "dynamic_ss"] if a.solvers == "all"
                  else [n for n in a.solvers.split(",") if n and n != "none"])
-        capped_training(names, a.epochs)
+        capped_training(names, a.epochs, a.seed)
         return
     W1, W2, x = make_data()
     names = ss.available() if a.solvers == "all" else [n for n in a.solvers.split(",") if n and n != "none"]

@@ -116,3 +116,17 @@ def test_rejected_trial_keeps_iterate_and_updates_h():
 def test_growth_option_is_checked():
     with pytest.raises(ValueError, match="growth must be >= 1"):
         ss.Broyden(growth=0.5)
+
+
+def test_for_iterations_keeps_the_iterates():
+    # a ring no longer than the iterations gives the same iterates (no pair is ever overwritten)
+    rng = np.random.default_rng(3)
+    W = 0.3 * rng.standard_normal((12, 12)) / np.sqrt(12)
+    prob = ss.FixedPointProblem(lambda u, p: np.tanh(W @ u + p), np.zeros(12), np.linspace(-1, 1, 12))
+    alg = ss.Broyden()
+    small = alg.for_iterations(7)
+    assert small.memory == 7 and alg.for_iterations(100) is alg
+    a = ss.solve(prob, alg, abstol=0.0, reltol=0.0, maxiters=7)
+    b = ss.solve(prob, small, abstol=0.0, reltol=0.0, maxiters=7)
+    assert a.stats.niter == b.stats.niter == 7
+    np.testing.assert_array_equal(a.u, b.u)

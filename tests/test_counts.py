@@ -296,6 +296,13 @@ def test_ad_products_count_in_njvp(lib, alg):
             sol = _silent(lambda: ss.solve(ss.NonlinearProblem(fn, u0), alg, maxiters=MAXITERS,
                                            batch_axis=0 if batched else None))
             st = sol.stats
+            if lib == "torch" and alg in ("newton_krylov", "auto"):
+                # Krylov products by reverse over reverse: one tracked call of f per linear solve (the
+                # linearisation), then backward passes that do not call f, one product each (at most
+                # n = 2 per linear solve here); a tracked call for a dense Jacobian is n products
+                assert fn.value == st.nf and st.nvjp == 0, (F.__name__, batched)
+                assert fn.jvp + fn.jac <= st.njvp <= _ad_njvp(fn, 2), (F.__name__, batched)
+                continue
             assert (fn.value, _ad_njvp(fn, 2), 0) == (st.nf, st.njvp, st.nvjp), (F.__name__, batched)
 
 

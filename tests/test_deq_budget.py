@@ -49,8 +49,8 @@ def test_budget_mapping_per_solver():
     assert it == 49 // 5 and 1 + it * alg.cost(1) <= 50
     alg, it = budgeted("t", ss.DynamicSS(), 50)
     assert alg.cost(1) == 6 and it == 48 // 6  # f(z0) and the automatic first step
-    alg, it = budgeted("t", ss.DynamicSS(), 50, reltol=1e-3)  # a DEQ: loose local error, unit first step
-    assert alg.dt0 == 1.0 and alg.controller.reltol == 1e-2 and it == 49 // 6
+    alg, it = budgeted("t", ss.DynamicSS(), 50, reltol=1e-3)  # a DEQ: local error = the tolerance, unit first step
+    assert alg.dt0 == 1.0 and alg.controller.reltol == alg.controller.abstol == 1e-3 and it == 49 // 6
     alg, it = budgeted("t", ss.NewtonRaphson(), 50, n=6)
     assert it == 49 // 7
     for dense in (ss.TrustRegion(), ss.LevenbergMarquardt()):  # a Jacobian (n JVPs) + one F per iteration

@@ -158,3 +158,65 @@ def test_bad_options():
         ss.NewtonKrylov(linsolve="gmres")
     with pytest.raises(ValueError, match="recycle"):
         ss.NewtonKrylov(recycle=-1)
+
+
+def test_torch_linearize_reverse_over_reverse_matches_forward_mode():
+    # PyTorch's Krylov products by reverse over reverse: exact, as forward mode, and switched back to
+    # forward mode for good when an operation of f has no double-backward formula
+    torch = pytest.importorskip("torch")
+    from steadysolve._backend.derivatives import Products
+    from steadysolve._backend.torch_ops import torch_jvp
+
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    u = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    v = torch.randn(3, 6, generator=g, dtype=torch.float64)
+
+    def F(z):
+        return torch.tanh(z @ W.T) - 0.5 * z
+
+    exact = torch_jvp(F)(u, v, None)
+    prods = Products(torch, F)
+    assert torch.allclose(prods.linearize(u, F(u))(v), exact, rtol=1e-12, atol=1e-12)
+    assert prods._reverse
+
+    class Once(torch.autograd.Function):  # tanh whose backward cannot be differentiated again
+        @staticmethod
+        def forward(x):
+            return torch.tanh(x)
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, gy):
+            (y,) = ctx.saved_tensors
+            return gy * (1 - y * y)
+
+        @staticmethod
+        def jvp(ctx, gx):
+            return gx * (1 - torch.tanh(ctx.x) ** 2)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.x = inputs[0]
+            ctx.save_for_backward(output)
+
+    def F2(z):
+        return Once.apply(z @ W.T) - 0.5 * z
+
+    prods = Products(torch, F2)
+    jv = prods.linearize(u, F2(u))(v)
+    assert torch.allclose(jv, exact, rtol=1e-12, atol=1e-12)
+    assert not prods._reverse  # forward mode from then on
+
+
+def test_torch_newton_krylov_counts_unchanged_by_reverse_linearize():
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(1)
+    W = 0.5 * torch.randn(20, 20, generator=g, dtype=torch.float64) / 20 ** 0.5
+    prob = ss.FixedPointProblem(lambda z, p: torch.tanh(z @ W.T + p), torch.zeros(4, 20, dtype=torch.float64),
+                                torch.linspace(-1, 1, 20, dtype=torch.float64))
+    sol = ss.solve(prob, "newton_krylov", abstol=1e-12, batch_axis=0)
+    assert sol.retcode is ss.ReturnCode.Success
+    z = sol.u
+    assert float((torch.tanh(z @ W.T + prob.p) - z).abs().max()) < 1e-11
+    assert int(sol.stats.njvp) > 0 and int(sol.stats.nvjp) == 0

@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional
 from .. import _backend as backend
 from .torch_ops import REVERSE_MAX_N, NoDerivative, NotRowwise, ad_unsupported
 from .torch_ops import torch_jacobian as _torch_jacobian, torch_jvp as _torch_jvp, torch_vjp as _torch_vjp
+from .torch_ops import adjoint_mismatch as _adjoint_mismatch, torch_linearize as _torch_linearize
 
 __all__ = ["Products", "fd_jvp", "fd_linearize"]
 
@@ -168,6 +169,9 @@ class Products:
         lib = "torch" if backend.is_torch(xp) else "jax" if backend.is_jax(xp) else None
         self._lib = lib if ad else None
         self._fd = fd_jvp(xp, F, box=box)
+        #: PyTorch: linearisations by reverse over reverse (``torch_linearize``) until one fails
+        self._reverse = True
+        self._verified = False  # the adjoint test passed on this solve's first product
         #: ``widen(idx) -> F`` on the rows ``idx`` (repeats allowed) of the batch: row-wise problems on
         #: PyTorch, set by the eager driver; lets a small dense Jacobian take one backward pass
         self.widen, self._wide = None, None
@@ -250,7 +254,39 @@ class Products:
         if self.jvp_kind == "fd":
             return fd_linearize(self.xp, self.F, u, fu, rel_step, self._box)
         jvp = self._jvp
+        if self.jvp_kind == "ad" and self._lib == "torch" and self._reverse and not u.is_complex():
+            return self._reverse_or_forward(u, lambda v: jvp(u, v, fu))
         return lambda v: jvp(u, v, fu)
+
+    def _reverse_or_forward(self, u, forward):
+        """``v -> J v`` at ``u`` by reverse over reverse (``torch_linearize``, built at the first product),
+        switching this solve to ``forward`` (forward mode) for
+        good when PyTorch cannot take the second backward pass (an operation without a double-backward
+        formula), or when the solve's first product fails the adjoint test (a backward pass that is
+        not differentiable, which the second pass silently drops: ``adjoint_mismatch``)."""
+        built = []  # built on the first product: an iteration without a linear solve (a backtrack) costs nothing
+
+        def jvp(v):
+            if self._reverse and not built:
+                built.append(_torch_linearize(self.F, u))
+            lin = built[0] if built else None
+            if self._reverse and lin is not None:
+                rr, rr_t = lin
+                try:
+                    if self._verified:
+                        return rr(v)
+                    jv, bad = _adjoint_mismatch(rr, rr_t, v)
+                    if not bad:
+                        self._verified = True
+                        return jv
+                    self._reverse = False
+                except Exception as e:
+                    if not ad_unsupported(e):
+                        raise
+                    self._reverse = False
+            return forward(v)
+
+        return jvp
 
     def vjp(self, u, w):
         """``w J_F(u)`` per row (``None`` when no product is available)."""

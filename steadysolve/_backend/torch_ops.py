@@ -12,7 +12,7 @@ from __future__ import annotations
 
 __all__ = ["rows_dot", "rows_dot2", "combine_rows", "minus_combined", "solve", "sub_into", "norms_to_host", "l2",
            "row_sumsq", "mul_into", "where", "maximum", "minimum", "max_real_eigenvalue", "from_host", "all_finite",
-           "int_of_size", "torch_jvp", "torch_vjp", "torch_jacobian", "NotRowwise", "REVERSE_MAX_N", "ad_unsupported",
+           "int_of_size", "torch_jvp", "torch_linearize", "adjoint_mismatch", "torch_vjp", "torch_jacobian", "NotRowwise", "REVERSE_MAX_N", "ad_unsupported",
            "NoDerivative"]
 
 
@@ -160,6 +160,61 @@ def torch_jvp(F):
         return tangent
 
     return jvp
+
+
+def torch_linearize(F, u):
+    """``(jvp, vjp)`` at a fixed ``u``, the JVP by reverse over reverse, or None when autograd cannot build it.
+
+    One tracked evaluation ``out = F(u)`` and one backward pass with ``create_graph`` give
+    ``g(w) = J^T w``, linear in ``w``; the JVP is then the VJP of ``g`` with cotangent ``v``, one
+    backward pass through that graph per product (exact, as forward mode). On CPU forward mode runs
+    ``linear`` through Python decompositions, several times an evaluation of ``F``; a Krylov solve
+    applies the same Jacobian repeatedly, so the tracked evaluation is paid once per linear solve
+    (numbers in docs/benchmarks.md). Returns None (the caller keeps forward mode) when ``F`` cannot be
+    differentiated in reverse mode or does not depend on ``u``; an error of ``F`` itself propagates."""
+    torch = _torch()
+    try:
+        with torch.enable_grad():
+            u_ = u.detach().requires_grad_(True)
+            out = F(u_)
+            if not isinstance(out, torch.Tensor) or not out.requires_grad:
+                return None
+            w = torch.zeros_like(out, requires_grad=True)
+            (gw,) = torch.autograd.grad(out, u_, w, create_graph=True, allow_unused=True)
+    except Exception as e:
+        if ad_unsupported(e):
+            return None
+        raise
+    if gw is None or not gw.requires_grad:  # J^T w does not depend on w: a Jacobian autograd sees as 0
+        return None
+
+    def jvp(v):
+        with torch.enable_grad():
+            (jv,) = torch.autograd.grad(gw, w, v, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(v) if jv is None else jv
+
+    def vjp(r):
+        (g,) = torch.autograd.grad(out, u_, r, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(u_) if g is None else g
+
+    return jvp, vjp
+
+
+def adjoint_mismatch(jvp, vjp, v) -> tuple:
+    """``(J v, mismatch)``: the product, and whether ``<r, J v> = <J^T r, v>`` fails for a random ``r``
+    beyond rounding. Reverse over reverse is silently wrong where a backward pass is not itself
+    differentiable (a custom ``autograd.Function`` whose backward runs under ``no_grad``, or is marked
+    ``once_differentiable``): its second pass drops that path instead of raising; the first-order VJP,
+    which training relies on, is right."""
+    torch = _torch()
+    jv = jvp(v)
+    gen = torch.Generator(device=v.device).manual_seed(0)  # not the caller's stream (dropout, data order)
+    r = torch.randn(v.shape, dtype=v.dtype, device=v.device, generator=gen)
+    jtr = vjp(r)
+    a, b = torch.sum(r * jv), torch.sum(jtr * v)
+    scale = torch.linalg.vector_norm(r) * torch.linalg.vector_norm(jv) + torch.linalg.vector_norm(jtr) * torch.linalg.vector_norm(v)
+    tol = 10.0 * float(torch.finfo(v.dtype).eps) ** 0.5
+    return jv, bool(~(torch.abs(a - b) <= tol * scale))
 
 
 def torch_vjp(F):

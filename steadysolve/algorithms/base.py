@@ -100,6 +100,12 @@ class Algorithm:
         under a budget does not need (long inner solves, tight local error) return a cheaper twin."""
         return self
 
+    def for_iterations(self, maxiters: int) -> "Algorithm":
+        """This algorithm sized for solves of at most ``maxiters`` iterations, with the same iterates (the
+        default: unchanged). A history longer than the iterations that can fill it only costs memory and
+        products over empty slots."""
+        return self
+
     def host_step_scale(self, state) -> Optional[float]:
         """``c`` with ``norm(u_next - u) <= c * norm(F(u))`` for every step from here on, or None. The
         unbatched NumPy driver then bounds ``norm(u)`` by the triangle inequality and computes it

@@ -3,6 +3,7 @@ nonmonotone acceptance test and restarts (its globalisation)."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
@@ -157,6 +158,14 @@ class Broyden(Algorithm):
         nreject = state.nreject + xp.astype(xp.sum(xp.astype(~accept, xp.int32)), xp.int32)
         return BroydenState(u, fu, fn, h0, A, Bv, w, nrej, (pos + 1) % m, state.nf + 1, state.njvp, state.nvjp,
                             nreset, nreject)
+
+    def for_iterations(self, maxiters: int) -> "Broyden":
+        # each iteration writes one slot of the ring: with at most ``maxiters`` of them no pair is ever
+        # overwritten, so a ring of ``maxiters`` slots gives the same iterates, and every product with
+        # the history (six per iteration) runs over fewer slots
+        if maxiters >= self.memory:
+            return self
+        return dataclasses.replace(self, memory=max(1, int(maxiters)))
 
     def extra_stats(self, state) -> dict:
         return {"nreset": state.nreset, "nreject": state.nreject}

@@ -17,9 +17,9 @@ constant:
   on the other no-root problems its chain is made of the members checked one by one in this column, and
   a chain of honest failures is judged by the same traced ``run_chain`` as on those four.
 
-The fast loop (``-m "not slow"``) compiles each algorithm on one problem with a root and one without,
-but for Auto, whose chain compiles every member (seconds of CPU per case): the fast loop compiles Auto's
-chain in tests/test_auto.py (jit and vmap against eager), and its column here in the whole suite.
+The whole column is ``slow`` (its fast-loop cases took 124 s of a loaded run, 20 compilations): the fast
+loop runs the same matrix eagerly (tests/test_all_algorithms.py), and Auto's chain under jit and vmap in
+tests/test_auto.py.
 """
 
 import pytest
@@ -58,5 +58,6 @@ def _solve(prob, alg, maxiters, kw):
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning:benchmarks.problems.honesty")
 @pytest.mark.parametrize("alg, tp", CASES)
+@pytest.mark.slow
 def test_algorithm_on_problem_under_jit(alg, tp):
     check_on_problem(get_backend("jax"), tp, alg, _solve)

@@ -20,6 +20,7 @@ from benchmarks.problems import mgh
 @pytest.mark.parametrize("alg", ["newton_krylov", pytest.param("auto", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("batched", [False, True], ids=["one", "batch"])
+@pytest.mark.slow
 def test_half_precision_under_jit(alg, dtype, batched):
     import jax
     import jax.numpy as jnp
@@ -202,6 +203,7 @@ RUNAWAY = [  # no root: the iterates run away, norms and dense steps overflow
 @pytest.mark.parametrize("alg", ["trust_region", "levenberg_marquardt", "newton", "newton_krylov", "broyden",
                                  "anderson", "auto"])
 @pytest.mark.parametrize("lib", ["numpy", pytest.param("array_api_strict", marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_no_numpy_warning_leaks_from_the_solver(alg, lib):
     from helpers import get_backend
 

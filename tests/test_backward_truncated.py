@@ -68,6 +68,7 @@ def test_torch_divergent_series_stops_at_the_truncation_only_where_the_forward_f
     assert torch.isfinite(g).all() and float(g.abs().max()) <= 1.5 ** TRUNCATE
 
 
+@pytest.mark.slow
 def test_jax_contractive_gradient_is_exact_past_the_truncation():
     jax = pytest.importorskip("jax")
     eqx = pytest.importorskip("equinox")

@@ -61,6 +61,7 @@ class Recorder:
 
 
 @pytest.mark.parametrize("alg", BOUNDED)
+@pytest.mark.slow
 def test_root_inside_the_box_is_the_unbounded_root(bk, alg):
     f = two_roots(bk.xp)
     free = ss.solve(ss.NonlinearProblem(f, bk.asarray([1.0, 0.5])), "trust_region", abstol=1e-12)
@@ -74,6 +75,7 @@ def test_root_inside_the_box_is_the_unbounded_root(bk, alg):
 
 
 @pytest.mark.parametrize("alg", BOUNDED)
+@pytest.mark.slow
 def test_root_outside_the_box_is_reported_on_the_bound(bk, alg):
     rec = Recorder(bk, two_roots(bk.xp))
     lb, ub = np.array([0.0, 0.0]), np.array([1.5, 3.0])
@@ -91,6 +93,7 @@ def test_root_outside_the_box_is_reported_on_the_bound(bk, alg):
 
 @pytest.mark.parametrize("alg", BOUNDED)
 @pytest.mark.parametrize("case", ["inside", "outside", "on_bound_start"])
+@pytest.mark.slow
 def test_no_evaluation_ever_leaves_the_box(bk, alg, case):
     # Rosenbrock's root (1, 1): the unbounded path from (-1.2, 1) swings far out; here the box cuts it
     lb, ub, u0 = {
@@ -153,6 +156,7 @@ def test_rosenbrock_least_squares_with_bounds_matches_scipy_trf(bk, alg):
 
 @pytest.mark.parametrize("alg", ("levenberg_marquardt", "trust_region"))
 @pytest.mark.parametrize("box", [([0.0, 0.0], [1.5, 5.0]), ([0.0, 1.5], [10.0, 5.0]), ([-1.0, 0.0], [10.0, 5.0])])
+@pytest.mark.slow
 def test_exponential_fit_with_bounds_matches_scipy_trf(bk, alg, box):
     t = np.linspace(0.0, 3.0, 20)
     y = 2.0 * np.exp(-1.3 * t) + 0.05 * np.sin(7.0 * t)
@@ -169,6 +173,7 @@ def test_exponential_fit_with_bounds_matches_scipy_trf(bk, alg, box):
     np.testing.assert_allclose(bk.to_numpy(sol.u), ref, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_batched_per_element_bounds(bk):
     f = two_roots(bk.xp)
     U0 = np.array([[1.0, 0.5], [1.0, 0.5], [0.5, 2.0], [-1.0, -0.5]])
@@ -201,6 +206,7 @@ def test_batch_axis_one_bounds_follow_the_layout():
 
 
 @pytest.mark.parametrize("alg", BOUNDED)
+@pytest.mark.slow
 def test_jit(alg):
     import jax
     import jax.numpy as jnp
@@ -296,6 +302,7 @@ def test_bound_code_is_appended_and_decodes():
     assert not BOUND.successful and "outside the bounds" in BOUND.value
 
 
+@pytest.mark.slow
 def test_float32_bounds(bk):
     f = two_roots(bk.xp)
     prob = ss.NonlinearProblem(f, bk.asarray([1.0, 0.5], dtype="float32"), lb=0.0, ub=1.5)
@@ -304,6 +311,7 @@ def test_float32_bounds(bk):
     assert float(bk.to_numpy(sol.u)[0]) == 1.5 and np.all(bk.to_numpy(sol.u) <= 1.5)
 
 
+@pytest.mark.slow
 def test_jax_root_adapter_with_bounds_under_jit_and_grad():
     import jax
     import jax.numpy as jnp
@@ -324,6 +332,7 @@ def test_jax_root_adapter_with_bounds_under_jit_and_grad():
 
 
 @pytest.mark.parametrize("lib", ["torch", "jax"])
+@pytest.mark.slow
 def test_least_squares_adapters_differentiate_a_bounded_minimiser(lib):
     # a line fit with the slope held at its bound 0.5: the intercept is mean(y - 0.5 t), d/dy = 1/m each,
     # and the held slope does not move (the unconstrained gradient would be wrong for both)

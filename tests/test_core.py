@@ -16,6 +16,7 @@ CORE_ALGS = ["anderson", "fixed_point"]
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("alg", CORE_ALGS)
+@pytest.mark.slow
 def test_h_equation_max_value(bk, alg):
     prob, kw = h_equation(bk.xp)
     sol = ss.solve(prob, alg, **kw)
@@ -25,6 +26,7 @@ def test_h_equation_max_value(bk, alg):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "array_api_strict", "torch"])  # JAX: jitted below
+@pytest.mark.slow
 def test_anderson_memory10_solves_laplace_like_scipy(backend):
     bk = get_backend(backend)
     prob, kw = laplace(bk.xp)
@@ -58,6 +60,7 @@ def test_anderson_beats_picard_on_linear_system(bk):
     assert a.stats.nf < f.stats.nf
 
 
+@pytest.mark.slow
 def test_nonlinear_problem_auto_step_scale(bk):
     """On a NonlinearProblem, u <- u + alpha F(u) with SciPy's automatic alpha."""
     M = np.diag(np.linspace(1.0, 3.0, 8))
@@ -204,6 +207,7 @@ def test_batch_axis_last(bk):
     assert list(np.asarray(st.stats.niter_per_element)) == list(np.asarray(s0.stats.niter_per_element))
 
 
+@pytest.mark.slow
 def test_batched_nan_in_one_element_only(bk):
     xp = bk.xp
 
@@ -386,6 +390,7 @@ def test_algorithms_hashable_and_by_class():
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("alg", CORE_ALGS)
+@pytest.mark.slow
 def test_jax_jit_equals_eager(alg):
     import jax
 
@@ -416,6 +421,7 @@ def test_jax_jit_nonlinear_problem_with_params():
     np.testing.assert_allclose(np.asarray(f(jnp.zeros(5), A)), 1.0 / np.linspace(1.0, 2.0, 5), atol=1e-11)
 
 
+@pytest.mark.slow
 def test_jax_vmap_equals_loop():
     import jax
     import jax.numpy as jnp

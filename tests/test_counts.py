@@ -105,6 +105,7 @@ def _sweep(alg, kind, batched, bk, scales, problems=mgh.PROBLEMS):
 
 @pytest.mark.parametrize("batched", ONE_AND_BATCH)
 @pytest.mark.parametrize("alg", ALGS)
+@pytest.mark.slow
 def test_nf_is_every_call_of_f_on_the_mgh_set(alg, batched):
     """All 69 MGH starts (23 batches of three starts): finite-difference products included."""
     from helpers import get_backend
@@ -116,6 +117,7 @@ def test_nf_is_every_call_of_f_on_the_mgh_set(alg, batched):
 @pytest.mark.parametrize("kind", ["nonlinear", "steady_state", "fixed_point"])
 @pytest.mark.parametrize("batched", ONE_AND_BATCH)
 @pytest.mark.parametrize("alg", [CHAIN])
+@pytest.mark.slow
 def test_nf_of_an_explicit_auto_chain(alg, kind, batched):
     from helpers import get_backend
 
@@ -126,6 +128,7 @@ def test_nf_of_an_explicit_auto_chain(alg, kind, batched):
 @pytest.mark.parametrize("kind", ["steady_state", "fixed_point"])
 @pytest.mark.parametrize("batched", ONE_AND_BATCH)
 @pytest.mark.parametrize("alg", ALGS)
+@pytest.mark.slow
 def test_nf_for_every_problem_kind(alg, kind, batched):
     from helpers import get_backend
 
@@ -136,6 +139,7 @@ def test_nf_for_every_problem_kind(alg, kind, batched):
 # array_api_strict runs the MGH sweep slowly (seconds per algorithm): the fast loop counts two algorithms
 @pytest.mark.parametrize("alg", [a if a in ("anderson", "newton") else pytest.param(a, marks=pytest.mark.slow)
                                  for a in ALGS])
+@pytest.mark.slow
 def test_nf_on_array_api_strict(alg):
     from helpers import get_backend
 
@@ -151,6 +155,7 @@ def test_nf_on_array_api_strict(alg):
 @pytest.mark.parametrize("kind", ["nonlinear", "steady_state"])
 @pytest.mark.parametrize("batched", ONE_AND_BATCH)
 @pytest.mark.parametrize("integrator", ["Rosenbrock23", "Rodas5P"])
+@pytest.mark.slow
 def test_nf_of_stiff_dynamic_ss(integrator, kind, batched):
     """DynamicSS with a Rosenbrock method: its Jacobians by finite differences are calls of ``f``."""
     from helpers import get_backend
@@ -197,6 +202,7 @@ NEAR_FAR_BATCH = [pytest.param(False, (1.0,), id="one-x0"),
 
 @pytest.mark.parametrize("batched, scales", NEAR_FAR_BATCH)
 @pytest.mark.parametrize("alg", ALGS)
+@pytest.mark.slow
 def test_njvp_is_every_call_of_the_problems_jvp(alg, batched, scales):
     wrong = []
     for p in mgh.PROBLEMS:
@@ -214,6 +220,7 @@ def test_njvp_is_every_call_of_the_problems_jvp(alg, batched, scales):
 
 @pytest.mark.parametrize("batched, scales", NEAR_FAR_BATCH)
 @pytest.mark.parametrize("alg", DENSE + ("auto", pytest.param(ss.DynamicSS(ss.Rodas5P()), id="dynamic_ss_rodas5p")))
+@pytest.mark.slow
 def test_njac_is_every_call_of_the_problems_jac(alg, batched, scales):
     wrong = []
     for p in mgh.PROBLEMS:
@@ -308,6 +315,7 @@ def test_ad_products_count_in_njvp(lib, alg):
 
 @pytest.mark.parametrize("alg", ["anderson", "newton"] + [pytest.param(a, marks=pytest.mark.slow) for a in
                                                          ("broyden", "fixed_point", "dynamic_ss", "newton_krylov", "auto")])
+@pytest.mark.slow
 def test_counts_under_jax_jit(alg):
     """Under ``jax.jit`` the counters are traced: a host callback inside ``f`` (and the problem's ``jvp``)
     counts the evaluations that actually run (``f``'s passes under AD, products, apart)."""

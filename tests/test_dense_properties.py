@@ -172,6 +172,7 @@ def test_torch_gradcheck_dense_forward_solvers(solver):
 
 @pytest.mark.parametrize("solver", ["levenberg_marquardt"] + [pytest.param(a, marks=pytest.mark.slow)
                                                              for a in ("trust_region", "auto")])
+@pytest.mark.slow
 def test_jax_root_gradient_vs_finite_differences(solver):
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp

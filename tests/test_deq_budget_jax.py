@@ -44,6 +44,7 @@ def _bound(solver, budget):
 @pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("budget", [dict(max_nfe=40), dict(maxiters=20)], ids=["max_nfe", "maxiters"])
 @pytest.mark.parametrize("problem", sorted(MAPS))
+@pytest.mark.slow
 def test_forward_evaluations_counted_within_budget(solver, budget, problem):
     fn, tol = MAPS[problem]
     f, calls = counted(fn)
@@ -57,6 +58,7 @@ def test_forward_evaluations_counted_within_budget(solver, budget, problem):
 
 
 @pytest.mark.parametrize("budget", [dict(max_nfe=40), dict(maxiters=39)], ids=["max_nfe", "maxiters"])
+@pytest.mark.slow
 def test_auto_under_jit_falls_back_within_the_budget(budget):
     """Under jit the chain is traced (every attempt compiled, the budget left a traced count): anderson
     stops early on the runaway map, broyden spends the rest, never more than the budget."""

@@ -38,6 +38,7 @@ SLOW_PAGES = ("docs/jax.md", "docs/migration/jax.md", "docs/getting-started.md")
 @pytest.mark.filterwarnings("ignore::RuntimeWarning:__docs__")
 @pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if os.path.relpath(p, ROOT) in SLOW_PAGES
                                   else p for p in PAGES], ids=lambda p: os.path.relpath(p, ROOT))
+@pytest.mark.slow
 def test_code_blocks_run(page, tmp_path, monkeypatch):
     import matplotlib
 

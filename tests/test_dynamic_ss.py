@@ -26,6 +26,7 @@ def linear_system():
     return A, b, np.linalg.solve(A, -b)
 
 
+@pytest.mark.slow
 def test_linear_stable_system(bk, linear_system):
     A, b, ref = linear_system
     prob = ss.SteadyStateProblem(lambda u, p, t: p[0] @ u + p[1], bk.asarray(np.zeros(len(b))),
@@ -41,6 +42,7 @@ def test_linear_stable_system(bk, linear_system):
     assert st.t > 5.0  # slowest mode ~ exp(-t): the integration really ran in time
 
 
+@pytest.mark.slow
 def test_h_equation_as_ode(bk):
     M = bk.asarray(h_matrix())
     prob = ss.SteadyStateProblem(lambda u, p, t: h_map(u, p) - u, bk.asarray(np.ones(100)), M)
@@ -50,6 +52,7 @@ def test_h_equation_as_ode(bk):
     assert_honest(bk, prob, sol, 1e-10, 0.0)
 
 
+@pytest.mark.slow
 def test_batched_mlp_per_element_convergence(bk):
     prob, kw = tanh_mlp(bk.xp)
     sol = ss.solve(prob, ss.DynamicSS(), maxiters=500, **kw)
@@ -153,6 +156,7 @@ def test_non_autonomous_relaxation():
     np.testing.assert_allclose(sol.u, 0.0, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_jit_equals_eager_and_vmap():
     import jax
     import jax.numpy as jnp
@@ -226,6 +230,7 @@ def test_registered_and_zero_tolerances_rejected():
 @pytest.mark.filterwarnings("ignore:invalid value encountered in (cos|sqrt):RuntimeWarning:test_dynamic_ss",
                             "ignore:invalid value encountered in (cos|sqrt):RuntimeWarning:array_api_strict")
 @pytest.mark.parametrize("per_element_time", [False, True])
+@pytest.mark.slow
 def test_batched_numpy_and_strict_take_the_same_steps(per_element_time):
     # The one attempt on NumPy (stages multiplied into views of the workspace, ``dot`` products) and on
     # array_api_strict (``set_at`` writes, ``matmul``): per element the same verdicts and counts, and the

@@ -188,6 +188,7 @@ def test_torch_deq_without_a_fixed_point_never_succeeds(solver, dtype):
 
 @pytest.mark.parametrize("solver", ["anderson", "broyden"] + [pytest.param(a, marks=pytest.mark.slow)
                                                            for a in ("newton_krylov", "auto")])
+@pytest.mark.slow
 def test_jax_adapter_floor_never_succeeds_under_jit(solver):
     import jax
     import jax.numpy as jnp

@@ -90,6 +90,7 @@ def _jit_check_grads(f, args, seed=0, eps=1e-5, rtol=1e-6, atol=1e-8):
 # every algorithm is its own set of jit compilations: the fast loop compiles two of them
 @pytest.mark.parametrize("alg", [a if a in ("anderson", "fixed_point") else pytest.param(a, marks=pytest.mark.slow)
                                  for a in ALGORITHMS])
+@pytest.mark.slow
 def test_gradients_every_algorithm(alg):
     """fwd + rev derivatives on a DEQ cell and on the H-equation (c differentiated) for every
     registered forward algorithm, and du/dc against the dense implicit-function formula."""
@@ -127,6 +128,7 @@ def test_jax_check_grads_default_backward():
 
 
 @pytest.mark.parametrize("backward", ["gmres", "anderson", "fixed_point"])
+@pytest.mark.slow
 def test_backward_solvers_agree(backward):
     W, x = _deq_data()
 
@@ -217,6 +219,7 @@ def _analytic(a, x, z):
     return dzdx, np.tanh(z) * dzdx
 
 
+@pytest.mark.slow
 def test_vmap_equals_python_loop_with_per_element_stats():
     a, x = _slow_fast_data()
 
@@ -240,6 +243,7 @@ def test_vmap_equals_python_loop_with_per_element_stats():
 
 
 @pytest.mark.parametrize("backward", ["gmres", "anderson"])
+@pytest.mark.slow
 def test_batch_axis_late_converging_elements(backward):
     a, x = _slow_fast_data()
     xt = x.T  # batch on axis 1
@@ -302,6 +306,7 @@ def test_inside_lax_scan_and_closures():
     np.testing.assert_allclose(np.sum(np.asarray(g) * D), fd, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_float32():
     W, x = _deq_data()
     W32, x32 = W.astype(jnp.float32), x.astype(jnp.float32)
@@ -328,6 +333,7 @@ def test_host_callbacks_only_for_the_failure_warning():
         assert text.count("callback[") == text.count("debug_callback[")
 
 
+@pytest.mark.slow
 def test_on_failure_and_failed_grad_match_torch():
     """The same failure options as the torch fixed_point: warn (also under jit), raise, ignore, and the
     Jacobian-free gradient for failed elements (f_p at the returned iterate, J_f taken as zero)."""
@@ -373,6 +379,7 @@ def test_failure_is_visible_in_stats():
     assert list(np.asarray(stv.niter)) == [int(stv.niter[0]), 30] and int(stv.niter[0]) < 30
 
 
+@pytest.mark.slow
 def test_on_failure_raise():
     W, x = _deq_data()
     with pytest.raises(ss.ConvergenceError, match="MaxIters"):
@@ -507,6 +514,7 @@ def test_regression_y_equals_2x():
 # -- the capped regime: the implicit gradient at the returned iterate -------------------
 
 @pytest.mark.parametrize("module", [False, True])
+@pytest.mark.slow
 def test_capped_forward_gets_the_implicit_gradient_at_its_returned_iterate(module):
     """A forward solve stopped at its cap is differentiated by the implicit function theorem at the
     returned (best) iterate z_r, whatever its residual: the gradient is that of the exact fixed point
@@ -542,6 +550,7 @@ def _shifted_fd(W, x, z_r, c, eps=1e-6):
     return np.array([(shifted(x.at[i].add(eps)) - shifted(x.at[i].add(-eps))) / (2 * eps) for i in range(x.shape[0])])
 
 
+@pytest.mark.slow
 def test_sampled_states_each_get_the_implicit_gradient_at_their_iterate():
     """Fixed-point correction in the Equinox DEQ (n_states): k states, the cap cut into k segments each
     solved from the last state, each differentiable with its own implicit gradient (finite differences of

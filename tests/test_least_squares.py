@@ -43,6 +43,7 @@ def exp_model(xp, t, y):
 
 
 @pytest.mark.parametrize("alg", LSQ)
+@pytest.mark.slow
 def test_rosenbrock_residuals_zero_residual_is_success(bk, alg):
     prob = ss.NonlinearLeastSquaresProblem(rosenbrock3(bk.xp), bk.asarray([-1.2, 1.0]))
     sol = ss.solve(prob, alg, abstol=1e-10, maxiters=300)
@@ -53,6 +54,7 @@ def test_rosenbrock_residuals_zero_residual_is_success(bk, alg):
 
 
 @pytest.mark.parametrize("alg", ("levenberg_marquardt", "trust_region", None))
+@pytest.mark.slow
 def test_freudenstein_roth_nonzero_minimum_is_not_a_root(bk, alg):
     prob = ss.NonlinearLeastSquaresProblem(freudenstein_roth(bk.xp), bk.asarray([0.5, -2.0]))
     sol = ss.solve(prob, alg, maxiters=300)
@@ -76,6 +78,7 @@ def test_gauss_newton_on_rank_deficient_minimum_is_honest():
 
 
 @pytest.mark.parametrize("alg", LSQ)
+@pytest.mark.slow
 def test_linear_least_squares_matches_lstsq(bk, alg):
     rng = np.random.default_rng(0)
     A, b = rng.normal(size=(10, 3)), rng.normal(size=10)
@@ -90,6 +93,7 @@ def test_linear_least_squares_matches_lstsq(bk, alg):
     np.testing.assert_allclose(bk.to_numpy(sol.resid), A @ ref - b, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_consistent_overdetermined_system_in_one_gauss_newton_step(bk):
     rng = np.random.default_rng(1)
     A = rng.normal(size=(8, 4))
@@ -104,6 +108,7 @@ def test_consistent_overdetermined_system_in_one_gauss_newton_step(bk):
 
 
 @pytest.mark.parametrize("alg", LSQ)
+@pytest.mark.slow
 def test_exponential_fit_matches_scipy(bk, alg):
     from scipy.optimize import least_squares
 
@@ -123,6 +128,7 @@ BOXBOD_B = np.array([2.1380940889e02, 5.4723748542e-01])  # NIST's certified val
 
 
 @pytest.mark.parametrize("alg", LSQ + (None,))
+@pytest.mark.slow
 def test_a_plateau_where_a_parameter_has_no_effect_is_no_minimum(bk, alg):
     """A stationary point where the residuals do not depend on a parameter (a zero Jacobian column) is a
     plateau of the model, not a fit: never LeastSquaresMinimum; from a good start the same model is fitted."""
@@ -175,6 +181,7 @@ def test_batch_mixing_root_and_minimum():
 
 
 @pytest.mark.parametrize("alg", LSQ)
+@pytest.mark.slow
 def test_jit(alg):
     import jax
     import jax.numpy as jnp
@@ -274,6 +281,7 @@ def test_torch_implicit_gradient_matches_finite_differences():
     np.testing.assert_allclose(Y.grad.numpy(), _fd_gradient(t, y, WEIGHTS), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_jax_implicit_gradient_matches_finite_differences_under_jit():
     import jax
     import jax.numpy as jnp

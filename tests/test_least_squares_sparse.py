@@ -140,6 +140,7 @@ def test_errors():
 
 
 @pytest.mark.parametrize("name", ["array_api_strict", "torch", "jax"])
+@pytest.mark.slow
 def test_other_backends_small(name):
     """As square sparse problems: the colouring's products in the state's library, the factorisations on the
     host; the answer is NumPy's."""

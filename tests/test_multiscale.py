@@ -83,6 +83,7 @@ def test_multiscale_output_is_the_joint_equilibrium():
 
 
 @pytest.mark.parametrize("alg", ALGORITHMS)
+@pytest.mark.slow
 def test_torch_gradcheck_two_scale_state(alg):
     tol, h, rel = _fd(alg)
     m = two_scale(solver=alg, **dict(TIGHT, abstol=tol))
@@ -276,6 +277,7 @@ def _jax_cell(z, theta, b):
 # every algorithm is its own jit-and-grad compilation: the fast loop compiles two of them
 @pytest.mark.parametrize("alg", [a if a in ("newton", "fixed_point") else pytest.param(a, marks=pytest.mark.slow)
                                  for a in ALGORITHMS])
+@pytest.mark.slow
 def test_jax_jit_grad_two_scale_state_vs_fd(alg):
     jax, jnp, _ = _jax()
     from steadysolve.adapters.jax import fixed_point

@@ -87,6 +87,7 @@ def _fixed_step_error(bk, f, u0, T, N, exact):
 
 
 @pytest.mark.parametrize("which", ["linear", "nonlinear"])
+@pytest.mark.slow
 def test_tsit5_global_error_slope_is_five(bk, which):
     if which == "linear":  # u' = -u
         f, u0, T, exact = (lambda t, u: -u), 1.0, 2.0, math.exp(-2.0)
@@ -179,6 +180,7 @@ def lv_reference():
     return ts, ref.y.T
 
 
+@pytest.mark.slow
 def test_integrate_matches_dop853(bk, lv_reference):
     ts, ref = lv_reference
     rtol, atol = 1e-7, 1e-9

@@ -66,6 +66,7 @@ def test_gmres_exact_inverse_converges_in_one_step(bk):
     np.testing.assert_allclose(bk.to_numpy(sol.x), np.linalg.solve(_A, b), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_gmres_batched_exact_inverse_and_restarts(bk):
     xp = bk.xp
     A, Ai = bk.asarray(_A), bk.asarray(_AINV)
@@ -84,6 +85,7 @@ def test_gmres_batched_exact_inverse_and_restarts(bk):
 
 
 @pytest.mark.parametrize("bad", ["nan", "singular"])
+@pytest.mark.slow
 def test_gmres_bad_preconditioner_fails_honestly(bk, bad):
     xp = bk.xp
     A = bk.asarray(_A)
@@ -154,6 +156,7 @@ def test_newton_krylov_fixed_exact_inverse(bk):
 
 
 @pytest.mark.parametrize("batch", [None, 3])
+@pytest.mark.slow
 def test_jacobi_is_exact_on_a_diagonal_jacobian(bk, batch):
     """Per-element Jacobi on a diagonal Jacobian: one Krylov step per Newton direction, every element
     (the diagonals differ between elements in the batch)."""
@@ -167,6 +170,7 @@ def test_jacobi_is_exact_on_a_diagonal_jacobian(bk, batch):
     np.testing.assert_allclose(diag * u + 0.1 * u ** 3, 1.0, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_block_jacobi_is_exact_on_a_block_diagonal_jacobian(bk):
     xp = bk.xp
     Bk = np.kron(np.eye(N // 2), np.array([[3.0, 1.0], [-1.0, 2.0]]))
@@ -215,6 +219,7 @@ class Counting(Preconditioner):
 
 
 @pytest.mark.parametrize("refresh", [1, 3, "krylov", "growth"])
+@pytest.mark.slow
 def test_refresh_schedule(bk, refresh):
     pc = Counting(refresh=refresh)
     prob = _tridiag_problem(bk)
@@ -281,6 +286,7 @@ def test_host_preconditioner_under_jit_is_refused():
                                     ss.NewtonKrylov(precond=ILU(), recycle=0)).u)(jnp.zeros(N))
 
 
+@pytest.mark.slow
 def test_jacobi_under_jit_matches_eager():
     import jax
     import jax.numpy as jnp
@@ -342,6 +348,7 @@ def _bruss_batch(bk, N=8):
 _GROW = dict(linsolve=ss.GMRES(restart=4), recycle=0)
 
 
+@pytest.mark.slow
 def test_krylov_budget_grows_on_every_backend(bk):
     """Brusselator N = 8 with GMRES(4): the budget grows (inner solves of more than 4 Krylov steps) and the
     batch converges. (The counts differ between backends by rounding alone: this Newton-Krylov run is
@@ -353,6 +360,7 @@ def test_krylov_budget_grows_on_every_backend(bk):
     assert np.abs(F(bk.to_numpy(sol.u), bruss.params(8))).max() <= 1e-8
 
 
+@pytest.mark.slow
 def test_krylov_budget_grows_under_jit():
     """Under ``jax.jit`` the budget grows as in the eager solve (GMRES's buffers hold the largest cycle, the
     active length is traced): the same Newton steps, Krylov steps and iterates; without growth the same
@@ -375,6 +383,7 @@ def test_krylov_budget_grows_under_jit():
 # --- the adjoint of a differentiable root: Implicit(solver=GMRES(precond=M)) -------------------------
 
 
+@pytest.mark.slow
 def test_implicit_adjoint_with_a_preconditioned_gmres():
     """The root adjoint solves ``J^T w = g``; ``M = (J^T)^-1`` makes it one Krylov step, and the
     gradient is the analytic one (d/da of A^-1 a is A^-T applied to the cotangent)."""

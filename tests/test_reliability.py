@@ -25,6 +25,7 @@ ALGS = ss.available()
 
 @slow_on("jax")
 @pytest.mark.parametrize("alg", ALGS)
+@pytest.mark.slow
 def test_no_root_runaway_is_not_success(bk, alg):
     xp = bk.xp
     prob = ss.NonlinearProblem(lambda u, p: xp.atan(u) + 2.0, bk.asarray(np.zeros(3)))
@@ -34,6 +35,7 @@ def test_no_root_runaway_is_not_success(bk, alg):
 
 
 @pytest.mark.parametrize("alg", ["anderson", "broyden", "newton", "newton_krylov"])
+@pytest.mark.slow
 def test_root_far_from_the_start_still_succeeds(bk, alg):
     prob = ss.NonlinearProblem(lambda u, p: u - 1e8, bk.asarray(np.zeros(2)))
     sol = ss.solve(prob, alg, maxiters=2000)
@@ -214,6 +216,7 @@ def test_empty_u0_is_refused(bk):
 
 # -- 7 / 8. norm callables and the output of f on every call ----------------------------------
 
+@pytest.mark.slow
 def test_norm_callable_must_return_per_row_norms(bk):
     xp = bk.xp
     prob = ss.NonlinearProblem(lambda u, p: 1.0 - u, bk.asarray(np.zeros((2, 3))))
@@ -268,6 +271,7 @@ def test_numpy_scalars_accepted_and_bools_refused():
 
 # -- 10. DynamicSS ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_dynamic_ss_exponential_growth_is_diverged_quickly(bk):
     sol = ss.solve(ss.SteadyStateProblem(lambda u, p, t: u, bk.asarray(np.ones(2))), "dynamic_ss")
     assert sol.retcode is RC.Diverged and sol.stats.niter < 1000 and sol.stats.t < 10
@@ -294,6 +298,7 @@ def test_deq_needs_z0_when_shapes_differ():
     assert deq(torch.randn(5, 3), z0=torch.zeros(5, 4)).shape == (5, 4)
 
 
+@pytest.mark.slow
 def test_jax_deq_needs_latent_shape_when_shapes_differ():
     import jax
     import jax.numpy as jnp
@@ -346,6 +351,7 @@ def test_sign_convention_hint(alg):
 
 
 @pytest.mark.parametrize("fixed_point", [False, True])
+@pytest.mark.slow
 def test_one_verdict_on_floats_numpy_and_jax(fixed_point):
     # the verdict is written once against a namespace: the one-system driver runs it on Python floats,
     # the eager batch on NumPy, the jitted loop in jax.numpy; on every mix of plain and rare elements

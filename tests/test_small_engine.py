@@ -156,6 +156,7 @@ def _mgh_solve(alg, prob, x0, generic, monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(NEWTON_FAMILY))
+@pytest.mark.slow
 def test_newton_family_twins_equal_the_generic_algorithms_on_mgh(name, monkeypatch):
     alg, turns = NEWTON_FAMILY[name], PATH_TURNS_ON_ROUNDING.get(name, set())
     solved = 0
@@ -219,6 +220,7 @@ def _nist_solve(alg, prob, b0, generic, monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(LEAST_SQUARES_TWINS))
+@pytest.mark.slow
 def test_least_squares_twins_equal_the_generic_algorithms_on_nist(name, monkeypatch):
     """Same return codes on the 54 NIST fits (capped at 200 iterations, where no run ends near the cap);
     GaussNewton's twin runs the generic arithmetic, so its counts and iterates are equal bit for bit;

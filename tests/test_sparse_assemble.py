@@ -47,6 +47,7 @@ def _start(bk, n, B=3, seed=5):
     return u, bk.asarray(u)
 
 
+@pytest.mark.slow
 def test_finite_differences_equal_the_dense_finite_difference_jacobian(bk):
     W = _weights()
     P = sparse.as_pattern(W, "test")
@@ -128,6 +129,7 @@ def test_jax_finite_differences_under_jit():
         np.testing.assert_allclose(got[b], exact(u_np[b]), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_brusselator_by_colour_on_every_backend(bk):
     N = 8
     F, u0_np, p = bruss.problem(N)
@@ -217,6 +219,7 @@ def test_stored_zeros_outside_the_pattern_are_not_nonzeros():
 
 
 @pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
+@pytest.mark.slow
 def test_batched_sparse_jacobians(name):
     bk = _backend(name)
     n, B = 4, 3
@@ -277,6 +280,7 @@ def test_wrong_library_shape_and_dtype_are_refused():
 
 
 @pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
+@pytest.mark.slow
 def test_fixed_point_residual_jacobian_of_a_sparse_jac_is_j_minus_identity(name):
     bk = _backend(name)
     n = 5

@@ -41,6 +41,7 @@ def _start(bk, batch=None):
 
 
 @pytest.mark.parametrize("iters", [1, 2, 3])
+@pytest.mark.slow
 def test_sparse_newton_takes_the_dense_newton_iterates(bk, iters):
     u0, p = _start(bk)
     dense = ss.NonlinearProblem(_F, u0, p)

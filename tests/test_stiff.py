@@ -114,6 +114,7 @@ def _fixed_steps(bk, method, N):
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.__name__)
+@pytest.mark.slow
 def test_order_of_convergence(bk, method):
     """Fixed steps h, h/2, h/4 on a non-autonomous linear system: error ratios 2^p. Without the df/dt
     term (declaring the field autonomous, wrongly) the error grows (Rodas4 and Rodas5P drop to order 1-2)."""
@@ -159,6 +160,7 @@ def _diag_problem(bk, rates=(1.0, 1e4)):
 
 @pytest.mark.parametrize("method", [ss.Rosenbrock23, ss.Rodas5P], ids=lambda m: m.__name__)
 @slow_on("jax")
+@pytest.mark.slow
 def test_very_stiff_linear_system(bk, method):
     """The issue's du/dt = diag(-1, -1e4)(u - 1): the stiff DynamicSS succeeds in a few steps where
     Tsit5, held at its stability limit, stops early with Stalled and a hint towards the stiff integrator."""
@@ -274,6 +276,7 @@ def _prothero_robinson(xp):
 
 @pytest.mark.parametrize("method", [ss.Rosenbrock23, ss.Rodas5P], ids=lambda m: m.__name__)
 @slow_on("jax")
+@pytest.mark.slow
 def test_integrate_dense_output(bk, method):
     """Prothero-Robinson (stiff, non-autonomous): cos(t) at the saved times, from the dense output."""
     ts = [0.3, 0.7, 1.0]
@@ -287,6 +290,7 @@ def test_integrate_dense_output(bk, method):
 
 
 @pytest.mark.parametrize("name", ["hires", "stiff_linear"])
+@pytest.mark.slow
 def test_problem_set_steady_states(bk, name):
     """DynamicSS(Rodas5P) on the problem set with its analytic Jacobians reaches the reference; HIRES
     keeps its conservation law y7 + y8 = 0.0057 (a Rosenbrock step with the exact J preserves linear
@@ -319,6 +323,7 @@ def test_brusselator_small():
     np.testing.assert_allclose(sol.u, P.reference(), atol=1e-8)
 
 
+@pytest.mark.slow
 def test_rosenbrock23_crosses_the_hires_plateau(bk):
     """HIRES under the second-order Rosenbrock23: the residual rises above an early minimum, then falls
     by ~1e-4 of itself per step across a long plateau (t ~ 30 to 320) before it drops. That descent is
@@ -352,6 +357,7 @@ def test_a_limit_cycle_still_stops_within_patience(method):
 
 
 @pytest.mark.parametrize("n", [5, 70])
+@pytest.mark.slow
 def test_dense_w_solver_under_jax(n):
     """JAX states up to INVERSE_MAX_N unknowns solve W U = rhs with W^-1 from the LU (one product per
     stage), larger ones with the LU's triangular solves: both agree with NumPy's solve, and a singular

@@ -56,6 +56,7 @@ def unrolled(cell, x, iters=200):
 # ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("alg", ALGORITHMS)
+@pytest.mark.slow
 def test_gradcheck_implicit_every_algorithm(alg):
     cell = Cell()
     W = cell.W.detach().clone().requires_grad_(True)

@@ -104,6 +104,7 @@ def test_linear_system_few_steps(bk):
     ("helical_valley", helical_valley, [-1.0, 0.0, 0.0], [1.0, 0.0, 0.0]),
     ("rosenbrock_far", rosenbrock, [-12.0, 10.0], [1.0, 1.0]),
 ])
+@pytest.mark.slow
 def test_hard_problems(bk, name, make, u0, root):
     prob = ss.NonlinearProblem(make(bk.xp), bk.asarray(np.array(u0)))
     sol = ss.solve(prob, "trust_region", abstol=1e-10, reltol=0.0, maxiters=500)

@@ -23,6 +23,7 @@ def _cubic(calls):
 
 @pytest.mark.parametrize("alg", ALGS)
 @slow_on("jax")
+@pytest.mark.slow
 def test_narrowed_batch_matches_each_element_alone(bk, alg):
     calls = []
     sol = ss.solve(ss.NonlinearProblem(_cubic(calls), bk.asarray(STARTS)), alg, abstol=1e-10, batch_axis=0)
@@ -65,6 +66,7 @@ def test_per_element_parameters_keep_the_whole_batch(bk):
     np.testing.assert_allclose(bk.to_numpy(sol.u), np.cbrt(bk.to_numpy(target)) * np.ones((1, 2)), rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_nonfinite_straggler_keeps_its_best_iterate(bk):
     xp = bk.xp
 

@@ -30,6 +30,7 @@ from ..ode.adaptive import attempt, first_step
 from ..ode.runge_kutta import stage_buffer
 from ..retcodes import ReturnCode
 from .floats import FLOATS
+from .rosenbrock import small_rosenbrock_step
 
 __all__ = ["SmallDynamicSS", "SmallDynamicSSState", "SmallStiffDynamicSS", "SmallStiffState"]
 
@@ -191,7 +192,7 @@ class SmallStiffDynamicSS(SmallDynamicSS):
         Jw = J if s.sj is None else SparseRows(J, s.sj.pattern)
         a = rosenbrock_attempt(FLOATS, alg.integrator, alg.controller, s.field, Jw, state.t, state.h, state.u,
                                state.fu, state.err_prev, state.rejected, s.reltol, s.abstol, s.tmax,
-                               time_dependent=s.timed, ws=s.ws)
+                               time_dependent=s.timed, ws=s.ws, step=small_rosenbrock_step)
         u, fu, flag = a.u, a.fu, state.flag
         if a.accept:  # long L-stable steps converge like Newton's method, onto unstable equilibria too
             if s.sj is None:

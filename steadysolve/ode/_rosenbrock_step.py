@@ -18,7 +18,6 @@ from typing import Any, Callable, NamedTuple
 
 from .. import _backend as backend
 
-_np = backend.host_numpy()
 from .adaptive import Attempted, conclude
 from .controller import PIController
 from .rosenbrock import Rosenbrock, RosenbrockTableau
@@ -57,8 +56,6 @@ def rosenbrock_step(method: Rosenbrock, field: Callable, J, t, u, h, fu, xp, tde
     ``fu = field(t, u)``. ``t=None``: an autonomous field (``field(None, u)``)."""
     tab: RosenbrockTableau = method.tableau
     ws = method.w_solver(False) if ws is None else ws
-    if isinstance(h, float) and tab.mix is None:  # one NumPy system (steadysolve._small): the fused loop
-        return _host_step(tab, field, J, t, u, h, fu, xp, tderiv, ws)
     s = tab.stages
     fact = ws.factor(xp, J, h * tab.gamma)
     hinv = 1.0 / h
@@ -95,75 +92,17 @@ def rosenbrock_step(method: Rosenbrock, field: Callable, J, t, u, h, fu, xp, tde
     return RosenbrockStep(u_new, f_new, _combo(tab.m_err, Us), tuple(Us), nf, s, ws.factorizations)
 
 
-_HOST: dict = {}  # tableau name -> its coefficients as host arrays
-
-
-def _host_coefficients(tab: RosenbrockTableau):
-    """``(A, C, m, m_err)`` of ``tab`` as float64 NumPy arrays (strictly lower triangular ``A``, ``C``)."""
-    hit = _HOST.get(tab.name)
-    if hit is not None and hit[0] is tab:
-        return hit[1]
-    s = tab.stages
-    A, C = _np.zeros((s, s)), _np.zeros((s, s))
-    for i in range(s):
-        A[i, :i], C[i, :i] = tab.a[i], tab.couple[i]
-    out = (A, C, _np.asarray(tab.m, dtype=float), _np.asarray(tab.m_err, dtype=float))
-    _HOST[tab.name] = (tab, out)
-    return out
-
-
-def _host_step(tab: RosenbrockTableau, field: Callable, J, t, u, h: float, fu, xp, tderiv: bool, ws):
-    """:func:`rosenbrock_step` for one NumPy system (a ``(1, n)`` row, Python-float ``t`` and ``h``): the
-    stages live in one ``(s, n)`` array, so each stage's input and its coupling term are one product with
-    a row of the tableau instead of a Python sum over the earlier stages (the per-step overhead of an
-    8-stage method on a system of a few unknowns is most of its cost)."""
-    A, C, m, m_err = _host_coefficients(tab)
-    s = tab.stages
-    fact = ws.factor(xp, J, h * tab.gamma)
-    direct = fact[0] == "scipy" and fact[1].ndim == 2  # LAPACK's getrs on the row, without the wrapper
-    if direct:
-        lu, (piv, getrs) = fact[1], fact[2]
-    hinv = 1.0 / h
-    nf = 0
-    T = None
-    if tderiv and t is not None:
-        T = time_derivative(xp, field, t, u, fu)
-        nf += 1
-    K = _np.empty((s, u.shape[1]), dtype=u.dtype)
-    u0 = u[0]
-    F = fu
-    Y = u
-    for i in range(s):
-        if i > 0:
-            Y = (u0 + A[i, :i] @ K[:i])[None]
-            F = field(None if t is None else t + tab.nodes[i] * h, Y)
-            nf += 1
-        rhs = F[0] + (C[i, :i] @ K[:i]) * hinv if i > 0 else F[0]
-        if T is not None and tab.d[i] != 0.0:
-            rhs = rhs + (tab.d[i] * h) * T[0]
-        if direct:
-            K[i] = getrs(lu, piv, rhs)[0]
-        else:
-            K[i] = ws.solve(xp, fact, rhs[None])[0]
-    if tab.fsal:
-        u_new, f_new = Y, F
-    else:
-        u_new = (u0 + m @ K)[None]
-        f_new = field(None if t is None else t + h, u_new)
-        nf += 1
-    return RosenbrockStep(u_new, f_new, (m_err @ K)[None], tuple(K[i][None] for i in range(s)), nf, s,
-                          ws.factorizations)
-
-
 def rosenbrock_attempt(el, method: Rosenbrock, ctrl: PIController, field: Callable, J, t, h, u, fu, err_prev,
                        rejected, reltol: float, abstol: float, tend: float, time_dependent: bool = True,
-                       ws=None) -> Attempted:
+                       ws=None, step: Callable = None) -> Attempted:
     """:func:`~steadysolve.ode.adaptive.attempt` with a Rosenbrock step: ``J`` the field's Jacobian at
     ``(t, u)`` in the form of the W-solver ``ws``; ``attempted.rk`` is the :class:`RosenbrockStep`
-    (its counts and stages)."""
+    (its counts and stages). ``step``: the step function (default :func:`rosenbrock_step`; the small-system
+    engine passes its one-system step, ``steadysolve._small.rosenbrock.small_rosenbrock_step``)."""
+    step = rosenbrock_step if step is None else step
     h = el.minimum(h, tend - t)  # land exactly on tend
     tb = el.rows(t) if time_dependent else None
-    r = rosenbrock_step(method, field, J, tb, u, el.rows(h, u.dtype), fu, el.xp,
+    r = step(method, field, J, tb, u, el.rows(h, u.dtype), fu, el.xp,
                         tderiv=time_dependent and not method.autonomous, ws=ws)
     order, error_order = method.tableau.control_orders
     return conclude(el, ctrl, order, error_order, t, h, u, fu, r, err_prev, rejected, reltol, abstol, tend)

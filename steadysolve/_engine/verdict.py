@@ -65,6 +65,8 @@ HUGE_GROWTH = 1e12
 #: after the size of F's terms refused the relative test, it is measured again once the residual
 #: is below this fraction of the refused one
 RECHECK = 0.5
+#: steps in a row without a new best residual after which a residual floor's terms are measured
+STUCK = 3
 
 _SUCCESS = ReturnCode.Success.code
 _NONFINITE = ReturnCode.NonFinite.code
@@ -176,18 +178,21 @@ def _unresolved(fn, un, book: Book, tol: Tolerances):
 def wants_terms(ns, fn, un, book: Book, tol: Tolerances, runaway=None, flag=None):
     """The elements whose relative test needs ``terms = norm(J_F(u) u)`` (see the module notes):
     running, finite, not within ``abstol``, not a runaway, and within the cheap screen
-    ``reltol * max(norm(u), norm(F(u0)))``. Always false for a fixed-point map. ``runaway``:
+    ``reltol * max(norm(u), norm(F(u0)))`` or on a residual floor (see below). Always false for a fixed-point map. ``runaway``:
     :func:`_runaway` when the caller has it."""
     if tol.fixed_point or tol.reltol <= 0:
         return None
     # measured again only once the residual has halved since the last refusal
     fresh = (fn > tol.abstol) & (fn < RECHECK * book.checked)
     screen = fresh & (fn <= tol.reltol * ns.maximum(un, book.fnorm0))
-    # and on a step that ends the solve otherwise (out of patience, or flagged by the algorithm: a line
-    # search that found no decrease): a floor above the screen may be the rounding level of an F whose
-    # terms are much larger than u (a discretised Laplacian's u / h^2)
+    # and where the residual sits on a floor: STUCK steps in a row without a new best once it fell by
+    # RUNAWAY_DROP, or a step that ends the solve otherwise (out of patience, or flagged by the algorithm:
+    # a line search that found no decrease). A floor above the screen may be the rounding level of an F
+    # whose terms are much larger than u (a discretised Laplacian's u / h^2)
+    flat = fn >= book.best_norm
+    screen = screen | (fresh & flat & (book.since_best + 1 >= STUCK) & (fn <= RUNAWAY_DROP * book.fnorm0))
     if tol.patience is not None:
-        screen = screen | (fresh & (fn >= book.best_norm) & (book.since_best + 1 >= tol.patience))
+        screen = screen | (fresh & flat & (book.since_best + 1 >= tol.patience))
     if flag is not None:
         screen = screen | (fresh & (flag != 0))
     return ((book.codes == RUNNING) & ns.isfinite(fn) & ns.isfinite(un) & (un <= tol.huge) & screen

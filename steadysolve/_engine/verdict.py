@@ -83,6 +83,7 @@ class Tolerances(NamedTuple):
     huge: float  # the largest meaningful norm(u): beyond it residuals are lost in cancellation
     eps: float  # the working precision (the rounding level of a residual is eps * norm(u))
     fixed_point: bool  # relative to the (capped) iterate; else relative to the size of F's terms
+    floors: bool = True  # measure the terms on a residual floor (not for least squares: a floor is its minimum)
 
 
 class Book(NamedTuple):
@@ -163,7 +164,8 @@ def _converged(ns, fn, un, book: Book, tol: Tolerances, terms, unresolved):
     if tol.fixed_point:
         relative = fn <= tol.reltol * ns.minimum(un, RUNAWAY_GROWTH * book.uscale0)
     else:
-        relative = fn <= tol.reltol * terms  # terms: 0 where the driver did not measure them
+        # terms: 0 where the driver did not measure them; a product that overflowed measured nothing
+        relative = (fn <= tol.reltol * terms) & ns.isfinite(terms)
     return ((fn <= tol.abstol) | relative) & ns.logical_not(unresolved)
 
 
@@ -189,12 +191,13 @@ def wants_terms(ns, fn, un, book: Book, tol: Tolerances, runaway=None, flag=None
     # RUNAWAY_DROP, or a step that ends the solve otherwise (out of patience, or flagged by the algorithm:
     # a line search that found no decrease). A floor above the screen may be the rounding level of an F
     # whose terms are much larger than u (a discretised Laplacian's u / h^2)
-    flat = fn >= book.best_norm
-    screen = screen | (fresh & flat & (book.since_best + 1 >= STUCK) & (fn <= RUNAWAY_DROP * book.fnorm0))
-    if tol.patience is not None:
-        screen = screen | (fresh & flat & (book.since_best + 1 >= tol.patience))
-    if flag is not None:
-        screen = screen | (fresh & (flag != 0))
+    if tol.floors:
+        flat = fn >= book.best_norm
+        screen = screen | (fresh & flat & (book.since_best + 1 >= STUCK) & (fn <= RUNAWAY_DROP * book.fnorm0))
+        if tol.patience is not None:
+            screen = screen | (fresh & flat & (book.since_best + 1 >= tol.patience))
+        if flag is not None:
+            screen = screen | (fresh & (flag != 0))
     return ((book.codes == RUNNING) & ns.isfinite(fn) & ns.isfinite(un) & (un <= tol.huge) & screen
             & ns.logical_not(_runaway(ns, fn, un, book, tol) if runaway is None else runaway))
 
@@ -271,7 +274,7 @@ def judge(ns, fn, un, flag, book: Book, tol: Tolerances, terms=0.0) -> tuple:
 def tolerances(alg, ctx) -> Tolerances:
     """The verdict's fixed inputs for a solve by ``alg`` under ``ctx``."""
     return Tolerances(ctx.abstol, ctx.reltol, alg.stall_patience, huge_norm(ctx.xp, ctx.dtype),
-                      precision(ctx.xp, ctx.dtype), ctx.kind == "fixed_point")
+                      precision(ctx.xp, ctx.dtype), ctx.kind == "fixed_point", ctx.kind != "least_squares")
 
 
 def terms_norm(ctx, alg, state):

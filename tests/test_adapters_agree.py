@@ -33,6 +33,7 @@ def test_both_fixed_points_take_the_same_arguments_in_the_same_order_with_the_sa
     assert defaults["on_failure"] == "warn" and defaults["failed_grad"] == "implicit"
 
 
+@pytest.mark.slow
 def test_both_fixed_points_return_the_same_solution_and_stats_shape():
     rng = np.random.default_rng(3)
     W = 0.4 * rng.normal(size=(5, 5)) / np.sqrt(5)

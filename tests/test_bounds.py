@@ -141,6 +141,7 @@ def scipy_trf(fun, x0, lb, ub):
 
 
 @pytest.mark.parametrize("alg", ("levenberg_marquardt", "trust_region", None))
+@pytest.mark.slow
 def test_rosenbrock_least_squares_with_bounds_matches_scipy_trf(bk, alg):
     # SciPy's documented example: Rosenbrock with x1 >= 1.5 (the minimiser (1.22437, 1.5) on the bound)
     lb, ub = np.array([-np.inf, 1.5]), np.array([np.inf, np.inf])
@@ -228,6 +229,7 @@ def test_jit(alg):
     assert float(u[0]) == 1.5
 
 
+@pytest.mark.slow
 def test_jit_least_squares_batched():
     import jax
     import jax.numpy as jnp

@@ -58,6 +58,7 @@ _ALL = aps.all_cases()
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # f evaluates all 15 functions, some out of their domain
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.slow
 def test_known_roots_of_the_alefeld_potra_shi_set(bk, method):
     """All 154 cases (the 15 functions) in one call, to the tolerance asked."""
     abstol, reltol = 1e-11, 1e-13
@@ -74,6 +75,7 @@ def test_known_roots_of_the_alefeld_potra_shi_set(bk, method):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.slow
 def test_the_bracket_always_holds_a_sign_change_and_the_root(bk, method):
     """After every iteration count: the reported bracket lies inside the previous one, f changes sign
     across it, u is one of its ends (the one with the smaller |f|), and a Success bracket is within

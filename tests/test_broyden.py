@@ -71,6 +71,7 @@ def test_bad_update_resets_instead_of_nan():
     assert sol.stats.nreset >= 1
 
 
+@pytest.mark.slow
 def test_ring_buffer_memory_smaller_than_iterations(bk):
     prob, kw = h_equation(bk.xp, n=50)
     sol = ss.solve(prob, ss.Broyden(memory=2), **kw)
@@ -88,6 +89,7 @@ def test_bad_options():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.slow
 def test_random_linear_20x20_that_scipy_broyden1_solves(bk, seed):
     # well conditioned (cond ~ 3-4) but J ~ +I while H_0 = -alpha I has the other sign: the plain
     # method diverged here; rejected trials still teach H, and the default memory covers 2n updates

@@ -36,6 +36,7 @@ def test_anderson_memory10_solves_laplace_like_scipy(backend):
     assert sol.stats.nf <= 700  # SciPy's anderson(M=10) needs 549 here
 
 
+@pytest.mark.slow
 def test_jax_jit_laplace():
     import jax
 
@@ -45,6 +46,7 @@ def test_jax_jit_laplace():
     np.testing.assert_allclose(np.asarray(run(prob.u0)), laplace_reference(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_linear_contraction_exact(bk):
     prob, kw = linear_contraction(bk.xp)
     for alg in CORE_ALGS:
@@ -76,6 +78,7 @@ def test_nonlinear_problem_auto_step_scale(bk):
     assert sol.successful
 
 
+@pytest.mark.slow
 def test_steady_state_problem(bk):
     b = bk.asarray(np.array([1.0, 2.0]))
     prob = ss.SteadyStateProblem(lambda u, p, t: p - u, bk.asarray(np.zeros(2)), b)
@@ -102,6 +105,7 @@ def test_maxiters_returns_best_iterate(bk, alg):
 
 
 @pytest.mark.parametrize("alg", CORE_ALGS)
+@pytest.mark.slow
 def test_nan_after_a_few_iterations_gives_nonfinite(bk, alg):
     xp = bk.xp
     calls = []
@@ -191,6 +195,7 @@ def test_batched_equals_one_by_one(bk):
         np.testing.assert_allclose(bk.to_numpy(one.u)[0], bk.to_numpy(sol.u)[i], atol=1e-12)
 
 
+@pytest.mark.slow
 def test_batch_axis_last(bk):
     prob, kw = tanh_mlp(bk.xp, batch=4, width=8)
     xp = bk.xp

@@ -292,6 +292,7 @@ def _ad_njvp(fn, n):
 
 @pytest.mark.parametrize("lib", ["torch", pytest.param("jax", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("alg", ["newton", "newton_krylov", "trust_region", "levenberg_marquardt", "auto", "broyden"])
+@pytest.mark.slow
 def test_ad_products_count_in_njvp(lib, alg):
     from helpers import get_backend
 

@@ -31,6 +31,7 @@ def _mild(bk):
     return f, jac, A
 
 
+@pytest.mark.slow
 def test_lm_with_zero_damping_is_a_gauss_newton_step(bk):
     f, jac, _ = _mild(bk)
     u0 = np.array([0.3, -0.2, 0.1, 0.4])

@@ -68,6 +68,7 @@ def test_batched_mlp_per_element_convergence(bk):
     np.testing.assert_array_equal(nacc + _np(bk, sol.stats.nreject), per)
 
 
+@pytest.mark.slow
 def test_unstable_system_never_succeeds(bk):
     prob = ss.NonlinearProblem(lambda u, p: u, bk.asarray([1.0, -2.0]))
     sol = ss.solve(prob, ss.DynamicSS(), abstol=1e-8, reltol=1e-6, maxiters=2000)

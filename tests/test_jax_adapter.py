@@ -266,6 +266,7 @@ def test_batch_axis_late_converging_elements(backward):
     np.testing.assert_allclose(ga, dzda.sum(axis=1), rtol=1e-8)
 
 
+@pytest.mark.slow
 def test_inside_lax_scan_and_closures():
     W, x = _deq_data()
 
@@ -364,6 +365,7 @@ def test_on_failure_and_failed_grad_match_torch():
 
 # -- failures ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_failure_is_visible_in_stats():
     W, x = _deq_data()
     z, st = jax.jit(lambda W, x: fixed_point(cell, jnp.zeros(6), W, x, maxiters=2, on_failure="ignore"))(W, x)

@@ -68,6 +68,7 @@ def _assert_same(a, b, nf_extra=1):
 # each case compiles the solve twice (compacted and whole): the fast loop keeps one algorithm
 @pytest.mark.parametrize("alg", ["broyden"] + [pytest.param(a, marks=pytest.mark.slow) for a in
                                                ("newton", "anderson", "newton_krylov", "trust_region", "auto")])
+@pytest.mark.slow
 def test_compacted_jit_solve_matches_the_whole_batch(alg):
     fixed_point = alg == "anderson"
     U = _starts()

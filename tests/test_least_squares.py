@@ -313,6 +313,7 @@ def test_gauss_newton_hessian_would_be_wrong_here():
     assert np.max(np.abs(approx - fd)) > 1e-3 * np.max(np.abs(fd))
 
 
+@pytest.mark.slow
 def test_throw_accepts_a_least_squares_minimum_and_rejects_a_stall():
     import jax
     import jax.numpy as jnp

@@ -167,6 +167,7 @@ def test_watchdog_ends_honestly_without_a_root(bk, alg):
 
 @pytest.mark.parametrize("alg", ["newton", "newton_krylov", "trust_region", "levenberg_marquardt"])
 @slow_on("jax")
+@pytest.mark.slow
 def test_a_local_minimum_of_the_residual_stops_stalled_early(bk, alg):
     # u^3 - 2u + 2: ||F|| has a local minimum 0.911 at u = sqrt(2/3) (not a root; the root is -1.769).
     # Newton settles at the minimum and makes no progress there: Stalled within ~30 iterations with

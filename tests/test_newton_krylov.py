@@ -16,6 +16,7 @@ def _smooth(bk):
     return ss.NonlinearProblem(f, bk.asarray(np.ones(8)), c, jvp=jvp)
 
 
+@pytest.mark.slow
 def test_quadratic_convergence(bk):
     prob = _smooth(bk)
     alg = ss.NewtonKrylov(forcing=1e-12, linsolve=ss.GMRES(restart=8), recycle=0)
@@ -104,6 +105,7 @@ def test_counts_fd_vs_user_jvp():
     ("newton_krylov", np.linspace(-2.0, 3.0, 6).reshape(3, 2)),
     ("newton", np.array([[1.0, -2.0], [0.5, 3.0]])),
 ])
+@pytest.mark.slow
 def test_batched_jit(alg, c):
     import jax
     import jax.numpy as jnp
@@ -122,6 +124,7 @@ def test_batched_jit(alg, c):
     np.testing.assert_allclose(u ** 3 + 2 * u - np.asarray(c), 0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_jit_long_rows_match_eager():
     # rows of 5,000 numbers: under jit the inner GMRES (restart 30 + 10 recycled directions) takes its
     # Gram-Schmidt products over the basis blocks in use (blocked_cgs2); the solve equals the eager one

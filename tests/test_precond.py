@@ -57,6 +57,7 @@ def _tridiag_problem(bk, batch=None):
 # --- GMRES(precond=) ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_gmres_exact_inverse_converges_in_one_step(bk):
     A, Ai = bk.asarray(_A), bk.asarray(_AINV)
     b = np.arange(1.0, N + 1.0)
@@ -100,6 +101,7 @@ def test_gmres_bad_preconditioner_fails_honestly(bk, bad):
     del xp
 
 
+@pytest.mark.slow
 def test_gmres_precond_under_jit():
     import jax
     import jax.numpy as jnp

@@ -72,6 +72,7 @@ def test_issue_reproducers_end_diverged():
     assert "ran away" in sol.retcode.value
 
 
+@pytest.mark.slow
 def test_runaway_under_jit():
     import jax
     import jax.numpy as jnp
@@ -91,6 +92,7 @@ def test_torch_deq_runaway_warns_not_success():
     assert deq.forward_stats.retcode is RC.Diverged
 
 
+@pytest.mark.slow
 def test_jax_adapter_runaway_under_jit():
     import jax
     import jax.numpy as jnp
@@ -398,6 +400,7 @@ def test_one_verdict_on_floats_numpy_and_jax(fixed_point):
                 np.testing.assert_array_equal([float(x) for x in b + v], [float(x[i]) for x in out["numpy"]])
 
 
+@pytest.mark.slow
 def test_jitted_batch_with_a_per_element_user_norm():
     # a user's norm may weight each batch element (an array of the batch's size): the jitted driver
     # must call it on (batch, n) rows, never on a stack of residuals and iterates

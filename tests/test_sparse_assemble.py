@@ -107,6 +107,7 @@ def test_torch_forward_mode_ad():
 
 
 @pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.slow
 def test_jax_vmapped_jvp_eager_and_jitted(jit):
     import jax
 
@@ -195,6 +196,7 @@ def _as_library(name, M, batch=None):
 
 
 @pytest.mark.parametrize("name", ["numpy", "torch", "jax"])
+@pytest.mark.slow
 def test_values_on_the_pattern_and_the_check_of_missing_nonzeros(name):
     bk = _backend(name)
     n = 5

@@ -90,6 +90,7 @@ def test_the_size_refusal_is_for_dense_jacobians_only():
         assert sol.retcode.name == "Success" and np.abs(_F(sol.u, p)).max() <= 1e-12
 
 
+@pytest.mark.slow
 def test_a_large_sparse_system_is_solved_by_sparse_newton():
     n = 3000
     u0, p = np.full(n, 0.5), np.ones(n)
@@ -111,6 +112,7 @@ def test_a_singular_sparse_jacobian_is_an_honest_linear_solve_failure():
     assert sol.retcode.name == "LinearSolveFailed" and not sol.successful
 
 
+@pytest.mark.slow
 def test_sparse_trust_region_takes_the_dense_iterates(bk):
     u0, p = _start(bk)
     a = ss.solve(ss.NonlinearProblem(_F, 4.0 * u0, p), ss.TrustRegion(factor=0.1), abstol=1e-12)
@@ -213,6 +215,7 @@ def test_auto_falls_back_along_the_sparse_chain():
     assert sol.stats["attempts"]["newton"]["nfact"] >= 1
 
 
+@pytest.mark.slow
 def test_jax_jit_refuses_a_sparse_system_too_large_for_the_dense_fallback():
     import jax
     import jax.numpy as jnp

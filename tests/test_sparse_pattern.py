@@ -126,6 +126,7 @@ def test_bad_patterns_are_refused_with_a_clear_message(given, error, message):
         ss.NonlinearProblem(_f, np.ones((2, 3)), sparsity=given)
 
 
+@pytest.mark.slow
 def test_patterns_from_the_wrong_library_are_refused():
     import jax.numpy as jnp
     import torch

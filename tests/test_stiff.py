@@ -143,6 +143,7 @@ def test_error_estimate_has_its_order(method):
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.__name__)
+@pytest.mark.slow
 def test_l_stable_one_step(bk, method):
     """One step of h lambda = -1e10 lands on the steady state of u' = lambda (u - 1) (R(inf) = 0)."""
     xp = bk.xp
@@ -215,6 +216,7 @@ def test_rejections_then_acceptance():
 # -- batches, jit, the problem set -------------------------------------------------------------------
 
 @slow_on("jax")
+@pytest.mark.slow
 def test_batched_per_element_steps(bk):
     """Each element keeps its own step: the batch gives every element the steps it takes alone."""
     rates = np.array([[1.0, 1e4], [0.5, 1e5]])

@@ -54,6 +54,7 @@ def test_root_finders_land_elsewhere_on_the_line_of_equilibria():
 
 
 @slow_on("jax")
+@pytest.mark.slow
 def test_the_default_returns_the_flows_steady_state(bk):
     prob = ss.SteadyStateProblem(_network(bk.xp), bk.asarray([1.0, 0.0, 0.0]))
     sol = ss.solve(prob, abstol=1e-12)

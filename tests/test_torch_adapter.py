@@ -84,6 +84,7 @@ def test_gradcheck_module_all_parameters():
 
 
 @pytest.mark.parametrize("alg", ALGORITHMS)
+@pytest.mark.slow
 def test_phantom_error_bound_every_algorithm(alg):
     """Phantom gradient of k damped steps: J_phantom - J_exact = -M^k J_exact with
     M = (1 - tau) I + tau J_f, so per sample ||J_ph - J_ex||_2 <= q^k ||J_ex||_2, q = 1 - tau + tau L."""

@@ -89,6 +89,7 @@ def test_outside_autocast_a_dtype_mismatch_is_still_an_error():
         DEQ(cell)(torch.randn(2, 8, dtype=torch.float64))
 
 
+@pytest.mark.slow
 def test_torch_func_grad_names_the_alternative_and_the_alternative_is_exact():
     cell = Cell(seed=2).double()
     deq = DEQ(cell, abstol=1e-12, reltol=0.0)

@@ -85,6 +85,7 @@ def test_dogleg_takes_newton_point_inside():
     np.testing.assert_allclose(delta[0], -1e-3 * g / np.linalg.norm(g), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_linear_system_few_steps(bk):
     rng = np.random.default_rng(1)
     A = rng.standard_normal((5, 5)) + 5 * np.eye(5)

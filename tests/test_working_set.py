@@ -102,6 +102,7 @@ def test_closure_with_per_element_data_falls_back_to_the_whole_batch(bk):
     np.testing.assert_array_equal(bk.to_numpy(sol.u), bk.to_numpy(ref.u))
 
 
+@pytest.mark.slow
 def test_rowwise_option(bk):
     calls = []
     prob = ss.NonlinearProblem(_cubic(calls), bk.asarray(STARTS), rowwise=False)

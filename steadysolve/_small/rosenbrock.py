@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .. import _backend as backend
-from ..ode._rosenbrock_step import RosenbrockStep, rosenbrock_step, time_derivative
+from ..ode._rosenbrock_step import RosenbrockStep, rosenbrock_step, step_start
 from ..ode.rosenbrock import Rosenbrock, RosenbrockTableau
 
 _np = backend.host_numpy()
@@ -39,26 +39,19 @@ def _host_coefficients(tab: RosenbrockTableau):
 
 def small_rosenbrock_step(method: Rosenbrock, field: Callable, J, t, u, h: float, fu, xp, tderiv: bool = False,
                           ws=None) -> RosenbrockStep:
-    """:func:`~steadysolve.ode._rosenbrock_step.rosenbrock_step` for one NumPy system (a ``(1, n)`` row, Python-float ``t`` and ``h``): the
-    stages live in one ``(s, n)`` array, so each stage's input and its coupling term are one product with
+    """:func:`~steadysolve.ode._rosenbrock_step.rosenbrock_step` for one NumPy system (a ``(1, n)`` row,
+    Python-float ``t`` and ``h``): the stages live in one ``(s, n)`` array, so each stage's input and its coupling term are one product with
     a row of the tableau instead of a Python sum over the earlier stages (the per-step overhead of an
     8-stage method on a system of a few unknowns is most of its cost)."""
-    tab: RosenbrockTableau = method.tableau
-    ws = method.w_solver(False) if ws is None else ws
-    if tab.mix is not None:  # a W-method's stage mixing: the generic step
+    if method.tableau.mix is not None:  # a W-method's stage mixing: the generic step
         return rosenbrock_step(method, field, J, t, u, h, fu, xp, tderiv, ws)
+    tab, ws, fact, T, nf = step_start(method, field, J, t, u, h, fu, xp, tderiv, ws)
     A, C, m, m_err = _host_coefficients(tab)
     s = tab.stages
-    fact = ws.factor(xp, J, h * tab.gamma)
     direct = fact[0] == "scipy" and fact[1].ndim == 2  # LAPACK's getrs on the row, without the wrapper
     if direct:
         lu, (piv, getrs) = fact[1], fact[2]
     hinv = 1.0 / h
-    nf = 0
-    T = None
-    if tderiv and t is not None:
-        T = time_derivative(xp, field, t, u, fu)
-        nf += 1
     K = _np.empty((s, u.shape[1]), dtype=u.dtype)
     u0 = u[0]
     F = fu

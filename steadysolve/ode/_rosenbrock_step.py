@@ -23,7 +23,7 @@ from .controller import PIController
 from .rosenbrock import Rosenbrock, RosenbrockTableau
 from .runge_kutta import _combo
 
-__all__ = ["RosenbrockStep", "rosenbrock_step", "rosenbrock_attempt", "time_derivative"]
+__all__ = ["RosenbrockStep", "rosenbrock_step", "step_start", "rosenbrock_attempt", "time_derivative"]
 
 _SQRT_EPS = 2.0 ** -26  # of a Python-float clock
 
@@ -49,21 +49,25 @@ def time_derivative(xp, field: Callable, t, u, fu):
     return (field(t + dt, u) - fu) / backend.cast(xp, dt, u.dtype)
 
 
+def step_start(method: Rosenbrock, field: Callable, J, t, u, h, fu, xp, tderiv: bool, ws):
+    """What every Rosenbrock step starts with: ``(tableau, W-solver, factorised W, df/dt or None, evaluations
+    of f so far)``; ``ws`` None: the method's dense W-solver."""
+    tab: RosenbrockTableau = method.tableau
+    ws = method.w_solver(False) if ws is None else ws
+    fact = ws.factor(xp, J, h * tab.gamma)
+    if tderiv and t is not None:
+        return tab, ws, fact, time_derivative(xp, field, t, u, fu), 1
+    return tab, ws, fact, None, 0
+
+
 def rosenbrock_step(method: Rosenbrock, field: Callable, J, t, u, h, fu, xp, tderiv: bool = False,
                     ws=None) -> RosenbrockStep:
     """Advance ``u`` from ``t`` by ``h`` (``(B, 1)``, the state's dtype) with ``J`` the Jacobian of the field
     at ``(t, u)`` in the form of the W-solver ``ws`` (default: the method's dense one) and
     ``fu = field(t, u)``. ``t=None``: an autonomous field (``field(None, u)``)."""
-    tab: RosenbrockTableau = method.tableau
-    ws = method.w_solver(False) if ws is None else ws
+    tab, ws, fact, T, nf = step_start(method, field, J, t, u, h, fu, xp, tderiv, ws)
     s = tab.stages
-    fact = ws.factor(xp, J, h * tab.gamma)
     hinv = 1.0 / h
-    nf = 0
-    T = None
-    if tderiv and t is not None:
-        T = time_derivative(xp, field, t, u, fu)
-        nf += 1
     mix = tab.mix or ((),) * s
     Us, Fs = [], [fu]
     Y = u

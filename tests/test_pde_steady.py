@@ -136,6 +136,34 @@ def test_bratu_1d_below_and_above_the_fold(alg):
     assert not above.successful, above
 
 
+def bratu_1d_xp(xp, N):
+    h2 = (1.0 / (N + 1)) ** 2
+
+    def f(u, lam):
+        z = xp.zeros_like(u[:1])
+        return (xp.concat([z, u[:-1]]) - 2.0 * u + xp.concat([u[1:], z])) / h2 + lam * xp.exp(u)
+
+    return f
+
+
+@slow_on("jax")
+def test_bratu_1d_at_its_rounding_floor_is_success_on_every_namespace(bk):
+    """The floor (1.5e-12 rms against the default 3e-13) is judged by the size of f's terms, the same on
+    every library: eagerly, and under ``jax.jit`` (the traced verdict)."""
+    N = 100
+    ref = _reference(bratu_1d(N), N, 3.0)
+    prob = ss.NonlinearProblem(bratu_1d_xp(bk.xp, N), bk.asarray(np.zeros(N)), 3.0)
+    for alg in ("newton_krylov", "newton"):
+        if bk.name == "jax":
+            import jax
+
+            sol = jax.jit(lambda u0: ss.solve(prob.remake(u0=u0), alg))(prob.u0)
+        else:
+            sol = ss.solve(prob, alg)
+        assert sol.retcode == ss.ReturnCode.Success, (alg, sol)
+        _check_root(bratu_1d(N), bk.to_numpy(sol.u), 3.0, ref)
+
+
 # ---------------------------------------------------------------------------------------
 # Burgers and Allen-Cahn: closed-form steady states
 # ---------------------------------------------------------------------------------------

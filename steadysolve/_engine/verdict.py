@@ -178,10 +178,11 @@ def _unresolved(fn, un, book: Book, tol: Tolerances):
 
 
 def wants_terms(ns, fn, un, book: Book, tol: Tolerances, runaway=None, flag=None):
-    """The elements whose relative test needs ``terms = norm(J_F(u) u)`` (see the module notes):
+    """The elements whose relative test needs ``terms`` (:func:`terms_norm`; see the module notes):
     running, finite, not within ``abstol``, not a runaway, and within the cheap screen
-    ``reltol * max(norm(u), norm(F(u0)))`` or on a residual floor (see below). Always false for a fixed-point map. ``runaway``:
-    :func:`_runaway` when the caller has it."""
+    ``reltol * max(norm(u), norm(F(u0)))`` or on a residual floor (below). Always false for a
+    fixed-point map. ``runaway``: :func:`_runaway` when the caller has it; ``flag``: the step's
+    per-element failure code (a flagged step would end the solve)."""
     if tol.fixed_point or tol.reltol <= 0:
         return None
     # measured again only once the residual has halved since the last refusal
